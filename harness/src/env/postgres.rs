@@ -1,0 +1,429 @@
+//! A throw-away PostgreSQL server from the machine's own binaries.
+//!
+//! Starting one costs a copy of a cached `initdb` template plus the server's
+//! own start-up: the first start on a machine runs `initdb` once into
+//! `$TMPDIR/tekup-harness-cache/` (override with `TEKUP_CACHE_DIR`), later
+//! starts copy that directory. PostgreSQL refuses to run as root; when the
+//! harness is root, the server runs as the `postgres` system user.
+//!
+//! Readiness is the server's own "ready to accept connections" log line,
+//! awaited with a deadline; an early exit or a timeout is reported with the
+//! server's last log lines.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::spawn::{signal_group, spawn_owned};
+
+/// How long the server may take to accept connections.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+const LOG_TAIL_LINES: usize = 200;
+const SUPERUSER: &str = "postgres";
+
+/// Errors while starting a local PostgreSQL server.
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresError {
+    #[error("failed to find the PostgreSQL binaries (initdb, postgres): looked in $PG_BIN, $PATH and /usr/lib/postgresql/*/bin; install PostgreSQL or set PG_BIN")]
+    BinariesNotFound,
+    #[error("running as root, and there is no `postgres` user to run PostgreSQL as (it refuses root); create one with `useradd -r postgres` or run as another user")]
+    NoUnprivilegedUser,
+    #[error("failed to {action}")]
+    Io {
+        action: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("initdb failed with {status}:\n{output}")]
+    Initdb { status: String, output: String },
+    #[error("PostgreSQL exited before it was ready ({status}); last log lines:\n{log}")]
+    Exited { status: String, log: String },
+    #[error("PostgreSQL was not ready after {waited:?}; last log lines:\n{log}")]
+    Timeout { waited: Duration, log: String },
+}
+
+fn io_err(action: impl Into<String>) -> impl FnOnce(io::Error) -> PostgresError {
+    let action = action.into();
+    move |source| PostgresError::Io { action, source }
+}
+
+/// A running PostgreSQL server on `127.0.0.1`, stopped and deleted on drop.
+#[derive(Debug)]
+pub struct LocalPostgres {
+    child: Option<Child>,
+    port: u16,
+    log: Arc<Mutex<VecDeque<String>>>,
+    log_path: PathBuf,
+    // Last field: removed after the server has stopped.
+    dir: tempfile::TempDir,
+}
+
+/// The user the server runs as, when the harness itself is root.
+#[derive(Debug, Clone, Copy)]
+struct RunAs {
+    uid: u32,
+    gid: u32,
+}
+
+impl LocalPostgres {
+    /// Starts a server, waiting until it accepts connections.
+    pub async fn start() -> Result<Self, PostgresError> {
+        tokio::task::spawn_blocking(|| Self::start_blocking(DEFAULT_STARTUP_TIMEOUT))
+            .await
+            .map_err(|e| PostgresError::Io {
+                action: "join the start-up task".into(),
+                source: io::Error::other(e.to_string()),
+            })?
+    }
+
+    /// Starts a server from a synchronous context.
+    pub fn start_blocking(timeout: Duration) -> Result<Self, PostgresError> {
+        let bin = find_bin_dir()?;
+        let run_as = run_as()?;
+        let template = ensure_template(&bin, run_as)?;
+        let dir = tempfile::Builder::new()
+            .prefix("tekup-pg-")
+            .tempdir()
+            .map_err(io_err("create a temporary directory"))?;
+        let data = dir.path().join("data");
+        copy_dir(&template, &data).map_err(io_err(format!(
+            "copy the initdb template {} to {}",
+            template.display(),
+            data.display()
+        )))?;
+        if let Some(user) = run_as {
+            chown_tree(dir.path(), user).map_err(io_err("hand the data directory to postgres"))?;
+        }
+        let mut last_error = None;
+        // A free port can be taken between our probe and the server's bind.
+        for _ in 0..3 {
+            match Self::launch(&bin, run_as, &dir, timeout) {
+                Ok((child, port, log, log_path)) => {
+                    return Ok(Self {
+                        child: Some(child),
+                        port,
+                        log,
+                        log_path,
+                        dir,
+                    })
+                }
+                Err(e @ PostgresError::Exited { .. }) if e.to_string().contains("in use") => {
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.expect("loop ran at least once"))
+    }
+
+    #[expect(
+        clippy::type_complexity,
+        reason = "private helper returning the parts of Self"
+    )]
+    fn launch(
+        bin: &Path,
+        run_as: Option<RunAs>,
+        dir: &tempfile::TempDir,
+        timeout: Duration,
+    ) -> Result<(Child, u16, Arc<Mutex<VecDeque<String>>>, PathBuf), PostgresError> {
+        let port = free_port().map_err(io_err("find a free port"))?;
+        let mut command = Command::new(bin.join("postgres"));
+        command
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+            .args(["-c", "full_page_writes=off", "-c", "max_connections=300"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(user) = run_as {
+            command.uid(user.uid).gid(user.gid);
+        }
+        let mut child = spawn_owned(command).map_err(io_err("start postgres"))?;
+        let log_path = dir.path().join("postgres.log");
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log_file = fs::File::create(&log_path).map_err(io_err("create the postgres log"))?;
+        let tail = Arc::clone(&log);
+        std::thread::spawn(move || follow_log(stderr, log_file, &tail, &ready_tx));
+
+        let started = Instant::now();
+        loop {
+            match ready_rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(()) => return Ok((child, port, log, log_path)),
+                Err(mpsc::RecvTimeoutError::Timeout | mpsc::RecvTimeoutError::Disconnected) => {}
+            }
+            if let Some(status) = child.try_wait().map_err(io_err("wait for postgres"))? {
+                return Err(PostgresError::Exited {
+                    status: status.to_string(),
+                    log: tail_text(&log),
+                });
+            }
+            if started.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(PostgresError::Timeout {
+                    waited: started.elapsed(),
+                    log: tail_text(&log),
+                });
+            }
+        }
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A connection URL for `user` to `database` (trust authentication).
+    pub fn url(&self, user: &str, database: &str) -> String {
+        format!("postgres://{user}@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// A connection URL for the superuser to the `postgres` database.
+    pub fn admin_url(&self) -> String {
+        self.url(SUPERUSER, "postgres")
+    }
+
+    /// The server's last log lines, oldest first.
+    pub fn log_tail(&self) -> String {
+        tail_text(&self.log)
+    }
+
+    /// Where the full server log is written.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+}
+
+impl Drop for LocalPostgres {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SIGQUIT is PostgreSQL's immediate shutdown: the data is thrown away.
+        let _ = signal_group(child.id(), libc::SIGQUIT);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = signal_group(child.id(), libc::SIGKILL);
+        let _ = child.wait();
+    }
+}
+
+fn follow_log(
+    stderr: impl io::Read,
+    mut file: fs::File,
+    tail: &Mutex<VecDeque<String>>,
+    ready: &mpsc::Sender<()>,
+) {
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        let _ = writeln!(file, "{line}");
+        if line.contains("ready to accept connections") {
+            let _ = ready.send(());
+        }
+        let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+        if tail.len() == LOG_TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+}
+
+fn tail_text(log: &Mutex<VecDeque<String>>) -> String {
+    let tail = log.lock().unwrap_or_else(|e| e.into_inner());
+    let skip = tail.len().saturating_sub(20);
+    tail.iter()
+        .skip(skip)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn free_port() -> io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Finds the directory holding `initdb` and `postgres`.
+fn find_bin_dir() -> Result<PathBuf, PostgresError> {
+    let has_bins = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    if let Some(dir) = std::env::var_os("PG_BIN").map(PathBuf::from) {
+        return if has_bins(&dir) {
+            Ok(dir)
+        } else {
+            Err(PostgresError::BinariesNotFound)
+        };
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        if let Some(dir) = std::env::split_paths(&path).find(|d| has_bins(d)) {
+            return Ok(dir);
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((version, e.path().join("bin")))
+        })
+        .filter(|(_, bin)| has_bins(bin))
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .ok_or(PostgresError::BinariesNotFound)
+}
+
+fn run_as() -> Result<Option<RunAs>, PostgresError> {
+    let euid = fs::metadata("/proc/self")
+        .map_err(io_err("read the effective user id"))?
+        .uid();
+    if euid != 0 {
+        return Ok(None);
+    }
+    let passwd = fs::read_to_string("/etc/passwd").map_err(io_err("read /etc/passwd"))?;
+    passwd
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            if fields.next()? != "postgres" {
+                return None;
+            }
+            let _password = fields.next()?;
+            let uid = fields.next()?.parse().ok()?;
+            let gid = fields.next()?.parse().ok()?;
+            Some(Some(RunAs { uid, gid }))
+        })
+        .ok_or(PostgresError::NoUnprivilegedUser)
+}
+
+/// Returns the cached initdb template for this PostgreSQL version, creating
+/// it on first use. Concurrent creators race to an atomic rename.
+fn ensure_template(bin: &Path, run_as: Option<RunAs>) -> Result<PathBuf, PostgresError> {
+    let version = Command::new(bin.join("postgres"))
+        .arg("--version")
+        .output()
+        .map_err(io_err("run postgres --version"))?;
+    let version: String = String::from_utf8_lossy(&version.stdout)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let cache = std::env::var_os("TEKUP_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("tekup-harness-cache"));
+    let template = cache.join(format!("initdb-{}", version.trim_matches('_')));
+    if template.join("PG_VERSION").is_file() {
+        return Ok(template);
+    }
+    fs::create_dir_all(&cache).map_err(io_err(format!("create {}", cache.display())))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".initdb-")
+        .tempdir_in(&cache)
+        .map_err(io_err("create a staging directory for initdb"))?;
+    if let Some(user) = run_as {
+        chown_tree(staging.path(), user)
+            .map_err(io_err("hand the staging directory to postgres"))?;
+    }
+    let data = staging.path().join("data");
+    let mut initdb = Command::new(bin.join("initdb"));
+    initdb.arg("-D").arg(&data).args([
+        "-U",
+        SUPERUSER,
+        "--auth=trust",
+        "--encoding=UTF8",
+        "--locale=C",
+        "--no-sync",
+    ]);
+    if let Some(user) = run_as {
+        initdb.uid(user.uid).gid(user.gid);
+    }
+    let out = initdb.output().map_err(io_err("run initdb"))?;
+    if !out.status.success() {
+        return Err(PostgresError::Initdb {
+            status: out.status.to_string(),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        });
+    }
+    match fs::rename(&data, &template) {
+        Ok(()) => {}
+        // Another process won the race; its template is as good as ours.
+        Err(_) if template.join("PG_VERSION").is_file() => {}
+        Err(e) => return Err(io_err("move the initdb template into the cache")(e)),
+    }
+    Ok(template)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir(to)?;
+    fs::set_permissions(to, fs::Permissions::from_mode(0o700))?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+fn chown_tree(path: &Path, user: RunAs) -> io::Result<()> {
+    std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))?;
+    if fs::symlink_metadata(path)?.is_dir() {
+        for entry in fs::read_dir(path)? {
+            chown_tree(&entry?.path(), user)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_starts_accepts_tcp_and_is_gone_after_drop() {
+        let pg = LocalPostgres::start_blocking(DEFAULT_STARTUP_TIMEOUT).expect("postgres starts");
+        let port = pg.port();
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("accepts TCP");
+        let dir = pg.log_path().parent().unwrap().to_path_buf();
+        assert!(pg.log_tail().contains("ready to accept connections"));
+        drop(pg);
+        assert!(!dir.exists(), "data directory removed");
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "server stopped"
+        );
+    }
+}

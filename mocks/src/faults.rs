@@ -1,0 +1,393 @@
+//! Fault injection: what a mock does instead of (or before) answering.
+//!
+//! A [`Fault`] is a [`FaultKind`] plus a scope: which calls it hits (method,
+//! path prefix), how many (`times`) and how often (`ratio`). Faults are kept
+//! in order; the first one in scope for a call is applied to it. Faults that
+//! live below HTTP (a reset connection, a truncated body) are carried out by
+//! the server layer in [`crate::server`], which owns the sockets.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+
+use crate::error::MockError;
+
+/// What happens to a call hit by a fault.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// Answer normally, but only after `delay`.
+    Latency {
+        /// How long to wait before handling the call.
+        #[serde(with = "duration_ms")]
+        delay: Duration,
+    },
+    /// Answer with `status`; the body is `body` or else the API's own error
+    /// shape for that status.
+    Status {
+        /// HTTP status code.
+        status: u16,
+        /// Response body; `None` uses the API's error shape.
+        body: Option<serde_json::Value>,
+    },
+    /// Answer `429` in the API's error shape with a `Retry-After` header.
+    RateLimit {
+        /// Value of `Retry-After` (whole seconds, rounded up).
+        #[serde(with = "duration_ms")]
+        retry_after: Duration,
+    },
+    /// Answer with the real status and headers, but a body cut in half and
+    /// followed by garbage, so it does not parse.
+    Malformed,
+    /// Announce the full body, send half of it, then close the connection.
+    Truncated,
+    /// Reset the TCP connection (RST) without answering.
+    Reset,
+    /// Send nothing for `duration` (or until the mock shuts down).
+    Stall {
+        /// How long to stall; `None` is forever.
+        #[serde(with = "opt_duration_ms")]
+        duration: Option<Duration>,
+    },
+}
+
+impl FaultKind {
+    /// Short name, as recorded in the journal.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Latency { .. } => "latency",
+            Self::Status { .. } => "status",
+            Self::RateLimit { .. } => "rate-limit",
+            Self::Malformed => "malformed",
+            Self::Truncated => "truncated",
+            Self::Reset => "reset",
+            Self::Stall { .. } => "stall",
+        }
+    }
+}
+
+/// A fault with its scope. Built as a sentence:
+/// `Fault::status(503).on_path("/v1/chat").times(2)`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fault {
+    /// What the fault does.
+    pub kind: FaultKind,
+    /// Only calls with this method (upper case); `None` is any.
+    pub method: Option<String>,
+    /// Only calls whose path starts with this; `None` is any.
+    pub path: Option<String>,
+    /// Calls left to hit; `None` is unlimited.
+    pub remaining: Option<u32>,
+    /// Fraction of in-scope calls hit, in `0.0..=1.0`.
+    pub ratio: f64,
+}
+
+impl Fault {
+    fn new(kind: FaultKind) -> Self {
+        Self { kind, method: None, path: None, remaining: None, ratio: 1.0 }
+    }
+
+    /// Delay each hit call by `delay`, then answer normally.
+    #[must_use]
+    pub fn latency(delay: Duration) -> Self {
+        Self::new(FaultKind::Latency { delay })
+    }
+
+    /// Answer with `status` in the API's error shape.
+    #[must_use]
+    pub fn status(status: u16) -> Self {
+        Self::new(FaultKind::Status { status, body: None })
+    }
+
+    /// Answer 429 with `Retry-After`.
+    #[must_use]
+    pub fn rate_limit(retry_after: Duration) -> Self {
+        Self::new(FaultKind::RateLimit { retry_after })
+    }
+
+    /// Answer with a body that does not parse.
+    #[must_use]
+    pub fn malformed() -> Self {
+        Self::new(FaultKind::Malformed)
+    }
+
+    /// Close the connection halfway through the body.
+    #[must_use]
+    pub fn truncated() -> Self {
+        Self::new(FaultKind::Truncated)
+    }
+
+    /// Reset the connection.
+    #[must_use]
+    pub fn reset() -> Self {
+        Self::new(FaultKind::Reset)
+    }
+
+    /// Answer nothing for `duration` (`None`: until shutdown).
+    #[must_use]
+    pub fn stall(duration: Option<Duration>) -> Self {
+        Self::new(FaultKind::Stall { duration })
+    }
+
+    /// Use `body` instead of the API's error shape (status faults only).
+    #[must_use]
+    pub fn with_body(mut self, body: serde_json::Value) -> Self {
+        if let FaultKind::Status { body: b, .. } = &mut self.kind {
+            *b = Some(body);
+        }
+        self
+    }
+
+    /// Hit only calls whose path starts with `prefix`.
+    #[must_use]
+    pub fn on_path(mut self, prefix: impl Into<String>) -> Self {
+        self.path = Some(prefix.into());
+        self
+    }
+
+    /// Hit only calls with this HTTP method.
+    #[must_use]
+    pub fn on_method(mut self, method: impl Into<String>) -> Self {
+        self.method = Some(method.into().to_ascii_uppercase());
+        self
+    }
+
+    /// Hit the next `n` in-scope calls, then disappear.
+    #[must_use]
+    pub fn times(mut self, n: u32) -> Self {
+        self.remaining = Some(n);
+        self
+    }
+
+    /// Hit each in-scope call with probability `ratio` (clamped to 0..=1).
+    #[must_use]
+    pub fn ratio(mut self, ratio: f64) -> Self {
+        self.ratio = ratio.clamp(0.0, 1.0);
+        self
+    }
+
+    fn in_scope(&self, method: &str, path: &str) -> bool {
+        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self.path.as_deref().is_none_or(|p| path.starts_with(p))
+    }
+}
+
+/// The faults of one mock, in the order they were added.
+#[derive(Debug, Default)]
+pub struct FaultSet {
+    faults: Mutex<Vec<Fault>>,
+}
+
+impl FaultSet {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Fault>> {
+        self.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds a fault after the existing ones.
+    pub fn push(&self, fault: Fault) {
+        self.lock().push(fault);
+    }
+
+    /// The faults still active.
+    #[must_use]
+    pub fn list(&self) -> Vec<Fault> {
+        self.lock().clone()
+    }
+
+    /// Removes all faults.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// The fault to apply to a call, consuming one of its `times`.
+    pub(crate) fn take(&self, method: &str, path: &str) -> Option<FaultKind> {
+        let mut faults = self.lock();
+        let mut rng = rand::thread_rng();
+        let index = faults.iter().position(|f| {
+            f.in_scope(method, path)
+                && f.remaining != Some(0)
+                && (f.ratio >= 1.0 || rng.gen_bool(f.ratio))
+        })?;
+        let fault = &mut faults[index];
+        let kind = fault.kind.clone();
+        if let Some(n) = &mut fault.remaining {
+            *n -= 1;
+            if *n == 0 {
+                faults.remove(index);
+            }
+        }
+        Some(kind)
+    }
+}
+
+/// A fault as written in JSON for the admin API (`POST /__admin/faults`):
+/// `{"kind": "status", "status": 503, "times": 2, "path": "/v1/chat"}`.
+/// Durations are humantime strings (`"1s"`, `"250ms"`) or milliseconds.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FaultSpec {
+    kind: String,
+    status: Option<u16>,
+    body: Option<serde_json::Value>,
+    delay: Option<DurationSpec>,
+    retry_after: Option<DurationSpec>,
+    duration: Option<DurationSpec>,
+    times: Option<u32>,
+    ratio: Option<f64>,
+    path: Option<String>,
+    method: Option<String>,
+}
+
+/// A duration: a humantime-like string or a number of milliseconds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DurationSpec {
+    Millis(u64),
+    Text(String),
+}
+
+impl DurationSpec {
+    fn get(&self, key: &str) -> Result<Duration, MockError> {
+        match self {
+            Self::Millis(ms) => Ok(Duration::from_millis(*ms)),
+            Self::Text(text) => parse_duration(text)
+                .ok_or_else(|| MockError::InvalidFault(format!("`{key}`: cannot parse duration `{text}` (use e.g. `250ms`, `2s`)"))),
+        }
+    }
+}
+
+impl FaultSpec {
+    /// Checks the spec and turns it into a [`Fault`].
+    pub fn into_fault(self) -> Result<Fault, MockError> {
+        let need = |d: &Option<DurationSpec>, key: &str| -> Result<Duration, MockError> {
+            d.as_ref()
+                .ok_or_else(|| MockError::InvalidFault(format!("fault `{}` needs `{key}`", self.kind)))?
+                .get(key)
+        };
+        let mut fault = match self.kind.as_str() {
+            "latency" => Fault::latency(need(&self.delay, "delay")?),
+            "status" => {
+                let status = self.status.ok_or_else(|| MockError::InvalidFault("fault `status` needs `status`".into()))?;
+                if !(100..=599).contains(&status) {
+                    return Err(MockError::InvalidFault(format!("`status`: {status} is not an HTTP status")));
+                }
+                Fault::new(FaultKind::Status { status, body: self.body.clone() })
+            }
+            "rate-limit" => Fault::rate_limit(match &self.retry_after {
+                Some(d) => d.get("retry-after")?,
+                None => Duration::from_secs(1),
+            }),
+            "malformed" => Fault::malformed(),
+            "truncated" => Fault::truncated(),
+            "reset" => Fault::reset(),
+            "stall" => Fault::stall(self.duration.as_ref().map(|d| d.get("duration")).transpose()?),
+            other => {
+                return Err(MockError::InvalidFault(format!(
+                    "unknown fault kind `{other}` (expected latency, status, rate-limit, malformed, truncated, reset or stall)"
+                )))
+            }
+        };
+        fault.method = self.method.map(|m| m.to_ascii_uppercase());
+        fault.path = self.path;
+        fault.remaining = self.times;
+        if let Some(r) = self.ratio {
+            if !(0.0..=1.0).contains(&r) {
+                return Err(MockError::InvalidFault(format!("`ratio`: {r} is not within 0..=1")));
+            }
+            fault.ratio = r;
+        }
+        Ok(fault)
+    }
+}
+
+/// Parses `250ms`, `2s`, `1.5s`, `3m` or a bare number of seconds.
+#[must_use]
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number.trim().parse().ok()?;
+    if !value.is_finite() || value < 0.0 {
+        return None;
+    }
+    let secs = match unit.trim() {
+        "ms" => value / 1000.0,
+        "s" | "sec" | "secs" => value,
+        "m" | "min" => value * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+mod duration_ms {
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", d.as_millis()))
+    }
+}
+
+mod opt_duration_ms {
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&format!("{}ms", d.as_millis())),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_consumed_in_order() {
+        let set = FaultSet::default();
+        set.push(Fault::status(503).on_path("/v1/chat").times(2));
+        set.push(Fault::reset().on_method("get"));
+        assert_eq!(set.take("POST", "/v1/embeddings"), None);
+        assert_eq!(set.take("POST", "/v1/chat/completions").map(|k| k.name()), Some("status"));
+        assert_eq!(set.take("POST", "/v1/chat/completions").map(|k| k.name()), Some("status"));
+        assert_eq!(set.take("POST", "/v1/chat/completions"), None);
+        assert_eq!(set.take("GET", "/v1/models"), Some(FaultKind::Reset));
+        assert_eq!(set.list().len(), 1);
+    }
+
+    #[test]
+    fn ratio_zero_never_hits() {
+        let set = FaultSet::default();
+        set.push(Fault::status(500).ratio(0.0));
+        assert!((0..100).all(|_| set.take("GET", "/").is_none()));
+    }
+
+    #[test]
+    fn spec_parses_and_reports_errors() {
+        let spec: FaultSpec = serde_json::from_value(serde_json::json!({
+            "kind": "rate-limit", "retry-after": "2s", "times": 1, "path": "/v1"
+        }))
+        .unwrap();
+        let fault = spec.into_fault().unwrap();
+        assert_eq!(fault.kind, FaultKind::RateLimit { retry_after: Duration::from_secs(2) });
+        let bad: FaultSpec = serde_json::from_value(serde_json::json!({"kind": "latency"})).unwrap();
+        assert_eq!(bad.into_fault().unwrap_err().to_string(), "invalid fault: fault `latency` needs `delay`");
+        let unknown = serde_json::from_value::<FaultSpec>(serde_json::json!({"kind": "x", "colour": 1}));
+        assert!(unknown.unwrap_err().to_string().contains("unknown field `colour`"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("soon"), None);
+    }
+}

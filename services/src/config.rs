@@ -1,0 +1,63 @@
+//! Configuration of a service, from flags or the environment.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+
+/// Options shared by every service subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// Address to listen on; port 0 picks a free port (logged at start-up).
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:0")]
+    pub bind: SocketAddr,
+
+    /// Postgres URL of the service's login role (not the tables' owner, so
+    /// row-level security applies).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    /// Maximum connections in the service's Postgres pool.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+
+    /// Shared secret signing the HS256 cross-app tokens between services.
+    #[arg(long, env = "TEKUP_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: String,
+
+    /// Bearer token guarding `/admin/*`; the admin endpoints are off without it.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Largest accepted request body, in bytes; larger bodies get 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    #[command(flatten)]
+    pub upstreams: Upstreams,
+}
+
+/// Where the other services and the external APIs are.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Upstreams {
+    /// Base URL of the Flow API.
+    #[arg(long, env = "FLOW_API_URL")]
+    pub flow_api_url: Option<String>,
+    /// Base URL of the CRM API (Flow API needs it for lead-to-contact).
+    #[arg(long, env = "CRM_API_URL")]
+    pub crm_api_url: Option<String>,
+    /// Base URL of the Secure Platform.
+    #[arg(long, env = "SECURE_PLATFORM_URL")]
+    pub secure_platform_url: Option<String>,
+    /// Base URL of the Gemini API (`https://generativelanguage.googleapis.com` in production).
+    #[arg(long, env = "GEMINI_BASE_URL")]
+    pub gemini_base_url: Option<String>,
+    /// Base URL of the OpenAI API (`https://api.openai.com` in production).
+    #[arg(long, env = "OPENAI_BASE_URL")]
+    pub openai_base_url: Option<String>,
+    /// Base URL of Microsoft Graph (`https://graph.microsoft.com` in production).
+    #[arg(long, env = "GRAPH_BASE_URL")]
+    pub graph_base_url: Option<String>,
+    /// Base URL of the Stripe API (`https://api.stripe.com` in production).
+    #[arg(long, env = "STRIPE_BASE_URL")]
+    pub stripe_base_url: Option<String>,
+}

@@ -1,0 +1,154 @@
+//! Deals: opened against a contact, then won (or lost).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::auth::TenantContext;
+use crate::db::tenant_tx;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::validate;
+
+/// A deal; `amount` is in the currency's minor unit, as Stripe counts it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Deal {
+    pub id: Uuid,
+    pub tenant_id: String,
+    pub contact_id: Option<Uuid>,
+    pub title: String,
+    #[sqlx(rename = "amount_cents")]
+    pub amount: i64,
+    pub currency: String,
+    pub stage: String,
+    pub won_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct NewDeal {
+    title: String,
+    amount: i64,
+    currency: String,
+    contact_id: Option<Uuid>,
+}
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    Json(body): Json<NewDeal>,
+) -> ApiResult<(StatusCode, Json<Deal>)> {
+    ctx.require("write:deals")?;
+    let title = validate::text("title", &body.title, 200)?;
+    if body.amount < 0 {
+        return Err(ApiError::Validation("`amount` must not be negative".into()));
+    }
+    let currency = body.currency.to_ascii_lowercase();
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_lowercase()) {
+        return Err(ApiError::Validation(
+            "`currency` must be a three-letter ISO code".into(),
+        ));
+    }
+    let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+    if let Some(contact) = body.contact_id {
+        // Through RLS: a foreign key alone would accept another tenant's contact.
+        let visible: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM crm.contacts WHERE id = $1 AND tenant_id = $2)",
+        )
+        .bind(contact)
+        .bind(&ctx.tenant_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !visible {
+            return Err(ApiError::Validation(format!(
+                "`contactId`: contact {contact} not found"
+            )));
+        }
+    }
+    let deal: Deal = sqlx::query_as(
+        "INSERT INTO crm.deals (id, tenant_id, contact_id, title, amount_cents, currency)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+    )
+    .bind(Uuid::new_v4())
+    .bind(&ctx.tenant_id)
+    .bind(body.contact_id)
+    .bind(&title)
+    .bind(body.amount)
+    .bind(&currency)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(deal)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct ListQuery {
+    stage: Option<String>,
+    contact_id: Option<Uuid>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    ctx.require("read:deals")?;
+    let (limit, offset) = validate::page(q.limit, q.offset)?;
+    if let Some(stage) = &q.stage {
+        validate::one_of("stage", stage, &["open", "won", "lost"])?;
+    }
+    let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+    let rows: Vec<Deal> = sqlx::query_as(
+        "SELECT * FROM crm.deals
+          WHERE tenant_id = $1 AND ($2::text IS NULL OR stage = $2) AND ($3::uuid IS NULL OR contact_id = $3)
+          ORDER BY created_at DESC, id LIMIT $4 OFFSET $5",
+    )
+    .bind(&ctx.tenant_id)
+    .bind(&q.stage)
+    .bind(q.contact_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({ "data": rows })))
+}
+
+/// `POST /deals/{id}/won`: idempotent; a lost deal cannot be won.
+pub(super) async fn won(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Deal>> {
+    ctx.require("write:deals")?;
+    let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+    let deal: Option<Deal> =
+        sqlx::query_as("SELECT * FROM crm.deals WHERE id = $1 AND tenant_id = $2 FOR UPDATE")
+            .bind(id)
+            .bind(&ctx.tenant_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let deal = deal.ok_or_else(|| ApiError::NotFound(format!("deal {id} not found")))?;
+    let deal = match deal.stage.as_str() {
+        "won" => deal,
+        "lost" => return Err(ApiError::Conflict(format!("deal {id} is lost and cannot be won"))),
+        _ => {
+            sqlx::query_as("UPDATE crm.deals SET stage = 'won', won_at = now() WHERE id = $1 AND tenant_id = $2 RETURNING *")
+                .bind(id)
+                .bind(&ctx.tenant_id)
+                .fetch_one(&mut *tx)
+                .await?
+        }
+    };
+    tx.commit().await?;
+    Ok(Json(deal))
+}

@@ -1,0 +1,93 @@
+//! Compliance reports, filed by the Secure Platform for security incidents.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::auth::TenantContext;
+use crate::db::tenant_tx;
+use crate::error::{ApiError, ApiResult};
+use crate::secure::SEVERITIES;
+use crate::state::AppState;
+use crate::validate;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct ComplianceReport {
+    pub id: Uuid,
+    pub tenant_id: String,
+    pub incident_id: Option<Uuid>,
+    pub severity: String,
+    pub summary: String,
+    pub data: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct NewReport {
+    incident_id: Option<Uuid>,
+    severity: String,
+    summary: String,
+    data: Option<Value>,
+}
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    Json(body): Json<NewReport>,
+) -> ApiResult<(StatusCode, Json<ComplianceReport>)> {
+    ctx.require("write:incidents")?;
+    let severity = validate::one_of("severity", &body.severity, &SEVERITIES)?;
+    let summary = validate::text("summary", &body.summary, 2000)?;
+    let data = body.data.unwrap_or_else(|| json!({}));
+    if !data.is_object() {
+        return Err(ApiError::Validation("`data` must be a JSON object".into()));
+    }
+    let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+    let report: ComplianceReport = sqlx::query_as(
+        "INSERT INTO flow.compliance_reports (id, tenant_id, incident_id, severity, summary, data)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+    )
+    .bind(Uuid::new_v4())
+    .bind(&ctx.tenant_id)
+    .bind(body.incident_id)
+    .bind(severity)
+    .bind(&summary)
+    .bind(&data)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(report)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct ListQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    ctx.require("read:compliance")?;
+    let (limit, offset) = validate::page(q.limit, q.offset)?;
+    let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+    let rows: Vec<ComplianceReport> = sqlx::query_as(
+        "SELECT * FROM flow.compliance_reports WHERE tenant_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+    )
+    .bind(&ctx.tenant_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({ "data": rows })))
+}

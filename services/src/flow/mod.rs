@@ -1,0 +1,44 @@
+//! Flow API: leads, activities, compliance reports.
+//!
+//! | endpoint | permission |
+//! |---|---|
+//! | `POST /leads` | `write:leads` |
+//! | `GET /leads`, `GET /leads/{id}` | `read:leads` |
+//! | `PATCH /leads/{id}` | `write:leads` |
+//! | `POST /activities` | `write:activities` |
+//! | `GET /activities` | `read:activities` |
+//! | `POST /compliance/report` | `write:incidents` |
+//! | `GET /compliance/reports` | `read:compliance` |
+//! | `GET /dashboard/metrics` | `read:metrics` |
+//! | `GET /analytics` | `read:analytics` |
+//!
+//! Creating a lead links it to a CRM contact (found by email, or created)
+//! and records a `LEAD_CREATED` activity; see [`leads`].
+
+mod activities;
+mod compliance;
+mod leads;
+mod stats;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::state::AppState;
+
+pub use activities::Activity;
+pub use compliance::ComplianceReport;
+pub use leads::Lead;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/leads", post(leads::create).get(leads::list))
+        .route("/leads/{id}", get(leads::get).patch(leads::update))
+        .route(
+            "/activities",
+            post(activities::create).get(activities::list),
+        )
+        .route("/compliance/report", post(compliance::create))
+        .route("/compliance/reports", get(compliance::list))
+        .route("/dashboard/metrics", get(stats::dashboard))
+        .route("/analytics", get(stats::analytics))
+}

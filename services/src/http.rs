@@ -1,0 +1,182 @@
+//! The HTTP surface every service shares: health, metrics, admin, error
+//! normalisation, correlation ids; and [`app`] / [`serve`].
+
+use std::future::Future;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::context::RequestContext;
+use crate::error::{error_response, ApiError, ApiResult};
+use crate::metrics::HttpLabels;
+use crate::state::{AppState, ServiceName};
+use crate::tenants::{self, NewTenant, TenantError};
+
+pub const CORRELATION_ID: &str = "x-correlation-id";
+
+/// The router of `state.service`, with the shared endpoints and middleware.
+pub fn app(state: AppState) -> Router {
+    let routes = match state.service {
+        ServiceName::FlowApi => crate::flow::routes(),
+        ServiceName::CrmApi => crate::crm::routes(),
+        ServiceName::SecurePlatform => crate::secure::routes(),
+    };
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/admin/tenants", post(create_tenant))
+        .merge(routes)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), correlate))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let database = sqlx::query("SELECT 1").execute(&state.db).await;
+    let body = |db: &str| json!({ "status": if db == "ok" { "ok" } else { "degraded" }, "service": state.service.as_str(), "database": db });
+    match database {
+        Ok(_) => Json(body("ok")).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body("unreachable"))).into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".into())
+}
+
+/// `POST /admin/tenants`: a fresh tenant with API keys (the harness makes
+/// one per scenario run). Off unless an admin token is configured.
+async fn create_tenant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(new): Json<NewTenant>,
+) -> ApiResult<(StatusCode, Json<tenants::CreatedTenant>)> {
+    let Some(expected) = state.admin_token.as_deref() else {
+        return Err(ApiError::NotFound(
+            "admin endpoints are disabled (no ADMIN_TOKEN)".into(),
+        ));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        return Err(ApiError::Unauthenticated("invalid admin token".into()));
+    }
+    match tenants::create_tenant(&state.db, new).await {
+        Ok(created) => Ok((StatusCode::CREATED, Json(created))),
+        Err(TenantError::Invalid(message)) => Err(ApiError::Validation(message)),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+/// Scopes the request context, logs and counts the request, and turns
+/// every non-JSON error (axum's own rejections, 405s) into the JSON error shape.
+async fn correlate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let ctx = {
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        RequestContext::incoming(header(CORRELATION_ID), header("traceparent"))
+    };
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let span = tracing::info_span!("request", method, route, correlation_id = %ctx.correlation_id);
+    let started = Instant::now();
+    let mut response = ctx
+        .clone()
+        .scope(async move {
+            let response = next.run(request).await;
+            normalise_error(response).await
+        })
+        .instrument(span.clone())
+        .await;
+    let status = response.status();
+    if let Ok(value) = HeaderValue::from_str(&ctx.correlation_id) {
+        response.headers_mut().insert(CORRELATION_ID, value);
+    }
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method,
+            route,
+            status: status.as_u16(),
+        })
+        .inc();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), elapsed_ms, "request done");
+        } else {
+            tracing::debug!(status = status.as_u16(), elapsed_ms, "request done");
+        }
+    });
+    response
+}
+
+async fn normalise_error(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if status.is_server_error() || text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let mut normalised = error_response(status, &message);
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(value) = parts.headers.get(&name) {
+            normalised.headers_mut().insert(name, value.clone());
+        }
+    }
+    normalised
+}

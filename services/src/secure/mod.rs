@@ -1,0 +1,170 @@
+//! Secure Platform: security incidents.
+//!
+//! | endpoint | permission |
+//! |---|---|
+//! | `POST /incidents`, `POST /incidents/{id}/resolve` | `write:incidents` |
+//! | `GET /incidents` | `read:security` |
+//! | `GET /dashboard/metrics` (`activeIncidents`) | `read:metrics` |
+//! | `GET /analytics` | `read:analytics` |
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::auth::TenantContext;
+use crate::db::{grouped_counts, tenant_tx};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::validate;
+
+pub const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/incidents", post(create).get(list))
+        .route("/incidents/{id}/resolve", post(resolve))
+        .route("/dashboard/metrics", get(dashboard))
+        .route("/analytics", get(analytics))
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Incident {
+    pub id: Uuid,
+    pub tenant_id: String,
+    pub title: String,
+    pub severity: String,
+    pub status: String,
+    pub description: Option<String>,
+    pub source: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewIncident {
+    title: String,
+    severity: String,
+    description: Option<String>,
+    source: Option<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    Json(body): Json<NewIncident>,
+) -> ApiResult<(StatusCode, Json<Incident>)> {
+    ctx.require("write:incidents")?;
+    let title = validate::text("title", &body.title, 200)?;
+    let severity = validate::one_of("severity", &body.severity, &SEVERITIES)?;
+    let description = validate::optional_text("description", body.description.as_deref(), 4000)?;
+    let source = validate::optional_text("source", body.source.as_deref(), 100)?;
+    let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+    let incident: Incident = sqlx::query_as(
+        "INSERT INTO secure.incidents (id, tenant_id, title, severity, description, source)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+    )
+    .bind(Uuid::new_v4())
+    .bind(&ctx.tenant_id)
+    .bind(&title)
+    .bind(severity)
+    .bind(&description)
+    .bind(&source)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(incident)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    ctx.require("read:security")?;
+    let (limit, offset) = validate::page(q.limit, q.offset)?;
+    if let Some(status) = &q.status {
+        validate::one_of("status", status, &["open", "resolved"])?;
+    }
+    let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+    let rows: Vec<Incident> = sqlx::query_as(
+        "SELECT * FROM secure.incidents WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
+          ORDER BY created_at DESC, id LIMIT $3 OFFSET $4",
+    )
+    .bind(&ctx.tenant_id)
+    .bind(&q.status)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({ "data": rows })))
+}
+
+/// `POST /incidents/{id}/resolve`: idempotent.
+async fn resolve(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Incident>> {
+    ctx.require("write:incidents")?;
+    let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+    let incident: Option<Incident> = sqlx::query_as(
+        "UPDATE secure.incidents SET status = 'resolved', resolved_at = coalesce(resolved_at, now())
+          WHERE id = $1 AND tenant_id = $2 RETURNING *",
+    )
+    .bind(id)
+    .bind(&ctx.tenant_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    incident
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("incident {id} not found")))
+}
+
+/// `GET /dashboard/metrics`: open incidents, in total and by severity.
+async fn dashboard(State(state): State<AppState>, ctx: TenantContext) -> ApiResult<Json<Value>> {
+    ctx.require("read:metrics")?;
+    let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+    let by_severity = grouped_counts(
+        &mut tx,
+        "SELECT severity, count(*) FROM secure.incidents WHERE tenant_id = $1 AND status = 'open' GROUP BY severity",
+        &ctx.tenant_id,
+    )
+    .await?;
+    tx.commit().await?;
+    let active: i64 = by_severity.values().filter_map(Value::as_i64).sum();
+    Ok(Json(
+        json!({ "activeIncidents": active, "activeIncidentsBySeverity": by_severity }),
+    ))
+}
+
+/// `GET /analytics`: incidents opened per day over the last 30 days.
+async fn analytics(State(state): State<AppState>, ctx: TenantContext) -> ApiResult<Json<Value>> {
+    ctx.require("read:analytics")?;
+    let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+    let per_day = grouped_counts(
+        &mut tx,
+        "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), count(*) FROM secure.incidents
+          WHERE tenant_id = $1 AND created_at > now() - interval '30 days' GROUP BY 1 ORDER BY 1",
+        &ctx.tenant_id,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({ "incidentsPerDay": per_day })))
+}
