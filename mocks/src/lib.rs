@@ -1,1 +1,25 @@
+//! High-fidelity mocks of the external APIs of the TekUp platform.
+#![doc = include_str!("../README.md")]
 
+pub mod admin;
+mod error;
+mod expect;
+mod faults;
+mod ids;
+mod journal;
+mod net;
+mod openai;
+pub mod script;
+mod server;
+mod tls;
+
+pub use error::MockError;
+pub use expect::{Expectation, ExpectationSpec, Outcome, Times};
+pub use faults::{parse_duration, Fault, FaultKind, FaultSet, FaultSpec};
+pub use journal::{Journal, RecordedRequest};
+pub use openai::{OpenAi, OpenAiBuilder};
+pub use script::Script;
+pub use server::MockServer;
+pub use tls::TestCa;
+/// wiremock's matchers, for [`Expectation::given`].
+pub use wiremock::matchers;

@@ -206,7 +206,7 @@ impl Listener for MockListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match &mut self.kind {
             Kind::Plain(listener) => loop {
-                match listener.accept().await {
+                match TcpListener::accept(listener).await {
                     Ok((stream, remote)) => {
                         let _ = stream.set_nodelay(true);
                         let io = MockIo { inner: Inner::Plain(stream), ctl: Arc::default(), lingering: false };

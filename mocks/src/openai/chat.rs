@@ -1,0 +1,296 @@
+//! `POST /v1/chat/completions`, plain and streamed (`stream: true`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use super::{invalid, OpenAiState};
+use crate::ids;
+use crate::script::{estimate_tokens, Prompt, Reply};
+
+pub(super) async fn completions(State(state): State<Arc<OpenAiState>>, body: Bytes) -> Response {
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(Value::Object(o)) => Value::Object(o),
+        Ok(_) | Err(_) => {
+            return invalid(
+                "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)",
+                "",
+                None,
+            )
+        }
+    };
+    let Some(model) = request.get("model").and_then(Value::as_str) else {
+        return invalid("you must provide a model parameter", "model", None);
+    };
+    let messages = match request.get("messages") {
+        Some(Value::Array(m)) if !m.is_empty() => m,
+        Some(Value::Array(_)) => return invalid("[] is too short - 'messages'", "messages", Some("empty_array")),
+        _ => return invalid("Missing required parameter: 'messages'.", "messages", Some("missing_required_parameter")),
+    };
+    for (i, m) in messages.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
+        if !matches!(role, "system" | "developer" | "user" | "assistant" | "tool" | "function") {
+            return invalid(
+                &format!("Invalid value: '{role}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'."),
+                &format!("messages[{i}].role"),
+                Some("invalid_value"),
+            );
+        }
+    }
+    let prompt = prompt_of(&request, messages);
+    let tool_choice_none = request.get("tool_choice").and_then(Value::as_str) == Some("none");
+    let mut reply = state.script.answer(&prompt);
+    if tool_choice_none {
+        if let Reply::FunctionCall { .. } = reply {
+            reply = Reply::Text(format!("This is a mock answer to: {}", prompt.user));
+        }
+    }
+    if let Reply::Text(text) = &reply {
+        let wants_json = request.pointer("/response_format/type").and_then(Value::as_str).is_some_and(|t| t != "text");
+        if wants_json && serde_json::from_str::<Value>(text).is_err() {
+            reply = Reply::Text(json!({ "answer": text }).to_string());
+        }
+    }
+    let n = request.get("n").and_then(Value::as_u64).unwrap_or(1).clamp(1, 8) as usize;
+    let prompt_tokens: u64 = messages.iter().map(|m| estimate_tokens(&m.to_string())).sum();
+    let completion = Completion {
+        id: ids::alnum_id("chatcmpl-", 29),
+        created: ids::unix_now(),
+        model: model.to_owned(),
+        reply,
+        tool_call_id: ids::alnum_id("call_", 24),
+        n,
+        prompt_tokens,
+    };
+    if request.get("stream").and_then(Value::as_bool) == Some(true) {
+        let include_usage = request.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+        return stream(completion, include_usage);
+    }
+    Json(completion.whole()).into_response()
+}
+
+/// Reduces the conversation to what the script looks at.
+fn prompt_of(request: &Value, messages: &[Value]) -> Prompt {
+    let tools = request
+        .get("tools")
+        .and_then(Value::as_array)
+        .map(|t| t.iter().filter_map(|t| t.pointer("/function/name").and_then(Value::as_str)).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let system = messages
+        .iter()
+        .filter(|m| matches!(m.get("role").and_then(Value::as_str), Some("system" | "developer")))
+        .map(|m| text_of(m.get("content")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let user = messages
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        .map(|m| text_of(m.get("content")))
+        .unwrap_or_default();
+    let last = messages.last();
+    let tool_result = last.filter(|m| m.get("role").and_then(Value::as_str) == Some("tool")).map(|m| {
+        let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or_default();
+        let name = messages
+            .iter()
+            .filter_map(|m| m.get("tool_calls").and_then(Value::as_array))
+            .flatten()
+            .find(|c| c.get("id").and_then(Value::as_str) == Some(id))
+            .and_then(|c| c.pointer("/function/name").and_then(Value::as_str))
+            .unwrap_or_default()
+            .to_owned();
+        let content = text_of(m.get("content"));
+        (name, serde_json::from_str(&content).unwrap_or(Value::String(content)))
+    });
+    Prompt { user, system, tools, tool_result }
+}
+
+/// Message content: a string, or an array of parts of which the text ones count.
+fn text_of(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+struct Completion {
+    id: String,
+    created: i64,
+    model: String,
+    reply: Reply,
+    tool_call_id: String,
+    n: usize,
+    prompt_tokens: u64,
+}
+
+impl Completion {
+    fn completion_tokens(&self) -> u64 {
+        match &self.reply {
+            Reply::Text(t) => estimate_tokens(t),
+            Reply::FunctionCall { name, arguments } => estimate_tokens(name) + estimate_tokens(&arguments.to_string()),
+        }
+    }
+
+    fn usage(&self) -> Value {
+        let completion = self.completion_tokens() * self.n as u64;
+        json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens + completion,
+            "prompt_tokens_details": { "cached_tokens": 0, "audio_tokens": 0 },
+            "completion_tokens_details": {
+                "reasoning_tokens": 0, "audio_tokens": 0,
+                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0
+            }
+        })
+    }
+
+    fn finish_reason(&self) -> &'static str {
+        match self.reply {
+            Reply::Text(_) => "stop",
+            Reply::FunctionCall { .. } => "tool_calls",
+        }
+    }
+
+    fn whole(&self) -> Value {
+        let message = match &self.reply {
+            Reply::Text(text) => json!({ "role": "assistant", "content": text, "refusal": null, "annotations": [] }),
+            Reply::FunctionCall { name, arguments } => json!({
+                "role": "assistant", "content": null, "refusal": null, "annotations": [],
+                "tool_calls": [{
+                    "id": self.tool_call_id, "type": "function",
+                    "function": { "name": name, "arguments": arguments.to_string() }
+                }]
+            }),
+        };
+        let choices: Vec<Value> = (0..self.n)
+            .map(|i| json!({ "index": i, "message": message, "logprobs": null, "finish_reason": self.finish_reason() }))
+            .collect();
+        json!({
+            "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
+            "choices": choices, "usage": self.usage(),
+            "service_tier": "default", "system_fingerprint": "fp_tekup_mock"
+        })
+    }
+
+    fn chunk(&self, choices: Value, usage: Option<Value>, include_usage: bool) -> Value {
+        let mut chunk = Map::new();
+        chunk.insert("id".into(), Value::from(self.id.clone()));
+        chunk.insert("object".into(), Value::from("chat.completion.chunk"));
+        chunk.insert("created".into(), Value::from(self.created));
+        chunk.insert("model".into(), Value::from(self.model.clone()));
+        chunk.insert("service_tier".into(), Value::from("default"));
+        chunk.insert("system_fingerprint".into(), Value::from("fp_tekup_mock"));
+        chunk.insert("choices".into(), choices);
+        if include_usage {
+            chunk.insert("usage".into(), usage.unwrap_or(Value::Null));
+        }
+        Value::Object(chunk)
+    }
+
+    /// The deltas of one choice, in order.
+    fn deltas(&self) -> Vec<Value> {
+        match &self.reply {
+            Reply::Text(text) => {
+                let mut deltas = vec![json!({ "role": "assistant", "content": "", "refusal": null })];
+                deltas.extend(split_words(text).into_iter().map(|piece| json!({ "content": piece })));
+                deltas
+            }
+            Reply::FunctionCall { name, arguments } => {
+                let mut deltas = vec![json!({
+                    "role": "assistant", "content": null,
+                    "tool_calls": [{ "index": 0, "id": self.tool_call_id, "type": "function",
+                                     "function": { "name": name, "arguments": "" } }]
+                })];
+                let args = arguments.to_string();
+                let chars: Vec<char> = args.chars().collect();
+                for piece in chars.chunks(8) {
+                    let piece: String = piece.iter().collect();
+                    deltas.push(json!({ "tool_calls": [{ "index": 0, "function": { "arguments": piece } }] }));
+                }
+                deltas
+            }
+        }
+    }
+}
+
+/// Splits text into word-sized pieces that concatenate back to it.
+fn split_words(text: &str) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        if c == ' ' && !current.is_empty() && !current.ends_with(' ') {
+            pieces.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+    }
+    if !current.is_empty() {
+        pieces.push(current);
+    }
+    pieces
+}
+
+/// Server-sent events: one `data:` line per chunk, then `data: [DONE]`.
+fn stream(completion: Completion, include_usage: bool) -> Response {
+    let mut events = Vec::new();
+    for delta in completion.deltas() {
+        let choices: Vec<Value> = (0..completion.n)
+            .map(|i| json!({ "index": i, "delta": delta, "logprobs": null, "finish_reason": null }))
+            .collect();
+        events.push(completion.chunk(Value::Array(choices), None, include_usage));
+    }
+    let last: Vec<Value> = (0..completion.n)
+        .map(|i| json!({ "index": i, "delta": {}, "logprobs": null, "finish_reason": completion.finish_reason() }))
+        .collect();
+    events.push(completion.chunk(Value::Array(last), None, include_usage));
+    if include_usage {
+        events.push(completion.chunk(json!([]), Some(completion.usage()), true));
+    }
+    let mut frames: Vec<Result<Bytes, Infallible>> =
+        events.into_iter().map(|e| Ok(Bytes::from(format!("data: {e}\n\n")))).collect();
+    frames.push(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
+    let body = Body::from_stream(futures_util::stream::iter(frames));
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/event-stream; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_concatenate_back() {
+        let text = "It is  21 degrees, says the mock.";
+        assert_eq!(split_words(text).concat(), text);
+        assert!(split_words(text).len() > 4);
+    }
+
+    #[test]
+    fn tool_results_are_named_by_their_call() {
+        let messages = json!([
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "weather in Oslo?"}]},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "{\"temperature\": 3}"}
+        ]);
+        let p = prompt_of(&json!({}), messages.as_array().unwrap());
+        assert_eq!(p.user, "weather in Oslo?");
+        assert_eq!(p.system, "be brief");
+        assert_eq!(p.tool_result, Some(("get_weather".into(), json!({"temperature": 3}))));
+    }
+}
