@@ -35,10 +35,15 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/__admin/health", get(health))
         .route("/__admin/journal", get(journal).delete(clear_journal))
-        .route("/__admin/faults", get(faults).post(add_fault).delete(clear_faults))
+        .route(
+            "/__admin/faults",
+            get(faults).post(add_fault).delete(clear_faults),
+        )
         .route(
             "/__admin/expectations",
-            get(expectations).post(add_expectation).delete(clear_expectations),
+            get(expectations)
+                .post(add_expectation)
+                .delete(clear_expectations),
         )
         .route("/__admin/verify", get(verify))
         .route("/__admin/reset", post(reset))
@@ -47,7 +52,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 
 /// A JSON error of the admin API: `{"error": "..."}`.
 pub(crate) fn bad_request(message: impl std::fmt::Display) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({ "error": message.to_string() }))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": message.to_string() })),
+    )
+        .into_response()
 }
 
 /// Parses a JSON body into `T`, answering 400 with serde's message on failure.
@@ -59,11 +68,15 @@ async fn health(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
     Json(json!({ "mock": shared.api.name(), "status": "ok" }))
 }
 
-async fn journal(State(shared): State<Arc<Shared>>, Query(filter): Query<BTreeMap<String, String>>) -> Response {
+async fn journal(
+    State(shared): State<Arc<Shared>>,
+    Query(filter): Query<BTreeMap<String, String>>,
+) -> Response {
     let method = filter.get("method").map(|m| m.to_ascii_uppercase());
     let path = filter.get("path");
     let entries = shared.journal.matching(|r| {
-        method.as_deref().is_none_or(|m| r.method == m) && path.is_none_or(|p| r.path.starts_with(p.as_str()))
+        method.as_deref().is_none_or(|m| r.method == m)
+            && path.is_none_or(|p| r.path.starts_with(p.as_str()))
     });
     Json(entries).into_response()
 }
@@ -107,7 +120,11 @@ async fn add_expectation(State(shared): State<Arc<Shared>>, body: axum::body::By
     };
     match spec.into_expectation() {
         Ok(e) => {
-            shared.expectations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(e);
+            shared
+                .expectations
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(e);
             StatusCode::CREATED.into_response()
         }
         Err(e) => bad_request(e),
@@ -115,16 +132,32 @@ async fn add_expectation(State(shared): State<Arc<Shared>>, body: axum::body::By
 }
 
 async fn clear_expectations(State(shared): State<Arc<Shared>>) -> StatusCode {
-    shared.expectations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+    shared
+        .expectations
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
     StatusCode::NO_CONTENT
 }
 
 async fn verify(State(shared): State<Arc<Shared>>) -> Response {
     let outcomes = shared.outcomes();
     let ok = outcomes.iter().all(|o| o.satisfied);
-    let failures: Vec<String> = outcomes.iter().filter(|o| !o.satisfied).map(ToString::to_string).collect();
-    let status = if ok { StatusCode::OK } else { StatusCode::EXPECTATION_FAILED };
-    (status, Json(json!({ "ok": ok, "failures": failures, "expectations": outcomes }))).into_response()
+    let failures: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !o.satisfied)
+        .map(ToString::to_string)
+        .collect();
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::EXPECTATION_FAILED
+    };
+    (
+        status,
+        Json(json!({ "ok": ok, "failures": failures, "expectations": outcomes })),
+    )
+        .into_response()
 }
 
 async fn reset(State(shared): State<Arc<Shared>>) -> StatusCode {

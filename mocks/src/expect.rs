@@ -87,21 +87,30 @@ impl Expectation {
     /// Exactly `n` matching calls.
     #[must_use]
     pub fn times(mut self, n: u64) -> Self {
-        self.times = Times { min: n, max: Some(n) };
+        self.times = Times {
+            min: n,
+            max: Some(n),
+        };
         self
     }
 
     /// At least `n` matching calls.
     #[must_use]
     pub fn at_least(mut self, n: u64) -> Self {
-        self.times = Times { min: n, max: self.times.max.filter(|m| *m >= n) };
+        self.times = Times {
+            min: n,
+            max: self.times.max.filter(|m| *m >= n),
+        };
         self
     }
 
     /// At most `n` matching calls.
     #[must_use]
     pub fn at_most(mut self, n: u64) -> Self {
-        self.times = Times { min: self.times.min.min(n), max: Some(n) };
+        self.times = Times {
+            min: self.times.min.min(n),
+            max: Some(n),
+        };
         self
     }
 
@@ -203,7 +212,8 @@ impl ExpectationSpec {
             parts.push(format!("{p}*"));
         }
         if let Some(re) = &self.path_regex {
-            regex::Regex::new(re).map_err(|e| MockError::InvalidExpectation(format!("`path-regex`: {e}")))?;
+            regex::Regex::new(re)
+                .map_err(|e| MockError::InvalidExpectation(format!("`path-regex`: {e}")))?;
             list.push(Arc::new(matchers::path_regex(re.as_str())));
             parts.push(format!("~{re}"));
         }
@@ -220,8 +230,14 @@ impl ExpectationSpec {
             list.push(Arc::new(matchers::body_partial_json(j.clone())));
         }
         let times = match (self.times, self.at_least, self.at_most) {
-            (Some(n), None, None) => Times { min: n, max: Some(n) },
-            (None, min, max) => Times { min: min.unwrap_or(if max.is_some() { 0 } else { 1 }), max },
+            (Some(n), None, None) => Times {
+                min: n,
+                max: Some(n),
+            },
+            (None, min, max) => Times {
+                min: min.unwrap_or(if max.is_some() { 0 } else { 1 }),
+                max,
+            },
             _ => {
                 return Err(MockError::InvalidExpectation(
                     "`times` cannot be combined with `at-least` or `at-most`".into(),
@@ -230,13 +246,24 @@ impl ExpectationSpec {
         };
         if let Some(max) = times.max {
             if max < times.min {
-                return Err(MockError::InvalidExpectation(format!("`at-most` {max} is below `at-least` {}", times.min)));
+                return Err(MockError::InvalidExpectation(format!(
+                    "`at-most` {max} is below `at-least` {}",
+                    times.min
+                )));
             }
         }
         let name = self.name.unwrap_or_else(|| {
-            if parts.is_empty() { String::from("any request") } else { parts.join(" ") }
+            if parts.is_empty() {
+                String::from("any request")
+            } else {
+                parts.join(" ")
+            }
         });
-        Ok(Expectation { name, matchers: list, times })
+        Ok(Expectation {
+            name,
+            matchers: list,
+            times,
+        })
     }
 }
 
@@ -250,22 +277,37 @@ mod tests {
     fn journal() -> Vec<RecordedRequest> {
         let j = Journal::default();
         let uri: Uri = "/v1/chat/completions".parse().unwrap();
-        j.record(&Method::POST, &uri, &HeaderMap::new(), Bytes::from_static(br#"{"model":"gpt-4o"}"#));
-        j.record(&Method::POST, &uri, &HeaderMap::new(), Bytes::from_static(br#"{"model":"gpt-4o-mini"}"#));
+        j.record(
+            &Method::POST,
+            &uri,
+            &HeaderMap::new(),
+            Bytes::from_static(br#"{"model":"gpt-4o"}"#),
+        );
+        j.record(
+            &Method::POST,
+            &uri,
+            &HeaderMap::new(),
+            Bytes::from_static(br#"{"model":"gpt-4o-mini"}"#),
+        );
         j.entries()
     }
 
     #[test]
     fn counts_with_wiremock_matchers() {
         let e = Expectation::given(matchers::method("POST"))
-            .and(matchers::body_partial_json(serde_json::json!({"model": "gpt-4o"})))
+            .and(matchers::body_partial_json(
+                serde_json::json!({"model": "gpt-4o"}),
+            ))
             .named("gpt-4o chat")
             .times(1);
         assert!(e.check(&journal()).satisfied);
         let e = e.times(2);
         let outcome = e.check(&journal());
         assert!(!outcome.satisfied);
-        assert_eq!(outcome.to_string(), "`gpt-4o chat`: expected exactly 2 matching call(s), received 1");
+        assert_eq!(
+            outcome.to_string(),
+            "`gpt-4o chat`: expected exactly 2 matching call(s), received 1"
+        );
     }
 
     #[test]
@@ -278,7 +320,8 @@ mod tests {
         let outcome = e.check(&journal());
         assert_eq!(outcome.received, 1);
         assert_eq!(outcome.name, "POST /v1/chat*");
-        let bad: ExpectationSpec = serde_json::from_value(serde_json::json!({"times": 1, "at-most": 2})).unwrap();
+        let bad: ExpectationSpec =
+            serde_json::from_value(serde_json::json!({"times": 1, "at-most": 2})).unwrap();
         assert!(bad.into_expectation().is_err());
     }
 

@@ -88,7 +88,13 @@ pub struct Fault {
 
 impl Fault {
     fn new(kind: FaultKind) -> Self {
-        Self { kind, method: None, path: None, remaining: None, ratio: 1.0 }
+        Self {
+            kind,
+            method: None,
+            path: None,
+            remaining: None,
+            ratio: 1.0,
+        }
     }
 
     /// Delay each hit call by `delay`, then answer normally.
@@ -171,7 +177,9 @@ impl Fault {
     }
 
     fn in_scope(&self, method: &str, path: &str) -> bool {
-        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+        self.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(method))
             && self.path.as_deref().is_none_or(|p| path.starts_with(p))
     }
 }
@@ -184,7 +192,9 @@ pub struct FaultSet {
 
 impl FaultSet {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Fault>> {
-        self.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Adds a fault after the existing ones.
@@ -254,8 +264,11 @@ impl DurationSpec {
     fn get(&self, key: &str) -> Result<Duration, MockError> {
         match self {
             Self::Millis(ms) => Ok(Duration::from_millis(*ms)),
-            Self::Text(text) => parse_duration(text)
-                .ok_or_else(|| MockError::InvalidFault(format!("`{key}`: cannot parse duration `{text}` (use e.g. `250ms`, `2s`)"))),
+            Self::Text(text) => parse_duration(text).ok_or_else(|| {
+                MockError::InvalidFault(format!(
+                    "`{key}`: cannot parse duration `{text}` (use e.g. `250ms`, `2s`)"
+                ))
+            }),
         }
     }
 }
@@ -265,7 +278,9 @@ impl FaultSpec {
     pub fn into_fault(self) -> Result<Fault, MockError> {
         let need = |d: &Option<DurationSpec>, key: &str| -> Result<Duration, MockError> {
             d.as_ref()
-                .ok_or_else(|| MockError::InvalidFault(format!("fault `{}` needs `{key}`", self.kind)))?
+                .ok_or_else(|| {
+                    MockError::InvalidFault(format!("fault `{}` needs `{key}`", self.kind))
+                })?
                 .get(key)
         };
         let mut fault = match self.kind.as_str() {
@@ -296,7 +311,9 @@ impl FaultSpec {
         fault.remaining = self.times;
         if let Some(r) = self.ratio {
             if !(0.0..=1.0).contains(&r) {
-                return Err(MockError::InvalidFault(format!("`ratio`: {r} is not within 0..=1")));
+                return Err(MockError::InvalidFault(format!(
+                    "`ratio`: {r} is not within 0..=1"
+                )));
             }
             fault.ratio = r;
         }
@@ -336,7 +353,10 @@ mod duration_ms {
 mod opt_duration_ms {
     use std::time::Duration;
 
-    pub(super) fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: serde::Serializer>(
+        d: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => s.serialize_str(&format!("{}ms", d.as_millis())),
             None => s.serialize_none(),
@@ -354,8 +374,14 @@ mod tests {
         set.push(Fault::status(503).on_path("/v1/chat").times(2));
         set.push(Fault::reset().on_method("get"));
         assert_eq!(set.take("POST", "/v1/embeddings"), None);
-        assert_eq!(set.take("POST", "/v1/chat/completions").map(|k| k.name()), Some("status"));
-        assert_eq!(set.take("POST", "/v1/chat/completions").map(|k| k.name()), Some("status"));
+        assert_eq!(
+            set.take("POST", "/v1/chat/completions").map(|k| k.name()),
+            Some("status")
+        );
+        assert_eq!(
+            set.take("POST", "/v1/chat/completions").map(|k| k.name()),
+            Some("status")
+        );
         assert_eq!(set.take("POST", "/v1/chat/completions"), None);
         assert_eq!(set.take("GET", "/v1/models"), Some(FaultKind::Reset));
         assert_eq!(set.list().len(), 1);
@@ -375,11 +401,24 @@ mod tests {
         }))
         .unwrap();
         let fault = spec.into_fault().unwrap();
-        assert_eq!(fault.kind, FaultKind::RateLimit { retry_after: Duration::from_secs(2) });
-        let bad: FaultSpec = serde_json::from_value(serde_json::json!({"kind": "latency"})).unwrap();
-        assert_eq!(bad.into_fault().unwrap_err().to_string(), "invalid fault: fault `latency` needs `delay`");
-        let unknown = serde_json::from_value::<FaultSpec>(serde_json::json!({"kind": "x", "colour": 1}));
-        assert!(unknown.unwrap_err().to_string().contains("unknown field `colour`"));
+        assert_eq!(
+            fault.kind,
+            FaultKind::RateLimit {
+                retry_after: Duration::from_secs(2)
+            }
+        );
+        let bad: FaultSpec =
+            serde_json::from_value(serde_json::json!({"kind": "latency"})).unwrap();
+        assert_eq!(
+            bad.into_fault().unwrap_err().to_string(),
+            "invalid fault: fault `latency` needs `delay`"
+        );
+        let unknown =
+            serde_json::from_value::<FaultSpec>(serde_json::json!({"kind": "x", "colour": 1}));
+        assert!(unknown
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `colour`"));
     }
 
     #[test]

@@ -7,7 +7,12 @@ use rand::Rng as _;
 pub(crate) fn alnum_id(prefix: &str, len: usize) -> String {
     let mut id = String::with_capacity(prefix.len() + len);
     id.push_str(prefix);
-    id.extend(rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from));
+    id.extend(
+        rand::thread_rng()
+            .sample_iter(&Alphanumeric)
+            .take(len)
+            .map(char::from),
+    );
     id
 }
 

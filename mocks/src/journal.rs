@@ -134,11 +134,19 @@ impl Journal {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Appends a request and returns its sequence number.
-    pub(crate) fn record(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> u64 {
+    pub(crate) fn record(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> u64 {
         let mut map = BTreeMap::new();
         for (name, value) in headers {
             let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
@@ -191,7 +199,12 @@ impl Journal {
     /// Entries for which `filter` holds.
     #[must_use]
     pub fn matching(&self, filter: impl Fn(&RecordedRequest) -> bool) -> Vec<RecordedRequest> {
-        self.lock().entries.iter().filter(|e| filter(e)).cloned().collect()
+        self.lock()
+            .entries
+            .iter()
+            .filter(|e| filter(e))
+            .cloned()
+            .collect()
     }
 
     /// Number of entries.
@@ -221,7 +234,12 @@ mod tests {
         let journal = Journal::with_capacity(2);
         let uri: Uri = "/a?x=1".parse().unwrap();
         for _ in 0..3 {
-            journal.record(&Method::POST, &uri, &HeaderMap::new(), Bytes::from_static(b"{}"));
+            journal.record(
+                &Method::POST,
+                &uri,
+                &HeaderMap::new(),
+                Bytes::from_static(b"{}"),
+            );
         }
         let entries = journal.entries();
         assert_eq!(entries.len(), 2);
@@ -238,7 +256,12 @@ mod tests {
         use wiremock::Match as _;
         let journal = Journal::default();
         let uri: Uri = "/v1/x?limit=3".parse().unwrap();
-        journal.record(&Method::POST, &uri, &HeaderMap::new(), Bytes::from_static(br#"{"a":1,"b":2}"#));
+        journal.record(
+            &Method::POST,
+            &uri,
+            &HeaderMap::new(),
+            Bytes::from_static(br#"{"a":1,"b":2}"#),
+        );
         let req = journal.entries()[0].to_wiremock();
         assert!(method("POST").matches(&req));
         assert!(path("/v1/x").matches(&req));

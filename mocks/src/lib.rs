@@ -11,6 +11,7 @@ mod net;
 mod openai;
 pub mod script;
 mod server;
+pub mod stripe;
 mod tls;
 
 pub use error::MockError;
@@ -20,6 +21,7 @@ pub use journal::{Journal, RecordedRequest};
 pub use openai::{OpenAi, OpenAiBuilder};
 pub use script::Script;
 pub use server::MockServer;
+pub use stripe::{stripe_signature, Stripe, StripeBuilder};
 pub use tls::TestCa;
 /// wiremock's matchers, for [`Expectation::given`].
 pub use wiremock::matchers;

@@ -71,12 +71,19 @@ impl MockIo {
             // Closing with linger 0 makes the kernel send RST instead of FIN.
             let _ = socket2::SockRef::from(self.tcp()).set_linger(Some(Duration::ZERO));
         }
-        Err(io::Error::new(io::ErrorKind::ConnectionReset, "connection reset by fault injection"))
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "connection reset by fault injection",
+        ))
     }
 }
 
 impl AsyncRead for MockIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if let Err(e) = self.check_reset() {
             return Poll::Ready(Err(e));
         }
@@ -88,7 +95,11 @@ impl AsyncRead for MockIo {
 }
 
 impl AsyncWrite for MockIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if let Err(e) = self.check_reset() {
             return Poll::Ready(Err(e));
         }
@@ -147,7 +158,10 @@ pub(crate) struct MockListener {
 #[derive(Debug)]
 enum Kind {
     Plain(TcpListener),
-    Tls { rx: mpsc::Receiver<(MockIo, SocketAddr)>, task: JoinHandle<()> },
+    Tls {
+        rx: mpsc::Receiver<(MockIo, SocketAddr)>,
+        task: JoinHandle<()>,
+    },
 }
 
 impl Drop for MockListener {
@@ -173,7 +187,11 @@ impl MockListener {
     }
 }
 
-async fn accept_tls(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sender<(MockIo, SocketAddr)>) {
+async fn accept_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    tx: mpsc::Sender<(MockIo, SocketAddr)>,
+) {
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(pair) => pair,
@@ -189,7 +207,11 @@ async fn accept_tls(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Send
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
-                    let io = MockIo { inner: Inner::Tls(Box::new(tls)), ctl: Arc::default(), lingering: false };
+                    let io = MockIo {
+                        inner: Inner::Tls(Box::new(tls)),
+                        ctl: Arc::default(),
+                        lingering: false,
+                    };
                     let _ = tx.send((io, remote)).await;
                 }
                 Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
@@ -209,7 +231,11 @@ impl Listener for MockListener {
                 match TcpListener::accept(listener).await {
                     Ok((stream, remote)) => {
                         let _ = stream.set_nodelay(true);
-                        let io = MockIo { inner: Inner::Plain(stream), ctl: Arc::default(), lingering: false };
+                        let io = MockIo {
+                            inner: Inner::Plain(stream),
+                            ctl: Arc::default(),
+                            lingering: false,
+                        };
                         return (io, remote);
                     }
                     Err(e) => {
@@ -241,6 +267,9 @@ pub(crate) struct ConnInfo {
 
 impl Connected<IncomingStream<'_, MockListener>> for ConnInfo {
     fn connect_info(stream: IncomingStream<'_, MockListener>) -> Self {
-        Self { remote: *stream.remote_addr(), ctl: stream.io().ctl.clone() }
+        Self {
+            remote: *stream.remote_addr(),
+            ctl: stream.io().ctl.clone(),
+        }
     }
 }

@@ -133,13 +133,15 @@ impl Script {
     /// The built-in OpenAI script (`fixtures/mocks/openai.yaml`).
     #[must_use]
     pub fn builtin_openai() -> Self {
-        Self::parse(OPENAI_BUILTIN, Path::new("fixtures/mocks/openai.yaml")).expect("built-in openai script parses")
+        Self::parse(OPENAI_BUILTIN, Path::new("fixtures/mocks/openai.yaml"))
+            .expect("built-in openai script parses")
     }
 
     /// The built-in Gemini script (`fixtures/mocks/gemini.yaml`).
     #[must_use]
     pub fn builtin_gemini() -> Self {
-        Self::parse(GEMINI_BUILTIN, Path::new("fixtures/mocks/gemini.yaml")).expect("built-in gemini script parses")
+        Self::parse(GEMINI_BUILTIN, Path::new("fixtures/mocks/gemini.yaml"))
+            .expect("built-in gemini script parses")
     }
 
     /// Loads a script file.
@@ -147,7 +149,10 @@ impl Script {
     /// # Errors
     /// [`MockError::ReadFixture`] or [`MockError::ParseFixture`] naming the file, line and column.
     pub fn from_file(path: &Path) -> Result<Self, MockError> {
-        let text = std::fs::read_to_string(path).map_err(|source| MockError::ReadFixture { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| MockError::ReadFixture {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
@@ -156,20 +161,37 @@ impl Script {
     /// # Errors
     /// [`MockError::ParseFixture`] with line, column and what is wrong.
     pub fn parse(text: &str, path: &Path) -> Result<Self, MockError> {
-        let fail = |message: String| MockError::ParseFixture { path: PathBuf::from(path), message };
+        let fail = |message: String| MockError::ParseFixture {
+            path: PathBuf::from(path),
+            message,
+        };
         let file: ScriptFile = serde_yaml::from_str(text).map_err(|e| fail(e.to_string()))?;
         let mut rules = Vec::with_capacity(file.rules.len());
         for (i, rule) in file.rules.into_iter().enumerate() {
             check_reply(&rule.reply).map_err(|m| fail(format!("rules[{i}].reply: {m}")))?;
             let regex = match &rule.when.prompt_matches {
-                Some(re) => Some(Regex::new(re).map_err(|e| fail(format!("rules[{i}].when.prompt-matches: {e}")))?),
+                Some(re) => Some(
+                    Regex::new(re)
+                        .map_err(|e| fail(format!("rules[{i}].when.prompt-matches: {e}")))?,
+                ),
                 None => None,
             };
-            rules.push(Rule { when: rule.when, regex, reply: rule.reply });
+            rules.push(Rule {
+                when: rule.when,
+                regex,
+                reply: rule.reply,
+            });
         }
-        let default = file.default.unwrap_or(ReplyFile { text: Some("This is a mock answer to: {{prompt}}".into()), function_call: None });
+        let default = file.default.unwrap_or(ReplyFile {
+            text: Some("This is a mock answer to: {{prompt}}".into()),
+            function_call: None,
+        });
         check_reply(&default).map_err(|m| fail(format!("default: {m}")))?;
-        Ok(Self { rules, default, transcripts: file.transcripts })
+        Ok(Self {
+            rules,
+            default,
+            transcripts: file.transcripts,
+        })
     }
 
     /// The reply to `prompt`: the first matching rule's, else the default.
@@ -222,7 +244,11 @@ impl Rule {
             }
         }
         if let Some(needle) = &self.when.system_contains {
-            if !prompt.system.to_lowercase().contains(&needle.to_lowercase()) {
+            if !prompt
+                .system
+                .to_lowercase()
+                .contains(&needle.to_lowercase())
+            {
                 return None;
             }
         }
@@ -240,16 +266,27 @@ impl Rule {
 
 fn render(reply: &ReplyFile, prompt: &Prompt, vars: &BTreeMap<String, String>) -> Reply {
     if let Some(call) = &reply.function_call {
-        return Reply::FunctionCall { name: call.name.clone(), arguments: render_value(&call.arguments, prompt, vars) };
+        return Reply::FunctionCall {
+            name: call.name.clone(),
+            arguments: render_value(&call.arguments, prompt, vars),
+        };
     }
-    Reply::Text(fill(reply.text.as_deref().unwrap_or_default(), prompt, vars))
+    Reply::Text(fill(
+        reply.text.as_deref().unwrap_or_default(),
+        prompt,
+        vars,
+    ))
 }
 
 fn render_value(value: &Value, prompt: &Prompt, vars: &BTreeMap<String, String>) -> Value {
     match value {
         Value::String(s) => Value::String(fill(s, prompt, vars)),
         Value::Array(a) => Value::Array(a.iter().map(|v| render_value(v, prompt, vars)).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), render_value(v, prompt, vars))).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), render_value(v, prompt, vars)))
+                .collect(),
+        ),
         Value::Null => Value::Object(serde_json::Map::new()),
         other => other.clone(),
     }
@@ -280,7 +317,9 @@ fn lookup(key: &str, prompt: &Prompt, vars: &BTreeMap<String, String>) -> String
         return v.clone();
     }
     if let Some(field) = key.strip_prefix("tool-result") {
-        let Some((_, result)) = &prompt.tool_result else { return String::new() };
+        let Some((_, result)) = &prompt.tool_result else {
+            return String::new();
+        };
         let mut value = result;
         for part in field.split('.').filter(|p| !p.is_empty()) {
             match value.get(part) {
@@ -324,26 +363,52 @@ default: { text: "Echo: {{prompt}}" }
 
     #[test]
     fn function_call_needs_declared_tool() {
-        let mut p = Prompt { user: "What is the weather in Aarhus?".into(), ..Prompt::default() };
-        assert_eq!(script().answer(&p), Reply::Text("Echo: What is the weather in Aarhus?".into()));
+        let mut p = Prompt {
+            user: "What is the weather in Aarhus?".into(),
+            ..Prompt::default()
+        };
+        assert_eq!(
+            script().answer(&p),
+            Reply::Text("Echo: What is the weather in Aarhus?".into())
+        );
         p.tools = vec!["get_weather".into()];
         assert_eq!(
             script().answer(&p),
-            Reply::FunctionCall { name: "get_weather".into(), arguments: json!({"city": "Aarhus"}) }
+            Reply::FunctionCall {
+                name: "get_weather".into(),
+                arguments: json!({"city": "Aarhus"})
+            }
         );
-        p.tool_result = Some(("get_weather".into(), json!({"temperature": 21, "city": "Aarhus"})));
-        assert_eq!(script().answer(&p), Reply::Text("It is 21 degrees in Aarhus.".into()));
+        p.tool_result = Some((
+            "get_weather".into(),
+            json!({"temperature": 21, "city": "Aarhus"}),
+        ));
+        assert_eq!(
+            script().answer(&p),
+            Reply::Text("It is 21 degrees in Aarhus.".into())
+        );
     }
 
     #[test]
     fn errors_name_file_and_position() {
-        let err = Script::parse("rules:\n  - when: { prompt-contain: x }\n    reply: { text: y }\n", Path::new("bad.yaml")).unwrap_err();
+        let err = Script::parse(
+            "rules:\n  - when: { prompt-contain: x }\n    reply: { text: y }\n",
+            Path::new("bad.yaml"),
+        )
+        .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("failed to parse fixture file bad.yaml:"), "{msg}");
+        assert!(
+            msg.starts_with("failed to parse fixture file bad.yaml:"),
+            "{msg}"
+        );
         assert!(msg.contains("unknown field `prompt-contain`"), "{msg}");
         assert!(msg.contains("line 2"), "{msg}");
-        let err = Script::parse("rules:\n  - when: {}\n    reply: {}\n", Path::new("b.yaml")).unwrap_err();
-        assert!(err.to_string().contains("rules[0].reply: exactly one of"), "{err}");
+        let err = Script::parse("rules:\n  - when: {}\n    reply: {}\n", Path::new("b.yaml"))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("rules[0].reply: exactly one of"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -42,9 +42,14 @@ pub(crate) trait Api: Send + Sync + 'static {
 
     /// A 429 in the API's format with the headers its clients read.
     fn rate_limited(&self, retry_after: Duration) -> Response {
-        let mut response = self.error(StatusCode::TOO_MANY_REQUESTS, "Too many requests, please retry later.");
+        let mut response = self.error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests, please retry later.",
+        );
         let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         response
     }
 
@@ -64,7 +69,10 @@ pub(crate) struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("api", &self.api.name()).field("tls", &self.tls).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("api", &self.api.name())
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,7 +90,10 @@ impl Shared {
     pub(crate) fn reset(&self) {
         self.journal.clear();
         self.faults.clear();
-        self.expectations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        self.expectations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
         self.api.reset();
     }
 
@@ -125,15 +136,21 @@ pub struct MockServer {
 }
 
 impl MockServer {
-    pub(crate) async fn serve(api: Arc<dyn Api>, routes: Router, options: ServeOptions) -> Result<Self, MockError> {
+    pub(crate) async fn serve(
+        api: Arc<dyn Api>,
+        routes: Router,
+        options: ServeOptions,
+    ) -> Result<Self, MockError> {
         let name = api.name();
         let listener = match options.listener {
             Some(l) => l,
-            None => TcpListener::bind("127.0.0.1:0").await.map_err(|source| MockError::Bind {
-                mock: name,
-                addr: "127.0.0.1:0".into(),
-                source,
-            })?,
+            None => TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|source| MockError::Bind {
+                    mock: name,
+                    addr: "127.0.0.1:0".into(),
+                    source,
+                })?,
         };
         let tls = options.tls.map(tokio_rustls::TlsAcceptor::from);
         let is_tls = tls.is_some();
@@ -142,11 +159,12 @@ impl MockServer {
             addr: "bound listener".into(),
             source,
         })?;
-        let addr = axum::serve::Listener::local_addr(&listener).map_err(|source| MockError::Bind {
-            mock: name,
-            addr: "bound listener".into(),
-            source,
-        })?;
+        let addr =
+            axum::serve::Listener::local_addr(&listener).map_err(|source| MockError::Bind {
+                mock: name,
+                addr: "bound listener".into(),
+                source,
+            })?;
         let (stop, shutdown) = watch::channel(false);
         let shared = Arc::new(Shared {
             api,
@@ -158,20 +176,32 @@ impl MockServer {
         });
         let app = Router::new()
             .merge(routes)
-            .layer(axum::middleware::from_fn_with_state(shared.clone(), journal_and_faults))
+            .layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                journal_and_faults,
+            ))
             .merge(crate::admin::router(shared.clone()));
         let mut rx = shared.shutdown.clone();
         let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app.into_make_service_with_connect_info::<ConnInfo>())
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                });
+            let serve = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<ConnInfo>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            });
             if let Err(e) = serve.await {
                 tracing::warn!(mock = name, "server stopped with an error: {e}");
             }
         });
         tracing::debug!(mock = name, %addr, tls = is_tls, "mock listening");
-        Ok(Self { shared, addr, stop, task: Some(task), keep: false })
+        Ok(Self {
+            shared,
+            addr,
+            stop,
+            task: Some(task),
+            keep: false,
+        })
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -224,7 +254,11 @@ impl MockServer {
 
     /// Registers an expectation, checked by [`MockServer::verify`].
     pub fn expect(&self, expectation: Expectation) {
-        self.shared.expectations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(expectation);
+        self.shared
+            .expectations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(expectation);
     }
 
     /// Checks every registered expectation against the journal.
@@ -250,7 +284,10 @@ impl MockServer {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
             let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
@@ -270,16 +307,26 @@ impl Drop for MockServer {
 }
 
 /// Journals the call, applies the first fault in scope, records the outcome.
-async fn journal_and_faults(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+async fn journal_and_faults(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if request.uri().path().starts_with("/__admin/") {
         return next.run(request).await;
     }
     let (mut parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(b) => b,
-        Err(_) => return shared.api.error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large."),
+        Err(_) => {
+            return shared
+                .api
+                .error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.")
+        }
     };
-    let seq = shared.journal.record(&parts.method, &parts.uri, &parts.headers, bytes.clone());
+    let seq = shared
+        .journal
+        .record(&parts.method, &parts.uri, &parts.headers, bytes.clone());
     let scheme = if shared.tls { "https" } else { "http" };
     let host = parts
         .headers
@@ -288,8 +335,13 @@ async fn journal_and_faults(State(shared): State<Arc<Shared>>, request: Request,
         .map(str::to_owned)
         .or_else(|| parts.uri.authority().map(|a| a.to_string()))
         .unwrap_or_else(|| "localhost".into());
-    parts.extensions.insert(Origin(format!("{scheme}://{host}")));
-    let conn = parts.extensions.get::<ConnectInfo<ConnInfo>>().map(|c| c.0.clone());
+    parts
+        .extensions
+        .insert(Origin(format!("{scheme}://{host}")));
+    let conn = parts
+        .extensions
+        .get::<ConnectInfo<ConnInfo>>()
+        .map(|c| c.0.clone());
     let fault = shared.faults.take(parts.method.as_str(), parts.uri.path());
     let request = Request::from_parts(parts, Body::from(bytes));
     let fault_name = fault.as_ref().map(FaultKind::name);
@@ -325,30 +377,41 @@ async fn journal_and_faults(State(shared): State<Arc<Shared>>, request: Request,
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             match body {
                 Some(body) => (status, axum::Json(body)).into_response(),
-                None => shared.api.error(status, "The server had an error while processing your request (injected fault)."),
+                None => shared.api.error(
+                    status,
+                    "The server had an error while processing your request (injected fault).",
+                ),
             }
         }
         Some(FaultKind::RateLimit { retry_after }) => shared.api.rate_limited(retry_after),
         Some(FaultKind::Malformed) => {
             let response = next.run(request).await;
             let (mut parts, body) = response.into_parts();
-            let full = axum::body::to_bytes(body, BODY_LIMIT).await.unwrap_or_default();
+            let full = axum::body::to_bytes(body, BODY_LIMIT)
+                .await
+                .unwrap_or_default();
             let mut broken = full[..full.len() / 2].to_vec();
             broken.extend_from_slice(b"\x00<<malformed by tekup-mocks>>{\"");
-            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(broken.len()));
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(broken.len()));
             Response::from_parts(parts, Body::from(broken))
         }
         Some(FaultKind::Truncated) => {
             let response = next.run(request).await;
             let (parts, body) = response.into_parts();
-            let full = axum::body::to_bytes(body, BODY_LIMIT).await.unwrap_or_default();
+            let full = axum::body::to_bytes(body, BODY_LIMIT)
+                .await
+                .unwrap_or_default();
             let status = parts.status;
             let mut builder = Response::builder().status(status);
             for (k, v) in &parts.headers {
                 builder = builder.header(k, v);
             }
             builder = builder.header(header::CONTENT_LENGTH, full.len());
-            shared.journal.complete(seq, Some(status.as_u16()), fault_name);
+            shared
+                .journal
+                .complete(seq, Some(status.as_u16()), fault_name);
             return failing_body(builder, full.slice(..full.len() / 2));
         }
         Some(FaultKind::Reset) => {
@@ -359,7 +422,9 @@ async fn journal_and_faults(State(shared): State<Arc<Shared>>, request: Request,
             return failing_body(Response::builder(), Bytes::new());
         }
     };
-    shared.journal.complete(seq, Some(response.status().as_u16()), fault_name);
+    shared
+        .journal
+        .complete(seq, Some(response.status().as_u16()), fault_name);
     response
 }
 
@@ -375,7 +440,13 @@ fn failing_body(builder: axum::http::response::Builder, prefix: Bytes) -> Respon
                 1 => {
                     tokio::task::yield_now().await;
                     tokio::task::yield_now().await;
-                    Some((Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "body cut by fault injection")), 2))
+                    Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::BrokenPipe,
+                            "body cut by fault injection",
+                        )),
+                        2,
+                    ))
                 }
                 _ => None,
             }

@@ -9,7 +9,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::error::MockError;
@@ -24,7 +26,9 @@ pub struct TestCa {
 
 impl std::fmt::Debug for TestCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestCa").field("ca_pem_len", &self.ca_pem.len()).finish_non_exhaustive()
+        f.debug_struct("TestCa")
+            .field("ca_pem_len", &self.ca_pem.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -37,7 +41,11 @@ impl TestCa {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, "tekup-mocks test CA");
         dn.push(DnType::OrganizationName, "tekup-harness");
@@ -45,7 +53,11 @@ impl TestCa {
         let ca = ca_params.self_signed(&ca_key)?;
 
         let leaf_key = KeyPair::generate()?;
-        let mut leaf_params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()])?;
+        let mut leaf_params = CertificateParams::new(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ])?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, "localhost");
         leaf_params.distinguished_name = dn;
@@ -71,7 +83,10 @@ impl TestCa {
     /// # Errors
     /// [`MockError::Write`] if the file cannot be written.
     pub fn write_ca_pem(&self, path: &Path) -> Result<(), MockError> {
-        std::fs::write(path, &self.ca_pem).map_err(|source| MockError::Write { path: path.to_owned(), source })
+        std::fs::write(path, &self.ca_pem).map_err(|source| MockError::Write {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// A rustls server configuration presenting the server certificate.

@@ -7,7 +7,10 @@ use tekup_mocks::matchers::{body_partial_json, method, path};
 use tekup_mocks::{Expectation, Fault, OpenAi};
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
 }
 
 async fn chat(mock: &OpenAi, body: Value) -> reqwest::Response {
@@ -23,15 +26,25 @@ async fn chat(mock: &OpenAi, body: Value) -> reqwest::Response {
 #[tokio::test]
 async fn chat_completion_has_the_wire_format_and_headers() {
     let mock = OpenAi::start().await.unwrap();
-    let response = chat(&mock, json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}]})).await;
+    let response = chat(
+        &mock,
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}]}),
+    )
+    .await;
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["x-request-id"].to_str().unwrap().starts_with("req_"));
+    assert!(response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .starts_with("req_"));
     assert_eq!(response.headers()["x-ratelimit-limit-requests"], "10000");
     assert_eq!(response.headers()["x-ratelimit-remaining-requests"], "9999");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["object"], "chat.completion");
     assert!(body["id"].as_str().unwrap().starts_with("chatcmpl-"));
-    assert_eq!(body["choices"][0]["message"]["content"], "This is a mock answer to: hello there");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "This is a mock answer to: hello there"
+    );
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
     assert!(body["usage"]["total_tokens"].as_u64().unwrap() > 0);
 }
@@ -40,8 +53,11 @@ async fn chat_completion_has_the_wire_format_and_headers() {
 async fn tool_call_round_trip_follows_the_script() {
     let mock = OpenAi::start().await.unwrap();
     let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
-    let first: Value = chat(&mock, json!({"model": "gpt-4o", "tools": tools,
-        "messages": [{"role": "user", "content": "What is the weather in Paris?"}]}))
+    let first: Value = chat(
+        &mock,
+        json!({"model": "gpt-4o", "tools": tools,
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}]}),
+    )
     .await
     .json()
     .await
@@ -49,7 +65,8 @@ async fn tool_call_round_trip_follows_the_script() {
     let call = &first["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(first["choices"][0]["finish_reason"], "tool_calls");
     assert_eq!(call["function"]["name"], "get_weather");
-    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
     assert_eq!(args["city"], "Paris");
     let second: Value = chat(&mock, json!({"model": "gpt-4o", "tools": tools, "messages": [
         {"role": "user", "content": "What is the weather in Paris?"},
@@ -60,16 +77,25 @@ async fn tool_call_round_trip_follows_the_script() {
     .json()
     .await
     .unwrap();
-    assert_eq!(second["choices"][0]["message"]["content"], "It is 18 degrees in Paris.");
+    assert_eq!(
+        second["choices"][0]["message"]["content"],
+        "It is 18 degrees in Paris."
+    );
 }
 
 #[tokio::test]
 async fn stream_ends_with_done_and_reassembles() {
     let mock = OpenAi::start().await.unwrap();
-    let response = chat(&mock, json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
-        "messages": [{"role": "user", "content": "stream me"}]}))
+    let response = chat(
+        &mock,
+        json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": "stream me"}]}),
+    )
     .await;
-    assert_eq!(response.headers()["content-type"], "text/event-stream; charset=utf-8");
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
     let text = response.text().await.unwrap();
     let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
     assert_eq!(*events.last().unwrap(), "data: [DONE]");
@@ -82,14 +108,19 @@ async fn stream_ends_with_done_and_reassembles() {
         }
     }
     assert_eq!(content, "This is a mock answer to: stream me");
-    let usage: Value = serde_json::from_str(events[events.len() - 2].strip_prefix("data: ").unwrap()).unwrap();
+    let usage: Value =
+        serde_json::from_str(events[events.len() - 2].strip_prefix("data: ").unwrap()).unwrap();
     assert_eq!(usage["choices"], json!([]));
     assert!(usage["usage"]["total_tokens"].as_u64().unwrap() > 0);
 }
 
 #[tokio::test]
 async fn errors_have_the_openai_shape() {
-    let mock = OpenAi::builder().api_key("sk-right-key-123").start().await.unwrap();
+    let mock = OpenAi::builder()
+        .api_key("sk-right-key-123")
+        .start()
+        .await
+        .unwrap();
     let response = client()
         .post(format!("{}/chat/completions", mock.base_url()))
         .bearer_auth("sk-wrong-key-456")
@@ -100,7 +131,10 @@ async fn errors_have_the_openai_shape() {
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_api_key");
-    assert!(body["error"]["message"].as_str().unwrap().contains("sk-***-456"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("sk-***-456"));
     let response = client()
         .post(format!("{}/chat/completions", mock.base_url()))
         .bearer_auth("sk-right-key-123")
@@ -110,19 +144,33 @@ async fn errors_have_the_openai_shape() {
         .unwrap();
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body, json!({"error": {"message": "Missing required parameter: 'messages'.",
-        "type": "invalid_request_error", "param": "messages", "code": "missing_required_parameter"}}));
+    assert_eq!(
+        body,
+        json!({"error": {"message": "Missing required parameter: 'messages'.",
+        "type": "invalid_request_error", "param": "messages", "code": "missing_required_parameter"}})
+    );
 }
 
 #[tokio::test]
 async fn requests_per_minute_limit_answers_429() {
-    let mock = OpenAi::builder().requests_per_minute(2).start().await.unwrap();
+    let mock = OpenAi::builder()
+        .requests_per_minute(2)
+        .start()
+        .await
+        .unwrap();
     let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]});
     assert_eq!(chat(&mock, body.clone()).await.status(), 200);
     assert_eq!(chat(&mock, body.clone()).await.status(), 200);
     let limited = chat(&mock, body).await;
     assert_eq!(limited.status(), 429);
-    assert!(limited.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() <= 60);
+    assert!(
+        limited.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            <= 60
+    );
     let body: Value = limited.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
 }
@@ -148,10 +196,20 @@ async fn embeddings_float_and_base64_agree() {
     let float = get("float").await;
     let b64 = get("base64").await;
     use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(b64["data"][1]["embedding"].as_str().unwrap()).unwrap();
-    let decoded: Vec<f32> = bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64["data"][1]["embedding"].as_str().unwrap())
+        .unwrap();
+    let decoded: Vec<f32> = bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
     #[expect(clippy::cast_possible_truncation, reason = "the API sends f32 values")]
-    let floats: Vec<f32> = float["data"][1]["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let floats: Vec<f32> = float["data"][1]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
     assert_eq!(decoded.len(), 8);
     assert_eq!(decoded, floats);
 }
@@ -161,7 +219,10 @@ async fn transcription_reads_multipart() {
     let mock = OpenAi::start().await.unwrap();
     let form = reqwest::multipart::Form::new()
         .text("model", "whisper-1")
-        .part("file", reqwest::multipart::Part::bytes(vec![1u8; 64]).file_name("meeting.wav"));
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![1u8; 64]).file_name("meeting.wav"),
+        );
     let body: Value = client()
         .post(format!("{}/audio/transcriptions", mock.base_url()))
         .bearer_auth("sk-test")
@@ -172,7 +233,10 @@ async fn transcription_reads_multipart() {
         .json()
         .await
         .unwrap();
-    assert_eq!(body["text"], "Schedule a meeting with Acme tomorrow at ten.");
+    assert_eq!(
+        body["text"],
+        "Schedule a meeting with Acme tomorrow at ten."
+    );
 }
 
 #[tokio::test]
@@ -186,16 +250,33 @@ async fn faults_status_times_then_recovers_and_journal_counts() {
     assert_eq!(err["error"]["type"], "server_error");
     assert_eq!(chat(&mock, body.clone()).await.status(), 503);
     assert_eq!(chat(&mock, body).await.status(), 200);
-    let statuses: Vec<_> = mock.journal().iter().map(|r| (r.status, r.fault.clone())).collect();
+    let statuses: Vec<_> = mock
+        .journal()
+        .iter()
+        .map(|r| (r.status, r.fault.clone()))
+        .collect();
     assert_eq!(
         statuses,
-        vec![(Some(503), Some("status".into())), (Some(503), Some("status".into())), (Some(200), None)]
+        vec![
+            (Some(503), Some("status".into())),
+            (Some(503), Some("status".into())),
+            (Some(200), None)
+        ]
     );
-    mock.expect(Expectation::given(method("POST")).and(path("/v1/chat/completions")).times(3));
+    mock.expect(
+        Expectation::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .times(3),
+    );
     mock.verify().unwrap();
-    mock.expect(Expectation::given(body_partial_json(json!({"model": "gpt-5"}))).named("gpt-5 call"));
+    mock.expect(
+        Expectation::given(body_partial_json(json!({"model": "gpt-5"}))).named("gpt-5 call"),
+    );
     let err = mock.verify().unwrap_err().to_string();
-    assert!(err.contains("`gpt-5 call`: expected at least 1 matching call(s), received 0"), "{err}");
+    assert!(
+        err.contains("`gpt-5 call`: expected at least 1 matching call(s), received 0"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -216,7 +297,10 @@ async fn reset_truncated_malformed_and_stall_faults() {
     mock.inject(Fault::truncated().times(1));
     let response = chat(&mock, body.clone()).await;
     assert_eq!(response.status(), 200);
-    assert!(response.bytes().await.is_err(), "a truncated body must fail to read");
+    assert!(
+        response.bytes().await.is_err(),
+        "a truncated body must fail to read"
+    );
 
     mock.inject(Fault::malformed().times(1));
     let response = chat(&mock, body.clone()).await;
@@ -242,8 +326,15 @@ async fn reset_truncated_malformed_and_stall_faults() {
     assert_eq!(limited.status(), 429);
     assert_eq!(limited.headers()["retry-after"], "2");
     assert_eq!(chat(&mock, body).await.status(), 200);
-    let faults: Vec<_> = mock.journal().iter().map(|r| r.fault.clone().unwrap_or_default()).collect();
-    assert_eq!(faults, ["reset", "truncated", "malformed", "stall", "rate-limit", ""]);
+    let faults: Vec<_> = mock
+        .journal()
+        .iter()
+        .map(|r| r.fault.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        faults,
+        ["reset", "truncated", "malformed", "stall", "rate-limit", ""]
+    );
 }
 
 #[tokio::test]
@@ -251,7 +342,12 @@ async fn latency_fault_delays_the_answer() {
     let mock = OpenAi::start().await.unwrap();
     mock.inject(Fault::latency(Duration::from_millis(300)).on_method("GET"));
     let started = std::time::Instant::now();
-    let response = client().get(format!("{}/models", mock.base_url())).bearer_auth("k").send().await.unwrap();
+    let response = client()
+        .get(format!("{}/models", mock.base_url()))
+        .bearer_auth("k")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
@@ -261,11 +357,25 @@ async fn admin_api_drives_faults_expectations_and_reset() {
     let mock = OpenAi::start().await.unwrap();
     let admin = |p: &str| format!("{}/__admin/{p}", mock.uri());
     let c = client();
-    let created = c.post(admin("faults")).json(&json!({"kind": "status", "status": 500, "times": 1})).send().await.unwrap();
+    let created = c
+        .post(admin("faults"))
+        .json(&json!({"kind": "status", "status": 500, "times": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(created.status(), 201);
-    let bad = c.post(admin("faults")).json(&json!({"kind": "explode"})).send().await.unwrap();
+    let bad = c
+        .post(admin("faults"))
+        .json(&json!({"kind": "explode"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
-    assert!(bad.text().await.unwrap().contains("unknown fault kind `explode`"));
+    assert!(bad
+        .text()
+        .await
+        .unwrap()
+        .contains("unknown fault kind `explode`"));
     let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]});
     assert_eq!(chat(&mock, body.clone()).await.status(), 500);
     assert_eq!(chat(&mock, body).await.status(), 200);
@@ -276,16 +386,40 @@ async fn admin_api_drives_faults_expectations_and_reset() {
         .unwrap();
     let verify = c.get(admin("verify")).send().await.unwrap();
     assert_eq!(verify.status(), 200);
-    c.post(admin("expectations")).json(&json!({"path": "/v1/embeddings"})).send().await.unwrap();
+    c.post(admin("expectations"))
+        .json(&json!({"path": "/v1/embeddings"}))
+        .send()
+        .await
+        .unwrap();
     let verify = c.get(admin("verify")).send().await.unwrap();
     assert_eq!(verify.status(), 417);
     let report: Value = verify.json().await.unwrap();
-    assert_eq!(report["failures"][0], "`/v1/embeddings`: expected at least 1 matching call(s), received 0");
-    let journal: Vec<Value> = c.get(admin("journal?path=/v1/chat")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        report["failures"][0],
+        "`/v1/embeddings`: expected at least 1 matching call(s), received 0"
+    );
+    let journal: Vec<Value> = c
+        .get(admin("journal?path=/v1/chat"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(journal.len(), 2);
     assert_eq!(journal[0]["status"], 500);
     assert_eq!(c.post(admin("reset")).send().await.unwrap().status(), 204);
-    let journal: Vec<Value> = c.get(admin("journal")).send().await.unwrap().json().await.unwrap();
-    assert!(journal.is_empty(), "admin calls are not journaled and reset clears: {journal:?}");
+    let journal: Vec<Value> = c
+        .get(admin("journal"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        journal.is_empty(),
+        "admin calls are not journaled and reset clears: {journal:?}"
+    );
     assert_eq!(c.get(admin("verify")).send().await.unwrap().status(), 200);
 }

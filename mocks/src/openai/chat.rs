@@ -30,12 +30,27 @@ pub(super) async fn completions(State(state): State<Arc<OpenAiState>>, body: Byt
     };
     let messages = match request.get("messages") {
         Some(Value::Array(m)) if !m.is_empty() => m,
-        Some(Value::Array(_)) => return invalid("[] is too short - 'messages'", "messages", Some("empty_array")),
-        _ => return invalid("Missing required parameter: 'messages'.", "messages", Some("missing_required_parameter")),
+        Some(Value::Array(_)) => {
+            return invalid(
+                "[] is too short - 'messages'",
+                "messages",
+                Some("empty_array"),
+            )
+        }
+        _ => {
+            return invalid(
+                "Missing required parameter: 'messages'.",
+                "messages",
+                Some("missing_required_parameter"),
+            )
+        }
     };
     for (i, m) in messages.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
-        if !matches!(role, "system" | "developer" | "user" | "assistant" | "tool" | "function") {
+        if !matches!(
+            role,
+            "system" | "developer" | "user" | "assistant" | "tool" | "function"
+        ) {
             return invalid(
                 &format!("Invalid value: '{role}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'."),
                 &format!("messages[{i}].role"),
@@ -52,13 +67,23 @@ pub(super) async fn completions(State(state): State<Arc<OpenAiState>>, body: Byt
         }
     }
     if let Reply::Text(text) = &reply {
-        let wants_json = request.pointer("/response_format/type").and_then(Value::as_str).is_some_and(|t| t != "text");
+        let wants_json = request
+            .pointer("/response_format/type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "text");
         if wants_json && serde_json::from_str::<Value>(text).is_err() {
             reply = Reply::Text(json!({ "answer": text }).to_string());
         }
     }
-    let n = request.get("n").and_then(Value::as_u64).unwrap_or(1).clamp(1, 8) as usize;
-    let prompt_tokens: u64 = messages.iter().map(|m| estimate_tokens(&m.to_string())).sum();
+    let n = request
+        .get("n")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+        .clamp(1, 8) as usize;
+    let prompt_tokens: u64 = messages
+        .iter()
+        .map(|m| estimate_tokens(&m.to_string()))
+        .sum();
     let completion = Completion {
         id: ids::alnum_id("chatcmpl-", 29),
         created: ids::unix_now(),
@@ -69,7 +94,10 @@ pub(super) async fn completions(State(state): State<Arc<OpenAiState>>, body: Byt
         prompt_tokens,
     };
     if request.get("stream").and_then(Value::as_bool) == Some(true) {
-        let include_usage = request.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+        let include_usage = request
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            == Some(true);
         return stream(completion, include_usage);
     }
     Json(completion.whole()).into_response()
@@ -80,11 +108,21 @@ fn prompt_of(request: &Value, messages: &[Value]) -> Prompt {
     let tools = request
         .get("tools")
         .and_then(Value::as_array)
-        .map(|t| t.iter().filter_map(|t| t.pointer("/function/name").and_then(Value::as_str)).map(str::to_owned).collect())
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t.pointer("/function/name").and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     let system = messages
         .iter()
-        .filter(|m| matches!(m.get("role").and_then(Value::as_str), Some("system" | "developer")))
+        .filter(|m| {
+            matches!(
+                m.get("role").and_then(Value::as_str),
+                Some("system" | "developer")
+            )
+        })
         .map(|m| text_of(m.get("content")))
         .collect::<Vec<_>>()
         .join("\n");
@@ -95,20 +133,33 @@ fn prompt_of(request: &Value, messages: &[Value]) -> Prompt {
         .map(|m| text_of(m.get("content")))
         .unwrap_or_default();
     let last = messages.last();
-    let tool_result = last.filter(|m| m.get("role").and_then(Value::as_str) == Some("tool")).map(|m| {
-        let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or_default();
-        let name = messages
-            .iter()
-            .filter_map(|m| m.get("tool_calls").and_then(Value::as_array))
-            .flatten()
-            .find(|c| c.get("id").and_then(Value::as_str) == Some(id))
-            .and_then(|c| c.pointer("/function/name").and_then(Value::as_str))
-            .unwrap_or_default()
-            .to_owned();
-        let content = text_of(m.get("content"));
-        (name, serde_json::from_str(&content).unwrap_or(Value::String(content)))
-    });
-    Prompt { user, system, tools, tool_result }
+    let tool_result = last
+        .filter(|m| m.get("role").and_then(Value::as_str) == Some("tool"))
+        .map(|m| {
+            let id = m
+                .get("tool_call_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let name = messages
+                .iter()
+                .filter_map(|m| m.get("tool_calls").and_then(Value::as_array))
+                .flatten()
+                .find(|c| c.get("id").and_then(Value::as_str) == Some(id))
+                .and_then(|c| c.pointer("/function/name").and_then(Value::as_str))
+                .unwrap_or_default()
+                .to_owned();
+            let content = text_of(m.get("content"));
+            (
+                name,
+                serde_json::from_str(&content).unwrap_or(Value::String(content)),
+            )
+        });
+    Prompt {
+        user,
+        system,
+        tools,
+        tool_result,
+    }
 }
 
 /// Message content: a string, or an array of parts of which the text ones count.
@@ -138,7 +189,9 @@ impl Completion {
     fn completion_tokens(&self) -> u64 {
         match &self.reply {
             Reply::Text(t) => estimate_tokens(t),
-            Reply::FunctionCall { name, arguments } => estimate_tokens(name) + estimate_tokens(&arguments.to_string()),
+            Reply::FunctionCall { name, arguments } => {
+                estimate_tokens(name) + estimate_tokens(&arguments.to_string())
+            }
         }
     }
 
@@ -165,7 +218,9 @@ impl Completion {
 
     fn whole(&self) -> Value {
         let message = match &self.reply {
-            Reply::Text(text) => json!({ "role": "assistant", "content": text, "refusal": null, "annotations": [] }),
+            Reply::Text(text) => {
+                json!({ "role": "assistant", "content": text, "refusal": null, "annotations": [] })
+            }
             Reply::FunctionCall { name, arguments } => json!({
                 "role": "assistant", "content": null, "refusal": null, "annotations": [],
                 "tool_calls": [{
@@ -203,8 +258,13 @@ impl Completion {
     fn deltas(&self) -> Vec<Value> {
         match &self.reply {
             Reply::Text(text) => {
-                let mut deltas = vec![json!({ "role": "assistant", "content": "", "refusal": null })];
-                deltas.extend(split_words(text).into_iter().map(|piece| json!({ "content": piece })));
+                let mut deltas =
+                    vec![json!({ "role": "assistant", "content": "", "refusal": null })];
+                deltas.extend(
+                    split_words(text)
+                        .into_iter()
+                        .map(|piece| json!({ "content": piece })),
+                );
                 deltas
             }
             Reply::FunctionCall { name, arguments } => {
@@ -257,13 +317,18 @@ fn stream(completion: Completion, include_usage: bool) -> Response {
     if include_usage {
         events.push(completion.chunk(json!([]), Some(completion.usage()), true));
     }
-    let mut frames: Vec<Result<Bytes, Infallible>> =
-        events.into_iter().map(|e| Ok(Bytes::from(format!("data: {e}\n\n")))).collect();
+    let mut frames: Vec<Result<Bytes, Infallible>> = events
+        .into_iter()
+        .map(|e| Ok(Bytes::from(format!("data: {e}\n\n"))))
+        .collect();
     frames.push(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
     let body = Body::from_stream(futures_util::stream::iter(frames));
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/event-stream; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CONTENT_TYPE, "text/event-stream; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         body,
     )
         .into_response()
@@ -291,6 +356,9 @@ mod tests {
         let p = prompt_of(&json!({}), messages.as_array().unwrap());
         assert_eq!(p.user, "weather in Oslo?");
         assert_eq!(p.system, "be brief");
-        assert_eq!(p.tool_result, Some(("get_weather".into(), json!({"temperature": 3}))));
+        assert_eq!(
+            p.tool_result,
+            Some(("get_weather".into(), json!({"temperature": 3})))
+        );
     }
 }

@@ -30,7 +30,11 @@ const MODELS: &[&str] = &[
 
 pub(super) async fn embeddings(body: Bytes) -> Response {
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return invalid("We could not parse the JSON body of your request.", "", None);
+        return invalid(
+            "We could not parse the JSON body of your request.",
+            "",
+            None,
+        );
     };
     let Some(model) = request.get("model").and_then(Value::as_str) else {
         return invalid("you must provide a model parameter", "model", None);
@@ -46,10 +50,18 @@ pub(super) async fn embeddings(body: Bytes) -> Response {
     if inputs.is_empty() || inputs.iter().any(String::is_empty) {
         return invalid("'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.", "input", None);
     }
-    let native = if model.contains("3-large") { 3072 } else { 1536 };
+    let native = if model.contains("3-large") {
+        3072
+    } else {
+        1536
+    };
     let dims = match request.get("dimensions").and_then(Value::as_u64) {
         Some(d) if d == 0 || d > native => {
-            return invalid(&format!("This model does not support specifying dimensions ({d})."), "dimensions", None)
+            return invalid(
+                &format!("This model does not support specifying dimensions ({d})."),
+                "dimensions",
+                None,
+            )
         }
         Some(d) => d as usize,
         None => native as usize,
@@ -58,7 +70,11 @@ pub(super) async fn embeddings(body: Bytes) -> Response {
         None | Some("float") => false,
         Some("base64") => true,
         Some(other) => {
-            return invalid(&format!("Invalid value: '{other}'. Supported values are: 'float' and 'base64'."), "encoding_format", Some("invalid_value"))
+            return invalid(
+                &format!("Invalid value: '{other}'. Supported values are: 'float' and 'base64'."),
+                "encoding_format",
+                Some("invalid_value"),
+            )
         }
     };
     let mut tokens = 0;
@@ -89,11 +105,19 @@ pub(crate) fn embed(text: &str, dims: usize) -> Vec<f32> {
     let seed: [u8; 32] = Sha256::digest(text.as_bytes()).into();
     let mut rng = rand::rngs::StdRng::from_seed(seed);
     let raw: Vec<f32> = (0..dims).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-    let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::EPSILON);
+    let norm = raw
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::EPSILON);
     raw.into_iter().map(|x| x / norm).collect()
 }
 
-pub(super) async fn transcriptions(State(state): State<Arc<OpenAiState>>, mut multipart: Multipart) -> Response {
+pub(super) async fn transcriptions(
+    State(state): State<Arc<OpenAiState>>,
+    mut multipart: Multipart,
+) -> Response {
     let mut file_name = None;
     let mut file_len = 0usize;
     let mut model = None;
@@ -120,13 +144,21 @@ pub(super) async fn transcriptions(State(state): State<Arc<OpenAiState>>, mut mu
         }
     }
     let Some(file_name) = file_name else {
-        return invalid("Missing required parameter: 'file'.", "file", Some("missing_required_parameter"));
+        return invalid(
+            "Missing required parameter: 'file'.",
+            "file",
+            Some("missing_required_parameter"),
+        );
     };
     if model.is_none() {
         return invalid("you must provide a model parameter", "model", None);
     }
     if file_len == 0 {
-        return invalid("The audio file could not be decoded or its format is not supported.", "file", None);
+        return invalid(
+            "The audio file could not be decoded or its format is not supported.",
+            "file",
+            None,
+        );
     }
     let text = state.script.transcript(&file_name);
     let duration = (text.split_whitespace().count() as f64 * 0.4).max(1.0);
@@ -154,7 +186,13 @@ pub(super) async fn transcriptions(State(state): State<Arc<OpenAiState>>, mut mu
 
 fn timestamp(secs: f64, sep: char) -> String {
     let ms = (secs * 1000.0) as u64;
-    format!("{:02}:{:02}:{:02}{sep}{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
+    format!(
+        "{:02}:{:02}:{:02}{sep}{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
 }
 
 fn model_object(id: &str) -> Value {
@@ -162,7 +200,9 @@ fn model_object(id: &str) -> Value {
 }
 
 pub(super) async fn list_models() -> Json<Value> {
-    Json(json!({ "object": "list", "data": MODELS.iter().map(|m| model_object(m)).collect::<Vec<_>>() }))
+    Json(
+        json!({ "object": "list", "data": MODELS.iter().map(|m| model_object(m)).collect::<Vec<_>>() }),
+    )
 }
 
 pub(super) async fn get_model(Path(model): Path<String>) -> Response {

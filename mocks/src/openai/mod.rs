@@ -149,12 +149,20 @@ impl OpenAiState {
     /// Counts a request; returns (remaining, reset-after) or `Err` when over the limit.
     fn admit(&self) -> Result<(u64, Duration), Duration> {
         let now = Instant::now();
-        let mut window = self.window.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        while window.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+        let mut window = self
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+        {
             window.pop_front();
         }
         let limit = self.rpm.unwrap_or(DEFAULT_RPM);
-        let reset = window.front().map_or(Duration::ZERO, |t| WINDOW.saturating_sub(now.duration_since(*t)));
+        let reset = window.front().map_or(Duration::ZERO, |t| {
+            WINDOW.saturating_sub(now.duration_since(*t))
+        });
         let used = window.len() as u64;
         if self.rpm.is_some() && used >= limit {
             return Err(reset);
@@ -201,22 +209,42 @@ impl Api for OpenAiState {
     }
 
     fn reset(&self) {
-        self.window.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        self.window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 }
 
 /// `{"error": {...}}` with the OpenAI headers.
-pub(crate) fn error_response(status: StatusCode, message: &str, kind: &str, param: Value, code: Value) -> Response {
-    let body = json!({ "error": { "message": message, "type": kind, "param": param, "code": code } });
+pub(crate) fn error_response(
+    status: StatusCode,
+    message: &str,
+    kind: &str,
+    param: Value,
+    code: Value,
+) -> Response {
+    let body =
+        json!({ "error": { "message": message, "type": kind, "param": param, "code": code } });
     let mut response = (status, Json(body)).into_response();
-    response.headers_mut().insert("x-request-id", header_value(&ids::hex_id("req_", 32)));
-    response.headers_mut().insert("openai-version", HeaderValue::from_static("2020-10-01"));
+    response
+        .headers_mut()
+        .insert("x-request-id", header_value(&ids::hex_id("req_", 32)));
+    response
+        .headers_mut()
+        .insert("openai-version", HeaderValue::from_static("2020-10-01"));
     response
 }
 
 /// A 400 `invalid_request_error` naming the parameter.
 pub(crate) fn invalid(message: &str, param: &str, code: Option<&str>) -> Response {
-    error_response(StatusCode::BAD_REQUEST, message, "invalid_request_error", Value::from(param), code.map_or(Value::Null, Value::from))
+    error_response(
+        StatusCode::BAD_REQUEST,
+        message,
+        "invalid_request_error",
+        Value::from(param),
+        code.map_or(Value::Null, Value::from),
+    )
 }
 
 fn header_value(s: &str) -> HeaderValue {
@@ -244,14 +272,21 @@ fn router(state: Arc<OpenAiState>) -> Router {
         .route("/v1/models", get(misc::list_models))
         .route("/v1/models/{model}", get(misc::get_model))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth_and_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth_and_headers,
+        ))
         .with_state(state)
 }
 
 async fn not_found(request: Request) -> Response {
     error_response(
         StatusCode::NOT_FOUND,
-        &format!("Invalid URL ({} {})", request.method(), request.uri().path()),
+        &format!(
+            "Invalid URL ({} {})",
+            request.method(),
+            request.uri().path()
+        ),
         "invalid_request_error",
         Value::Null,
         Value::Null,
@@ -259,7 +294,11 @@ async fn not_found(request: Request) -> Response {
 }
 
 /// Checks the API key and the rate limit, and adds the headers every answer has.
-async fn auth_and_headers(State(state): State<Arc<OpenAiState>>, request: Request, next: Next) -> Response {
+async fn auth_and_headers(
+    State(state): State<Arc<OpenAiState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     if let Err(response) = check_key(&state, request.headers()) {
         return response;
@@ -274,19 +313,36 @@ async fn auth_and_headers(State(state): State<Arc<OpenAiState>>, request: Reques
         h.insert("x-request-id", header_value(&ids::hex_id("req_", 32)));
     }
     h.insert("openai-version", HeaderValue::from_static("2020-10-01"));
-    h.insert("openai-organization", HeaderValue::from_static("user-tekup-mock"));
-    h.insert("openai-processing-ms", HeaderValue::from(started.elapsed().as_millis() as u64));
-    h.insert("x-ratelimit-limit-requests", HeaderValue::from(state.rpm.unwrap_or(DEFAULT_RPM)));
-    h.insert("x-ratelimit-remaining-requests", HeaderValue::from(remaining));
+    h.insert(
+        "openai-organization",
+        HeaderValue::from_static("user-tekup-mock"),
+    );
+    h.insert(
+        "openai-processing-ms",
+        HeaderValue::from(started.elapsed().as_millis() as u64),
+    );
+    h.insert(
+        "x-ratelimit-limit-requests",
+        HeaderValue::from(state.rpm.unwrap_or(DEFAULT_RPM)),
+    );
+    h.insert(
+        "x-ratelimit-remaining-requests",
+        HeaderValue::from(remaining),
+    );
     h.insert("x-ratelimit-reset-requests", format_reset(reset));
     h.insert("x-ratelimit-limit-tokens", HeaderValue::from(TOKEN_LIMIT));
-    h.insert("x-ratelimit-remaining-tokens", HeaderValue::from(TOKEN_LIMIT - 1));
+    h.insert(
+        "x-ratelimit-remaining-tokens",
+        HeaderValue::from(TOKEN_LIMIT - 1),
+    );
     h.insert("x-ratelimit-reset-tokens", HeaderValue::from_static("0s"));
     response
 }
 
 fn check_key(state: &OpenAiState, headers: &HeaderMap) -> Result<(), Response> {
-    let key = header_str(headers, "authorization").and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    let key = header_str(headers, "authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
     match key {
         None | Some("") => Err(error_response(
             StatusCode::UNAUTHORIZED,
