@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::auth::grants::Grants;
 use crate::auth::token::TokenKeys;
 use crate::auth::{SOURCE_APP, TENANT_ID};
+use crate::config::Upstreams;
 use crate::context::RequestContext;
 use crate::metrics::{CrossAppLabels, Metrics, RouteLabels};
 use crate::state::ServiceName;
@@ -54,6 +55,7 @@ pub struct CrossAppClient {
     tokens: TokenKeys,
     grants: Arc<Grants>,
     metrics: Arc<Metrics>,
+    upstreams: Arc<Upstreams>,
 }
 
 /// Who a call is made for.
@@ -63,12 +65,53 @@ pub struct OnBehalf<'a> {
     pub origin_app: Option<&'a str>,
 }
 
+/// One request to another service.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Call<'a> {
+    target: ServiceName,
+    method: Method,
+    path: String,
+    body: Option<&'a Value>,
+    accept: &'a [StatusCode],
+}
+
+impl<'a> Call<'a> {
+    pub fn get(target: ServiceName, path: impl Into<String>) -> Self {
+        Self {
+            target,
+            method: Method::GET,
+            path: path.into(),
+            body: None,
+            accept: &[],
+        }
+    }
+
+    pub fn post(target: ServiceName, path: impl Into<String>, body: &'a Value) -> Self {
+        Self {
+            target,
+            method: Method::POST,
+            path: path.into(),
+            body: Some(body),
+            accept: &[],
+        }
+    }
+
+    /// Non-2xx statuses the caller handles itself (e.g. 404, 409) instead of
+    /// receiving them as [`CallError::Status`].
+    pub fn accept(mut self, statuses: &'a [StatusCode]) -> Self {
+        self.accept = statuses;
+        self
+    }
+}
+
 impl CrossAppClient {
     pub fn new(
         source: ServiceName,
         tokens: TokenKeys,
         grants: Arc<Grants>,
         metrics: Arc<Metrics>,
+        upstreams: Arc<Upstreams>,
     ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -81,23 +124,35 @@ impl CrossAppClient {
             tokens,
             grants,
             metrics,
+            upstreams,
         }
     }
 
-    /// Sends a JSON request to `target` and returns its status and JSON body
-    /// for 2xx answers and for `accept` statuses (e.g. 404, 409 when the
-    /// caller handles them); any other status is an error.
+    fn base_url(&self, target: ServiceName) -> Option<&str> {
+        match target {
+            ServiceName::FlowApi => self.upstreams.flow_api_url.as_deref(),
+            ServiceName::CrmApi => self.upstreams.crm_api_url.as_deref(),
+            ServiceName::SecurePlatform => self.upstreams.secure_platform_url.as_deref(),
+        }
+    }
+
+    /// Sends `call` and returns the status and JSON body of a 2xx answer or
+    /// of an accepted status; any other status is an error.
     pub async fn call(
         &self,
-        target: ServiceName,
-        base_url: Option<&str>,
         on_behalf: OnBehalf<'_>,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        accept: &[StatusCode],
+        call: Call<'_>,
     ) -> Result<(StatusCode, Value), CallError> {
-        let base_url = base_url.ok_or(CallError::NotConfigured { target })?;
+        let Call {
+            target,
+            method,
+            path,
+            body,
+            accept,
+        } = call;
+        let base_url = self
+            .base_url(target)
+            .ok_or(CallError::NotConfigured { target })?;
         let scope = self.grants.for_app(self.source.as_str(), target);
         let scope: Vec<&str> = scope.iter().map(String::as_str).collect();
         let now = chrono::Utc::now().timestamp();

@@ -13,7 +13,7 @@ use crate::config::Upstreams;
 use crate::metrics::Metrics;
 
 /// The services this crate implements, by their names in the permission matrix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ServiceName {
     FlowApi,
     CrmApi,
@@ -50,7 +50,6 @@ pub struct AppState {
     pub grants: Arc<Grants>,
     pub tokens: TokenKeys,
     pub client: CrossAppClient,
-    pub upstreams: Arc<Upstreams>,
     pub metrics: Arc<Metrics>,
     pub rate_limiter: Arc<RateLimiter>,
     /// Bearer token of the admin endpoints; `None` disables them.
@@ -75,6 +74,7 @@ impl AppState {
             tokens.clone(),
             Arc::clone(&grants),
             Arc::clone(&metrics),
+            Arc::new(upstreams),
         );
         Self {
             service,
@@ -82,11 +82,21 @@ impl AppState {
             grants,
             tokens,
             client,
-            upstreams: Arc::new(upstreams),
             metrics,
             rate_limiter: Arc::default(),
             admin_token: None,
             max_body_bytes: 64 * 1024,
         }
+    }
+
+    /// Points the outgoing client at other upstreams.
+    pub fn set_upstreams(&mut self, upstreams: Upstreams) {
+        self.client = CrossAppClient::new(
+            self.service,
+            self.tokens.clone(),
+            Arc::clone(&self.grants),
+            Arc::clone(&self.metrics),
+            Arc::new(upstreams),
+        );
     }
 }

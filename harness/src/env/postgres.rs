@@ -200,6 +200,11 @@ impl LocalPostgres {
         tail_text(&self.log)
     }
 
+    /// The directory holding the data directory, socket and log; removed on drop.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Where the full server log is written.
     pub fn log_path(&self) -> &Path {
         &self.log_path
@@ -417,7 +422,7 @@ mod tests {
         let pg = LocalPostgres::start_blocking(DEFAULT_STARTUP_TIMEOUT).expect("postgres starts");
         let port = pg.port();
         std::net::TcpStream::connect(("127.0.0.1", port)).expect("accepts TCP");
-        let dir = pg.log_path().parent().unwrap().to_path_buf();
+        let dir = pg.dir().to_path_buf();
         assert!(pg.log_tail().contains("ready to accept connections"));
         drop(pg);
         assert!(!dir.exists(), "data directory removed");

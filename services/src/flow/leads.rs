@@ -12,14 +12,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::activities;
 use crate::auth::TenantContext;
-use crate::client::{CallError, OnBehalf};
+use crate::client::{Call, CallError, OnBehalf};
 use crate::db::tenant_tx;
 use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, ServiceName};
@@ -127,7 +126,6 @@ async fn link_contact(
     ctx: &TenantContext,
     lead: &Lead,
 ) -> Result<(Uuid, bool), CallError> {
-    let crm = state.upstreams.crm_api_url.as_deref();
     let on_behalf = OnBehalf {
         tenant: &ctx.tenant_id,
         origin_app: Some(&ctx.app),
@@ -136,15 +134,7 @@ async fn link_contact(
     let find = || async {
         let path = format!("/contacts?email={}", percent_encode(&lead.email));
         let (_, found) = client
-            .call(
-                ServiceName::CrmApi,
-                crm,
-                on_behalf,
-                Method::GET,
-                &path,
-                None,
-                &[],
-            )
+            .call(on_behalf, Call::get(ServiceName::CrmApi, path))
             .await?;
         Ok::<_, CallError>(
             found["data"][0]["id"]
@@ -154,16 +144,9 @@ async fn link_contact(
     };
     let associate = |contact: Uuid| async move {
         let body = json!({ "leadId": lead.id });
+        let path = format!("/contacts/{contact}/leads");
         client
-            .call(
-                ServiceName::CrmApi,
-                crm,
-                on_behalf,
-                Method::POST,
-                &format!("/contacts/{contact}/leads"),
-                Some(&body),
-                &[],
-            )
+            .call(on_behalf, Call::post(ServiceName::CrmApi, path, &body))
             .await
             .map(|_| contact)
     };
@@ -181,13 +164,8 @@ async fn link_contact(
     });
     let (status, created) = client
         .call(
-            ServiceName::CrmApi,
-            crm,
             on_behalf,
-            Method::POST,
-            "/contacts",
-            Some(&body),
-            &[StatusCode::CONFLICT],
+            Call::post(ServiceName::CrmApi, "/contacts", &body).accept(&[StatusCode::CONFLICT]),
         )
         .await?;
     if status == StatusCode::CONFLICT {

@@ -1,0 +1,147 @@
+//! The `tekup-service` binary: migrate, tenant creation, and its errors.
+
+use std::process::{Command, Output};
+
+use tekup_services::ServiceName::FlowApi;
+
+use crate::helpers::{assert_status, fixture, TestApp};
+
+fn tekup_service(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tekup-service"))
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("ADMIN_DATABASE_URL")
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent_and_tenant_create_prints_working_keys() {
+    let app = TestApp::spawn().await;
+    let admin_url = app.pg.url("postgres", "tekup");
+    let seed = fixture("fixtures/tenants.yaml");
+    let url = admin_url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        tekup_service(&[
+            "migrate",
+            "--database-url",
+            &url,
+            "--service-password",
+            "pw",
+            "--seed",
+            seed.to_str().unwrap(),
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let url = admin_url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        tekup_service(&[
+            "tenant",
+            "create",
+            "--database-url",
+            &url,
+            "--id",
+            "from-cli",
+            "--apps",
+            "flow-web,crm-web",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let created: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(
+        created["allowedApps"],
+        serde_json::json!(["flow-web", "crm-web"])
+    );
+    let key = created["apiKeys"][0].as_str().unwrap();
+    assert_status(
+        &app.as_app(key, "from-cli", "flow-web")
+            .get(FlowApi, "/leads")
+            .await,
+        200,
+    );
+}
+
+#[test]
+fn a_malformed_seed_file_is_named_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenants.yaml");
+    std::fs::write(
+        &path,
+        "tenants:\n  - id: acme\n    name: Acme\n    allowed-apps: [flow-web]\n    kees: []\n",
+    )
+    .unwrap();
+    let output = tekup_service(&[
+        "migrate",
+        "--database-url",
+        "postgres://nobody@127.0.0.1:1/x",
+        "--seed",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("tenants.yaml"), "{err}");
+    assert!(err.contains("unknown field `kees`"), "{err}");
+    assert!(err.contains("line 5"), "{err}");
+
+    std::fs::write(&path, "tenants:\n  - id: acme\n    name: Acme\n    allowed-apps: [flow-web]\n    keys: [{ key: letmein }]\n").unwrap();
+    let output = tekup_service(&[
+        "migrate",
+        "--database-url",
+        "postgres://nobody@127.0.0.1:1/x",
+        "--seed",
+        path.to_str().unwrap(),
+    ]);
+    let err = stderr(&output);
+    assert!(
+        err.contains("tenants[0] (acme).keys[0]") && err.contains("tk_"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unreachable_database_is_reported_without_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://svc:hunter2@127.0.0.1:{port}/tekup");
+    let output = tekup_service(&["flow-api", "--database-url", &url, "--token-secret", "s"]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!(
+            "failed to connect to Postgres at postgres://svc:***@127.0.0.1:{port}/tekup"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn help_lists_the_services_and_exit_codes() {
+    let output = tekup_service(&["--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for word in [
+        "flow-api",
+        "crm-api",
+        "secure-platform",
+        "migrate",
+        "tenant",
+        "Exit codes",
+    ] {
+        assert!(help.contains(word), "--help lacks {word}:\n{help}");
+    }
+    assert_eq!(tekup_service(&["no-such-command"]).status.code(), Some(2));
+}

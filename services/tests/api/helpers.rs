@@ -1,0 +1,246 @@
+//! Test helpers: a real Postgres from the machine's binaries, migrated and
+//! seeded from `fixtures/tenants.yaml`, and the three services in-process on
+//! free ports (the zero2prod `spawn_app` pattern).
+//!
+//! Set `TEST_LOG=1` to see the services' logs.
+
+use std::path::PathBuf;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sqlx::PgPool;
+use tekup_harness::env::LocalPostgres;
+use tekup_services::auth::grants::Grants;
+use tekup_services::config::Upstreams;
+use tekup_services::tenants::{self, SeedFile};
+use tekup_services::{db, AppState, ServiceName};
+use tokio::net::TcpListener;
+
+pub(crate) const ACME_KEY: &str = "tk_acmekey1_AcmeTestSecretNotForProduction01";
+pub(crate) const ACME_REVOKED_KEY: &str = "tk_acmeold1_AcmeRevokedSecretNotForProduction";
+pub(crate) const GLOBEX_KEY: &str = "tk_globexkey1_GlobexTestSecretNotForProduction1";
+pub(crate) const UMBRELLA_KEY: &str = "tk_umbrellakey1_UmbrellaTestSecretNotForProduct";
+pub(crate) const INITECH_KEY: &str = "tk_initechkey1_InitechTestSecretNotForProductio";
+pub(crate) const TOKEN_SECRET: &[u8] = b"test-token-secret";
+pub(crate) const SERVICE_ROLE: &str = "tekup_service";
+
+pub(crate) fn fixture(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+}
+
+/// A running ecosystem of the three services on one fresh database.
+pub(crate) struct TestApp {
+    /// Superuser pool (bypasses RLS): for arranging and inspecting.
+    pub(crate) admin: PgPool,
+    /// Pool of the services' login role (RLS applies).
+    pub(crate) service_pool: PgPool,
+    pub(crate) flow: String,
+    pub(crate) crm: String,
+    pub(crate) secure: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) pg: LocalPostgres,
+}
+
+fn init_log() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info,sqlx=warn")
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+impl TestApp {
+    pub(crate) async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns the services; `tweak` may adjust each service's state first.
+    pub(crate) async fn spawn_with(tweak: impl Fn(&mut AppState)) -> Self {
+        init_log();
+        let pg = LocalPostgres::start().await.expect("postgres starts");
+        let server = db::connect(&pg.admin_url(), 2)
+            .await
+            .expect("admin connects");
+        sqlx::query("CREATE DATABASE tekup")
+            .execute(&server)
+            .await
+            .expect("database created");
+        server.close().await;
+        let admin = db::connect(&pg.url("postgres", "tekup"), 4)
+            .await
+            .expect("admin connects");
+        db::MIGRATOR.run(&admin).await.expect("migrations apply");
+        db::ensure_login_role(&admin, SERVICE_ROLE, "service-password")
+            .await
+            .expect("role created");
+        let seed = SeedFile::load(&fixture("fixtures/tenants.yaml")).expect("seed file loads");
+        tenants::seed(&admin, &seed).await.expect("seeded");
+        let service_pool = db::connect(&pg.url(SERVICE_ROLE, "tekup"), 20)
+            .await
+            .expect("service role connects");
+        let grants = Grants::load(&service_pool).await.expect("grants load");
+
+        let start = |service: ServiceName, upstreams: Upstreams| {
+            let mut state = AppState::new(
+                service,
+                service_pool.clone(),
+                grants.clone(),
+                TOKEN_SECRET,
+                upstreams,
+            );
+            state.admin_token = Some("admin-token".into());
+            tweak(&mut state);
+            async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let url = format!("http://{}", listener.local_addr().expect("address"));
+                let app = tekup_services::app(state);
+                tokio::spawn(tekup_services::serve(listener, app, std::future::pending()));
+                url
+            }
+        };
+        let crm = start(ServiceName::CrmApi, Upstreams::default()).await;
+        let secure = start(ServiceName::SecurePlatform, Upstreams::default()).await;
+        let flow = start(
+            ServiceName::FlowApi,
+            Upstreams {
+                crm_api_url: Some(crm.clone()),
+                secure_platform_url: Some(secure.clone()),
+                ..Upstreams::default()
+            },
+        )
+        .await;
+        Self {
+            admin,
+            service_pool,
+            flow,
+            crm,
+            secure,
+            http: reqwest::Client::new(),
+            pg,
+        }
+    }
+
+    pub(crate) fn url(&self, service: ServiceName) -> &str {
+        match service {
+            ServiceName::FlowApi => &self.flow,
+            ServiceName::CrmApi => &self.crm,
+            ServiceName::SecurePlatform => &self.secure,
+        }
+    }
+
+    /// A request with a tenant's key, the tenant id and the source app.
+    pub(crate) fn as_app(&self, key: &str, tenant: &str, app: &str) -> Caller<'_> {
+        Caller {
+            app: self,
+            headers: vec![
+                ("x-tenant-key".into(), key.into()),
+                ("x-tenant-id".into(), tenant.into()),
+                ("x-source-app".into(), app.into()),
+            ],
+        }
+    }
+
+    /// A request with arbitrary headers.
+    pub(crate) fn with_headers(&self, headers: &[(&str, &str)]) -> Caller<'_> {
+        Caller {
+            app: self,
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        }
+    }
+}
+
+/// Who sends a request.
+pub(crate) struct Caller<'a> {
+    app: &'a TestApp,
+    headers: Vec<(String, String)>,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) json: Value,
+}
+
+impl Caller<'_> {
+    pub(crate) async fn send(
+        &self,
+        service: ServiceName,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self
+            .app
+            .http
+            .request(method, format!("{}{path}", self.app.url(service)));
+        for (k, v) in &self.headers {
+            request = request.header(k, v);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body read");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"))
+        };
+        Reply {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    pub(crate) async fn get(&self, service: ServiceName, path: &str) -> Reply {
+        self.send(service, Method::GET, path, None).await
+    }
+
+    pub(crate) async fn post(&self, service: ServiceName, path: &str, body: Value) -> Reply {
+        self.send(service, Method::POST, path, Some(body)).await
+    }
+}
+
+/// Asserts a status, printing the body when it differs.
+#[track_caller]
+pub(crate) fn assert_status(reply: &Reply, expected: u16) {
+    assert_eq!(
+        reply.status.as_u16(),
+        expected,
+        "unexpected status; body: {:#}",
+        reply.json
+    );
+}
+
+/// Asserts the JSON error shape and returns its code.
+#[track_caller]
+pub(crate) fn error_code(reply: &Reply) -> String {
+    let error = &reply.json["error"];
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error without message: {}",
+        reply.json
+    );
+    assert!(
+        error["correlationId"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()),
+        "error without correlation id: {}",
+        reply.json
+    );
+    error["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error without code: {}", reply.json))
+        .to_owned()
+}
