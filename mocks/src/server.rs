@@ -204,10 +204,6 @@ impl MockServer {
         })
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
     /// Base URL, e.g. `http://127.0.0.1:43817` (`https://localhost:...` with TLS).
     #[must_use]
     pub fn uri(&self) -> String {
