@@ -5,6 +5,7 @@ pub mod admin;
 mod error;
 mod expect;
 mod faults;
+pub mod gemini;
 pub mod graph;
 mod ids;
 mod journal;
@@ -22,8 +23,11 @@ pub use journal::{Journal, RecordedRequest};
 pub use openai::{OpenAi, OpenAiBuilder};
 pub use script::Script;
 pub use graph::{Graph, GraphBuilder, GraphSeed};
+pub use gemini::{Gemini, GeminiBuilder};
 pub use server::MockServer;
 pub use stripe::{stripe_signature, Stripe, StripeBuilder};
 pub use tls::TestCa;
 /// wiremock's matchers, for [`Expectation::given`].
 pub use wiremock::matchers;
+
+pub(crate) use openai::embed as openai_embed;

@@ -55,6 +55,10 @@ pub(crate) trait Api: Send + Sync + 'static {
 
     /// Forgets all state (created objects, counters) and reloads the seed.
     fn reset(&self);
+
+    /// Called once when serving starts, with a receiver that turns `true` on
+    /// shutdown (long-lived handlers such as WebSockets watch it).
+    fn started(&self, _shutdown: watch::Receiver<bool>) {}
 }
 
 /// State shared by the middleware, the admin API and the handle.
@@ -166,6 +170,7 @@ impl MockServer {
                 source,
             })?;
         let (stop, shutdown) = watch::channel(false);
+        api.started(shutdown.clone());
         let shared = Arc::new(Shared {
             api,
             journal: Journal::default(),

@@ -10,6 +10,7 @@
 
 mod chat;
 mod misc;
+pub(crate) use misc::embed;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
