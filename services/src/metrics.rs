@@ -6,6 +6,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
@@ -30,6 +31,23 @@ pub struct RouteLabels {
     pub target: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventTypeLabels {
+    pub event_type: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub queue: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueOutcomeLabels {
+    pub queue: String,
+    /// `completed`, `retried` or `dead_lettered`.
+    pub outcome: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -45,6 +63,12 @@ pub struct Metrics {
     pub cross_app_requests: Family<CrossAppLabels, Counter>,
     pub cross_app_duration: HistogramFamily<RouteLabels>,
     pub leads_created: Counter,
+    pub websocket_connections: Gauge,
+    pub websocket_events_published: Family<EventTypeLabels, Counter>,
+    pub websocket_events_delivered: Counter,
+    pub websocket_slow_consumers: Counter,
+    pub queue_size: Family<QueueLabels, Gauge>,
+    pub queue_processed: Family<QueueOutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -82,8 +106,46 @@ impl Metrics {
             "Leads accepted by the Flow API",
             leads_created.clone(),
         );
+        let websocket_connections = Gauge::default();
+        registry.register(
+            "websocket_connections_active",
+            "Open WebSocket connections on the gateway",
+            websocket_connections.clone(),
+        );
+        let websocket_events_published = Family::<EventTypeLabels, Counter>::default();
+        registry.register(
+            "websocket_events_published",
+            "Events the gateway fanned out, by type",
+            websocket_events_published.clone(),
+        );
+        let websocket_events_delivered = Counter::default();
+        registry.register(
+            "websocket_events_delivered",
+            "Event frames handed to WebSocket connections",
+            websocket_events_delivered.clone(),
+        );
+        let websocket_slow_consumers = Counter::default();
+        registry.register(
+            "websocket_slow_consumers",
+            "Connections closed because their buffer was full",
+            websocket_slow_consumers.clone(),
+        );
+        let queue_size = Family::<QueueLabels, Gauge>::default();
+        registry.register("message_queue_size", "Jobs waiting in a queue", queue_size.clone());
+        let queue_processed = Family::<QueueOutcomeLabels, Counter>::default();
+        registry.register(
+            "message_queue_processed",
+            "Jobs settled by this worker, by outcome",
+            queue_processed.clone(),
+        );
         Self {
             registry,
+            websocket_connections,
+            websocket_events_published,
+            websocket_events_delivered,
+            websocket_slow_consumers,
+            queue_size,
+            queue_processed,
             http_requests,
             cross_app_requests,
             cross_app_duration,

@@ -1,0 +1,155 @@
+//! Queue names, their priorities and retry limits, jobs, and backoff.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueuePriority {
+    High,
+    Medium,
+    Low,
+}
+
+/// The platform's six queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueName {
+    LeadProcessing,
+    EmailSync,
+    VoiceProcessing,
+    BackupOperations,
+    ComplianceChecks,
+    AnalyticsProcessing,
+}
+
+impl QueueName {
+    pub const ALL: [QueueName; 6] = [
+        Self::LeadProcessing,
+        Self::EmailSync,
+        Self::VoiceProcessing,
+        Self::BackupOperations,
+        Self::ComplianceChecks,
+        Self::AnalyticsProcessing,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LeadProcessing => "lead-processing",
+            Self::EmailSync => "email-sync",
+            Self::VoiceProcessing => "voice-processing",
+            Self::BackupOperations => "backup-operations",
+            Self::ComplianceChecks => "compliance-checks",
+            Self::AnalyticsProcessing => "analytics-processing",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|q| q.as_str() == name)
+    }
+
+    pub fn priority(self) -> QueuePriority {
+        match self {
+            Self::LeadProcessing | Self::VoiceProcessing => QueuePriority::High,
+            Self::EmailSync | Self::ComplianceChecks => QueuePriority::Medium,
+            Self::BackupOperations | Self::AnalyticsProcessing => QueuePriority::Low,
+        }
+    }
+
+    /// Retries after the first attempt before a job is dead-lettered.
+    pub fn max_retries(self) -> u32 {
+        match self {
+            Self::LeadProcessing | Self::BackupOperations | Self::ComplianceChecks => 3,
+            Self::EmailSync => 5,
+            Self::VoiceProcessing => 2,
+            Self::AnalyticsProcessing => 1,
+        }
+    }
+}
+
+/// A unit of work. `id` is the idempotency key: handlers make a job's
+/// effects happen once however often it is delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub id: Uuid,
+    pub queue: QueueName,
+    /// What to do, e.g. `process-lead`.
+    pub kind: String,
+    pub tenant_id: String,
+    pub payload: Value,
+    /// 0 on the first attempt.
+    #[serde(default)]
+    pub attempt: u32,
+    pub enqueued_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The correlation id of the request that caused the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+}
+
+impl Job {
+    pub fn new(queue: QueueName, kind: &str, tenant_id: &str, payload: Value) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            queue,
+            kind: kind.to_owned(),
+            tenant_id: tenant_id.to_owned(),
+            payload,
+            attempt: 0,
+            enqueued_at: Utc::now(),
+            last_error: None,
+            correlation_id: crate::context::RequestContext::current().map(|c| c.correlation_id),
+        }
+    }
+}
+
+/// Delay before retry number `attempt` (1-based): exponential from `base`,
+/// capped at `cap`, with "equal jitter" (half fixed, half random) so that
+/// jobs failing together do not retry together.
+pub fn backoff(attempt: u32, base: Duration, cap: Duration, rng: &mut impl Rng) -> Duration {
+    let exp = base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1))).min(cap);
+    let half = exp / 2;
+    half + half.mul_f64(rng.gen::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn the_six_queues_have_the_platforms_priorities_and_retries() {
+        let table: Vec<_> = QueueName::ALL.iter().map(|q| (q.as_str(), q.priority(), q.max_retries())).collect();
+        assert_eq!(
+            table,
+            [
+                ("lead-processing", QueuePriority::High, 3),
+                ("email-sync", QueuePriority::Medium, 5),
+                ("voice-processing", QueuePriority::High, 2),
+                ("backup-operations", QueuePriority::Low, 3),
+                ("compliance-checks", QueuePriority::Medium, 3),
+                ("analytics-processing", QueuePriority::Low, 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let base = Duration::from_millis(100);
+        let cap = Duration::from_secs(5);
+        for attempt in 1..=10 {
+            let exp = (base * 2u32.pow(attempt - 1)).min(cap);
+            let samples: Vec<Duration> = (0..50).map(|_| backoff(attempt, base, cap, &mut rng)).collect();
+            assert!(samples.iter().all(|d| *d >= exp / 2 && *d <= exp), "attempt {attempt}: {samples:?}");
+            assert!(samples.iter().any(|d| *d != samples[0]), "no jitter at attempt {attempt}");
+        }
+    }
+}
