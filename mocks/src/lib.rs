@@ -2,6 +2,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod admin;
+pub mod cli;
 mod error;
 mod expect;
 mod faults;

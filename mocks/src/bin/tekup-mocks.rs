@@ -1,1 +1,5 @@
-fn main() {}
+//! `tekup-mocks`: run the API mocks standalone. See `tekup-mocks --help`.
+
+fn main() -> std::process::ExitCode {
+    tekup_mocks::cli::main()
+}

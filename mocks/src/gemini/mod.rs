@@ -60,6 +60,12 @@ impl Gemini {
         let ws = uri.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1);
         format!("{ws}/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent")
     }
+
+    /// The underlying server handle.
+    #[must_use]
+    pub fn into_server(self) -> MockServer {
+        self.server
+    }
 }
 
 /// Configures a [`Gemini`] mock.

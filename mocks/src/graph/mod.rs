@@ -45,6 +45,12 @@ impl std::ops::Deref for Graph {
 }
 
 impl Graph {
+    /// The underlying server handle (the typed API is lost).
+    #[must_use]
+    pub fn into_server(self) -> MockServer {
+        self.server
+    }
+
     /// Starts a mock on `127.0.0.1:0` with the built-in seed.
     ///
     /// # Errors

@@ -383,7 +383,10 @@ async fn send_mail(State(s): S, Path(user): Path<String>, h: HeaderMap, body: By
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return graph_error(StatusCode::BAD_REQUEST, "BadRequest", "Empty Payload. JSON content expected.", crid(&h));
     };
-    let Some(message) = request.get("message").filter(|m| m.is_object()) else {
+    // Action parameters are matched case-insensitively, as Graph does (the
+    // SDKs send `Message` and `SaveToSentItems`).
+    let param = |name: &str| request.as_object().and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v));
+    let Some(message) = param("message").filter(|m| m.is_object()) else {
         return graph_error(StatusCode::BAD_REQUEST, "ErrorInvalidParameter", "The value of the parameter 'Message' is empty.", crid(&h));
     };
     let to: Vec<Value> = message["toRecipients"].as_array().cloned().unwrap_or_default();
@@ -392,7 +395,7 @@ async fn send_mail(State(s): S, Path(user): Path<String>, h: HeaderMap, body: By
         return graph_error(StatusCode::BAD_REQUEST, "ErrorInvalidRecipients",
             "At least one recipient is not valid., Recipient '' is not resolved. All recipients must be resolved before a message can be submitted.", crid(&h));
     }
-    let save = request.get("saveToSentItems").and_then(Value::as_bool).unwrap_or(true);
+    let save = param("saveToSentItems").and_then(Value::as_bool).unwrap_or(true);
     let mut store = s.store();
     let Some(sender) = store.user_mut(&user).map(|u| u.object.clone()) else { return invalid_user(&user, &h) };
     let from = json!({ "emailAddress": { "name": sender["displayName"], "address": sender["mail"] } });

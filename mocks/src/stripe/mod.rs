@@ -49,6 +49,12 @@ impl std::ops::Deref for Stripe {
 }
 
 impl Stripe {
+    /// The underlying server handle (the typed API is lost).
+    #[must_use]
+    pub fn into_server(self) -> MockServer {
+        self.server
+    }
+
     /// Starts a mock on `127.0.0.1:0` without webhook endpoints.
     ///
     /// # Errors

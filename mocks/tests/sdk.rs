@@ -1,0 +1,118 @@
+//! Fidelity proven by the official SDKs: runs `mocks/tests/sdk/test_*.py`
+//! (openai, stripe, google-genai, msgraph-sdk from PyPI) against mocks started
+//! here, then checks the journals from Rust as well.
+//!
+//! The interpreter is `$TEKUP_PYTHON`, else `<workspace>/.venv/bin/python`.
+//! When it or the SDKs are missing the tests FAIL (they never skip) and say
+//! how to create the venv.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tekup_mocks::{Gemini, Graph, OpenAi, Stripe, TestCa};
+
+const SETUP_HINT: &str = "create it with `mocks/tests/sdk/setup-venv.sh` \
+    (or: python3 -m venv .venv && .venv/bin/pip install -r mocks/tests/sdk/requirements.txt) \
+    at the workspace root, or point TEKUP_PYTHON at an interpreter that has them";
+
+fn sdk_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk")
+}
+
+fn python() -> PathBuf {
+    let python = std::env::var_os("TEKUP_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
+    assert!(python.exists(), "the Python interpreter {} for the SDK tests does not exist: {SETUP_HINT}", python.display());
+    python
+}
+
+/// Runs one SDK script with `env`, failing the test with its output if it fails.
+async fn run_script(script: &str, env: &[(&str, String)]) -> String {
+    let python = python();
+    let check = tokio::process::Command::new(&python)
+        .args(["-c", "import openai, stripe, google.genai, msgraph"])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("failed to run {}: {e}; {SETUP_HINT}", python.display()));
+    assert!(
+        check.status.success(),
+        "the official SDKs are not installed for {}:\n{}\n{SETUP_HINT}",
+        python.display(),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let mut command = tokio::process::Command::new(&python);
+    command
+        .arg(sdk_dir().join(script))
+        .current_dir(sdk_dir())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(240), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish within 240 s"))
+        .unwrap_or_else(|e| panic!("failed to start {script}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}", output.status);
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk() {
+    let mock = OpenAi::builder().api_key("sk-test").start().await.unwrap();
+    let out = run_script("test_openai.py", &[("MOCK_OPENAI_URL", mock.uri())]).await;
+    assert!(out.contains("ok: SDK retried two 429s"), "{out}");
+    let chat: Vec<_> = mock.journal().into_iter().filter(|r| r.path == "/v1/chat/completions").collect();
+    let statuses: Vec<_> = chat.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [Some(429), Some(429), Some(200)], "retries of the SDK as journaled");
+    assert!(chat.iter().all(|r| r.header("user-agent").is_some_and(|ua| ua.starts_with("OpenAI/Python"))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_sdk() {
+    let mock = Stripe::start().await.unwrap();
+    let out = run_script("test_stripe.py", &[("MOCK_STRIPE_URL", mock.uri())]).await;
+    assert!(out.contains("ok: webhook accepted by construct_event"), "{out}");
+    let posts: Vec<_> = mock.journal().into_iter().filter(|r| r.method == "POST" && r.path == "/v1/customers").collect();
+    assert_eq!(posts.len(), 2, "one reset attempt and its retry");
+    assert_eq!(posts[0].header("idempotency-key"), posts[1].header("idempotency-key"));
+    assert!(posts[0].body_form().iter().any(|(k, v)| k == "email" && v == "retry@example.com"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_sdk() {
+    let mock = Graph::start().await.unwrap();
+    let out = run_script("test_graph.py", &[("MOCK_GRAPH_URL", mock.uri()), ("MOCK_GRAPH_TENANT", mock.tenant())]).await;
+    assert!(out.contains("ok: page chain of 3 pages"), "{out}");
+    let contacts: Vec<_> = mock.journal().into_iter().filter(|r| r.path.ends_with("/contacts") && r.method == "GET").collect();
+    assert_eq!(contacts.iter().map(|r| r.status).collect::<Vec<_>>(), [Some(429), Some(429), Some(200)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn genai_sdk_rest_and_live() {
+    let rest = Gemini::start().await.unwrap();
+    let ca = TestCa::generate().unwrap();
+    let live = Gemini::builder().tls(&ca).start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    ca.write_ca_pem(&ca_file).unwrap();
+    let out = run_script(
+        "test_genai.py",
+        &[
+            ("MOCK_GEMINI_URL", rest.uri()),
+            ("MOCK_GEMINI_TLS_URL", live.uri()),
+            ("SSL_CERT_FILE", ca_file.display().to_string()),
+        ],
+    )
+    .await;
+    assert!(out.contains("ok: Live session over wss"), "{out}");
+    let upgrades: Vec<_> = live.journal().into_iter().filter(|r| r.path.starts_with("/ws/")).collect();
+    assert_eq!(upgrades.len(), 1, "one Live session");
+    assert_eq!(upgrades[0].status, Some(101));
+    assert_eq!(upgrades[0].header("x-goog-api-key"), Some("test-key"));
+}
