@@ -14,7 +14,8 @@ use tokio::net::TcpListener;
 use crate::error::MockError;
 use crate::{Gemini, Graph, GraphSeed, OpenAi, Script, Stripe, TestCa};
 
-const ABOUT: &str = "High-fidelity mocks of OpenAI, Gemini (REST and Live WebSocket), Microsoft Graph and Stripe.";
+const ABOUT: &str =
+    "High-fidelity mocks of OpenAI, Gemini (REST and Live WebSocket), Microsoft Graph and Stripe.";
 
 const LONG_ABOUT: &str = "\
 High-fidelity mocks of OpenAI, Gemini (REST and Live WebSocket), Microsoft Graph and Stripe,
@@ -99,12 +100,19 @@ pub struct Cli {
 /// Parses arguments, runs the mocks until Ctrl-C/SIGTERM, and exits with a documented code.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TEKUP_MOCKS_LOG").unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TEKUP_MOCKS_LOG")
+        .unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: failed to start the async runtime: {e}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: failed to start the async runtime: {e}"
+            );
             return std::process::ExitCode::from(1);
         }
     };
@@ -140,15 +148,35 @@ async fn bind(host: &str, port: u16, mock: &'static str) -> Result<TcpListener, 
 /// Any [`MockError`] from starting a mock, loading fixtures or writing files.
 pub async fn run(cli: Cli) -> Result<(), MockError> {
     let pick = |port: Option<u16>| port.or(cli.all.then_some(0));
-    let (openai_port, gemini_port, graph_port, stripe_port) = (pick(cli.openai), pick(cli.gemini), pick(cli.graph), pick(cli.stripe));
-    if [openai_port, gemini_port, graph_port, stripe_port].iter().all(Option::is_none) {
-        return Err(MockError::InvalidExpectation("no mock selected: pass --all or a port for --openai, --gemini, --graph or --stripe".into()));
+    let (openai_port, gemini_port, graph_port, stripe_port) = (
+        pick(cli.openai),
+        pick(cli.gemini),
+        pick(cli.graph),
+        pick(cli.stripe),
+    );
+    if [openai_port, gemini_port, graph_port, stripe_port]
+        .iter()
+        .all(Option::is_none)
+    {
+        return Err(MockError::InvalidExpectation(
+            "no mock selected: pass --all or a port for --openai, --gemini, --graph or --stripe"
+                .into(),
+        ));
     }
-    let ca = if cli.tls { Some(TestCa::generate()?) } else { None };
+    let ca = if cli.tls {
+        Some(TestCa::generate()?)
+    } else {
+        None
+    };
     if let (Some(ca), Some(path)) = (&ca, &cli.ca_out) {
         ca.write_ca_pem(path)?;
     }
-    let fixture = |name: &str| cli.fixtures.as_ref().map(|d| d.join(name)).filter(|p| p.exists());
+    let fixture = |name: &str| {
+        cli.fixtures
+            .as_ref()
+            .map(|d| d.join(name))
+            .filter(|p| p.exists())
+    };
     let mut urls = Map::new();
     let mut running = Vec::new();
 
@@ -207,7 +235,10 @@ pub async fn run(cli: Cli) -> Result<(), MockError> {
     }
     let line = json!(urls).to_string();
     if let Some(path) = &cli.ready_file {
-        std::fs::write(path, format!("{line}\n")).map_err(|source| MockError::Write { path: path.clone(), source })?;
+        std::fs::write(path, format!("{line}\n")).map_err(|source| MockError::Write {
+            path: path.clone(),
+            source,
+        })?;
     }
     {
         let mut stdout = std::io::stdout().lock();
@@ -224,13 +255,14 @@ pub async fn run(cli: Cli) -> Result<(), MockError> {
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

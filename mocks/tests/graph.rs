@@ -10,7 +10,12 @@ const ADELE: &str = "adele.vance@contoso.test";
 async fn token(graph: &Graph) -> String {
     let response: Value = reqwest::Client::new()
         .post(graph.token_url())
-        .form(&[("grant_type", "client_credentials"), ("client_id", "app"), ("client_secret", "s3cret"), ("scope", "https://graph.microsoft.com/.default")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "app"),
+            ("client_secret", "s3cret"),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
         .send()
         .await
         .unwrap()
@@ -22,20 +27,34 @@ async fn token(graph: &Graph) -> String {
 }
 
 async fn get(url: &str, token: &str) -> reqwest::Response {
-    reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap()
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn page_chain_is_absolute_and_complete() {
     let graph = Graph::start().await.unwrap();
     let token = token(&graph).await;
-    let mut url = format!("{}/users/{ADELE}/messages?$top=10&$select=subject", graph.base_url());
+    let mut url = format!(
+        "{}/users/{ADELE}/messages?$top=10&$select=subject",
+        graph.base_url()
+    );
     let mut subjects = Vec::new();
     let mut pages = 0;
     loop {
         let page: Value = get(&url, &token).await.json().await.unwrap();
         pages += 1;
-        subjects.extend(page["value"].as_array().unwrap().iter().map(|m| m["subject"].as_str().unwrap().to_owned()));
+        subjects.extend(
+            page["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["subject"].as_str().unwrap().to_owned()),
+        );
         match page["@odata.nextLink"].as_str() {
             Some(next) => {
                 assert!(next.starts_with(&graph.uri()), "{next}");
@@ -102,7 +121,17 @@ async fn send_mail_is_accepted_and_delivered() {
         .await
         .unwrap();
     assert_eq!(inbox["value"].as_array().unwrap().len(), 1);
-    let sent: Value = get(&format!("{}/users/{ADELE}/mailFolders/sentitems/messages", graph.base_url()), &token).await.json().await.unwrap();
+    let sent: Value = get(
+        &format!(
+            "{}/users/{ADELE}/mailFolders/sentitems/messages",
+            graph.base_url()
+        ),
+        &token,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(sent["value"][0]["subject"], "Incident");
 }
 
@@ -124,7 +153,13 @@ async fn errors_and_throttling_have_the_graph_shape() {
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["error"]["code"], "ErrorItemNotFound");
     assert_eq!(body["error"]["innerError"]["client-request-id"], "abc-123");
-    assert!(body["error"]["innerError"]["request-id"].as_str().unwrap().len() == 36);
+    assert!(
+        body["error"]["innerError"]["request-id"]
+            .as_str()
+            .unwrap()
+            .len()
+            == 36
+    );
     graph.inject(Fault::rate_limit(Duration::from_secs(3)).times(1));
     let throttled = get(&format!("{}/users", graph.base_url()), &token).await;
     assert_eq!(throttled.status(), 429);
@@ -135,7 +170,12 @@ async fn errors_and_throttling_have_the_graph_shape() {
     assert_eq!(me.status(), 400);
     let bad_scope = reqwest::Client::new()
         .post(graph.token_url())
-        .form(&[("grant_type", "client_credentials"), ("client_id", "app"), ("client_secret", "s"), ("scope", "Mail.Read")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "app"),
+            ("client_secret", "s"),
+            ("scope", "Mail.Read"),
+        ])
         .send()
         .await
         .unwrap();

@@ -24,7 +24,11 @@ fn python() -> PathBuf {
     let python = std::env::var_os("TEKUP_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
-    assert!(python.exists(), "the Python interpreter {} for the SDK tests does not exist: {SETUP_HINT}", python.display());
+    assert!(
+        python.exists(),
+        "the Python interpreter {} for the SDK tests does not exist: {SETUP_HINT}",
+        python.display()
+    );
     python
 }
 
@@ -58,7 +62,11 @@ async fn run_script(script: &str, env: &[(&str, String)]) -> String {
         .unwrap_or_else(|e| panic!("failed to start {script}: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}", output.status);
+    assert!(
+        output.status.success(),
+        "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status
+    );
     stdout
 }
 
@@ -67,30 +75,67 @@ async fn openai_sdk() {
     let mock = OpenAi::builder().api_key("sk-test").start().await.unwrap();
     let out = run_script("test_openai.py", &[("MOCK_OPENAI_URL", mock.uri())]).await;
     assert!(out.contains("ok: SDK retried two 429s"), "{out}");
-    let chat: Vec<_> = mock.journal().into_iter().filter(|r| r.path == "/v1/chat/completions").collect();
+    let chat: Vec<_> = mock
+        .journal()
+        .into_iter()
+        .filter(|r| r.path == "/v1/chat/completions")
+        .collect();
     let statuses: Vec<_> = chat.iter().map(|r| r.status).collect();
-    assert_eq!(statuses, [Some(429), Some(429), Some(200)], "retries of the SDK as journaled");
-    assert!(chat.iter().all(|r| r.header("user-agent").is_some_and(|ua| ua.starts_with("OpenAI/Python"))));
+    assert_eq!(
+        statuses,
+        [Some(429), Some(429), Some(200)],
+        "retries of the SDK as journaled"
+    );
+    assert!(chat.iter().all(|r| r
+        .header("user-agent")
+        .is_some_and(|ua| ua.starts_with("OpenAI/Python"))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripe_sdk() {
     let mock = Stripe::start().await.unwrap();
     let out = run_script("test_stripe.py", &[("MOCK_STRIPE_URL", mock.uri())]).await;
-    assert!(out.contains("ok: webhook accepted by construct_event"), "{out}");
-    let posts: Vec<_> = mock.journal().into_iter().filter(|r| r.method == "POST" && r.path == "/v1/customers").collect();
+    assert!(
+        out.contains("ok: webhook accepted by construct_event"),
+        "{out}"
+    );
+    let posts: Vec<_> = mock
+        .journal()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/v1/customers")
+        .collect();
     assert_eq!(posts.len(), 2, "one reset attempt and its retry");
-    assert_eq!(posts[0].header("idempotency-key"), posts[1].header("idempotency-key"));
-    assert!(posts[0].body_form().iter().any(|(k, v)| k == "email" && v == "retry@example.com"));
+    assert_eq!(
+        posts[0].header("idempotency-key"),
+        posts[1].header("idempotency-key")
+    );
+    assert!(posts[0]
+        .body_form()
+        .iter()
+        .any(|(k, v)| k == "email" && v == "retry@example.com"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graph_sdk() {
     let mock = Graph::start().await.unwrap();
-    let out = run_script("test_graph.py", &[("MOCK_GRAPH_URL", mock.uri()), ("MOCK_GRAPH_TENANT", mock.tenant())]).await;
+    let out = run_script(
+        "test_graph.py",
+        &[
+            ("MOCK_GRAPH_URL", mock.uri()),
+            ("MOCK_GRAPH_TENANT", mock.tenant()),
+        ],
+    )
+    .await;
     assert!(out.contains("ok: page chain of 3 pages"), "{out}");
-    let contacts: Vec<_> = mock.journal().into_iter().filter(|r| r.path.ends_with("/contacts") && r.method == "GET").collect();
-    assert_eq!(contacts.iter().map(|r| r.status).collect::<Vec<_>>(), [Some(429), Some(429), Some(200)]);
+    let contacts: Vec<_> = mock
+        .journal()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/contacts") && r.method == "GET")
+        .collect();
+    assert_eq!(
+        contacts.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [Some(429), Some(429), Some(200)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +156,11 @@ async fn genai_sdk_rest_and_live() {
     )
     .await;
     assert!(out.contains("ok: Live session over wss"), "{out}");
-    let upgrades: Vec<_> = live.journal().into_iter().filter(|r| r.path.starts_with("/ws/")).collect();
+    let upgrades: Vec<_> = live
+        .journal()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/ws/"))
+        .collect();
     assert_eq!(upgrades.len(), 1, "one Live session");
     assert_eq!(upgrades[0].status, Some(101));
     assert_eq!(upgrades[0].header("x-goog-api-key"), Some("test-key"));

@@ -51,19 +51,41 @@ pub(super) async fn upgrade(
     let Some((version, rpc)) = rest.split_once(".GenerativeService.") else {
         return google_error(StatusCode::NOT_FOUND, "Method not found.");
     };
-    if !matches!(version, "v1alpha" | "v1beta" | "v1") || !matches!(rpc, "BidiGenerateContent" | "BidiGenerateContentConstrained") {
+    if !matches!(version, "v1alpha" | "v1beta" | "v1")
+        || !matches!(
+            rpc,
+            "BidiGenerateContent" | "BidiGenerateContentConstrained"
+        )
+    {
         return google_error(StatusCode::NOT_FOUND, "Method not found.");
     }
     let auth = if rpc == "BidiGenerateContentConstrained" {
-        let token = crate::server::header_str(&headers, "authorization").and_then(|a| a.strip_prefix("Token ")).map(str::to_owned).or_else(|| {
-            q.as_deref().and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned()))
-        });
-        token.filter(|t| !t.is_empty()).map(|_| ()).ok_or_else(|| "Ephemeral token missing.".to_owned())
+        let token = crate::server::header_str(&headers, "authorization")
+            .and_then(|a| a.strip_prefix("Token "))
+            .map(str::to_owned)
+            .or_else(|| {
+                q.as_deref().and_then(|q| {
+                    form_urlencoded::parse(q.as_bytes())
+                        .find(|(k, _)| k == "access_token")
+                        .map(|(_, v)| v.into_owned())
+                })
+            });
+        token
+            .filter(|t| !t.is_empty())
+            .map(|_| ())
+            .ok_or_else(|| "Ephemeral token missing.".to_owned())
     } else {
         s.check_key(&headers, q.as_deref()).map_err(|(_, m)| m)
     };
     ws.on_upgrade(move |socket| async move {
-        let mut session = Session { state: s, socket, setup: None, history: Vec::new(), audio_bytes: 0, pending: HashMap::new() };
+        let mut session = Session {
+            state: s,
+            socket,
+            setup: None,
+            history: Vec::new(),
+            audio_bytes: 0,
+            pending: HashMap::new(),
+        };
         session.run(auth).await;
     })
 }
@@ -115,26 +137,44 @@ impl Session {
     async fn send_all(&mut self, replies: Vec<Value>) -> Result<(), Close> {
         for reply in replies {
             let frame = Message::Binary(serde_json::to_vec(&reply).unwrap_or_default().into());
-            self.socket.send(frame).await.map_err(|e| (CLOSE_AWAY, e.to_string()))?;
+            self.socket
+                .send(frame)
+                .await
+                .map_err(|e| (CLOSE_AWAY, e.to_string()))?;
         }
         Ok(())
     }
 
     async fn close(&mut self, code: u16, reason: &str) {
         let reason: String = reason.chars().take(120).collect();
-        let _ = self.socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+        let _ = self
+            .socket
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })))
+            .await;
     }
 
     fn handle(&mut self, bytes: &[u8]) -> Result<Vec<Value>, Close> {
         let message = match serde_json::from_slice::<Value>(bytes) {
             Ok(v @ Value::Object(_)) => normalize(v),
-            _ => return Err((CLOSE_INVALID, "Request contains an invalid argument.".into())),
+            _ => {
+                return Err((
+                    CLOSE_INVALID,
+                    "Request contains an invalid argument.".into(),
+                ))
+            }
         };
         if let Some(setup) = message.get("setup") {
             if self.setup.is_some() {
                 return Err((CLOSE_INVALID, "Setup may only be sent once.".into()));
             }
-            if setup.get("model").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if setup
+                .get("model")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 return Err((CLOSE_INVALID, "setup.model is required.".into()));
             }
             self.setup = Some(setup.clone());
@@ -147,7 +187,17 @@ impl Session {
             if let Some(turns) = content.get("turns").and_then(Value::as_array) {
                 self.history.extend(turns.iter().cloned());
             }
-            return Ok(if content.get("turnComplete").and_then(Value::as_bool).unwrap_or(false) { self.answer(None) } else { Vec::new() });
+            return Ok(
+                if content
+                    .get("turnComplete")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+                {
+                    self.answer(None)
+                } else {
+                    Vec::new()
+                },
+            );
         }
         if let Some(input) = message.get("realtimeInput") {
             return Ok(self.realtime(input));
@@ -168,31 +218,54 @@ impl Session {
                 })
                 .unwrap_or_default();
             if parts.is_empty() {
-                return Err((CLOSE_INVALID, "toolResponse.functionResponses is empty.".into()));
+                return Err((
+                    CLOSE_INVALID,
+                    "toolResponse.functionResponses is empty.".into(),
+                ));
             }
             self.history.push(json!({ "role": "user", "parts": parts }));
             return Ok(self.answer(None));
         }
-        let key = message.as_object().and_then(|o| o.keys().next().cloned()).unwrap_or_default();
-        Err((CLOSE_INVALID, format!("Invalid JSON payload received. Unknown name \"{key}\".")))
+        let key = message
+            .as_object()
+            .and_then(|o| o.keys().next().cloned())
+            .unwrap_or_default();
+        Err((
+            CLOSE_INVALID,
+            format!("Invalid JSON payload received. Unknown name \"{key}\"."),
+        ))
     }
 
     fn realtime(&mut self, input: &Value) -> Vec<Value> {
         if let Some(text) = input.get("text").and_then(Value::as_str) {
-            self.history.push(json!({ "role": "user", "parts": [{ "text": text }] }));
+            self.history
+                .push(json!({ "role": "user", "parts": [{ "text": text }] }));
             return self.answer(None);
         }
-        let chunks = input.get("audio").into_iter().chain(input.get("mediaChunks").and_then(Value::as_array).into_iter().flatten());
+        let chunks = input.get("audio").into_iter().chain(
+            input
+                .get("mediaChunks")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        );
         for chunk in chunks {
             if let Some(data) = chunk.get("data").and_then(Value::as_str) {
-                self.audio_bytes += base64::engine::general_purpose::STANDARD.decode(data).map_or(0, |b| b.len());
+                self.audio_bytes += base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .map_or(0, |b| b.len());
             }
         }
-        let ended = input.get("audioStreamEnd").and_then(Value::as_bool).unwrap_or(false) || input.get("activityEnd").is_some();
+        let ended = input
+            .get("audioStreamEnd")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+            || input.get("activityEnd").is_some();
         if ended && self.audio_bytes > 0 {
             self.audio_bytes = 0;
             let transcript = self.state.script.transcript("live");
-            self.history.push(json!({ "role": "user", "parts": [{ "text": transcript }] }));
+            self.history
+                .push(json!({ "role": "user", "parts": [{ "text": transcript }] }));
             let heard = self.wants("inputAudioTranscription").then_some(transcript);
             return self.answer(heard);
         }
@@ -205,7 +278,11 @@ impl Session {
 
     fn answer(&mut self, heard: Option<String>) -> Vec<Value> {
         let setup = self.setup.clone().unwrap_or_default();
-        let prompt = prompt_of(&self.history, setup.get("systemInstruction"), tool_names(setup.get("tools")));
+        let prompt = prompt_of(
+            &self.history,
+            setup.get("systemInstruction"),
+            tool_names(setup.get("tools")),
+        );
         let mut out = Vec::new();
         if let Some(text) = heard {
             out.push(json!({ "serverContent": { "inputTranscription": { "text": text } } }));
@@ -218,17 +295,24 @@ impl Session {
                 out.push(json!({ "toolCall": { "functionCalls": [{ "id": id, "name": name, "args": arguments }] } }));
             }
             Reply::Text(text) => {
-                self.history.push(json!({ "role": "model", "parts": [{ "text": text }] }));
+                self.history
+                    .push(json!({ "role": "model", "parts": [{ "text": text }] }));
                 let audio = setup
                     .pointer("/generationConfig/responseModalities")
                     .and_then(Value::as_array)
-                    .is_none_or(|m| m.iter().any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case("AUDIO"))));
+                    .is_none_or(|m| {
+                        m.iter()
+                            .any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case("AUDIO")))
+                    });
                 if audio {
-                    let pcm = vec![0u8; PCM_BYTES_PER_WORD * text.split_whitespace().count().max(1)];
+                    let pcm =
+                        vec![0u8; PCM_BYTES_PER_WORD * text.split_whitespace().count().max(1)];
                     let data = base64::engine::general_purpose::STANDARD.encode(pcm);
                     out.push(json!({ "serverContent": { "modelTurn": { "parts": [{ "inlineData": { "mimeType": "audio/pcm;rate=24000", "data": data } }] } } }));
                     if self.wants("outputAudioTranscription") {
-                        out.push(json!({ "serverContent": { "outputTranscription": { "text": text } } }));
+                        out.push(
+                            json!({ "serverContent": { "outputTranscription": { "text": text } } }),
+                        );
                     }
                 } else {
                     let words: Vec<&str> = text.split_inclusive(' ').collect();
@@ -237,7 +321,11 @@ impl Session {
                     }
                 }
                 out.push(json!({ "serverContent": { "generationComplete": true } }));
-                let prompt_tokens: u64 = self.history.iter().map(|c| estimate_tokens(&c.to_string())).sum();
+                let prompt_tokens: u64 = self
+                    .history
+                    .iter()
+                    .map(|c| estimate_tokens(&c.to_string()))
+                    .sum();
                 let response_tokens = estimate_tokens(&text);
                 out.push(json!({
                     "serverContent": { "turnComplete": true },

@@ -48,7 +48,6 @@ impl Gemini {
     }
 
     /// A builder to choose listener, TLS, script and API keys.
-    #[must_use]
     pub fn builder() -> GeminiBuilder {
         GeminiBuilder::default()
     }
@@ -57,7 +56,9 @@ impl Gemini {
     #[must_use]
     pub fn live_url(&self) -> String {
         let uri = self.server.uri();
-        let ws = uri.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1);
+        let ws = uri
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1);
         format!("{ws}/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent")
     }
 
@@ -130,8 +131,16 @@ pub(crate) struct GeminiState {
 
 impl GeminiState {
     /// Checks the API key from query or header; `Err` is the error to answer.
-    pub(crate) fn check_key(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), (StatusCode, String)> {
-        let from_query = query.and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "key").map(|(_, v)| v.into_owned()));
+    pub(crate) fn check_key(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<(), (StatusCode, String)> {
+        let from_query = query.and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "key")
+                .map(|(_, v)| v.into_owned())
+        });
         let key = from_query.or_else(|| header_str(headers, "x-goog-api-key").map(str::to_owned));
         match key.as_deref() {
             None | Some("") => Err((
@@ -191,7 +200,8 @@ pub(crate) fn status_name(status: StatusCode) -> &'static str {
 
 /// `{"error": {"code", "message", "status"}}`, plus `details` for key errors.
 pub(crate) fn google_error(status: StatusCode, message: &str) -> Response {
-    let mut error = json!({ "code": status.as_u16(), "message": message, "status": status_name(status) });
+    let mut error =
+        json!({ "code": status.as_u16(), "message": message, "status": status_name(status) });
     if message.starts_with("API key not valid") {
         error["details"] = json!([{
             "@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
@@ -204,7 +214,10 @@ pub(crate) fn google_error(status: StatusCode, message: &str) -> Response {
 fn router(state: Arc<GeminiState>) -> Router {
     Router::new()
         .route("/{version}/models", get(rest::list_models))
-        .route("/{version}/models/{name}", get(rest::get_model).post(rest::model_action))
+        .route(
+            "/{version}/models/{name}",
+            get(rest::get_model).post(rest::model_action),
+        )
         .route("/ws/{method}", get(live::upgrade))
         .fallback(|| async { google_error(StatusCode::NOT_FOUND, "Method not found.") })
         .with_state(state)
@@ -235,7 +248,18 @@ pub(crate) fn normalize(value: Value) -> Value {
             map.into_iter()
                 .map(|(k, v)| {
                     let key = camel(&k);
-                    let v = if matches!(key.as_str(), "args" | "response" | "parameters" | "parametersJsonSchema" | "responseSchema") { v } else { normalize(v) };
+                    let v = if matches!(
+                        key.as_str(),
+                        "args"
+                            | "response"
+                            | "parameters"
+                            | "parametersJsonSchema"
+                            | "responseSchema"
+                    ) {
+                        v
+                    } else {
+                        normalize(v)
+                    };
                     (key, v)
                 })
                 .collect::<Map<String, Value>>(),
@@ -264,7 +288,13 @@ fn text_parts(content: &Value) -> String {
     content
         .get("parts")
         .and_then(Value::as_array)
-        .map(|parts| parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" "))
+        .map(|parts| {
+            parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_default()
 }
 
@@ -280,7 +310,10 @@ pub(crate) fn prompt_of(contents: &[Value], system: Option<&Value>, tools: Vec<S
     let tool_result = contents.last().and_then(|c| {
         c.get("parts")?.as_array()?.iter().find_map(|p| {
             let r = p.get("functionResponse")?;
-            Some((r.get("name")?.as_str()?.to_owned(), r.get("response").cloned().unwrap_or(Value::Null)))
+            Some((
+                r.get("name")?.as_str()?.to_owned(),
+                r.get("response").cloned().unwrap_or(Value::Null),
+            ))
         })
     });
     let tool_result = tool_result.map(|(name, response)| {
@@ -291,5 +324,10 @@ pub(crate) fn prompt_of(contents: &[Value], system: Option<&Value>, tools: Vec<S
         };
         (name, unwrapped)
     });
-    Prompt { user, system: system.map(text_parts).unwrap_or_default(), tools, tool_result }
+    Prompt {
+        user,
+        system: system.map(text_parts).unwrap_or_default(),
+        tools,
+        tool_result,
+    }
 }

@@ -15,7 +15,17 @@ use super::{google_error, normalize, prompt_of, tool_names, GeminiState};
 use crate::ids;
 use crate::script::{estimate_tokens, Reply};
 
-const MODELS: &[&str] = &["gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash", "gemini-2.0-flash-001", "gemini-1.5-flash", "gemini-live-2.5-flash-preview", "gemini-2.0-flash-live-001", "text-embedding-004", "gemini-embedding-001"];
+const MODELS: &[&str] = &[
+    "gemini-2.5-flash",
+    "gemini-2.5-pro",
+    "gemini-2.0-flash",
+    "gemini-2.0-flash-001",
+    "gemini-1.5-flash",
+    "gemini-live-2.5-flash-preview",
+    "gemini-2.0-flash-live-001",
+    "text-embedding-004",
+    "gemini-embedding-001",
+];
 
 fn known(model: &str) -> bool {
     MODELS.contains(&model) || model.starts_with("gemini-")
@@ -31,14 +41,24 @@ fn model_object(name: &str) -> Value {
     })
 }
 
-pub(super) async fn list_models(State(s): State<Arc<GeminiState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub(super) async fn list_models(
+    State(s): State<Arc<GeminiState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     if let Err((status, m)) = s.check_key(&headers, q.as_deref()) {
         return google_error(status, &m);
     }
-    Json(json!({ "models": MODELS.iter().map(|m| model_object(m)).collect::<Vec<_>>() })).into_response()
+    Json(json!({ "models": MODELS.iter().map(|m| model_object(m)).collect::<Vec<_>>() }))
+        .into_response()
 }
 
-pub(super) async fn get_model(State(s): State<Arc<GeminiState>>, headers: HeaderMap, RawQuery(q): RawQuery, Path((_v, name)): Path<(String, String)>) -> Response {
+pub(super) async fn get_model(
+    State(s): State<Arc<GeminiState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    Path((_v, name)): Path<(String, String)>,
+) -> Response {
     if let Err((status, m)) = s.check_key(&headers, q.as_deref()) {
         return google_error(status, &m);
     }
@@ -67,21 +87,43 @@ pub(super) async fn model_action(
     }
     let request = match serde_json::from_slice::<Value>(&body) {
         Ok(v @ Value::Object(_)) => normalize(v),
-        _ => return google_error(StatusCode::BAD_REQUEST, "Invalid JSON payload received. Unexpected token."),
+        _ => {
+            return google_error(
+                StatusCode::BAD_REQUEST,
+                "Invalid JSON payload received. Unexpected token.",
+            )
+        }
     };
-    let sse = q.as_deref().is_some_and(|q| q.split('&').any(|p| p == "alt=sse"));
+    let sse = q
+        .as_deref()
+        .is_some_and(|q| q.split('&').any(|p| p == "alt=sse"));
     match action {
-        "generateContent" => generate(&s, model, &request).map_or_else(|e| e, |r| Json(r.whole()).into_response()),
-        "streamGenerateContent" => generate(&s, model, &request).map_or_else(|e| e, |r| r.stream(sse)),
+        "generateContent" => {
+            generate(&s, model, &request).map_or_else(|e| e, |r| Json(r.whole()).into_response())
+        }
+        "streamGenerateContent" => {
+            generate(&s, model, &request).map_or_else(|e| e, |r| r.stream(sse))
+        }
         "countTokens" => {
-            let contents = request.get("contents").or_else(|| request.pointer("/generateContentRequest/contents"));
-            let total: u64 = contents.and_then(Value::as_array).map_or(0, |c| c.iter().map(|c| estimate_tokens(&c.to_string())).sum());
+            let contents = request
+                .get("contents")
+                .or_else(|| request.pointer("/generateContentRequest/contents"));
+            let total: u64 = contents.and_then(Value::as_array).map_or(0, |c| {
+                c.iter().map(|c| estimate_tokens(&c.to_string())).sum()
+            });
             Json(json!({ "totalTokens": total, "promptTokensDetails": [{ "modality": "TEXT", "tokenCount": total }] })).into_response()
         }
         "embedContent" => {
-            let text = request.get("content").map(super::text_parts).unwrap_or_default();
-            let dims = request.get("outputDimensionality").and_then(Value::as_u64).unwrap_or(768) as usize;
-            Json(json!({ "embedding": { "values": crate::openai_embed(&text, dims) } })).into_response()
+            let text = request
+                .get("content")
+                .map(super::text_parts)
+                .unwrap_or_default();
+            let dims = request
+                .get("outputDimensionality")
+                .and_then(Value::as_u64)
+                .unwrap_or(768) as usize;
+            Json(json!({ "embedding": { "values": crate::openai_embed(&text, dims) } }))
+                .into_response()
         }
         "batchEmbedContents" => {
             let embeddings: Vec<Value> = request
@@ -91,7 +133,10 @@ pub(super) async fn model_action(
                     r.iter()
                         .map(|r| {
                             let text = r.get("content").map(super::text_parts).unwrap_or_default();
-                            let dims = r.get("outputDimensionality").and_then(Value::as_u64).unwrap_or(768) as usize;
+                            let dims = r
+                                .get("outputDimensionality")
+                                .and_then(Value::as_u64)
+                                .unwrap_or(768) as usize;
                             json!({ "values": crate::openai_embed(&text, dims) })
                         })
                         .collect()
@@ -99,7 +144,10 @@ pub(super) async fn model_action(
                 .unwrap_or_default();
             Json(json!({ "embeddings": embeddings })).into_response()
         }
-        other => google_error(StatusCode::NOT_FOUND, &format!("Method not found: {other}.")),
+        other => google_error(
+            StatusCode::NOT_FOUND,
+            &format!("Method not found: {other}."),
+        ),
     }
 }
 
@@ -111,20 +159,36 @@ struct Generation {
     response_id: String,
 }
 
+#[expect(clippy::result_large_err, reason = "an axum Response is the natural rejection of a handler helper")]
 fn generate(s: &GeminiState, model: &str, request: &Value) -> Result<Generation, Response> {
     let contents = match request.get("contents").and_then(Value::as_array) {
         Some(c) if !c.is_empty() => c,
-        _ => return Err(google_error(StatusCode::BAD_REQUEST, "* GenerateContentRequest.contents: contents is not specified\n")),
+        _ => {
+            return Err(google_error(
+                StatusCode::BAD_REQUEST,
+                "* GenerateContentRequest.contents: contents is not specified\n",
+            ))
+        }
     };
-    let prompt = prompt_of(contents, request.get("systemInstruction"), tool_names(request.get("tools")));
+    let prompt = prompt_of(
+        contents,
+        request.get("systemInstruction"),
+        tool_names(request.get("tools")),
+    );
     let mut reply = s.script.answer(&prompt);
-    let mode = request.pointer("/toolConfig/functionCallingConfig/mode").and_then(Value::as_str).unwrap_or("AUTO");
+    let mode = request
+        .pointer("/toolConfig/functionCallingConfig/mode")
+        .and_then(Value::as_str)
+        .unwrap_or("AUTO");
     if mode == "NONE" {
         if let Reply::FunctionCall { .. } = reply {
             reply = Reply::Text(format!("This is a mock Gemini answer to: {}", prompt.user));
         }
     }
-    let json_mime = request.pointer("/generationConfig/responseMimeType").and_then(Value::as_str) == Some("application/json");
+    let json_mime = request
+        .pointer("/generationConfig/responseMimeType")
+        .and_then(Value::as_str)
+        == Some("application/json");
     if let Reply::Text(text) = &reply {
         if json_mime && serde_json::from_str::<Value>(text).is_err() {
             reply = Reply::Text(json!({ "answer": text }).to_string());
@@ -133,7 +197,10 @@ fn generate(s: &GeminiState, model: &str, request: &Value) -> Result<Generation,
     Ok(Generation {
         model: model.to_owned(),
         reply,
-        prompt_tokens: contents.iter().map(|c| estimate_tokens(&c.to_string())).sum(),
+        prompt_tokens: contents
+            .iter()
+            .map(|c| estimate_tokens(&c.to_string()))
+            .sum(),
         response_id: ids::alnum_id("", 22),
     })
 }
@@ -142,7 +209,9 @@ impl Generation {
     fn output_tokens(&self) -> u64 {
         match &self.reply {
             Reply::Text(t) => estimate_tokens(t),
-            Reply::FunctionCall { name, arguments } => estimate_tokens(name) + estimate_tokens(&arguments.to_string()),
+            Reply::FunctionCall { name, arguments } => {
+                estimate_tokens(name) + estimate_tokens(&arguments.to_string())
+            }
         }
     }
 
@@ -169,7 +238,9 @@ impl Generation {
     fn whole(&self) -> Value {
         let parts = match &self.reply {
             Reply::Text(t) => json!([{ "text": t }]),
-            Reply::FunctionCall { name, arguments } => json!([{ "functionCall": { "name": name, "args": arguments } }]),
+            Reply::FunctionCall { name, arguments } => {
+                json!([{ "functionCall": { "name": name, "args": arguments } }])
+            }
         };
         self.response(parts, true, true)
     }
@@ -190,7 +261,10 @@ impl Generation {
             Reply::FunctionCall { .. } => chunks.push(self.whole()),
         }
         let frames: Vec<Result<Bytes, Infallible>> = if sse {
-            chunks.iter().map(|c| Ok(Bytes::from(format!("data: {c}\r\n\r\n")))).collect()
+            chunks
+                .iter()
+                .map(|c| Ok(Bytes::from(format!("data: {c}\r\n\r\n"))))
+                .collect()
         } else {
             let n = chunks.len();
             chunks
@@ -203,7 +277,16 @@ impl Generation {
                 })
                 .collect()
         };
-        let content_type = if sse { "text/event-stream" } else { "application/json; charset=UTF-8" };
-        (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], Body::from_stream(futures_util::stream::iter(frames))).into_response()
+        let content_type = if sse {
+            "text/event-stream"
+        } else {
+            "application/json; charset=UTF-8"
+        };
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, content_type)],
+            Body::from_stream(futures_util::stream::iter(frames)),
+        )
+            .into_response()
     }
 }

@@ -9,6 +9,7 @@
 //! "client-request-id"}}}` with `request-id` and `client-request-id` headers.
 //! Throttling (a rate-limit fault) is a 429 with `Retry-After`, as Graph does.
 
+mod query;
 mod routes;
 mod store;
 
@@ -60,7 +61,6 @@ impl Graph {
     }
 
     /// A builder to choose listener, seed and credentials.
-    #[must_use]
     pub fn builder() -> GraphBuilder {
         GraphBuilder::default()
     }
@@ -74,7 +74,11 @@ impl Graph {
     /// Token endpoint URL for the seed's tenant.
     #[must_use]
     pub fn token_url(&self) -> String {
-        format!("{}/{}/oauth2/v2.0/token", self.server.uri(), self.state.seed.tenant())
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.server.uri(),
+            self.state.seed.tenant()
+        )
     }
 
     /// Tenant id of the seed.
@@ -142,7 +146,8 @@ impl GraphBuilder {
             any_token: self.any_token,
             tokens: Mutex::default(),
         });
-        let server = MockServer::serve(state.clone(), routes::router(state.clone()), self.options).await?;
+        let server =
+            MockServer::serve(state.clone(), routes::router(state.clone()), self.options).await?;
         Ok(Graph { server, state })
     }
 }
@@ -166,7 +171,9 @@ pub(crate) struct GraphState {
 
 impl GraphState {
     pub(crate) fn store(&self) -> std::sync::MutexGuard<'_, store::Store> {
-        self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -189,12 +196,20 @@ impl Api for GraphState {
 
     fn reset(&self) {
         *self.store() = store::Store::seeded(&self.seed);
-        self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        self.tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 }
 
 /// Graph's error body with `innerError` and the request-id headers.
-pub(crate) fn graph_error(status: StatusCode, code: &str, message: &str, client_request_id: Option<&str>) -> Response {
+pub(crate) fn graph_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    client_request_id: Option<&str>,
+) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let client_id = client_request_id.map_or_else(|| request_id.clone(), str::to_owned);
     let body = json!({ "error": { "code": code, "message": message, "innerError": {
@@ -203,8 +218,14 @@ pub(crate) fn graph_error(status: StatusCode, code: &str, message: &str, client_
     }}});
     let mut response = (status, Json(body)).into_response();
     let h = response.headers_mut();
-    h.insert("request-id", HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("0")));
-    h.insert("client-request-id", HeaderValue::from_str(&client_id).unwrap_or(HeaderValue::from_static("0")));
+    h.insert(
+        "request-id",
+        HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("0")),
+    );
+    h.insert(
+        "client-request-id",
+        HeaderValue::from_str(&client_id).unwrap_or(HeaderValue::from_static("0")),
+    );
     response
 }
 
@@ -223,36 +244,78 @@ fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> R
 }
 
 /// `POST /{tenant}/oauth2/v2.0/token` with `grant_type=client_credentials`.
-pub(crate) async fn token(State(state): State<Arc<GraphState>>, body: axum::body::Bytes) -> Response {
-    let form: std::collections::HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+pub(crate) async fn token(
+    State(state): State<Arc<GraphState>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let form: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(&body).into_owned().collect();
     let Some(grant) = form.get("grant_type") else {
-        return aad_error(StatusCode::BAD_REQUEST, "invalid_request", 900_144, "The request body must contain the following parameter: 'grant_type'.");
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900_144,
+            "The request body must contain the following parameter: 'grant_type'.",
+        );
     };
     if grant != "client_credentials" {
-        return aad_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.");
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            "The app requested an unsupported grant type.",
+        );
     }
     let Some(client_id) = form.get("client_id").filter(|c| !c.is_empty()) else {
-        return aad_error(StatusCode::BAD_REQUEST, "invalid_request", 900_144, "The request body must contain the following parameter: 'client_id'.");
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900_144,
+            "The request body must contain the following parameter: 'client_id'.",
+        );
     };
-    let secret = form.get("client_secret").map(String::as_str).unwrap_or_default();
+    let secret = form
+        .get("client_secret")
+        .map(String::as_str)
+        .unwrap_or_default();
     if secret.is_empty() && !form.contains_key("client_assertion") {
         return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", 7_000_218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.");
     }
-    if !state.clients.is_empty() && !state.clients.iter().any(|(id, s)| id == client_id && s == secret) {
+    if !state.clients.is_empty()
+        && !state
+            .clients
+            .iter()
+            .any(|(id, s)| id == client_id && s == secret)
+    {
         return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", 7_000_215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app.");
     }
     let scope = form.get("scope").map(String::as_str).unwrap_or_default();
     if !scope.ends_with("/.default") {
         return aad_error(StatusCode::BAD_REQUEST, "invalid_scope", 1_002_012, &format!("The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."));
     }
-    let access_token = format!("eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.{}.{}", crate::ids::alnum_id("", 120), crate::ids::alnum_id("", 43));
-    state.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(access_token.clone());
+    let access_token = format!(
+        "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.{}.{}",
+        crate::ids::alnum_id("", 120),
+        crate::ids::alnum_id("", 43)
+    );
+    state
+        .tokens
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(access_token.clone());
     Json(json!({ "token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": access_token })).into_response()
 }
 
 /// OpenID configuration for MSAL-based clients.
-pub(crate) async fn openid_configuration(State(state): State<Arc<GraphState>>, request: Request) -> Response {
-    let origin = request.extensions().get::<crate::server::Origin>().map(|o| o.0.clone()).unwrap_or_default();
+pub(crate) async fn openid_configuration(
+    State(state): State<Arc<GraphState>>,
+    request: Request,
+) -> Response {
+    let origin = request
+        .extensions()
+        .get::<crate::server::Origin>()
+        .map(|o| o.0.clone())
+        .unwrap_or_default();
     let tenant = state.seed.tenant();
     Json(json!({
         "token_endpoint": format!("{origin}/{tenant}/oauth2/v2.0/token"),
@@ -272,7 +335,11 @@ pub(crate) async fn openid_configuration(State(state): State<Arc<GraphState>>, r
 }
 
 /// Bearer token check and the `request-id`/`client-request-id` headers.
-pub(crate) async fn auth(State(state): State<Arc<GraphState>>, request: Request, next: Next) -> Response {
+pub(crate) async fn auth(
+    State(state): State<Arc<GraphState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let client_request_id = header_str(request.headers(), "client-request-id").map(str::to_owned);
     if let Err(response) = check_token(&state, request.headers(), client_request_id.as_deref()) {
         return response;
@@ -281,9 +348,15 @@ pub(crate) async fn auth(State(state): State<Arc<GraphState>>, request: Request,
     let h = response.headers_mut();
     if !h.contains_key("request-id") {
         let id = uuid::Uuid::new_v4().to_string();
-        h.insert("request-id", HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0")));
+        h.insert(
+            "request-id",
+            HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0")),
+        );
         if client_request_id.is_none() {
-            h.insert("client-request-id", HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0")));
+            h.insert(
+                "client-request-id",
+                HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0")),
+            );
         }
     }
     if let Some(id) = client_request_id.and_then(|c| HeaderValue::from_str(&c).ok()) {
@@ -293,12 +366,36 @@ pub(crate) async fn auth(State(state): State<Arc<GraphState>>, request: Request,
     response
 }
 
-fn check_token(state: &GraphState, headers: &HeaderMap, client_request_id: Option<&str>) -> Result<(), Response> {
-    let token = header_str(headers, "authorization").and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+#[expect(clippy::result_large_err, reason = "an axum Response is the natural rejection of a handler helper")]
+fn check_token(
+    state: &GraphState,
+    headers: &HeaderMap,
+    client_request_id: Option<&str>,
+) -> Result<(), Response> {
+    let token = header_str(headers, "authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
     match token {
-        None | Some("") => Err(graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "Access token is empty.", client_request_id)),
-        Some(t) if !state.any_token && !state.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(t) => {
-            Err(graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.", client_request_id))
+        None | Some("") => Err(graph_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Access token is empty.",
+            client_request_id,
+        )),
+        Some(t)
+            if !state.any_token
+                && !state
+                    .tokens
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .contains(t) =>
+        {
+            Err(graph_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid audience.",
+                client_request_id,
+            ))
         }
         Some(_) => Ok(()),
     }

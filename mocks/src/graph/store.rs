@@ -58,7 +58,8 @@ impl GraphSeed {
     /// The built-in seed.
     #[must_use]
     pub fn builtin() -> Self {
-        Self::parse(BUILTIN, Path::new("fixtures/mocks/graph.yaml")).expect("built-in graph seed parses")
+        Self::parse(BUILTIN, Path::new("fixtures/mocks/graph.yaml"))
+            .expect("built-in graph seed parses")
     }
 
     /// Loads a seed file.
@@ -66,12 +67,18 @@ impl GraphSeed {
     /// # Errors
     /// [`MockError::ReadFixture`] or [`MockError::ParseFixture`].
     pub fn from_file(path: &Path) -> Result<Self, MockError> {
-        let text = std::fs::read_to_string(path).map_err(|source| MockError::ReadFixture { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| MockError::ReadFixture {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
     fn parse(text: &str, path: &Path) -> Result<Self, MockError> {
-        serde_yaml::from_str(text).map_err(|e| MockError::ParseFixture { path: path.to_owned(), message: e.to_string() })
+        serde_yaml::from_str(text).map_err(|e| MockError::ParseFixture {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
     }
 
     /// The tenant id the seed declares.
@@ -131,8 +138,15 @@ pub(crate) fn iso(t: chrono::DateTime<Utc>) -> String {
 impl Store {
     pub(crate) fn seeded(seed: &GraphSeed) -> Self {
         let mut store = Self::default();
-        let base = Utc.with_ymd_and_hms(2026, 1, 5, 8, 0, 0).single().unwrap_or_else(Utc::now);
-        let senders = [("John Smith", "john@example.com"), ("Maria Garcia", "maria@globex.test"), ("Wei Chen", "wei.chen@initech.test")];
+        let base = Utc
+            .with_ymd_and_hms(2026, 1, 5, 8, 0, 0)
+            .single()
+            .unwrap_or_else(Utc::now);
+        let senders = [
+            ("John Smith", "john@example.com"),
+            ("Maria Garcia", "maria@globex.test"),
+            ("Wei Chen", "wei.chen@initech.test"),
+        ];
         for u in &seed.users {
             let mut user = User {
                 object: json!({
@@ -148,14 +162,24 @@ impl Store {
                 let at = base + ChronoDuration::minutes(i as i64 * 37);
                 let object = message(
                     &format!("Message {} from {name}", i + 1),
-                    &format!("Hello {}, this is message number {}.", u.display_name, i + 1),
+                    &format!(
+                        "Hello {}, this is message number {}.",
+                        u.display_name,
+                        i + 1
+                    ),
                     email(name, address),
                     vec![email(&u.display_name, &u.user_principal_name)],
                     at,
                     "inbox",
                 );
                 store.seq += 1;
-                user.items.push(Item { kind: Kind::Message, folder: "inbox".into(), seq: store.seq, deleted: false, object });
+                user.items.push(Item {
+                    kind: Kind::Message,
+                    folder: "inbox".into(),
+                    seq: store.seq,
+                    deleted: false,
+                    object,
+                });
             }
             for c in &u.contacts {
                 let object = contact(&json!({
@@ -163,7 +187,13 @@ impl Store {
                     "emailAddresses": [{ "name": format!("{} {}", c.given_name, c.surname), "address": c.email }]
                 }));
                 store.seq += 1;
-                user.items.push(Item { kind: Kind::Contact, folder: "contacts".into(), seq: store.seq, deleted: false, object });
+                user.items.push(Item {
+                    kind: Kind::Contact,
+                    folder: "contacts".into(),
+                    seq: store.seq,
+                    deleted: false,
+                    object,
+                });
             }
             for e in &u.events {
                 let object = event(
@@ -175,7 +205,13 @@ impl Store {
                     &user.object,
                 );
                 store.seq += 1;
-                user.items.push(Item { kind: Kind::Event, folder: "calendar".into(), seq: store.seq, deleted: false, object });
+                user.items.push(Item {
+                    kind: Kind::Event,
+                    folder: "calendar".into(),
+                    seq: store.seq,
+                    deleted: false,
+                    object,
+                });
             }
             store.users.push(user);
         }
@@ -185,8 +221,12 @@ impl Store {
     /// A user by id or user principal name (case-insensitive).
     pub(crate) fn user_mut(&mut self, key: &str) -> Option<&mut User> {
         self.users.iter_mut().find(|u| {
-            u.object["id"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(key))
-                || u.object["userPrincipalName"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(key))
+            u.object["id"]
+                .as_str()
+                .is_some_and(|id| id.eq_ignore_ascii_case(key))
+                || u.object["userPrincipalName"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(key))
         })
     }
 
@@ -197,7 +237,14 @@ impl Store {
 }
 
 /// A message object.
-pub(crate) fn message(subject: &str, body: &str, from: Value, to: Vec<Value>, at: chrono::DateTime<Utc>, folder: &str) -> Value {
+pub(crate) fn message(
+    subject: &str,
+    body: &str,
+    from: Value,
+    to: Vec<Value>,
+    at: chrono::DateTime<Utc>,
+    folder: &str,
+) -> Value {
     let id = graph_id();
     let preview: String = body.chars().take(255).collect();
     json!({
@@ -219,7 +266,10 @@ pub(crate) fn contact(fields: &Value) -> Value {
     let now = iso(Utc::now());
     let given = fields["givenName"].as_str().unwrap_or_default();
     let surname = fields["surname"].as_str().unwrap_or_default();
-    let display = fields["displayName"].as_str().map_or_else(|| format!("{given} {surname}").trim().to_owned(), str::to_owned);
+    let display = fields["displayName"].as_str().map_or_else(
+        || format!("{given} {surname}").trim().to_owned(),
+        str::to_owned,
+    );
     let mut c = json!({
         "@odata.etag": etag(), "id": graph_id(), "createdDateTime": now, "lastModifiedDateTime": now,
         "changeKey": ids::alnum_id("EQAAABYAAAA", 28), "categories": [], "parentFolderId": "contacts",
@@ -254,7 +304,10 @@ pub(crate) fn event(fields: &Value, organizer: &Value) -> Value {
         "organizer": email(organizer["displayName"].as_str().unwrap_or_default(), organizer["mail"].as_str().unwrap_or_default())
     });
     merge(&mut e, fields);
-    if let Some(preview) = e["body"]["content"].as_str().map(|c| c.chars().take(255).collect::<String>()) {
+    if let Some(preview) = e["body"]["content"]
+        .as_str()
+        .map(|c| c.chars().take(255).collect::<String>())
+    {
         e["bodyPreview"] = Value::from(preview);
     }
     e

@@ -9,6 +9,7 @@
 //! `{"error": {"type", "code", "message", "param", "doc_url", ...}}`.
 
 mod api;
+mod billing;
 mod form;
 mod webhook;
 
@@ -64,7 +65,6 @@ impl Stripe {
     }
 
     /// A builder to choose listener and webhook endpoints.
-    #[must_use]
     pub fn builder() -> StripeBuilder {
         StripeBuilder::default()
     }

@@ -1,0 +1,505 @@
+//! Stripe payment intents, invoices and invoice items.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::{json, Map, Value};
+
+use super::api::{bool_param, expand, int_param, list, merge_metadata, query, str_param};
+use super::{form, missing, param_missing, stripe_error, RequestMeta, StripeState};
+use crate::ids;
+
+type S = State<Arc<StripeState>>;
+type Meta = Extension<RequestMeta>;
+
+// ---- payment intents -------------------------------------------------------
+
+fn customer_exists(s: &StripeState, id: &str) -> bool {
+    s.store()
+        .get("customer", id)
+        .is_some_and(|c| c["deleted"] != true)
+}
+
+pub(super) async fn create_intent(State(s): S, Extension(meta): Meta, body: Bytes) -> Response {
+    let p = form::decode(&body);
+    let amount = match int_param(&p, "amount") {
+        Ok(Some(a)) => a,
+        Ok(None) => return param_missing("amount"),
+        Err(r) => return r,
+    };
+    if amount < 50 {
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("amount_too_small"),
+            "Amount must be at least $0.50 usd",
+            Some("amount"),
+        );
+    }
+    let Some(currency) = str_param(&p, "currency") else {
+        return param_missing("currency");
+    };
+    if let Some(c) = str_param(&p, "customer") {
+        if !customer_exists(&s, c) {
+            return missing("customer", c, "customer");
+        }
+    }
+    let id = ids::alnum_id("pi_", 24);
+    let payment_method = str_param(&p, "payment_method");
+    let mut pi = json!({
+        "id": id, "object": "payment_intent", "amount": amount, "amount_capturable": 0,
+        "amount_details": { "tip": {} }, "amount_received": 0, "application": null,
+        "automatic_payment_methods": if bool_param(&p, "automatic_payment_methods[enabled]") || p.pointer("/automatic_payment_methods/enabled").and_then(Value::as_str) == Some("true") { json!({"allow_redirects": "always", "enabled": true}) } else { Value::Null },
+        "canceled_at": null, "cancellation_reason": null, "capture_method": "automatic",
+        "client_secret": format!("{id}_secret_{}", ids::alnum_id("", 25)), "confirmation_method": "automatic",
+        "created": ids::unix_now(), "currency": currency.to_lowercase(), "customer": str_param(&p, "customer"),
+        "description": str_param(&p, "description"), "last_payment_error": null, "latest_charge": null,
+        "livemode": false, "metadata": {}, "next_action": null, "payment_method": payment_method,
+        "payment_method_types": ["card"], "receipt_email": str_param(&p, "receipt_email"),
+        "setup_future_usage": null, "shipping": null, "statement_descriptor": null,
+        "status": if payment_method.is_some() { "requires_confirmation" } else { "requires_payment_method" }
+    });
+    merge_metadata(&mut pi, &p);
+    s.store().insert("payment_intent", pi.clone());
+    s.emit(
+        "payment_intent.created",
+        &pi,
+        Some(&meta.request_id),
+        meta.idempotency_key.as_deref(),
+    );
+    if bool_param(&p, "confirm") {
+        return confirm(&s, &meta, &id, &Value::Object(Map::new()));
+    }
+    Json(expand(&s, pi, &p)).into_response()
+}
+
+pub(super) async fn get_intent(
+    State(s): S,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let found = s.store().get("payment_intent", &id).cloned();
+    match found {
+        Some(pi) => Json(expand(&s, pi, &query(q))).into_response(),
+        None => missing("payment_intent", &id, "intent"),
+    }
+}
+
+pub(super) async fn update_intent(State(s): S, Path(id): Path<String>, body: Bytes) -> Response {
+    let p = form::decode(&body);
+    let amount = match int_param(&p, "amount") {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let mut store = s.store();
+    let Some(pi) = store.get_mut("payment_intent", &id) else {
+        return missing("payment_intent", &id, "intent");
+    };
+    if let Some(a) = amount {
+        pi["amount"] = Value::from(a);
+    }
+    for key in [
+        "currency",
+        "description",
+        "customer",
+        "payment_method",
+        "receipt_email",
+    ] {
+        if let Some(v) = str_param(&p, key) {
+            pi[key] = Value::from(v);
+        }
+    }
+    if pi["payment_method"].is_string() && pi["status"] == "requires_payment_method" {
+        pi["status"] = Value::from("requires_confirmation");
+    }
+    merge_metadata(pi, &p);
+    Json(pi.clone()).into_response()
+}
+
+pub(super) async fn confirm_intent(
+    State(s): S,
+    Extension(meta): Meta,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    confirm(&s, &meta, &id, &form::decode(&body))
+}
+
+/// Test payment methods decide the outcome, as in Stripe's test mode.
+fn confirm(s: &StripeState, meta: &RequestMeta, id: &str, p: &Value) -> Response {
+    let (event, result) = {
+        let mut store = s.store();
+        let Some(pi) = store.get_mut("payment_intent", id) else {
+            return missing("payment_intent", id, "intent");
+        };
+        if let Some(pm) = str_param(p, "payment_method") {
+            pi["payment_method"] = Value::from(pm);
+        }
+        let status = pi["status"].as_str().unwrap_or_default().to_owned();
+        if matches!(status.as_str(), "succeeded" | "canceled") {
+            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("payment_intent_unexpected_state"),
+                &format!("This PaymentIntent's payment_method could not be updated because it has a status of {status}. You may only update the payment_method of a PaymentIntent with one of the following statuses: requires_payment_method, requires_confirmation, requires_action."), None);
+        }
+        let Some(pm) = pi["payment_method"].as_str().map(str::to_owned) else {
+            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("payment_intent_unexpected_state"),
+                "You cannot confirm this PaymentIntent because it's missing a payment method. To confirm the PaymentIntent with cus_xxx, specify a payment method attached to this customer along with the customer ID.", None);
+        };
+        if pm.contains("Declined") || pm.contains("declined") {
+            let error = json!({
+                "code": "card_declined", "decline_code": "generic_decline", "doc_url": "https://stripe.com/docs/error-codes/card-declined",
+                "message": "Your card was declined.", "type": "card_error", "payment_method": { "id": pm, "object": "payment_method" }
+            });
+            pi["status"] = Value::from("requires_payment_method");
+            pi["last_payment_error"] = error.clone();
+            pi["payment_method"] = Value::Null;
+            let mut body = error;
+            body["payment_intent"] = pi.clone();
+            ("payment_intent.payment_failed", Err((pi.clone(), body)))
+        } else {
+            pi["status"] = Value::from("succeeded");
+            pi["amount_received"] = pi["amount"].clone();
+            pi["latest_charge"] = Value::from(ids::alnum_id("ch_", 24));
+            pi["last_payment_error"] = Value::Null;
+            ("payment_intent.succeeded", Ok(pi.clone()))
+        }
+    };
+    match result {
+        Ok(pi) => {
+            s.emit(
+                event,
+                &pi,
+                Some(&meta.request_id),
+                meta.idempotency_key.as_deref(),
+            );
+            Json(pi).into_response()
+        }
+        Err((pi, error)) => {
+            s.emit(
+                event,
+                &pi,
+                Some(&meta.request_id),
+                meta.idempotency_key.as_deref(),
+            );
+            (
+                StatusCode::PAYMENT_REQUIRED,
+                Json(json!({ "error": error })),
+            )
+                .into_response()
+        }
+    }
+}
+
+pub(super) async fn cancel_intent(
+    State(s): S,
+    Extension(meta): Meta,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let p = form::decode(&body);
+    let pi = {
+        let mut store = s.store();
+        let Some(pi) = store.get_mut("payment_intent", &id) else {
+            return missing("payment_intent", &id, "intent");
+        };
+        if matches!(pi["status"].as_str(), Some("succeeded" | "canceled")) {
+            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("payment_intent_unexpected_state"),
+                &format!("You cannot cancel this PaymentIntent because it has a status of {}. Only a PaymentIntent with one of the following statuses may be canceled: requires_payment_method, requires_capture, requires_confirmation, requires_action, processing.", pi["status"].as_str().unwrap_or_default()), None);
+        }
+        pi["status"] = Value::from("canceled");
+        pi["canceled_at"] = Value::from(ids::unix_now());
+        pi["cancellation_reason"] =
+            str_param(&p, "cancellation_reason").map_or(Value::Null, Value::from);
+        pi.clone()
+    };
+    s.emit(
+        "payment_intent.canceled",
+        &pi,
+        Some(&meta.request_id),
+        meta.idempotency_key.as_deref(),
+    );
+    Json(pi).into_response()
+}
+
+pub(super) async fn list_intents(State(s): S, RawQuery(q): RawQuery) -> Response {
+    let p = query(q);
+    let customer = str_param(&p, "customer").map(str::to_owned);
+    let all: Vec<Value> = s
+        .store()
+        .all("payment_intent")
+        .iter()
+        .filter(|o| customer.as_deref().is_none_or(|c| o["customer"] == c))
+        .cloned()
+        .collect();
+    list(all, &p, "/v1/payment_intents")
+}
+
+// ---- invoices and invoice items --------------------------------------------
+
+fn recompute(invoice: &mut Value) {
+    let total: i64 = invoice["lines"]["data"]
+        .as_array()
+        .map_or(0, |l| l.iter().filter_map(|i| i["amount"].as_i64()).sum());
+    let paid = invoice["amount_paid"].as_i64().unwrap_or(0);
+    for key in ["subtotal", "total", "amount_due"] {
+        invoice[key] = Value::from(total);
+    }
+    invoice["amount_remaining"] = Value::from(total - paid);
+}
+
+fn line_of(item: &Value) -> Value {
+    json!({
+        "id": format!("il_{}", item["id"].as_str().unwrap_or_default().trim_start_matches("ii_")), "object": "line_item",
+        "amount": item["amount"], "currency": item["currency"], "description": item["description"],
+        "invoice_item": item["id"], "livemode": false, "metadata": item["metadata"], "quantity": 1, "type": "invoiceitem"
+    })
+}
+
+pub(super) async fn create_item(State(s): S, Extension(meta): Meta, body: Bytes) -> Response {
+    let p = form::decode(&body);
+    let Some(customer) = str_param(&p, "customer") else {
+        return param_missing("customer");
+    };
+    if !customer_exists(&s, customer) {
+        return missing("customer", customer, "customer");
+    }
+    let amount = match int_param(&p, "amount") {
+        Ok(Some(a)) => a,
+        Ok(None) => return param_missing("amount"),
+        Err(r) => return r,
+    };
+    let mut item = json!({
+        "id": ids::alnum_id("ii_", 24), "object": "invoiceitem", "amount": amount,
+        "currency": str_param(&p, "currency").unwrap_or("usd"), "customer": customer, "date": ids::unix_now(),
+        "description": str_param(&p, "description"), "invoice": str_param(&p, "invoice"), "livemode": false, "metadata": {}
+    });
+    merge_metadata(&mut item, &p);
+    {
+        let mut store = s.store();
+        if let Some(inv_id) = str_param(&p, "invoice") {
+            let Some(inv) = store.get_mut("invoice", inv_id) else {
+                return missing("invoice", inv_id, "invoice");
+            };
+            if inv["status"] != "draft" {
+                return stripe_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("invoice_not_editable"),
+                    "You can only add invoice items to draft invoices.",
+                    Some("invoice"),
+                );
+            }
+            if let Some(lines) = inv["lines"]["data"].as_array_mut() {
+                lines.push(line_of(&item));
+            }
+            recompute(inv);
+        }
+        store.insert("invoiceitem", item.clone());
+    }
+    s.emit(
+        "invoiceitem.created",
+        &item,
+        Some(&meta.request_id),
+        meta.idempotency_key.as_deref(),
+    );
+    Json(item).into_response()
+}
+
+pub(super) async fn list_items(State(s): S, RawQuery(q): RawQuery) -> Response {
+    let p = query(q);
+    let all = s.store().all("invoiceitem").to_vec();
+    list(all, &p, "/v1/invoiceitems")
+}
+
+pub(super) async fn create_invoice(State(s): S, Extension(meta): Meta, body: Bytes) -> Response {
+    let p = form::decode(&body);
+    let Some(customer) = str_param(&p, "customer") else {
+        return param_missing("customer");
+    };
+    let invoice = {
+        let mut store = s.store();
+        let Some(c) = store
+            .get("customer", customer)
+            .filter(|c| c["deleted"] != true)
+            .cloned()
+        else {
+            return missing("customer", customer, "customer");
+        };
+        let id = ids::alnum_id("in_", 24);
+        let include_pending = str_param(&p, "pending_invoice_items_behavior") == Some("include");
+        let mut lines = Vec::new();
+        if let Some(items) = store.objects.get_mut("invoiceitem") {
+            for item in items
+                .iter_mut()
+                .filter(|i| include_pending && i["customer"] == customer && i["invoice"].is_null())
+            {
+                item["invoice"] = Value::from(id.clone());
+                lines.push(line_of(item));
+            }
+        }
+        let mut invoice = json!({
+            "id": id, "object": "invoice", "account_country": "US", "amount_due": 0, "amount_paid": 0, "amount_remaining": 0,
+            "attempt_count": 0, "attempted": false, "auto_advance": bool_param(&p, "auto_advance"),
+            "collection_method": str_param(&p, "collection_method").unwrap_or("charge_automatically"),
+            "created": ids::unix_now(), "currency": str_param(&p, "currency").unwrap_or("usd"), "customer": customer,
+            "customer_email": c["email"], "customer_name": c["name"], "days_until_due": null,
+            "description": str_param(&p, "description"), "due_date": null, "hosted_invoice_url": null, "invoice_pdf": null,
+            "lines": { "object": "list", "data": lines, "has_more": false, "url": format!("/v1/invoices/{id}/lines") },
+            "livemode": false, "metadata": {}, "number": null, "paid": false, "status": "draft",
+            "status_transitions": { "finalized_at": null, "marked_uncollectible_at": null, "paid_at": null, "voided_at": null },
+            "subtotal": 0, "total": 0
+        });
+        merge_metadata(&mut invoice, &p);
+        recompute(&mut invoice);
+        store.insert("invoice", invoice.clone());
+        invoice
+    };
+    s.emit(
+        "invoice.created",
+        &invoice,
+        Some(&meta.request_id),
+        meta.idempotency_key.as_deref(),
+    );
+    Json(invoice).into_response()
+}
+
+pub(super) async fn get_invoice(
+    State(s): S,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let found = s.store().get("invoice", &id).cloned();
+    match found {
+        Some(inv) => Json(expand(&s, inv, &query(q))).into_response(),
+        None => missing("invoice", &id, "invoice"),
+    }
+}
+
+pub(super) async fn delete_invoice(State(s): S, Path(id): Path<String>) -> Response {
+    let mut store = s.store();
+    let Some(inv) = store.get("invoice", &id) else {
+        return missing("invoice", &id, "invoice");
+    };
+    if inv["status"] != "draft" {
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            "You can only delete draft invoices.",
+            None,
+        );
+    }
+    if let Some(all) = store.objects.get_mut("invoice") {
+        all.retain(|i| i["id"] != id.as_str());
+    }
+    Json(json!({ "id": id, "object": "invoice", "deleted": true })).into_response()
+}
+
+pub(super) async fn invoice_action(
+    State(s): S,
+    Extension(meta): Meta,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    let now = ids::unix_now();
+    let (events, invoice) = {
+        let mut store = s.store();
+        let prefix = {
+            let Some(inv) = store.get("invoice", &id) else {
+                return missing("invoice", &id, "invoice");
+            };
+            let customer = inv["customer"].as_str().unwrap_or_default().to_owned();
+            store
+                .get("customer", &customer)
+                .and_then(|c| c["invoice_prefix"].as_str())
+                .unwrap_or("MOCK")
+                .to_owned()
+        };
+        let count = store
+            .all("invoice")
+            .iter()
+            .filter(|i| i["number"].is_string())
+            .count();
+        let Some(inv) = store.get_mut("invoice", &id) else {
+            return missing("invoice", &id, "invoice");
+        };
+        let status = inv["status"].as_str().unwrap_or_default().to_owned();
+        let unexpected = |what: &str| {
+            stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("invoice_unexpected_state"),
+                &format!("This invoice is {status}; it cannot be {what}."),
+                None,
+            )
+        };
+        let mut events = Vec::new();
+        let mut finalize = |inv: &mut Value| {
+            inv["status"] = Value::from("open");
+            inv["number"] = Value::from(format!("{prefix}-{:04}", count + 1));
+            inv["status_transitions"]["finalized_at"] = Value::from(now);
+            inv["hosted_invoice_url"] =
+                Value::from(format!("https://invoice.stripe.com/i/mock/{id}"));
+            events.push("invoice.finalized");
+        };
+        match (action.as_str(), status.as_str()) {
+            ("finalize", "draft") => finalize(inv),
+            ("finalize", _) => return unexpected("finalized"),
+            ("pay", "draft" | "open") => {
+                if status == "draft" {
+                    finalize(inv);
+                }
+                inv["status"] = Value::from("paid");
+                inv["paid"] = Value::from(true);
+                inv["amount_paid"] = inv["amount_due"].clone();
+                inv["attempted"] = Value::from(true);
+                inv["attempt_count"] = Value::from(1);
+                inv["status_transitions"]["paid_at"] = Value::from(now);
+                recompute(inv);
+                events.push("invoice.paid");
+            }
+            ("pay", _) => return unexpected("paid"),
+            ("void", "open") => {
+                inv["status"] = Value::from("void");
+                inv["status_transitions"]["voided_at"] = Value::from(now);
+                events.push("invoice.voided");
+            }
+            ("void", _) => return unexpected("voided"),
+            _ => return unrecognized_action(&id, &action),
+        }
+        (events, inv.clone())
+    };
+    for event in events {
+        s.emit(
+            event,
+            &invoice,
+            Some(&meta.request_id),
+            meta.idempotency_key.as_deref(),
+        );
+    }
+    Json(invoice).into_response()
+}
+
+fn unrecognized_action(id: &str, action: &str) -> Response {
+    stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", None,
+        &format!("Unrecognized request URL (POST: /v1/invoices/{id}/{action}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/."), None)
+}
+
+pub(super) async fn list_invoices(State(s): S, RawQuery(q): RawQuery) -> Response {
+    let p = query(q);
+    let customer = str_param(&p, "customer").map(str::to_owned);
+    let status = str_param(&p, "status").map(str::to_owned);
+    let all: Vec<Value> = s
+        .store()
+        .all("invoice")
+        .iter()
+        .filter(|i| {
+            customer.as_deref().is_none_or(|c| i["customer"] == c)
+                && status.as_deref().is_none_or(|st| i["status"] == st)
+        })
+        .cloned()
+        .collect();
+    list(all, &p, "/v1/invoices")
+}
