@@ -30,6 +30,7 @@ pub mod flow;
 pub mod http;
 pub mod metrics;
 pub mod queue;
+pub mod resilience;
 pub mod secure;
 pub mod state;
 pub mod tenants;

@@ -48,6 +48,11 @@ pub struct QueueOutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    pub target: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -69,6 +74,8 @@ pub struct Metrics {
     pub websocket_slow_consumers: Counter,
     pub queue_size: Family<QueueLabels, Gauge>,
     pub queue_processed: Family<QueueOutcomeLabels, Counter>,
+    /// 0 closed, 1 open, 2 half-open; see [`crate::resilience`].
+    pub circuit_breaker_state: Family<TargetLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -138,8 +145,15 @@ impl Metrics {
             "Jobs settled by this worker, by outcome",
             queue_processed.clone(),
         );
+        let circuit_breaker_state = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "circuit_breaker_state",
+            "State of the circuit breaker of a call target: 0 closed, 1 open, 2 half-open",
+            circuit_breaker_state.clone(),
+        );
         Self {
             registry,
+            circuit_breaker_state,
             websocket_connections,
             websocket_events_published,
             websocket_events_delivered,
