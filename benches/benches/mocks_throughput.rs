@@ -1,0 +1,205 @@
+//! Throughput of the tekup mocks beside a bare wiremock server, in one run.
+//!
+//! Each target gets the same closed-loop load: `BENCH_CONCURRENCY` (default
+//! 16) tasks sending requests back to back over keep-alive connections for
+//! `BENCH_SECS` (default 3) seconds, after a short warm-up. Only loopback
+//! addresses are used and every loop is bounded in time. The baseline is a
+//! wiremock `MockServer` answering the same route with a fixed chat
+//! completion body; the mocks do the full work (auth, journal, fault check,
+//! scripted answer, rate-limit headers).
+//!
+//! `cargo bench -p tekup-benches --bench mocks_throughput`
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tekup_mocks::{OpenAi, Stripe};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// What one target is asked.
+#[derive(Clone)]
+struct Target {
+    name: &'static str,
+    method: reqwest::Method,
+    url: String,
+    headers: Vec<(&'static str, &'static str)>,
+    body: Option<(&'static str, String)>,
+}
+
+struct Result {
+    name: &'static str,
+    requests: u64,
+    errors: u64,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn drive(target: Target, duration: Duration, concurrency: usize) -> Result {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .expect("client builds");
+    let target = Arc::new(target);
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let target = target.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut errors, mut latencies) = (0u64, 0u64, Vec::new());
+            while Instant::now() < deadline {
+                let mut request = client.request(target.method.clone(), &target.url);
+                for (k, v) in &target.headers {
+                    request = request.header(*k, *v);
+                }
+                if let Some((content_type, body)) = &target.body {
+                    request = request
+                        .header("content-type", *content_type)
+                        .body(body.clone());
+                }
+                let sent = Instant::now();
+                match request.send().await {
+                    Ok(r) if r.status().is_success() => match r.bytes().await {
+                        Ok(_) => {
+                            ok += 1;
+                            latencies.push(sent.elapsed());
+                        }
+                        Err(_) => errors += 1,
+                    },
+                    _ => errors += 1,
+                }
+            }
+            (ok, errors, latencies)
+        }));
+    }
+    let (mut requests, mut errors, mut latencies) = (0, 0, Vec::new());
+    for task in tasks {
+        let (ok, err, lat) = task.await.expect("load task finishes");
+        requests += ok;
+        errors += err;
+        latencies.extend(lat);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Result {
+        name: target.name,
+        requests,
+        errors,
+        elapsed,
+        p50: pick(0.5),
+        p99: pick(0.99),
+    }
+}
+
+fn chat_body() -> String {
+    json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "benchmark me"}]})
+        .to_string()
+}
+
+#[tokio::main]
+async fn main() {
+    let secs = env_or("BENCH_SECS", 3);
+    let concurrency = env_or("BENCH_CONCURRENCY", 16) as usize;
+    let duration = Duration::from_secs(secs);
+
+    let wiremock = MockServer::start().await;
+    let canned = json!({
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": 1_700_000_000, "model": "gpt-4o",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "This is a mock answer to: benchmark me"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}
+    });
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(canned))
+        .mount(&wiremock)
+        .await;
+    let openai = OpenAi::start().await.expect("openai mock starts");
+    let stripe = Stripe::start().await.expect("stripe mock starts");
+
+    let targets = vec![
+        Target {
+            name: "wiremock (bare) POST /v1/chat/completions",
+            method: reqwest::Method::POST,
+            url: format!("{}/v1/chat/completions", wiremock.uri()),
+            headers: vec![],
+            body: Some(("application/json", chat_body())),
+        },
+        Target {
+            name: "tekup-mocks openai POST /v1/chat/completions",
+            method: reqwest::Method::POST,
+            url: format!("{}/chat/completions", openai.base_url()),
+            headers: vec![("authorization", "Bearer sk-bench")],
+            body: Some(("application/json", chat_body())),
+        },
+        Target {
+            name: "tekup-mocks openai GET /v1/models",
+            method: reqwest::Method::GET,
+            url: format!("{}/models", openai.base_url()),
+            headers: vec![("authorization", "Bearer sk-bench")],
+            body: None,
+        },
+        Target {
+            name: "tekup-mocks stripe GET /v1/customers",
+            method: reqwest::Method::GET,
+            url: format!("{}/v1/customers?limit=3", stripe.uri()),
+            headers: vec![("authorization", "Bearer sk_test_bench")],
+            body: None,
+        },
+    ];
+
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "mocks throughput: {concurrency} concurrent clients, {secs} s per target, loopback, same run\n");
+    let _ = writeln!(
+        out,
+        "{:<48} {:>10} {:>9} {:>9} {:>9} {:>7}",
+        "target", "req/s", "p50 ms", "p99 ms", "requests", "errors"
+    );
+    let mut baseline = None;
+    for target in targets {
+        // Warm-up: connections and allocations, not measured.
+        let _ = drive(target.clone(), Duration::from_millis(300), concurrency).await;
+        let r = drive(target, duration, concurrency).await;
+        let rate = r.requests as f64 / r.elapsed.as_secs_f64();
+        let relative = match baseline {
+            None => {
+                baseline = Some(rate);
+                String::from("(baseline)")
+            }
+            Some(b) => format!("({:.0}% of wiremock)", rate / b * 100.0),
+        };
+        let _ = writeln!(
+            out,
+            "{:<48} {:>10.0} {:>9.2} {:>9.2} {:>9} {:>7}  {relative}",
+            r.name,
+            rate,
+            r.p50.as_secs_f64() * 1000.0,
+            r.p99.as_secs_f64() * 1000.0,
+            r.requests,
+            r.errors
+        );
+        let _ = out.flush();
+    }
+    let journaled = openai.journal().len();
+    let _ = writeln!(
+        out,
+        "\nopenai mock journal holds {journaled} entries after the run (bounded at 100000)"
+    );
+}
