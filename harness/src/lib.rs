@@ -2,16 +2,29 @@
 //! declarative scenarios, property, load and chaos tests against it.
 //!
 //! What is here today:
-//! - [`env::postgres`]: a throw-away PostgreSQL server started from the
-//!   machine's own binaries (`initdb`/`postgres`), used by the tests of the
-//!   reference services and, later, by the `process` runtime.
+//! - [`env`]: the ecosystem file (`fixtures/ecosystem.toml`), the `process`,
+//!   `docker` and `external` runtimes behind one trait, readiness and
+//!   teardown, and [`env::Ecosystem`], the API tests use:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tekup_harness::env::EnvError> {
+//! use tekup_harness::env::{Ecosystem, Runtime};
+//! let eco = Ecosystem::start(Runtime::Auto).await?;
+//! let flow = eco.url("flow-api")?;          // http://127.0.0.1:…
+//! let pool = eco.postgres_pool().await?;    // superuser pool on the database
+//! eco.component("crm-api")?.kill().await?;  // faults per component
+//! drop(eco);                                // everything torn down
+//! # Ok(()) }
+//! ```
+//!
+//! - [`cli`]: the `tekup-harness` command (`up`, `down`, `images build`,
+//!   `doctor`).
 //!
 //! What this crate will hold (see `DESIGN.md` in the repository):
-//! - `env`: the ecosystem file model and the `process`, `docker` and
-//!   `external` runtimes behind one trait, readiness checks and teardown;
 //! - `scenario`: the scenario file format, its parser and runner;
 //! - `chaos`: a fault proxy with toxics and component faults;
 //! - `load`: goose load profiles with SLO thresholds;
 //! - `report`: JUnit XML, JSON and HTML reports.
 
+pub mod cli;
 pub mod env;

@@ -1,11 +1,59 @@
-//! Starting and stopping the components of the ecosystem.
+//! Starting and stopping the ecosystem.
 //!
-//! Every handle here owns what it started: dropping it stops the component
-//! and removes its files. Child processes are spawned from one long-lived
-//! thread with a parent-death signal, so they also die when the harness
-//! process dies abruptly (SIGKILL, abort) and no `Drop` runs.
+//! - [`model`]: the ecosystem file (`fixtures/ecosystem.toml`), validated
+//!   with line numbers.
+//! - [`runtime`]: the [`Backend`] trait and the [`Runtime`] choice;
+//!   [`process`], [`docker`] and [`external`] implement it.
+//! - [`Ecosystem`]: starts every component in dependency order, waits for
+//!   readiness ([`ready`]: conditions with deadlines, never sleeps), and
+//!   tears everything down on drop unless kept.
+//! - [`LocalPostgres`]: a single throw-away server for tests that need only
+//!   a database.
+//!
+//! Every handle owns what it started. Child processes are spawned from one
+//! long-lived thread with a parent-death signal ([`spawn`]), so they die
+//! with the harness however it dies; containers are removed by a reaper
+//! process that watches a pipe to the harness.
 
+mod binaries;
+pub mod docker;
+mod ecosystem;
+mod error;
+pub mod external;
+mod handle;
+pub mod images;
+pub mod model;
 pub mod postgres;
+pub(crate) mod process;
+mod ready;
+pub mod refs;
+pub mod runtime;
 mod spawn;
+pub mod state;
 
+pub use ecosystem::{Ecosystem, EcosystemBuilder, Progress};
+pub use error::EnvError;
+pub use handle::{postgres_answers, ComponentHandle, MockHandle};
+pub use model::{EcosystemFile, Kind, ModelError, Ready};
 pub use postgres::{LocalPostgres, PostgresError};
+pub use runtime::{Backend, Instance, Runtime};
+
+/// An error and its causes on one line, for messages.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Finds a component's program without building it.
+pub(crate) fn binaries_resolve(
+    component: &model::Component,
+    base_dir: &std::path::Path,
+) -> Result<std::path::PathBuf, EnvError> {
+    binaries::resolve(component, base_dir, false)
+}

@@ -66,9 +66,9 @@ pub struct LocalPostgres {
 
 /// The user the server runs as, when the harness itself is root.
 #[derive(Debug, Clone, Copy)]
-struct RunAs {
-    uid: u32,
-    gid: u32,
+pub(crate) struct RunAs {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 impl LocalPostgres {
@@ -260,14 +260,14 @@ fn tail_text(log: &Mutex<VecDeque<String>>) -> String {
         .join("\n")
 }
 
-fn free_port() -> io::Result<u16> {
+pub(crate) fn free_port() -> io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
 /// Finds the directory holding `initdb` and `postgres`.
-fn find_bin_dir() -> Result<PathBuf, PostgresError> {
+pub(crate) fn find_bin_dir() -> Result<PathBuf, PostgresError> {
     let has_bins = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
     if let Some(dir) = std::env::var_os("PG_BIN").map(PathBuf::from) {
         return if has_bins(&dir) {
@@ -298,7 +298,7 @@ fn find_bin_dir() -> Result<PathBuf, PostgresError> {
         .ok_or(PostgresError::BinariesNotFound)
 }
 
-fn run_as() -> Result<Option<RunAs>, PostgresError> {
+pub(crate) fn run_as() -> Result<Option<RunAs>, PostgresError> {
     let euid = fs::metadata("/proc/self")
         .map_err(io_err("read the effective user id"))?
         .uid();
@@ -323,7 +323,7 @@ fn run_as() -> Result<Option<RunAs>, PostgresError> {
 
 /// Returns the cached initdb template for this PostgreSQL version, creating
 /// it on first use. Concurrent creators race to an atomic rename.
-fn ensure_template(bin: &Path, run_as: Option<RunAs>) -> Result<PathBuf, PostgresError> {
+pub(crate) fn ensure_template(bin: &Path, run_as: Option<RunAs>) -> Result<PathBuf, PostgresError> {
     let version = Command::new(bin.join("postgres"))
         .arg("--version")
         .output()
@@ -387,7 +387,7 @@ fn ensure_template(bin: &Path, run_as: Option<RunAs>) -> Result<PathBuf, Postgre
     Ok(template)
 }
 
-fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
     fs::create_dir(to)?;
     fs::set_permissions(to, fs::Permissions::from_mode(0o700))?;
     for entry in fs::read_dir(from)? {
@@ -403,7 +403,7 @@ fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn chown_tree(path: &Path, user: RunAs) -> io::Result<()> {
+pub(crate) fn chown_tree(path: &Path, user: RunAs) -> io::Result<()> {
     std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))?;
     if fs::symlink_metadata(path)?.is_dir() {
         for entry in fs::read_dir(path)? {

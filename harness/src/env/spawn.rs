@@ -61,6 +61,14 @@ pub(crate) fn spawn_owned(mut command: Command) -> io::Result<Child> {
         .map_err(|_| io::Error::other("the process spawner thread is gone"))?
 }
 
+/// Spawns `command` in its own process group without a parent-death
+/// signal: for environments kept running after the harness exits
+/// (`tekup-harness up --keep`), stopped later by `tekup-harness down`.
+pub(crate) fn spawn_detached(mut command: Command) -> io::Result<Child> {
+    command.process_group(0);
+    command.spawn()
+}
+
 /// Sends `signal` to the process group led by `pid` (children are spawned
 /// as group leaders by [`spawn_owned`]).
 pub(crate) fn signal_group(pid: u32, signal: i32) -> io::Result<()> {

@@ -1,0 +1,291 @@
+//! The `tekup-harness` command line.
+//!
+//! Exit codes: 0 success, 1 a failure (printed with its causes and a hint),
+//! 2 a usage error (from clap).
+
+mod doctor;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::env::{self, images, state, Ecosystem, Kind, Progress, Runtime};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tekup-harness",
+    version,
+    about = "Starts the TekUp ecosystem (processes, containers or a staging deployment) for tests",
+    after_help = "Exit codes: 0 success, 1 failure, 2 usage error.\n\
+        Runtimes: process (child processes, the default without docker images), docker \
+        (containers; build the images once with `tekup-harness images build`), external \
+        (TEKUP_<COMPONENT>_URL or --external FILE), auto (docker when usable, else process)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Starts the ecosystem, prints how to reach every component, stays up until Ctrl-C.
+    Up(UpArgs),
+    /// Stops an environment left running by `up --keep` (or a killed `up`).
+    Down(DownArgs),
+    /// Offline images for the docker runtime.
+    #[command(subcommand)]
+    Images(ImagesCommand),
+    /// What is installed, which runtimes can work here, what to install for the others.
+    Doctor(FileArgs),
+    /// Internal: removes a run's containers once standard input closes.
+    #[command(hide = true)]
+    Reap {
+        #[arg(long)]
+        run: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct FileArgs {
+    /// The ecosystem file.
+    #[arg(
+        long,
+        env = "TEKUP_ECOSYSTEM",
+        default_value = "fixtures/ecosystem.toml"
+    )]
+    file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    #[command(flatten)]
+    file: FileArgs,
+    /// auto, process, docker or external.
+    #[arg(long, default_value = "auto")]
+    runtime: Runtime,
+    /// Leave the environment running and exit; stop it with `tekup-harness down`.
+    #[arg(long)]
+    keep: bool,
+    /// Deployment file for the external runtime.
+    #[arg(long, env = "TEKUP_EXTERNAL_FILE")]
+    external: Option<PathBuf>,
+    /// Where component logs go.
+    #[arg(long, default_value = "reports/logs")]
+    logs_dir: PathBuf,
+    /// Where the environment's state is recorded (for `down`).
+    #[arg(long, default_value = "reports/.tekup-env.json")]
+    state_file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct DownArgs {
+    /// The state file `up` wrote.
+    #[arg(long, default_value = "reports/.tekup-env.json")]
+    state_file: PathBuf,
+    /// Also remove every container and network any harness run left behind.
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum ImagesCommand {
+    /// Builds tekup-harness/{postgres,redis,runtime} from Debian packages (no registry).
+    Build(ImagesArgs),
+    /// Says which offline images exist.
+    List(ImagesArgs),
+}
+
+#[derive(Debug, Args)]
+struct ImagesArgs {
+    /// Directory with the image files (postgres/docker-entrypoint.sh).
+    #[arg(long, default_value = "images")]
+    images_dir: PathBuf,
+    /// Debian mirror.
+    #[arg(long, default_value = "http://deb.debian.org/debian")]
+    mirror: String,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TEKUP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return fail(&env::EnvError::io("start the async runtime")(e), None),
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((e, hint)) => fail(&e, hint),
+    }
+}
+
+type Failure = (env::EnvError, Option<&'static str>);
+
+fn fail(error: &env::EnvError, hint: Option<&str>) -> ExitCode {
+    say(&format!("error: {}", env::error_chain(error)));
+    if let Some(hint) = hint {
+        say(&format!("hint: {hint}"));
+    }
+    ExitCode::FAILURE
+}
+
+/// Progress and messages go to stderr; what a script may parse goes to stdout.
+fn say(line: &str) {
+    #[expect(clippy::print_stderr, reason = "the CLI's progress and error lines")]
+    {
+        eprintln!("{line}");
+    }
+}
+
+fn out(line: &str) {
+    #[expect(clippy::print_stdout, reason = "the CLI's results")]
+    {
+        println!("{line}");
+    }
+}
+
+async fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Up(args) => up(args).await,
+        Command::Down(args) => {
+            let report = state::down(&args.state_file, args.all)
+                .await
+                .map_err(|e| (e, Some("is the docker daemon reachable?")))?;
+            out(&format!(
+                "stopped {} processes, removed {} containers and {} networks",
+                report.processes, report.containers, report.networks
+            ));
+            Ok(())
+        }
+        Command::Images(ImagesCommand::Build(args)) => {
+            let options = images::ImageBuild::new(&args.images_dir);
+            let options = images::ImageBuild {
+                mirror: args.mirror,
+                ..options
+            };
+            let started = Instant::now();
+            let timings = images::build(&options, &|line| say(&format!("==> {line}")))
+                .await
+                .map_err(|e| (e, Some("needs root, mmdebstrap (or debootstrap), a docker daemon and the Debian mirror")))?;
+            for (step, took) in timings {
+                out(&format!("{step:<34} {took:>8.1?}"));
+            }
+            out(&format!("{:<34} {:>8.1?}", "total", started.elapsed()));
+            Ok(())
+        }
+        Command::Images(ImagesCommand::List(args)) => {
+            let present = images::present(&images::ImageBuild::new(&args.images_dir))
+                .await
+                .map_err(|e| (e, None))?;
+            for (image, here) in present {
+                out(&format!(
+                    "{image:<34} {}",
+                    if here { "present" } else { "missing" }
+                ));
+            }
+            Ok(())
+        }
+        Command::Doctor(args) => {
+            doctor::run(&args.file).await;
+            Ok(())
+        }
+        Command::Reap { run } => {
+            env::docker::reap(&run).await.map_err(|e| (e, None))?;
+            Ok(())
+        }
+    }
+}
+
+async fn up(args: UpArgs) -> Result<(), Failure> {
+    let started = Instant::now();
+    let mut builder = Ecosystem::builder()
+        .file(&args.file.file)
+        .runtime(args.runtime)
+        .keep(args.keep)
+        .logs_dir(&args.logs_dir)
+        .on_progress(|p| match p {
+            Progress::Runtime { runtime, reason } => say(&format!("runtime: {runtime} ({reason})")),
+            Progress::Starting { component } => say(&format!("  starting {component} …")),
+            Progress::Ready { component, took } => {
+                say(&format!("  ready    {component} ({took:.1?})"));
+            }
+        });
+    if let Some(file) = &args.external {
+        builder = builder.external_file(file);
+    }
+    let mut eco = builder.start().await.map_err(|e| {
+        let hint = match &e {
+            env::EnvError::ImageMissing { .. } => {
+                Some("run `tekup-harness images build`, or use --runtime process")
+            }
+            env::EnvError::Model(_) => Some("fix the ecosystem file at the line shown"),
+            _ => Some("`tekup-harness doctor` says what this machine can run"),
+        };
+        (e, hint)
+    })?;
+    state::write(&args.state_file, &eco.state()).map_err(|e| (e, None))?;
+    say(&format!(
+        "ecosystem up in {:.1?} ({} runtime, run {})",
+        started.elapsed(),
+        eco.runtime(),
+        eco.run_id()
+    ));
+    print_components(&eco);
+    out(&format!("logs: {}", eco.logs_dir().display()));
+    if args.keep {
+        out("kept running: stop it with `tekup-harness down`");
+        return Ok(());
+    }
+    out("up until Ctrl-C");
+    wait_for_signal().await;
+    say("stopping …");
+    eco.shutdown().await;
+    let _ = std::fs::remove_file(&args.state_file);
+    Ok(())
+}
+
+fn print_components(eco: &Ecosystem) {
+    let vars = &eco.file().vars;
+    for c in eco.components() {
+        let Some(url) = c.url() else {
+            out(&format!("{:<16} (job, done)", c.name()));
+            continue;
+        };
+        let how = match c.kind() {
+            Kind::Postgres => format!("psql '{url}'"),
+            Kind::Redis => format!("redis-cli -u {url}"),
+            _ => match c.admin_url() {
+                Some(admin) => format!("admin API {admin} (curl {admin}/health)"),
+                None => format!("curl {url}/health"),
+            },
+        };
+        out(&format!("{:<16} {url:<48} {how}", c.name()));
+    }
+    if let Some(token) = vars.get("admin-token") {
+        out(&format!(
+            "admin token (ADMIN_TOKEN of the services): {token}"
+        ));
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

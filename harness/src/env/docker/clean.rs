@@ -1,0 +1,165 @@
+//! Talking to the daemon outside one run: is docker usable, pulling,
+//! removing runs (teardown, `down`, the reaper).
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::time::Duration;
+
+use bollard::query_parameters::{
+    CreateImageOptions, ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
+};
+use bollard::Docker;
+use futures::StreamExt as _;
+
+use super::super::error::EnvError;
+use super::super::model::{EcosystemFile, Kind};
+use super::{LABEL, RUN_LABEL};
+
+/// Connects to the daemon named by `DOCKER_HOST` (or the local socket) and
+/// negotiates the API version.
+pub(crate) async fn connect() -> Result<Docker, EnvError> {
+    let docker = Docker::connect_with_defaults().map_err(EnvError::docker(
+        "connect to the daemon (DOCKER_HOST or /var/run/docker.sock)",
+    ))?;
+    tokio::time::timeout(Duration::from_secs(5), docker.negotiate_version())
+        .await
+        .map_err(|_| EnvError::other("reach the docker daemon", "no answer within 5s"))?
+        .map_err(EnvError::docker(
+            "reach the daemon (DOCKER_HOST or /var/run/docker.sock)",
+        ))
+}
+
+pub(crate) async fn image_exists(docker: &Docker, image: &str) -> bool {
+    docker.inspect_image(image).await.is_ok()
+}
+
+/// Pulls `image`, returning the daemon's complaint on failure.
+pub(super) async fn pull(docker: &Docker, image: &str) -> Result<(), String> {
+    let (from_image, tag) = match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (image, "latest"),
+    };
+    let options = CreateImageOptions {
+        from_image: Some(from_image.to_owned()),
+        tag: Some(tag.to_owned()),
+        ..Default::default()
+    };
+    let mut stream = docker.create_image(Some(options), None, None);
+    let pulling = async {
+        while let Some(item) = stream.next().await {
+            item.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(300), pulling)
+        .await
+        .map_err(|_| "no progress within 300s".to_owned())?
+}
+
+/// Whether the docker runtime can start `file` here: a daemon answers and
+/// every component's image exists locally. The text says why (not).
+pub async fn usable(file: &EcosystemFile) -> Result<String, String> {
+    let docker = connect().await.map_err(|e| {
+        format!(
+            "no docker daemon answers ({})",
+            super::super::error_chain(&e)
+        )
+    })?;
+    let version = docker.client_version();
+    let mut missing = Vec::new();
+    for c in file.components.values() {
+        if c.kind == Kind::Job && c.image.is_none() && c.offline_image.is_none() {
+            continue;
+        }
+        let mut found = false;
+        for image in c.image.iter().chain(c.offline_image.iter()) {
+            if image_exists(&docker, image).await {
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            missing.push(format!(
+                "{} ({})",
+                c.name,
+                c.image
+                    .iter()
+                    .chain(c.offline_image.iter())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ));
+        }
+    }
+    if missing.is_empty() {
+        Ok(format!(
+            "a docker daemon answers (API {}.{}) and every image exists locally",
+            version.major_version, version.minor_version
+        ))
+    } else {
+        Err(format!(
+            "a docker daemon answers but images are missing: {}; run `tekup-harness images build`",
+            missing.join(", ")
+        ))
+    }
+}
+
+/// Removes the containers and networks of run `run` (every run of the
+/// harness when `None`). Returns how many containers and networks went.
+pub async fn remove_runs(docker: &Docker, run: Option<&str>) -> Result<(usize, usize), EnvError> {
+    let label = match run {
+        Some(run) => format!("{RUN_LABEL}={run}"),
+        None => LABEL.to_owned(),
+    };
+    let filters = HashMap::from([("label".to_owned(), vec![label])]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }))
+        .await
+        .map_err(EnvError::docker("list the harness's containers"))?;
+    let removals = containers.iter().filter_map(|c| c.id.as_deref()).map(|id| {
+        docker.remove_container(
+            id,
+            Some(RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            }),
+        )
+    });
+    let removed = futures::future::join_all(removals)
+        .await
+        .into_iter()
+        .filter(Result::is_ok)
+        .count();
+    let networks = docker
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .map_err(EnvError::docker("list the harness's networks"))?;
+    let mut networks_removed = 0;
+    for n in networks.iter().filter_map(|n| n.id.as_deref()) {
+        if docker.remove_network(n).await.is_ok() {
+            networks_removed += 1;
+        }
+    }
+    Ok((removed, networks_removed))
+}
+
+/// The reaper: waits until standard input closes (the harness that started
+/// it has exited, however), then removes run `run`.
+pub async fn reap(run: &str) -> Result<(usize, usize), EnvError> {
+    tokio::task::spawn_blocking(|| {
+        let mut sink = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+    })
+    .await
+    .map_err(|e| EnvError::other("wait for the harness", e))?;
+    let docker = connect().await?;
+    remove_runs(&docker, Some(run)).await
+}

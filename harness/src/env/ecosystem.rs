@@ -1,0 +1,516 @@
+//! [`Ecosystem`]: the whole ecosystem file started by one runtime, torn down
+//! on drop.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::try_join_all;
+
+use super::binaries;
+use super::error::EnvError;
+use super::handle::{ComponentHandle, MockHandle};
+use super::model::{Component, EcosystemFile, Kind};
+use super::refs::{self, Ref};
+use super::runtime::{Backend, LaunchSpec, Placement, Runtime};
+use super::{docker, external, process};
+
+/// What happens while the ecosystem starts, for progress displays.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// The runtime was chosen.
+    Runtime { runtime: Runtime, reason: String },
+    /// A component is being started.
+    Starting { component: String },
+    /// A component is ready.
+    Ready { component: String, took: Duration },
+}
+
+type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// Options for starting an [`Ecosystem`].
+#[must_use]
+#[derive(Clone, Default)]
+pub struct EcosystemBuilder {
+    file: Option<PathBuf>,
+    runtime: Runtime,
+    keep: bool,
+    logs_dir: Option<PathBuf>,
+    external: Option<PathBuf>,
+    progress: Option<ProgressFn>,
+}
+
+impl fmt::Debug for EcosystemBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EcosystemBuilder")
+            .field("file", &self.file)
+            .field("runtime", &self.runtime)
+            .field("keep", &self.keep)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EcosystemBuilder {
+    /// The ecosystem file (default: `$TEKUP_ECOSYSTEM`, else
+    /// `fixtures/ecosystem.toml` in the current directory or above it).
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.file = Some(path.into());
+        self
+    }
+
+    /// The runtime (default: auto).
+    pub fn runtime(mut self, runtime: Runtime) -> Self {
+        self.runtime = runtime;
+        self
+    }
+
+    /// Leave everything running when the handle is dropped.
+    pub fn keep(mut self, keep: bool) -> Self {
+        self.keep = keep;
+        self
+    }
+
+    /// Where component logs go (default: `reports/logs/<run id>` of the workspace).
+    pub fn logs_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.logs_dir = Some(dir.into());
+        self
+    }
+
+    /// The deployment description for the external runtime (default:
+    /// `$TEKUP_EXTERNAL_FILE`, else environment variables only).
+    pub fn external_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.external = Some(path.into());
+        self
+    }
+
+    /// Called as components start.
+    pub fn on_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+
+    /// Starts every component, each after what it depends on, and waits
+    /// until all are ready. On failure, what was started is torn down.
+    pub async fn start(self) -> Result<Ecosystem, EnvError> {
+        let path = match &self.file {
+            Some(p) => p.clone(),
+            None => default_file()?,
+        };
+        let file = EcosystemFile::load(&path)?;
+        let report = |p: Progress| {
+            if let Some(f) = &self.progress {
+                f(&p);
+            }
+        };
+        let (runtime, reason) = pick(self.runtime, &file).await;
+        report(Progress::Runtime {
+            runtime,
+            reason: reason.clone(),
+        });
+        let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let root =
+            binaries::workspace_root(&file.base_dir).unwrap_or_else(|| file.base_dir.join(".."));
+        let logs_dir = self
+            .logs_dir
+            .clone()
+            .unwrap_or_else(|| root.join("reports").join("logs").join(&run_id));
+        let backend: Arc<dyn Backend> = match runtime {
+            Runtime::Process | Runtime::Auto => Arc::new(process::ProcessBackend::new(
+                std::env::temp_dir().join(format!("tekup-run-{run_id}")),
+                logs_dir.clone(),
+                self.keep,
+            )?),
+            Runtime::Docker => Arc::new(
+                docker::DockerBackend::connect(&run_id, logs_dir.clone(), self.keep).await?,
+            ),
+            Runtime::External => {
+                Arc::new(external::ExternalBackend::load(self.external.as_deref())?)
+            }
+        };
+        let mut eco = Ecosystem {
+            file,
+            runtime,
+            reason,
+            backend,
+            components: BTreeMap::new(),
+            keep: self.keep,
+            run_id,
+            logs_dir,
+            torn_down: false,
+        };
+        if let Err(e) = eco.start_all(&report).await {
+            // A half-started environment is never kept.
+            eco.keep = false;
+            eco.shutdown().await;
+            return Err(e);
+        }
+        Ok(eco)
+    }
+}
+
+fn default_file() -> Result<PathBuf, EnvError> {
+    if let Some(p) = std::env::var_os("TEKUP_ECOSYSTEM") {
+        return Ok(PathBuf::from(p));
+    }
+    let cwd = std::env::current_dir().map_err(EnvError::io("read the current directory"))?;
+    let mut candidates: Vec<PathBuf> = cwd
+        .ancestors()
+        .map(|d| d.join("fixtures").join("ecosystem.toml"))
+        .collect();
+    // Tests of this crate run in harness/; the file is at the workspace root.
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/ecosystem.toml"));
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| EnvError::other(
+            "find the ecosystem file",
+            "no fixtures/ecosystem.toml in the current directory or above; pass --file or set TEKUP_ECOSYSTEM",
+        ))
+}
+
+/// Chooses the runtime for `auto` and says why.
+async fn pick(wanted: Runtime, file: &EcosystemFile) -> (Runtime, String) {
+    match wanted {
+        Runtime::Auto => match docker::usable(file).await {
+            Ok(why) => (Runtime::Docker, why),
+            Err(why) => (Runtime::Process, format!("{why}; using processes")),
+        },
+        other => (other, format!("--runtime {other} was asked for")),
+    }
+}
+
+/// The running ecosystem. Dropping it stops every component and removes
+/// what they wrote (unless built with `keep`).
+pub struct Ecosystem {
+    file: EcosystemFile,
+    runtime: Runtime,
+    reason: String,
+    backend: Arc<dyn Backend>,
+    components: BTreeMap<String, ComponentHandle>,
+    keep: bool,
+    run_id: String,
+    logs_dir: PathBuf,
+    torn_down: bool,
+}
+
+impl fmt::Debug for Ecosystem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ecosystem")
+            .field("runtime", &self.runtime)
+            .field("run_id", &self.run_id)
+            .field("components", &self.components)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ecosystem {
+    /// Starts the default ecosystem file with `runtime`.
+    pub async fn start(runtime: Runtime) -> Result<Self, EnvError> {
+        Self::builder().runtime(runtime).start().await
+    }
+
+    /// Options for starting.
+    pub fn builder() -> EcosystemBuilder {
+        EcosystemBuilder::default()
+    }
+
+    async fn start_all(&mut self, report: &dyn Fn(Progress)) -> Result<(), EnvError> {
+        let mut placements = BTreeMap::new();
+        for c in self.file.components.values() {
+            placements.insert(c.name.clone(), self.backend.place(c)?);
+        }
+        for layer in self.file.layers.clone() {
+            let this = &*self;
+            let starts = layer.iter().map(|name| {
+                let component = this.file.components[name].clone();
+                let spec = this.launch_spec(&component, &placements);
+                async move {
+                    report(Progress::Starting {
+                        component: component.name.clone(),
+                    });
+                    let started = Instant::now();
+                    let handle = this.start_one(component, spec?).await?;
+                    handle.wait_ready().await?;
+                    report(Progress::Ready {
+                        component: handle.name.clone(),
+                        took: started.elapsed(),
+                    });
+                    Ok::<_, EnvError>(handle)
+                }
+            });
+            for handle in try_join_all(starts).await? {
+                self.components.insert(handle.name.clone(), handle);
+            }
+        }
+        Ok(())
+    }
+
+    async fn start_one(
+        &self,
+        component: Component,
+        spec: LaunchSpec,
+    ) -> Result<ComponentHandle, EnvError> {
+        let credentials = (component.kind == Kind::Postgres).then(|| {
+            (
+                component.user.clone(),
+                spec.password.clone().unwrap_or_default(),
+                component.database.clone(),
+            )
+        });
+        let instance = self.backend.start(spec).await?;
+        Ok(ComponentHandle {
+            name: component.name.clone(),
+            kind: component.kind,
+            instance,
+            ready: component.ready.clone(),
+            timeout: component.ready_timeout,
+            admin_path: component.admin_path.clone(),
+            credentials,
+            runtime: self.backend.name(),
+        })
+    }
+
+    fn launch_spec(
+        &self,
+        c: &Component,
+        placements: &BTreeMap<String, Placement>,
+    ) -> Result<LaunchSpec, EnvError> {
+        let me = &placements[&c.name];
+        let mut files = Vec::new();
+        let file = &self.file;
+        let backend = &self.backend;
+        let mut resolve = |r: &Ref| -> Result<String, String> {
+            Ok(match r {
+                Ref::Var(v) => file.vars.get(v).cloned().unwrap_or_default(),
+                Ref::File(rel) => {
+                    let host = file.base_dir.join(rel);
+                    let seen = backend.file_path(&host, rel);
+                    files.push((host, seen.clone()));
+                    seen
+                }
+                Ref::Own(attr) => own_attr(attr, me),
+                Ref::Component { component, attr } => other_attr(
+                    file,
+                    &file.components[component],
+                    &placements[component],
+                    attr,
+                )?,
+            })
+        };
+        let at = |line: usize, m: String| {
+            EnvError::Model(super::model::ModelError::Invalid {
+                file: file.path.display().to_string(),
+                line,
+                column: 1,
+                message: m,
+            })
+        };
+        let mut args = Vec::new();
+        for t in &c.args {
+            args.push(refs::render(&t.text, &mut resolve).map_err(|m| at(t.line, m))?);
+        }
+        let mut env = BTreeMap::new();
+        for (k, t) in &c.env {
+            env.insert(
+                k.clone(),
+                refs::render(&t.text, &mut resolve).map_err(|m| at(t.line, m))?,
+            );
+        }
+        let password = match &c.password {
+            Some(t) => Some(refs::render(&t.text, &mut resolve).map_err(|m| at(t.line, m))?),
+            None => None,
+        };
+        let program = match (c.kind, self.runtime) {
+            (Kind::Service | Kind::Job, Runtime::Process | Runtime::Docker) => {
+                Some(binaries::resolve(c, &self.file.base_dir, true)?)
+            }
+            _ => None,
+        };
+        Ok(LaunchSpec {
+            component: c.clone(),
+            placement: me.clone(),
+            args,
+            env,
+            program,
+            files,
+            password,
+        })
+    }
+
+    /// The runtime in use.
+    pub fn runtime(&self) -> Runtime {
+        self.runtime
+    }
+
+    /// Why that runtime was chosen.
+    pub fn runtime_reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// This run's id (labels of its containers, name of its run directory).
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Where the components' logs are.
+    pub fn logs_dir(&self) -> &Path {
+        &self.logs_dir
+    }
+
+    /// The ecosystem file it was started from.
+    pub fn file(&self) -> &EcosystemFile {
+        &self.file
+    }
+
+    /// Every component, by name.
+    pub fn components(&self) -> impl Iterator<Item = &ComponentHandle> {
+        self.components.values()
+    }
+
+    /// The component called `name`.
+    pub fn component(&self, name: &str) -> Result<&ComponentHandle, EnvError> {
+        self.components
+            .get(name)
+            .ok_or_else(|| EnvError::NoSuchComponent(name.to_owned()))
+    }
+
+    /// The base URL of component `name`.
+    pub fn url(&self, name: &str) -> Result<String, EnvError> {
+        self.component(name)?
+            .url()
+            .ok_or_else(|| EnvError::other(format!("give the URL of `{name}`"), "it has no port"))
+    }
+
+    /// The mock called `name` (URL and admin URL).
+    pub fn mock(&self, name: &str) -> Result<MockHandle, EnvError> {
+        self.component(name)?.as_mock().ok_or_else(|| {
+            EnvError::other(format!("use `{name}` as a mock"), "it has no `admin-path`")
+        })
+    }
+
+    fn first_of(&self, kind: Kind) -> Result<&ComponentHandle, EnvError> {
+        self.components
+            .values()
+            .find(|c| c.kind == kind)
+            .ok_or_else(|| EnvError::NoSuchComponent(format!("(any {kind})")))
+    }
+
+    /// A pool on the Postgres component's database, as its superuser.
+    pub async fn postgres_pool(&self) -> Result<sqlx::PgPool, EnvError> {
+        let url = self.first_of(Kind::Postgres)?.url().unwrap_or_default();
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&url)
+            .await
+            .map_err(|e| EnvError::other("connect to the ecosystem's Postgres", e))
+    }
+
+    /// A connection to the Redis component.
+    pub async fn redis(&self) -> Result<redis::aio::MultiplexedConnection, EnvError> {
+        let url = self.first_of(Kind::Redis)?.url().unwrap_or_default();
+        let client =
+            redis::Client::open(url).map_err(|e| EnvError::other("open the Redis URL", e))?;
+        client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| EnvError::other("connect to the ecosystem's Redis", e))
+    }
+
+    /// What `tekup-harness down` needs to stop this environment later.
+    pub fn state(&self) -> serde_json::Value {
+        serde_json::json!({
+            "run-id": self.run_id,
+            "runtime": self.runtime.as_str(),
+            "pid": std::process::id(),
+            "logs": self.logs_dir,
+            "backend": self.backend.keep_state(),
+        })
+    }
+
+    /// Stops everything now (also what drop does), unless `keep` was set.
+    pub async fn shutdown(&mut self) {
+        if self.torn_down || self.keep {
+            return;
+        }
+        self.torn_down = true;
+        self.backend.teardown().await;
+    }
+}
+
+fn own_attr(attr: &str, me: &Placement) -> String {
+    let port = me.inner_port.map(|p| p.to_string()).unwrap_or_default();
+    match attr {
+        "port" => port,
+        "host" => me.inner_host.clone(),
+        "bind-host" => me.bind_host.clone(),
+        _ => format!("{}:{port}", me.bind_host),
+    }
+}
+
+fn other_attr(
+    file: &EcosystemFile,
+    c: &Component,
+    at: &Placement,
+    attr: &str,
+) -> Result<String, String> {
+    let host = &at.inner_host;
+    let port = at.inner_port.map(|p| p.to_string()).unwrap_or_default();
+    let password = || -> Result<String, String> {
+        match &c.password {
+            Some(t) => refs::render(&t.text, &mut |r| match r {
+                Ref::Var(v) => Ok(file.vars.get(v).cloned().unwrap_or_default()),
+                _ => Err("a password may only reference ${vars...}".into()),
+            }),
+            None => Ok(String::new()),
+        }
+    };
+    let url = || -> Result<String, String> {
+        Ok(match c.kind {
+            Kind::Postgres => format!(
+                "postgres://{}:{}@{host}:{port}/{}",
+                c.user,
+                password()?,
+                c.database
+            ),
+            Kind::Redis => format!("redis://{host}:{port}"),
+            _ => format!("http://{host}:{port}"),
+        })
+    };
+    Ok(match attr {
+        "host" => host.clone(),
+        "port" => port,
+        "url" => url()?,
+        "admin-url" => format!("{}{}", url()?, c.admin_path.as_deref().unwrap_or("")),
+        "user" => c.user.clone(),
+        "password" => password()?,
+        "database" => c.database.clone(),
+        other => return Err(format!("unknown attribute `{other}`")),
+    })
+}
+
+impl Drop for Ecosystem {
+    fn drop(&mut self) {
+        if self.torn_down || self.keep {
+            return;
+        }
+        self.torn_down = true;
+        let backend = Arc::clone(&self.backend);
+        // Teardown is async (docker); run it on a runtime of its own so drop
+        // works inside and outside tokio, and never panics while panicking.
+        let joined = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(backend.teardown());
+            }
+        })
+        .join();
+        if joined.is_err() && !std::thread::panicking() {
+            tracing::error!("tearing down the ecosystem panicked");
+        }
+    }
+}

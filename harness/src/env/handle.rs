@@ -1,0 +1,162 @@
+//! Handles to started components: addresses, logs and faults.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::error::EnvError;
+use super::model::{Kind, Ready};
+use super::ready::{self, Probe};
+use super::runtime::Instance;
+
+/// One running component of an [`super::Ecosystem`].
+#[derive(Clone)]
+pub struct ComponentHandle {
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    pub(crate) instance: Arc<dyn Instance>,
+    pub(crate) ready: Ready,
+    pub(crate) timeout: Duration,
+    pub(crate) admin_path: Option<String>,
+    /// Postgres: user, password, database.
+    pub(crate) credentials: Option<(String, String, String)>,
+    pub(crate) runtime: &'static str,
+}
+
+impl fmt::Debug for ComponentHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ComponentHandle")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &self.url())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ComponentHandle {
+    /// The component's name in the ecosystem file.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What kind of component it is.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The host the harness reaches it on.
+    pub fn host(&self) -> String {
+        self.instance.host()
+    }
+
+    /// The port the harness reaches it on (none for jobs).
+    pub fn port(&self) -> Option<u16> {
+        self.instance.host_port()
+    }
+
+    /// How the harness (and you) reach it: `http://…` for services,
+    /// `postgres://…` for Postgres, `redis://…` for Redis; `None` for jobs.
+    pub fn url(&self) -> Option<String> {
+        if let Some(url) = self.instance.url_override() {
+            return Some(url);
+        }
+        let host = self.host();
+        let port = self.port()?;
+        Some(match (&self.kind, &self.credentials) {
+            (Kind::Postgres, Some((user, password, db))) => {
+                format!("postgres://{user}:{password}@{host}:{port}/{db}")
+            }
+            (Kind::Postgres, None) => format!("postgres://postgres@{host}:{port}/postgres"),
+            (Kind::Redis, _) => format!("redis://{host}:{port}"),
+            _ => format!("http://{host}:{port}"),
+        })
+    }
+
+    /// The admin API's base URL (mocks: `…/__admin`).
+    pub fn admin_url(&self) -> Option<String> {
+        Some(format!("{}{}", self.url()?, self.admin_path.as_deref()?))
+    }
+
+    /// Its last `lines` lines of output.
+    pub async fn log_tail(&self, lines: usize) -> String {
+        self.instance.log_tail(lines).await
+    }
+
+    /// Where its log file is (process runtime).
+    pub fn log_path(&self) -> Option<std::path::PathBuf> {
+        self.instance.log_path()
+    }
+
+    /// Kills it abruptly (SIGKILL / `docker kill`).
+    pub async fn kill(&self) -> Result<(), EnvError> {
+        self.instance.kill().await
+    }
+
+    /// Freezes it: connections hang instead of failing.
+    pub async fn pause(&self) -> Result<(), EnvError> {
+        self.instance.pause().await
+    }
+
+    /// Thaws a paused component.
+    pub async fn resume(&self) -> Result<(), EnvError> {
+        self.instance.resume().await
+    }
+
+    /// Starts it again on the same addresses and waits until it is ready.
+    pub async fn restart(&self) -> Result<Duration, EnvError> {
+        self.instance.restart().await?;
+        self.wait_ready().await
+    }
+
+    /// Waits for its readiness condition (with its deadline).
+    pub async fn wait_ready(&self) -> Result<Duration, EnvError> {
+        let probe = Probe {
+            host: self.host(),
+            port: self.port(),
+            postgres_url: matches!(self.kind, Kind::Postgres | Kind::Redis)
+                .then(|| self.url())
+                .flatten(),
+            http_base: self
+                .instance
+                .url_override()
+                .unwrap_or_else(|| format!("http://{}:{}", self.host(), self.port().unwrap_or(0))),
+        };
+        ready::wait(
+            &self.name,
+            &self.ready,
+            &probe,
+            self.instance.as_ref(),
+            self.timeout,
+        )
+        .await
+    }
+
+    /// Whether the runtime lets the harness inject faults into it.
+    pub fn runtime(&self) -> &'static str {
+        self.runtime
+    }
+}
+
+/// A mock of an external API: where it is and where its admin API is.
+#[derive(Debug, Clone)]
+pub struct MockHandle {
+    /// Base URL of the mocked API.
+    pub url: String,
+    /// Base URL of its admin API (journal, faults, expectations).
+    pub admin_url: String,
+}
+
+impl ComponentHandle {
+    /// This component as a mock, when it has an admin API.
+    pub fn as_mock(&self) -> Option<MockHandle> {
+        Some(MockHandle {
+            url: self.url()?,
+            admin_url: self.admin_url()?,
+        })
+    }
+}
+
+/// Checks a Postgres URL answers a query within `timeout`.
+pub async fn postgres_answers(url: &str, timeout: Duration) -> bool {
+    ready::postgres_answers(url, timeout).await
+}

@@ -1,0 +1,242 @@
+//! `tekup-harness images build`: the docker runtime's images without a
+//! registry.
+//!
+//! One Debian root filesystem is made from packages (mmdebstrap, or
+//! debootstrap when mmdebstrap is missing) with PostgreSQL, Redis and CA
+//! certificates, then imported three times (`docker import`, through the
+//! API) with different configurations:
+//!
+//! - `tekup-harness/postgres:15`: the official image's contract
+//!   (`images/postgres/docker-entrypoint.sh`);
+//! - `tekup-harness/redis:7`: `redis-server --protected-mode no`;
+//! - `tekup-harness/runtime:bookworm`: the base that service binaries are
+//!   copied into (same Debian release as the build machine's binaries need).
+//!
+//! Sharing the root filesystem costs some megabytes per image and saves two
+//! package downloads and installs, which is what makes the build fit in CI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::CreateImageOptions;
+use futures::StreamExt as _;
+
+use super::docker;
+use super::error::EnvError;
+use super::process::which;
+
+/// What to build.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ImageBuild {
+    /// Debian release (must match the glibc the service binaries were built against).
+    pub suite: String,
+    /// Debian mirror.
+    pub mirror: String,
+    /// Directory holding `postgres/docker-entrypoint.sh`.
+    pub images_dir: PathBuf,
+    /// Names of the three images.
+    pub postgres: String,
+    pub redis: String,
+    pub runtime: String,
+}
+
+impl ImageBuild {
+    /// The images the default ecosystem file names as `offline-image`.
+    pub fn new(images_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            suite: "bookworm".into(),
+            mirror: "http://deb.debian.org/debian".into(),
+            images_dir: images_dir.into(),
+            postgres: "tekup-harness/postgres:15".into(),
+            redis: "tekup-harness/redis:7".into(),
+            runtime: "tekup-harness/runtime:bookworm".into(),
+        }
+    }
+}
+
+const PACKAGES: &str = "postgresql-15,redis-server,ca-certificates,tzdata,procps";
+
+/// Builds the images; `progress` hears each step. Returns the images and
+/// how long each step took.
+pub async fn build(
+    options: &ImageBuild,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Vec<(String, Duration)>, EnvError> {
+    let entrypoint = options.images_dir.join("postgres/docker-entrypoint.sh");
+    if !entrypoint.is_file() {
+        return Err(EnvError::other(
+            "find the Postgres entrypoint",
+            format!("{} is missing", entrypoint.display()),
+        ));
+    }
+    let docker = docker::connect().await?;
+    let work = tempfile::Builder::new()
+        .prefix("tekup-images-")
+        .tempdir()
+        .map_err(EnvError::io("create a build directory"))?;
+    let tarball = work.path().join("rootfs.tar");
+    let mut timings = Vec::new();
+    let started = Instant::now();
+    progress(&format!(
+        "building a Debian {} root filesystem ({PACKAGES}) from {}",
+        options.suite, options.mirror
+    ));
+    let (tarball, entrypoint, options2) = (tarball.clone(), entrypoint.clone(), options.clone());
+    let rootfs = tokio::task::spawn_blocking(move || rootfs(&options2, &entrypoint, &tarball))
+        .await
+        .map_err(|e| EnvError::other("build the root filesystem", e))??;
+    timings.push(("root filesystem".to_owned(), started.elapsed()));
+    let path =
+        "/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    let images = [
+        (
+            &options.postgres,
+            vec![
+                format!("ENV PATH={path}"),
+                "ENV PGDATA=/var/lib/postgresql/data".to_owned(),
+                "ENV LANG=C.UTF-8".to_owned(),
+                "ENTRYPOINT [\"docker-entrypoint.sh\"]".to_owned(),
+                "CMD [\"postgres\"]".to_owned(),
+                "EXPOSE 5432".to_owned(),
+                "STOPSIGNAL SIGINT".to_owned(),
+            ],
+        ),
+        (
+            &options.redis,
+            vec![
+                "CMD [\"redis-server\", \"--protected-mode\", \"no\"]".to_owned(),
+                "EXPOSE 6379".to_owned(),
+            ],
+        ),
+        (
+            &options.runtime,
+            vec![
+                "ENV LANG=C.UTF-8".to_owned(),
+                "CMD [\"/bin/bash\"]".to_owned(),
+            ],
+        ),
+    ];
+    for (image, changes) in images {
+        let step = Instant::now();
+        progress(&format!("docker import {image}"));
+        import(&docker, &rootfs, image, changes).await?;
+        timings.push((image.clone(), step.elapsed()));
+    }
+    Ok(timings)
+}
+
+fn rootfs(options: &ImageBuild, entrypoint: &Path, tarball: &Path) -> Result<PathBuf, EnvError> {
+    let customize = format!(
+        "install -m 755 {ep} \"$1/usr/local/bin/docker-entrypoint.sh\" && \
+         rm -rf \"$1/var/lib/postgresql/15/main\" \"$1/etc/postgresql/15/main\" && \
+         mkdir -p \"$1/docker-entrypoint-initdb.d\" \"$1/var/lib/postgresql/data\" \"$1/var/run/postgresql\" && \
+         rm -rf \"$1/var/cache/apt/archives\"/*.deb \"$1/var/lib/apt/lists\"/*",
+        ep = shell_quote(&entrypoint.display().to_string())
+    );
+    let excludes = [
+        "path-exclude=/usr/share/doc/*",
+        "path-exclude=/usr/share/man/*",
+        "path-exclude=/usr/share/locale/*",
+        "path-exclude=/usr/share/info/*",
+    ];
+    let output = if which("mmdebstrap").is_some() {
+        let mut cmd = Command::new("mmdebstrap");
+        cmd.args(["--variant=minbase", "--quiet"])
+            .arg(format!("--include={PACKAGES}"))
+            .arg(format!("--customize-hook={customize}"));
+        for e in excludes {
+            cmd.arg(format!("--dpkg-opt={e}"));
+        }
+        cmd.arg(&options.suite).arg(tarball).arg(&options.mirror);
+        cmd.output()
+    } else if which("debootstrap").is_some() {
+        let dir = tarball.with_extension("d");
+        let boot = Command::new("debootstrap")
+            .args(["--variant=minbase"])
+            .arg(format!("--include={PACKAGES}"))
+            .arg(&options.suite)
+            .arg(&dir)
+            .arg(&options.mirror)
+            .output()
+            .map_err(EnvError::io("run debootstrap"))?;
+        if !boot.status.success() {
+            return Err(failed("debootstrap", &boot));
+        }
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "set -e; {customize}; tar -C \"$1\" -cf {} .",
+                shell_quote(&tarball.display().to_string())
+            ))
+            .arg("sh")
+            .arg(&dir)
+            .output()
+    } else {
+        return Err(EnvError::other(
+            "build the root filesystem",
+            "neither mmdebstrap nor debootstrap is installed (Debian: apt-get install mmdebstrap)",
+        ));
+    }
+    .map_err(EnvError::io("run mmdebstrap"))?;
+    if !output.status.success() {
+        return Err(failed("mmdebstrap/debootstrap", &output));
+    }
+    Ok(tarball.to_path_buf())
+}
+
+fn failed(tool: &str, out: &std::process::Output) -> EnvError {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+    EnvError::other(
+        format!("build the root filesystem with {tool} ({})", out.status),
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+    )
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+async fn import(
+    docker: &bollard::Docker,
+    tarball: &Path,
+    image: &str,
+    changes: Vec<String>,
+) -> Result<(), EnvError> {
+    let (repo, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
+    let file = tokio::fs::File::open(tarball)
+        .await
+        .map_err(EnvError::io(format!("open {}", tarball.display())))?;
+    let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(file));
+    let options = CreateImageOptions {
+        from_src: Some("-".into()),
+        repo: Some(repo.into()),
+        tag: Some(tag.into()),
+        changes,
+        ..Default::default()
+    };
+    let mut stream = docker.create_image(Some(options), Some(body), None);
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(EnvError::docker(format!("import {image}")))?;
+        if let Some(error) = info.error_detail.and_then(|d| d.message) {
+            return Err(EnvError::other(format!("import {image}"), error));
+        }
+    }
+    Ok(())
+}
+
+/// Which of the offline images exist locally.
+pub async fn present(options: &ImageBuild) -> Result<Vec<(String, bool)>, EnvError> {
+    let docker = docker::connect().await?;
+    let mut out = Vec::new();
+    for image in [&options.postgres, &options.redis, &options.runtime] {
+        out.push((image.clone(), docker::image_exists(&docker, image).await));
+    }
+    Ok(out)
+}

@@ -1,0 +1,526 @@
+//! The ecosystem file (`fixtures/ecosystem.toml`): what to start and how the
+//! components find each other.
+//!
+//! The file is parsed with spans kept, so every error names the file and the
+//! line of the offending key or value: unknown keys, unknown kinds, dangling
+//! references, missing programs and dependency cycles. Teams replace the
+//! reference services by editing this file only, so its errors are the
+//! harness's user interface.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::refs::{self, Ref};
+
+/// How long a component may take to become ready when the file says nothing.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An error in the ecosystem file, located by line.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("failed to read the ecosystem file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// What kind of thing a component is; it decides the default image port,
+/// readiness check and the handles the test API offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// A PostgreSQL server (process: the machine's binaries; docker: an image
+    /// following the official image's `POSTGRES_*` contract).
+    Postgres,
+    /// A Redis server (`redis-server`).
+    Redis,
+    /// A long-running program listening on `port` (services, mocks).
+    Service,
+    /// A program run to completion before its dependants start (migrations).
+    Job,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Postgres => "postgres",
+            Kind::Redis => "redis",
+            Kind::Service => "service",
+            Kind::Job => "job",
+        })
+    }
+}
+
+/// A readiness condition, awaited with a deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ready {
+    /// The port accepts TCP connections.
+    Tcp,
+    /// `GET <path>` answers 2xx.
+    Http(String),
+    /// The component's log contains this text.
+    Log(String),
+    /// A query succeeds (Postgres components).
+    Postgres,
+    /// `PING` answers (Redis components).
+    Redis,
+    /// The job exited with status 0.
+    Exited,
+}
+
+impl fmt::Display for Ready {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ready::Tcp => f.write_str("TCP connect"),
+            Ready::Http(path) => write!(f, "HTTP GET {path} answering 2xx"),
+            Ready::Log(line) => write!(f, "log line {line:?}"),
+            Ready::Postgres => f.write_str("a Postgres query succeeding"),
+            Ready::Redis => f.write_str("Redis answering PING"),
+            Ready::Exited => f.write_str("the job exiting with status 0"),
+        }
+    }
+}
+
+/// A value that may hold `${...}` references, with where it was written.
+#[derive(Debug, Clone)]
+pub struct Template {
+    /// The raw text.
+    pub text: String,
+    /// Its parsed references.
+    pub refs: Vec<Ref>,
+    /// 1-based line in the ecosystem file.
+    pub line: usize,
+}
+
+/// One component of the ecosystem, validated.
+#[derive(Debug, Clone)]
+pub struct Component {
+    pub name: String,
+    pub kind: Kind,
+    /// Program to run (process runtime; copied into the image by docker).
+    pub program: Option<String>,
+    /// Cargo package that builds `program`, when it is part of this workspace.
+    pub cargo_package: Option<String>,
+    /// Image for the docker runtime (an official one for users with a registry).
+    pub image: Option<String>,
+    /// Image built offline by `tekup-harness images build`, used when `image` is absent locally.
+    pub offline_image: Option<String>,
+    pub args: Vec<Template>,
+    pub env: BTreeMap<String, Template>,
+    /// The port the component listens on inside its container (the process
+    /// runtime assigns a free one instead).
+    pub port: Option<u16>,
+    pub ready: Ready,
+    pub ready_timeout: Duration,
+    /// Explicit and implied (by references) dependencies.
+    pub depends_on: BTreeSet<String>,
+    /// Path of the admin API (mocks), making `admin_url` available.
+    pub admin_path: Option<String>,
+    /// Postgres only: database, user and password.
+    pub database: String,
+    pub user: String,
+    pub password: Option<Template>,
+    /// Line of the `[component.<name>]` header.
+    pub line: usize,
+}
+
+/// The validated ecosystem file.
+#[derive(Debug, Clone)]
+pub struct EcosystemFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The directory `${file:...}` paths are relative to.
+    pub base_dir: PathBuf,
+    pub vars: BTreeMap<String, String>,
+    pub components: BTreeMap<String, Component>,
+    /// Start order: each inner list may start in parallel once the earlier lists are ready.
+    pub layers: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawFile {
+    #[serde(default)]
+    vars: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    component: BTreeMap<String, Spanned<RawComponent>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawComponent {
+    #[serde(default)]
+    kind: Option<Kind>,
+    program: Option<String>,
+    cargo_package: Option<String>,
+    image: Option<String>,
+    offline_image: Option<String>,
+    #[serde(default)]
+    args: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, Spanned<String>>,
+    port: Option<u16>,
+    ready: Option<Spanned<RawReady>>,
+    #[serde(default)]
+    depends_on: Vec<Spanned<String>>,
+    admin_path: Option<String>,
+    database: Option<String>,
+    user: Option<String>,
+    password: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawReady {
+    tcp: Option<bool>,
+    http: Option<String>,
+    log: Option<String>,
+    timeout: Option<String>,
+}
+
+/// Locates errors in one file's text.
+struct Locator<'a> {
+    file: String,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, column)
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        self.line_col(offset).0
+    }
+
+    fn error(&self, offset: usize, message: impl Into<String>) -> ModelError {
+        let (line, column) = self.line_col(offset);
+        ModelError::Invalid {
+            file: self.file.clone(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+impl EcosystemFile {
+    /// Reads and validates an ecosystem file.
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates the text of an ecosystem file; `path` names it in errors
+    /// and anchors `${file:...}` references.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ModelError> {
+        let at = Locator {
+            file: path.display().to_string(),
+            text,
+        };
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            at.error(offset, e.message().trim().to_owned())
+        })?;
+        let base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let vars: BTreeMap<String, String> = raw
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+            .collect();
+        let names: BTreeSet<String> = raw.component.keys().cloned().collect();
+        let mut components = BTreeMap::new();
+        for (name, spanned) in &raw.component {
+            let header = at.line(spanned.span().start);
+            let c = build_component(&at, name, header, spanned, &names, &vars, &base_dir)?;
+            components.insert(name.clone(), c);
+        }
+        let layers = layers(&at, &raw, &components)?;
+        Ok(Self {
+            path: path.to_owned(),
+            base_dir,
+            vars,
+            components,
+            layers,
+        })
+    }
+
+    /// The component called `name`.
+    pub fn component(&self, name: &str) -> Option<&Component> {
+        self.components.get(name)
+    }
+}
+
+fn build_component(
+    at: &Locator<'_>,
+    name: &str,
+    header: usize,
+    spanned: &Spanned<RawComponent>,
+    names: &BTreeSet<String>,
+    vars: &BTreeMap<String, String>,
+    base_dir: &Path,
+) -> Result<Component, ModelError> {
+    let raw = spanned.get_ref();
+    let start = spanned.span().start;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(at.error(
+            start,
+            format!("component name {name:?} must be lower-case letters, digits and `-`"),
+        ));
+    }
+    let kind = raw.kind.unwrap_or(Kind::Service);
+    let mut depends_on = BTreeSet::new();
+    let template = |value: &Spanned<String>, depends: &mut BTreeSet<String>| {
+        let offset = value.span().start;
+        let refs = refs::parse(value.get_ref()).map_err(|m| at.error(offset, m))?;
+        for r in &refs {
+            check_ref(r, kind, name, names, vars, base_dir).map_err(|m| at.error(offset, m))?;
+            if let Ref::Component { component, .. } = r {
+                depends.insert(component.clone());
+            }
+        }
+        Ok::<_, ModelError>(Template {
+            text: value.get_ref().clone(),
+            refs,
+            line: at.line(offset),
+        })
+    };
+    let args = raw
+        .args
+        .iter()
+        .map(|a| template(a, &mut depends_on))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut env = BTreeMap::new();
+    for (key, value) in &raw.env {
+        env.insert(key.clone(), template(value, &mut depends_on)?);
+    }
+    let password = raw
+        .password
+        .as_ref()
+        .map(|p| template(p, &mut depends_on))
+        .transpose()?;
+    for dep in &raw.depends_on {
+        if !names.contains(dep.get_ref()) {
+            return Err(at.error(
+                dep.span().start,
+                format!(
+                    "`depends-on` names {:?}, which is not a component (known: {})",
+                    dep.get_ref(),
+                    names.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        if dep.get_ref() == name {
+            return Err(at.error(dep.span().start, "a component cannot depend on itself"));
+        }
+        depends_on.insert(dep.get_ref().clone());
+    }
+    let (ready, ready_timeout) = ready(at, kind, raw, start)?;
+    match kind {
+        Kind::Service | Kind::Job if raw.program.is_none() => {
+            return Err(at.error(
+                start,
+                format!("component `{name}` ({kind}) needs `program` (a binary name or path)"),
+            ))
+        }
+        Kind::Service if raw.port.is_none() => {
+            return Err(at.error(
+                start,
+                format!("component `{name}` (service) needs `port` (its port inside a container; the process runtime picks a free one)"),
+            ))
+        }
+        _ => {}
+    }
+    let (default_port, default_user) = match kind {
+        Kind::Postgres => (Some(5432), "postgres"),
+        Kind::Redis => (Some(6379), ""),
+        _ => (None, ""),
+    };
+    Ok(Component {
+        name: name.to_owned(),
+        kind,
+        program: raw.program.clone(),
+        cargo_package: raw.cargo_package.clone(),
+        image: raw.image.clone(),
+        offline_image: raw.offline_image.clone(),
+        args,
+        env,
+        port: raw.port.or(default_port),
+        ready,
+        ready_timeout,
+        depends_on,
+        admin_path: raw.admin_path.clone(),
+        database: raw.database.clone().unwrap_or_else(|| "postgres".into()),
+        user: raw.user.clone().unwrap_or_else(|| default_user.into()),
+        password,
+        line: header,
+    })
+}
+
+fn ready(
+    at: &Locator<'_>,
+    kind: Kind,
+    raw: &RawComponent,
+    start: usize,
+) -> Result<(Ready, Duration), ModelError> {
+    let Some(spanned) = &raw.ready else {
+        let ready = match kind {
+            Kind::Postgres => Ready::Postgres,
+            Kind::Redis => Ready::Redis,
+            Kind::Job => Ready::Exited,
+            Kind::Service => {
+                return Err(at.error(
+                    start,
+                    "a service needs `ready` (`{ tcp = true }`, `{ http = \"/health\" }` or `{ log = \"...\" }`)",
+                ))
+            }
+        };
+        return Ok((ready, DEFAULT_READY_TIMEOUT));
+    };
+    let r = spanned.get_ref();
+    let offset = spanned.span().start;
+    let timeout = match &r.timeout {
+        Some(t) => parse_duration(t).map_err(|m| at.error(offset, m))?,
+        None => DEFAULT_READY_TIMEOUT,
+    };
+    let mut chosen = Vec::new();
+    if r.tcp == Some(true) {
+        chosen.push(Ready::Tcp);
+    }
+    if let Some(path) = &r.http {
+        chosen.push(Ready::Http(path.clone()));
+    }
+    if let Some(line) = &r.log {
+        chosen.push(Ready::Log(line.clone()));
+    }
+    match (chosen.len(), kind) {
+        (0, Kind::Postgres) => Ok((Ready::Postgres, timeout)),
+        (0, Kind::Redis) => Ok((Ready::Redis, timeout)),
+        (0, Kind::Job) => Ok((Ready::Exited, timeout)),
+        (1, Kind::Job) => {
+            Err(at.error(offset, "a job is ready when it exits; give only `timeout`"))
+        }
+        (1, _) => Ok((chosen.remove(0), timeout)),
+        _ => Err(at.error(
+            offset,
+            "`ready` needs exactly one of `tcp = true`, `http = \"/path\"`, `log = \"text\"`",
+        )),
+    }
+}
+
+/// Parses `500ms`, `30s`, `2m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: expected e.g. `30s`, `500ms`, `2m`"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!(
+            "invalid duration {text:?}: the unit must be ms, s or m"
+        )),
+    }
+}
+
+fn check_ref(
+    r: &Ref,
+    kind: Kind,
+    me: &str,
+    names: &BTreeSet<String>,
+    vars: &BTreeMap<String, String>,
+    base_dir: &Path,
+) -> Result<(), String> {
+    match r {
+        Ref::Var(var) if !vars.contains_key(var) => Err(format!(
+            "`${{vars.{var}}}` refers to a variable that [vars] does not define"
+        )),
+        Ref::Var(_) => Ok(()),
+        Ref::File(file) if !base_dir.join(file).exists() => Err(format!(
+            "`${{file:{file}}}` refers to {}, which does not exist",
+            base_dir.join(file).display()
+        )),
+        Ref::File(_) => Ok(()),
+        Ref::Own(attr) => refs::check_own_attr(attr, kind),
+        Ref::Component { component, .. } if component == me => Err(format!(
+            "`${{{component}...}}` refers to this component itself; use `${{self...}}`"
+        )),
+        Ref::Component { component, attr } => {
+            if !names.contains(component) {
+                return Err(format!(
+                    "`${{{component}.{attr}}}` refers to component `{component}`, which the file does not define (known: {})",
+                    names.iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            refs::check_component_attr(component, attr)
+        }
+    }
+}
+
+/// Orders the components so every one starts after what it depends on.
+fn layers(
+    at: &Locator<'_>,
+    raw: &RawFile,
+    components: &BTreeMap<String, Component>,
+) -> Result<Vec<Vec<String>>, ModelError> {
+    let mut placed: BTreeSet<String> = BTreeSet::new();
+    let mut layers = Vec::new();
+    while placed.len() < components.len() {
+        let layer: Vec<String> = components
+            .values()
+            .filter(|c| !placed.contains(&c.name))
+            .filter(|c| c.depends_on.iter().all(|d| placed.contains(d)))
+            .map(|c| c.name.clone())
+            .collect();
+        if layer.is_empty() {
+            let stuck: Vec<&str> = components
+                .keys()
+                .filter(|n| !placed.contains(*n))
+                .map(String::as_str)
+                .collect();
+            let offset = raw.component[stuck[0]].span().start;
+            return Err(at.error(
+                offset,
+                format!(
+                    "dependency cycle among components {} (through `depends-on` and `${{...}}` references)",
+                    stuck.join(", ")
+                ),
+            ));
+        }
+        placed.extend(layer.iter().cloned());
+        layers.push(layer);
+    }
+    Ok(layers)
+}

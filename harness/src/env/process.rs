@@ -1,0 +1,508 @@
+//! The `process` runtime: every component is a child process on 127.0.0.1.
+//!
+//! - Postgres runs from the machine's binaries on a copy of the cached
+//!   `initdb` template (see [`super::postgres`]); as root, as the `postgres`
+//!   user. The `POSTGRES_DB` part of the image contract is honoured by
+//!   creating the database once the server answers.
+//! - Redis is `redis-server` without persistence.
+//! - Services, mocks and jobs are their programs with a cleared environment
+//!   (PATH, HOME, TMPDIR, LANG, RUST_LOG and RUST_BACKTRACE pass through) plus
+//!   the component's `env`.
+//!
+//! Each child leads its own process group and gets SIGKILL as its
+//! parent-death signal, so nothing survives the harness: not a panic, not
+//! Ctrl-C, not SIGKILL. With `keep`, children are detached instead and
+//! `tekup-harness down` stops them from the recorded state. Output goes to
+//! `<logs>/<component>.log`.
+
+use std::fs;
+use std::io::{BufRead as _, Seek as _};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
+use serde_json::json;
+
+use super::error::EnvError;
+use super::model::{Component, Kind, Ready};
+use super::postgres::{self as pg, RunAs};
+use super::ready::{self, Probe};
+use super::runtime::{Backend, ExitInfo, Instance, LaunchSpec, Placement};
+use super::spawn::{signal_group, spawn_detached, spawn_owned};
+
+const PASS_THROUGH_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "LANG",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    "SSL_CERT_FILE",
+];
+
+/// Starts components as child processes.
+#[derive(Debug)]
+pub(crate) struct ProcessBackend {
+    run_dir: PathBuf,
+    logs_dir: PathBuf,
+    keep: bool,
+    started: Mutex<Vec<Arc<ProcessInstance>>>,
+}
+
+impl ProcessBackend {
+    pub(crate) fn new(run_dir: PathBuf, logs_dir: PathBuf, keep: bool) -> Result<Self, EnvError> {
+        fs::create_dir_all(&run_dir)
+            .map_err(EnvError::io(format!("create {}", run_dir.display())))?;
+        // The postgres user must be able to traverse into its data directory.
+        fs::set_permissions(&run_dir, fs::Permissions::from_mode(0o711))
+            .map_err(EnvError::io("open the run directory to the postgres user"))?;
+        fs::create_dir_all(&logs_dir)
+            .map_err(EnvError::io(format!("create {}", logs_dir.display())))?;
+        Ok(Self {
+            run_dir,
+            logs_dir,
+            keep,
+            started: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn recipe(&self, spec: &LaunchSpec) -> Result<Recipe, EnvError> {
+        let c = &spec.component;
+        let port = spec.placement.inner_port;
+        let mut recipe = Recipe {
+            program: PathBuf::new(),
+            args: Vec::new(),
+            env: spec.env.clone(),
+            run_as: None,
+            cwd: self.run_dir.clone(),
+            stop_signal: libc::SIGKILL,
+        };
+        match c.kind {
+            Kind::Postgres => {
+                let start = |e: pg::PostgresError| EnvError::Start {
+                    component: c.name.clone(),
+                    message: e.to_string(),
+                };
+                let bin = pg::find_bin_dir().map_err(start)?;
+                let run_as = pg::run_as().map_err(start)?;
+                let template = pg::ensure_template(&bin, run_as).map_err(start)?;
+                let dir = self.run_dir.join(&c.name);
+                let data = dir.join("data");
+                if !data.exists() {
+                    fs::create_dir_all(&dir)
+                        .map_err(EnvError::io("create the postgres directory"))?;
+                    pg::copy_dir(&template, &data)
+                        .map_err(EnvError::io("copy the initdb template"))?;
+                    if let Some(user) = run_as {
+                        pg::chown_tree(&dir, user)
+                            .map_err(EnvError::io("hand the data directory to postgres"))?;
+                    }
+                }
+                recipe.program = bin.join("postgres");
+                recipe.args = vec![
+                    "-D".into(),
+                    data.display().to_string(),
+                    "-p".into(),
+                    port.unwrap_or(5432).to_string(),
+                    "-k".into(),
+                    dir.display().to_string(),
+                    "-c".into(),
+                    "listen_addresses=127.0.0.1".into(),
+                    "-c".into(),
+                    "fsync=off".into(),
+                    "-c".into(),
+                    "synchronous_commit=off".into(),
+                    "-c".into(),
+                    "full_page_writes=off".into(),
+                    "-c".into(),
+                    "max_connections=300".into(),
+                ];
+                recipe.run_as = run_as;
+                recipe.cwd = dir;
+                // SIGQUIT is PostgreSQL's immediate shutdown; it cleans its shared memory.
+                recipe.stop_signal = libc::SIGQUIT;
+            }
+            Kind::Redis => {
+                let dir = self.run_dir.join(&c.name);
+                fs::create_dir_all(&dir).map_err(EnvError::io("create the redis directory"))?;
+                recipe.program = which("redis-server").ok_or_else(|| EnvError::Start {
+                    component: c.name.clone(),
+                    message: "`redis-server` is not on PATH; install it (Debian: apt-get install redis-server)".into(),
+                })?;
+                recipe.args = vec![
+                    "--port".into(),
+                    port.unwrap_or(6379).to_string(),
+                    "--bind".into(),
+                    "127.0.0.1".into(),
+                    "--save".into(),
+                    String::new(),
+                    "--appendonly".into(),
+                    "no".into(),
+                    "--protected-mode".into(),
+                    "no".into(),
+                    "--dir".into(),
+                    dir.display().to_string(),
+                ];
+                recipe.cwd = dir;
+            }
+            Kind::Service | Kind::Job => {
+                recipe.program = spec.program.clone().ok_or_else(|| EnvError::Start {
+                    component: c.name.clone(),
+                    message: "no program".into(),
+                })?;
+                recipe.args = spec.args.clone();
+                recipe.stop_signal = libc::SIGKILL;
+            }
+        }
+        Ok(recipe)
+    }
+}
+
+/// Finds `name` on PATH.
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// How to (re)start one process.
+#[derive(Debug, Clone)]
+struct Recipe {
+    program: PathBuf,
+    args: Vec<String>,
+    env: std::collections::BTreeMap<String, String>,
+    run_as: Option<RunAs>,
+    cwd: PathBuf,
+    stop_signal: i32,
+}
+
+/// One child process and how to start it again.
+#[derive(Debug)]
+pub(crate) struct ProcessInstance {
+    name: String,
+    recipe: Recipe,
+    port: Option<u16>,
+    log_path: PathBuf,
+    keep: bool,
+    child: Mutex<Option<Child>>,
+}
+
+impl ProcessInstance {
+    fn spawn(&self) -> Result<(), EnvError> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .map_err(EnvError::io(format!("open {}", self.log_path.display())))?;
+        let log2 = log
+            .try_clone()
+            .map_err(EnvError::io("duplicate the log file"))?;
+        let r = &self.recipe;
+        let mut command = Command::new(&r.program);
+        command
+            .args(&r.args)
+            .current_dir(&r.cwd)
+            .env_clear()
+            .envs(
+                PASS_THROUGH_ENV
+                    .iter()
+                    .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
+            )
+            .envs(&r.env)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        if let Some(user) = r.run_as {
+            command.uid(user.uid).gid(user.gid);
+        }
+        let child = if self.keep {
+            spawn_detached(command)
+        } else {
+            spawn_owned(command)
+        }
+        .map_err(EnvError::io(format!(
+            "start `{}` ({})",
+            self.name,
+            r.program.display()
+        )))?;
+        *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+        Ok(())
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(Child::id)
+    }
+
+    fn signal(&self, signal: i32) -> Result<(), EnvError> {
+        let Some(pid) = self.pid() else { return Ok(()) };
+        match signal_group(pid, signal) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) => Err(EnvError::io(format!("signal `{}`", self.name))(e)),
+        }
+    }
+
+    /// Stops the process group and reaps the leader, escalating to SIGKILL.
+    pub(crate) fn stop_blocking(&self, signal: i32) {
+        let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        let _ = signal_group(child.id(), libc::SIGCONT);
+        let _ = signal_group(child.id(), signal);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                // Stragglers of the group (postgres backends) go too.
+                let _ = signal_group(child.id(), libc::SIGKILL);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = signal_group(child.id(), libc::SIGKILL);
+        let _ = child.wait();
+    }
+
+    fn read_log(&self) -> String {
+        let Ok(mut file) = fs::File::open(&self.log_path) else {
+            return String::new();
+        };
+        // Only the end matters; large logs are read from their last 256 KiB.
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = file.seek(std::io::SeekFrom::Start(len.saturating_sub(256 * 1024)));
+        std::io::BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Instance for ProcessInstance {
+    fn host(&self) -> String {
+        "127.0.0.1".into()
+    }
+
+    fn host_port(&self) -> Option<u16> {
+        self.port
+    }
+
+    fn exit_status(&self) -> BoxFuture<'_, Result<Option<ExitInfo>, EnvError>> {
+        async move {
+            let mut guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(child) = guard.as_mut() else {
+                return Ok(Some(ExitInfo {
+                    success: false,
+                    text: "stopped".into(),
+                }));
+            };
+            Ok(child
+                .try_wait()
+                .map_err(EnvError::io(format!("wait for `{}`", self.name)))?
+                .map(|status| ExitInfo {
+                    success: status.success(),
+                    text: status.to_string(),
+                }))
+        }
+        .boxed()
+    }
+
+    fn log_tail(&self, lines: usize) -> BoxFuture<'_, String> {
+        async move {
+            let text = self.read_log();
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        .boxed()
+    }
+
+    fn log_contains<'a>(&'a self, text: &'a str) -> BoxFuture<'a, bool> {
+        async move { self.read_log().contains(text) }.boxed()
+    }
+
+    fn kill(&self) -> BoxFuture<'_, Result<(), EnvError>> {
+        async move {
+            self.signal(libc::SIGCONT)?;
+            self.signal(libc::SIGKILL)?;
+            if let Some(child) = self
+                .child
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+            {
+                let _ = child.wait();
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn pause(&self) -> BoxFuture<'_, Result<(), EnvError>> {
+        async move { self.signal(libc::SIGSTOP) }.boxed()
+    }
+
+    fn resume(&self) -> BoxFuture<'_, Result<(), EnvError>> {
+        async move { self.signal(libc::SIGCONT) }.boxed()
+    }
+
+    fn restart(&self) -> BoxFuture<'_, Result<(), EnvError>> {
+        async move {
+            let signal = self.recipe.stop_signal;
+            self.stop_blocking(signal);
+            self.spawn()
+        }
+        .boxed()
+    }
+
+    fn log_path(&self) -> Option<PathBuf> {
+        Some(self.log_path.clone())
+    }
+}
+
+impl Backend for ProcessBackend {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    fn place(&self, component: &Component) -> Result<Placement, EnvError> {
+        let port = match (component.kind, component.port) {
+            (Kind::Job, _) | (_, None) => None,
+            _ => Some(pg::free_port().map_err(EnvError::io("find a free port"))?),
+        };
+        Ok(Placement {
+            inner_host: "127.0.0.1".into(),
+            inner_port: port,
+            bind_host: "127.0.0.1".into(),
+        })
+    }
+
+    fn file_path(&self, host_path: &Path, _relative: &str) -> String {
+        host_path
+            .canonicalize()
+            .unwrap_or_else(|_| host_path.to_path_buf())
+            .display()
+            .to_string()
+    }
+
+    fn start(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Instance>, EnvError>> {
+        async move {
+            // Blocking file work (first start: initdb), kept short by the template cache.
+            let recipe = self.recipe(&spec)?;
+            let log_path = self.logs_dir.join(format!("{}.log", spec.component.name));
+            let _ = fs::remove_file(&log_path);
+            let instance = Arc::new(ProcessInstance {
+                name: spec.component.name.clone(),
+                recipe,
+                port: spec.placement.inner_port,
+                log_path,
+                keep: self.keep,
+                child: Mutex::new(None),
+            });
+            instance.spawn()?;
+            self.started
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Arc::clone(&instance));
+            if spec.component.kind == Kind::Postgres {
+                init_postgres(&instance, &spec).await?;
+            }
+            Ok(instance as Arc<dyn Instance>)
+        }
+        .boxed()
+    }
+
+    fn teardown(&self) -> BoxFuture<'_, ()> {
+        async move { self.teardown_blocking() }.boxed()
+    }
+
+    fn keep_state(&self) -> serde_json::Value {
+        let started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        json!({
+            "run-dir": self.run_dir,
+            "processes": started.iter().filter_map(|p| {
+                let pid = p.pid()?;
+                Some(json!({
+                    "name": p.name,
+                    "pid": pid,
+                    "start-time": process_start_time(pid),
+                    "stop-signal": p.recipe.stop_signal,
+                }))
+            }).collect::<Vec<_>>(),
+        })
+    }
+}
+
+impl ProcessBackend {
+    /// Stops every child (dependants first) and removes the run directory.
+    pub(crate) fn teardown_blocking(&self) {
+        let started: Vec<_> = self
+            .started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        std::thread::scope(|scope| {
+            for p in started.iter().rev() {
+                scope.spawn(move || p.stop_blocking(p.recipe.stop_signal));
+            }
+        });
+        let _ = fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+/// The `POSTGRES_USER`/`POSTGRES_DB` part of the official image's
+/// contract: the template has only the `postgres` superuser and database.
+/// Authentication is `trust` on 127.0.0.1, so passwords are not checked.
+async fn init_postgres(instance: &ProcessInstance, spec: &LaunchSpec) -> Result<(), EnvError> {
+    let c = &spec.component;
+    let port = spec.placement.inner_port.unwrap_or(5432);
+    let admin = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let probe = Probe {
+        host: "127.0.0.1".into(),
+        port: Some(port),
+        postgres_url: Some(admin.clone()),
+        http_base: String::new(),
+    };
+    ready::wait(&c.name, &Ready::Postgres, &probe, instance, c.ready_timeout).await?;
+    let fail = |e: sqlx::Error| EnvError::Start {
+        component: c.name.clone(),
+        message: format!("failed to create the role and database: {e}"),
+    };
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(&admin).await.map_err(fail)?;
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    if c.user != "postgres" {
+        sqlx::query(&format!("CREATE ROLE {} SUPERUSER LOGIN", quote(&c.user)))
+            .execute(&mut conn)
+            .await
+            .map_err(fail)?;
+    }
+    if c.database != "postgres" {
+        sqlx::query(&format!(
+            "CREATE DATABASE {} OWNER {}",
+            quote(&c.database),
+            quote(&c.user)
+        ))
+        .execute(&mut conn)
+        .await
+        .map_err(fail)?;
+    }
+    conn.close().await.map_err(fail)
+}
+
+/// The kernel's start time of `pid` (field 22 of /proc/<pid>/stat): tells a
+/// recorded process from a later one that reused its pid.
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split(' ').nth(19)?.parse().ok()
+}
