@@ -60,7 +60,10 @@ pub(crate) fn bad_request(message: impl std::fmt::Display) -> Response {
 }
 
 /// Parses a JSON body into `T`, answering 400 with serde's message on failure.
-#[expect(clippy::result_large_err, reason = "an axum Response is the natural rejection of a handler helper")]
+#[expect(
+    clippy::result_large_err,
+    reason = "an axum Response is the natural rejection of a handler helper"
+)]
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
     serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
 }

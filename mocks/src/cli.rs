@@ -53,7 +53,10 @@ Examples:
   tekup-mocks --all
   tekup-mocks --openai 4010 --stripe 4020 --stripe-webhook http://127.0.0.1:8080/hooks \\
               --stripe-webhook-secret whsec_test
-  tekup-mocks --gemini 0 --tls --ca-out /tmp/mocks-ca.pem   # then SSL_CERT_FILE=/tmp/mocks-ca.pem";
+  tekup-mocks --gemini 0 --tls --ca-out /tmp/mocks-ca.pem   # then SSL_CERT_FILE=/tmp/mocks-ca.pem
+
+Exit codes: 0 after Ctrl-C/SIGTERM, 1 when a mock cannot start, 2 for invalid arguments.
+Logs go to stderr; set TEKUP_MOCKS_LOG=debug for more.";
 
 /// Command-line arguments of `tekup-mocks`.
 #[derive(Debug, Parser)]
@@ -118,6 +121,13 @@ pub fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(MockError::Usage(message)) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {message}\nhint: see `tekup-mocks --help`"
+            );
+            std::process::ExitCode::from(2)
+        }
         Err(e) => {
             let mut stderr = std::io::stderr();
             let _ = writeln!(stderr, "error: {e}");
@@ -158,7 +168,7 @@ pub async fn run(cli: Cli) -> Result<(), MockError> {
         .iter()
         .all(Option::is_none)
     {
-        return Err(MockError::InvalidExpectation(
+        return Err(MockError::Usage(
             "no mock selected: pass --all or a port for --openai, --gemini, --graph or --stripe"
                 .into(),
         ));

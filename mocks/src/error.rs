@@ -55,6 +55,9 @@ pub enum MockError {
     /// An expectation description was not valid.
     #[error("invalid expectation: {0}")]
     InvalidExpectation(String),
+    /// The command line asked for something impossible.
+    #[error("invalid arguments: {0}")]
+    Usage(String),
     /// Expectations were not met; the message lists each one.
     #[error("mock expectations were not met:\n{0}")]
     Verification(String),

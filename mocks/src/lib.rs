@@ -1,4 +1,3 @@
-//! High-fidelity mocks of the external APIs of the TekUp platform.
 #![doc = include_str!("../README.md")]
 
 pub mod admin;

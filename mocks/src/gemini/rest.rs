@@ -159,7 +159,10 @@ struct Generation {
     response_id: String,
 }
 
-#[expect(clippy::result_large_err, reason = "an axum Response is the natural rejection of a handler helper")]
+#[expect(
+    clippy::result_large_err,
+    reason = "an axum Response is the natural rejection of a handler helper"
+)]
 fn generate(s: &GeminiState, model: &str, request: &Value) -> Result<Generation, Response> {
     let contents = match request.get("contents").and_then(Value::as_array) {
         Some(c) if !c.is_empty() => c,

@@ -366,7 +366,10 @@ pub(crate) async fn auth(
     response
 }
 
-#[expect(clippy::result_large_err, reason = "an axum Response is the natural rejection of a handler helper")]
+#[expect(
+    clippy::result_large_err,
+    reason = "an axum Response is the natural rejection of a handler helper"
+)]
 fn check_token(
     state: &GraphState,
     headers: &HeaderMap,

@@ -339,7 +339,10 @@ async fn auth_and_headers(
     response
 }
 
-#[expect(clippy::result_large_err, reason = "an axum Response is the natural rejection of a handler helper")]
+#[expect(
+    clippy::result_large_err,
+    reason = "an axum Response is the natural rejection of a handler helper"
+)]
 fn check_key(state: &OpenAiState, headers: &HeaderMap) -> Result<(), Response> {
     let key = header_str(headers, "authorization")
         .and_then(|v| v.strip_prefix("Bearer "))

@@ -93,7 +93,10 @@ pub(super) fn str_param<'a>(p: &'a Value, key: &str) -> Option<&'a str> {
     p.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
-#[expect(clippy::result_large_err, reason = "an axum Response is the natural rejection of a handler helper")]
+#[expect(
+    clippy::result_large_err,
+    reason = "an axum Response is the natural rejection of a handler helper"
+)]
 pub(super) fn int_param(p: &Value, key: &str) -> Result<Option<i64>, Response> {
     match p.get(key).and_then(Value::as_str) {
         None => Ok(None),
