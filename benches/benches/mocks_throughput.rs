@@ -8,7 +8,8 @@
 //! completion body; the mocks do the full work (auth, journal, fault check,
 //! scripted answer, rate-limit headers).
 //!
-//! `cargo bench -p tekup-benches --bench mocks_throughput`
+//! `cargo bench -p tekup-benches --bench mocks_throughput` (env: `BENCH_SECS`,
+//! `BENCH_CONCURRENCY`, `BENCH_ONLY=<substring of a target name>`)
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -173,7 +174,12 @@ async fn main() {
         "target", "req/s", "p50 ms", "p99 ms", "requests", "errors"
     );
     let mut baseline = None;
-    for target in targets {
+    // `BENCH_ONLY=<substring>` measures only the matching targets (for profiling).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    for target in targets
+        .into_iter()
+        .filter(|t| t.name.contains(only.as_str()))
+    {
         // Warm-up: connections and allocations, not measured.
         let _ = drive(target.clone(), Duration::from_millis(300), concurrency).await;
         let r = drive(target, duration, concurrency).await;

@@ -1,6 +1,6 @@
 //! The Gemini mock: the REST API (`generateContent`, `streamGenerateContent`
 //! with `alt=sse` or as a JSON array, `countTokens`, `embedContent`, models)
-//! and the Live API WebSocket (`BidiGenerateContent`), see [`live`].
+//! and the Live API WebSocket (`BidiGenerateContent`, see the `live` module source).
 //!
 //! Requests are authenticated by API key, as query `key=` or header
 //! `x-goog-api-key`; errors are `{"error": {"code", "message", "status"}}`
