@@ -4,6 +4,9 @@ use std::net::SocketAddr;
 
 use clap::Args;
 
+use crate::external::ExternalApis;
+use crate::resilience::ResilienceArgs;
+
 /// Options shared by every service subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct ServiceArgs {
@@ -48,16 +51,10 @@ pub struct Upstreams {
     /// Base URL of the Secure Platform.
     #[arg(long, env = "SECURE_PLATFORM_URL")]
     pub secure_platform_url: Option<String>,
-    /// Base URL of the Gemini API (`https://generativelanguage.googleapis.com` in production).
-    #[arg(long, env = "GEMINI_BASE_URL")]
-    pub gemini_base_url: Option<String>,
-    /// Base URL of the OpenAI API (`https://api.openai.com` in production).
-    #[arg(long, env = "OPENAI_BASE_URL")]
-    pub openai_base_url: Option<String>,
-    /// Base URL of Microsoft Graph (`https://graph.microsoft.com` in production).
-    #[arg(long, env = "GRAPH_BASE_URL")]
-    pub graph_base_url: Option<String>,
-    /// Base URL of the Stripe API (`https://api.stripe.com` in production).
-    #[arg(long, env = "STRIPE_BASE_URL")]
-    pub stripe_base_url: Option<String>,
+    /// External APIs (Gemini, OpenAI, Graph, Stripe): base URLs and credentials.
+    #[command(flatten, next_help_heading = "External APIs")]
+    pub external: ExternalApis,
+    /// Retry and circuit breaking of every outgoing call.
+    #[command(flatten, next_help_heading = "Outgoing calls")]
+    pub resilience: ResilienceArgs,
 }

@@ -26,6 +26,7 @@ pub mod crm;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod external;
 pub mod flow;
 pub mod http;
 pub mod metrics;

@@ -8,9 +8,11 @@ use sqlx::PgPool;
 use crate::auth::grants::Grants;
 use crate::auth::ratelimit::RateLimiter;
 use crate::auth::token::TokenKeys;
-use crate::client::CrossAppClient;
+use crate::client::{CrossAppClient, ResilientHttp};
 use crate::config::Upstreams;
+use crate::external::External;
 use crate::metrics::Metrics;
+use crate::resilience::Resilience;
 
 /// The services this crate implements, by their names in the permission matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -50,6 +52,10 @@ pub struct AppState {
     pub grants: Arc<Grants>,
     pub tokens: TokenKeys,
     pub client: CrossAppClient,
+    /// Retrying, circuit-breaking HTTP for any other outgoing call.
+    pub http: ResilientHttp,
+    /// Clients of the external APIs (each present when configured).
+    pub external: Arc<External>,
     pub metrics: Arc<Metrics>,
     pub rate_limiter: Arc<RateLimiter>,
     /// Bearer token of the admin endpoints; `None` disables them.
@@ -69,19 +75,15 @@ impl AppState {
         let grants = Arc::new(grants);
         let metrics = Arc::new(Metrics::new());
         let tokens = TokenKeys::new(token_secret);
-        let client = CrossAppClient::new(
-            service,
-            tokens.clone(),
-            Arc::clone(&grants),
-            Arc::clone(&metrics),
-            Arc::new(upstreams),
-        );
+        let (http, client, external) = outgoing(service, &tokens, &grants, &metrics, upstreams);
         Self {
             service,
             db,
             grants,
             tokens,
             client,
+            http,
+            external,
             metrics,
             rate_limiter: Arc::default(),
             admin_token: None,
@@ -91,12 +93,35 @@ impl AppState {
 
     /// Points the outgoing client at other upstreams.
     pub fn set_upstreams(&mut self, upstreams: Upstreams) {
-        self.client = CrossAppClient::new(
+        (self.http, self.client, self.external) = outgoing(
             self.service,
-            self.tokens.clone(),
-            Arc::clone(&self.grants),
-            Arc::clone(&self.metrics),
-            Arc::new(upstreams),
+            &self.tokens,
+            &self.grants,
+            &self.metrics,
+            upstreams,
         );
     }
+}
+
+/// The outgoing HTTP layer, the cross-app client and the external API
+/// clients, all sharing one set of circuit breakers.
+fn outgoing(
+    service: ServiceName,
+    tokens: &TokenKeys,
+    grants: &Arc<Grants>,
+    metrics: &Arc<Metrics>,
+    upstreams: Upstreams,
+) -> (ResilientHttp, CrossAppClient, Arc<External>) {
+    let resilience =
+        Resilience::from_args(&upstreams.resilience, metrics.circuit_breaker_state.clone());
+    let http = ResilientHttp::new(service.as_str(), Arc::clone(metrics), Arc::new(resilience));
+    let external = Arc::new(External::new(&upstreams.external, &http));
+    let client = CrossAppClient::new(
+        service,
+        tokens.clone(),
+        Arc::clone(grants),
+        http.clone(),
+        Arc::new(upstreams),
+    );
+    (http, client, external)
 }

@@ -1,23 +1,26 @@
-//! Calls from one service to another, on behalf of a tenant.
+//! Outgoing calls: to the other services ([`CrossAppClient`]) and, through
+//! the same [`ResilientHttp`], to the external APIs ([`crate::external`]).
 //!
-//! Every call carries a fresh cross-app token scoped to what the calling
-//! service may do on the target (from the permission matrix), the caller's
-//! correlation id and a W3C `traceparent`, and is counted in
-//! `cross_app_requests_total` / `cross_app_request_duration_seconds`.
-//! Retries and the circuit breaker come with the event-bus work (issue 4).
+//! A call to another service carries a fresh cross-app token scoped to what
+//! the calling service may do on the target (from the permission matrix),
+//! the tenant and the source app; [`ResilientHttp`] adds correlation id and
+//! `traceparent`, retries, the circuit breaker of the target and the
+//! `cross_app_*` metrics.
+
+mod http;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+
+pub use http::{HttpError, ResilientHttp, CORRELATION_ID, TRACEPARENT};
 
 use crate::auth::grants::Grants;
 use crate::auth::token::TokenKeys;
 use crate::auth::{SOURCE_APP, TENANT_ID};
 use crate::config::Upstreams;
-use crate::context::RequestContext;
-use crate::metrics::{CrossAppLabels, Metrics, RouteLabels};
+use crate::resilience::BreakerOpen;
 use crate::state::ServiceName;
 
 /// Why a call to another service failed.
@@ -27,6 +30,8 @@ pub enum CallError {
     NotConfigured { target: ServiceName },
     #[error("failed to sign the cross-app token")]
     Token(#[from] crate::auth::token::TokenError),
+    #[error(transparent)]
+    CircuitOpen(BreakerOpen),
     #[error("failed to reach {target}")]
     Unreachable {
         target: ServiceName,
@@ -47,14 +52,13 @@ pub enum CallError {
     },
 }
 
-/// The outgoing HTTP client of a service.
+/// The client a service calls the other services with.
 #[derive(Debug, Clone)]
 pub struct CrossAppClient {
-    http: reqwest::Client,
+    http: ResilientHttp,
     source: ServiceName,
     tokens: TokenKeys,
     grants: Arc<Grants>,
-    metrics: Arc<Metrics>,
     upstreams: Arc<Upstreams>,
 }
 
@@ -74,6 +78,7 @@ pub struct Call<'a> {
     path: String,
     body: Option<&'a Value>,
     accept: &'a [StatusCode],
+    idempotent: bool,
 }
 
 impl<'a> Call<'a> {
@@ -84,9 +89,12 @@ impl<'a> Call<'a> {
             path: path.into(),
             body: None,
             accept: &[],
+            idempotent: true,
         }
     }
 
+    /// A POST; retried only when it was certainly not processed, unless
+    /// marked [`idempotent`](Self::idempotent).
     pub fn post(target: ServiceName, path: impl Into<String>, body: &'a Value) -> Self {
         Self {
             target,
@@ -94,6 +102,7 @@ impl<'a> Call<'a> {
             path: path.into(),
             body: Some(body),
             accept: &[],
+            idempotent: false,
         }
     }
 
@@ -103,6 +112,13 @@ impl<'a> Call<'a> {
         self.accept = statuses;
         self
     }
+
+    /// Repeating this call has no further effect (e.g. a create that answers
+    /// 409 the second time): retry it on any transient failure.
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
 }
 
 impl CrossAppClient {
@@ -110,22 +126,21 @@ impl CrossAppClient {
         source: ServiceName,
         tokens: TokenKeys,
         grants: Arc<Grants>,
-        metrics: Arc<Metrics>,
+        http: ResilientHttp,
         upstreams: Arc<Upstreams>,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .expect("a client with default TLS settings builds");
         Self {
             http,
             source,
             tokens,
             grants,
-            metrics,
             upstreams,
         }
+    }
+
+    /// The resilient HTTP layer under this client (shared breakers).
+    pub fn http(&self) -> &ResilientHttp {
+        &self.http
     }
 
     fn base_url(&self, target: ServiceName) -> Option<&str> {
@@ -138,6 +153,10 @@ impl CrossAppClient {
 
     /// Sends `call` and returns the status and JSON body of a 2xx answer or
     /// of an accepted status; any other status is an error.
+    ///
+    /// # Errors
+    /// [`CallError`]: target not configured, breaker open, unreachable after
+    /// retries, a status not accepted, or a body that is not JSON.
     pub async fn call(
         &self,
         on_behalf: OnBehalf<'_>,
@@ -149,6 +168,7 @@ impl CrossAppClient {
             path,
             body,
             accept,
+            idempotent,
         } = call;
         let base_url = self
             .base_url(target)
@@ -166,41 +186,25 @@ impl CrossAppClient {
         )?;
         let mut request = self
             .http
+            .client()
             .request(method, format!("{}{path}", base_url.trim_end_matches('/')))
             .bearer_auth(token)
             .header(TENANT_ID, on_behalf.tenant)
             .header(SOURCE_APP, self.source.as_str());
-        if let Some(ctx) = RequestContext::current() {
-            request = request
-                .header("x-correlation-id", &ctx.correlation_id)
-                .header("traceparent", ctx.outgoing_traceparent());
-        }
         if let Some(body) = body {
             request = request.json(body);
         }
-        let started = Instant::now();
-        let result = request.send().await;
-        let route = RouteLabels {
-            source: self.source.as_str().into(),
-            target: target.as_str().into(),
+        let sent = if idempotent {
+            self.http.send_idempotent(target.as_str(), request).await
+        } else {
+            self.http.send(target.as_str(), request).await
         };
-        self.metrics
-            .cross_app_duration
-            .get_or_create(&route)
-            .observe(started.elapsed().as_secs_f64());
-        let status_label = match &result {
-            Ok(response) => response.status().as_u16().to_string(),
-            Err(_) => "error".into(),
-        };
-        self.metrics
-            .cross_app_requests
-            .get_or_create(&CrossAppLabels {
-                source: route.source,
-                target: route.target,
-                status: status_label,
-            })
-            .inc();
-        let response = result.map_err(|source| CallError::Unreachable { target, source })?;
+        let response = sent.map_err(|e| match e {
+            HttpError::CircuitOpen(open) => CallError::CircuitOpen(open),
+            HttpError::Build { source, .. } | HttpError::Unreachable { source, .. } => {
+                CallError::Unreachable { target, source }
+            }
+        })?;
         let status = response.status();
         if !status.is_success() && !accept.contains(&status) {
             let body = response.text().await.unwrap_or_default();
@@ -217,3 +221,6 @@ impl CrossAppClient {
         Ok((status, json))
     }
 }
+
+#[cfg(test)]
+mod tests;
