@@ -105,6 +105,9 @@ struct ImagesArgs {
     /// Debian mirror.
     #[arg(long, default_value = "http://deb.debian.org/debian")]
     mirror: String,
+    /// Rebuild the root filesystem even when a cached one matches.
+    #[arg(long)]
+    rebuild: bool,
 }
 
 /// Entry point of the binary.
@@ -168,6 +171,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             let options = images::ImageBuild::new(&args.images_dir);
             let options = images::ImageBuild {
                 mirror: args.mirror,
+                rebuild: args.rebuild,
                 ..options
             };
             let started = Instant::now();
@@ -211,7 +215,9 @@ async fn up(args: UpArgs) -> Result<(), Failure> {
         .keep(args.keep)
         .logs_dir(&args.logs_dir)
         .on_progress(|p| match p {
-            Progress::Runtime { runtime, reason } => say(&format!("runtime: {runtime} ({reason})")),
+            Progress::Runtime {
+                runtime, reason, ..
+            } => say(&format!("runtime: {runtime} ({reason})")),
             Progress::Starting { component } => say(&format!("  starting {component} …")),
             Progress::Ready { component, took } => {
                 say(&format!("  ready    {component} ({took:.1?})"));

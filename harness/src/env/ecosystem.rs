@@ -20,8 +20,12 @@ use super::{docker, external, process};
 /// What happens while the ecosystem starts, for progress displays.
 #[derive(Debug, Clone)]
 pub enum Progress {
-    /// The runtime was chosen.
-    Runtime { runtime: Runtime, reason: String },
+    /// The runtime was chosen (`run_id` labels what this run creates).
+    Runtime {
+        runtime: Runtime,
+        reason: String,
+        run_id: String,
+    },
     /// A component is being started.
     Starting { component: String },
     /// A component is ready.
@@ -105,11 +109,12 @@ impl EcosystemBuilder {
             }
         };
         let (runtime, reason) = pick(self.runtime, &file).await;
+        let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         report(Progress::Runtime {
             runtime,
             reason: reason.clone(),
+            run_id: run_id.clone(),
         });
-        let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         let root =
             binaries::workspace_root(&file.base_dir).unwrap_or_else(|| file.base_dir.join(".."));
         let logs_dir = self
@@ -216,7 +221,10 @@ impl Ecosystem {
         EcosystemBuilder::default()
     }
 
-    async fn start_all(&mut self, report: &dyn Fn(Progress)) -> Result<(), EnvError> {
+    async fn start_all(
+        &mut self,
+        report: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<(), EnvError> {
         let mut placements = BTreeMap::new();
         for c in self.file.components.values() {
             placements.insert(c.name.clone(), self.backend.place(c)?);

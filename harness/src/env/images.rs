@@ -40,6 +40,8 @@ pub struct ImageBuild {
     pub postgres: String,
     pub redis: String,
     pub runtime: String,
+    /// Build the root filesystem again even when a cached one matches.
+    pub rebuild: bool,
 }
 
 impl ImageBuild {
@@ -52,6 +54,7 @@ impl ImageBuild {
             postgres: "tekup-harness/postgres:15".into(),
             redis: "tekup-harness/redis:7".into(),
             runtime: "tekup-harness/runtime:bookworm".into(),
+            rebuild: false,
         }
     }
 }
@@ -71,22 +74,29 @@ pub async fn build(
             format!("{} is missing", entrypoint.display()),
         ));
     }
+    let entrypoint = entrypoint
+        .canonicalize()
+        .map_err(EnvError::io(format!("resolve {}", entrypoint.display())))?;
     let docker = docker::connect().await?;
-    let work = tempfile::Builder::new()
-        .prefix("tekup-images-")
-        .tempdir()
-        .map_err(EnvError::io("create a build directory"))?;
-    let tarball = work.path().join("rootfs.tar");
+    let tarball = cached_rootfs_path(options, &entrypoint)?;
     let mut timings = Vec::new();
     let started = Instant::now();
-    progress(&format!(
-        "building a Debian {} root filesystem ({PACKAGES}) from {}",
-        options.suite, options.mirror
-    ));
-    let (tarball, entrypoint, options2) = (tarball.clone(), entrypoint.clone(), options.clone());
-    let rootfs = tokio::task::spawn_blocking(move || rootfs(&options2, &entrypoint, &tarball))
-        .await
-        .map_err(|e| EnvError::other("build the root filesystem", e))??;
+    let rootfs = if tarball.is_file() && !options.rebuild {
+        progress(&format!(
+            "reusing the root filesystem {}",
+            tarball.display()
+        ));
+        tarball
+    } else {
+        progress(&format!(
+            "building a Debian {} root filesystem ({PACKAGES}) from {}",
+            options.suite, options.mirror
+        ));
+        let (entrypoint, options2) = (entrypoint.clone(), options.clone());
+        tokio::task::spawn_blocking(move || rootfs(&options2, &entrypoint, &tarball))
+            .await
+            .map_err(|e| EnvError::other("build the root filesystem", e))??
+    };
     timings.push(("root filesystem".to_owned(), started.elapsed()));
     let path =
         "/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -100,7 +110,6 @@ pub async fn build(
                 "ENTRYPOINT [\"docker-entrypoint.sh\"]".to_owned(),
                 "CMD [\"postgres\"]".to_owned(),
                 "EXPOSE 5432".to_owned(),
-                "STOPSIGNAL SIGINT".to_owned(),
             ],
         ),
         (
@@ -127,7 +136,40 @@ pub async fn build(
     Ok(timings)
 }
 
+/// Where the root filesystem of these options is cached: keyed by the
+/// suite, packages, mirror and entrypoint, so a changed input rebuilds.
+fn cached_rootfs_path(options: &ImageBuild, entrypoint: &Path) -> Result<PathBuf, EnvError> {
+    use std::hash::{Hash as _, Hasher as _};
+    let script = std::fs::read(entrypoint).map_err(EnvError::io("read the entrypoint"))?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (&options.suite, &options.mirror, PACKAGES, script).hash(&mut hasher);
+    let cache = std::env::var_os("TEKUP_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("tekup-harness-cache"));
+    std::fs::create_dir_all(&cache).map_err(EnvError::io(format!("create {}", cache.display())))?;
+    Ok(cache.join(format!(
+        "rootfs-{}-{:016x}.tar",
+        options.suite,
+        hasher.finish()
+    )))
+}
+
 fn rootfs(options: &ImageBuild, entrypoint: &Path, tarball: &Path) -> Result<PathBuf, EnvError> {
+    // Build next to the final name, then rename: a cut-short build is never reused.
+    let partial = tarball.with_extension("partial.tar");
+    let result = build_rootfs(options, entrypoint, &partial);
+    match result {
+        Ok(()) => std::fs::rename(&partial, tarball)
+            .map(|()| tarball.to_path_buf())
+            .map_err(EnvError::io("move the root filesystem into the cache")),
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
+fn build_rootfs(options: &ImageBuild, entrypoint: &Path, tarball: &Path) -> Result<(), EnvError> {
     let customize = format!(
         "install -m 755 {ep} \"$1/usr/local/bin/docker-entrypoint.sh\" && \
          rm -rf \"$1/var/lib/postgresql/15/main\" \"$1/etc/postgresql/15/main\" && \
@@ -147,7 +189,7 @@ fn rootfs(options: &ImageBuild, entrypoint: &Path, tarball: &Path) -> Result<Pat
             .arg(format!("--include={PACKAGES}"))
             .arg(format!("--customize-hook={customize}"));
         for e in excludes {
-            cmd.arg(format!("--dpkg-opt={e}"));
+            cmd.arg(format!("--dpkgopt={e}"));
         }
         cmd.arg(&options.suite).arg(tarball).arg(&options.mirror);
         cmd.output()
@@ -183,7 +225,7 @@ fn rootfs(options: &ImageBuild, entrypoint: &Path, tarball: &Path) -> Result<Pat
     if !output.status.success() {
         return Err(failed("mmdebstrap/debootstrap", &output));
     }
-    Ok(tarball.to_path_buf())
+    Ok(())
 }
 
 fn failed(tool: &str, out: &std::process::Output) -> EnvError {

@@ -17,7 +17,7 @@ use super::{LABEL, RUN_LABEL};
 
 /// Connects to the daemon named by `DOCKER_HOST` (or the local socket) and
 /// negotiates the API version.
-pub(crate) async fn connect() -> Result<Docker, EnvError> {
+pub async fn connect() -> Result<Docker, EnvError> {
     let docker = Docker::connect_with_defaults().map_err(EnvError::docker(
         "connect to the daemon (DOCKER_HOST or /var/run/docker.sock)",
     ))?;
@@ -162,4 +162,25 @@ pub async fn reap(run: &str) -> Result<(usize, usize), EnvError> {
     .map_err(|e| EnvError::other("wait for the harness", e))?;
     let docker = connect().await?;
     remove_runs(&docker, Some(run)).await
+}
+
+/// How many containers and networks of run `run` exist.
+pub async fn run_resources(run: &str) -> Result<(usize, usize), EnvError> {
+    let docker = connect().await?;
+    let filters = HashMap::from([("label".to_owned(), vec![format!("{RUN_LABEL}={run}")])]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }))
+        .await
+        .map_err(EnvError::docker("list the run's containers"))?;
+    let networks = docker
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .map_err(EnvError::docker("list the run's networks"))?;
+    Ok((containers.len(), networks.len()))
 }

@@ -37,8 +37,8 @@ use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use serde_json::json;
 
-pub(crate) use clean::{connect, image_exists};
-pub use clean::{reap, remove_runs, usable};
+pub(crate) use clean::image_exists;
+pub use clean::{connect, reap, remove_runs, run_resources, usable};
 use instance::DockerInstance;
 
 use super::error::EnvError;

@@ -1,0 +1,130 @@
+//! The full ecosystem under the `docker` runtime, from the offline images.
+//!
+//! These tests need `tekup-harness images build` to have run on this
+//! machine (no registry is needed, but the images must exist); without the
+//! images they fail and say so.
+
+use std::time::Duration;
+
+use tekup_harness::env::{docker, EcosystemFile, Runtime};
+
+use crate::common::{check_answers, ecosystem_file};
+
+/// Fails the test, with what to do, when docker or the images are missing.
+pub(crate) async fn require_docker_images() {
+    let file = EcosystemFile::load(&ecosystem_file()).expect("ecosystem file");
+    if let Err(why) = docker::usable(&file).await {
+        panic!(
+            "the docker runtime cannot run here: {why}\n\
+             build the offline images once with `cargo run -p tekup-harness -- images build` \
+             (needs mmdebstrap and a docker daemon)"
+        );
+    }
+}
+
+async fn resources(run: &str) -> (usize, usize) {
+    docker::run_resources(run).await.expect("docker answers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_full_ecosystem_answers_under_docker_and_leaves_nothing() {
+    require_docker_images().await;
+    let eco = tekup_harness::env::Ecosystem::builder()
+        .file(ecosystem_file())
+        .runtime(Runtime::Docker)
+        .start()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the ecosystem starts: {}",
+                tekup_harness::env::error_chain(&e)
+            )
+        });
+    assert_eq!(eco.runtime(), Runtime::Docker);
+    let run = eco.run_id().to_owned();
+    assert_eq!(
+        resources(&run).await,
+        (eco.components().count(), 1),
+        "a container per component on one network"
+    );
+    check_answers(&eco).await;
+
+    // Faults work on containers too.
+    let crm = eco.component("crm-api").expect("crm-api");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .expect("client");
+    crm.pause().await.expect("pause");
+    let health = format!("{}/health", crm.url().expect("url"));
+    assert!(http
+        .get(&health)
+        .send()
+        .await
+        .is_err_and(|e| e.is_timeout()));
+    crm.resume().await.expect("resume");
+    crm.kill().await.expect("kill");
+    crm.restart().await.expect("restart");
+    let health = format!("{}/health", crm.url().expect("url"));
+    assert!(http
+        .get(&health)
+        .send()
+        .await
+        .expect("answers")
+        .status()
+        .is_success());
+
+    let logs = eco.logs_dir().to_path_buf();
+    drop(eco);
+    assert_eq!(
+        resources(&run).await,
+        (0, 0),
+        "no container or network survives"
+    );
+    let flow_log = std::fs::read_to_string(logs.join("flow-api.log")).expect("logs saved");
+    assert!(flow_log.contains("listening"), "{flow_log}");
+    let _ = std::fs::remove_dir_all(logs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_picks_docker_when_the_images_exist() {
+    require_docker_images().await;
+    let file = EcosystemFile::load(&ecosystem_file()).expect("file");
+    let why = docker::usable(&file).await.expect("usable");
+    assert!(why.contains("every image exists locally"), "{why}");
+    // And a failed start under docker removes what it created.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ecosystem.toml");
+    std::fs::write(
+        &path,
+        "[component.redis]\nkind = \"redis\"\nimage = \"redis:7\"\noffline-image = \"tekup-harness/redis:7\"\n\
+         [component.broken]\nkind = \"redis\"\nimage = \"tekup-harness/no-such-image:1\"\ndepends-on = [\"redis\"]\n",
+    )
+    .expect("write");
+    let run = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = std::sync::Arc::clone(&run);
+    let err = tekup_harness::env::Ecosystem::builder()
+        .file(&path)
+        .runtime(Runtime::Docker)
+        .logs_dir(dir.path().join("logs"))
+        .on_progress(move |p| {
+            if let tekup_harness::env::Progress::Runtime { run_id, .. } = p {
+                *seen.lock().expect("lock") = run_id.clone();
+            }
+        })
+        .start()
+        .await
+        .expect_err("the image does not exist");
+    let text = err.to_string();
+    assert!(
+        text.contains("`tekup-harness/no-such-image:1`") && text.contains("images build"),
+        "{text}"
+    );
+    let run = run.lock().expect("lock").clone();
+    assert!(!run.is_empty());
+    assert_eq!(
+        resources(&run).await,
+        (0, 0),
+        "a failed start removes what it created"
+    );
+}

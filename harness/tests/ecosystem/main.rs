@@ -1,0 +1,9 @@
+//! The ecosystem started for real: under `process` (Postgres, Redis, the
+//! mocks and the services as child processes) and under `docker` (the
+//! offline images from `tekup-harness images build`), plus the guarantee
+//! that nothing survives a harness killed with SIGKILL.
+
+mod common;
+mod docker;
+mod process;
+mod sigkill;

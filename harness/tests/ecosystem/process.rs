@@ -1,0 +1,187 @@
+//! The full ecosystem under the `process` runtime: it answers, faults work
+//! per component, readiness failures explain themselves, and nothing is
+//! left behind after drop or a panic.
+
+use std::time::Duration;
+
+use crate::common::{alive, check_answers, ecosystem_file, eventually};
+use tekup_harness::env::{Ecosystem, EnvError, Runtime};
+
+async fn start() -> Ecosystem {
+    Ecosystem::builder()
+        .file(ecosystem_file())
+        .runtime(Runtime::Process)
+        .start()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the ecosystem starts: {}",
+                tekup_harness::env::error_chain(&e)
+            )
+        })
+}
+
+fn pids(eco: &Ecosystem) -> Vec<u32> {
+    eco.state()["backend"]["processes"]
+        .as_array()
+        .expect("process list")
+        .iter()
+        .filter_map(|p| p["pid"].as_u64())
+        .map(|p| u32::try_from(p).expect("pid"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_full_ecosystem_answers_and_is_gone_after_drop() {
+    let eco = start().await;
+    assert_eq!(eco.runtime(), Runtime::Process);
+    check_answers(&eco).await;
+
+    let pids = pids(&eco);
+    assert!(pids.len() >= 9, "every component is a process: {pids:?}");
+    let ports: Vec<u16> = eco.components().filter_map(|c| c.port()).collect();
+    let run_dir = eco.state()["backend"]["run-dir"]
+        .as_str()
+        .expect("run dir")
+        .to_owned();
+    assert!(std::path::Path::new(&run_dir).exists());
+    drop(eco);
+
+    assert!(pids.iter().all(|p| !alive(*p)), "no process survives drop");
+    for port in ports {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} is closed"
+        );
+    }
+    assert!(
+        !std::path::Path::new(&run_dir).exists(),
+        "run directory removed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_can_be_killed_paused_and_restarted() {
+    let eco = start().await;
+    let crm = eco.component("crm-api").expect("crm-api");
+    let health = format!("{}/health", crm.url().expect("url"));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .expect("client");
+
+    crm.kill().await.expect("kill");
+    assert!(
+        http.get(&health).send().await.is_err(),
+        "killed crm-api refuses"
+    );
+    let took = crm.restart().await.expect("restart");
+    assert!(took < Duration::from_secs(30));
+    assert!(http
+        .get(&health)
+        .send()
+        .await
+        .expect("answers")
+        .status()
+        .is_success());
+
+    crm.pause().await.expect("pause");
+    let frozen = http.get(&health).send().await;
+    assert!(
+        frozen.is_err_and(|e| e.is_timeout()),
+        "a paused service hangs"
+    );
+    crm.resume().await.expect("resume");
+    assert!(http
+        .get(&health)
+        .send()
+        .await
+        .expect("answers")
+        .status()
+        .is_success());
+
+    let pg = eco.component("postgres").expect("postgres");
+    pg.restart().await.expect("postgres restarts");
+    let pool = eco.postgres_pool().await.expect("pool after restart");
+    let (n,): (i64,) = sqlx::query_as("select count(*) from auth.tenants")
+        .fetch_one(&pool)
+        .await
+        .expect("data survived the restart");
+    assert!(n > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_test_leaves_no_process() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let eco = start().await;
+        let _ = tx.send(pids(&eco));
+        panic!("the test fails while the ecosystem is up");
+    });
+    let pids = rx.await.expect("pids reported");
+    assert!(task.await.is_err_and(|e| e.is_panic()));
+    assert!(
+        eventually(Duration::from_secs(10), || pids.iter().all(|p| !alive(*p))).await,
+        "no process survives the panic"
+    );
+}
+
+fn write_file(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("ecosystem.toml");
+    std::fs::write(&path, body).expect("write");
+    path
+}
+
+#[tokio::test]
+async fn a_component_that_never_gets_ready_is_named_with_its_log_and_the_time_waited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_file(
+        dir.path(),
+        r#"
+[component.slow]
+program = "/bin/sh"
+args = ["-c", "echo booting; echo still booting on ${self.port}; exec sleep 30"]
+port = 80
+ready = { http = "/health", timeout = "1s" }
+"#,
+    );
+    let err = Ecosystem::builder()
+        .file(&file)
+        .runtime(Runtime::Process)
+        .logs_dir(dir.path().join("logs"))
+        .start()
+        .await
+        .expect_err("never ready");
+    let text = err.to_string();
+    assert!(matches!(err, EnvError::NotReady { .. }), "{text}");
+    assert!(
+        text.contains("`slow` was not ready (HTTP GET /health answering 2xx) after 1."),
+        "{text}"
+    );
+    assert!(text.contains("still booting on"), "{text}");
+}
+
+#[tokio::test]
+async fn a_component_that_exits_early_is_reported_with_its_status_and_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_file(
+        dir.path(),
+        r#"
+[component.crashy]
+program = "/bin/sh"
+args = ["-c", "echo cannot open config >&2; exit 3"]
+port = 80
+ready = { tcp = true }
+"#,
+    );
+    let err = Ecosystem::builder()
+        .file(&file)
+        .runtime(Runtime::Process)
+        .logs_dir(dir.path().join("logs"))
+        .start()
+        .await
+        .expect_err("exits");
+    let text = err.to_string();
+    assert!(text.contains("`crashy` exited (exit status: 3)"), "{text}");
+    assert!(text.contains("cannot open config"), "{text}");
+}

@@ -1,0 +1,151 @@
+//! `tekup-harness up` killed with SIGKILL (no destructor, no signal
+//! handler) leaves no process, container or network; Ctrl-C tears down.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tekup_harness::env::docker;
+
+use crate::common::{alive, ecosystem_file, eventually, group_members, recorded_pids};
+
+/// Starts `tekup-harness up` and waits (with a deadline) until it says it is up.
+fn up(runtime: &str, dir: &Path) -> (Child, Value) {
+    let state_file = dir.join("state.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tekup-harness"))
+        .args(["up", "--runtime", runtime, "--file"])
+        .arg(ecosystem_file())
+        .arg("--state-file")
+        .arg(&state_file)
+        .arg("--logs-dir")
+        .arg(dir.join("logs"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tekup-harness starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx2.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(180)) {
+            Ok(line) if line.contains("up until Ctrl-C") => break,
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("`tekup-harness up` did not come up:\n{}", seen.join("\n"));
+            }
+        }
+    }
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).expect("state file"))
+            .expect("state JSON");
+    (child, state)
+}
+
+fn signal(child: &Child, signal: i32) {
+    let pid = i32::try_from(child.id()).expect("pid");
+    #[expect(unsafe_code, reason = "kill(2) has no safe wrapper in std")]
+    // SAFETY: kill has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "signal delivered");
+}
+
+fn leftovers(pids: &[u32]) -> Vec<u32> {
+    pids.iter()
+        .flat_map(|p| {
+            let mut v = group_members(*p);
+            if alive(*p) {
+                v.push(*p);
+            }
+            v
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_harness_leaves_no_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, state) = up("process", dir.path());
+    let pids = recorded_pids(&state);
+    assert!(pids.len() >= 9, "{state}");
+    assert!(leftovers(&pids).len() >= pids.len(), "the components run");
+    let run_dir = state["backend"]["run-dir"]
+        .as_str()
+        .expect("run dir")
+        .to_owned();
+
+    signal(&child, libc::SIGKILL);
+    let _ = child.wait();
+    assert!(
+        eventually(Duration::from_secs(10), || leftovers(&pids).is_empty()).await,
+        "processes left after SIGKILL: {:?}",
+        leftovers(&pids)
+    );
+    // No destructor ran: the run directory is what a later `down` removes.
+    assert!(Path::new(&run_dir).exists());
+    let down = Command::new(env!("CARGO_BIN_EXE_tekup-harness"))
+        .arg("down")
+        .arg("--state-file")
+        .arg(dir.path().join("state.json"))
+        .output()
+        .expect("down runs");
+    assert!(down.status.success(), "{down:?}");
+    assert!(
+        !Path::new(&run_dir).exists(),
+        "down removed the run directory"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_tears_the_ecosystem_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, state) = up("process", dir.path());
+    let pids = recorded_pids(&state);
+    signal(&child, libc::SIGINT);
+    let status = child.wait().expect("exits");
+    assert!(status.success(), "{status}");
+    assert!(leftovers(&pids).is_empty(), "{:?}", leftovers(&pids));
+    assert!(
+        !dir.path().join("state.json").exists(),
+        "state file removed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_harness_leaves_no_container_or_network() {
+    crate::docker::require_docker_images().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, state) = up("docker", dir.path());
+    let run = state["run-id"].as_str().expect("run id").to_owned();
+    let (containers, networks) = docker::run_resources(&run).await.expect("docker");
+    assert!(containers >= 9 && networks == 1, "{containers} {networks}");
+
+    signal(&child, libc::SIGKILL);
+    let _ = child.wait();
+    let mut last = (containers, networks);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        last = docker::run_resources(&run).await.expect("docker");
+        if last == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(last, (0, 0), "containers and networks left after SIGKILL");
+}

@@ -1,0 +1,166 @@
+//! The ecosystem file: the shipped one is valid, and mistakes are reported
+//! with the file's line.
+
+use std::path::Path;
+
+use tekup_harness::env::{EcosystemFile, Kind, Ready};
+
+fn parse(text: &str) -> Result<EcosystemFile, String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/test.toml");
+    EcosystemFile::parse(&dir, text).map_err(|e| e.to_string())
+}
+
+const BASE: &str = r#"[vars]
+secret = "s"
+
+[component.postgres]
+kind = "postgres"
+password = "${vars.secret}"
+
+[component.api]
+program = "tekup-service"
+port = 8080
+ready = { http = "/health" }
+env = { DATABASE_URL = "${postgres.url}" }
+"#;
+
+#[test]
+fn the_shipped_file_is_valid_and_orders_the_start() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/ecosystem.toml");
+    let file = EcosystemFile::load(&path).expect("fixtures/ecosystem.toml is valid");
+    for name in [
+        "postgres",
+        "redis",
+        "openai",
+        "gemini",
+        "graph",
+        "stripe",
+        "migrate",
+        "flow-api",
+        "crm-api",
+        "secure-platform",
+    ] {
+        assert!(file.component(name).is_some(), "{name} is in the file");
+    }
+    assert_eq!(file.component("migrate").expect("migrate").kind, Kind::Job);
+    assert_eq!(
+        file.component("flow-api").expect("flow").ready,
+        Ready::Http("/health".into())
+    );
+    let layer_of = |name: &str| {
+        file.layers
+            .iter()
+            .position(|l| l.iter().any(|n| n == name))
+            .expect("placed")
+    };
+    assert!(layer_of("postgres") < layer_of("migrate"));
+    assert!(layer_of("migrate") < layer_of("crm-api"));
+    assert!(
+        layer_of("crm-api") < layer_of("flow-api"),
+        "flow-api references crm-api"
+    );
+    assert!(file
+        .component("flow-api")
+        .expect("flow")
+        .depends_on
+        .contains("openai"));
+}
+
+#[test]
+fn an_unknown_key_names_its_line() {
+    let text = BASE.replace("port = 8080", "port = 8080\nprots = 1");
+    let err = parse(&text).expect_err("unknown key");
+    assert!(
+        err.contains("test.toml:11:1: unknown field `prots`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_kind_names_its_line() {
+    let err = parse(&BASE.replace("kind = \"postgres\"", "kind = \"mysql\"")).expect_err("kind");
+    assert!(
+        err.contains("test.toml:5:8: unknown variant `mysql`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_dangling_component_reference_names_its_line_and_the_known_components() {
+    let err = parse(&BASE.replace("${postgres.url}", "${postgress.url}")).expect_err("dangling");
+    assert!(err.contains("test.toml:12:"), "{err}");
+    assert!(
+        err.contains("`${postgress.url}` refers to component `postgress`"),
+        "{err}"
+    );
+    assert!(err.contains("known: api, postgres"), "{err}");
+}
+
+#[test]
+fn a_dangling_variable_attribute_or_dependency_is_an_error_with_its_line() {
+    let err = parse(&BASE.replace("${vars.secret}", "${vars.secrte}")).expect_err("var");
+    assert!(
+        err.contains("test.toml:6:") && err.contains("vars.secrte"),
+        "{err}"
+    );
+
+    let err = parse(&BASE.replace("${postgres.url}", "${postgres.uri}")).expect_err("attr");
+    assert!(
+        err.contains("test.toml:12:") && err.contains("unknown attribute"),
+        "{err}"
+    );
+
+    let text = BASE.replace("port = 8080", "port = 8080\ndepends-on = [\"redis\"]");
+    let err = parse(&text).expect_err("dependency");
+    assert!(
+        err.contains("test.toml:11:") && err.contains("\"redis\", which is not a component"),
+        "{err}"
+    );
+
+    let err = parse(&BASE.replace("${postgres.url}", "${file:nope.yaml}")).expect_err("file");
+    assert!(
+        err.contains("test.toml:12:") && err.contains("does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_cycle_is_an_error() {
+    let text = format!(
+        "{BASE}\n[component.other]\nprogram = \"x\"\nport = 1\nready = {{ tcp = true }}\nargs = [\"${{api.url}}\"]\n"
+    )
+    .replace("env = { DATABASE_URL", "args = [\"${other.url}\"]\nenv = { DATABASE_URL");
+    let err = parse(&text).expect_err("cycle");
+    assert!(
+        err.contains("dependency cycle among components api, other"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_service_needs_a_program_a_port_and_a_readiness_check() {
+    let err = parse(&BASE.replace("program = \"tekup-service\"\n", "")).expect_err("program");
+    assert!(
+        err.contains("test.toml:8:") && err.contains("needs `program`"),
+        "{err}"
+    );
+    let err = parse(&BASE.replace("port = 8080\n", "")).expect_err("port");
+    assert!(err.contains("needs `port`"), "{err}");
+    let err = parse(&BASE.replace("ready = { http = \"/health\" }\n", "")).expect_err("ready");
+    assert!(err.contains("a service needs `ready`"), "{err}");
+    let err = parse(&BASE.replace(
+        "{ http = \"/health\" }",
+        "{ http = \"/health\", tcp = true }",
+    ))
+    .expect_err("two checks");
+    assert!(err.contains("exactly one of"), "{err}");
+    let err = parse(&BASE.replace(
+        "{ http = \"/health\" }",
+        "{ http = \"/h\", timeout = \"5 parsecs\" }",
+    ))
+    .expect_err("duration");
+    assert!(
+        err.contains("test.toml:11:") && err.contains("invalid duration"),
+        "{err}"
+    );
+}
