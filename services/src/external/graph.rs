@@ -180,6 +180,7 @@ pub struct GraphClient {
     client_id: String,
     client_secret: Secret,
     mailbox: String,
+    page_size: u32,
     token: Mutex<Option<CachedToken>>,
 }
 
@@ -213,8 +214,16 @@ impl GraphClient {
             client_id: config.client_id,
             client_secret: Secret(config.client_secret),
             mailbox: config.mailbox,
+            page_size: 50,
             token: Mutex::new(None),
         }
+    }
+
+    /// Messages asked for per page (`$top`, default 50).
+    #[must_use]
+    pub fn with_page_size(mut self, page_size: u32) -> Self {
+        self.page_size = page_size.max(1);
+        self
     }
 
     /// An access token, from the cache or freshly requested.
@@ -303,7 +312,8 @@ impl GraphClient {
     /// [`GraphError`].
     pub async fn list_messages(&self) -> Result<Vec<MailMessage>, GraphError> {
         let mut url = self.url(&["v1.0", "users", &self.mailbox, "messages"])?;
-        url.query_pairs_mut().append_pair("$top", "50");
+        url.query_pairs_mut()
+            .append_pair("$top", &self.page_size.to_string());
         let mut messages = Vec::new();
         for _ in 0..MAX_PAGES {
             let page_url = url.clone();

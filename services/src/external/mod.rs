@@ -280,6 +280,9 @@ pub(crate) async fn error_body(
 }
 
 #[cfg(test)]
+mod mock_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
