@@ -5,15 +5,21 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::grants::Grants;
 use crate::config::ServiceArgs;
+use crate::events::EventBus;
+use crate::gateway::{Gateway, GatewayArgs};
+use crate::queue::Queues;
 use crate::state::{AppState, ServiceName};
 use crate::tenants::{self, NewTenant, SeedFile};
+use crate::worker::{self, WorkerArgs};
 use crate::{db, http};
 
 #[derive(Debug, Parser)]
@@ -42,11 +48,31 @@ enum Command {
     CrmApi(ServiceArgs),
     /// Secure Platform: security incidents.
     SecurePlatform(ServiceArgs),
+    /// WebSocket event gateway on `/events` (needs REDIS_URL).
+    Gateway(GatewayCommand),
+    /// Queue worker: lead processing, notifications, ... (needs REDIS_URL); serves /health, /metrics, /admin/queues.
+    Worker(WorkerCommand),
     /// Applies the migrations, creates the services' login role, optionally seeds tenants.
     Migrate(MigrateArgs),
     /// Administers tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+}
+
+#[derive(Debug, Args)]
+struct GatewayCommand {
+    #[command(flatten)]
+    service: ServiceArgs,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+}
+
+#[derive(Debug, Args)]
+struct WorkerCommand {
+    #[command(flatten)]
+    service: ServiceArgs,
+    #[command(flatten)]
+    worker: WorkerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -131,9 +157,22 @@ fn init_tracing() {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::FlowApi(args) => run_service(ServiceName::FlowApi, args).await,
-        Command::CrmApi(args) => run_service(ServiceName::CrmApi, args).await,
-        Command::SecurePlatform(args) => run_service(ServiceName::SecurePlatform, args).await,
+        Command::FlowApi(args) => run_service(ServiceName::FlowApi, args, Role::Api).await,
+        Command::CrmApi(args) => run_service(ServiceName::CrmApi, args, Role::Api).await,
+        Command::SecurePlatform(args) => {
+            run_service(ServiceName::SecurePlatform, args, Role::Api).await
+        }
+        Command::Gateway(cmd) => {
+            run_service(
+                ServiceName::Gateway,
+                cmd.service,
+                Role::Gateway(cmd.gateway),
+            )
+            .await
+        }
+        Command::Worker(cmd) => {
+            run_service(ServiceName::Worker, cmd.service, Role::Worker(cmd.worker)).await
+        }
         Command::Migrate(args) => migrate(args).await,
         Command::Tenant(TenantCommand::Create(args)) => create_tenant(args).await,
     }
@@ -159,7 +198,15 @@ async fn connect(url: &str, max: u32) -> anyhow::Result<sqlx::PgPool> {
         .with_context(|| format!("failed to connect to Postgres at {}", redact_url(url)))
 }
 
-async fn run_service(service: ServiceName, args: ServiceArgs) -> anyhow::Result<()> {
+/// What a service process runs besides its HTTP server.
+#[derive(Debug)]
+enum Role {
+    Api,
+    Gateway(GatewayArgs),
+    Worker(WorkerArgs),
+}
+
+async fn run_service(service: ServiceName, args: ServiceArgs, role: Role) -> anyhow::Result<()> {
     let pool = connect(&args.database_url, args.db_max_connections).await?;
     let grants = Grants::load(&pool)
         .await
@@ -169,13 +216,50 @@ async fn run_service(service: ServiceName, args: ServiceArgs) -> anyhow::Result<
     }
     let mut state = AppState::new(
         service,
-        pool,
+        pool.clone(),
         grants,
         args.token_secret.as_bytes(),
         args.upstreams,
     );
     state.admin_token = args.admin_token.map(Into::into);
     state.max_body_bytes = args.max_body_bytes;
+    let shutdown = CancellationToken::new();
+
+    let redis = match &args.redis_url {
+        Some(url) => Some(connect_redis(url, &mut state).await?),
+        None if matches!(role, Role::Api) => {
+            tracing::warn!(
+                "no REDIS_URL: no events are published and leads are processed inside the request"
+            );
+            None
+        }
+        None => anyhow::bail!("{service} needs Redis: set REDIS_URL or --redis-url"),
+    };
+    let mut worker = None;
+    match role {
+        Role::Api => {}
+        Role::Gateway(gateway_args) => {
+            let client = redis.clone().expect("checked above");
+            let gateway = Gateway::start(
+                client,
+                pool,
+                Arc::clone(&state.metrics),
+                &gateway_args,
+                shutdown.clone(),
+            )
+            .await
+            .context("failed to start the gateway's stream reader")?;
+            state.gateway = Some(gateway);
+        }
+        Role::Worker(worker_args) => {
+            worker = Some(tokio::spawn(worker::run(
+                state.clone(),
+                worker_args,
+                shutdown.clone(),
+            )));
+        }
+    }
+
     let listener = TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("failed to listen on {}", args.bind))?;
@@ -183,11 +267,43 @@ async fn run_service(service: ServiceName, args: ServiceArgs) -> anyhow::Result<
         .local_addr()
         .context("failed to read the bound address")?;
     tracing::info!(%service, %address, "listening on http://{address}");
-    http::serve(listener, http::app(state), shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stop.cancel();
+    });
+    http::serve(
+        listener,
+        http::app(state),
+        shutdown.clone().cancelled_owned(),
+    )
+    .await
+    .context("the HTTP server failed")?;
+    shutdown.cancel();
+    if let Some(worker) = worker {
+        worker
+            .await
+            .context("the worker task panicked")?
+            .context("the worker failed")?;
+    }
     tracing::info!(%service, "stopped");
     Ok(())
+}
+
+/// Connects the event bus and the queues; returns the client for more connections.
+async fn connect_redis(url: &str, state: &mut AppState) -> anyhow::Result<redis::Client> {
+    let shown = redact_url(url);
+    let client = redis::Client::open(url).with_context(|| format!("invalid REDIS_URL {shown}"))?;
+    let manager = redis::aio::ConnectionManager::new(client.clone())
+        .await
+        .with_context(|| format!("failed to connect to Redis at {shown}"))?;
+    state.events = Some(EventBus::new(manager));
+    state.queues = Some(
+        Queues::connect(client.clone())
+            .await
+            .with_context(|| format!("failed to set up the queues on Redis at {shown}"))?,
+    );
+    Ok(client)
 }
 
 async fn shutdown_signal() {

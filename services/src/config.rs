@@ -31,6 +31,11 @@ pub struct ServiceArgs {
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    /// Redis URL for events and queues (e.g. redis://127.0.0.1:6379). Without
+    /// it the Flow API processes leads inside the request and publishes no events.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
     /// Largest accepted request body, in bytes; larger bodies get 413.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,

@@ -29,11 +29,14 @@ pub fn app(state: AppState) -> Router {
         ServiceName::FlowApi => crate::flow::routes(),
         ServiceName::CrmApi => crate::crm::routes(),
         ServiceName::SecurePlatform => crate::secure::routes(),
+        ServiceName::Gateway => crate::gateway::routes(),
+        ServiceName::Worker => Router::new(),
     };
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/admin/tenants", post(create_tenant))
+        .route("/admin/queues", get(queue_stats))
         .merge(routes)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
@@ -52,16 +55,41 @@ pub async fn serve(
         .await
 }
 
+/// `GET /health`: 200 when the database (and Redis, when configured)
+/// answer, else 503 naming what does not.
 async fn health(State(state): State<AppState>) -> Response {
-    let database = sqlx::query("SELECT 1").execute(&state.db).await;
-    let body = |db: &str| json!({ "status": if db == "ok" { "ok" } else { "degraded" }, "service": state.service.as_str(), "database": db });
-    match database {
-        Ok(_) => Json(body("ok")).into_response(),
+    let database = match sqlx::query("SELECT 1").execute(&state.db).await {
+        Ok(_) => "ok",
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body("unreachable"))).into_response()
+            "unreachable"
         }
+    };
+    let redis = match &state.queues {
+        None => None,
+        Some(queues) => Some(match queues.ping().await {
+            Ok(()) => "ok",
+            Err(e) => {
+                tracing::warn!(error = %e, "health check: redis unreachable");
+                "unreachable"
+            }
+        }),
+    };
+    let healthy = database == "ok" && redis.is_none_or(|r| r == "ok");
+    let mut body = json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "service": state.service.as_str(),
+        "database": database,
+    });
+    if let Some(redis) = redis {
+        body["redis"] = json!(redis);
     }
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -104,6 +132,55 @@ async fn create_tenant(
         Err(TenantError::Invalid(message)) => Err(ApiError::Validation(message)),
         Err(e) => Err(ApiError::internal(e)),
     }
+}
+
+/// Refuses unless the request carries the admin bearer token.
+fn require_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let Some(expected) = state.admin_token.as_deref() else {
+        return Err(ApiError::NotFound(
+            "admin endpoints are disabled (no ADMIN_TOKEN)".into(),
+        ));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthenticated("invalid admin token".into()))
+    }
+}
+
+/// `GET /admin/queues`: every queue's size, in-flight, retrying, dead and
+/// processed counts, with the last dead letters and their errors.
+async fn queue_stats(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<serde_json::Value>> {
+    require_admin(&state, &headers)?;
+    let Some(queues) = &state.queues else {
+        return Err(ApiError::NotFound(
+            "this service has no queues (no REDIS_URL)".into(),
+        ));
+    };
+    let stats = queues.stats().await.map_err(ApiError::internal)?;
+    let mut out = Vec::with_capacity(stats.len());
+    for s in stats {
+        let queue = crate::queue::QueueName::parse(s.name).expect("stats name a known queue");
+        let dead: Vec<serde_json::Value> = queues
+            .dead_letters(queue, 10)
+            .await
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .map(|(job, error)| json!({ "job": job, "error": error }))
+            .collect();
+        let mut entry = serde_json::to_value(&s).map_err(ApiError::internal)?;
+        entry["lastDeadLetters"] = serde_json::Value::Array(dead);
+        out.push(entry);
+    }
+    Ok(Json(json!({ "queues": out })))
 }
 
 /// Scopes the request context, logs and counts the request, and turns

@@ -28,6 +28,7 @@ pub mod error;
 pub mod events;
 pub mod external;
 pub mod flow;
+pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod queue;
@@ -36,6 +37,7 @@ pub mod secure;
 pub mod state;
 pub mod tenants;
 pub mod validate;
+pub mod worker;
 
 pub use http::{app, serve};
 pub use state::{AppState, ServiceName};

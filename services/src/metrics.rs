@@ -138,7 +138,11 @@ impl Metrics {
             websocket_slow_consumers.clone(),
         );
         let queue_size = Family::<QueueLabels, Gauge>::default();
-        registry.register("message_queue_size", "Jobs waiting in a queue", queue_size.clone());
+        registry.register(
+            "message_queue_size",
+            "Jobs waiting in a queue",
+            queue_size.clone(),
+        );
         let queue_processed = Family::<QueueOutcomeLabels, Counter>::default();
         registry.register(
             "message_queue_processed",

@@ -10,8 +10,11 @@ use crate::auth::ratelimit::RateLimiter;
 use crate::auth::token::TokenKeys;
 use crate::client::{CrossAppClient, ResilientHttp};
 use crate::config::Upstreams;
+use crate::events::EventBus;
 use crate::external::External;
+use crate::gateway::Gateway;
 use crate::metrics::Metrics;
+use crate::queue::Queues;
 use crate::resilience::Resilience;
 
 /// The services this crate implements, by their names in the permission matrix.
@@ -20,16 +23,29 @@ pub enum ServiceName {
     FlowApi,
     CrmApi,
     SecurePlatform,
+    Gateway,
+    Worker,
 }
 
 impl ServiceName {
-    pub const ALL: [ServiceName; 3] = [Self::FlowApi, Self::CrmApi, Self::SecurePlatform];
+    /// Every service.
+    pub const ALL: [ServiceName; 5] = [
+        Self::FlowApi,
+        Self::CrmApi,
+        Self::SecurePlatform,
+        Self::Gateway,
+        Self::Worker,
+    ];
+    /// The services with a tenant HTTP API.
+    pub const APIS: [ServiceName; 3] = [Self::FlowApi, Self::CrmApi, Self::SecurePlatform];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::FlowApi => "flow-api",
             Self::CrmApi => "crm-api",
             Self::SecurePlatform => "secure-platform",
+            Self::Gateway => "gateway",
+            Self::Worker => "worker",
         }
     }
 
@@ -58,6 +74,12 @@ pub struct AppState {
     pub external: Arc<External>,
     pub metrics: Arc<Metrics>,
     pub rate_limiter: Arc<RateLimiter>,
+    /// Publisher of cross-app events (needs Redis).
+    pub events: Option<EventBus>,
+    /// The job queues (needs Redis).
+    pub queues: Option<Queues>,
+    /// Set on the gateway service only.
+    pub gateway: Option<Arc<Gateway>>,
     /// Bearer token of the admin endpoints; `None` disables them.
     pub admin_token: Option<Arc<str>>,
     pub max_body_bytes: usize,
@@ -86,6 +108,9 @@ impl AppState {
             external,
             metrics,
             rate_limiter: Arc::default(),
+            events: None,
+            queues: None,
+            gateway: None,
             admin_token: None,
             max_body_bytes: 64 * 1024,
         }

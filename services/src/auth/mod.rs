@@ -103,26 +103,46 @@ impl FromRequestParts<AppState> for TenantContext {
             .map(str::trim);
         let source_app = header_str(headers, SOURCE_APP)?.filter(|a| !a.is_empty());
 
-        let (ctx, rate_limit) = if let Some(token) = bearer {
-            authenticate_token(state, token, tenant_id, source_app).await?
+        if let Some(token) = bearer {
+            let (ctx, rate_limit) = authenticate_token(state, token, tenant_id, source_app).await?;
+            limit_rate(state, ctx, rate_limit)
         } else {
             let key = header_str(headers, TENANT_KEY)?.ok_or_else(|| {
                 ApiError::Unauthenticated(format!(
                     "missing credentials: send `{TENANT_KEY}` or a cross-app bearer token"
                 ))
             })?;
-            authenticate_key(state, key, tenant_id, source_app).await?
-        };
-        let per_minute = u32::try_from(rate_limit).unwrap_or(1);
-        state
-            .rate_limiter
-            .check(&ctx.tenant_id, per_minute, Instant::now())
-            .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
-        Ok(ctx)
+            authenticate_key(state, key, tenant_id, source_app).await
+        }
     }
 }
 
-async fn authenticate_key(
+fn limit_rate(
+    state: &AppState,
+    ctx: TenantContext,
+    per_minute: i32,
+) -> Result<TenantContext, ApiError> {
+    let per_minute = u32::try_from(per_minute).unwrap_or(1);
+    state
+        .rate_limiter
+        .check(&ctx.tenant_id, per_minute, Instant::now())
+        .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
+    Ok(ctx)
+}
+
+/// Authenticates a tenant API key for `source_app` (and counts the request
+/// against the tenant's rate limit). Also used by the WebSocket gateway.
+pub(crate) async fn authenticate_key(
+    state: &AppState,
+    key: &str,
+    tenant_id: String,
+    source_app: Option<&str>,
+) -> Result<TenantContext, ApiError> {
+    let (ctx, rate_limit) = key_context(state, key, tenant_id, source_app).await?;
+    limit_rate(state, ctx, rate_limit)
+}
+
+async fn key_context(
     state: &AppState,
     key: &str,
     tenant_id: String,

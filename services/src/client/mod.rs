@@ -148,6 +148,7 @@ impl CrossAppClient {
             ServiceName::FlowApi => self.upstreams.flow_api_url.as_deref(),
             ServiceName::CrmApi => self.upstreams.crm_api_url.as_deref(),
             ServiceName::SecurePlatform => self.upstreams.secure_platform_url.as_deref(),
+            ServiceName::Gateway | ServiceName::Worker => None,
         }
     }
 

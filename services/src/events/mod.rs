@@ -75,7 +75,10 @@ impl CrossAppEvent {
     /// publishing it again after a retry is recognised as the same event.
     #[must_use]
     pub fn with_stable_id(mut self, key: &str) -> Self {
-        self.id = Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("{}:{key}", self.kind).as_bytes());
+        self.id = Uuid::new_v5(
+            &Uuid::NAMESPACE_OID,
+            format!("{}:{key}", self.kind).as_bytes(),
+        );
         self
     }
 
@@ -97,7 +100,11 @@ impl CrossAppEvent {
         routes_for(&self.kind)
             .iter()
             .copied()
-            .filter(|app| self.target.as_ref().is_none_or(|t| t.iter().any(|x| x == app)))
+            .filter(|app| {
+                self.target
+                    .as_ref()
+                    .is_none_or(|t| t.iter().any(|x| x == app))
+            })
             .collect()
     }
 }
@@ -165,17 +172,26 @@ mod tests {
     fn recipients_follow_the_routing_table_and_the_target() {
         let event = CrossAppEvent::new("LEAD_CREATED", "flow-api", "acme", json!({}));
         assert_eq!(event.recipients(), ["crm-web", "flow-web"]);
-        let targeted = event.clone().with_target(vec!["flow-web".into(), "inbox-ai".into()]);
+        let targeted = event
+            .clone()
+            .with_target(vec!["flow-web".into(), "inbox-ai".into()]);
         assert_eq!(targeted.recipients(), ["flow-web"]);
-        let incident = CrossAppEvent::new("SECURITY_INCIDENT", "secure-platform", "acme", json!({}));
-        assert_eq!(incident.recipients(), ["secure-platform", "business-dashboard"]);
+        let incident =
+            CrossAppEvent::new("SECURITY_INCIDENT", "secure-platform", "acme", json!({}));
+        assert_eq!(
+            incident.recipients(),
+            ["secure-platform", "business-dashboard"]
+        );
     }
 
     #[test]
     fn stable_ids_repeat_for_the_same_key_only() {
-        let a = CrossAppEvent::new("LEAD_CREATED", "worker", "acme", json!({})).with_stable_id("job-1");
-        let b = CrossAppEvent::new("LEAD_CREATED", "worker", "acme", json!({})).with_stable_id("job-1");
-        let c = CrossAppEvent::new("LEAD_CREATED", "worker", "acme", json!({})).with_stable_id("job-2");
+        let a =
+            CrossAppEvent::new("LEAD_CREATED", "worker", "acme", json!({})).with_stable_id("job-1");
+        let b =
+            CrossAppEvent::new("LEAD_CREATED", "worker", "acme", json!({})).with_stable_id("job-1");
+        let c =
+            CrossAppEvent::new("LEAD_CREATED", "worker", "acme", json!({})).with_stable_id("job-2");
         assert_eq!(a.id, b.id);
         assert_ne!(a.id, c.id);
     }

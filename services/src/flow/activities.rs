@@ -66,6 +66,34 @@ pub(super) async fn record(
     .await
 }
 
+/// Records an activity unless one with `dedupe_key` exists for the tenant;
+/// returns whether it was recorded.
+pub(super) async fn record_once(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant_id: &str,
+    kind: &str,
+    entity_type: &str,
+    entity_id: Option<Uuid>,
+    data: &Value,
+    dedupe_key: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO flow.activities (id, tenant_id, type, entity_type, entity_id, data, dedupe_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (tenant_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
+    )
+    .bind(Uuid::new_v4())
+    .bind(tenant_id)
+    .bind(kind)
+    .bind(entity_type)
+    .bind(entity_id)
+    .bind(data)
+    .bind(dedupe_key)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub(super) async fn create(
     State(state): State<AppState>,
     ctx: TenantContext,

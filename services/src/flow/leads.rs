@@ -1,12 +1,9 @@
 //! Leads, and the lead-to-contact flow.
 //!
-//! `POST /leads` stores the lead, then asks the CRM API for a contact with
-//! the lead's email: an existing contact gets the lead associated, otherwise
-//! a contact is created with it (a concurrent creator's 409 falls back to
-//! associating). Finally a `LEAD_CREATED` activity records the outcome.
-//! The lead is committed first, so a CRM outage never loses it: the answer
-//! is still 201, with `contactId: null` and the failure in the activity.
-//! (Synchronous for now; the lead-processing queue replaces this in issue 4.)
+//! `POST /leads` stores the lead and enqueues a `process-lead` job on the
+//! lead-processing queue in the same breath, answering 201 at once; the
+//! worker then runs the lead-to-contact flow ([`super::processing`]).
+//! Without a queue configured (no Redis), the flow runs inside the request.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -16,12 +13,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::activities;
+use super::{activities, processing};
 use crate::auth::TenantContext;
-use crate::client::{Call, CallError, OnBehalf};
 use crate::db::tenant_tx;
 use crate::error::{ApiError, ApiResult};
-use crate::state::{AppState, ServiceName};
+use crate::queue::{Job, QueueName};
+use crate::state::AppState;
 use crate::validate;
 
 pub(super) const STATUSES: [&str; 5] = ["new", "contacted", "qualified", "converted", "lost"];
@@ -52,6 +49,8 @@ pub(super) struct NewLead {
     company: Option<String>,
     phone: Option<String>,
     source: Option<String>,
+    /// Queue a voice notification once the lead is processed.
+    notify_voice: Option<bool>,
 }
 
 pub(super) async fn create(
@@ -68,7 +67,7 @@ pub(super) async fn create(
     let source = validate::optional_text("source", body.source.as_deref(), 100)?;
 
     let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
-    let mut lead: Lead = sqlx::query_as(
+    let lead: Lead = sqlx::query_as(
         "INSERT INTO flow.leads (id, tenant_id, first_name, last_name, email, company, phone, source)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
     )
@@ -82,123 +81,34 @@ pub(super) async fn create(
     .bind(&source)
     .fetch_one(&mut *tx)
     .await?;
+    let Some(queues) = &state.queues else {
+        // No queue configured: the lead-to-contact flow runs in the request,
+        // and a CRM failure is recorded rather than failing the request.
+        tx.commit().await?;
+        state.metrics.leads_created.inc();
+        let lead = processing::process_lead(&state, &ctx.tenant_id, Some(&ctx.app), lead.id, false)
+            .await
+            .map_err(ApiError::internal)?;
+        return Ok((StatusCode::CREATED, Json(lead)));
+    };
+    // Enqueued before the commit: a lead is never stored without its job.
+    // (A job whose lead did not commit finds no lead and dead-letters.)
+    let job = Job::new(
+        QueueName::LeadProcessing,
+        processing::PROCESS_LEAD,
+        &ctx.tenant_id,
+        json!({ "leadId": lead.id, "originApp": ctx.app, "notifyVoice": body.notify_voice.unwrap_or(false) }),
+    );
+    queues.enqueue(&job).await.map_err(|e| {
+        tracing::error!(
+            error = format!("{e:#}"),
+            "failed to enqueue lead processing"
+        );
+        ApiError::Unavailable("the lead-processing queue is unavailable; retry later".into())
+    })?;
     tx.commit().await?;
     state.metrics.leads_created.inc();
-
-    let link = link_contact(&state, &ctx, &lead).await;
-    let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
-    let data = match &link {
-        Ok((contact_id, created)) => {
-            lead = sqlx::query_as(
-                "UPDATE flow.leads SET contact_id = $2, updated_at = now()
-                  WHERE id = $1 AND tenant_id = $3 RETURNING *",
-            )
-            .bind(lead.id)
-            .bind(contact_id)
-            .bind(&ctx.tenant_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            json!({ "contactId": contact_id, "contactCreated": created, "email": email })
-        }
-        Err(error) => {
-            tracing::warn!(lead = %lead.id, error = format!("{error:#}"), "lead not linked to a CRM contact");
-            json!({ "contactId": null, "contactError": error.to_string(), "email": email })
-        }
-    };
-    activities::record(
-        &mut tx,
-        &ctx.tenant_id,
-        "LEAD_CREATED",
-        "lead",
-        Some(lead.id),
-        None,
-        &data,
-    )
-    .await?;
-    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(lead)))
-}
-
-/// Finds or creates the CRM contact of `lead` and associates the lead with
-/// it; returns the contact id and whether it was created.
-async fn link_contact(
-    state: &AppState,
-    ctx: &TenantContext,
-    lead: &Lead,
-) -> Result<(Uuid, bool), CallError> {
-    let on_behalf = OnBehalf {
-        tenant: &ctx.tenant_id,
-        origin_app: Some(&ctx.app),
-    };
-    let client = &state.client;
-    let find = || async {
-        let path = format!("/contacts?email={}", percent_encode(&lead.email));
-        let (_, found) = client
-            .call(on_behalf, Call::get(ServiceName::CrmApi, path))
-            .await?;
-        Ok::<_, CallError>(
-            found["data"][0]["id"]
-                .as_str()
-                .and_then(|id| id.parse::<Uuid>().ok()),
-        )
-    };
-    let associate = |contact: Uuid| async move {
-        let body = json!({ "leadId": lead.id });
-        let path = format!("/contacts/{contact}/leads");
-        client
-            .call(on_behalf, Call::post(ServiceName::CrmApi, path, &body))
-            .await
-            .map(|_| contact)
-    };
-    if let Some(contact) = find().await? {
-        return Ok((associate(contact).await?, false));
-    }
-    let body = json!({
-        "email": lead.email,
-        "firstName": lead.first_name,
-        "lastName": lead.last_name,
-        "company": lead.company,
-        "phone": lead.phone,
-        "source": "flow-api",
-        "leadId": lead.id,
-    });
-    let (status, created) = client
-        .call(
-            on_behalf,
-            Call::post(ServiceName::CrmApi, "/contacts", &body).accept(&[StatusCode::CONFLICT]),
-        )
-        .await?;
-    if status == StatusCode::CONFLICT {
-        // Someone created the contact between our lookup and our insert.
-        let contact = find().await?.ok_or_else(|| CallError::Status {
-            target: ServiceName::CrmApi,
-            status,
-            body: "contact reported as existing but not found".into(),
-        })?;
-        return Ok((associate(contact).await?, false));
-    }
-    let id = created["id"]
-        .as_str()
-        .and_then(|id| id.parse::<Uuid>().ok())
-        .ok_or_else(|| CallError::Status {
-            target: ServiceName::CrmApi,
-            status,
-            body: format!("created contact has no id: {created}"),
-        })?;
-    Ok((id, true))
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -339,10 +249,5 @@ mod tests {
         assert!(!transition_allowed("lost", "contacted"));
         assert!(!transition_allowed("new", "converted"));
         assert!(!transition_allowed("new", "new"));
-    }
-
-    #[test]
-    fn emails_are_encoded_for_query_strings() {
-        assert_eq!(percent_encode("a+b@x.com"), "a%2Bb%40x.com");
     }
 }

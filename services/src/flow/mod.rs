@@ -18,6 +18,7 @@
 mod activities;
 mod compliance;
 mod leads;
+pub(crate) mod processing;
 mod stats;
 
 use axum::routing::{get, post};

@@ -25,7 +25,9 @@ mod model;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply};
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
+};
 use redis::{AsyncCommands, RedisError, Value as RedisValue};
 use serde::Serialize;
 
@@ -125,8 +127,15 @@ impl Consumer {
     /// The next job, highest priority first, waiting up to `block` when
     /// every queue is empty.
     pub async fn next(&mut self, block: Duration) -> Result<Option<Delivery>, QueueError> {
-        for tier in [QueuePriority::High, QueuePriority::Medium, QueuePriority::Low] {
-            let queues: Vec<QueueName> = QueueName::ALL.into_iter().filter(|q| q.priority() == tier).collect();
+        for tier in [
+            QueuePriority::High,
+            QueuePriority::Medium,
+            QueuePriority::Low,
+        ] {
+            let queues: Vec<QueueName> = QueueName::ALL
+                .into_iter()
+                .filter(|q| q.priority() == tier)
+                .collect();
             if let Some(found) = self.read(&queues, None).await? {
                 return Ok(Some(found));
             }
@@ -134,21 +143,36 @@ impl Consumer {
         self.read(&QueueName::ALL, Some(block)).await
     }
 
-    async fn read(&mut self, queues: &[QueueName], block: Option<Duration>) -> Result<Option<Delivery>, QueueError> {
+    async fn read(
+        &mut self,
+        queues: &[QueueName],
+        block: Option<Duration>,
+    ) -> Result<Option<Delivery>, QueueError> {
         let keys: Vec<String> = queues.iter().map(|q| stream(*q)).collect();
         let ids: Vec<&str> = queues.iter().map(|_| ">").collect();
-        let mut options = StreamReadOptions::default().group(GROUP, &self.name).count(1);
+        let mut options = StreamReadOptions::default()
+            .group(GROUP, &self.name)
+            .count(1);
         if let Some(block) = block {
-            options = options.block(usize::try_from(block.as_millis()).unwrap_or(usize::MAX).max(1));
+            options = options.block(
+                usize::try_from(block.as_millis())
+                    .unwrap_or(usize::MAX)
+                    .max(1),
+            );
         }
-        let reply: Option<StreamReadReply> = self.blocking.xread_options(&keys, &ids, &options).await?;
+        let reply: Option<StreamReadReply> =
+            self.blocking.xread_options(&keys, &ids, &options).await?;
         let Some(reply) = reply else { return Ok(None) };
         for key in reply.keys {
             let Some(queue) = QueueName::ALL.into_iter().find(|q| stream(*q) == key.key) else {
                 continue;
             };
             if let Some(entry) = key.ids.into_iter().next() {
-                return self.queues.decode(queue, &entry.id, &entry.map, 1).await.map(Some);
+                return self
+                    .queues
+                    .decode(queue, &entry.id, &entry.map, 1)
+                    .await
+                    .map(Some);
             }
         }
         Ok(None)
@@ -176,13 +200,22 @@ impl Queues {
     async fn ensure_groups(&self) -> Result<(), QueueError> {
         let mut redis = self.redis.clone();
         for queue in QueueName::ALL {
-            let created: Result<(), RedisError> = redis.xgroup_create_mkstream(stream(queue), GROUP, "0").await;
+            let created: Result<(), RedisError> = redis
+                .xgroup_create_mkstream(stream(queue), GROUP, "0")
+                .await;
             match created {
                 Ok(()) => {}
                 Err(e) if e.code() == Some("BUSYGROUP") => {}
                 Err(e) => return Err(e.into()),
             }
         }
+        Ok(())
+    }
+
+    /// Checks that Redis answers.
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        let mut redis = self.redis.clone();
+        let _: String = redis::cmd("PING").query_async(&mut redis).await?;
         Ok(())
     }
 
@@ -200,7 +233,9 @@ impl Queues {
         fields: &std::collections::HashMap<String, RedisValue>,
         deliveries: u64,
     ) -> Result<Delivery, QueueError> {
-        let raw: Option<String> = fields.get("job").and_then(|v| redis::from_redis_value(v).ok());
+        let raw: Option<String> = fields
+            .get("job")
+            .and_then(|v| redis::from_redis_value(v).ok());
         match raw.as_deref().map(serde_json::from_str::<Job>) {
             Some(Ok(job)) => Ok(Delivery {
                 queue,
@@ -218,12 +253,18 @@ impl Queues {
                 let mut redis = self.redis.clone();
                 let _: () = redis::pipe()
                     .atomic()
-                    .xadd(dead_stream(queue), "*", &[("raw", raw.unwrap_or_default()), ("error", error.clone())])
+                    .xadd(
+                        dead_stream(queue),
+                        "*",
+                        &[("raw", raw.unwrap_or_default()), ("error", error.clone())],
+                    )
                     .xack(stream(queue), GROUP, &[entry_id])
                     .xdel(stream(queue), &[entry_id])
                     .query_async(&mut redis)
                     .await?;
-                Err(QueueError::Codec(serde_json::Error::io(std::io::Error::other(error))))
+                Err(QueueError::Codec(serde_json::Error::io(
+                    std::io::Error::other(error),
+                )))
             }
         }
     }
@@ -242,7 +283,13 @@ impl Queues {
     }
 
     /// Parks a failed job for another attempt after `delay`.
-    pub async fn retry_later(&self, delivery: &Delivery, error: &str, delay: Duration, now_ms: u64) -> Result<(), QueueError> {
+    pub async fn retry_later(
+        &self,
+        delivery: &Delivery,
+        error: &str,
+        delay: Duration,
+        now_ms: u64,
+    ) -> Result<(), QueueError> {
         let mut job = delivery.job.clone();
         job.attempt += 1;
         job.last_error = Some(error.to_owned());
@@ -265,7 +312,14 @@ impl Queues {
         let mut redis = self.redis.clone();
         let _: () = redis::pipe()
             .atomic()
-            .xadd(dead_stream(delivery.queue), "*", &[("job", serde_json::to_string(&job)?), ("error", error.to_owned())])
+            .xadd(
+                dead_stream(delivery.queue),
+                "*",
+                &[
+                    ("job", serde_json::to_string(&job)?),
+                    ("error", error.to_owned()),
+                ],
+            )
             .xack(stream(delivery.queue), GROUP, &[&delivery.entry_id])
             .xdel(stream(delivery.queue), &[&delivery.entry_id])
             .query_async(&mut redis)
@@ -287,18 +341,32 @@ impl Queues {
 
     /// Takes over jobs another consumer has held for longer than `min_idle`
     /// (it probably died), up to `count` per queue.
-    pub async fn reclaim(&self, consumer: &str, min_idle: Duration, count: usize) -> Result<Vec<Delivery>, QueueError> {
+    pub async fn reclaim(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<Delivery>, QueueError> {
         let mut redis = self.redis.clone();
         let mut out = Vec::new();
         let idle = usize::try_from(min_idle.as_millis()).unwrap_or(usize::MAX);
         for queue in QueueName::ALL {
             let reply: StreamAutoClaimReply = redis
-                .xautoclaim_options(stream(queue), GROUP, consumer, idle, "0-0", StreamAutoClaimOptions::default().count(count))
+                .xautoclaim_options(
+                    stream(queue),
+                    GROUP,
+                    consumer,
+                    idle,
+                    "0-0",
+                    StreamAutoClaimOptions::default().count(count),
+                )
                 .await?;
             for entry in reply.claimed {
                 match self.decode(queue, &entry.id, &entry.map, 2).await {
                     Ok(delivery) => out.push(delivery),
-                    Err(QueueError::Codec(e)) => tracing::warn!(queue = queue.as_str(), error = %e, "dead-lettered an unreadable job"),
+                    Err(QueueError::Codec(e)) => {
+                        tracing::warn!(queue = queue.as_str(), error = %e, "dead-lettered an unreadable job")
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -307,17 +375,28 @@ impl Queues {
     }
 
     /// Dead letters of a queue, newest first: (job or raw entry, last error).
-    pub async fn dead_letters(&self, queue: QueueName, count: usize) -> Result<Vec<(serde_json::Value, String)>, QueueError> {
+    pub async fn dead_letters(
+        &self,
+        queue: QueueName,
+        count: usize,
+    ) -> Result<Vec<(serde_json::Value, String)>, QueueError> {
         let mut redis = self.redis.clone();
-        let reply: redis::streams::StreamRangeReply = redis.xrevrange_count(dead_stream(queue), "+", "-", count).await?;
+        let reply: redis::streams::StreamRangeReply = redis
+            .xrevrange_count(dead_stream(queue), "+", "-", count)
+            .await?;
         Ok(reply
             .ids
             .into_iter()
             .map(|entry| {
                 let field = |name: &str| -> String {
-                    entry.map.get(name).and_then(|v| redis::from_redis_value(v).ok()).unwrap_or_default()
+                    entry
+                        .map
+                        .get(name)
+                        .and_then(|v| redis::from_redis_value(v).ok())
+                        .unwrap_or_default()
                 };
-                let job = serde_json::from_str(&field("job")).unwrap_or_else(|_| serde_json::Value::String(field("raw")));
+                let job = serde_json::from_str(&field("job"))
+                    .unwrap_or_else(|_| serde_json::Value::String(field("raw")));
                 (job, field("error"))
             })
             .collect())
@@ -330,12 +409,13 @@ impl Queues {
         let processed: std::collections::HashMap<String, u64> = redis.hgetall(PROCESSED).await?;
         let mut out = Vec::new();
         for queue in QueueName::ALL {
-            let (len, pending, dead): (u64, redis::streams::StreamPendingReply, u64) = redis::pipe()
-                .xlen(stream(queue))
-                .xpending(stream(queue), GROUP)
-                .xlen(dead_stream(queue))
-                .query_async(&mut redis)
-                .await?;
+            let (len, pending, dead): (u64, redis::streams::StreamPendingReply, u64) =
+                redis::pipe()
+                    .xlen(stream(queue))
+                    .xpending(stream(queue), GROUP)
+                    .xlen(dead_stream(queue))
+                    .query_async(&mut redis)
+                    .await?;
             let in_flight = pending.count() as u64;
             let retrying = delayed
                 .iter()

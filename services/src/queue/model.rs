@@ -114,7 +114,9 @@ impl Job {
 /// capped at `cap`, with "equal jitter" (half fixed, half random) so that
 /// jobs failing together do not retry together.
 pub fn backoff(attempt: u32, base: Duration, cap: Duration, rng: &mut impl Rng) -> Duration {
-    let exp = base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1))).min(cap);
+    let exp = base
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(cap);
     let half = exp / 2;
     half + half.mul_f64(rng.gen::<f64>())
 }
@@ -126,7 +128,10 @@ mod tests {
 
     #[test]
     fn the_six_queues_have_the_platforms_priorities_and_retries() {
-        let table: Vec<_> = QueueName::ALL.iter().map(|q| (q.as_str(), q.priority(), q.max_retries())).collect();
+        let table: Vec<_> = QueueName::ALL
+            .iter()
+            .map(|q| (q.as_str(), q.priority(), q.max_retries()))
+            .collect();
         assert_eq!(
             table,
             [
@@ -147,9 +152,17 @@ mod tests {
         let cap = Duration::from_secs(5);
         for attempt in 1..=10 {
             let exp = (base * 2u32.pow(attempt - 1)).min(cap);
-            let samples: Vec<Duration> = (0..50).map(|_| backoff(attempt, base, cap, &mut rng)).collect();
-            assert!(samples.iter().all(|d| *d >= exp / 2 && *d <= exp), "attempt {attempt}: {samples:?}");
-            assert!(samples.iter().any(|d| *d != samples[0]), "no jitter at attempt {attempt}");
+            let samples: Vec<Duration> = (0..50)
+                .map(|_| backoff(attempt, base, cap, &mut rng))
+                .collect();
+            assert!(
+                samples.iter().all(|d| *d >= exp / 2 && *d <= exp),
+                "attempt {attempt}: {samples:?}"
+            );
+            assert!(
+                samples.iter().any(|d| *d != samples[0]),
+                "no jitter at attempt {attempt}"
+            );
         }
     }
 }

@@ -5,6 +5,7 @@
 //! Set `TEST_LOG=1` to see the services' logs.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -12,9 +13,17 @@ use sqlx::PgPool;
 use tekup_harness::env::LocalPostgres;
 use tekup_services::auth::grants::Grants;
 use tekup_services::config::Upstreams;
+use tekup_services::events::EventBus;
+use tekup_services::gateway::{Gateway, GatewayArgs};
+use tekup_services::queue::Queues;
 use tekup_services::tenants::{self, SeedFile};
+use tekup_services::worker::WorkerArgs;
 use tekup_services::{db, AppState, ServiceName};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::local_redis::LocalRedis;
+use crate::ws::WsClient;
 
 pub(crate) const ACME_KEY: &str = "tk_acmekey1_AcmeTestSecretNotForProduction01";
 pub(crate) const ACME_REVOKED_KEY: &str = "tk_acmeold1_AcmeRevokedSecretNotForProduction";
@@ -39,8 +48,73 @@ pub(crate) struct TestApp {
     pub(crate) flow: String,
     pub(crate) crm: String,
     pub(crate) secure: String,
+    /// Set with the bus: the gateway's and the worker's base URLs.
+    pub(crate) gateway: Option<String>,
+    pub(crate) worker: Option<String>,
+    pub(crate) grants: Grants,
+    pub(crate) queues: Option<Queues>,
+    pub(crate) events: Option<EventBus>,
     pub(crate) http: reqwest::Client,
+    /// Stops the gateway's and worker's background tasks.
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) redis: Option<LocalRedis>,
     pub(crate) pg: LocalPostgres,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// What to start besides the three API services.
+pub(crate) struct Options {
+    /// Redis, events and queues on every service, and the gateway.
+    pub(crate) bus: bool,
+    /// A worker in-process (needs `bus`).
+    pub(crate) worker: Option<WorkerArgs>,
+    pub(crate) gateway: GatewayArgs,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            bus: false,
+            worker: None,
+            gateway: GatewayArgs::default(),
+        }
+    }
+}
+
+impl Options {
+    /// The full bus with a fast-retrying worker.
+    pub(crate) fn bus() -> Self {
+        Self {
+            bus: true,
+            worker: Some(fast_worker()),
+            gateway: GatewayArgs::default(),
+        }
+    }
+}
+
+/// Worker settings with short delays, so retries happen within a test.
+pub(crate) fn fast_worker() -> WorkerArgs {
+    WorkerArgs {
+        concurrency: 2,
+        name: None,
+        reclaim_idle_ms: 500,
+        retry_base_ms: 20,
+        retry_max_ms: 200,
+    }
+}
+
+/// Serves a service in-process on a free port; returns its base URL.
+async fn serve(state: AppState) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let app = tekup_services::app(state);
+    tokio::spawn(tekup_services::serve(listener, app, std::future::pending()));
+    url
 }
 
 fn init_log() {
@@ -59,6 +133,15 @@ impl TestApp {
 
     /// Spawns the services; `tweak` may adjust each service's state first.
     pub(crate) async fn spawn_with(tweak: impl Fn(&mut AppState)) -> Self {
+        Self::start(Options::default(), tweak).await
+    }
+
+    /// Spawns the services with Redis, the event bus, the gateway and a worker.
+    pub(crate) async fn spawn_bus() -> Self {
+        Self::start(Options::bus(), |_| {}).await
+    }
+
+    pub(crate) async fn start(options: Options, tweak: impl Fn(&mut AppState)) -> Self {
         init_log();
         let pg = LocalPostgres::start().await.expect("postgres starts");
         let server = db::connect(&pg.admin_url(), 2)
@@ -83,7 +166,28 @@ impl TestApp {
             .expect("service role connects");
         let grants = Grants::load(&service_pool).await.expect("grants load");
 
-        let start = |service: ServiceName, upstreams: Upstreams| {
+        let redis = options.bus.then(LocalRedis::start);
+        let client = redis
+            .as_ref()
+            .map(|r| redis::Client::open(r.url()).expect("redis url"));
+        let (events, queues) = match &client {
+            Some(client) => {
+                let manager = redis::aio::ConnectionManager::new(client.clone())
+                    .await
+                    .expect("redis connects");
+                (
+                    Some(EventBus::new(manager)),
+                    Some(
+                        Queues::connect(client.clone())
+                            .await
+                            .expect("queues set up"),
+                    ),
+                )
+            }
+            None => (None, None),
+        };
+        let shutdown = CancellationToken::new();
+        let state_for = |service: ServiceName, upstreams: Upstreams| {
             let mut state = AppState::new(
                 service,
                 service_pool.clone(),
@@ -92,35 +196,106 @@ impl TestApp {
                 upstreams,
             );
             state.admin_token = Some("admin-token".into());
+            state.events = events.clone();
+            state.queues = queues.clone();
             tweak(&mut state);
-            async move {
-                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                let url = format!("http://{}", listener.local_addr().expect("address"));
-                let app = tekup_services::app(state);
-                tokio::spawn(tekup_services::serve(listener, app, std::future::pending()));
-                url
-            }
+            state
         };
-        let crm = start(ServiceName::CrmApi, Upstreams::default()).await;
-        let secure = start(ServiceName::SecurePlatform, Upstreams::default()).await;
-        let flow = start(
-            ServiceName::FlowApi,
-            Upstreams {
-                crm_api_url: Some(crm.clone()),
-                secure_platform_url: Some(secure.clone()),
-                ..Upstreams::default()
-            },
-        )
-        .await;
+        let crm = serve(state_for(ServiceName::CrmApi, Upstreams::default())).await;
+        let secure = serve(state_for(ServiceName::SecurePlatform, Upstreams::default())).await;
+        let upstreams = Upstreams {
+            crm_api_url: Some(crm.clone()),
+            secure_platform_url: Some(secure.clone()),
+            ..Upstreams::default()
+        };
+        let flow = serve(state_for(ServiceName::FlowApi, upstreams.clone())).await;
+        let mut gateway = None;
+        if let Some(client) = &client {
+            let mut state = state_for(ServiceName::Gateway, Upstreams::default());
+            let hub = Gateway::start(
+                client.clone(),
+                service_pool.clone(),
+                Arc::clone(&state.metrics),
+                &options.gateway,
+                shutdown.clone(),
+            )
+            .await
+            .expect("gateway starts");
+            state.gateway = Some(hub);
+            gateway = Some(serve(state).await);
+        }
+        let mut worker = None;
+        if let Some(args) = options.worker {
+            let state = state_for(ServiceName::Worker, upstreams);
+            tokio::spawn(tekup_services::worker::run(
+                state.clone(),
+                args,
+                shutdown.clone(),
+            ));
+            worker = Some(serve(state).await);
+        }
         Self {
             admin,
             service_pool,
             flow,
             crm,
             secure,
+            gateway,
+            worker,
+            grants,
+            queues,
+            events,
             http: reqwest::Client::new(),
+            shutdown,
+            redis,
             pg,
         }
+    }
+
+    /// State for a worker started by the test itself.
+    pub(crate) fn worker_state(&self) -> AppState {
+        let mut state = AppState::new(
+            ServiceName::Worker,
+            self.service_pool.clone(),
+            self.grants.clone(),
+            TOKEN_SECRET,
+            Upstreams {
+                crm_api_url: Some(self.crm.clone()),
+                ..Upstreams::default()
+            },
+        );
+        state.events = self.events.clone();
+        state.queues = self.queues.clone();
+        state
+    }
+
+    /// The gateway's base URL.
+    pub(crate) fn gateway(&self) -> &str {
+        self.gateway.as_deref().expect("started with the bus")
+    }
+
+    /// Connects a WebSocket client as `app` of `tenant`.
+    pub(crate) async fn ws(&self, key: &str, tenant: &str, app: &str) -> WsClient {
+        WsClient::connect(self.gateway(), key, tenant, app, None).await
+    }
+
+    /// `GET /admin/queues` of the worker, as JSON.
+    pub(crate) async fn queue_stats(&self, queue: &str) -> Value {
+        let url = format!("{}/admin/queues", self.flow);
+        let stats: Value = self
+            .http
+            .get(url)
+            .bearer_auth("admin-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stats["queues"]
+            .as_array()
+            .and_then(|qs| qs.iter().find(|q| q["name"] == queue).cloned())
+            .unwrap_or_else(|| panic!("no queue {queue} in {stats}"))
     }
 
     pub(crate) fn url(&self, service: ServiceName) -> &str {
@@ -128,6 +303,7 @@ impl TestApp {
             ServiceName::FlowApi => &self.flow,
             ServiceName::CrmApi => &self.crm,
             ServiceName::SecurePlatform => &self.secure,
+            other => panic!("{other} has no URL in this test app"),
         }
     }
 

@@ -7,7 +7,11 @@
 mod cli;
 mod crm;
 mod errors;
+mod events;
 mod helpers;
 mod lead_to_contact;
+mod local_redis;
 mod permissions;
+mod queues;
 mod tenant_isolation;
+mod ws;

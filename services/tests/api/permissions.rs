@@ -143,7 +143,7 @@ fn endpoints() -> Vec<Endpoint> {
             "write:incidents",
         ),
     ];
-    for service in ServiceName::ALL {
+    for service in ServiceName::APIS {
         all.push(e(
             service,
             Method::GET,
@@ -168,7 +168,7 @@ fn matrix_rows(grants: &Grants) -> BTreeSet<(String, ServiceName, String)> {
         .rows()
         .flat_map(|(app, service, perm)| {
             let services: Vec<ServiceName> = if service == ANY_SERVICE {
-                ServiceName::ALL.to_vec()
+                ServiceName::APIS.to_vec()
             } else {
                 ServiceName::parse(service).into_iter().collect()
             };

@@ -286,7 +286,7 @@ async fn every_tenant_table_is_guarded_and_the_service_role_cannot_bypass_it() {
     let app = TestApp::spawn().await;
     let unguarded: Vec<String> = sqlx::query_scalar(
         "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE c.relkind = 'r' AND n.nspname IN ('flow', 'crm', 'secure')
+          WHERE c.relkind = 'r' AND n.nspname IN ('flow', 'crm', 'secure', 'gateway')
             AND NOT (c.relrowsecurity AND c.relforcerowsecurity)",
     )
     .fetch_all(&app.admin)
@@ -298,7 +298,7 @@ async fn every_tenant_table_is_guarded_and_the_service_role_cannot_bypass_it() {
     );
     let without_tenant: Vec<String> = sqlx::query_scalar(
         "SELECT table_schema || '.' || table_name FROM information_schema.tables t
-          WHERE table_schema IN ('flow', 'crm', 'secure') AND NOT EXISTS (
+          WHERE table_schema IN ('flow', 'crm', 'secure', 'gateway') AND NOT EXISTS (
               SELECT 1 FROM information_schema.columns c
                WHERE c.table_schema = t.table_schema AND c.table_name = t.table_name AND c.column_name = 'tenant_id')",
     )

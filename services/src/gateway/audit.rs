@@ -1,0 +1,70 @@
+//! Writes the audit of delivered events to Postgres in batches.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+
+use super::hub::AuditRow;
+use crate::db::tenant_tx;
+
+const BATCH: usize = 1000;
+const ATTEMPTS: u32 = 5;
+
+/// Drains `rows` until every sender is gone.
+pub(super) async fn run(db: PgPool, mut rows: mpsc::UnboundedReceiver<AuditRow>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = rows.recv().await {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rows.try_recv() {
+                Ok(row) => batch.push(row),
+                Err(_) => break,
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match write(&db, &batch).await {
+                Ok(()) => break,
+                Err(e) if attempt < ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, rows = batch.len(), "writing the event audit failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, rows = batch.len(), "event audit rows could not be written and are dropped");
+                    break;
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+async fn write(db: &PgPool, rows: &[AuditRow]) -> Result<(), sqlx::Error> {
+    let mut by_tenant: BTreeMap<&str, Vec<&AuditRow>> = BTreeMap::new();
+    for row in rows {
+        by_tenant
+            .entry(row.tenant_id.as_str())
+            .or_default()
+            .push(row);
+    }
+    for (tenant, rows) in by_tenant {
+        let mut tx = tenant_tx(db, tenant).await?;
+        sqlx::query(
+            "INSERT INTO gateway.event_audit (tenant_id, event_id, event_type, cursor, app, connections)
+             SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::int[])",
+        )
+        .bind(tenant)
+        .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.event_type.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.cursor.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.app.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.connections).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! One WebSocket connection: authentication, resume, fan-out, ping, close.
+//!
+//! Protocol (JSON text frames):
+//! - server → client: `welcome` (connection id, tenant, app, rooms), then
+//!   `event` frames `{"type":"event","cursor":…,"event":{…}}`; `error`
+//!   frames answer refused actions; `pong` answers `{"action":"ping"}`.
+//! - client → server: `{"action":"join","room":"tenant:<id>"|"app:<id>"}` —
+//!   a connection is in its own tenant's and app's rooms from the start, and
+//!   joining any other room is refused; `{"action":"ping"}`.
+//!
+//! Close codes: 1000 normal, 1001 gateway shutting down, 4008 slow consumer
+//! (its buffer filled up), 4009 no pong within two ping intervals, 1011
+//! internal error (the replay could not be read).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::Gateway;
+
+pub const CLOSE_NORMAL: u16 = 1000;
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_INTERNAL: u16 = 1011;
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+pub const CLOSE_PING_TIMEOUT: u16 = 4009;
+
+/// Who is connected.
+#[derive(Debug, Clone)]
+pub(super) struct Peer {
+    pub tenant: String,
+    pub app: String,
+    pub resume_from: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "action", rename_all = "lowercase")]
+enum ClientMessage {
+    Join { room: String },
+    Ping,
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason.to_owned()),
+    }))
+}
+
+pub(super) async fn run(gateway: Arc<Gateway>, socket: WebSocket, peer: Peer) {
+    let mut subscription = gateway.hub.join(&peer.tenant, &peer.app);
+    let (mut sink, mut stream) = socket.split();
+    let rooms = [
+        format!("tenant:{}", peer.tenant),
+        format!("app:{}", peer.app),
+    ];
+    let welcome = json!({
+        "type": "welcome",
+        "connectionId": subscription.id,
+        "tenantId": peer.tenant,
+        "app": peer.app,
+        "rooms": rooms,
+    });
+    if sink
+        .send(Message::Text(welcome.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+
+    // Joined before the replay is read, so nothing published in between is
+    // missed; live frames at or below the replay's last cursor are skipped.
+    let mut high_water = None;
+    if let Some(cursor) = &peer.resume_from {
+        match gateway.replay(cursor, &peer.tenant, &peer.app).await {
+            Ok(frames) => {
+                for frame in frames {
+                    high_water = Some(frame.cursor);
+                    if sink
+                        .send(Message::Text(frame.text.clone().into()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "replay failed");
+                let _ = sink
+                    .send(close(CLOSE_INTERNAL, "failed to replay missed events"))
+                    .await;
+                return;
+            }
+        }
+    }
+
+    let ping_every = gateway.ping_interval;
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    let mut last_pong = Instant::now();
+    let outcome: Option<(u16, &str)> = loop {
+        tokio::select! {
+            frame = subscription.frames.recv() => {
+                let Some(frame) = frame else { break None };
+                if high_water.is_some_and(|h| frame.cursor <= h) {
+                    continue;
+                }
+                let send = sink.send(Message::Text(frame.text.clone().into()));
+                tokio::select! {
+                    sent = send => if sent.is_err() { break None },
+                    () = subscription.slow.cancelled() => break Some((CLOSE_SLOW_CONSUMER, "slow consumer: buffer full")),
+                }
+            }
+            message = stream.next() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    let reply = answer(&text, &peer);
+                    if sink.send(Message::Text(reply.into())).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(Ok(Message::Pong(_))) => last_pong = Instant::now(),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
+                Some(Ok(_)) => {}
+            },
+            _ = ping.tick() => {
+                if last_pong.elapsed() > ping_every * 2 {
+                    break Some((CLOSE_PING_TIMEOUT, "no pong"));
+                }
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break None;
+                }
+            }
+            () = subscription.slow.cancelled() => break Some((CLOSE_SLOW_CONSUMER, "slow consumer: buffer full")),
+            () = gateway.shutdown.cancelled() => break Some((CLOSE_GOING_AWAY, "gateway shutting down")),
+        }
+    };
+    // Out of the room first: nothing more is buffered for this connection.
+    drop(subscription);
+    let (code, reason) = outcome.unwrap_or((CLOSE_NORMAL, ""));
+    if code != CLOSE_NORMAL {
+        tracing::info!(
+            tenant = peer.tenant,
+            app = peer.app,
+            code,
+            reason,
+            "closing connection"
+        );
+    }
+    // A slow peer takes the close frame only after what is already in the
+    // socket; give it a few seconds, then drop the connection regardless.
+    let _ = tokio::time::timeout(Duration::from_secs(5), sink.send(close(code, reason))).await;
+}
+
+/// Answers a client message.
+fn answer(text: &str, peer: &Peer) -> String {
+    match serde_json::from_str::<ClientMessage>(text) {
+        Ok(ClientMessage::Ping) => json!({ "type": "pong" }).to_string(),
+        Ok(ClientMessage::Join { room }) => {
+            let own = [format!("tenant:{}", peer.tenant), format!("app:{}", peer.app)];
+            if own.contains(&room) {
+                json!({ "type": "joined", "room": room }).to_string()
+            } else {
+                tracing::warn!(tenant = peer.tenant, app = peer.app, room, "refused to join a foreign room");
+                json!({
+                    "type": "error",
+                    "code": "forbidden",
+                    "message": format!("cannot join room {room:?}: a connection only belongs to its own tenant's and app's rooms"),
+                })
+                .to_string()
+            }
+        }
+        Err(e) => json!({ "type": "error", "code": "bad_request", "message": format!("unreadable message: {e}") }).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_own_rooms_can_be_joined() {
+        let peer = Peer {
+            tenant: "acme".into(),
+            app: "crm-web".into(),
+            resume_from: None,
+        };
+        assert!(answer(r#"{"action":"join","room":"tenant:acme"}"#, &peer).contains("joined"));
+        assert!(answer(r#"{"action":"join","room":"app:crm-web"}"#, &peer).contains("joined"));
+        assert!(answer(r#"{"action":"join","room":"tenant:globex"}"#, &peer).contains("forbidden"));
+        assert!(answer(r#"{"action":"join","room":"app:flow-web"}"#, &peer).contains("forbidden"));
+        assert!(answer(r#"{"action":"ping"}"#, &peer).contains("pong"));
+        assert!(answer("nonsense", &peer).contains("bad_request"));
+    }
+}

@@ -1,0 +1,251 @@
+//! The worker: takes jobs off the queues, runs their handlers, and settles
+//! each one (done, retry later with backoff, or dead letter).
+//!
+//! `concurrency` consumer tasks each read with their own connection; one
+//! maintenance task moves due retries back onto their queues, reclaims jobs
+//! left pending by a dead worker (`XAUTOCLAIM` after `reclaim_idle`) and
+//! refreshes the `message_queue_size` gauges.
+
+mod handlers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::RequestContext;
+use crate::metrics::{QueueLabels, QueueOutcomeLabels};
+use crate::queue::{backoff, Delivery, QueueError, Queues};
+use crate::state::AppState;
+
+/// Tuning of the worker.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// Jobs handled at once.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+    /// This worker's consumer name; unique per worker process (default: host-pid).
+    #[arg(long, env = "WORKER_NAME")]
+    pub name: Option<String>,
+    /// A job pending this long with another consumer is taken over (that consumer probably died).
+    #[arg(long, env = "WORKER_RECLAIM_IDLE_MS", default_value_t = 30_000)]
+    pub reclaim_idle_ms: u64,
+    /// First retry delay; doubles per attempt, with jitter.
+    #[arg(long, env = "QUEUE_RETRY_BASE_MS", default_value_t = 500)]
+    pub retry_base_ms: u64,
+    /// Longest retry delay.
+    #[arg(long, env = "QUEUE_RETRY_MAX_MS", default_value_t = 60_000)]
+    pub retry_max_ms: u64,
+}
+
+impl Default for WorkerArgs {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            name: None,
+            reclaim_idle_ms: 30_000,
+            retry_base_ms: 500,
+            retry_max_ms: 60_000,
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
+}
+
+/// Runs the worker until `shutdown` is cancelled; jobs in progress finish first.
+pub async fn run(
+    state: AppState,
+    args: WorkerArgs,
+    shutdown: CancellationToken,
+) -> Result<(), QueueError> {
+    let queues = state.queues.clone().ok_or_else(|| {
+        QueueError::Redis(redis::RedisError::from((
+            redis::ErrorKind::ClientError,
+            "the worker needs REDIS_URL",
+        )))
+    })?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    let args = Arc::new(args);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..args.concurrency.max(1) {
+        let consumer = queues.consumer(&format!("{name}-{i}")).await?;
+        tasks.spawn(consume(
+            state.clone(),
+            queues.clone(),
+            consumer,
+            Arc::clone(&args),
+            shutdown.clone(),
+        ));
+    }
+    tasks.spawn(maintain(
+        state.clone(),
+        queues.clone(),
+        format!("{name}-reclaim"),
+        Arc::clone(&args),
+        shutdown.clone(),
+    ));
+    tracing::info!(
+        worker = name,
+        concurrency = args.concurrency,
+        "worker started"
+    );
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "worker".to_owned(), |h| h.trim().to_owned())
+}
+
+async fn consume(
+    state: AppState,
+    queues: Queues,
+    mut consumer: crate::queue::Consumer,
+    args: Arc<WorkerArgs>,
+    shutdown: CancellationToken,
+) {
+    let mut failures = 0u32;
+    loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => return,
+            next = consumer.next(Duration::from_secs(1)) => next,
+        };
+        match next {
+            Ok(Some(delivery)) => {
+                failures = 0;
+                settle(&state, &queues, &args, delivery).await;
+            }
+            Ok(None) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(
+                    consumer = consumer.name(),
+                    error = format!("{e:#}"),
+                    "reading the queues failed; retrying"
+                );
+                let pause = Duration::from_millis(100 * u64::from(failures.min(20)));
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Runs a job's handler and settles the job by the outcome.
+async fn settle(state: &AppState, queues: &Queues, args: &WorkerArgs, delivery: Delivery) {
+    let job = &delivery.job;
+    let ctx = RequestContext::incoming(job.correlation_id.as_deref(), None);
+    let span = tracing::info_span!("job", queue = job.queue.as_str(), kind = job.kind, id = %job.id, attempt = job.attempt, correlation_id = ctx.correlation_id);
+    let outcome = ctx.scope(handlers::handle(state, job)).await;
+    let _enter = span.enter();
+    let label = |outcome: &str| QueueOutcomeLabels {
+        queue: job.queue.as_str().to_owned(),
+        outcome: outcome.to_owned(),
+    };
+    let settled = match outcome {
+        Ok(()) => {
+            tracing::debug!("job done");
+            state
+                .metrics
+                .queue_processed
+                .get_or_create(&label("completed"))
+                .inc();
+            queues.complete(&delivery).await
+        }
+        Err(error) if job.attempt < job.queue.max_retries() => {
+            let delay = backoff(
+                job.attempt + 1,
+                Duration::from_millis(args.retry_base_ms),
+                Duration::from_millis(args.retry_max_ms),
+                &mut rand::rngs::StdRng::from_entropy(),
+            );
+            tracing::warn!(
+                error = format!("{error:#}"),
+                ?delay,
+                "job failed; will retry"
+            );
+            state
+                .metrics
+                .queue_processed
+                .get_or_create(&label("retried"))
+                .inc();
+            queues
+                .retry_later(&delivery, &format!("{error:#}"), delay, now_ms())
+                .await
+        }
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "job failed for the last time; dead-lettered"
+            );
+            state
+                .metrics
+                .queue_processed
+                .get_or_create(&label("dead_lettered"))
+                .inc();
+            queues.dead_letter(&delivery, &format!("{error:#}")).await
+        }
+    };
+    if let Err(e) = settled {
+        // The job stays pending and is reclaimed later: delivered again, not lost.
+        tracing::error!(
+            error = format!("{e:#}"),
+            "failed to settle the job; it will be redelivered"
+        );
+    }
+}
+
+async fn maintain(
+    state: AppState,
+    queues: Queues,
+    reclaimer: String,
+    args: Arc<WorkerArgs>,
+    shutdown: CancellationToken,
+) {
+    let idle = Duration::from_millis(args.reclaim_idle_ms);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut last_reclaim = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = queues.promote_due(now_ms()).await {
+            tracing::warn!(error = format!("{e:#}"), "moving due retries failed");
+        }
+        if last_reclaim.elapsed() >= (idle / 2).max(Duration::from_millis(200)) {
+            last_reclaim = tokio::time::Instant::now();
+            match queues.reclaim(&reclaimer, idle, 50).await {
+                Ok(reclaimed) => {
+                    for delivery in reclaimed {
+                        tracing::info!(job = %delivery.job.id, queue = delivery.queue.as_str(), "reclaimed a job from a silent worker");
+                        settle(&state, &queues, &args, delivery).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "reclaiming pending jobs failed")
+                }
+            }
+        }
+        if let Ok(stats) = queues.stats().await {
+            for s in stats {
+                state
+                    .metrics
+                    .queue_size
+                    .get_or_create(&QueueLabels {
+                        queue: s.name.to_owned(),
+                    })
+                    .set(i64::try_from(s.size).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}

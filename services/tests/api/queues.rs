@@ -1,0 +1,363 @@
+//! The queues and the worker with a real Redis: lead processing, idempotency,
+//! retries into the dead-letter queue, crash and restart survival.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tekup_services::queue::{Job, QueueName};
+use tekup_services::ServiceName::{CrmApi, FlowApi};
+use uuid::Uuid;
+
+use crate::helpers::{assert_status, fast_worker, Options, TestApp, ACME_KEY};
+
+const WITHIN: Duration = Duration::from_secs(15);
+
+/// Polls `probe` until it returns `Some`, failing after `WITHIN`.
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&app.admin).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_lead_is_accepted_at_once_and_processed_by_the_worker() {
+    let app = TestApp::spawn_bus().await;
+    let mut crm = app.ws(ACME_KEY, "acme", "crm-web").await;
+    let lead = app
+        .as_app(ACME_KEY, "acme", "flow-web")
+        .post(
+            FlowApi,
+            "/leads",
+            json!({ "firstName": "Q", "email": "q@example.com", "notifyVoice": true }),
+        )
+        .await;
+    assert_status(&lead, 201);
+    assert_eq!(
+        lead.json["contactId"],
+        Value::Null,
+        "answered before processing"
+    );
+    let id = lead.json["id"].as_str().unwrap();
+    let frame = crm.next_event(WITHIN).await.expect("LEAD_CREATED");
+    assert_eq!(frame["event"]["data"]["id"], id);
+    let contact_id = frame["event"]["data"]["contactId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stored = app
+        .as_app(ACME_KEY, "acme", "flow-web")
+        .get(FlowApi, &format!("/leads/{id}"))
+        .await;
+    assert_eq!(stored.json["contactId"], contact_id.as_str());
+    let voice = eventually("the voice notification", || async {
+        (count(
+            &app,
+            "SELECT count(*) FROM flow.activities WHERE type = 'VOICE_NOTIFICATION'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let () = voice;
+    let stats = eventually("the job to be counted", || async {
+        let stats = app.queue_stats("lead-processing").await;
+        (stats["processed"] == 1).then_some(stats)
+    })
+    .await;
+    assert_eq!(
+        (
+            stats["size"].as_u64(),
+            stats["inFlight"].as_u64(),
+            stats["deadLetters"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+}
+
+#[tokio::test]
+async fn a_job_delivered_twice_has_one_effect() {
+    let app = TestApp::start(
+        Options {
+            worker: None,
+            ..Options::bus()
+        },
+        |_| {},
+    )
+    .await;
+    // Store a lead with its job held back, then deliver that job twice.
+    let lead_id = Uuid::new_v4();
+    sqlx::query("INSERT INTO flow.leads (id, tenant_id, first_name, email) VALUES ($1, 'acme', 'Twice', 'twice@example.com')")
+        .bind(lead_id)
+        .execute(&app.admin)
+        .await
+        .unwrap();
+    let mut crm = app.ws(ACME_KEY, "acme", "crm-web").await;
+    let job = Job::new(
+        QueueName::LeadProcessing,
+        "process-lead",
+        "acme",
+        json!({ "leadId": lead_id }),
+    );
+    let queues = app.queues.as_ref().unwrap();
+    queues.enqueue(&job).await.unwrap();
+    queues.enqueue(&job).await.unwrap();
+    let shutdown = app.shutdown.child_token();
+    let state = app.worker_state();
+    tokio::spawn(tekup_services::worker::run(state, fast_worker(), shutdown));
+
+    let frame = crm.next_event(WITHIN).await.expect("LEAD_CREATED");
+    assert_eq!(frame["event"]["data"]["id"], lead_id.to_string());
+    eventually("both deliveries to be processed", || async {
+        (app.queue_stats("lead-processing").await["processed"] == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        crm.next_event(Duration::from_millis(800)).await,
+        None,
+        "the event was delivered twice"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM crm.contacts WHERE email = 'twice@example.com'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM crm.contact_leads").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM flow.activities WHERE type = 'LEAD_CREATED'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_poisoned_job_reaches_the_dead_letter_queue_after_its_retries() {
+    let app = TestApp::spawn_bus().await;
+    let missing = Uuid::new_v4();
+    let job = Job::new(
+        QueueName::LeadProcessing,
+        "process-lead",
+        "acme",
+        json!({ "leadId": missing }),
+    );
+    app.queues.as_ref().unwrap().enqueue(&job).await.unwrap();
+    let stats = eventually("the dead letter", || async {
+        let stats = app.queue_stats("lead-processing").await;
+        (stats["deadLetters"] == 1).then_some(stats)
+    })
+    .await;
+    let dead = &stats["lastDeadLetters"][0];
+    assert_eq!(dead["job"]["id"], job.id.to_string());
+    assert_eq!(
+        dead["job"]["attempt"], 3,
+        "three retries after the first attempt: {dead}"
+    );
+    assert!(
+        dead["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("lead {missing} not found")),
+        "{dead}"
+    );
+    assert_eq!(
+        (
+            stats["size"].as_u64(),
+            stats["inFlight"].as_u64(),
+            stats["retrying"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.worker.as_deref().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"message_queue_processed_total{queue="lead-processing",outcome="retried"} 3"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"message_queue_processed_total{queue="lead-processing",outcome="dead_lettered"} 1"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn jobs_of_a_crashed_worker_are_reclaimed() {
+    let app = TestApp::start(
+        Options {
+            worker: None,
+            ..Options::bus()
+        },
+        |_| {},
+    )
+    .await;
+    let queues = app.queues.clone().unwrap();
+    let flow = app.as_app(ACME_KEY, "acme", "flow-web");
+    let lead = flow
+        .post(
+            FlowApi,
+            "/leads",
+            json!({ "firstName": "C", "email": "crash@example.com" }),
+        )
+        .await;
+    assert_status(&lead, 201);
+    // A worker takes the job and dies before settling it.
+    let mut doomed = queues.consumer("doomed").await.unwrap();
+    let taken = doomed
+        .next(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .expect("the job");
+    assert_eq!(taken.job.payload["leadId"], lead.json["id"]);
+    drop(doomed);
+    assert_eq!(app_stats_in_flight(&queues).await, 1);
+
+    let state = app.worker_state();
+    tokio::spawn(tekup_services::worker::run(
+        state,
+        fast_worker(),
+        app.shutdown.child_token(),
+    ));
+    let id = lead.json["id"].as_str().unwrap().to_owned();
+    eventually("the reclaimed job's effect", || async {
+        let stored = flow.get(FlowApi, &format!("/leads/{id}")).await;
+        stored.json["contactId"].is_string().then_some(())
+    })
+    .await;
+    assert_eq!(app_stats_in_flight(&queues).await, 0);
+}
+
+async fn app_stats_in_flight(queues: &tekup_services::queue::Queues) -> u64 {
+    let stats = queues.stats().await.unwrap();
+    stats
+        .iter()
+        .find(|s| s.name == "lead-processing")
+        .unwrap()
+        .in_flight
+}
+
+#[tokio::test]
+async fn queued_jobs_survive_a_redis_restart() {
+    let mut app = TestApp::start(
+        Options {
+            worker: None,
+            ..Options::bus()
+        },
+        |_| {},
+    )
+    .await;
+    let flow = app.as_app(ACME_KEY, "acme", "flow-web");
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let lead = flow
+            .post(
+                FlowApi,
+                "/leads",
+                json!({ "firstName": "R", "email": format!("r{i}@example.com") }),
+            )
+            .await;
+        assert_status(&lead, 201);
+        ids.push(lead.json["id"].as_str().unwrap().to_owned());
+    }
+    drop(flow);
+    app.redis.as_mut().unwrap().restart();
+    let state = app.worker_state();
+    tokio::spawn(tekup_services::worker::run(
+        state,
+        fast_worker(),
+        app.shutdown.child_token(),
+    ));
+    let flow = app.as_app(ACME_KEY, "acme", "flow-web");
+    eventually("every lead processed after the restart", || async {
+        (count(
+            &app,
+            "SELECT count(*) FROM flow.leads WHERE contact_id IS NOT NULL",
+        )
+        .await
+            == 20)
+            .then_some(())
+    })
+    .await;
+    let contacts = app
+        .as_app(ACME_KEY, "acme", "crm-web")
+        .get(CrmApi, "/contacts?limit=100")
+        .await;
+    assert_eq!(contacts.json["total"], 20);
+    assert_status(&flow.get(FlowApi, &format!("/leads/{}", ids[0])).await, 200);
+}
+
+#[tokio::test]
+async fn higher_priority_queues_are_read_first() {
+    let app = TestApp::start(
+        Options {
+            worker: None,
+            ..Options::bus()
+        },
+        |_| {},
+    )
+    .await;
+    let queues = app.queues.clone().unwrap();
+    for queue in [
+        QueueName::AnalyticsProcessing,
+        QueueName::EmailSync,
+        QueueName::VoiceProcessing,
+    ] {
+        queues
+            .enqueue(&Job::new(queue, "probe", "acme", json!({})))
+            .await
+            .unwrap();
+    }
+    let mut consumer = queues.consumer("order").await.unwrap();
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        order.push(
+            consumer
+                .next(Duration::from_secs(1))
+                .await
+                .unwrap()
+                .unwrap()
+                .queue,
+        );
+    }
+    assert_eq!(
+        order,
+        [
+            QueueName::VoiceProcessing,
+            QueueName::EmailSync,
+            QueueName::AnalyticsProcessing
+        ]
+    );
+}
