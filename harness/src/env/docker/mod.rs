@@ -239,6 +239,8 @@ impl DockerBackend {
 fn build_archive(program: Option<&Path>, files: &[(PathBuf, String)]) -> std::io::Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     tar.follow_symlinks(true);
+    // Docker 20.10 rejects GNU sparse entries (type `S`), which debug binaries produce.
+    tar.sparse(false);
     if let Some(program) = program {
         let name = program.file_name().unwrap_or_default();
         tar.append_path_with_name(program, Path::new("tekup/bin").join(name))?;
