@@ -3,8 +3,8 @@
 //!
 //! One Debian root filesystem is made from packages (mmdebstrap, or
 //! debootstrap when mmdebstrap is missing) with PostgreSQL, Redis and CA
-//! certificates, then imported three times (`docker import`, through the
-//! API) with different configurations:
+//! certificates, imported once (`docker import`, through the API) and given
+//! three configurations (`docker commit --change`):
 //!
 //! - `tekup-harness/postgres:15`: the official image's contract
 //!   (`images/postgres/docker-entrypoint.sh`);
@@ -12,8 +12,9 @@
 //! - `tekup-harness/runtime:bookworm`: the base that service binaries are
 //!   copied into (same Debian release as the build machine's binaries need).
 //!
-//! Sharing the root filesystem costs some megabytes per image and saves two
-//! package downloads and installs, which is what makes the build fit in CI.
+//! The three images share one layer: the Redis and runtime images carry
+//! PostgreSQL they do not use, and the build downloads and installs packages
+//! once, which is what makes it fit in CI.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -127,13 +128,83 @@ pub async fn build(
             ],
         ),
     ];
-    for (image, changes) in images {
+    // Images these tags name now are replaced; remove them afterwards.
+    let mut replaced = Vec::new();
+    for image in [&options.postgres, &options.redis, &options.runtime] {
+        if let Ok(found) = docker.inspect_image(image).await {
+            replaced.extend(found.id);
+        }
+    }
+    // One import; the other images share its layer and differ in config only.
+    let [postgres, redis, runtime] = images;
+    let step = Instant::now();
+    progress(&format!("docker import {}", runtime.0));
+    import(&docker, &rootfs, runtime.0, runtime.1).await?;
+    timings.push((runtime.0.clone(), step.elapsed()));
+    for (image, changes) in [postgres, redis] {
         let step = Instant::now();
-        progress(&format!("docker import {image}"));
-        import(&docker, &rootfs, image, changes).await?;
+        progress(&format!("docker commit {image} (from {})", runtime.0));
+        derive(&docker, runtime.0, image, &changes).await?;
         timings.push((image.clone(), step.elapsed()));
     }
+    for id in replaced {
+        // Fails, harmlessly, while a container or a program image uses it.
+        let _ = docker
+            .remove_image(
+                &id,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await;
+    }
     Ok(timings)
+}
+
+/// Makes `image` from `base` with other configuration (`docker commit
+/// --change` of a created, never started container).
+async fn derive(
+    docker: &bollard::Docker,
+    base: &str,
+    image: &str,
+    changes: &[String],
+) -> Result<(), EnvError> {
+    use bollard::models::{ContainerConfig, ContainerCreateBody};
+    use bollard::query_parameters::{CommitContainerOptions, RemoveContainerOptions};
+    let (repo, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
+    let scratch = docker
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            ContainerCreateBody {
+                image: Some(base.to_owned()),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(EnvError::docker(format!("create a container from {base}")))?
+        .id;
+    let committed = docker
+        .commit_container(
+            CommitContainerOptions {
+                container: Some(scratch.clone()),
+                repo: Some(repo.to_owned()),
+                tag: Some(tag.to_owned()),
+                changes: Some(changes.join("\n")),
+                ..Default::default()
+            },
+            ContainerConfig::default(),
+        )
+        .await
+        .map_err(EnvError::docker(format!("commit {image}")));
+    let _ = docker
+        .remove_container(
+            &scratch,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    committed.map(|_| ())
 }
 
 /// Where the root filesystem of these options is cached: keyed by the

@@ -19,6 +19,7 @@
 //!   pipe to the harness and removes them when the harness dies without
 //!   tearing down (SIGKILL); `tekup-harness down` removes leftovers.
 
+mod bin_image;
 mod clean;
 mod instance;
 
@@ -62,6 +63,8 @@ pub(crate) struct DockerBackend {
     host: String,
     started: Mutex<Vec<Arc<DockerInstance>>>,
     reaper: Mutex<Option<Child>>,
+    /// Serialises the creation of program images (components share programs).
+    bin_images: tokio::sync::Mutex<()>,
 }
 
 impl DockerBackend {
@@ -96,6 +99,7 @@ impl DockerBackend {
             host: docker_host_name(),
             started: Mutex::new(Vec::new()),
             reaper: Mutex::new(reaper),
+            bin_images: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -210,16 +214,14 @@ impl DockerBackend {
     }
 
     async fn copy_in(&self, container: &str, spec: &LaunchSpec) -> Result<(), EnvError> {
-        let program = spec.program.clone();
         let files = spec.files.clone();
-        if program.is_none() && files.is_empty() {
+        if files.is_empty() {
             return Ok(());
         }
-        let archive =
-            tokio::task::spawn_blocking(move || build_archive(program.as_deref(), &files))
-                .await
-                .map_err(|e| EnvError::other("pack the binaries", e))?
-                .map_err(EnvError::io("pack the binaries into a tar archive"))?;
+        let archive = tokio::task::spawn_blocking(move || build_archive(None, &files))
+            .await
+            .map_err(|e| EnvError::other("pack the binaries", e))?
+            .map_err(EnvError::io("pack the binaries into a tar archive"))?;
         self.docker
             .upload_to_container(
                 container,
@@ -236,7 +238,10 @@ impl DockerBackend {
     }
 }
 
-fn build_archive(program: Option<&Path>, files: &[(PathBuf, String)]) -> std::io::Result<Vec<u8>> {
+pub(super) fn build_archive(
+    program: Option<&Path>,
+    files: &[(PathBuf, String)],
+) -> std::io::Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     tar.follow_symlinks(true);
     // Docker 20.10 rejects GNU sparse entries (type `S`), which debug binaries produce.
@@ -330,7 +335,11 @@ impl Backend for DockerBackend {
     fn start(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Instance>, EnvError>> {
         async move {
             let c = &spec.component;
-            let image = self.choose_image(c).await?;
+            let mut image = self.choose_image(c).await?;
+            if let Some(program) = &spec.program {
+                let _one_at_a_time = self.bin_images.lock().await;
+                image = bin_image::ensure(&self.docker, &image, program).await?;
+            }
             let name = format!("tekup-{}-{}", self.run_id, c.name);
             let config = self.container_config(&spec, image);
             self.docker
