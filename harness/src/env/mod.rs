@@ -27,6 +27,7 @@ pub mod postgres;
 pub(crate) mod process;
 mod ready;
 pub mod refs;
+mod resolve;
 pub mod runtime;
 mod spawn;
 pub mod state;

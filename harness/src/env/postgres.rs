@@ -20,6 +20,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::error::EnvError;
+use super::model::Ready;
+use super::ready::{self, Probe};
+use super::runtime::{Instance, LaunchSpec};
 use super::spawn::{signal_group, spawn_owned};
 
 /// How long the server may take to accept connections.
@@ -411,6 +415,49 @@ pub(crate) fn chown_tree(path: &Path, user: RunAs) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The `POSTGRES_USER`/`POSTGRES_DB` part of the official image's
+/// contract: the template has only the `postgres` superuser and database.
+/// Authentication is `trust` on 127.0.0.1, so passwords are not checked.
+pub(crate) async fn init_for_ecosystem(
+    instance: &dyn Instance,
+    spec: &LaunchSpec,
+) -> Result<(), EnvError> {
+    let c = &spec.component;
+    let port = spec.placement.inner_port.unwrap_or(5432);
+    let admin = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let probe = Probe {
+        host: "127.0.0.1".into(),
+        port: Some(port),
+        postgres_url: Some(admin.clone()),
+        http_base: String::new(),
+    };
+    ready::wait(&c.name, &Ready::Postgres, &probe, instance, c.ready_timeout).await?;
+    let fail = |e: sqlx::Error| EnvError::Start {
+        component: c.name.clone(),
+        message: format!("failed to create the role and database: {e}"),
+    };
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(&admin).await.map_err(fail)?;
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    if c.user != "postgres" {
+        sqlx::query(&format!("CREATE ROLE {} SUPERUSER LOGIN", quote(&c.user)))
+            .execute(&mut conn)
+            .await
+            .map_err(fail)?;
+    }
+    if c.database != "postgres" {
+        sqlx::query(&format!(
+            "CREATE DATABASE {} OWNER {}",
+            quote(&c.database),
+            quote(&c.user)
+        ))
+        .execute(&mut conn)
+        .await
+        .map_err(fail)?;
+    }
+    conn.close().await.map_err(fail)
 }
 
 #[cfg(test)]

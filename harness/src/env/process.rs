@@ -29,10 +29,10 @@ use futures::FutureExt as _;
 use serde_json::json;
 
 use super::error::EnvError;
-use super::model::{Component, Kind, Ready};
+use super::model::{Component, Kind};
 use super::postgres::{self as pg, RunAs};
-use super::ready::{self, Probe};
 use super::runtime::{Backend, ExitInfo, Instance, LaunchSpec, Placement};
+pub(crate) use super::spawn::{process_start_time, which};
 use super::spawn::{signal_group, spawn_detached, spawn_owned};
 
 const PASS_THROUGH_ENV: &[&str] = &[
@@ -161,14 +161,6 @@ impl ProcessBackend {
         }
         Ok(recipe)
     }
-}
-
-/// Finds `name` on PATH.
-pub(crate) fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 /// How to (re)start one process.
@@ -413,7 +405,7 @@ impl Backend for ProcessBackend {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(Arc::clone(&instance));
             if spec.component.kind == Kind::Postgres {
-                init_postgres(&instance, &spec).await?;
+                pg::init_for_ecosystem(instance.as_ref(), &spec).await?;
             }
             Ok(instance as Arc<dyn Instance>)
         }
@@ -457,52 +449,4 @@ impl ProcessBackend {
         });
         let _ = fs::remove_dir_all(&self.run_dir);
     }
-}
-
-/// The `POSTGRES_USER`/`POSTGRES_DB` part of the official image's
-/// contract: the template has only the `postgres` superuser and database.
-/// Authentication is `trust` on 127.0.0.1, so passwords are not checked.
-async fn init_postgres(instance: &ProcessInstance, spec: &LaunchSpec) -> Result<(), EnvError> {
-    let c = &spec.component;
-    let port = spec.placement.inner_port.unwrap_or(5432);
-    let admin = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    let probe = Probe {
-        host: "127.0.0.1".into(),
-        port: Some(port),
-        postgres_url: Some(admin.clone()),
-        http_base: String::new(),
-    };
-    ready::wait(&c.name, &Ready::Postgres, &probe, instance, c.ready_timeout).await?;
-    let fail = |e: sqlx::Error| EnvError::Start {
-        component: c.name.clone(),
-        message: format!("failed to create the role and database: {e}"),
-    };
-    use sqlx::Connection as _;
-    let mut conn = sqlx::PgConnection::connect(&admin).await.map_err(fail)?;
-    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    if c.user != "postgres" {
-        sqlx::query(&format!("CREATE ROLE {} SUPERUSER LOGIN", quote(&c.user)))
-            .execute(&mut conn)
-            .await
-            .map_err(fail)?;
-    }
-    if c.database != "postgres" {
-        sqlx::query(&format!(
-            "CREATE DATABASE {} OWNER {}",
-            quote(&c.database),
-            quote(&c.user)
-        ))
-        .execute(&mut conn)
-        .await
-        .map_err(fail)?;
-    }
-    conn.close().await.map_err(fail)
-}
-
-/// The kernel's start time of `pid` (field 22 of /proc/<pid>/stat): tells a
-/// recorded process from a later one that reused its pid.
-pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 2..];
-    after_name.split(' ').nth(19)?.parse().ok()
 }

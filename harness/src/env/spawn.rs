@@ -6,8 +6,10 @@
 //! from one dedicated thread that lives as long as the process: the signal
 //! then fires exactly when the harness process is gone, however it died.
 
+use std::fs;
 use std::io;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::sync::OnceLock;
@@ -81,4 +83,20 @@ pub(crate) fn signal_group(pid: u32, signal: i32) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Finds `name` on PATH.
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The kernel's start time of `pid` (field 22 of /proc/<pid>/stat): tells a
+/// recorded process from a later one that reused its pid.
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split(' ').nth(19)?.parse().ok()
 }

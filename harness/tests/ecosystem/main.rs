@@ -5,5 +5,6 @@
 
 mod common;
 mod docker;
+mod external;
 mod process;
 mod sigkill;
