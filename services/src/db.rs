@@ -97,3 +97,8 @@ pub async fn grouped_counts(
         .await?;
     Ok(rows.into_iter().map(|(k, n)| (k, n.into())).collect())
 }
+
+/// Whether `error` is a unique-constraint violation (SQLSTATE 23505).
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("23505"))
+}

@@ -10,7 +10,7 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::auth::TenantContext;
-use crate::db::tenant_tx;
+use crate::db::{is_unique_violation, tenant_tx};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::validate;
@@ -119,10 +119,6 @@ async fn associate_lead(
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
-}
-
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("23505"))
 }
 
 pub(super) async fn create(

@@ -11,7 +11,9 @@ use uuid::Uuid;
 use crate::auth::TenantContext;
 use crate::db::tenant_tx;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::events::CrossAppEvent;
+use crate::external::stripe::{NewCustomer, NewPaymentIntent, StripeClient, StripeError};
+use crate::state::{AppState, ServiceName};
 use crate::validate;
 
 /// A deal; `amount` is in the currency's minor unit, as Stripe counts it.
@@ -28,6 +30,9 @@ pub struct Deal {
     pub stage: String,
     pub won_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    pub stripe_customer_id: Option<String>,
+    pub stripe_payment_intent_id: Option<String>,
+    pub paid_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +129,11 @@ pub(super) async fn list(
 }
 
 /// `POST /deals/{id}/won`: idempotent; a lost deal cannot be won.
+///
+/// With Stripe configured, a won deal gets a Stripe customer and a payment
+/// intent (idempotency keys derived from the deal, metadata naming tenant
+/// and deal for the webhook) and `DEAL_WON` is broadcast. If Stripe fails
+/// the deal stays won and the answer is 502: calling again completes it.
 pub(super) async fn won(
     State(state): State<AppState>,
     ctx: TenantContext,
@@ -138,7 +148,7 @@ pub(super) async fn won(
             .fetch_optional(&mut *tx)
             .await?;
     let deal = deal.ok_or_else(|| ApiError::NotFound(format!("deal {id} not found")))?;
-    let deal = match deal.stage.as_str() {
+    let mut deal = match deal.stage.as_str() {
         "won" => deal,
         "lost" => return Err(ApiError::Conflict(format!("deal {id} is lost and cannot be won"))),
         _ => {
@@ -149,6 +159,81 @@ pub(super) async fn won(
                 .await?
         }
     };
+    let email: Option<String> = match deal.contact_id {
+        Some(contact) => {
+            sqlx::query_scalar("SELECT email FROM crm.contacts WHERE id = $1 AND tenant_id = $2")
+                .bind(contact)
+                .bind(&ctx.tenant_id)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+        None => None,
+    };
     tx.commit().await?;
+    if deal.stripe_payment_intent_id.is_none() {
+        if let Ok(stripe) = state.external.stripe() {
+            deal = charge(&state, &ctx.tenant_id, stripe, deal, email).await?;
+        }
+    }
     Ok(Json(deal))
+}
+
+/// Creates the Stripe customer and payment intent of a won deal, stores
+/// their ids and broadcasts `DEAL_WON`.
+async fn charge(
+    state: &AppState,
+    tenant: &str,
+    stripe: &StripeClient,
+    deal: Deal,
+    email: Option<String>,
+) -> ApiResult<Deal> {
+    let upstream = |e: StripeError| {
+        tracing::warn!(deal = %deal.id, error = format!("{e:#}"), "stripe failed for a won deal");
+        ApiError::Upstream(format!(
+            "the deal is won, but Stripe failed ({e}); call again to complete it"
+        ))
+    };
+    let customer_id = match &deal.stripe_customer_id {
+        Some(id) => id.clone(),
+        None => {
+            let mut new = NewCustomer::new()
+                .name(deal.title.clone())
+                .metadata("tenant_id", tenant)
+                .metadata("deal_id", deal.id.to_string())
+                .idempotency_key(format!("deal-{}-customer", deal.id));
+            if let Some(email) = email {
+                new = new.email(email);
+            }
+            stripe.create_customer(&new).await.map_err(upstream)?.id
+        }
+    };
+    let intent = NewPaymentIntent::new(deal.amount, deal.currency.clone())
+        .customer(customer_id.clone())
+        .description(format!("Deal {}", deal.title))
+        .metadata("tenant_id", tenant)
+        .metadata("deal_id", deal.id.to_string())
+        .idempotency_key(format!("deal-{}-payment-intent", deal.id));
+    let intent = stripe
+        .create_payment_intent(&intent)
+        .await
+        .map_err(upstream)?;
+    let mut tx = tenant_tx(&state.db, tenant).await?;
+    let deal: Deal = sqlx::query_as(
+        "UPDATE crm.deals SET stripe_customer_id = $3, stripe_payment_intent_id = $4
+          WHERE id = $1 AND tenant_id = $2 RETURNING *",
+    )
+    .bind(deal.id)
+    .bind(tenant)
+    .bind(&customer_id)
+    .bind(&intent.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    if let Some(events) = &state.events {
+        let data = serde_json::to_value(&deal).map_err(ApiError::internal)?;
+        let event = CrossAppEvent::new("DEAL_WON", ServiceName::CrmApi.as_str(), tenant, data)
+            .with_stable_id(&deal.id.to_string());
+        events.publish(&event).await.map_err(ApiError::internal)?;
+    }
+    Ok(deal)
 }

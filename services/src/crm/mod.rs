@@ -8,12 +8,15 @@
 //! | `GET /deals` | `read:deals` |
 //! | `GET /dashboard/metrics` | `read:metrics` |
 //! | `GET /analytics` | `read:analytics` |
+//! | `POST /emails/sync` (queues a Graph mail sync) | `sync:emails` |
+//! | `POST /webhooks/stripe` | none: a valid `Stripe-Signature` |
 //!
 //! Emails are unique per tenant (stored lower-cased), which is what makes
 //! `POST /contacts/sync` an idempotent upsert.
 
 mod contacts;
 mod deals;
+mod inbound;
 
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -38,6 +41,8 @@ pub fn routes() -> Router<AppState> {
         .route("/deals/{id}/won", post(deals::won))
         .route("/dashboard/metrics", get(dashboard))
         .route("/analytics", get(analytics))
+        .route("/emails/sync", post(inbound::sync_emails))
+        .route("/webhooks/stripe", post(inbound::stripe_webhook))
 }
 
 /// `GET /dashboard/metrics`: contacts, deals by stage, won amounts by currency.

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::auth::TenantContext;
-use crate::db::tenant_tx;
+use crate::db::{is_unique_violation, tenant_tx};
 use crate::error::{ApiError, ApiResult};
 use crate::secure::SEVERITIES;
 use crate::state::AppState;
@@ -49,7 +49,7 @@ pub(super) async fn create(
         return Err(ApiError::Validation("`data` must be a JSON object".into()));
     }
     let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
-    let report: ComplianceReport = sqlx::query_as(
+    let report: Result<ComplianceReport, sqlx::Error> = sqlx::query_as(
         "INSERT INTO flow.compliance_reports (id, tenant_id, incident_id, severity, summary, data)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
     )
@@ -60,7 +60,16 @@ pub(super) async fn create(
     .bind(&summary)
     .bind(&data)
     .fetch_one(&mut *tx)
-    .await?;
+    .await;
+    let report = match report {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(ApiError::Conflict(format!(
+                "a compliance report for incident {} exists",
+                body.incident_id.map(|i| i.to_string()).unwrap_or_default()
+            )))
+        }
+        other => other?,
+    };
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(report)))
 }

@@ -21,7 +21,7 @@ use crate::queue::{Job, QueueName};
 use crate::state::AppState;
 use crate::validate;
 
-pub(super) const STATUSES: [&str; 5] = ["new", "contacted", "qualified", "converted", "lost"];
+pub(crate) const STATUSES: [&str; 5] = ["new", "contacted", "qualified", "converted", "lost"];
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]

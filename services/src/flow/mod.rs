@@ -11,6 +11,7 @@
 //! | `GET /compliance/reports` | `read:compliance` |
 //! | `GET /dashboard/metrics` | `read:metrics` |
 //! | `GET /analytics` | `read:analytics` |
+//! | `POST /voice/execute` | `execute:voice` (and the command's own) |
 //!
 //! Creating a lead links it to a CRM contact (found by email, or created)
 //! and records a `LEAD_CREATED` activity; see [`leads`].
@@ -20,6 +21,7 @@ mod compliance;
 mod leads;
 pub(crate) mod processing;
 mod stats;
+mod voice;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -42,4 +44,5 @@ pub fn routes() -> Router<AppState> {
         .route("/compliance/reports", get(compliance::list))
         .route("/dashboard/metrics", get(stats::dashboard))
         .route("/analytics", get(stats::analytics))
+        .route("/voice/execute", post(voice::execute))
 }

@@ -133,7 +133,11 @@ async fn link_contact(
         let body = json!({ "leadId": lead.id });
         let path = format!("/contacts/{contact}/leads");
         client
-            .call(on_behalf, Call::post(ServiceName::CrmApi, path, &body))
+            // Associating twice changes nothing: safe to retry.
+            .call(
+                on_behalf,
+                Call::post(ServiceName::CrmApi, path, &body).idempotent(),
+            )
             .await
             .map(|_| contact)
     };
@@ -152,7 +156,10 @@ async fn link_contact(
     let (status, created) = client
         .call(
             on_behalf,
-            Call::post(ServiceName::CrmApi, "/contacts", &body).accept(&[StatusCode::CONFLICT]),
+            // A retry after a lost answer gets 409 and associates: safe to retry.
+            Call::post(ServiceName::CrmApi, "/contacts", &body)
+                .accept(&[StatusCode::CONFLICT])
+                .idempotent(),
         )
         .await?;
     if status == StatusCode::CONFLICT {

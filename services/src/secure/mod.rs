@@ -6,6 +6,11 @@
 //! | `GET /incidents` | `read:security` |
 //! | `GET /dashboard/metrics` (`activeIncidents`) | `read:metrics` |
 //! | `GET /analytics` | `read:analytics` |
+//!
+//! A new incident queues a `compliance-check` job (the worker files the
+//! Flow API compliance report, broadcasts `SECURITY_INCIDENT` to the
+//! secure-platform and business-dashboard rooms and mails an alert through
+//! Graph) and, when high or critical, a spoken alert on the voice queue.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -19,8 +24,10 @@ use uuid::Uuid;
 use crate::auth::TenantContext;
 use crate::db::{grouped_counts, tenant_tx};
 use crate::error::{ApiError, ApiResult};
+use crate::queue::{Job, QueueName};
 use crate::state::AppState;
 use crate::validate;
+use crate::worker::{COMPLIANCE_CHECK, VOICE_NOTIFICATION};
 
 pub const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
 
@@ -78,6 +85,34 @@ async fn create(
     .bind(&source)
     .fetch_one(&mut *tx)
     .await?;
+    // Queued before the commit, so an incident never exists without its
+    // propagation; the job waits (retries) until the incident is visible.
+    if let Some(queues) = &state.queues {
+        let unavailable = |e: crate::queue::QueueError| {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "failed to queue the incident's propagation"
+            );
+            ApiError::Unavailable("the compliance-checks queue is unavailable; retry later".into())
+        };
+        let check = Job::new(
+            QueueName::ComplianceChecks,
+            COMPLIANCE_CHECK,
+            &ctx.tenant_id,
+            json!({ "incidentId": incident.id }),
+        );
+        queues.enqueue(&check).await.map_err(unavailable)?;
+        if matches!(severity, "high" | "critical") {
+            let text = format!("Security alert, {severity}: {title}");
+            let alert = Job::new(
+                QueueName::VoiceProcessing,
+                VOICE_NOTIFICATION,
+                &ctx.tenant_id,
+                json!({ "text": text }),
+            );
+            queues.enqueue(&alert).await.map_err(unavailable)?;
+        }
+    }
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(incident)))
 }

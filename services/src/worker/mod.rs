@@ -8,6 +8,8 @@
 
 mod handlers;
 
+pub use handlers::{COMPLIANCE_CHECK, SYNC_EMAIL, VOICE_NOTIFICATION};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +39,9 @@ pub struct WorkerArgs {
     /// Longest retry delay.
     #[arg(long, env = "QUEUE_RETRY_MAX_MS", default_value_t = 60_000)]
     pub retry_max_ms: u64,
+    /// Where security alerts are mailed (through Graph); no alert mails without it.
+    #[arg(long, env = "ALERT_EMAIL")]
+    pub alert_email: Option<String>,
 }
 
 impl Default for WorkerArgs {
@@ -47,6 +52,7 @@ impl Default for WorkerArgs {
             reclaim_idle_ms: 30_000,
             retry_base_ms: 500,
             retry_max_ms: 60_000,
+            alert_email: None,
         }
     }
 }
@@ -145,7 +151,7 @@ async fn settle(state: &AppState, queues: &Queues, args: &WorkerArgs, delivery: 
     let job = &delivery.job;
     let ctx = RequestContext::incoming(job.correlation_id.as_deref(), None);
     let span = tracing::info_span!("job", queue = job.queue.as_str(), kind = job.kind, id = %job.id, attempt = job.attempt, correlation_id = ctx.correlation_id);
-    let outcome = ctx.scope(handlers::handle(state, job)).await;
+    let outcome = ctx.scope(handlers::handle(state, args, job)).await;
     let _enter = span.enter();
     let label = |outcome: &str| QueueOutcomeLabels {
         queue: job.queue.as_str().to_owned(),

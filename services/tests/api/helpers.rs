@@ -14,6 +14,7 @@ use tekup_harness::env::LocalPostgres;
 use tekup_services::auth::grants::Grants;
 use tekup_services::config::Upstreams;
 use tekup_services::events::EventBus;
+use tekup_services::external::ExternalApis;
 use tekup_services::gateway::{Gateway, GatewayArgs};
 use tekup_services::queue::Queues;
 use tekup_services::tenants::{self, SeedFile};
@@ -52,6 +53,7 @@ pub(crate) struct TestApp {
     pub(crate) gateway: Option<String>,
     pub(crate) worker: Option<String>,
     pub(crate) grants: Grants,
+    pub(crate) external: ExternalApis,
     pub(crate) queues: Option<Queues>,
     pub(crate) events: Option<EventBus>,
     pub(crate) http: reqwest::Client,
@@ -68,22 +70,15 @@ impl Drop for TestApp {
 }
 
 /// What to start besides the three API services.
+#[derive(Default)]
 pub(crate) struct Options {
     /// Redis, events and queues on every service, and the gateway.
     pub(crate) bus: bool,
     /// A worker in-process (needs `bus`).
     pub(crate) worker: Option<WorkerArgs>,
     pub(crate) gateway: GatewayArgs,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            bus: false,
-            worker: None,
-            gateway: GatewayArgs::default(),
-        }
-    }
+    /// Where the external APIs (mocks) are.
+    pub(crate) external: ExternalApis,
 }
 
 impl Options {
@@ -93,6 +88,7 @@ impl Options {
             bus: true,
             worker: Some(fast_worker()),
             gateway: GatewayArgs::default(),
+            external: ExternalApis::default(),
         }
     }
 }
@@ -105,6 +101,7 @@ pub(crate) fn fast_worker() -> WorkerArgs {
         reclaim_idle_ms: 500,
         retry_base_ms: 20,
         retry_max_ms: 200,
+        alert_email: Some("security@acme.test".into()),
     }
 }
 
@@ -201,17 +198,25 @@ impl TestApp {
             tweak(&mut state);
             state
         };
-        let crm = serve(state_for(ServiceName::CrmApi, Upstreams::default())).await;
-        let secure = serve(state_for(ServiceName::SecurePlatform, Upstreams::default())).await;
+        let base = Upstreams {
+            external: options.external.clone(),
+            ..Upstreams::default()
+        };
+        let crm = serve(state_for(ServiceName::CrmApi, base.clone())).await;
+        let secure = serve(state_for(ServiceName::SecurePlatform, base.clone())).await;
         let upstreams = Upstreams {
             crm_api_url: Some(crm.clone()),
             secure_platform_url: Some(secure.clone()),
-            ..Upstreams::default()
+            ..base.clone()
         };
         let flow = serve(state_for(ServiceName::FlowApi, upstreams.clone())).await;
+        let upstreams = Upstreams {
+            flow_api_url: Some(flow.clone()),
+            ..upstreams
+        };
         let mut gateway = None;
         if let Some(client) = &client {
-            let mut state = state_for(ServiceName::Gateway, Upstreams::default());
+            let mut state = state_for(ServiceName::Gateway, base.clone());
             let hub = Gateway::start(
                 client.clone(),
                 service_pool.clone(),
@@ -243,6 +248,7 @@ impl TestApp {
             gateway,
             worker,
             grants,
+            external: options.external,
             queues,
             events,
             http: reqwest::Client::new(),
@@ -261,6 +267,8 @@ impl TestApp {
             TOKEN_SECRET,
             Upstreams {
                 crm_api_url: Some(self.crm.clone()),
+                flow_api_url: Some(self.flow.clone()),
+                external: self.external.clone(),
                 ..Upstreams::default()
             },
         );

@@ -9,6 +9,7 @@ mod crm;
 mod errors;
 mod events;
 mod helpers;
+mod integrations;
 mod lead_to_contact;
 mod local_redis;
 mod permissions;

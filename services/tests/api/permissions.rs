@@ -135,6 +135,15 @@ fn endpoints() -> Vec<Endpoint> {
             None,
             "read:security",
         ),
+        // These answer 503 here (no Gemini, no queue configured): past the permission check.
+        e(
+            FlowApi,
+            Method::POST,
+            "/voice/execute",
+            Some(json!({ "transcript": "show me leads" })),
+            "execute:voice",
+        ),
+        e(CrmApi, Method::POST, "/emails/sync", None, "sync:emails"),
         e(
             SecurePlatform,
             Method::POST,
@@ -205,7 +214,7 @@ async fn each_app_is_allowed_exactly_what_the_matrix_grants() {
             let status = reply.status.as_u16();
             let ok = if allowed {
                 exercised.insert(((*app_name).to_owned(), ep.service, ep.permission.to_owned()));
-                status != 401 && status != 403 && status < 500
+                status != 401 && status != 403 && status != 500
             } else {
                 status == 403
                     && error_code(&reply) == "forbidden"
@@ -234,8 +243,7 @@ async fn each_app_is_allowed_exactly_what_the_matrix_grants() {
     );
 
     // Every (app, permission) of the matrix was exercised as allowed on some
-    // service, except those whose endpoints arrive with the event-bus work.
-    // (`*` grants apply where a service has such an endpoint.)
+    // service (`*` grants apply where a service has such an endpoint).
     let granted: BTreeSet<(&str, &str)> = rows
         .iter()
         .filter(|(a, _, _)| apps.contains(a.as_str()))
@@ -246,12 +254,9 @@ async fn each_app_is_allowed_exactly_what_the_matrix_grants() {
         .map(|(a, _, p)| (a.as_str(), p.as_str()))
         .collect();
     let missing: BTreeSet<_> = granted.difference(&used).copied().collect();
-    assert_eq!(
-        missing,
-        BTreeSet::from([
-            ("inbox-ai", "sync:emails"),
-            ("voice-agent", "execute:voice")
-        ])
+    assert!(
+        missing.is_empty(),
+        "matrix rows no endpoint exercised: {missing:?}"
     );
 }
 

@@ -1,0 +1,114 @@
+//! Inbound work: the Stripe webhook, and the email sync trigger.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::deals::Deal;
+use crate::auth::TenantContext;
+use crate::db::tenant_tx;
+use crate::error::{ApiError, ApiResult};
+use crate::events::CrossAppEvent;
+use crate::external::stripe::{verify_webhook, WEBHOOK_TOLERANCE};
+use crate::queue::{Job, QueueName};
+use crate::state::{AppState, ServiceName};
+use crate::worker::SYNC_EMAIL;
+
+/// `POST /webhooks/stripe`: accepted only with a valid `Stripe-Signature`
+/// for the raw body. `payment_intent.succeeded` for a deal's payment intent
+/// marks the deal paid (once) and broadcasts `PAYMENT_RECEIVED`; other
+/// events are acknowledged and ignored, as Stripe expects.
+pub(super) async fn stripe_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let secret = state
+        .external
+        .stripe_webhook_secret()
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::BadRequest("missing `Stripe-Signature` header".into()))?;
+    verify_webhook(
+        secret,
+        signature,
+        &body,
+        chrono::Utc::now().timestamp(),
+        WEBHOOK_TOLERANCE,
+    )
+    .map_err(|e| ApiError::BadRequest(format!("invalid Stripe signature: {e}")))?;
+    let event: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("the event is not JSON: {e}")))?;
+    if event["type"] != "payment_intent.succeeded" {
+        return Ok(Json(json!({ "received": true, "handled": false })));
+    }
+    let object = &event["data"]["object"];
+    let (Some(intent), Some(tenant), Some(deal)) = (
+        object["id"].as_str(),
+        object["metadata"]["tenant_id"].as_str(),
+        object["metadata"]["deal_id"]
+            .as_str()
+            .and_then(|d| d.parse::<Uuid>().ok()),
+    ) else {
+        return Ok(Json(
+            json!({ "received": true, "handled": false, "reason": "not a payment intent of a deal" }),
+        ));
+    };
+    let mut tx = tenant_tx(&state.db, tenant).await?;
+    let paid: Option<Deal> = sqlx::query_as(
+        "UPDATE crm.deals SET paid_at = coalesce(paid_at, now())
+          WHERE id = $1 AND tenant_id = $2 AND stripe_payment_intent_id = $3 RETURNING *",
+    )
+    .bind(deal)
+    .bind(tenant)
+    .bind(intent)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let Some(paid) = paid else {
+        return Ok(Json(
+            json!({ "received": true, "handled": false, "reason": "no deal with this payment intent" }),
+        ));
+    };
+    if let Some(events) = &state.events {
+        let data = serde_json::to_value(&paid).map_err(ApiError::internal)?;
+        let key = event["id"].as_str().unwrap_or(intent);
+        let event = CrossAppEvent::new(
+            "PAYMENT_RECEIVED",
+            ServiceName::CrmApi.as_str(),
+            tenant,
+            data,
+        )
+        .with_stable_id(key);
+        events.publish(&event).await.map_err(ApiError::internal)?;
+    }
+    Ok(Json(
+        json!({ "received": true, "handled": true, "dealId": paid.id }),
+    ))
+}
+
+/// `POST /emails/sync`: queues a sync of the mailbox (through Graph) into contacts.
+pub(super) async fn sync_emails(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    ctx.require("sync:emails")?;
+    let queues = state
+        .queues
+        .as_ref()
+        .ok_or_else(|| ApiError::Unavailable("email sync needs the queues (REDIS_URL)".into()))?;
+    let job = Job::new(QueueName::EmailSync, SYNC_EMAIL, &ctx.tenant_id, json!({}));
+    queues.enqueue(&job).await.map_err(|e| {
+        tracing::error!(error = format!("{e:#}"), "failed to queue an email sync");
+        ApiError::Unavailable("the email-sync queue is unavailable; retry later".into())
+    })?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "jobId": job.id, "queue": job.queue.as_str() })),
+    ))
+}
