@@ -9,7 +9,7 @@
 //! scripted answer, rate-limit headers).
 //!
 //! `cargo bench -p tekup-benches --bench mocks_throughput` (env: `BENCH_SECS`,
-//! `BENCH_CONCURRENCY`, `BENCH_ONLY=<substring of a target name>`)
+//! `BENCH_CONCURRENCY`, `BENCH_ROUNDS`, `BENCH_ONLY=<substring of a target name>`)
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -31,7 +31,6 @@ struct Target {
 }
 
 struct Result {
-    name: &'static str,
     requests: u64,
     errors: u64,
     elapsed: Duration,
@@ -101,13 +100,69 @@ async fn drive(target: Target, duration: Duration, concurrency: usize) -> Result
             .unwrap_or_default()
     };
     Result {
-        name: target.name,
         requests,
         errors,
         elapsed,
         p50: pick(0.5),
         p99: pick(0.99),
     }
+}
+
+/// A mock running on its own thread; dropping `Running` stops it.
+struct Running {
+    uri: String,
+    journal_len: std::sync::mpsc::Receiver<usize>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Running {
+    /// Stops the mock and returns the size of its journal.
+    fn finish(mut self) -> usize {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.journal_len.recv().unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn on_own_thread<M, F, Fut>(start: F) -> (Running, std::thread::JoinHandle<()>)
+where
+    M: std::ops::Deref<Target = tekup_mocks::MockServer> + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = M>,
+{
+    let (uri_tx, uri_rx) = std::sync::mpsc::channel();
+    let (len_tx, len_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime builds");
+        runtime.block_on(async move {
+            let mock = start().await;
+            let _ = uri_tx.send(mock.uri());
+            let _ = stop_rx.await;
+            let _ = len_tx.send(mock.journal().len());
+        });
+    });
+    let uri = uri_rx.recv().expect("the mock thread reports its address");
+    (
+        Running {
+            uri,
+            journal_len: len_rx,
+            stop: Some(stop_tx),
+        },
+        thread,
+    )
 }
 
 fn chat_body() -> String {
@@ -132,8 +187,13 @@ async fn main() {
         .respond_with(ResponseTemplate::new(200).set_body_json(canned))
         .mount(&wiremock)
         .await;
-    let openai = OpenAi::start().await.expect("openai mock starts");
-    let stripe = Stripe::start().await.expect("stripe mock starts");
+    // wiremock serves from its own thread with a current-thread runtime; the
+    // mocks get the same arrangement so that neither shares the clients' runtime.
+    let (openai, _openai_thread) =
+        on_own_thread(|| async { OpenAi::start().await.expect("openai mock starts") });
+    let (stripe, _stripe_thread) =
+        on_own_thread(|| async { Stripe::start().await.expect("stripe mock starts") });
+    let openai_base = format!("{}/v1", openai.uri);
 
     let targets = vec![
         Target {
@@ -146,44 +206,65 @@ async fn main() {
         Target {
             name: "tekup-mocks openai POST /v1/chat/completions",
             method: reqwest::Method::POST,
-            url: format!("{}/chat/completions", openai.base_url()),
+            url: format!("{openai_base}/chat/completions"),
             headers: vec![("authorization", "Bearer sk-bench")],
             body: Some(("application/json", chat_body())),
         },
         Target {
             name: "tekup-mocks openai GET /v1/models",
             method: reqwest::Method::GET,
-            url: format!("{}/models", openai.base_url()),
+            url: format!("{openai_base}/models"),
             headers: vec![("authorization", "Bearer sk-bench")],
             body: None,
         },
         Target {
             name: "tekup-mocks stripe GET /v1/customers",
             method: reqwest::Method::GET,
-            url: format!("{}/v1/customers?limit=3", stripe.uri()),
+            url: format!("{}/v1/customers?limit=3", stripe.uri),
             headers: vec![("authorization", "Bearer sk_test_bench")],
             body: None,
         },
     ];
 
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "mocks throughput: {concurrency} concurrent clients, {secs} s per target, loopback, same run\n");
-    let _ = writeln!(
-        out,
-        "{:<48} {:>10} {:>9} {:>9} {:>9} {:>7}",
-        "target", "req/s", "p50 ms", "p99 ms", "requests", "errors"
-    );
-    let mut baseline = None;
     // `BENCH_ONLY=<substring>` measures only the matching targets (for profiling).
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    for target in targets
+    let targets: Vec<Target> = targets
         .into_iter()
         .filter(|t| t.name.contains(only.as_str()))
-    {
+        .collect();
+    // Targets are measured in interleaved rounds so that background load on a
+    // shared machine hits all of them alike.
+    let rounds = env_or("BENCH_ROUNDS", 3).max(1);
+    let slice = duration / u32::try_from(rounds).unwrap_or(1);
+    for target in &targets {
         // Warm-up: connections and allocations, not measured.
         let _ = drive(target.clone(), Duration::from_millis(300), concurrency).await;
-        let r = drive(target, duration, concurrency).await;
-        let rate = r.requests as f64 / r.elapsed.as_secs_f64();
+    }
+    let mut totals: Vec<(u64, u64, Duration, Vec<Duration>)> =
+        vec![(0, 0, Duration::ZERO, Vec::new()); targets.len()];
+    for _ in 0..rounds {
+        for (i, target) in targets.iter().enumerate() {
+            let r = drive(target.clone(), slice, concurrency).await;
+            totals[i].0 += r.requests;
+            totals[i].1 += r.errors;
+            totals[i].2 += r.elapsed;
+            totals[i].3.extend([r.p50, r.p99]);
+        }
+    }
+
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "mocks throughput: {concurrency} concurrent clients, {secs} s per target in {rounds} interleaved rounds, loopback, same run\n"
+    );
+    let _ = writeln!(
+        out,
+        "{:<48} {:>10} {:>12} {:>12} {:>9} {:>7}",
+        "target", "req/s", "p50 ms(max)", "p99 ms(max)", "requests", "errors"
+    );
+    let mut baseline = None;
+    for (target, (requests, errors, elapsed, lat)) in targets.iter().zip(totals) {
+        let rate = requests as f64 / elapsed.as_secs_f64();
         let relative = match baseline {
             None => {
                 baseline = Some(rate);
@@ -191,19 +272,26 @@ async fn main() {
             }
             Some(b) => format!("({:.0}% of wiremock)", rate / b * 100.0),
         };
+        let p50 = lat.iter().step_by(2).max().copied().unwrap_or_default();
+        let p99 = lat
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .max()
+            .copied()
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<48} {:>10.0} {:>9.2} {:>9.2} {:>9} {:>7}  {relative}",
-            r.name,
+            "{:<48} {:>10.0} {:>12.2} {:>12.2} {:>9} {:>7}  {relative}",
+            target.name,
             rate,
-            r.p50.as_secs_f64() * 1000.0,
-            r.p99.as_secs_f64() * 1000.0,
-            r.requests,
-            r.errors
+            p50.as_secs_f64() * 1000.0,
+            p99.as_secs_f64() * 1000.0,
+            requests,
+            errors
         );
-        let _ = out.flush();
     }
-    let journaled = openai.journal().len();
+    let journaled = openai.finish();
     let _ = writeln!(
         out,
         "\nopenai mock journal holds {journaled} entries after the run (bounded at 100000)"
