@@ -243,14 +243,18 @@ fn follow_log(
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
         let _ = writeln!(file, "{line}");
-        if line.contains("ready to accept connections") {
+        let is_ready = line.contains("ready to accept connections");
+        {
+            let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+            if tail.len() == LOG_TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+        // Signalled after the line is in the tail, so a caller woken by it sees it there.
+        if is_ready {
             let _ = ready.send(());
         }
-        let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
-        if tail.len() == LOG_TAIL_LINES {
-            tail.pop_front();
-        }
-        tail.push_back(line);
     }
 }
 
