@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tekup_services::events::CrossAppEvent;
-use tekup_services::gateway::{GatewayArgs, CLOSE_SLOW_CONSUMER};
+use tekup_services::gateway::{GatewayArgs, CLOSE_PING_TIMEOUT, CLOSE_SLOW_CONSUMER};
 use tekup_services::ServiceName::FlowApi;
 
 use crate::helpers::{assert_status, Options, TestApp, ACME_KEY, GLOBEX_KEY};
@@ -273,5 +273,30 @@ async fn a_slow_client_is_disconnected_without_holding_back_the_others() {
     assert!(
         metrics.contains("websocket_slow_consumers_total 1"),
         "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_never_answers_pings_is_closed_and_one_that_does_stays() {
+    let options = Options {
+        gateway: GatewayArgs {
+            buffer: 64,
+            ping_secs: 1,
+        },
+        ..Options::bus()
+    };
+    let app = TestApp::start(options, |_| {}).await;
+    // Not polled, so it never answers the gateway's pings.
+    let mut silent = app.ws(ACME_KEY, "acme", "crm-web").await;
+    let mut alive = app.ws(ACME_KEY, "acme", "flow-web").await;
+    // Reading answers pings (tungstenite replies to them); two ping
+    // intervals and more pass meanwhile.
+    assert_eq!(alive.next(Duration::from_millis(3500)).await, None);
+    assert_eq!(silent.close_code(WITHIN).await, Some(CLOSE_PING_TIMEOUT));
+    alive.send(json!({ "action": "ping" })).await;
+    assert_eq!(
+        alive.next(WITHIN).await.unwrap()["type"],
+        "pong",
+        "the answering client was closed"
     );
 }
