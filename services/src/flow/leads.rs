@@ -1,8 +1,8 @@
 //! Leads, and the lead-to-contact flow.
 //!
-//! `POST /leads` stores the lead and enqueues a `process-lead` job on the
-//! lead-processing queue in the same breath, answering 201 at once; the
-//! worker then runs the lead-to-contact flow ([`super::processing`]).
+//! `POST /leads` stores the lead, then enqueues a `process-lead` job on the
+//! lead-processing queue, answering 201 at once; the worker then runs the
+//! lead-to-contact flow ([`super::processing`]).
 //! Without a queue configured (no Redis), the flow runs inside the request.
 
 use axum::extract::{Path, Query, State};
@@ -91,22 +91,29 @@ pub(super) async fn create(
             .map_err(ApiError::internal)?;
         return Ok((StatusCode::CREATED, Json(lead)));
     };
-    // Enqueued before the commit: a lead is never stored without its job.
-    // (A job whose lead did not commit finds no lead and dead-letters.)
+    // Committed before the job is queued, so the worker always finds the
+    // lead. Should queueing fail, the lead is taken back and the client told
+    // to retry (503): a lead is never stored without its job.
+    tx.commit().await?;
     let job = Job::new(
         QueueName::LeadProcessing,
         processing::PROCESS_LEAD,
         &ctx.tenant_id,
         json!({ "leadId": lead.id, "originApp": ctx.app, "notifyVoice": body.notify_voice.unwrap_or(false) }),
     );
-    queues.enqueue(&job).await.map_err(|e| {
-        tracing::error!(
-            error = format!("{e:#}"),
-            "failed to enqueue lead processing"
-        );
-        ApiError::Unavailable("the lead-processing queue is unavailable; retry later".into())
-    })?;
-    tx.commit().await?;
+    if let Err(e) = queues.enqueue(&job).await {
+        tracing::error!(error = format!("{e:#}"), lead = %lead.id, "failed to enqueue lead processing; taking the lead back");
+        let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+        sqlx::query("DELETE FROM flow.leads WHERE id = $1 AND tenant_id = $2")
+            .bind(lead.id)
+            .bind(&ctx.tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        return Err(ApiError::Unavailable(
+            "the lead-processing queue is unavailable; retry later".into(),
+        ));
+    }
     state.metrics.leads_created.inc();
     Ok((StatusCode::CREATED, Json(lead)))
 }

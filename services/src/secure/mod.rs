@@ -10,7 +10,7 @@
 //! A new incident queues a `compliance-check` job (the worker files the
 //! Flow API compliance report, broadcasts `SECURITY_INCIDENT` to the
 //! secure-platform and business-dashboard rooms and mails an alert through
-//! Graph) and, when high or critical, a spoken alert on the voice queue.
+//! Graph and, when high or critical, queues a spoken alert on the voice queue).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -27,7 +27,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::queue::{Job, QueueName};
 use crate::state::AppState;
 use crate::validate;
-use crate::worker::{COMPLIANCE_CHECK, VOICE_NOTIFICATION};
+use crate::worker::COMPLIANCE_CHECK;
 
 pub const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
 
@@ -85,35 +85,31 @@ async fn create(
     .bind(&source)
     .fetch_one(&mut *tx)
     .await?;
-    // Queued before the commit, so an incident never exists without its
-    // propagation; the job waits (retries) until the incident is visible.
+    // Committed before the job is queued, so the worker always finds the
+    // incident. Should queueing fail, the incident is taken back and the
+    // client told to retry (503): an incident is never stored unpropagated.
+    tx.commit().await?;
     if let Some(queues) = &state.queues {
-        let unavailable = |e: crate::queue::QueueError| {
-            tracing::error!(
-                error = format!("{e:#}"),
-                "failed to queue the incident's propagation"
-            );
-            ApiError::Unavailable("the compliance-checks queue is unavailable; retry later".into())
-        };
         let check = Job::new(
             QueueName::ComplianceChecks,
             COMPLIANCE_CHECK,
             &ctx.tenant_id,
             json!({ "incidentId": incident.id }),
         );
-        queues.enqueue(&check).await.map_err(unavailable)?;
-        if matches!(severity, "high" | "critical") {
-            let text = format!("Security alert, {severity}: {title}");
-            let alert = Job::new(
-                QueueName::VoiceProcessing,
-                VOICE_NOTIFICATION,
-                &ctx.tenant_id,
-                json!({ "text": text }),
-            );
-            queues.enqueue(&alert).await.map_err(unavailable)?;
+        if let Err(e) = queues.enqueue(&check).await {
+            tracing::error!(error = format!("{e:#}"), incident = %incident.id, "failed to queue the incident's propagation; taking it back");
+            let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+            sqlx::query("DELETE FROM secure.incidents WHERE id = $1 AND tenant_id = $2")
+                .bind(incident.id)
+                .bind(&ctx.tenant_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Err(ApiError::Unavailable(
+                "the compliance-checks queue is unavailable; retry later".into(),
+            ));
         }
     }
-    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(incident)))
 }
 

@@ -13,7 +13,7 @@ use crate::db::tenant_tx;
 use crate::events::{CrossAppEvent, EventError, Priority};
 use crate::external::graph::OutgoingMail;
 use crate::flow::processing::{process_lead, PROCESS_LEAD};
-use crate::queue::Job;
+use crate::queue::{Job, QueueError, QueueName};
 use crate::secure::Incident;
 use crate::state::{AppState, ServiceName};
 
@@ -45,6 +45,8 @@ pub(super) enum JobError {
     NotConfigured(#[from] crate::external::NotConfigured),
     #[error(transparent)]
     Graph(#[from] crate::external::graph::GraphError),
+    #[error("failed to queue a follow-up job")]
+    Queue(#[from] QueueError),
 }
 
 fn uuid_field(payload: &Value, field: &str) -> Result<Uuid, JobError> {
@@ -186,6 +188,22 @@ async fn compliance_check(
         .with_priority(priority)
         .with_stable_id(&incident.id.to_string());
         events.publish(&event).await?;
+    }
+
+    if let (Some(queues), "high" | "critical") = (&state.queues, incident.severity.as_str()) {
+        // Same job id however often this runs: the voice handler acts once per id.
+        let text = format!("Security alert, {}: {}", incident.severity, incident.title);
+        let mut alert = Job::new(
+            QueueName::VoiceProcessing,
+            VOICE_NOTIFICATION,
+            &job.tenant_id,
+            json!({ "text": text }),
+        );
+        alert.id = Uuid::new_v5(
+            &Uuid::NAMESPACE_OID,
+            format!("voice-alert:{}", incident.id).as_bytes(),
+        );
+        queues.enqueue(&alert).await?;
     }
 
     // The marker commits only once the mail is sent: a failed send is retried,

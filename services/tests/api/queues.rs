@@ -361,3 +361,54 @@ async fn higher_priority_queues_are_read_first() {
         ]
     );
 }
+
+#[tokio::test]
+async fn with_the_queue_down_a_lead_is_refused_and_not_kept() {
+    let mut app = TestApp::spawn_bus().await;
+    app.redis.as_mut().unwrap().kill();
+    let flow = app.as_app(ACME_KEY, "acme", "flow-web");
+    let refused = flow
+        .post(
+            FlowApi,
+            "/leads",
+            json!({ "firstName": "D", "email": "down@example.com" }),
+        )
+        .await;
+    assert_status(&refused, 503);
+    assert!(
+        refused.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("retry later"),
+        "{}",
+        refused.json
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM flow.leads").await,
+        0,
+        "a lead without its job was kept"
+    );
+    drop(flow);
+
+    // Back up: the same request goes through and is processed.
+    app.redis.as_mut().unwrap().restart();
+    let flow = app.as_app(ACME_KEY, "acme", "flow-web");
+    let accepted = eventually("the queue to accept again", || async {
+        let reply = flow
+            .post(
+                FlowApi,
+                "/leads",
+                json!({ "firstName": "D", "email": "down@example.com" }),
+            )
+            .await;
+        (reply.status.as_u16() == 201).then_some(reply)
+    })
+    .await;
+    let id = accepted.json["id"].as_str().unwrap().to_owned();
+    eventually("the lead to be processed", || async {
+        flow.get(FlowApi, &format!("/leads/{id}")).await.json["contactId"]
+            .is_string()
+            .then_some(())
+    })
+    .await;
+}
