@@ -67,7 +67,8 @@ fn signal(child: &Child, signal: i32) {
 }
 
 fn leftovers(pids: &[u32]) -> Vec<u32> {
-    pids.iter()
+    let mut left: Vec<u32> = pids
+        .iter()
         .flat_map(|p| {
             let mut v = group_members(*p);
             if alive(*p) {
@@ -75,7 +76,10 @@ fn leftovers(pids: &[u32]) -> Vec<u32> {
             }
             v
         })
-        .collect()
+        .collect();
+    left.sort_unstable();
+    left.dedup();
+    left
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,9 @@
 //!   `${file:...}` files) are copied in before the container starts.
 //! - Other components reach a component by its name on the run's network;
 //!   the harness reaches it on a published port of `127.0.0.1` (or the
-//!   `DOCKER_HOST` machine).
+//!   `DOCKER_HOST` machine). Prefer `http`/`log` readiness for containers:
+//!   docker's userland proxy accepts TCP on a published port before the
+//!   container listens, so `{ tcp = true }` proves little there.
 //! - Every container and the network carry `tekup-harness.run=<id>`.
 //!   Teardown removes them; a reaper process (`tekup-harness reap`) holds a
 //!   pipe to the harness and removes them when the harness dies without
@@ -38,6 +40,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use serde_json::json;
 
+pub use bin_image::remove_program_images;
 pub(crate) use clean::image_exists;
 pub use clean::{connect, reap, remove_runs, run_resources, usable};
 use instance::DockerInstance;

@@ -1,0 +1,166 @@
+//! Start times of the full ecosystem per runtime, beside a single bare
+//! Postgres start measured in the same run.
+//!
+//! `cargo bench -p tekup-benches --bench ecosystem_start`
+//!
+//! - *cold*: the first start with an empty initdb-template cache (process
+//!   runtime and bare Postgres: it includes `initdb`); for docker, the first
+//!   start without the cached program images (the offline base images
+//!   exist; the service and mock binaries are copied in again).
+//! - *warm*: the following starts (median, min and max of `TEKUP_BENCH_RUNS`,
+//!   default 5), template cached.
+//!
+//! Start = from the call until every component is ready (services answer
+//! `/health` with their database). Teardown is measured separately. The
+//! docker rows need `tekup-harness images build`; without the images they
+//! are reported as skipped with the reason.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tekup_harness::env::{docker, Ecosystem, EcosystemFile, LocalPostgres, Runtime};
+
+fn main() {
+    let runs: usize = std::env::var("TEKUP_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/ecosystem.toml");
+    let components = EcosystemFile::load(&file)
+        .expect("ecosystem file")
+        .components
+        .len();
+    let mut rows = Vec::new();
+
+    let cache = tempfile::tempdir().expect("cache dir");
+    // Safe in edition 2021; nothing else reads the environment concurrently yet.
+    std::env::set_var("TEKUP_CACHE_DIR", cache.path().join("bare"));
+    let bare = measure(runs, || {
+        let started = Instant::now();
+        let pg = rt
+            .block_on(LocalPostgres::start())
+            .expect("postgres starts");
+        let took = started.elapsed();
+        let stop = Instant::now();
+        drop(pg);
+        (took, stop.elapsed())
+    });
+    rows.push(("bare Postgres (LocalPostgres)".to_owned(), Some(bare)));
+
+    std::env::set_var("TEKUP_CACHE_DIR", cache.path().join("process"));
+    // Build the programs before timing (a missing binary is built on first start).
+    let warmup = rt
+        .block_on(
+            Ecosystem::builder()
+                .file(&file)
+                .runtime(Runtime::Process)
+                .start(),
+        )
+        .expect("process ecosystem starts");
+    drop(warmup);
+    std::env::set_var("TEKUP_CACHE_DIR", cache.path().join("process-cold"));
+    let process = measure(runs, || start_full(&rt, &file, Runtime::Process));
+    rows.push((
+        format!("process runtime ({components} components)"),
+        Some(process),
+    ));
+
+    let usable = rt.block_on(async {
+        let model = EcosystemFile::load(&file).expect("file");
+        docker::usable(&model).await
+    });
+    match usable {
+        Ok(_) => {
+            // Cold: the programs are copied into fresh program images again.
+            rt.block_on(docker::remove_program_images())
+                .expect("program images removed");
+            let d = measure(runs, || start_full(&rt, &file, Runtime::Docker));
+            rows.push((format!("docker runtime ({components} components)"), Some(d)));
+        }
+        Err(why) => rows.push((format!("docker runtime: skipped ({why})"), None)),
+    }
+
+    report(runs, &rows);
+}
+
+fn start_full(rt: &tokio::runtime::Runtime, file: &Path, runtime: Runtime) -> (Duration, Duration) {
+    let started = Instant::now();
+    let eco = rt
+        .block_on(Ecosystem::builder().file(file).runtime(runtime).start())
+        .unwrap_or_else(|e| {
+            panic!(
+                "{runtime} ecosystem starts: {}",
+                tekup_harness::env::error_chain(&e)
+            )
+        });
+    let took = started.elapsed();
+    let logs = eco.logs_dir().to_path_buf();
+    let stop = Instant::now();
+    drop(eco);
+    let stopped = stop.elapsed();
+    let _ = std::fs::remove_dir_all(logs);
+    (took, stopped)
+}
+
+/// Cold (first) and warm (the rest) start times, plus teardown times.
+struct Sample {
+    cold: Duration,
+    warm: Vec<Duration>,
+    teardown: Vec<Duration>,
+}
+
+fn measure(runs: usize, mut once: impl FnMut() -> (Duration, Duration)) -> Sample {
+    let (cold, first_teardown) = once();
+    let mut warm = Vec::new();
+    let mut teardown = vec![first_teardown];
+    for _ in 0..runs {
+        let (took, stopped) = once();
+        warm.push(took);
+        teardown.push(stopped);
+    }
+    warm.sort();
+    teardown.sort();
+    Sample {
+        cold,
+        warm,
+        teardown,
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn report(runs: usize, rows: &[(String, Option<Sample>)]) {
+    let mut text = format!(
+        "\nstart until ready; cold = first start (empty initdb cache; docker: no cached program images), warm = median of {runs} (min..max)\n\n{:<52} {:>9} {:>9} {:>21} {:>14}\n",
+        "", "cold", "warm", "warm min..max", "teardown"
+    );
+    for (name, sample) in rows {
+        match sample {
+            Some(s) => {
+                let median = s.warm[s.warm.len() / 2];
+                let (min, max) = (s.warm[0], s.warm[s.warm.len() - 1]);
+                let td = s.teardown[s.teardown.len() / 2];
+                text.push_str(&format!(
+                    "{name:<52} {:>9} {:>9} {:>21} {:>14}\n",
+                    ms(s.cold),
+                    ms(median),
+                    format!("{}..{}", ms(min), ms(max)),
+                    ms(td)
+                ));
+            }
+            None => text.push_str(&format!("{name}\n")),
+        }
+    }
+    #[expect(clippy::print_stdout, reason = "the benchmark's result table")]
+    {
+        println!("{text}");
+    }
+}
