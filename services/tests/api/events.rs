@@ -8,11 +8,10 @@ use tekup_services::events::CrossAppEvent;
 use tekup_services::gateway::{GatewayArgs, CLOSE_PING_TIMEOUT, CLOSE_SLOW_CONSUMER};
 use tekup_services::ServiceName::FlowApi;
 
-use crate::helpers::{assert_status, Options, TestApp, ACME_KEY, GLOBEX_KEY};
+use crate::helpers::{assert_status, eventually, Options, TestApp, ACME_KEY, GLOBEX_KEY, WITHIN};
 use crate::ws::WsClient;
 
 const NOTHING_FOR: Duration = Duration::from_millis(800);
-const WITHIN: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn lead_created_reaches_exactly_the_tenants_routed_apps() {
@@ -55,28 +54,20 @@ async fn lead_created_reaches_exactly_the_tenants_routed_apps() {
     );
 
     // Audited per room; the audit writer batches, so wait for its rows.
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    loop {
+    let rows: Vec<(String, i32)> = eventually("the audit rows", || async {
         let rows: Vec<(String, i32)> = sqlx::query_as(
             "SELECT app, connections FROM gateway.event_audit WHERE tenant_id = 'acme' AND event_type = 'LEAD_CREATED' ORDER BY app",
         )
         .fetch_all(&app.admin)
         .await
         .unwrap();
-        if rows.len() == 2 {
-            assert_eq!(
-                rows,
-                [("crm-web".to_owned(), 1), ("flow-web".to_owned(), 1)]
-            );
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "audit rows: {rows:?}"
-        );
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (rows.len() >= 2).then_some(rows)
+    })
+    .await;
+    assert_eq!(
+        rows,
+        [("crm-web".to_owned(), 1), ("flow-web".to_owned(), 1)]
+    );
     let metrics = app
         .http
         .get(format!("{}/metrics", app.gateway()))
@@ -243,8 +234,7 @@ async fn a_slow_client_is_disconnected_without_holding_back_the_others() {
     });
     // Once the gateway gives up on the slow client, the client finds the
     // close frame after what was already in its socket.
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    let metrics = loop {
+    let metrics = eventually("the slow consumer to be closed", || async {
         let metrics = app
             .http
             .get(format!("{}/metrics", app.gateway()))
@@ -254,13 +244,11 @@ async fn a_slow_client_is_disconnected_without_holding_back_the_others() {
             .text()
             .await
             .unwrap();
-        if metrics.contains("websocket_slow_consumers_total 1")
-            || tokio::time::Instant::now() > deadline
-        {
-            break metrics;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        metrics
+            .contains("websocket_slow_consumers_total 1")
+            .then_some(metrics)
+    })
+    .await;
     assert_eq!(
         slow.close_code(WITHIN).await,
         Some(CLOSE_SLOW_CONSUMER),

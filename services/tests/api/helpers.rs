@@ -428,3 +428,25 @@ pub(crate) fn error_code(reply: &Reply) -> String {
         .unwrap_or_else(|| panic!("error without code: {}", reply.json))
         .to_owned()
 }
+
+/// How long a test waits for something that should happen.
+pub(crate) const WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Polls `probe` until it returns `Some` (a condition, not a fixed sleep),
+/// failing the test after [`WITHIN`] with `what` in the message.
+pub(crate) async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}

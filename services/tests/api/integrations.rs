@@ -9,29 +9,11 @@ use tekup_mocks::{stripe_signature, Gemini, Graph, RecordedRequest, Stripe};
 use tekup_services::external::ExternalApis;
 use tekup_services::ServiceName::{CrmApi, FlowApi, SecurePlatform};
 
-use crate::helpers::{assert_status, Options, TestApp, ACME_KEY, GLOBEX_KEY};
+use crate::helpers::{assert_status, eventually, Options, TestApp, ACME_KEY, GLOBEX_KEY, WITHIN};
 use crate::ws::WsClient;
 
-const WITHIN: Duration = Duration::from_secs(15);
 const NOTHING_FOR: Duration = Duration::from_millis(800);
 const WEBHOOK_SECRET: &str = "whsec_test_secret";
-
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut probe: impl FnMut() -> F,
-) -> T {
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 fn with_external(external: ExternalApis) -> Options {
     Options {

@@ -8,27 +8,7 @@ use tekup_services::queue::{Job, QueueName};
 use tekup_services::ServiceName::{CrmApi, FlowApi};
 use uuid::Uuid;
 
-use crate::helpers::{assert_status, fast_worker, Options, TestApp, ACME_KEY};
-
-const WITHIN: Duration = Duration::from_secs(15);
-
-/// Polls `probe` until it returns `Some`, failing after `WITHIN`.
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut probe: impl FnMut() -> F,
-) -> T {
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+use crate::helpers::{assert_status, eventually, fast_worker, Options, TestApp, ACME_KEY, WITHIN};
 
 async fn count(app: &TestApp, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(&app.admin).await.unwrap()
