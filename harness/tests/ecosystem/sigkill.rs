@@ -12,10 +12,43 @@ use tekup_harness::env::docker;
 
 use crate::common::{alive, ecosystem_file, eventually, group_members, recorded_pids};
 
+/// The `tekup-harness up` under test. A failing assertion or a killed test
+/// process must not leave it running: it gets the test thread's death as
+/// SIGKILL, and dropping the guard interrupts it (Ctrl-C: it tears down).
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            signal(&self.0, libc::SIGINT);
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            while std::time::Instant::now() < deadline {
+                if !matches!(self.0.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts `tekup-harness up` and waits (with a deadline) until it says it is up.
-fn up(runtime: &str, dir: &Path) -> (Child, Value) {
+fn up(runtime: &str, dir: &Path) -> (Up, Value) {
     let state_file = dir.join("state.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tekup-harness"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tekup-harness"));
+    #[expect(unsafe_code, reason = "prctl between fork and exec")]
+    // SAFETY: only an async-signal-safe libc call runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
         .args(["up", "--runtime", runtime, "--file"])
         .arg(ecosystem_file())
         .arg("--state-file")
@@ -47,15 +80,16 @@ fn up(runtime: &str, dir: &Path) -> (Child, Value) {
             Ok(line) if line.contains("up until Ctrl-C") => break,
             Ok(line) => seen.push(line),
             Err(_) => {
-                let _ = child.kill();
+                drop(Up(child));
                 panic!("`tekup-harness up` did not come up:\n{}", seen.join("\n"));
             }
         }
     }
+    let guard = Up(child);
     let state: Value =
         serde_json::from_str(&std::fs::read_to_string(&state_file).expect("state file"))
             .expect("state JSON");
-    (child, state)
+    (guard, state)
 }
 
 fn signal(child: &Child, signal: i32) {
@@ -85,7 +119,7 @@ fn leftovers(pids: &[u32]) -> Vec<u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_harness_leaves_no_process() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut child, state) = up("process", dir.path());
+    let (mut harness, state) = up("process", dir.path());
     let pids = recorded_pids(&state);
     assert!(pids.len() >= 9, "{state}");
     let running: Vec<u32> = state["backend"]["processes"]
@@ -101,8 +135,8 @@ async fn sigkill_of_the_harness_leaves_no_process() {
         .expect("run dir")
         .to_owned();
 
-    signal(&child, libc::SIGKILL);
-    let _ = child.wait();
+    signal(&harness.0, libc::SIGKILL);
+    let _ = harness.0.wait();
     assert!(
         eventually(Duration::from_secs(10), || leftovers(&pids).is_empty()).await,
         "processes left after SIGKILL: {:?}",
@@ -126,10 +160,10 @@ async fn sigkill_of_the_harness_leaves_no_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_tears_the_ecosystem_down() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut child, state) = up("process", dir.path());
+    let (mut harness, state) = up("process", dir.path());
     let pids = recorded_pids(&state);
-    signal(&child, libc::SIGINT);
-    let status = child.wait().expect("exits");
+    signal(&harness.0, libc::SIGINT);
+    let status = harness.0.wait().expect("exits");
     assert!(status.success(), "{status}");
     assert!(leftovers(&pids).is_empty(), "{:?}", leftovers(&pids));
     assert!(
@@ -142,13 +176,13 @@ async fn ctrl_c_tears_the_ecosystem_down() {
 async fn sigkill_of_the_harness_leaves_no_container_or_network() {
     crate::docker::require_docker_images().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut child, state) = up("docker", dir.path());
+    let (mut harness, state) = up("docker", dir.path());
     let run = state["run-id"].as_str().expect("run id").to_owned();
     let (containers, networks) = docker::run_resources(&run).await.expect("docker");
     assert!(containers >= 9 && networks == 1, "{containers} {networks}");
 
-    signal(&child, libc::SIGKILL);
-    let _ = child.wait();
+    signal(&harness.0, libc::SIGKILL);
+    let _ = harness.0.wait();
     let mut last = (containers, networks);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::time::Instant::now() < deadline {
