@@ -226,7 +226,18 @@ async fn up(args: UpArgs) -> Result<(), Failure> {
     if let Some(file) = &args.external {
         builder = builder.external_file(file);
     }
-    let mut eco = builder.start().await.map_err(|e| {
+    // Handlers first: a Ctrl-C while starting tears down what has started.
+    let mut stop = Stop::install();
+    let started_eco = tokio::select! {
+        eco = builder.start() => eco,
+        () = stop.wait() => {
+            return Err((
+                env::EnvError::other("start the ecosystem", "interrupted; what had started was stopped"),
+                None,
+            ));
+        }
+    };
+    let mut eco = started_eco.map_err(|e| {
         let hint = match &e {
             env::EnvError::ImageMissing { .. } => {
                 Some("run `tekup-harness images build`, or use --runtime process")
@@ -250,7 +261,7 @@ async fn up(args: UpArgs) -> Result<(), Failure> {
         return Ok(());
     }
     out("up until Ctrl-C");
-    wait_for_signal().await;
+    stop.wait().await;
     say("stopping …");
     eco.shutdown().await;
     let _ = std::fs::remove_file(&args.state_file);
@@ -281,17 +292,33 @@ fn print_components(eco: &Ecosystem) {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+/// Ctrl-C and SIGTERM, listened for from the start of `up`.
+struct Stop {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Stop {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    async fn wait(&mut self) {
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
             }
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            () = next(&mut self.interrupt) => {}
+            () = next(&mut self.terminate) => {}
         }
     }
 }

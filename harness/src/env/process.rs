@@ -56,8 +56,15 @@ pub(crate) struct ProcessBackend {
 
 impl ProcessBackend {
     pub(crate) fn new(run_dir: PathBuf, logs_dir: PathBuf, keep: bool) -> Result<Self, EnvError> {
+        if let Some(parent) = run_dir.parent() {
+            sweep_stale_runs(parent);
+        }
         fs::create_dir_all(&run_dir)
             .map_err(EnvError::io(format!("create {}", run_dir.display())))?;
+        let pid = std::process::id();
+        let owner = json!({ "pid": pid, "start-time": process_start_time(pid), "keep": keep });
+        fs::write(run_dir.join(OWNER_FILE), owner.to_string())
+            .map_err(EnvError::io("record the run directory's owner"))?;
         // The postgres user must be able to traverse into its data directory.
         fs::set_permissions(&run_dir, fs::Permissions::from_mode(0o711))
             .map_err(EnvError::io("open the run directory to the postgres user"))?;
@@ -160,6 +167,50 @@ impl ProcessBackend {
             }
         }
         Ok(recipe)
+    }
+}
+
+impl Drop for ProcessBackend {
+    /// A start abandoned half-way (its future dropped on Ctrl-C) stops what
+    /// it had started.
+    fn drop(&mut self) {
+        if !self.keep {
+            self.teardown_blocking();
+        }
+    }
+}
+
+const OWNER_FILE: &str = "owner.json";
+
+/// Removes the run directories (`tekup-run-*`, with their Postgres data) of
+/// harnesses that died without tearing down (SIGKILL) and did not ask to
+/// keep them. Their processes are already gone (parent-death signal).
+fn sweep_stale_runs(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("tekup-run-")
+        {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(path.join(OWNER_FILE)) else {
+            continue;
+        };
+        let Ok(owner) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let pid = owner["pid"].as_u64().and_then(|p| u32::try_from(p).ok());
+        let alive = pid.is_some_and(|p| {
+            process_start_time(p).is_some() && process_start_time(p) == owner["start-time"].as_u64()
+        });
+        if !alive && owner["keep"] == false {
+            let _ = fs::remove_dir_all(&path);
+        }
     }
 }
 

@@ -142,19 +142,100 @@ async fn sigkill_of_the_harness_leaves_no_process() {
         "processes left after SIGKILL: {:?}",
         leftovers(&pids)
     );
-    // No destructor ran: the run directory is what a later `down` removes.
+    // No destructor ran: the run directory (Postgres data) is still there,
+    // and the next start sweeps it away.
     assert!(Path::new(&run_dir).exists());
-    let down = Command::new(env!("CARGO_BIN_EXE_tekup-harness"))
-        .arg("down")
-        .arg("--state-file")
-        .arg(dir.path().join("state.json"))
-        .output()
-        .expect("down runs");
-    assert!(down.status.success(), "{down:?}");
+    let next = dir.path().join("next.toml");
+    std::fs::write(
+        &next,
+        "[component.noop]\nkind = \"job\"\nprogram = \"/bin/true\"\n",
+    )
+    .expect("write");
+    let eco = tekup_harness::env::Ecosystem::builder()
+        .file(&next)
+        .runtime(tekup_harness::env::Runtime::Process)
+        .logs_dir(dir.path().join("next-logs"))
+        .start()
+        .await
+        .expect("a next run starts");
     assert!(
         !Path::new(&run_dir).exists(),
+        "the dead run's directory was swept"
+    );
+    drop(eco);
+}
+
+/// Runs `tekup-harness down` for a state file when dropped.
+struct Down(std::path::PathBuf);
+
+impl Down {
+    fn run(&self) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_tekup-harness"))
+            .arg("down")
+            .arg("--state-file")
+            .arg(&self.0)
+            .output()
+            .expect("down runs")
+    }
+}
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = self.run();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_leaves_the_ecosystem_up_until_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_file = dir.path().join("state.json");
+    let down = Down(state_file.clone());
+    let up = Command::new(env!("CARGO_BIN_EXE_tekup-harness"))
+        .args(["up", "--runtime", "process", "--keep", "--file"])
+        .arg(ecosystem_file())
+        .arg("--state-file")
+        .arg(&state_file)
+        .arg("--logs-dir")
+        .arg(dir.path().join("logs"))
+        .output()
+        .expect("up runs");
+    assert!(up.status.success(), "{up:?}");
+    let stdout = String::from_utf8_lossy(&up.stdout);
+    assert!(
+        stdout.contains("kept running: stop it with `tekup-harness down`"),
+        "{stdout}"
+    );
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).expect("state")).expect("JSON");
+    let pids = recorded_pids(&state);
+    let flow = stdout
+        .lines()
+        .find(|l| l.starts_with("flow-api"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("flow-api URL printed")
+        .to_owned();
+    let health = reqwest::get(format!("{flow}/health"))
+        .await
+        .expect("kept up");
+    assert!(health.status().is_success());
+
+    let out = down.run();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains(&format!("stopped {} processes", pids.len() - 1)));
+    assert!(
+        eventually(Duration::from_secs(10), || leftovers(&pids).is_empty()).await,
+        "{:?}",
+        leftovers(&pids)
+    );
+    let run_dir = state["backend"]["run-dir"].as_str().expect("run dir");
+    assert!(
+        !Path::new(run_dir).exists(),
         "down removed the run directory"
     );
+    assert!(!state_file.exists(), "down removed the state file");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
