@@ -185,3 +185,35 @@ ready = { tcp = true }
     assert!(text.contains("`crashy` exited (exit status: 3)"), "{text}");
     assert!(text.contains("cannot open config"), "{text}");
 }
+
+#[tokio::test]
+async fn auto_falls_back_to_processes_and_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_file(
+        dir.path(),
+        "[component.noop]\nkind = \"job\"\nprogram = \"/bin/true\"\n",
+    );
+    let reason = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = std::sync::Arc::clone(&reason);
+    let eco = Ecosystem::builder()
+        .file(&file)
+        .runtime(Runtime::Auto)
+        .logs_dir(dir.path().join("logs"))
+        .on_progress(move |p| {
+            if let tekup_harness::env::Progress::Runtime { reason, .. } = p {
+                *seen.lock().expect("lock") = reason.clone();
+            }
+        })
+        .start()
+        .await
+        .expect("starts");
+    assert_eq!(eco.runtime(), Runtime::Process);
+    let reason = reason.lock().expect("lock").clone();
+    assert_eq!(eco.runtime_reason(), reason);
+    assert!(
+        reason.ends_with("; using processes")
+            && (reason.contains("noop (no `image` in the ecosystem file)")
+                || reason.contains("no docker daemon")),
+        "{reason}"
+    );
+}

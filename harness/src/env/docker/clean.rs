@@ -12,7 +12,7 @@ use bollard::Docker;
 use futures::StreamExt as _;
 
 use super::super::error::EnvError;
-use super::super::model::{EcosystemFile, Kind};
+use super::super::model::EcosystemFile;
 use super::{LABEL, RUN_LABEL};
 
 /// Connects to the daemon named by `DOCKER_HOST` (or the local socket) and
@@ -68,9 +68,6 @@ pub async fn usable(file: &EcosystemFile) -> Result<String, String> {
     let version = docker.client_version();
     let mut missing = Vec::new();
     for c in file.components.values() {
-        if c.kind == Kind::Job && c.image.is_none() && c.offline_image.is_none() {
-            continue;
-        }
         let mut found = false;
         for image in c.image.iter().chain(c.offline_image.iter()) {
             if image_exists(&docker, image).await {
@@ -79,16 +76,17 @@ pub async fn usable(file: &EcosystemFile) -> Result<String, String> {
             }
         }
         if !found {
-            missing.push(format!(
-                "{} ({})",
-                c.name,
-                c.image
-                    .iter()
-                    .chain(c.offline_image.iter())
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ));
+            let images: Vec<String> = c
+                .image
+                .iter()
+                .chain(c.offline_image.iter())
+                .cloned()
+                .collect();
+            missing.push(if images.is_empty() {
+                format!("{} (no `image` in the ecosystem file)", c.name)
+            } else {
+                format!("{} ({})", c.name, images.join(" or "))
+            });
         }
     }
     if missing.is_empty() {
