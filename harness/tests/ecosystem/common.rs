@@ -46,10 +46,17 @@ pub(crate) async fn eventually(within: Duration, mut condition: impl FnMut() -> 
 }
 
 /// Every service answers `/health` with a working database, every mock its
-/// admin health, and a lead created in Flow reaches the CRM as a contact.
+/// admin health, and a lead created in Flow reaches the CRM as a contact
+/// (through the queue and the worker).
 pub(crate) async fn check_answers(eco: &Ecosystem) {
     let http = reqwest::Client::new();
-    for name in ["flow-api", "crm-api", "secure-platform"] {
+    for name in [
+        "flow-api",
+        "crm-api",
+        "secure-platform",
+        "gateway",
+        "worker",
+    ] {
         let url = format!("{}/health", eco.url(name).expect("service URL"));
         let body: Value = http
             .get(&url)
@@ -86,9 +93,33 @@ pub(crate) async fn check_answers(eco: &Ecosystem) {
         .await
         .expect("lead is JSON");
     assert_eq!(lead["email"], email.as_str(), "{lead}");
-    let contact_id = lead["contactId"]
-        .as_str()
-        .expect("lead linked to a CRM contact");
+    // The worker links the lead to its contact asynchronously: wait for it.
+    let lead_url = format!(
+        "{}/leads/{}",
+        eco.url("flow-api").expect("flow"),
+        lead["id"].as_str().expect("lead id")
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let lead = loop {
+        let lead: Value = http
+            .get(&lead_url)
+            .header("x-tenant-key", ACME_KEY)
+            .header("x-tenant-id", "acme")
+            .header("x-source-app", "flow-web")
+            .send()
+            .await
+            .expect("lead read")
+            .json()
+            .await
+            .expect("lead is JSON");
+        if lead["contactId"].is_string() || tokio::time::Instant::now() > deadline {
+            break lead;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let contact_id = lead["contactId"].as_str().unwrap_or_else(|| {
+        panic!("lead not linked to a CRM contact by the worker within 20 s: {lead}")
+    });
 
     let pool = eco.postgres_pool().await.expect("postgres pool");
     let (contacts,): (i64,) =

@@ -38,7 +38,7 @@ async fn the_full_ecosystem_answers_and_is_gone_after_drop() {
     check_answers(&eco).await;
 
     let pids = pids(&eco);
-    assert!(pids.len() >= 9, "every component is a process: {pids:?}");
+    assert!(pids.len() >= 11, "every component is a process: {pids:?}");
     let ports: Vec<u16> = eco.components().filter_map(|c| c.port()).collect();
     let run_dir = eco.state()["backend"]["run-dir"]
         .as_str()
