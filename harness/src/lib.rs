@@ -20,11 +20,15 @@
 //! - [`cli`]: the `tekup-harness` command (`up`, `down`, `images build`,
 //!   `doctor`).
 //!
+//! - [`scenario`]: the scenario file format, its model and checker
+//!   (`file:line:col` errors); `validate`, `schema`, `new scenario`.
+//!
 //! What this crate will hold (see `DESIGN.md` in the repository):
-//! - `scenario`: the scenario file format, its parser and runner;
+//! - the scenario runner;
 //! - `chaos`: a fault proxy with toxics and component faults;
 //! - `load`: goose load profiles with SLO thresholds;
 //! - `report`: JUnit XML, JSON and HTML reports.
 
 pub mod cli;
 pub mod env;
+pub mod scenario;

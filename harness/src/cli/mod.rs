@@ -4,6 +4,7 @@
 //! 2 a usage error (from clap).
 
 mod doctor;
+mod scenario;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,11 +40,34 @@ enum Command {
     Images(ImagesCommand),
     /// What is installed, which runtimes can work here, what to install for the others.
     Doctor(FileArgs),
+    /// Checks scenario files (default: scenarios/); exit 1 when any is invalid.
+    Validate {
+        /// Files or directories of `*.yaml` scenarios.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
+    },
+    /// Prints the JSON Schema of the scenario format.
+    Schema,
+    /// Creates a file from a template.
+    #[command(subcommand)]
+    New(NewCommand),
     /// Internal: removes a run's containers once standard input closes.
     #[command(hide = true)]
     Reap {
         #[arg(long)]
         run: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NewCommand {
+    /// Writes DIR/NAME.yaml from a commented template (never overwrites).
+    Scenario {
+        /// The scenario's name: lowercase letters, digits and dashes.
+        name: String,
+        /// Where scenario files live.
+        #[arg(long, default_value = "scenarios")]
+        dir: PathBuf,
     },
 }
 
@@ -113,6 +137,12 @@ struct ImagesArgs {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { paths } => return scenario::validate(&paths),
+        Command::Schema => return scenario::schema(),
+        Command::New(NewCommand::Scenario { name, dir }) => return scenario::new(&name, &dir),
+        _ => {}
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("TEKUP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
@@ -204,6 +234,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             env::docker::reap(&run).await.map_err(|e| (e, None))?;
             Ok(())
         }
+        Command::Validate { .. } | Command::Schema | Command::New(_) => Ok(()),
     }
 }
 

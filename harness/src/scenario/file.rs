@@ -1,0 +1,258 @@
+//! A scenario file as a whole: its top-level keys, its included step files,
+//! and the checks across files (scenario names are unique).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::model::{Include, Scenario};
+use super::read::{boolean, duration, fields, string_list, Cx};
+use super::steps::steps;
+use super::vars::Scope;
+use super::yaml::{self, Node, Pos};
+use super::{Diagnostic, ScenarioError};
+
+/// Shared step files end with this; a directory walk does not take them for scenarios.
+pub const INCLUDE_SUFFIX: &str = ".steps.yaml";
+
+const TOP_KEYS: [&str; 9] = [
+    "name",
+    "tags",
+    "tenants",
+    "include",
+    "exclusive",
+    "timeout",
+    "setup",
+    "steps",
+    "teardown",
+];
+
+/// Parses a scenario from text; `path` names it in errors and anchors `include`.
+pub fn parse_str(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    let mut errors = Vec::new();
+    let scenario = {
+        let mut cx = Cx {
+            file: path.to_path_buf(),
+            errors: &mut errors,
+        };
+        document(&mut cx, text).and_then(|root| scenario(&mut cx, &root))
+    };
+    match scenario {
+        Some(s) if errors.is_empty() => Ok(s),
+        _ => {
+            if errors.is_empty() {
+                errors.push(Diagnostic {
+                    file: path.to_path_buf(),
+                    pos: Pos { line: 1, col: 1 },
+                    message: "not a valid scenario".to_owned(),
+                    hint: "see `tekup-harness schema`".to_owned(),
+                });
+            }
+            errors.sort_by_key(|d| (d.file.clone(), d.pos));
+            errors.dedup();
+            Err(ScenarioError(errors))
+        }
+    }
+}
+
+/// Reads and parses a scenario file.
+pub fn parse_file(path: &Path) -> Result<Scenario, ScenarioError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_str(path, &text),
+        Err(e) => Err(ScenarioError(vec![Diagnostic {
+            file: path.to_path_buf(),
+            pos: Pos { line: 1, col: 1 },
+            message: format!("failed to read the file: {e}"),
+            hint: "give a readable `.yaml` file or a directory of them".to_owned(),
+        }])),
+    }
+}
+
+fn document(cx: &mut Cx<'_>, text: &str) -> Option<Node> {
+    match yaml::load(text) {
+        Ok(Some(root)) => Some(root),
+        Ok(None) => {
+            cx.error(
+                Pos { line: 1, col: 1 },
+                "the file is empty",
+                "start from `tekup-harness new scenario NAME`",
+            );
+            None
+        }
+        Err(e) => {
+            cx.error(e.pos, e.message, e.hint);
+            None
+        }
+    }
+}
+
+fn scenario(cx: &mut Cx<'_>, root: &Node) -> Option<Scenario> {
+    let f = fields(cx, root, "a scenario", &TOP_KEYS)?;
+    let name = f.req_string(cx, "name", "name: lead-to-contact");
+    let name_pos = f.get("name").map_or(f.pos, |n| n.pos);
+    let tags = f
+        .get("tags")
+        .map(|n| string_list(cx, n, "tags"))
+        .unwrap_or_default();
+    let tenants = f
+        .get("tenants")
+        .map(|n| string_list(cx, n, "tenants"))
+        .unwrap_or_default();
+    let mut scope = Scope::default();
+    for (t, pos) in &tenants {
+        if !scope.tenants.insert(t.clone()) {
+            cx.error(
+                *pos,
+                format!("tenant `{t}` is listed twice"),
+                "list each tenant once",
+            );
+        }
+    }
+    let exclusive = f
+        .get("exclusive")
+        .and_then(|n| boolean(cx, n, "exclusive"))
+        .unwrap_or(false);
+    let timeout = f.get("timeout").and_then(|n| duration(cx, n, "timeout"));
+    let setup = f
+        .get("setup")
+        .map(|n| steps(cx, n, "setup", &mut scope))
+        .unwrap_or_default();
+    let include = f
+        .get("include")
+        .map(|n| includes(cx, n, &mut scope))
+        .unwrap_or_default();
+    let main = f
+        .require(cx, "steps", "steps: [ - sleep: 1s ]")
+        .map(|n| steps(cx, n, "steps", &mut scope));
+    if let (Some(n), Some(main)) = (f.get("steps"), &main) {
+        if main.is_empty() && matches!(&n.value, yaml::Value::Seq(items) if items.is_empty()) {
+            cx.error(
+                n.pos,
+                "`steps` is empty",
+                "a scenario checks something: add at least one step",
+            );
+        }
+    }
+    let teardown = f
+        .get("teardown")
+        .map(|n| steps(cx, n, "teardown", &mut scope))
+        .unwrap_or_default();
+    Some(Scenario {
+        name: name?,
+        name_pos,
+        file: cx.file.clone(),
+        tags: tags.into_iter().map(|(t, _)| t).collect(),
+        tenants: tenants.into_iter().map(|(t, _)| t).collect(),
+        include,
+        exclusive,
+        timeout,
+        setup,
+        steps: main?,
+        teardown,
+    })
+}
+
+/// Loads the shared step files (`*.steps.yaml`, a map with `steps` only).
+fn includes(cx: &mut Cx<'_>, node: &Node, scope: &mut Scope) -> Vec<Include> {
+    let base = cx.file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut out = Vec::new();
+    for (rel, pos) in string_list(cx, node, "include") {
+        let path = base.join(&rel);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                cx.error(
+                    pos,
+                    format!("failed to read the included file `{}`: {e}", path.display()),
+                    "the path is relative to this scenario file",
+                );
+                continue;
+            }
+        };
+        let mut sub = Cx {
+            file: path.clone(),
+            errors: &mut *cx.errors,
+        };
+        let Some(root) = document(&mut sub, &text) else {
+            continue;
+        };
+        let Some(f) = fields(&mut sub, &root, "a shared step file", &["steps"]) else {
+            continue;
+        };
+        let Some(list) = f.require(&mut sub, "steps", "steps: [ - sleep: 1s ]") else {
+            continue;
+        };
+        let steps = steps(&mut sub, list, "steps", scope);
+        out.push(Include { path, pos, steps });
+    }
+    out
+}
+
+/// The result of checking one file.
+#[derive(Debug)]
+pub struct FileReport {
+    pub path: PathBuf,
+    pub result: Result<Scenario, ScenarioError>,
+}
+
+/// Checks files and directories (their `*.yaml`/`*.yml` files, recursively,
+/// except shared step files), then that no two scenarios share a name.
+pub fn check_paths(paths: &[PathBuf]) -> Vec<FileReport> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            collect(p, &mut files);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut reports: Vec<FileReport> = files
+        .into_iter()
+        .map(|path| FileReport {
+            result: parse_file(&path),
+            path,
+        })
+        .collect();
+    let mut first: BTreeMap<String, (PathBuf, usize)> = BTreeMap::new();
+    for report in &mut reports {
+        let Ok(s) = &report.result else { continue };
+        match first.get(&s.name) {
+            None => {
+                first.insert(s.name.clone(), (report.path.clone(), s.name_pos.line));
+            }
+            Some((other, line)) => {
+                report.result = Err(ScenarioError(vec![Diagnostic {
+                    file: report.path.clone(),
+                    pos: s.name_pos,
+                    message: format!("duplicate scenario name `{}`", s.name),
+                    hint: format!(
+                        "{}:{line} already uses it; scenario names are unique (they name the test cases)",
+                        other.display()
+                    ),
+                }]));
+            }
+        }
+    }
+    reports
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        out.push(dir.to_path_buf());
+        return;
+    };
+    let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for path in entries {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if path.is_dir() {
+            collect(&path, out);
+        } else if (name.ends_with(".yaml") || name.ends_with(".yml"))
+            && !name.ends_with(INCLUDE_SUFFIX)
+        {
+            out.push(path);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Scenario files: the declarative format of `DESIGN.md` ("Scenario files"),
+//! its model and its checker. The runner comes later and consumes
+//! [`Scenario`].
+//!
+//! The checker reports every problem it finds as `file:line:col: message`
+//! with a `hint:` line, never panics on any input, and checks at parse time
+//! what a run would only find late: unknown keys and step kinds (with the
+//! closest known one), missing fields, wrong types, duplicate keys,
+//! `${...}` references to names nothing defines, tenants a scenario did not
+//! declare, WebSocket connections never opened, and scenario names used by
+//! two files.
+//!
+//! Why a hand-written decoder over a positioned YAML tree instead of serde
+//! derives: derives stop at the first error, lose the column once a value is
+//! a `serde_yaml::Value`, and `untagged` enums (the natural shape of "one key
+//! names the step kind") give "data did not match any variant" messages.
+
+mod file;
+pub mod model;
+mod read;
+mod schema;
+mod steps;
+mod template;
+pub mod vars;
+mod yaml;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use file::{check_paths, parse_file, parse_str, FileReport, INCLUDE_SUFFIX};
+pub use model::*;
+pub use read::parse_duration;
+pub use schema::schema;
+pub use template::template;
+
+/// One problem in a scenario file, with where it is and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub pos: Pos,
+    pub message: String,
+    pub hint: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}\n  hint: {}",
+            self.file.display(),
+            self.pos.line,
+            self.pos.col,
+            self.message,
+            self.hint
+        )
+    }
+}
+
+/// The problems of a file (at least one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ScenarioError(pub Vec<Diagnostic>);

@@ -1,0 +1,278 @@
+//! The scenario format as data: what a runner executes.
+//!
+//! One enum, [`StepKind`], with one struct per kind: a runner adds one
+//! `match` arm (or one trait impl per struct) per kind. JSON-like values
+//! (`json`, `data`, `args`, rows) are kept as [`serde_json::Value`] with their
+//! `${...}` templates unexpanded; the runner interpolates them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use super::yaml::Pos;
+
+/// The step kinds, in the order the documentation lists them.
+pub const STEP_KINDS: [&str; 8] = [
+    "http",
+    "ws",
+    "eventually",
+    "sql",
+    "redis",
+    "mock",
+    "chaos",
+    "sleep",
+];
+
+/// One scenario file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub name: String,
+    /// Where `name` is written (duplicate names are reported there).
+    pub name_pos: Pos,
+    /// Where the scenario was read from.
+    pub file: PathBuf,
+    pub tags: Vec<String>,
+    /// Fresh tenants created for each run (so scenarios can run in parallel).
+    pub tenants: Vec<String>,
+    /// Shared step files, resolved relative to the scenario file.
+    pub include: Vec<Include>,
+    /// Runs alone (chaos scenarios).
+    pub exclusive: bool,
+    pub timeout: Option<Duration>,
+    /// Run first; then the steps of the included files, then `steps`.
+    pub setup: Vec<Step>,
+    pub steps: Vec<Step>,
+    /// Run last, also after a failure.
+    pub teardown: Vec<Step>,
+}
+
+/// A shared step file and its steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Include {
+    pub path: PathBuf,
+    pub pos: Pos,
+    pub steps: Vec<Step>,
+}
+
+impl Scenario {
+    /// Every step in the order a run executes them.
+    pub fn run_order(&self) -> impl Iterator<Item = &Step> {
+        self.setup
+            .iter()
+            .chain(self.include.iter().flat_map(|i| i.steps.iter()))
+            .chain(self.steps.iter())
+            .chain(self.teardown.iter())
+    }
+}
+
+/// One step and where it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The file the step is in (an included file for included steps).
+    pub file: PathBuf,
+    /// Position of the step's kind key.
+    pub pos: Pos,
+    pub kind: StepKind,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepKind {
+    Http(HttpStep),
+    Ws(WsStep),
+    Eventually(EventuallyStep),
+    Sql(SqlStep),
+    Redis(RedisStep),
+    Mock(MockStep),
+    Chaos(ChaosStep),
+    Sleep(Duration),
+}
+
+impl StepKind {
+    /// The key that names the kind in a file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepKind::Http(_) => "http",
+            StepKind::Ws(_) => "ws",
+            StepKind::Eventually(_) => "eventually",
+            StepKind::Sql(_) => "sql",
+            StepKind::Redis(_) => "redis",
+            StepKind::Mock(_) => "mock",
+            StepKind::Chaos(_) => "chaos",
+            StepKind::Sleep(_) => "sleep",
+        }
+    }
+}
+
+/// A request to a service as a tenant's app, with expectations.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HttpStep {
+    pub service: String,
+    pub tenant: Option<String>,
+    pub app: Option<String>,
+    pub request: Request,
+    pub expect: Option<HttpExpect>,
+    /// Variable name → JSONPath into the response body (`$.id`).
+    pub save: BTreeMap<String, String>,
+}
+
+/// A request line, headers and body.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub json: Option<serde_json::Value>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// What a response must be; `json` matches as a subset.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HttpExpect {
+    pub status: Option<u16>,
+    pub headers: BTreeMap<String, String>,
+    pub json: Option<serde_json::Value>,
+    pub json_schema: Option<serde_json::Value>,
+}
+
+/// A WebSocket action on a named connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WsStep {
+    /// Opens `name` to the gateway as `tenant`'s `app`.
+    Connect {
+        name: String,
+        tenant: String,
+        app: String,
+    },
+    /// An event of this type arrives within the deadline; `data` matches as a subset.
+    Expect {
+        name: String,
+        event: String,
+        within: Duration,
+        data: Option<serde_json::Value>,
+    },
+    /// Nothing (or no event of this type) arrives for the duration.
+    ExpectNone {
+        name: String,
+        event: Option<String>,
+        duration: Duration,
+    },
+    /// Sends an event on the connection.
+    Send {
+        name: String,
+        event: String,
+        data: Option<serde_json::Value>,
+    },
+}
+
+/// Retries one inner step until it passes or the deadline passes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventuallyStep {
+    pub within: Duration,
+    pub step: Box<Step>,
+}
+
+/// Who a query runs as.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlAs {
+    /// As the tenant (row-level security applies).
+    Tenant(String),
+    /// As the database owner.
+    Admin,
+}
+
+/// A query and, optionally, the exact rows it must return.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlStep {
+    pub run_as: SqlAs,
+    pub query: String,
+    pub args: Vec<serde_json::Value>,
+    pub expect: Option<Vec<Vec<serde_json::Value>>>,
+}
+
+/// A check on Redis.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RedisStep {
+    /// A queue's length (or its dead-letter queue's).
+    QueueSize {
+        queue: String,
+        dead_letter: bool,
+        size: u64,
+    },
+    /// A key exists (or not), optionally with a value.
+    Key {
+        key: String,
+        exists: bool,
+        value: Option<String>,
+    },
+}
+
+/// A request as a mock matches it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MockRequest {
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub json: Option<serde_json::Value>,
+}
+
+/// A canned response.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MockResponse {
+    pub status: Option<u16>,
+    pub json: Option<serde_json::Value>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// An action on one of the external API mocks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MockStep {
+    /// The mock's journal holds matching requests (`times` of them, if given).
+    Expect {
+        mock: String,
+        request: MockRequest,
+        times: Option<u32>,
+    },
+    /// Matching requests get this response.
+    Set {
+        mock: String,
+        request: MockRequest,
+        respond: MockResponse,
+    },
+    /// The mock fails: a status, a delay, or both, `times` times or until reset.
+    Fault {
+        mock: String,
+        path: Option<String>,
+        status: Option<u16>,
+        delay: Option<Duration>,
+        times: Option<u32>,
+    },
+}
+
+/// A network fault on a link between two components.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toxic {
+    Latency,
+    Reset,
+    Timeout,
+}
+
+/// A fault on a component or a link.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChaosStep {
+    Kill {
+        component: String,
+    },
+    Pause {
+        component: String,
+        duration: Option<Duration>,
+    },
+    Restart {
+        component: String,
+    },
+    Toxic {
+        toxic: Toxic,
+        /// `from->to`, e.g. `flow-api->redis`.
+        link: String,
+        latency: Option<Duration>,
+        duration: Option<Duration>,
+    },
+}

@@ -1,0 +1,176 @@
+//! The JSON Schema of the scenario format (`tekup-harness schema`), for
+//! editors. The checker in this module is the authority: it also checks what
+//! a schema cannot (references, tenants, connections, unique names).
+
+use serde_json::{json, Value};
+
+fn obj(required: &[&str], props: Value) -> Value {
+    json!({ "type": "object", "additionalProperties": false, "required": required, "properties": props })
+}
+
+fn one_of_keys(variants: &[(&str, Value)]) -> Value {
+    json!({ "oneOf": variants.iter().map(|(k, v)| {
+        let mut v = v.clone();
+        v["required"] = json!([k]);
+        v
+    }).collect::<Vec<_>>() })
+}
+
+/// The schema, as a JSON value.
+pub fn schema() -> Value {
+    let text = json!({ "type": ["string", "number", "boolean"] });
+    let duration = json!({ "type": "string", "pattern": "^([0-9]+(ms|s|m|h))+$", "examples": ["500ms", "30s", "1m30s"] });
+    let headers = json!({ "type": "object", "additionalProperties": { "$ref": "#/$defs/text" } });
+    let status = json!({ "type": "integer", "minimum": 100, "maximum": 599 });
+    let request = obj(
+        &["method", "path"],
+        json!({
+            "method": text, "path": text, "json": {}, "headers": headers,
+        }),
+    );
+    let http = obj(
+        &["service", "request"],
+        json!({
+            "service": text, "tenant": text, "app": text,
+            "request": request,
+            "expect": obj(&[], json!({ "status": status, "headers": headers, "json": {}, "json-schema": {} })),
+            "save": { "type": "object", "additionalProperties": { "type": "string", "pattern": "^\\$" } },
+        }),
+    );
+    let ws = one_of_keys(&[
+        (
+            "connect",
+            obj(
+                &["tenant", "app"],
+                json!({ "connect": text, "tenant": text, "app": text }),
+            ),
+        ),
+        (
+            "expect",
+            obj(
+                &["event", "within"],
+                json!({ "expect": text, "event": text, "within": duration, "data": {} }),
+            ),
+        ),
+        (
+            "expect-none",
+            obj(
+                &["for"],
+                json!({ "expect-none": text, "event": text, "for": duration }),
+            ),
+        ),
+        (
+            "send",
+            obj(
+                &["event"],
+                json!({ "send": text, "event": text, "data": {} }),
+            ),
+        ),
+    ]);
+    let sql_props = |who: &str, v: Value| {
+        let mut p = json!({ "query": text, "args": { "type": "array" }, "expect": { "type": "array", "items": { "type": "array" } } });
+        p[who] = v;
+        obj(&["query"], p)
+    };
+    let sql = one_of_keys(&[
+        ("tenant", sql_props("tenant", text.clone())),
+        ("admin", sql_props("admin", json!({ "const": true }))),
+    ]);
+    let redis = one_of_keys(&[
+        (
+            "queue",
+            obj(
+                &["size"],
+                json!({ "queue": text, "dead-letter": { "type": "boolean" }, "size": { "type": "integer", "minimum": 0 } }),
+            ),
+        ),
+        (
+            "key",
+            obj(
+                &[],
+                json!({ "key": text, "exists": { "type": "boolean" }, "value": text }),
+            ),
+        ),
+    ]);
+    let mock_request = obj(&[], json!({ "method": text, "path": text, "json": {} }));
+    let times = json!({ "type": "integer", "minimum": 0 });
+    let mock = one_of_keys(&[
+        (
+            "expect",
+            obj(
+                &[],
+                json!({ "expect": text, "request": mock_request, "times": times }),
+            ),
+        ),
+        (
+            "set",
+            obj(
+                &["respond"],
+                json!({ "set": text, "request": mock_request,
+            "respond": obj(&[], json!({ "status": status, "json": {}, "headers": headers })) }),
+            ),
+        ),
+        (
+            "fault",
+            obj(
+                &[],
+                json!({ "fault": text, "path": text, "status": status, "delay": duration, "times": times }),
+            ),
+        ),
+    ]);
+    let chaos = one_of_keys(&[
+        ("kill", obj(&[], json!({ "kill": text }))),
+        ("pause", obj(&[], json!({ "pause": text, "for": duration }))),
+        ("restart", obj(&[], json!({ "restart": text }))),
+        (
+            "toxic",
+            obj(
+                &["link"],
+                json!({ "toxic": { "enum": ["latency", "reset", "timeout"] }, "link": text, "latency": duration, "for": duration }),
+            ),
+        ),
+    ]);
+    let kinds = json!({
+        "http": { "$ref": "#/$defs/http" }, "ws": { "$ref": "#/$defs/ws" },
+        "sql": { "$ref": "#/$defs/sql" }, "redis": { "$ref": "#/$defs/redis" },
+        "mock": { "$ref": "#/$defs/mock" },
+    });
+    let eventually = {
+        let mut props = kinds.clone();
+        props["within"] = duration.clone();
+        json!({ "type": "object", "additionalProperties": false, "required": ["within"],
+                "minProperties": 2, "maxProperties": 2, "properties": props })
+    };
+    let step = {
+        let mut props = kinds;
+        props["eventually"] = eventually;
+        props["chaos"] = json!({ "$ref": "#/$defs/chaos" });
+        props["sleep"] = duration.clone();
+        json!({ "type": "object", "additionalProperties": false, "minProperties": 1, "maxProperties": 1, "properties": props })
+    };
+    let steps = json!({ "type": "array", "items": { "$ref": "#/$defs/step" } });
+    let names = json!({ "type": "array", "items": { "type": "string" } });
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "tekup-harness scenario",
+        "description": "A scenario file (DESIGN.md, \"Scenario files\"). Strings may hold ${name}, ${env.X}, ${uuid}, ${email}, ${now} and tenant references.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name", "steps"],
+        "properties": {
+            "name": { "type": "string" },
+            "tags": names,
+            "tenants": names,
+            "include": names,
+            "exclusive": { "type": "boolean" },
+            "timeout": duration,
+            "setup": steps,
+            "steps": { "type": "array", "minItems": 1, "items": { "$ref": "#/$defs/step" } },
+            "teardown": steps,
+        },
+        "$defs": {
+            "text": text, "step": step, "http": http, "ws": ws, "sql": sql,
+            "redis": redis, "mock": mock, "chaos": chaos,
+        },
+    })
+}

@@ -1,0 +1,645 @@
+//! Decoding of the step kinds: one function per kind, each checking its keys,
+//! the types of their values, and the names it uses (tenants, connections).
+
+use super::model::{
+    ChaosStep, EventuallyStep, HttpExpect, HttpStep, MockRequest, MockResponse, MockStep,
+    RedisStep, Request, SqlAs, SqlStep, Step, StepKind, Toxic, WsStep, STEP_KINDS,
+};
+use super::read::{boolean, closest, duration, fields, string, uint, Cx, Fields};
+use super::vars::Scope;
+use super::yaml::{Node, Pos, Value};
+
+/// Decodes the steps of a list, in order, growing the scope as names are saved.
+pub(crate) fn steps(cx: &mut Cx<'_>, node: &Node, key: &str, scope: &mut Scope) -> Vec<Step> {
+    let Value::Seq(items) = &node.value else {
+        cx.error(
+            node.pos,
+            format!("`{key}` must be a list of steps, found {}", node.describe()),
+            "write each step as a list item: `- http: { ... }`",
+        );
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|n| step(cx, n, scope, true))
+        .collect()
+}
+
+/// Decodes one step: a map with one key, the step's kind.
+/// `check_refs` is false for the inner step of `eventually` (already checked).
+pub(crate) fn step(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    scope: &mut Scope,
+    check_refs: bool,
+) -> Option<Step> {
+    let kinds = STEP_KINDS.join(", ");
+    let entries = match &node.value {
+        Value::Map(entries) if !entries.is_empty() => entries,
+        _ => {
+            cx.error(
+                node.pos,
+                format!(
+                    "a step must be a map with its kind as the key, found {}",
+                    node.describe()
+                ),
+                format!("write e.g. `- sleep: 1s`; the kinds are {kinds}"),
+            );
+            return None;
+        }
+    };
+    let (key, value) = &entries[0];
+    let kind = key.key_text();
+    if !STEP_KINDS.contains(&kind.as_str()) {
+        let guess = closest(&kind, &STEP_KINDS)
+            .map(|k| format!("did you mean `{k}`? "))
+            .unwrap_or_default();
+        cx.error(
+            key.pos,
+            format!("unknown step kind `{kind}`"),
+            format!("{guess}the kinds are {kinds}"),
+        );
+        return None;
+    }
+    if let Some((other, _)) = entries.get(1) {
+        cx.error(
+            other.pos,
+            format!(
+                "a step has one kind, this one has `{kind}` and `{}`",
+                other.key_text()
+            ),
+            format!("indent the fields of `{kind}` under it, or start a new step with `- `"),
+        );
+        return None;
+    }
+    if check_refs {
+        scope.check(cx, value);
+    }
+    let what = format!("`{kind}` step");
+    let kind = match kind.as_str() {
+        "http" => StepKind::Http(http(cx, value, &what, scope)?),
+        "ws" => StepKind::Ws(ws(cx, value, &what, scope)?),
+        "eventually" => StepKind::Eventually(eventually(cx, value, &what, scope)?),
+        "sql" => StepKind::Sql(sql(cx, value, &what, scope)?),
+        "redis" => StepKind::Redis(redis(cx, value, &what)?),
+        "mock" => StepKind::Mock(mock(cx, value, &what)?),
+        "chaos" => StepKind::Chaos(chaos(cx, value, &what)?),
+        _ => StepKind::Sleep(duration(cx, value, "sleep")?),
+    };
+    Some(Step {
+        file: cx.file.clone(),
+        pos: key.pos,
+        kind,
+    })
+}
+
+/// A `tenant` that must be one of the scenario's tenants.
+fn tenant(cx: &mut Cx<'_>, f: &Fields<'_>, key: &str, scope: &Scope) -> Option<String> {
+    let name = f.string(cx, key)?;
+    if !scope.tenants.contains(&name) {
+        let known: Vec<&str> = scope.tenants.iter().map(String::as_str).collect();
+        let pos = f.get(key).map_or(f.pos, |n| n.pos);
+        cx.error(
+            pos,
+            format!("tenant `{name}` is not one of the scenario's `tenants`"),
+            if known.is_empty() {
+                format!("declare it: `tenants: [{name}]`")
+            } else {
+                format!(
+                    "the tenants are {}; add `{name}` to `tenants` to create it",
+                    known.join(", ")
+                )
+            },
+        );
+        return None;
+    }
+    Some(name)
+}
+
+fn http(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option<HttpStep> {
+    let f = fields(
+        cx,
+        node,
+        what,
+        &["service", "tenant", "app", "request", "expect", "save"],
+    )?;
+    let service = f.req_string(cx, "service", "service: flow-api");
+    let tenant_name = f
+        .get("tenant")
+        .and_then(|_| tenant(cx, &f, "tenant", scope));
+    let app = f.string(cx, "app");
+    let request = f
+        .require(cx, "request", "request: { method: GET, path: /health }")
+        .and_then(|n| request(cx, n));
+    let expect = f.get("expect").and_then(|n| {
+        let e = fields(
+            cx,
+            n,
+            "`expect` of an `http` step",
+            &["status", "headers", "json", "json-schema"],
+        )?;
+        Some(HttpExpect {
+            status: e.get("status").and_then(|s| status(cx, s)),
+            headers: e.string_map(cx, "headers"),
+            json: e.json("json"),
+            json_schema: e.json("json-schema"),
+        })
+    });
+    let mut save = std::collections::BTreeMap::new();
+    if let Some(n) = f.get("save") {
+        match &n.value {
+            Value::Map(entries) => {
+                for (k, v) in entries {
+                    let Some(path) = string(cx, v, &k.key_text()) else {
+                        continue;
+                    };
+                    if !path.starts_with('$') {
+                        cx.error(
+                            v.pos,
+                            format!("`{path}` is not a JSONPath"),
+                            "a JSONPath starts at the response body's root: `$.id`, `$.data[0].id`",
+                        );
+                        continue;
+                    }
+                    save.insert(k.key_text(), path);
+                }
+            }
+            _ => cx.error(
+                n.pos,
+                format!(
+                    "`save` must be a map of names to JSONPaths, found {}",
+                    n.describe()
+                ),
+                "write `save: { lead: $.id }`, then use `${lead}` in later steps",
+            ),
+        }
+    }
+    scope.saved.extend(save.keys().cloned());
+    Some(HttpStep {
+        service: service?,
+        tenant: tenant_name,
+        app,
+        request: request?,
+        expect,
+        save,
+    })
+}
+
+fn status(cx: &mut Cx<'_>, node: &Node) -> Option<u16> {
+    let n = uint(cx, node, "status", 599)?;
+    if n < 100 {
+        cx.error(
+            node.pos,
+            format!("`status` {n} is not an HTTP status"),
+            "use 100 to 599, e.g. `status: 201`",
+        );
+        return None;
+    }
+    u16::try_from(n).ok()
+}
+
+fn request(cx: &mut Cx<'_>, node: &Node) -> Option<Request> {
+    let r = fields(
+        cx,
+        node,
+        "`request`",
+        &["method", "path", "json", "headers"],
+    )?;
+    let method = r.req_string(cx, "method", "method: GET");
+    let path = r.req_string(cx, "path", "path: /health");
+    Some(Request {
+        method: method?.to_ascii_uppercase(),
+        path: path?,
+        json: r.json("json"),
+        headers: r.string_map(cx, "headers"),
+    })
+}
+
+/// Exactly one of `actions` among the keys: which, and its value.
+fn action<'n>(
+    cx: &mut Cx<'_>,
+    node: &'n Node,
+    what: &str,
+    actions: &[&'static str],
+) -> Option<(&'static str, &'n Node)> {
+    let Value::Map(entries) = &node.value else {
+        cx.error(
+            node.pos,
+            format!("{what} must be a map, found {}", node.describe()),
+            format!("write e.g. `{{ {}: name }}`", actions[0]),
+        );
+        return None;
+    };
+    let found: Vec<(&'static str, &Node, Pos)> = actions
+        .iter()
+        .filter_map(|a| {
+            entries
+                .iter()
+                .find(|(k, _)| k.key_text() == *a)
+                .map(|(k, v)| (*a, v, k.pos))
+        })
+        .collect();
+    match found.as_slice() {
+        [(a, v, _)] => Some((a, v)),
+        [] => {
+            cx.error(
+                node.pos,
+                format!("{what} needs one of {}", actions.join(", ")),
+                format!("add e.g. `{}: name`", actions[0]),
+            );
+            None
+        }
+        [_, (b, _, pos), ..] => {
+            cx.error(
+                *pos,
+                format!(
+                    "{what} does one thing; `{}` and `{b}` are both given",
+                    found[0].0
+                ),
+                "split it into two steps",
+            );
+            None
+        }
+    }
+}
+
+fn ws(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option<WsStep> {
+    let (act, target) = action(
+        cx,
+        node,
+        what,
+        &["connect", "expect", "expect-none", "send"],
+    )?;
+    let what = format!("`ws: {act}` step");
+    let allowed: &[&str] = match act {
+        "connect" => &["connect", "tenant", "app"],
+        "expect" => &["expect", "event", "within", "data"],
+        "expect-none" => &["expect-none", "event", "for"],
+        _ => &["send", "event", "data"],
+    };
+    let f = fields(cx, node, &what, allowed)?;
+    let name = string(cx, target, act)?;
+    if act == "connect" {
+        let tenant_name = f
+            .require(cx, "tenant", "tenant: acme")
+            .and_then(|_| tenant(cx, &f, "tenant", scope));
+        let app = f.req_string(cx, "app", "app: crm-web");
+        scope.connections.insert(name.clone());
+        return Some(WsStep::Connect {
+            name,
+            tenant: tenant_name?,
+            app: app?,
+        });
+    }
+    if !scope.connections.contains(&name) {
+        let known: Vec<&str> = scope.connections.iter().map(String::as_str).collect();
+        let guess = closest(&name, &known)
+            .map(|k| format!("did you mean `{k}`? "))
+            .unwrap_or_default();
+        cx.error(
+            target.pos,
+            format!("no WebSocket connection `{name}` is open here"),
+            format!(
+                "{guess}open it first: `- ws: {{ connect: {name}, tenant: acme, app: crm-web }}`"
+            ),
+        );
+        return None;
+    }
+    match act {
+        "expect" => {
+            let event = f.req_string(cx, "event", "event: LEAD_CREATED");
+            let within = f.req_duration(cx, "within");
+            Some(WsStep::Expect {
+                name,
+                event: event?,
+                within: within?,
+                data: f.json("data"),
+            })
+        }
+        "expect-none" => {
+            let event = f.string(cx, "event");
+            let duration = f.req_duration(cx, "for");
+            Some(WsStep::ExpectNone {
+                name,
+                event,
+                duration: duration?,
+            })
+        }
+        _ => {
+            let event = f.req_string(cx, "event", "event: LEAD_CREATED");
+            Some(WsStep::Send {
+                name,
+                event: event?,
+                data: f.json("data"),
+            })
+        }
+    }
+}
+
+fn eventually(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    what: &str,
+    scope: &mut Scope,
+) -> Option<EventuallyStep> {
+    let Value::Map(entries) = &node.value else {
+        cx.error(
+            node.pos,
+            format!("{what} must be a map, found {}", node.describe()),
+            "write `within: 5s` and one step kind under it",
+        );
+        return None;
+    };
+    let f = fields(
+        cx,
+        node,
+        what,
+        &["within", "http", "ws", "sql", "redis", "mock"],
+    )?;
+    let within = f.req_duration(cx, "within");
+    let inner: Vec<&(Node, Node)> = entries
+        .iter()
+        .filter(|(k, _)| k.key_text() != "within")
+        .collect();
+    let step_node = match inner.as_slice() {
+        [one] => Node {
+            pos: node.pos,
+            value: Value::Map(vec![(*one).clone()]),
+        },
+        [] => {
+            cx.error(
+                node.pos,
+                format!("{what} needs one step to retry"),
+                "add e.g. `http: { ... }` next to `within`",
+            );
+            return None;
+        }
+        [_, (k, _), ..] => {
+            cx.error(
+                k.pos,
+                format!(
+                    "{what} retries one step, found a second (`{}`)",
+                    k.key_text()
+                ),
+                "use one `eventually` per step",
+            );
+            return None;
+        }
+    };
+    let step = step(cx, &step_node, scope, false)?;
+    Some(EventuallyStep {
+        within: within?,
+        step: Box::new(step),
+    })
+}
+
+fn sql(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option<SqlStep> {
+    let (act, _) = action(cx, node, what, &["tenant", "admin"])?;
+    let f = fields(cx, node, what, &[act, "query", "args", "expect"])?;
+    let run_as = if act == "tenant" {
+        SqlAs::Tenant(tenant(cx, &f, "tenant", scope)?)
+    } else {
+        let admin = f.get("admin").and_then(|n| boolean(cx, n, "admin"))?;
+        if !admin {
+            cx.error(
+                f.key_pos("admin").unwrap_or(f.pos),
+                "`admin: false` says nothing",
+                "run as a tenant with `tenant: acme`, or write `admin: true`",
+            );
+            return None;
+        }
+        SqlAs::Admin
+    };
+    let query = f.req_string(cx, "query", "query: \"select 1\"");
+    let args = match f.get("args") {
+        None => Vec::new(),
+        Some(Node {
+            value: Value::Seq(items),
+            ..
+        }) => items.iter().map(Node::to_json).collect(),
+        Some(n) => {
+            cx.error(
+                n.pos,
+                format!("`args` must be a list, found {}", n.describe()),
+                "write `args: [\"${lead}\", 1]` for $1, $2",
+            );
+            return None;
+        }
+    };
+    let expect = match f.get("expect") {
+        None => None,
+        Some(n) => Some(rows(cx, n)?),
+    };
+    Some(SqlStep {
+        run_as,
+        query: query?,
+        args,
+        expect,
+    })
+}
+
+fn rows(cx: &mut Cx<'_>, node: &Node) -> Option<Vec<Vec<serde_json::Value>>> {
+    let hint = "write the rows as a list of lists: `expect: [[1, \"a\"], [2, \"b\"]]`";
+    let Value::Seq(items) = &node.value else {
+        cx.error(
+            node.pos,
+            format!("`expect` must be a list of rows, found {}", node.describe()),
+            hint,
+        );
+        return None;
+    };
+    let mut out = Vec::new();
+    for row in items {
+        match &row.value {
+            Value::Seq(cells) => out.push(cells.iter().map(Node::to_json).collect()),
+            _ => {
+                cx.error(
+                    row.pos,
+                    format!("a row must be a list, found {}", row.describe()),
+                    hint,
+                );
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+fn redis(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<RedisStep> {
+    let (act, target) = action(cx, node, what, &["queue", "key"])?;
+    if act == "queue" {
+        let f = fields(
+            cx,
+            node,
+            "`redis: queue` step",
+            &["queue", "dead-letter", "size"],
+        )?;
+        let queue = string(cx, target, "queue");
+        let dead_letter = match f.get("dead-letter") {
+            Some(n) => boolean(cx, n, "dead-letter")?,
+            None => false,
+        };
+        let size = f
+            .require(cx, "size", "size: 0")
+            .and_then(|n| uint(cx, n, "size", u64::MAX));
+        return Some(RedisStep::QueueSize {
+            queue: queue?,
+            dead_letter,
+            size: size?,
+        });
+    }
+    let f = fields(cx, node, "`redis: key` step", &["key", "exists", "value"])?;
+    let key = string(cx, target, "key");
+    let exists = match f.get("exists") {
+        Some(n) => boolean(cx, n, "exists")?,
+        None => true,
+    };
+    let value = f.string(cx, "value");
+    Some(RedisStep::Key {
+        key: key?,
+        exists,
+        value,
+    })
+}
+
+fn mock_request(cx: &mut Cx<'_>, f: &Fields<'_>) -> Option<MockRequest> {
+    let Some(n) = f.get("request") else {
+        return Some(MockRequest::default());
+    };
+    let r = fields(
+        cx,
+        n,
+        "`request` of a `mock` step",
+        &["method", "path", "json"],
+    )?;
+    Some(MockRequest {
+        method: r.string(cx, "method").map(|m| m.to_ascii_uppercase()),
+        path: r.string(cx, "path"),
+        json: r.json("json"),
+    })
+}
+
+fn times(cx: &mut Cx<'_>, f: &Fields<'_>) -> Option<Option<u32>> {
+    match f.get("times") {
+        None => Some(None),
+        Some(n) => uint(cx, n, "times", u64::from(u32::MAX))
+            .and_then(|t| u32::try_from(t).ok())
+            .map(Some),
+    }
+}
+
+fn mock(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<MockStep> {
+    let (act, target) = action(cx, node, what, &["expect", "set", "fault"])?;
+    let what = format!("`mock: {act}` step");
+    let allowed: &[&str] = match act {
+        "expect" => &["expect", "request", "times"],
+        "set" => &["set", "request", "respond"],
+        _ => &["fault", "path", "status", "delay", "times"],
+    };
+    let f = fields(cx, node, &what, allowed)?;
+    let mock = string(cx, target, act)?;
+    match act {
+        "expect" => {
+            let request = mock_request(cx, &f);
+            let times = times(cx, &f);
+            Some(MockStep::Expect {
+                mock,
+                request: request?,
+                times: times?,
+            })
+        }
+        "set" => {
+            let request = mock_request(cx, &f);
+            let respond = f
+                .require(cx, "respond", "respond: { status: 500 }")
+                .and_then(|n| {
+                    let r = fields(cx, n, "`respond`", &["status", "json", "headers"])?;
+                    Some(MockResponse {
+                        status: r.get("status").and_then(|s| status(cx, s)),
+                        json: r.json("json"),
+                        headers: r.string_map(cx, "headers"),
+                    })
+                });
+            Some(MockStep::Set {
+                mock,
+                request: request?,
+                respond: respond?,
+            })
+        }
+        _ => {
+            let status = f.get("status").and_then(|s| status(cx, s));
+            let delay = f.duration(cx, "delay");
+            if f.get("status").is_none() && f.get("delay").is_none() {
+                cx.error(
+                    f.pos,
+                    format!("{what} needs `status` or `delay`"),
+                    "add e.g. `status: 503` or `delay: 2s`",
+                );
+                return None;
+            }
+            let times = times(cx, &f)?;
+            Some(MockStep::Fault {
+                mock,
+                path: f.string(cx, "path"),
+                status,
+                delay,
+                times,
+            })
+        }
+    }
+}
+
+fn chaos(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<ChaosStep> {
+    let (act, target) = action(cx, node, what, &["kill", "pause", "restart", "toxic"])?;
+    let what = format!("`chaos: {act}` step");
+    let allowed: &[&str] = match act {
+        "pause" => &["pause", "for"],
+        "toxic" => &["toxic", "link", "latency", "for"],
+        "kill" => &["kill"],
+        _ => &["restart"],
+    };
+    let f = fields(cx, node, &what, allowed)?;
+    let name = string(cx, target, act)?;
+    match act {
+        "kill" => Some(ChaosStep::Kill { component: name }),
+        "restart" => Some(ChaosStep::Restart { component: name }),
+        "pause" => Some(ChaosStep::Pause {
+            component: name,
+            duration: f.duration(cx, "for"),
+        }),
+        _ => {
+            let toxic = match name.as_str() {
+                "latency" => Toxic::Latency,
+                "reset" => Toxic::Reset,
+                "timeout" => Toxic::Timeout,
+                other => {
+                    let guess = closest(other, &["latency", "reset", "timeout"])
+                        .map(|k| format!("did you mean `{k}`? "))
+                        .unwrap_or_default();
+                    cx.error(
+                        target.pos,
+                        format!("unknown toxic `{other}`"),
+                        format!("{guess}the toxics are latency, reset, timeout"),
+                    );
+                    return None;
+                }
+            };
+            let link = f.req_string(cx, "link", "link: flow-api->redis");
+            let latency = f.duration(cx, "latency");
+            if toxic == Toxic::Latency && f.get("latency").is_none() {
+                cx.error(
+                    f.pos,
+                    format!("{what} `latency` needs `latency`"),
+                    "add e.g. `latency: 500ms`",
+                );
+                return None;
+            }
+            Some(ChaosStep::Toxic {
+                toxic,
+                link: link?,
+                latency,
+                duration: f.duration(cx, "for"),
+            })
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! `${...}` references and the names in scope at each step, checked at parse
+//! time so a typo fails `validate`, not a run half an hour later.
+//!
+//! A reference is one of: `${uuid}`, `${email}`, `${now}` (generated per
+//! use), `${env.NAME}` (the harness's environment), a tenant (`${acme}` is
+//! its id, `${acme.key}` its API key), or a name saved by an earlier step.
+//! `$${` writes a literal `${`.
+
+use std::collections::BTreeSet;
+
+use super::read::{closest, Cx};
+use super::yaml::{Node, Value};
+
+/// Names generated fresh for every use.
+pub const GENERATED: [&str; 3] = ["uuid", "email", "now"];
+
+/// What is defined at a point of a scenario.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scope {
+    pub(crate) tenants: BTreeSet<String>,
+    pub(crate) saved: BTreeSet<String>,
+    pub(crate) connections: BTreeSet<String>,
+}
+
+/// The references in a text: `Ok(names)` or the error message of a malformed one.
+pub fn references(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        if rest[..at].ends_with('$') {
+            rest = &rest[at + 2..];
+            continue;
+        }
+        let after = &rest[at + 2..];
+        let Some(end) = after.find('}') else {
+            return Err("unterminated `${` (no closing `}`)".to_owned());
+        };
+        out.push(after[..end].trim().to_owned());
+        rest = &after[end + 1..];
+    }
+    Ok(out)
+}
+
+impl Scope {
+    fn defines(&self, name: &str) -> bool {
+        if GENERATED.contains(&name) || self.saved.contains(name) || self.tenants.contains(name) {
+            return true;
+        }
+        if let Some(var) = name.strip_prefix("env.") {
+            return !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        }
+        match name.split_once('.') {
+            Some((tenant, "id" | "key")) => self.tenants.contains(tenant),
+            _ => false,
+        }
+    }
+
+    /// Checks every reference in the values (not the keys) under `node`.
+    pub(crate) fn check(&self, cx: &mut Cx<'_>, node: &Node) {
+        match &node.value {
+            Value::Scalar { text, .. } => match references(text) {
+                Err(message) => cx.error(
+                    node.pos,
+                    message,
+                    "close it with `}`, or write `$${` for a literal `${`",
+                ),
+                Ok(names) => {
+                    for name in names.iter().filter(|n| !self.defines(n)) {
+                        self.undefined(cx, node, name);
+                    }
+                }
+            },
+            Value::Seq(items) => items.iter().for_each(|n| self.check(cx, n)),
+            Value::Map(entries) => entries.iter().for_each(|(_, v)| self.check(cx, v)),
+        }
+    }
+
+    fn undefined(&self, cx: &mut Cx<'_>, node: &Node, name: &str) {
+        let mut known: Vec<&str> = self.saved.iter().map(String::as_str).collect();
+        known.extend(self.tenants.iter().map(String::as_str));
+        known.extend(GENERATED);
+        let guess = closest(name, &known)
+            .map(|k| format!("did you mean `${{{k}}}`? "))
+            .unwrap_or_default();
+        let saved = if self.saved.is_empty() {
+            "no step before this one saves a value".to_owned()
+        } else {
+            format!(
+                "saved before this step: {}",
+                self.saved.iter().cloned().collect::<Vec<_>>().join(", ")
+            )
+        };
+        cx.error(
+            node.pos,
+            format!("`${{{name}}}` is not defined here"),
+            format!(
+                "{guess}{saved}; also usable: a tenant (`${{acme}}`, `${{acme.key}}`), \
+                 `${{env.NAME}}`, `${{uuid}}`, `${{email}}`, `${{now}}`"
+            ),
+        );
+    }
+}

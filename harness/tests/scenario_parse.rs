@@ -1,0 +1,201 @@
+//! Scenario files: good files give the expected model, malformed ones the
+//! exact `file:line:col`, message and hint.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tekup_harness::scenario::{
+    parse_file, parse_str, ChaosStep, MockStep, SqlAs, StepKind, WsStep,
+};
+
+fn errors(text: &str) -> String {
+    parse_str(Path::new("s.yaml"), text)
+        .expect_err("the file is invalid")
+        .to_string()
+}
+
+#[test]
+fn the_design_example_parses_into_the_model() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenario_fixtures/lead-to-contact.yaml");
+    let s = parse_file(&path).expect("DESIGN.md's example is valid");
+    assert_eq!(s.name, "lead-to-contact");
+    assert_eq!(s.tags, ["smoke", "crm"]);
+    assert_eq!(s.tenants, ["acme", "globex"]);
+    assert_eq!(s.steps.len(), 9);
+    let kinds: Vec<&str> = s.steps.iter().map(|st| st.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ws",
+            "ws",
+            "http",
+            "eventually",
+            "ws",
+            "ws",
+            "sql",
+            "mock",
+            "chaos"
+        ]
+    );
+    assert_eq!((s.steps[2].pos.line, s.steps[2].pos.col), (7, 5));
+    let StepKind::Http(h) = &s.steps[2].kind else {
+        panic!("http")
+    };
+    assert_eq!(h.service, "flow-api");
+    assert_eq!(h.request.method, "POST");
+    assert_eq!(
+        h.request.json,
+        Some(serde_json::json!({"firstName": "John", "email": "john@example.com"}))
+    );
+    assert_eq!(h.expect.as_ref().and_then(|e| e.status), Some(201));
+    assert_eq!(h.save.get("lead").map(String::as_str), Some("$.id"));
+    let StepKind::Eventually(ev) = &s.steps[3].kind else {
+        panic!("eventually")
+    };
+    assert_eq!(ev.within, Duration::from_secs(5));
+    assert_eq!(ev.step.kind.name(), "http");
+    assert_eq!(
+        s.steps[4].kind,
+        StepKind::Ws(WsStep::Expect {
+            name: "crm".into(),
+            event: "LEAD_CREATED".into(),
+            within: Duration::from_secs(2),
+            data: Some(serde_json::json!({"id": "${lead}"})),
+        })
+    );
+    assert_eq!(
+        s.steps[5].kind,
+        StepKind::Ws(WsStep::ExpectNone {
+            name: "spy".into(),
+            event: None,
+            duration: Duration::from_secs(1)
+        })
+    );
+    let StepKind::Sql(q) = &s.steps[6].kind else {
+        panic!("sql")
+    };
+    assert_eq!(q.run_as, SqlAs::Tenant("acme".into()));
+    assert_eq!(q.expect, Some(vec![vec![serde_json::json!(1)]]));
+    let StepKind::Mock(MockStep::Expect { mock, times, .. }) = &s.steps[7].kind else {
+        panic!("mock")
+    };
+    assert_eq!((mock.as_str(), *times), ("openai", Some(1)));
+    assert_eq!(
+        s.steps[8].kind,
+        StepKind::Chaos(ChaosStep::Kill {
+            component: "redis".into()
+        })
+    );
+}
+
+#[test]
+fn top_level_keys_and_other_kinds() {
+    let s = parse_str(
+        Path::new("s.yaml"),
+        "name: chaos-1\nexclusive: true\ntimeout: 1m30s\ntenants: [acme]\n\
+         setup:\n  - sql: { admin: true, query: \"select 1\" }\n\
+         steps:\n  - redis: { queue: lead-processing, dead-letter: true, size: 0 }\n\
+         \x20 - chaos: { toxic: latency, link: flow-api->redis, latency: 500ms }\n\
+         \x20 - mock: { fault: stripe, status: 503, times: 2 }\n  - sleep: 200ms\n\
+         teardown:\n  - chaos: { restart: redis }\n",
+    )
+    .expect("valid");
+    assert!(s.exclusive);
+    assert_eq!(s.timeout, Some(Duration::from_secs(90)));
+    assert_eq!(s.setup.len(), 1);
+    assert_eq!(s.steps.len(), 4);
+    assert_eq!(s.steps[3].kind, StepKind::Sleep(Duration::from_millis(200)));
+    assert_eq!(s.run_order().count(), 6);
+}
+
+#[test]
+fn included_step_files_are_loaded_and_define_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("login.steps.yaml"),
+        "steps:\n  - http: { service: flow-api, request: { method: POST, path: /login }, save: { token: $.token } }\n",
+    )
+    .expect("write");
+    let main = dir.path().join("main.yaml");
+    std::fs::write(&main, "name: inc\ninclude: [login.steps.yaml]\nsteps:\n  - http: { service: flow-api, request: { method: GET, path: \"/me?t=${token}\" } }\n").expect("write");
+    let s = parse_file(&main).expect("valid");
+    assert_eq!(s.include.len(), 1);
+    assert_eq!(s.include[0].steps.len(), 1);
+    assert!(s.include[0].steps[0].file.ends_with("login.steps.yaml"));
+}
+
+#[test]
+fn an_unknown_step_kind_names_the_closest() {
+    assert_eq!(
+        errors("name: x\nsteps:\n  - htp: { service: a }\n"),
+        "s.yaml:3:5: unknown step kind `htp`\n  hint: did you mean `http`? the kinds are http, ws, eventually, sql, redis, mock, chaos, sleep"
+    );
+}
+
+#[test]
+fn bad_yaml_is_positioned() {
+    assert_eq!(
+        errors("name: x\nsteps: [\n"),
+        "s.yaml:3:1: invalid YAML: while parsing a node, did not find expected node content\n  hint: check the indentation and quoting here: a value containing `: `, `#`, or starting with `{`, `[`, `*`, `&`, `!`, `%` or `@` needs quotes"
+    );
+}
+
+#[test]
+fn duplicate_keys_name_the_first() {
+    assert_eq!(
+        errors("name: x\nsteps:\n  - sleep: 1s\nname: y\n"),
+        "s.yaml:4:1: duplicate key `name`\n  hint: `name` is already set at line 1; keep one of them"
+    );
+}
+
+#[test]
+fn wrong_types_unknown_and_missing_keys_are_all_reported() {
+    assert_eq!(
+        errors("name: x\ntenants: [acme]\nsteps:\n  - http:\n      service: flow-api\n      tenant: acme\n      request: { path: /x }\n      expect: { status: \"201\", jsn: 1 }\n"),
+        "s.yaml:7:16: `request` needs `method`\n  hint: add `method: GET`\n\
+         s.yaml:8:25: `status` must be a whole number up to 599, found `201`\n  hint: write e.g. `status: 1` without quotes\n\
+         s.yaml:8:32: unknown key `jsn` in `expect` of an `http` step\n  hint: did you mean `json`? the keys are status, headers, json, json-schema"
+    );
+}
+
+#[test]
+fn missing_required_top_level_fields() {
+    assert_eq!(
+        errors("tags: [a]\n"),
+        "s.yaml:1:1: a scenario needs `name`\n  hint: add `name: lead-to-contact`\n\
+         s.yaml:1:1: a scenario needs `steps`\n  hint: add `steps: [ - sleep: 1s ]`"
+    );
+}
+
+#[test]
+fn undefined_variables_are_refused_at_parse_time() {
+    assert_eq!(
+        errors("name: x\nsteps:\n  - http: { service: a, request: { method: GET, path: \"/l/${led}\" }, save: { lead: $.id } }\n  - sleep: 1s\n  - http: { service: a, request: { method: GET, path: \"/l/${leed}\" } }\n"),
+        "s.yaml:3:55: `${led}` is not defined here\n  hint: no step before this one saves a value; also usable: a tenant (`${acme}`, `${acme.key}`), `${env.NAME}`, `${uuid}`, `${email}`, `${now}`\n\
+         s.yaml:5:55: `${leed}` is not defined here\n  hint: did you mean `${lead}`? saved before this step: lead; also usable: a tenant (`${acme}`, `${acme.key}`), `${env.NAME}`, `${uuid}`, `${email}`, `${now}`"
+    );
+    parse_str(
+        Path::new("s.yaml"),
+        "name: x\ntenants: [acme]\nsteps:\n  - http: { service: a, request: { method: GET, path: \"/${uuid}/${email}/${now}/${env.HOME}/${acme}/${acme.key}\" } }\n",
+    )
+    .expect("generated, env and tenant references are defined");
+}
+
+#[test]
+fn undeclared_tenants_and_unopened_connections() {
+    assert_eq!(
+        errors("name: x\ntenants: [acme]\nsteps:\n  - ws: { connect: c, tenant: acem, app: crm-web }\n  - ws: { expect: d, event: E, within: 1s }\n"),
+        "s.yaml:4:31: tenant `acem` is not one of the scenario's `tenants`\n  hint: the tenants are acme; add `acem` to `tenants` to create it\n\
+         s.yaml:5:19: no WebSocket connection `d` is open here\n  hint: open it first: `- ws: { connect: d, tenant: acme, app: crm-web }`"
+    );
+}
+
+#[test]
+fn bad_durations_and_two_kinds_in_one_step() {
+    assert_eq!(
+        errors("name: x\nsteps:\n  - sleep: 5\n  - sleep: 1s\n    http: {}\n"),
+        "s.yaml:3:12: `sleep`: invalid duration `5`: the number needs a unit\n  hint: a duration is a number and a unit: ms, s, m or h, e.g. `500ms`, `30s`, `1m30s`\n\
+         s.yaml:5:5: a step has one kind, this one has `sleep` and `http`\n  hint: indent the fields of `sleep` under it, or start a new step with `- `"
+    );
+}
