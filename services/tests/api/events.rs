@@ -68,15 +68,7 @@ async fn lead_created_reaches_exactly_the_tenants_routed_apps() {
         rows,
         [("crm-web".to_owned(), 1), ("flow-web".to_owned(), 1)]
     );
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.gateway()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics(app.gateway()).await;
     assert!(
         metrics.contains("websocket_connections_active 4"),
         "{metrics}"
@@ -235,15 +227,7 @@ async fn a_slow_client_is_disconnected_without_holding_back_the_others() {
     // Once the gateway gives up on the slow client, the client finds the
     // close frame after what was already in its socket.
     let metrics = eventually("the slow consumer to be closed", || async {
-        let metrics = app
-            .http
-            .get(format!("{}/metrics", app.gateway()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.metrics(app.gateway()).await;
         metrics
             .contains("websocket_slow_consumers_total 1")
             .then_some(metrics)

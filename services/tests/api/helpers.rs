@@ -287,6 +287,17 @@ impl TestApp {
         WsClient::connect(self.gateway(), key, tenant, app, None).await
     }
 
+    /// The Prometheus text of the service at `base`.
+    pub(crate) async fn metrics(&self, base: &str) -> String {
+        let response = self
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("metrics answer");
+        response.text().await.expect("metrics text")
+    }
+
     /// `GET /admin/queues` of the worker, as JSON.
     pub(crate) async fn queue_stats(&self, queue: &str) -> Value {
         let url = format!("{}/admin/queues", self.flow);

@@ -47,15 +47,7 @@ async fn a_lead_with_a_new_email_creates_the_contact() {
     assert_eq!(activities[0]["data"]["contactCreated"], true);
     assert_eq!(activities[0]["data"]["contactId"], contact_id);
 
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.flow))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics(&app.flow).await;
     assert!(
         metrics.contains(
             r#"cross_app_requests_total{source="flow-api",target="crm-api",status="201"} 1"#
@@ -184,15 +176,7 @@ async fn a_crm_outage_never_loses_the_lead() {
             .contains("crm-api"),
         "{activities:?}"
     );
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.flow))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics(&app.flow).await;
     // Connection errors are retried: three attempts by default.
     assert!(
         metrics.contains(

@@ -171,15 +171,7 @@ async fn a_poisoned_job_reaches_the_dead_letter_queue_after_its_retries() {
         ),
         (Some(0), Some(0), Some(0))
     );
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.worker.as_deref().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics(app.worker.as_deref().unwrap()).await;
     assert!(
         metrics.contains(
             r#"message_queue_processed_total{queue="lead-processing",outcome="retried"} 3"#
