@@ -72,12 +72,34 @@ async fn created_customer_can_be_fetched_listed_and_deleted() {
         .unwrap();
     assert_eq!(listed["data"][0]["id"], id);
     assert_eq!(listed["has_more"], false);
+    let list = |query: &'static str| {
+        let url = format!("{}/v1/customers{query}", stripe.uri());
+        async move {
+            let listed: Value = client()
+                .get(url)
+                .bearer_auth("sk_test_1")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            listed["data"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(
+        list("?email=nobody@example.com").await,
+        0,
+        "the email filter excludes"
+    );
+    assert_eq!(list("").await, 1);
     client()
         .delete(format!("{}/v1/customers/{id}", stripe.uri()))
         .bearer_auth("sk_test_1")
         .send()
         .await
         .unwrap();
+    assert_eq!(list("").await, 0, "deleted customers are not listed");
     let missing = client()
         .post(format!("{}/v1/customers/{id}", stripe.uri()))
         .bearer_auth("sk_test_1")

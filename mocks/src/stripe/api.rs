@@ -130,6 +130,37 @@ pub(super) fn merge_metadata(target: &mut Value, p: &Value) {
     }
 }
 
+/// Lists the stored objects of `kind` that `keep` accepts and whose fields
+/// named in `filters` equal the query parameters of the same names (when
+/// given), as a Stripe list at `url`.
+pub(super) fn list_where(
+    s: &StripeState,
+    kind: &'static str,
+    raw_query: Option<String>,
+    url: &str,
+    filters: &[&str],
+    keep: impl Fn(&Value) -> bool,
+) -> Response {
+    let p = query(raw_query);
+    let wanted: Vec<(&str, String)> = filters
+        .iter()
+        .filter_map(|f| str_param(&p, f).map(|v| (*f, v.to_owned())))
+        .collect();
+    let all: Vec<Value> = s
+        .store()
+        .all(kind)
+        .iter()
+        .filter(|o| {
+            keep(o)
+                && wanted
+                    .iter()
+                    .all(|(field, value)| o[*field] == value.as_str())
+        })
+        .cloned()
+        .collect();
+    list(all, &p, url)
+}
+
 /// A Stripe list, newest first, with `limit`, `starting_after`, `ending_before`.
 pub(super) fn list(objects: Vec<Value>, p: &Value, url: &str) -> Response {
     let limit = match int_param(p, "limit") {
@@ -267,31 +298,15 @@ async fn delete_customer(State(s): S, Extension(meta): Meta, Path(id): Path<Stri
 }
 
 async fn list_customers(State(s): S, RawQuery(q): RawQuery) -> Response {
-    let p = query(q);
-    let email = str_param(&p, "email").map(str::to_owned);
-    let all: Vec<Value> = s
-        .store()
-        .all("customer")
-        .iter()
-        .filter(|c| c["deleted"] != true && email.as_deref().is_none_or(|e| c["email"] == e))
-        .cloned()
-        .collect();
-    list(all, &p, "/v1/customers")
+    list_where(&s, "customer", q, "/v1/customers", &["email"], |c| {
+        c["deleted"] != true
+    })
 }
 
 // ---- events and webhook endpoints ------------------------------------------
 
 async fn list_events(State(s): S, RawQuery(q): RawQuery) -> Response {
-    let p = query(q);
-    let kind = str_param(&p, "type").map(str::to_owned);
-    let all: Vec<Value> = s
-        .store()
-        .all("event")
-        .iter()
-        .filter(|e| kind.as_deref().is_none_or(|t| e["type"] == t))
-        .cloned()
-        .collect();
-    list(all, &p, "/v1/events")
+    list_where(&s, "event", q, "/v1/events", &["type"], |_| true)
 }
 
 async fn get_event(State(s): S, Path(id): Path<String>) -> Response {

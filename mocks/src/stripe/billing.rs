@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
 
-use super::api::{bool_param, expand, int_param, list, merge_metadata, query, str_param};
+use super::api::{
+    bool_param, expand, int_param, list, list_where, merge_metadata, query, str_param,
+};
 use super::{form, missing, param_missing, stripe_error, RequestMeta, StripeState};
 use crate::ids;
 
@@ -225,16 +227,14 @@ pub(super) async fn cancel_intent(
 }
 
 pub(super) async fn list_intents(State(s): S, RawQuery(q): RawQuery) -> Response {
-    let p = query(q);
-    let customer = str_param(&p, "customer").map(str::to_owned);
-    let all: Vec<Value> = s
-        .store()
-        .all("payment_intent")
-        .iter()
-        .filter(|o| customer.as_deref().is_none_or(|c| o["customer"] == c))
-        .cloned()
-        .collect();
-    list(all, &p, "/v1/payment_intents")
+    list_where(
+        &s,
+        "payment_intent",
+        q,
+        "/v1/payment_intents",
+        &["customer"],
+        |_| true,
+    )
 }
 
 // ---- invoices and invoice items --------------------------------------------
@@ -488,18 +488,12 @@ fn unrecognized_action(id: &str, action: &str) -> Response {
 }
 
 pub(super) async fn list_invoices(State(s): S, RawQuery(q): RawQuery) -> Response {
-    let p = query(q);
-    let customer = str_param(&p, "customer").map(str::to_owned);
-    let status = str_param(&p, "status").map(str::to_owned);
-    let all: Vec<Value> = s
-        .store()
-        .all("invoice")
-        .iter()
-        .filter(|i| {
-            customer.as_deref().is_none_or(|c| i["customer"] == c)
-                && status.as_deref().is_none_or(|st| i["status"] == st)
-        })
-        .cloned()
-        .collect();
-    list(all, &p, "/v1/invoices")
+    list_where(
+        &s,
+        "invoice",
+        q,
+        "/v1/invoices",
+        &["customer", "status"],
+        |_| true,
+    )
 }
