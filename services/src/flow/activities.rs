@@ -66,29 +66,38 @@ pub(super) async fn record(
     .await
 }
 
-/// Records an activity unless one with `dedupe_key` exists for the tenant;
-/// returns whether it was recorded.
-pub(super) async fn record_once(
+/// An activity recorded at most once per tenant and `dedupe_key`: what
+/// makes a job's effects happen once however often it is delivered.
+#[derive(Debug)]
+pub(crate) struct Once<'a> {
+    pub(crate) kind: &'a str,
+    pub(crate) entity_type: &'a str,
+    pub(crate) entity_id: Option<Uuid>,
+    pub(crate) description: Option<&'a str>,
+    pub(crate) data: &'a Value,
+    pub(crate) dedupe_key: &'a str,
+}
+
+/// Records `entry` unless an activity with its `dedupe_key` exists for the
+/// tenant; returns whether it was recorded.
+pub(crate) async fn record_once(
     tx: &mut Transaction<'static, Postgres>,
     tenant_id: &str,
-    kind: &str,
-    entity_type: &str,
-    entity_id: Option<Uuid>,
-    data: &Value,
-    dedupe_key: &str,
+    entry: &Once<'_>,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "INSERT INTO flow.activities (id, tenant_id, type, entity_type, entity_id, data, dedupe_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO flow.activities (id, tenant_id, type, entity_type, entity_id, description, data, dedupe_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (tenant_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
     )
     .bind(Uuid::new_v4())
     .bind(tenant_id)
-    .bind(kind)
-    .bind(entity_type)
-    .bind(entity_id)
-    .bind(data)
-    .bind(dedupe_key)
+    .bind(entry.kind)
+    .bind(entry.entity_type)
+    .bind(entry.entity_id)
+    .bind(entry.description)
+    .bind(entry.data)
+    .bind(entry.dedupe_key)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -16,7 +16,7 @@
 //! Creating a lead links it to a CRM contact (found by email, or created)
 //! and records a `LEAD_CREATED` activity; see [`leads`].
 
-mod activities;
+pub(crate) mod activities;
 mod compliance;
 mod leads;
 pub(crate) mod processing;

@@ -81,16 +81,15 @@ pub(crate) async fn process_lead(
         Err(error) => return Err(error.into()),
     };
     let key = format!("LEAD_CREATED:{}", lead.id);
-    activities::record_once(
-        &mut tx,
-        tenant,
-        "LEAD_CREATED",
-        "lead",
-        Some(lead.id),
-        &data,
-        &key,
-    )
-    .await?;
+    let entry = activities::Once {
+        kind: "LEAD_CREATED",
+        entity_type: "lead",
+        entity_id: Some(lead.id),
+        description: None,
+        data: &data,
+        dedupe_key: &key,
+    };
+    activities::record_once(&mut tx, tenant, &entry).await?;
     tx.commit().await?;
 
     if let Some(events) = &state.events {

@@ -12,6 +12,7 @@ use crate::client::{Call, CallError, OnBehalf};
 use crate::db::tenant_tx;
 use crate::events::{CrossAppEvent, EventError, Priority};
 use crate::external::graph::OutgoingMail;
+use crate::flow::activities::{record_once, Once};
 use crate::flow::processing::{process_lead, PROCESS_LEAD};
 use crate::queue::{Job, QueueError, QueueName};
 use crate::secure::Incident;
@@ -96,8 +97,7 @@ async fn record_voice_notification(
         &mut tx,
         job,
         "VOICE_NOTIFICATION",
-        "voice",
-        None,
+        ("voice", None),
         text,
         &format!("VOICE_NOTIFICATION:{}", job.id),
     )
@@ -106,32 +106,25 @@ async fn record_voice_notification(
     Ok(())
 }
 
-/// Records an activity keyed by `dedupe_key`; false when it already existed.
+/// Records, once per `dedupe_key`, that `job` did something; false when it already had.
 async fn insert_marker(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     job: &Job,
     kind: &str,
-    entity_type: &str,
-    entity_id: Option<Uuid>,
+    entity: (&str, Option<Uuid>),
     description: &str,
     dedupe_key: &str,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO flow.activities (id, tenant_id, type, entity_type, entity_id, description, data, dedupe_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (tenant_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
-    )
-    .bind(Uuid::new_v4())
-    .bind(&job.tenant_id)
-    .bind(kind)
-    .bind(entity_type)
-    .bind(entity_id)
-    .bind(description)
-    .bind(json!({ "jobId": job.id, "queue": job.queue.as_str() }))
-    .bind(dedupe_key)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    let data = json!({ "jobId": job.id, "queue": job.queue.as_str() });
+    let entry = Once {
+        kind,
+        entity_type: entity.0,
+        entity_id: entity.1,
+        description: Some(description),
+        data: &data,
+        dedupe_key,
+    };
+    record_once(tx, &job.tenant_id, &entry).await
 }
 
 fn on_behalf(job: &Job) -> OnBehalf<'_> {
@@ -222,8 +215,7 @@ async fn compliance_check(
         &mut tx,
         job,
         "SECURITY_ALERT_MAILED",
-        "incident",
-        Some(incident.id),
+        ("incident", Some(incident.id)),
         &subject,
         &key,
     )
