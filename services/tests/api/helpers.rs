@@ -94,7 +94,7 @@ impl Options {
 }
 
 /// Worker settings with short delays, so retries happen within a test.
-pub(crate) fn fast_worker() -> WorkerArgs {
+fn fast_worker() -> WorkerArgs {
     WorkerArgs {
         concurrency: 2,
         name: None,
@@ -258,8 +258,31 @@ impl TestApp {
         }
     }
 
+    /// Spawns the services with Redis, the event bus and the gateway, but no
+    /// worker: the test arranges the queue, then calls [`Self::start_worker`].
+    pub(crate) async fn spawn_bus_without_worker() -> Self {
+        Self::start(
+            Options {
+                worker: None,
+                ..Options::bus()
+            },
+            |_| {},
+        )
+        .await
+    }
+
+    /// Starts a fast-retrying worker in-process; it stops with the app.
+    pub(crate) fn start_worker(&self) {
+        let run = tekup_services::worker::run(
+            self.worker_state(),
+            fast_worker(),
+            self.shutdown.child_token(),
+        );
+        tokio::spawn(run);
+    }
+
     /// State for a worker started by the test itself.
-    pub(crate) fn worker_state(&self) -> AppState {
+    fn worker_state(&self) -> AppState {
         let mut state = AppState::new(
             ServiceName::Worker,
             self.service_pool.clone(),

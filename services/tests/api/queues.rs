@@ -8,7 +8,7 @@ use tekup_services::queue::{Job, QueueName};
 use tekup_services::ServiceName::{CrmApi, FlowApi};
 use uuid::Uuid;
 
-use crate::helpers::{assert_status, eventually, fast_worker, Options, TestApp, ACME_KEY, WITHIN};
+use crate::helpers::{assert_status, eventually, TestApp, ACME_KEY, WITHIN};
 
 async fn count(app: &TestApp, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(&app.admin).await.unwrap()
@@ -72,14 +72,7 @@ async fn a_lead_is_accepted_at_once_and_processed_by_the_worker() {
 
 #[tokio::test]
 async fn a_job_delivered_twice_has_one_effect() {
-    let app = TestApp::start(
-        Options {
-            worker: None,
-            ..Options::bus()
-        },
-        |_| {},
-    )
-    .await;
+    let app = TestApp::spawn_bus_without_worker().await;
     // Store a lead with its job held back, then deliver that job twice.
     let lead_id = Uuid::new_v4();
     sqlx::query("INSERT INTO flow.leads (id, tenant_id, first_name, email) VALUES ($1, 'acme', 'Twice', 'twice@example.com')")
@@ -97,9 +90,7 @@ async fn a_job_delivered_twice_has_one_effect() {
     let queues = app.queues.as_ref().unwrap();
     queues.enqueue(&job).await.unwrap();
     queues.enqueue(&job).await.unwrap();
-    let shutdown = app.shutdown.child_token();
-    let state = app.worker_state();
-    tokio::spawn(tekup_services::worker::run(state, fast_worker(), shutdown));
+    app.start_worker();
 
     let frame = crm.next_event(WITHIN).await.expect("LEAD_CREATED");
     assert_eq!(frame["event"]["data"]["id"], lead_id.to_string());
@@ -188,14 +179,7 @@ async fn a_poisoned_job_reaches_the_dead_letter_queue_after_its_retries() {
 
 #[tokio::test]
 async fn jobs_of_a_crashed_worker_are_reclaimed() {
-    let app = TestApp::start(
-        Options {
-            worker: None,
-            ..Options::bus()
-        },
-        |_| {},
-    )
-    .await;
+    let app = TestApp::spawn_bus_without_worker().await;
     let queues = app.queues.clone().unwrap();
     let flow = app.as_app(ACME_KEY, "acme", "flow-web");
     let lead = flow
@@ -217,12 +201,7 @@ async fn jobs_of_a_crashed_worker_are_reclaimed() {
     drop(doomed);
     assert_eq!(app_stats_in_flight(&queues).await, 1);
 
-    let state = app.worker_state();
-    tokio::spawn(tekup_services::worker::run(
-        state,
-        fast_worker(),
-        app.shutdown.child_token(),
-    ));
+    app.start_worker();
     let id = lead.json["id"].as_str().unwrap().to_owned();
     eventually("the reclaimed job's effect", || async {
         let stored = flow.get(FlowApi, &format!("/leads/{id}")).await;
@@ -243,14 +222,7 @@ async fn app_stats_in_flight(queues: &tekup_services::queue::Queues) -> u64 {
 
 #[tokio::test]
 async fn queued_jobs_survive_a_redis_restart() {
-    let mut app = TestApp::start(
-        Options {
-            worker: None,
-            ..Options::bus()
-        },
-        |_| {},
-    )
-    .await;
+    let mut app = TestApp::spawn_bus_without_worker().await;
     let flow = app.as_app(ACME_KEY, "acme", "flow-web");
     let mut ids = Vec::new();
     for i in 0..20 {
@@ -266,12 +238,7 @@ async fn queued_jobs_survive_a_redis_restart() {
     }
     drop(flow);
     app.redis.as_mut().unwrap().restart();
-    let state = app.worker_state();
-    tokio::spawn(tekup_services::worker::run(
-        state,
-        fast_worker(),
-        app.shutdown.child_token(),
-    ));
+    app.start_worker();
     let flow = app.as_app(ACME_KEY, "acme", "flow-web");
     eventually("every lead processed after the restart", || async {
         (count(
@@ -293,14 +260,7 @@ async fn queued_jobs_survive_a_redis_restart() {
 
 #[tokio::test]
 async fn higher_priority_queues_are_read_first() {
-    let app = TestApp::start(
-        Options {
-            worker: None,
-            ..Options::bus()
-        },
-        |_| {},
-    )
-    .await;
+    let app = TestApp::spawn_bus_without_worker().await;
     let queues = app.queues.clone().unwrap();
     for queue in [
         QueueName::AnalyticsProcessing,
