@@ -31,4 +31,5 @@
 
 pub mod cli;
 pub mod env;
+pub mod report;
 pub mod scenario;
