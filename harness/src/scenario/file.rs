@@ -14,10 +14,11 @@ use super::{Diagnostic, ScenarioError};
 /// Shared step files end with this; a directory walk does not take them for scenarios.
 pub const INCLUDE_SUFFIX: &str = ".steps.yaml";
 
-const TOP_KEYS: [&str; 9] = [
+const TOP_KEYS: [&str; 10] = [
     "name",
     "tags",
     "tenants",
+    "vars",
     "include",
     "exclusive",
     "timeout",
@@ -107,6 +108,10 @@ fn scenario(cx: &mut Cx<'_>, root: &Node) -> Option<Scenario> {
             );
         }
     }
+    let vars = f
+        .get("vars")
+        .map(|n| vars(cx, n, &mut scope))
+        .unwrap_or_default();
     let exclusive = f
         .get("exclusive")
         .and_then(|n| boolean(cx, n, "exclusive"))
@@ -142,6 +147,7 @@ fn scenario(cx: &mut Cx<'_>, root: &Node) -> Option<Scenario> {
         file: cx.file.clone(),
         tags: tags.into_iter().map(|(t, _)| t).collect(),
         tenants: tenants.into_iter().map(|(t, _)| t).collect(),
+        vars,
         include,
         exclusive,
         timeout,
@@ -149,6 +155,38 @@ fn scenario(cx: &mut Cx<'_>, root: &Node) -> Option<Scenario> {
         steps: main?,
         teardown,
     })
+}
+
+/// `vars: { email: "${email}" }`: values computed once per run, in order,
+/// usable as `${email}` by the steps (and by later vars).
+fn vars(cx: &mut Cx<'_>, node: &Node, scope: &mut Scope) -> Vec<(String, serde_json::Value)> {
+    let yaml::Value::Map(entries) = &node.value else {
+        cx.error(
+            node.pos,
+            format!(
+                "`vars` must be a map of names to values, found {}",
+                node.describe()
+            ),
+            "write `vars: { email: \"${email}\", amount: 4200 }`",
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        let name = k.key_text();
+        if scope.tenants.contains(&name) || super::vars::GENERATED.contains(&name.as_str()) {
+            cx.error(
+                k.pos,
+                format!("var `{name}` hides a tenant or a generated value of the same name"),
+                "give it another name",
+            );
+            continue;
+        }
+        scope.check(cx, v);
+        scope.saved.insert(name.clone());
+        out.push((name, v.to_json()));
+    }
+    out
 }
 
 /// Loads the shared step files (`*.steps.yaml`, a map with `steps` only).

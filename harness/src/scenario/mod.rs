@@ -1,6 +1,5 @@
 //! Scenario files: the declarative format of `DESIGN.md` ("Scenario files"),
-//! its model and its checker. The runner comes later and consumes
-//! [`Scenario`].
+//! its model, its checker, and the runner ([`run`]).
 //!
 //! The checker reports every problem it finds as `file:line:col: message`
 //! with a `hint:` line, never panics on any input, and checks at parse time
@@ -18,6 +17,7 @@
 mod file;
 pub mod model;
 mod read;
+pub mod run;
 mod schema;
 mod steps;
 mod template;

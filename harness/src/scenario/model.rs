@@ -34,6 +34,8 @@ pub struct Scenario {
     pub tags: Vec<String>,
     /// Fresh tenants created for each run (so scenarios can run in parallel).
     pub tenants: Vec<String>,
+    /// Values computed once per run (`${email}` fixed for the whole run), in order.
+    pub vars: Vec<(String, serde_json::Value)>,
     /// Shared step files, resolved relative to the scenario file.
     pub include: Vec<Include>,
     /// Runs alone (chaos scenarios).
@@ -72,6 +74,8 @@ pub struct Step {
     pub file: PathBuf,
     /// Position of the step's kind key.
     pub pos: Pos,
+    /// `timeout: 5s` beside the kind: the step fails when it takes longer.
+    pub timeout: Option<Duration>,
     pub kind: StepKind,
 }
 
@@ -187,6 +191,8 @@ pub struct SqlStep {
     pub query: String,
     pub args: Vec<serde_json::Value>,
     pub expect: Option<Vec<Vec<serde_json::Value>>>,
+    /// The query must fail with this SQLSTATE (`42501`) or message part.
+    pub error: Option<String>,
 }
 
 /// A check on Redis.
@@ -219,7 +225,6 @@ pub struct MockRequest {
 pub struct MockResponse {
     pub status: Option<u16>,
     pub json: Option<serde_json::Value>,
-    pub headers: BTreeMap<String, String>,
 }
 
 /// An action on one of the external API mocks.
@@ -237,14 +242,31 @@ pub enum MockStep {
         request: MockRequest,
         respond: MockResponse,
     },
-    /// The mock fails: a status, a delay, or both, `times` times or until reset.
+    /// The mock fails, `times` times (or until the scenario ends), on a
+    /// `ratio` of the calls in scope (`method`, `path` prefix).
     Fault {
         mock: String,
+        method: Option<String>,
         path: Option<String>,
-        status: Option<u16>,
-        delay: Option<Duration>,
+        fault: MockFault,
         times: Option<u32>,
+        ratio: Option<f64>,
     },
+}
+
+/// What a mock does instead of answering normally.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MockFault {
+    /// Answers normally after the delay.
+    Latency(Duration),
+    /// Answers with the status in the API's own error shape.
+    Status(u16),
+    /// 429 with `Retry-After`.
+    RateLimit { retry_after: Duration },
+    /// Resets the connection without answering.
+    Reset,
+    /// A body cut short that does not parse.
+    Malformed,
 }
 
 /// A network fault on a link between two components.

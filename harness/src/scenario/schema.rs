@@ -68,7 +68,7 @@ pub fn schema() -> Value {
         ),
     ]);
     let sql_props = |who: &str, v: Value| {
-        let mut p = json!({ "query": text, "args": { "type": "array" }, "expect": { "type": "array", "items": { "type": "array" } } });
+        let mut p = json!({ "query": text, "args": { "type": "array" }, "expect": { "type": "array", "items": { "type": "array" } }, "error": text });
         p[who] = v;
         obj(&["query"], p)
     };
@@ -107,14 +107,17 @@ pub fn schema() -> Value {
             obj(
                 &["respond"],
                 json!({ "set": text, "request": mock_request,
-            "respond": obj(&[], json!({ "status": status, "json": {}, "headers": headers })) }),
+            "respond": obj(&[], json!({ "status": status, "json": {} })) }),
             ),
         ),
         (
             "fault",
             obj(
                 &[],
-                json!({ "fault": text, "path": text, "status": status, "delay": duration, "times": times }),
+                json!({ "fault": text, "method": text, "path": text, "status": status,
+                        "delay": duration, "retry-after": duration, "reset": { "type": "boolean" },
+                        "malformed": { "type": "boolean" }, "times": times,
+                        "ratio": { "type": "number", "minimum": 0, "maximum": 1 } }),
             ),
         ),
     ]);
@@ -146,7 +149,8 @@ pub fn schema() -> Value {
         props["eventually"] = eventually;
         props["chaos"] = json!({ "$ref": "#/$defs/chaos" });
         props["sleep"] = duration.clone();
-        json!({ "type": "object", "additionalProperties": false, "minProperties": 1, "maxProperties": 1, "properties": props })
+        props["timeout"] = duration.clone();
+        json!({ "type": "object", "additionalProperties": false, "minProperties": 1, "maxProperties": 2, "properties": props })
     };
     let steps = json!({ "type": "array", "items": { "$ref": "#/$defs/step" } });
     let names = json!({ "type": "array", "items": { "type": "string" } });
@@ -161,6 +165,7 @@ pub fn schema() -> Value {
             "name": { "type": "string" },
             "tags": names,
             "tenants": names,
+            "vars": { "type": "object" },
             "include": names,
             "exclusive": { "type": "boolean" },
             "timeout": duration,

@@ -3,7 +3,9 @@
 //!
 //! A reference is one of: `${uuid}`, `${email}`, `${now}` (generated per
 //! use), `${env.NAME}` (the harness's environment), a tenant (`${acme}` is
-//! its id, `${acme.key}` its API key), or a name saved by an earlier step.
+//! its id, `${acme.key}` its API key), a component's address as the harness
+//! reaches it (`${crm-api.url}`, `.host`, `.port`; checked when the run
+//! starts), a `vars:` entry, or a name saved by an earlier step.
 //! `$${` writes a literal `${`.
 
 use std::collections::BTreeSet;
@@ -51,6 +53,7 @@ impl Scope {
         }
         match name.split_once('.') {
             Some((tenant, "id" | "key")) => self.tenants.contains(tenant),
+            Some((component, "url" | "host" | "port")) => !component.is_empty(),
             _ => false,
         }
     }
@@ -95,7 +98,7 @@ impl Scope {
             format!("`${{{name}}}` is not defined here"),
             format!(
                 "{guess}{saved}; also usable: a tenant (`${{acme}}`, `${{acme.key}}`), \
-                 `${{env.NAME}}`, `${{uuid}}`, `${{email}}`, `${{now}}`"
+                 `${{env.NAME}}`, `${{crm-api.url}}`, `${{uuid}}`, `${{email}}`, `${{now}}`"
             ),
         );
     }

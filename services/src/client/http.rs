@@ -85,6 +85,9 @@ impl ResilientHttp {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(2))
+            // Says who calls: the mocks' journals (and a harness's sequence
+            // diagram) read the caller from it.
+            .user_agent(format!("tekup-service/{source}"))
             .build()
             .expect("a client with default TLS settings builds");
         Self {

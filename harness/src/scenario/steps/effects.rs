@@ -1,7 +1,9 @@
 //! The step kinds that act on or look into the ecosystem's parts beside
 //! HTTP: Redis, the external API mocks, and chaos faults.
 
-use super::super::model::{ChaosStep, MockRequest, MockResponse, MockStep, RedisStep, Toxic};
+use super::super::model::{
+    ChaosStep, MockFault, MockRequest, MockResponse, MockStep, RedisStep, Toxic,
+};
 use super::super::read::{boolean, closest, fields, string, uint, Cx, Fields};
 use super::super::yaml::Node;
 use super::{action, status};
@@ -75,7 +77,18 @@ pub(super) fn mock(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<MockStep>
     let allowed: &[&str] = match act {
         "expect" => &["expect", "request", "times"],
         "set" => &["set", "request", "respond"],
-        _ => &["fault", "path", "status", "delay", "times"],
+        _ => &[
+            "fault",
+            "method",
+            "path",
+            "status",
+            "delay",
+            "retry-after",
+            "reset",
+            "malformed",
+            "times",
+            "ratio",
+        ],
     };
     let f = fields(cx, node, &what, allowed)?;
     let mock = string(cx, target, act)?;
@@ -94,11 +107,10 @@ pub(super) fn mock(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<MockStep>
             let respond = f
                 .require(cx, "respond", "respond: { status: 500 }")
                 .and_then(|n| {
-                    let r = fields(cx, n, "`respond`", &["status", "json", "headers"])?;
+                    let r = fields(cx, n, "`respond`", &["status", "json"])?;
                     Some(MockResponse {
                         status: r.get("status").and_then(|s| status(cx, s)),
                         json: r.json("json"),
-                        headers: r.string_map(cx, "headers"),
                     })
                 });
             Some(MockStep::Set {
@@ -108,26 +120,99 @@ pub(super) fn mock(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<MockStep>
             })
         }
         _ => {
-            let status = f.get("status").and_then(|s| status(cx, s));
-            let delay = f.duration(cx, "delay");
-            if f.get("status").is_none() && f.get("delay").is_none() {
-                cx.error(
-                    f.pos,
-                    format!("{what} needs `status` or `delay`"),
-                    "add e.g. `status: 503` or `delay: 2s`",
-                );
-                return None;
-            }
+            let fault = mock_fault(cx, &f, &what)?;
             let times = times(cx, &f)?;
+            let ratio = match f.get("ratio") {
+                None => None,
+                Some(n) => Some(ratio(cx, n)?),
+            };
             Some(MockStep::Fault {
                 mock,
+                method: f.string(cx, "method").map(|m| m.to_ascii_uppercase()),
                 path: f.string(cx, "path"),
-                status,
-                delay,
+                fault,
                 times,
+                ratio,
             })
         }
     }
+}
+
+/// The one fault a `mock: fault` step names: `delay`, `status` (with
+/// `retry-after` for a 429), `reset: true` or `malformed: true`.
+fn mock_fault(cx: &mut Cx<'_>, f: &Fields<'_>, what: &str) -> Option<MockFault> {
+    let given: Vec<&str> = ["delay", "status", "reset", "malformed"]
+        .into_iter()
+        .filter(|k| f.get(k).is_some())
+        .collect();
+    let hint = "write one of `status: 503`, `status: 429, retry-after: 2s`, `delay: 2s`, \
+                `reset: true`, `malformed: true`";
+    match given.as_slice() {
+        [] => {
+            cx.error(f.pos, format!("{what} needs a fault"), hint);
+            None
+        }
+        [_, second, ..] => {
+            cx.error(
+                f.key_pos(second).unwrap_or(f.pos),
+                format!(
+                    "{what} injects one fault; `{}` and `{second}` are both given",
+                    given[0]
+                ),
+                "split it into two steps",
+            );
+            None
+        }
+        ["delay"] => f.duration(cx, "delay").map(MockFault::Latency),
+        ["status"] => {
+            let code = f.get("status").and_then(|n| status(cx, n))?;
+            match (code, f.get("retry-after")) {
+                (429, Some(_)) => f
+                    .duration(cx, "retry-after")
+                    .map(|retry_after| MockFault::RateLimit { retry_after }),
+                (_, Some(_)) => {
+                    cx.error(
+                        f.key_pos("retry-after").unwrap_or(f.pos),
+                        "`retry-after` goes with `status: 429`",
+                        "remove it, or use `status: 429`",
+                    );
+                    None
+                }
+                (code, None) => Some(MockFault::Status(code)),
+            }
+        }
+        [flag] => {
+            let on = f.get(flag).and_then(|n| boolean(cx, n, flag))?;
+            if !on {
+                cx.error(
+                    f.key_pos(flag).unwrap_or(f.pos),
+                    format!("`{flag}: false` injects nothing"),
+                    hint,
+                );
+                return None;
+            }
+            Some(if *flag == "reset" {
+                MockFault::Reset
+            } else {
+                MockFault::Malformed
+            })
+        }
+    }
+}
+
+fn ratio(cx: &mut Cx<'_>, node: &Node) -> Option<f64> {
+    let value = node.to_json().as_f64().filter(|r| (0.0..=1.0).contains(r));
+    if value.is_none() {
+        cx.error(
+            node.pos,
+            format!(
+                "`ratio` must be a number from 0 to 1, found {}",
+                node.describe()
+            ),
+            "write e.g. `ratio: 0.5` for half of the calls",
+        );
+    }
+    value
 }
 
 pub(super) fn chaos(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<ChaosStep> {

@@ -52,7 +52,21 @@ pub(crate) fn step(
             return None;
         }
     };
-    let (key, value) = &entries[0];
+    // `timeout` may stand beside the kind: `- http: {...}` / `  timeout: 5s`.
+    let timeout_entry = entries.iter().find(|(k, _)| k.key_text() == "timeout");
+    let timeout = timeout_entry.and_then(|(_, v)| duration(cx, v, "timeout"));
+    let entries: Vec<&(Node, Node)> = entries
+        .iter()
+        .filter(|(k, _)| k.key_text() != "timeout")
+        .collect();
+    let Some((key, value)) = entries.first().map(|e| (&e.0, &e.1)) else {
+        cx.error(
+            node.pos,
+            "a step has a `timeout` but no kind",
+            format!("add the step beside it, e.g. `http: {{ ... }}`; the kinds are {kinds}"),
+        );
+        return None;
+    };
     let kind = key.key_text();
     if !STEP_KINDS.contains(&kind.as_str()) {
         let guess = closest(&kind, &STEP_KINDS)
@@ -93,6 +107,7 @@ pub(crate) fn step(
     Some(Step {
         file: cx.file.clone(),
         pos: key.pos,
+        timeout,
         kind,
     })
 }
@@ -399,7 +414,7 @@ fn eventually(
 
 fn sql(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option<SqlStep> {
     let (act, _) = action(cx, node, what, &["tenant", "admin"])?;
-    let f = fields(cx, node, what, &[act, "query", "args", "expect"])?;
+    let f = fields(cx, node, what, &[act, "query", "args", "expect", "error"])?;
     let run_as = if act == "tenant" {
         SqlAs::Tenant(tenant(cx, &f, "tenant", scope)?)
     } else {
@@ -434,11 +449,21 @@ fn sql(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option<Sq
         None => None,
         Some(n) => Some(rows(cx, n)?),
     };
+    let error = f.string(cx, "error");
+    if error.is_some() && expect.is_some() {
+        cx.error(
+            f.key_pos("error").unwrap_or(f.pos),
+            "a query either returns rows (`expect`) or fails (`error`), not both",
+            "keep one of them",
+        );
+        return None;
+    }
     Some(SqlStep {
         run_as,
         query: query?,
         args,
         expect,
+        error,
     })
 }
 

@@ -1,0 +1,435 @@
+//! The steps that look into or act on the ecosystem's parts beside HTTP:
+//! `sql`, `redis`, `mock` and `chaos`.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use redis::AsyncCommands as _;
+use serde_json::{json, Value};
+
+use super::sql::SqlError;
+use super::{check, Run, StepError};
+use crate::report::{Message, MessageKind};
+use crate::scenario::model::{ChaosStep, MockFault, MockStep, RedisStep, SqlAs, SqlStep};
+
+impl Run<'_> {
+    pub(super) async fn sql(&mut self, step: &SqlStep) -> Result<(), StepError> {
+        let pool = self.pg()?;
+        let tenant = match &step.run_as {
+            SqlAs::Tenant(name) => Some(
+                self.values
+                    .tenants
+                    .get(name)
+                    .map(|t| t.id.clone())
+                    .ok_or_else(|| format!("tenant `{name}` was not created for this run"))?,
+            ),
+            SqlAs::Admin => None,
+        };
+        let args: Vec<Value> = step
+            .args
+            .iter()
+            .map(|a| self.values.json(a))
+            .collect::<Result<_, _>>()?;
+        let shown = format!(
+            "{}\nas {}\nargs: {}",
+            step.query,
+            tenant.as_deref().map_or("admin".to_owned(), |t| format!(
+                "tenant {t} (row-level security)"
+            )),
+            Value::Array(args.clone())
+        );
+        self.observe(Message {
+            at_ms: self.clock.now_ms(),
+            from: "harness".into(),
+            to: "postgres".into(),
+            kind: MessageKind::Query,
+            label: step
+                .query
+                .split_whitespace()
+                .take(4)
+                .collect::<Vec<_>>()
+                .join(" "),
+            correlation_id: None,
+        });
+        let started = Instant::now();
+        let result = super::sql::query(pool, tenant.as_deref(), &step.query, &args).await;
+        self.service += started.elapsed();
+        let failed = |message: String, diff: Option<String>, response: Option<String>| StepError {
+            message,
+            diff,
+            request: Some(shown.clone()),
+            response,
+        };
+        match (result, &step.error) {
+            (Err(SqlError::Db { code, message }), Some(want))
+                if code == *want || message.contains(want.as_str()) =>
+            {
+                self.note = Some(format!("error {code}"));
+                Ok(())
+            }
+            (Err(e), _) => Err(failed(format!("the query failed: {e}"), None, None)),
+            (Ok(rows), Some(want)) => Err(failed(
+                format!(
+                    "expected the query to fail with `{want}`, it returned {} row(s)",
+                    rows.len()
+                ),
+                None,
+                Some(
+                    Value::from(rows.into_iter().map(Value::from).collect::<Vec<_>>()).to_string(),
+                ),
+            )),
+            (Ok(rows), None) => {
+                self.note = Some(format!("{} row(s)", rows.len()));
+                let Some(want) = &step.expect else {
+                    return Ok(());
+                };
+                let want: Vec<Vec<Value>> = want
+                    .iter()
+                    .map(|r| {
+                        r.iter()
+                            .map(|c| self.values.json(c))
+                            .collect::<Result<_, _>>()
+                    })
+                    .collect::<Result<_, _>>()?;
+                let same = want.len() == rows.len()
+                    && want.iter().zip(&rows).all(|(w, g)| {
+                        w.len() == g.len() && w.iter().zip(g).all(|(a, b)| check::same_cell(a, b))
+                    });
+                if same {
+                    return Ok(());
+                }
+                let as_json = |r: &[Vec<Value>]| {
+                    Value::from(r.iter().cloned().map(Value::from).collect::<Vec<_>>())
+                };
+                Err(failed(
+                    format!(
+                        "the query returned other rows ({} expected, {} got)",
+                        want.len(),
+                        rows.len()
+                    ),
+                    Some(check::diff(&as_json(&want), &as_json(&rows))),
+                    None,
+                ))
+            }
+        }
+    }
+
+    pub(super) async fn redis(&mut self, step: &RedisStep) -> Result<(), StepError> {
+        let mut redis = self
+            .runner
+            .redis
+            .as_ref()
+            .map_err(|e| StepError::from(format!("no Redis to look into: {e}")))?
+            .clone();
+        let started = Instant::now();
+        let result = match step {
+            RedisStep::QueueSize {
+                queue,
+                dead_letter,
+                size,
+            } => {
+                let stream = if *dead_letter {
+                    format!("tekup:queue:{queue}:dead")
+                } else {
+                    format!("tekup:queue:{queue}")
+                };
+                let tenants: BTreeSet<&str> = self
+                    .values
+                    .tenants
+                    .values()
+                    .map(|t| t.id.as_str())
+                    .collect();
+                let entries: redis::streams::StreamRangeReply = redis
+                    .xrange_all(&stream)
+                    .await
+                    .map_err(|e| format!("XRANGE {stream}: {e}"))?;
+                let mine = entries
+                    .ids
+                    .iter()
+                    .filter(|e| {
+                        let job: Option<String> = e.get("job");
+                        job.and_then(|j| serde_json::from_str::<Value>(&j).ok())
+                            .and_then(|j| j["tenantId"].as_str().map(|t| tenants.contains(t)))
+                            .unwrap_or(false)
+                    })
+                    .count() as u64;
+                self.note = Some(format!("{mine} of {} in {stream}", entries.ids.len()));
+                if mine == *size {
+                    Ok(())
+                } else {
+                    Err(StepError::from(format!(
+                        "`{stream}` holds {mine} job(s) of this scenario's tenants, expected {size} ({} in all)",
+                        entries.ids.len()
+                    )))
+                }
+            }
+            RedisStep::Key { key, exists, value } => {
+                let key = self.values.text(key)?;
+                let got: Option<String> = redis
+                    .get(&key)
+                    .await
+                    .map_err(|e| format!("GET {key}: {e} (only string keys can be checked)"))?;
+                match (got, exists, value) {
+                    (None, false, _) => Ok(()),
+                    (Some(v), false, _) => Err(StepError::from(format!(
+                        "key `{key}` exists (value `{v}`), expected it absent"
+                    ))),
+                    (None, true, _) => Err(StepError::from(format!("key `{key}` does not exist"))),
+                    (Some(v), true, Some(want)) => {
+                        let want = self.values.text(want)?;
+                        if v == want {
+                            Ok(())
+                        } else {
+                            Err(StepError {
+                                message: format!("key `{key}` has another value"),
+                                diff: Some(check::diff_text(&want, &v)),
+                                ..StepError::default()
+                            })
+                        }
+                    }
+                    (Some(_), true, None) => Ok(()),
+                }
+            }
+        };
+        self.service += started.elapsed();
+        result
+    }
+
+    pub(super) async fn mock(&mut self, step: &MockStep) -> Result<(), StepError> {
+        let name = match step {
+            MockStep::Expect { mock, .. }
+            | MockStep::Set { mock, .. }
+            | MockStep::Fault { mock, .. } => mock,
+        };
+        let admin = self
+            .runner
+            .eco
+            .mock(name)
+            .map_err(|e| StepError::from(crate::env::error_chain(&e)))?
+            .admin_url;
+        self.involved.insert(name.clone());
+        let started = Instant::now();
+        let result = match step {
+            MockStep::Expect { request, times, .. } => {
+                let json = request
+                    .json
+                    .as_ref()
+                    .map(|j| self.values.json(j))
+                    .transpose()?;
+                let path = request
+                    .path
+                    .as_ref()
+                    .map(|p| self.values.text(p))
+                    .transpose()?;
+                let calls = super::observe::journal(self.runner, &admin, &self.prefix).await?;
+                let matching: Vec<&super::observe::Call> = calls
+                    .iter()
+                    .filter(|c| {
+                        request.method.as_ref().is_none_or(|m| c.method == *m)
+                            && path.as_ref().is_none_or(|p| c.path == *p)
+                            && json.as_ref().is_none_or(|j| {
+                                c.json
+                                    .as_ref()
+                                    .is_some_and(|b| check::subset(j, b).is_none())
+                            })
+                    })
+                    .collect();
+                self.note = Some(format!("{} call(s)", matching.len()));
+                let ok = match times {
+                    Some(t) => matching.len() == *t as usize,
+                    None => !matching.is_empty(),
+                };
+                if ok {
+                    Ok(())
+                } else {
+                    let seen: Vec<String> = calls
+                        .iter()
+                        .map(|c| {
+                            format!(
+                                "{} {} from {} → {}",
+                                c.method,
+                                c.path,
+                                c.caller,
+                                c.status.map_or("-".into(), |s| s.to_string())
+                            )
+                        })
+                        .collect();
+                    Err(StepError {
+                        message: format!(
+                            "mock `{name}` received {} matching call(s) from this scenario, expected {}",
+                            matching.len(),
+                            times.map_or("at least 1".to_owned(), |t| t.to_string())
+                        ),
+                        response: Some(format!(
+                            "calls of this scenario to `{name}`:\n{}",
+                            if seen.is_empty() { "(none)".to_owned() } else { seen.join("\n") }
+                        )),
+                        ..StepError::default()
+                    })
+                }
+            }
+            MockStep::Set {
+                request, respond, ..
+            } => {
+                let mut spec = json!({ "kind": "status", "status": respond.status.unwrap_or(200) });
+                if let Some(body) = &respond.json {
+                    spec["body"] = self.values.json(body)?;
+                }
+                self.add_fault(
+                    name,
+                    &admin,
+                    spec,
+                    request.method.as_deref(),
+                    request.path.as_deref(),
+                    None,
+                    None,
+                )
+                .await
+            }
+            MockStep::Fault {
+                method,
+                path,
+                fault,
+                times,
+                ratio,
+                ..
+            } => {
+                let spec = match fault {
+                    MockFault::Latency(d) => json!({ "kind": "latency", "delay": millis(*d) }),
+                    MockFault::Status(s) => json!({ "kind": "status", "status": s }),
+                    MockFault::RateLimit { retry_after } => {
+                        json!({ "kind": "rate-limit", "retry-after": millis(*retry_after) })
+                    }
+                    MockFault::Reset => json!({ "kind": "reset" }),
+                    MockFault::Malformed => json!({ "kind": "malformed" }),
+                };
+                self.add_fault(
+                    name,
+                    &admin,
+                    spec,
+                    method.as_deref(),
+                    path.as_deref(),
+                    *times,
+                    *ratio,
+                )
+                .await
+            }
+        };
+        self.service += started.elapsed();
+        result
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one fault's scope, spelled out")]
+    async fn add_fault(
+        &mut self,
+        mock: &str,
+        admin: &str,
+        mut spec: Value,
+        method: Option<&str>,
+        path: Option<&str>,
+        times: Option<u32>,
+        ratio: Option<f64>,
+    ) -> Result<(), StepError> {
+        if let Some(m) = method {
+            spec["method"] = json!(m);
+        }
+        if let Some(p) = path {
+            spec["path"] = json!(self.values.text(p)?);
+        }
+        if let Some(t) = times {
+            spec["times"] = json!(t);
+        }
+        if let Some(r) = ratio {
+            spec["ratio"] = json!(r);
+        }
+        self.cleanup.faulted_mocks.insert(mock.to_owned());
+        self.observe(Message {
+            at_ms: self.clock.now_ms(),
+            from: "harness".into(),
+            to: mock.to_owned(),
+            kind: MessageKind::Fault,
+            label: format!("fault {}", spec["kind"].as_str().unwrap_or_default()),
+            correlation_id: None,
+        });
+        let response = self
+            .runner
+            .http
+            .post(format!("{admin}/faults"))
+            .json(&spec)
+            .send()
+            .await
+            .map_err(|e| format!("mock `{mock}`'s admin API: {}", crate::env::error_chain(&e)))?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        Err(StepError {
+            message: format!("mock `{mock}` refused the fault ({status}): {body}"),
+            request: Some(format!("POST {admin}/faults\n\n{spec}")),
+            ..StepError::default()
+        })
+    }
+
+    pub(super) async fn chaos(&mut self, step: &ChaosStep) -> Result<(), StepError> {
+        let started = Instant::now();
+        let (name, label) = match step {
+            ChaosStep::Kill { component } => (component, "kill"),
+            ChaosStep::Pause { component, .. } => (component, "pause"),
+            ChaosStep::Restart { component } => (component, "restart"),
+            ChaosStep::Toxic { link, .. } => {
+                return Err(StepError::from(format!(
+                    "toxics on links (`{link}`) need the fault proxy, which this ecosystem was not started with"
+                )))
+            }
+        };
+        let component = self.component(name)?;
+        self.involved.insert(name.clone());
+        self.observe(Message {
+            at_ms: self.clock.now_ms(),
+            from: "harness".into(),
+            to: name.clone(),
+            kind: MessageKind::Fault,
+            label: label.to_owned(),
+            correlation_id: None,
+        });
+        let result = match step {
+            ChaosStep::Kill { .. } => {
+                self.cleanup.killed.insert(name.clone());
+                component.kill().await
+            }
+            ChaosStep::Pause { duration, .. } => {
+                self.cleanup.paused.insert(name.clone());
+                let paused = component.pause().await;
+                match (paused, duration) {
+                    (Ok(()), Some(d)) => {
+                        tokio::time::sleep(*d).await;
+                        let resumed = component.resume().await;
+                        if resumed.is_ok() {
+                            self.cleanup.paused.remove(name);
+                        }
+                        resumed
+                    }
+                    (other, _) => other,
+                }
+            }
+            ChaosStep::Restart { .. } => {
+                let restarted = component.restart().await;
+                if restarted.is_ok() {
+                    self.cleanup.killed.remove(name);
+                    self.cleanup.paused.remove(name);
+                }
+                restarted.map(|_| ())
+            }
+            ChaosStep::Toxic { .. } => Ok(()),
+        };
+        self.service += started.elapsed();
+        result.map_err(|e| {
+            StepError::from(format!("{label} `{name}`: {}", crate::env::error_chain(&e)))
+        })
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

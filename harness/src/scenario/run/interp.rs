@@ -1,0 +1,213 @@
+//! `${...}` expansion at run time: the names the checker accepted
+//! (`scenario::vars`) get their values here.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// A fresh tenant the run created for a scenario tenant name.
+#[derive(Debug, Clone)]
+pub(crate) struct Tenant {
+    pub(crate) id: String,
+    pub(crate) key: String,
+}
+
+/// Everything a reference can name during one scenario run.
+#[derive(Debug, Default)]
+pub(crate) struct Values {
+    /// `vars:` entries and values saved by steps.
+    pub(crate) saved: BTreeMap<String, Value>,
+    pub(crate) tenants: BTreeMap<String, Tenant>,
+    /// Component name → base URL as the harness reaches it.
+    pub(crate) components: BTreeMap<String, String>,
+}
+
+impl Values {
+    /// The value of one reference.
+    fn lookup(&self, name: &str) -> Result<Value, String> {
+        if let Some(v) = self.saved.get(name) {
+            return Ok(v.clone());
+        }
+        if let Some(t) = self.tenants.get(name) {
+            return Ok(Value::String(t.id.clone()));
+        }
+        match name {
+            "uuid" => return Ok(Value::String(uuid::Uuid::new_v4().to_string())),
+            "email" => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                return Ok(Value::String(format!("user-{}@tekup.test", &id[..12])));
+            }
+            "now" => {
+                return Ok(Value::String(
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                ))
+            }
+            _ => {}
+        }
+        if let Some(var) = name.strip_prefix("env.") {
+            return std::env::var(var)
+                .map(Value::String)
+                .map_err(|_| format!("`${{{name}}}`: the environment variable {var} is not set"));
+        }
+        let Some((owner, field)) = name.split_once('.') else {
+            return Err(format!("`${{{name}}}` has no value in this run"));
+        };
+        if let Some(t) = self.tenants.get(owner) {
+            return match field {
+                "id" => Ok(Value::String(t.id.clone())),
+                "key" => Ok(Value::String(t.key.clone())),
+                _ => Err(format!("`${{{name}}}`: a tenant has `.id` and `.key`")),
+            };
+        }
+        let Some(url) = self.components.get(owner) else {
+            let known: Vec<&str> = self.components.keys().map(String::as_str).collect();
+            return Err(format!(
+                "`${{{name}}}`: no component `{owner}` in the ecosystem (it has {})",
+                known.join(", ")
+            ));
+        };
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}`: {e}"))?;
+        match field {
+            "url" => Ok(Value::String(url.trim_end_matches('/').to_owned())),
+            "host" => Ok(Value::String(
+                parsed.host_str().unwrap_or_default().to_owned(),
+            )),
+            "port" => Ok(parsed
+                .port_or_known_default()
+                .map_or(Value::Null, |p| Value::from(p))),
+            _ => Err(format!(
+                "`${{{name}}}`: a component has `.url`, `.host` and `.port`"
+            )),
+        }
+    }
+
+    /// Expands every reference in a text; non-string values are written as JSON.
+    pub(crate) fn text(&self, text: &str) -> Result<String, String> {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find("${") {
+            if rest[..at].ends_with('$') {
+                // `$${` is a literal `${`.
+                out.push_str(&rest[..at - 1]);
+                out.push_str("${");
+                rest = &rest[at + 2..];
+                continue;
+            }
+            out.push_str(&rest[..at]);
+            let after = &rest[at + 2..];
+            let end = after
+                .find('}')
+                .ok_or_else(|| format!("unterminated `${{` in `{text}`"))?;
+            match self.lookup(after[..end].trim())? {
+                Value::String(s) => out.push_str(&s),
+                other => out.push_str(&other.to_string()),
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// Expands references in every string of a JSON value. A string that is
+    /// exactly one reference takes the referenced value with its type, so
+    /// `amount: "${amount}"` stays a number.
+    pub(crate) fn json(&self, value: &Value) -> Result<Value, String> {
+        Ok(match value {
+            Value::String(s) => match whole_reference(s) {
+                Some(name) => self.lookup(name)?,
+                None => Value::String(self.text(s)?),
+            },
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.json(v))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), self.json(v)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+
+    /// Every secret the run knows (tenant keys), to redact from output.
+    pub(crate) fn secrets(&self) -> Vec<String> {
+        self.tenants.values().map(|t| t.key.clone()).collect()
+    }
+}
+
+fn whole_reference(s: &str) -> Option<&str> {
+    let inner = s.strip_prefix("${")?.strip_suffix('}')?;
+    (!inner.contains('}') && !inner.contains("${")).then(|| inner.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn values() -> Values {
+        let mut v = Values::default();
+        v.saved.insert("lead".into(), json!("L-1"));
+        v.saved.insert("amount".into(), json!(4200));
+        v.tenants.insert(
+            "acme".into(),
+            Tenant {
+                id: "acme-x1".into(),
+                key: "tk_a_secret".into(),
+            },
+        );
+        v.components
+            .insert("crm-api".into(), "http://127.0.0.1:4100".into());
+        v
+    }
+
+    #[test]
+    fn expands_saved_values_tenants_components_and_literals() {
+        let v = values();
+        assert_eq!(
+            v.text("/leads/${lead}?t=${acme}&k=${acme.key}").unwrap(),
+            "/leads/L-1?t=acme-x1&k=tk_a_secret"
+        );
+        assert_eq!(
+            v.text("${crm-api.url}/webhooks").unwrap(),
+            "http://127.0.0.1:4100/webhooks"
+        );
+        assert_eq!(v.text("${crm-api.port}").unwrap(), "4100");
+        assert_eq!(v.text("cost $${amount}").unwrap(), "cost ${amount}");
+        assert_eq!(v.text("n=${amount}").unwrap(), "n=4200");
+    }
+
+    #[test]
+    fn a_whole_reference_keeps_its_type() {
+        let v = values();
+        let got = v
+            .json(&json!({ "amount": "${amount}", "label": "x${amount}", "l": ["${lead}"] }))
+            .unwrap();
+        assert_eq!(
+            got,
+            json!({ "amount": 4200, "label": "x4200", "l": ["L-1"] })
+        );
+    }
+
+    #[test]
+    fn generated_values_differ_per_use() {
+        let v = values();
+        assert_ne!(v.text("${uuid}").unwrap(), v.text("${uuid}").unwrap());
+        assert!(v.text("${email}").unwrap().ends_with("@tekup.test"));
+    }
+
+    #[test]
+    fn unknown_names_say_what_is_missing() {
+        let v = values();
+        let e = v.text("${globex.key}").unwrap_err();
+        assert!(
+            e.contains("no component `globex`") && e.contains("crm-api"),
+            "{e}"
+        );
+        let e = v.text("${env.TEKUP_SURELY_NOT_SET_42}").unwrap_err();
+        assert!(e.contains("TEKUP_SURELY_NOT_SET_42 is not set"), "{e}");
+    }
+}

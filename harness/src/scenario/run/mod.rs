@@ -1,0 +1,780 @@
+//! The scenario runner: executes [`Scenario`]s against a running
+//! [`Ecosystem`] and reports what happened ([`ScenarioReport`]).
+//!
+//! One [`Runner`] serves many runs at once. Each run gets fresh tenants
+//! (created through the services' `POST /admin/tenants`), its own values
+//! and WebSocket connections, and a correlation-id prefix; so scenarios run
+//! in parallel on one ecosystem without seeing each other. Scenarios that
+//! change shared state (chaos, mock faults, `exclusive: true`) take the
+//! runner's gate exclusively and run alone.
+//!
+//! Where the parts are:
+//! - `interp`: `${...}` values; `check`: subset matching, diffs, JSONPath;
+//! - `http`, `ws`, `sql`, `effects` (redis, mock, chaos): one step kind each;
+//! - `observe`: what the run saw happen (bus events, mock calls), for the
+//!   sequence diagram and to wake `eventually` without fixed polling;
+//! - `output`: a failure as text for a terminal.
+
+mod check;
+mod effects;
+mod http;
+mod interp;
+mod observe;
+mod output;
+mod sql;
+mod suite;
+mod ws;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::Notify;
+
+pub use output::failure_text;
+pub use suite::Suite;
+
+use super::model::{EventuallyStep, Scenario, Step, StepKind};
+use crate::env::{error_chain, Ecosystem};
+use crate::report::{Failure, Message, ScenarioReport, Section, Status, StepReport};
+use interp::{Tenant, Values};
+
+/// A scenario's deadline when it sets none.
+pub const DEFAULT_SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
+/// A step's deadline when it sets none (its own `within`/`for` adds to it).
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Teardown steps and clean-up get this long after a failure or timeout.
+const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+/// The service that creates tenants (`POST /admin/tenants`).
+const TENANT_SERVICE: &str = "flow-api";
+/// Log lines of each involved component shown with a failure.
+const LOG_LINES: usize = 25;
+
+/// Why a runner could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("cannot run scenarios: {0}")]
+    Setup(String),
+}
+
+/// Runs scenarios against one ecosystem; share it (`Arc`) between runs.
+#[derive(Debug)]
+pub struct Runner {
+    eco: Arc<Ecosystem>,
+    http: reqwest::Client,
+    admin_token: String,
+    pg: Result<sqlx::PgPool, String>,
+    redis: Result<redis::aio::MultiplexedConnection, String>,
+    bus: observe::Bus,
+    /// Read by ordinary runs, written by runs that need the ecosystem alone.
+    gate: tokio::sync::RwLock<()>,
+    components: BTreeMap<String, String>,
+}
+
+impl Runner {
+    /// A runner on `eco`. Postgres and Redis are optional (an external
+    /// deployment may not expose them): steps that need them fail saying so.
+    pub async fn new(eco: Arc<Ecosystem>) -> Result<Runner, RunnerError> {
+        let admin_token = std::env::var("TEKUP_ADMIN_TOKEN")
+            .ok()
+            .or_else(|| eco.file().vars.get("admin-token").cloned())
+            .ok_or_else(|| {
+                RunnerError::Setup(
+                    "no admin token: set `admin-token` in the ecosystem file's [vars] or TEKUP_ADMIN_TOKEN"
+                        .into(),
+                )
+            })?;
+        let http = reqwest::Client::builder()
+            .timeout(DEFAULT_STEP_TIMEOUT)
+            .user_agent("tekup-harness")
+            .build()
+            .map_err(|e| RunnerError::Setup(format!("HTTP client: {e}")))?;
+        let pg = eco.postgres_pool().await.map_err(|e| error_chain(&e));
+        let redis = eco.redis().await.map_err(|e| error_chain(&e));
+        let bus = observe::Bus::start(&eco).await;
+        let components = eco
+            .components()
+            .filter_map(|c| Some((c.name().to_owned(), c.url()?)))
+            .collect();
+        Ok(Runner {
+            eco,
+            http,
+            admin_token,
+            pg,
+            redis,
+            bus,
+            gate: tokio::sync::RwLock::new(()),
+            components,
+        })
+    }
+
+    /// The ecosystem the runner uses.
+    pub fn ecosystem(&self) -> &Ecosystem {
+        &self.eco
+    }
+
+    /// Runs one scenario to its end (teardown and clean-up included) and
+    /// reports it. Never panics on a failing system: failures are data.
+    pub async fn run(&self, scenario: &Scenario) -> ScenarioReport {
+        if needs_ecosystem_alone(scenario) {
+            let _alone = self.gate.write().await;
+            self.run_now(scenario).await
+        } else {
+            let _shared = self.gate.read().await;
+            self.run_now(scenario).await
+        }
+    }
+
+    async fn run_now(&self, scenario: &Scenario) -> ScenarioReport {
+        let mut run = Run::new(self, scenario);
+        let started = Instant::now();
+        let deadline = scenario.timeout.unwrap_or(DEFAULT_SCENARIO_TIMEOUT);
+        let main = tokio::time::timeout(deadline, run.main()).await;
+        if main.is_err() {
+            let at = run.current.clone();
+            run.fail(
+                at.as_ref().map(|(i, _)| *i),
+                at.map_or_else(
+                    || location(&scenario.file, scenario.name_pos.line),
+                    |(_, l)| l,
+                ),
+                format!("the scenario did not finish within its timeout of {deadline:?}"),
+                StepError::default(),
+            );
+        }
+        let _ = tokio::time::timeout(TEARDOWN_TIMEOUT, run.finish()).await;
+        run.report(started.elapsed()).await
+    }
+}
+
+/// Whether a scenario changes what other scenarios share: faults on mocks,
+/// chaos, or it says so.
+pub fn needs_ecosystem_alone(scenario: &Scenario) -> bool {
+    scenario.exclusive
+        || scenario.run_order().any(|s| {
+            let kind = match &s.kind {
+                StepKind::Eventually(e) => &e.step.kind,
+                k => k,
+            };
+            matches!(
+                kind,
+                StepKind::Chaos(_)
+                    | StepKind::Mock(
+                        super::model::MockStep::Fault { .. } | super::model::MockStep::Set { .. }
+                    )
+            )
+        })
+}
+
+/// Offsets of a run's observations from its start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    started: Instant,
+    wall: chrono::DateTime<chrono::Utc>,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            started: Instant::now(),
+            wall: chrono::Utc::now(),
+        }
+    }
+
+    /// Milliseconds since the run started.
+    pub(crate) fn now_ms(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1000.0
+    }
+
+    /// A wall-clock time as milliseconds since the run started.
+    pub(crate) fn wall_ms(&self, t: chrono::DateTime<chrono::Utc>) -> f64 {
+        (t - self.wall).num_microseconds().unwrap_or(0) as f64 / 1000.0
+    }
+}
+
+/// Why a step failed: what, the diff, the exchange that showed it.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct StepError {
+    pub(crate) message: String,
+    pub(crate) diff: Option<String>,
+    pub(crate) request: Option<String>,
+    pub(crate) response: Option<String>,
+}
+
+impl From<String> for StepError {
+    fn from(message: String) -> Self {
+        StepError {
+            message,
+            ..StepError::default()
+        }
+    }
+}
+
+/// What a run cleans up at its end, whatever happened.
+#[derive(Debug, Default)]
+struct Cleanup {
+    killed: BTreeSet<String>,
+    paused: BTreeSet<String>,
+    faulted_mocks: BTreeSet<String>,
+}
+
+/// One scenario's run: its values, connections and observations.
+pub(crate) struct Run<'r> {
+    runner: &'r Runner,
+    scenario: &'r Scenario,
+    /// Prefix of every correlation id the run sends.
+    prefix: String,
+    values: Values,
+    conns: BTreeMap<String, ws::Conn>,
+    clock: Clock,
+    messages: Arc<Mutex<Vec<Message>>>,
+    /// Notified when something the run can observe happened.
+    changed: Arc<Notify>,
+    steps: Vec<StepReport>,
+    /// Time spent waiting on the system during the current step.
+    service: Duration,
+    /// Total of `service` over the run.
+    service_total: Duration,
+    requests: usize,
+    /// The step running now: index and `file:line`.
+    current: Option<(usize, String)>,
+    /// A short result to append to the step's label (`→ 201`).
+    note: Option<String>,
+    failure: Option<Failure>,
+    involved: BTreeSet<String>,
+    cleanup: Cleanup,
+    bus_watch: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Run<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run")
+            .field("scenario", &self.scenario.name)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'r> Run<'r> {
+    fn new(runner: &'r Runner, scenario: &'r Scenario) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Run {
+            runner,
+            scenario,
+            prefix: format!("tkh-{}", &id[..10]),
+            values: Values {
+                components: runner.components.clone(),
+                ..Values::default()
+            },
+            conns: BTreeMap::new(),
+            clock: Clock::start(),
+            messages: Arc::new(Mutex::new(Vec::new())),
+            changed: Arc::new(Notify::new()),
+            steps: Vec::new(),
+            service: Duration::ZERO,
+            service_total: Duration::ZERO,
+            requests: 0,
+            current: None,
+            note: None,
+            failure: None,
+            involved: BTreeSet::new(),
+            cleanup: Cleanup::default(),
+            bus_watch: None,
+        }
+    }
+
+    /// Tenants, vars, then setup, included and main steps; stops at the first failure.
+    async fn main(&mut self) {
+        if let Err(e) = self.create_tenants().await {
+            let at = location(&self.scenario.file, self.scenario.name_pos.line);
+            self.fail(None, at, e.message.clone(), e);
+            return;
+        }
+        let ids: BTreeSet<String> = self.values.tenants.values().map(|t| t.id.clone()).collect();
+        self.bus_watch = Some(self.runner.bus.watch(
+            ids,
+            Arc::clone(&self.messages),
+            Arc::clone(&self.changed),
+            self.clock,
+        ));
+        for (name, value) in &self.scenario.vars {
+            match self.values.json(value) {
+                Ok(v) => {
+                    self.values.saved.insert(name.clone(), v);
+                }
+                Err(e) => {
+                    let at = location(&self.scenario.file, self.scenario.name_pos.line);
+                    self.fail(None, at, format!("var `{name}`: {e}"), StepError::default());
+                    return;
+                }
+            }
+        }
+        let scenario = self.scenario;
+        let parts = [(Section::Setup, scenario.setup.iter().collect::<Vec<_>>())]
+            .into_iter()
+            .chain([(
+                Section::Include,
+                scenario
+                    .include
+                    .iter()
+                    .flat_map(|i| i.steps.iter())
+                    .collect(),
+            )])
+            .chain([(Section::Steps, scenario.steps.iter().collect())]);
+        for (section, steps) in parts {
+            for step in steps {
+                if !self.step(section, step).await {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Teardown steps (also after a failure), then the run's clean-up.
+    async fn finish(&mut self) {
+        let scenario = self.scenario;
+        if !self.values.tenants.is_empty() || scenario.tenants.is_empty() {
+            for step in &scenario.teardown {
+                if !self.step(Section::Teardown, step).await {
+                    break;
+                }
+            }
+        }
+        self.restore().await;
+        self.conns.clear();
+    }
+
+    /// Runs one step with its deadline; records it; `false` when it failed.
+    async fn step(&mut self, section: Section, step: &Step) -> bool {
+        let index = self.steps.len() + 1;
+        let at = location(&step.file, step.pos.line);
+        self.current = Some((index, at.clone()));
+        self.service = Duration::ZERO;
+        self.note = None;
+        let started_ms = self.clock.now_ms();
+        let started = Instant::now();
+        let limit = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT) + natural_wait(&step.kind);
+        let (result, attempts) = match tokio::time::timeout(limit, self.execute(step)).await {
+            Ok(r) => r,
+            Err(_) => (
+                Err(StepError::from(format!(
+                    "the step did not finish within {limit:?}{}",
+                    if step.timeout.is_some() {
+                        " (its `timeout`)"
+                    } else {
+                        ""
+                    }
+                ))),
+                1,
+            ),
+        };
+        let status = if result.is_ok() {
+            Status::Passed
+        } else {
+            Status::Failed
+        };
+        let mut label = label(&step.kind);
+        if let Some(note) = self.note.take() {
+            label.push_str(" → ");
+            label.push_str(&note);
+        }
+        self.service_total += self.service;
+        self.steps.push(StepReport {
+            index,
+            section,
+            kind: step.kind.name().to_owned(),
+            label,
+            location: at.clone(),
+            status,
+            started_ms,
+            duration_ms: ms(started.elapsed()),
+            service_ms: ms(self.service),
+            attempts,
+        });
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                let message = e.message.clone();
+                self.fail(Some(index), at, message, e);
+                false
+            }
+        }
+    }
+
+    /// One attempt of a step, or the attempts of an `eventually`.
+    async fn execute(&mut self, step: &Step) -> (Result<(), StepError>, u32) {
+        match &step.kind {
+            StepKind::Eventually(e) => self.eventually(e).await,
+            kind => (self.once(kind).await, 1),
+        }
+    }
+
+    async fn once(&mut self, kind: &StepKind) -> Result<(), StepError> {
+        match kind {
+            StepKind::Http(h) => self.http(h).await,
+            StepKind::Ws(w) => self.ws(w).await,
+            StepKind::Sql(s) => self.sql(s).await,
+            StepKind::Redis(r) => self.redis(r).await,
+            StepKind::Mock(m) => self.mock(m).await,
+            StepKind::Chaos(c) => self.chaos(c).await,
+            StepKind::Sleep(d) => {
+                tokio::time::sleep(*d).await;
+                self.service += *d;
+                Ok(())
+            }
+            StepKind::Eventually(e) => Box::pin(self.eventually(e)).await.0,
+        }
+    }
+
+    /// Retries the inner step until it passes or `within` runs out. Between
+    /// attempts it waits for something to happen (a bus event of the run's
+    /// tenants, a WebSocket frame) or a short backoff, whichever is first.
+    async fn eventually(&mut self, e: &EventuallyStep) -> (Result<(), StepError>, u32) {
+        let deadline = tokio::time::Instant::now() + e.within;
+        let mut backoff = Duration::from_millis(20);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let changed = Arc::clone(&self.changed);
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let result = self.once(&e.step.kind).await;
+            let Err(mut error) = result else {
+                return (Ok(()), attempts);
+            };
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                error.message = format!(
+                    "still failing after {attempts} attempt(s) within {:?}: {}",
+                    e.within, error.message
+                );
+                return (Err(error), attempts);
+            }
+            let wait = backoff.min(deadline - now);
+            let waited = Instant::now();
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+            self.service += waited.elapsed();
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Creates a fresh tenant for every name of `tenants:`.
+    async fn create_tenants(&mut self) -> Result<(), StepError> {
+        let url = self
+            .runner
+            .components
+            .get(TENANT_SERVICE)
+            .ok_or_else(|| {
+                StepError::from(format!(
+                    "the scenario declares tenants but the ecosystem has no `{TENANT_SERVICE}` to create them"
+                ))
+            })?
+            .clone();
+        for name in &self.scenario.tenants {
+            let id = format!(
+                "{}-{}",
+                sanitize(name),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            );
+            let sent = Instant::now();
+            let response = self
+                .runner
+                .http
+                .post(format!("{url}/admin/tenants"))
+                .bearer_auth(&self.runner.admin_token)
+                .json(&json!({ "id": id, "name": name }))
+                .send()
+                .await;
+            self.service += sent.elapsed();
+            let response = response.map_err(|e| {
+                StepError::from(format!(
+                    "creating tenant `{name}` at {TENANT_SERVICE}: {}",
+                    error_chain(&e)
+                ))
+            })?;
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            let key = body["apiKeys"][0].as_str().map(str::to_owned);
+            match key {
+                Some(key) if status.is_success() => {
+                    self.values.tenants.insert(name.clone(), Tenant { id, key });
+                }
+                _ => {
+                    return Err(StepError::from(format!(
+                        "creating tenant `{name}` at {TENANT_SERVICE} answered {status}: {}{}",
+                        check::short(&body),
+                        if status.as_u16() == 401 {
+                            " (is the admin token of the ecosystem file the services' ADMIN_TOKEN?)"
+                        } else {
+                            ""
+                        }
+                    )))
+                }
+            }
+        }
+        self.service_total += self.service;
+        self.service = Duration::ZERO;
+        Ok(())
+    }
+
+    /// Records the run's failure (the first one wins; teardown failures
+    /// after a failure are kept in the step list only).
+    fn fail(&mut self, step: Option<usize>, at: String, message: String, e: StepError) {
+        if self.failure.is_some() {
+            return;
+        }
+        let secrets = self.values.secrets();
+        self.failure = Some(Failure {
+            step,
+            location: at,
+            message: output::redact(&message, &secrets),
+            diff: e.diff.map(|d| output::redact(&d, &secrets)),
+            request: e.request.map(|r| output::redact(&r, &secrets)),
+            response: e.response.map(|r| output::redact(&r, &secrets)),
+            ws_events: BTreeMap::new(),
+            logs: BTreeMap::new(),
+        });
+    }
+
+    /// Puts back what the run broke: killed and paused components, mock faults.
+    async fn restore(&mut self) {
+        let cleanup = std::mem::take(&mut self.cleanup);
+        for name in &cleanup.paused {
+            if let Ok(c) = self.runner.eco.component(name) {
+                if let Err(e) = c.resume().await {
+                    tracing::warn!(component = %name, "resume after the scenario: {}", error_chain(&e));
+                }
+            }
+        }
+        for name in &cleanup.killed {
+            if let Ok(c) = self.runner.eco.component(name) {
+                if let Err(e) = c.restart().await {
+                    tracing::warn!(component = %name, "restart after the scenario: {}", error_chain(&e));
+                }
+            }
+        }
+        for mock in &cleanup.faulted_mocks {
+            if let Ok(m) = self.runner.eco.mock(mock) {
+                let _ = self
+                    .runner
+                    .http
+                    .delete(format!("{}/faults", m.admin_url))
+                    .send()
+                    .await;
+            }
+        }
+    }
+
+    /// The report, with the failure's evidence gathered now.
+    async fn report(mut self, elapsed: Duration) -> ScenarioReport {
+        if let Some(handle) = self.bus_watch.take() {
+            handle.abort();
+        }
+        let journal = observe::mock_calls(self.runner, &self.prefix, self.clock).await;
+        let mut messages =
+            std::mem::take(&mut *self.messages.lock().unwrap_or_else(PoisonError::into_inner));
+        messages.extend(journal);
+        messages.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+        for m in &messages {
+            for p in [&m.from, &m.to] {
+                if self.runner.components.contains_key(p.as_str()) {
+                    self.involved.insert(p.clone());
+                }
+            }
+        }
+        let status = if self.failure.is_some() {
+            Status::Failed
+        } else {
+            Status::Passed
+        };
+        if let Some(failure) = &mut self.failure {
+            for name in &self.involved {
+                if let Ok(c) = self.runner.eco.component(name) {
+                    let tail = c.log_tail(LOG_LINES).await;
+                    if !tail.trim().is_empty() {
+                        failure
+                            .logs
+                            .insert(name.clone(), output::redact(&tail, &self.values.secrets()));
+                    }
+                }
+            }
+        }
+        ScenarioReport {
+            name: self.scenario.name.clone(),
+            file: self.scenario.file.display().to_string(),
+            tags: self.scenario.tags.clone(),
+            status,
+            duration_ms: ms(elapsed),
+            service_ms: ms(self.service_total),
+            tenants: self
+                .values
+                .tenants
+                .iter()
+                .map(|(k, t)| (k.clone(), t.id.clone()))
+                .collect(),
+            steps: self.steps,
+            failure: self.failure,
+            messages,
+        }
+    }
+
+    /// Adds a message to the sequence diagram.
+    fn observe(&self, message: Message) {
+        self.messages
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(message);
+    }
+
+    /// A new correlation id for a request of this run.
+    fn correlation_id(&mut self) -> String {
+        self.requests += 1;
+        format!("{}-{}", self.prefix, self.requests)
+    }
+
+    /// A component's handle, or an error naming the known ones.
+    fn component(&self, name: &str) -> Result<&'r crate::env::ComponentHandle, StepError> {
+        self.runner.eco.component(name).map_err(|_| {
+            StepError::from(format!(
+                "no component `{name}` in the ecosystem (it has {})",
+                self.runner
+                    .eco
+                    .components()
+                    .map(|c| c.name().to_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+
+    fn pg(&self) -> Result<&'r sqlx::PgPool, StepError> {
+        self.runner
+            .pg
+            .as_ref()
+            .map_err(|e| StepError::from(format!("no Postgres to query: {e}")))
+    }
+}
+
+/// What a step waits for by its nature, beyond the per-step deadline.
+fn natural_wait(kind: &StepKind) -> Duration {
+    use super::model::{ChaosStep, WsStep};
+    match kind {
+        StepKind::Eventually(e) => e.within,
+        StepKind::Ws(WsStep::Expect { within, .. }) => *within,
+        StepKind::Ws(WsStep::ExpectNone { duration, .. }) => *duration,
+        StepKind::Sleep(d) => *d,
+        StepKind::Chaos(ChaosStep::Pause {
+            duration: Some(d), ..
+        }) => *d,
+        // A restart waits for readiness, which has its own deadline.
+        StepKind::Chaos(_) => Duration::from_secs(90),
+        _ => Duration::ZERO,
+    }
+}
+
+/// One line saying what a step does, from its definition.
+fn label(kind: &StepKind) -> String {
+    use super::model::{ChaosStep, MockStep, RedisStep, SqlAs, WsStep};
+    match kind {
+        StepKind::Http(h) => format!("{} {} {}", h.request.method, h.service, h.request.path),
+        StepKind::Ws(WsStep::Connect { name, tenant, app }) => {
+            format!("ws connect {name} as {tenant}/{app}")
+        }
+        StepKind::Ws(WsStep::Expect { name, event, .. }) => format!("ws {name} expects {event}"),
+        StepKind::Ws(WsStep::ExpectNone {
+            name,
+            event,
+            duration,
+        }) => format!(
+            "ws {name} expects no {} for {duration:?}",
+            event.as_deref().unwrap_or("event")
+        ),
+        StepKind::Ws(WsStep::Send { name, event, .. }) => format!("ws {name} sends {event}"),
+        StepKind::Eventually(e) => {
+            format!("eventually within {:?}: {}", e.within, label(&e.step.kind))
+        }
+        StepKind::Sql(s) => {
+            let who = match &s.run_as {
+                SqlAs::Tenant(t) => format!("as {t}"),
+                SqlAs::Admin => "as admin".to_owned(),
+            };
+            let q: String = s.query.chars().take(60).collect();
+            format!("sql {who}: {q}")
+        }
+        StepKind::Redis(RedisStep::QueueSize {
+            queue,
+            dead_letter,
+            size,
+        }) => format!(
+            "redis {queue}{} holds {size}",
+            if *dead_letter { " dead letters" } else { "" }
+        ),
+        StepKind::Redis(RedisStep::Key { key, exists, .. }) => {
+            format!(
+                "redis key {key} {}",
+                if *exists { "exists" } else { "absent" }
+            )
+        }
+        StepKind::Mock(MockStep::Expect {
+            mock,
+            request,
+            times,
+        }) => format!(
+            "mock {mock} received {} {}{}",
+            request.method.as_deref().unwrap_or("*"),
+            request.path.as_deref().unwrap_or("*"),
+            times.map(|t| format!(" ×{t}")).unwrap_or_default()
+        ),
+        StepKind::Mock(MockStep::Set { mock, request, .. }) => format!(
+            "mock {mock} answers {}",
+            request.path.as_deref().unwrap_or("every path")
+        ),
+        StepKind::Mock(MockStep::Fault {
+            mock, path, fault, ..
+        }) => format!(
+            "mock {mock} fault {fault:?} on {}",
+            path.as_deref().unwrap_or("every path")
+        ),
+        StepKind::Chaos(ChaosStep::Kill { component }) => format!("chaos kill {component}"),
+        StepKind::Chaos(ChaosStep::Pause { component, .. }) => format!("chaos pause {component}"),
+        StepKind::Chaos(ChaosStep::Restart { component }) => format!("chaos restart {component}"),
+        StepKind::Chaos(ChaosStep::Toxic { toxic, link, .. }) => {
+            format!("chaos {toxic:?} on {link}")
+        }
+        StepKind::Sleep(d) => format!("sleep {d:?}"),
+    }
+}
+
+/// `file:line`.
+fn location(file: &std::path::Path, line: usize) -> String {
+    format!("{}:{line}", file.display())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A tenant name as the start of a tenant id: lower-case letters, digits, `-`.
+fn sanitize(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    if s.is_empty() {
+        "t".to_owned()
+    } else {
+        s
+    }
+}

@@ -1,0 +1,167 @@
+//! A suite: one ecosystem started on first use, one [`Runner`] shared by
+//! every scenario of a process, and the reports written at the end. The
+//! `cargo test` binary (`tests/scenarios.rs`) and `tekup-harness run`
+//! both use it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::Runner;
+use crate::env::{error_chain, Ecosystem, Progress, Runtime};
+use crate::report::{RunReport, ScenarioReport};
+
+/// Where a suite runs and what it writes.
+#[derive(Debug)]
+pub struct Suite {
+    root: PathBuf,
+    /// The ecosystem file.
+    pub file: PathBuf,
+    pub runtime: Runtime,
+    /// Where reports and component logs go.
+    pub reports_dir: PathBuf,
+    /// Build the service and mock binaries before starting (keeps them fresh
+    /// when only this crate's tests were built).
+    pub build: bool,
+    state: tokio::sync::Mutex<Option<Result<Arc<Runner>, String>>>,
+    started: Instant,
+    started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Suite {
+    /// A suite in the workspace at `root`, configured from the environment:
+    /// `TEKUP_ECOSYSTEM` (default `fixtures/ecosystem.toml`), `TEKUP_RUNTIME`
+    /// (default `process`), `TEKUP_REPORTS_DIR` (default `reports`), and
+    /// `TEKUP_BIN_DIR` (prebuilt binaries: nothing is built).
+    pub fn new(root: PathBuf) -> Suite {
+        let var = |name: &str| std::env::var_os(name).map(PathBuf::from);
+        let runtime = std::env::var("TEKUP_RUNTIME")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(Runtime::Process);
+        Suite {
+            file: var("TEKUP_ECOSYSTEM").unwrap_or_else(|| root.join("fixtures/ecosystem.toml")),
+            reports_dir: var("TEKUP_REPORTS_DIR").unwrap_or_else(|| root.join("reports")),
+            build: std::env::var_os("TEKUP_BIN_DIR").is_none(),
+            runtime,
+            root,
+            state: tokio::sync::Mutex::new(None),
+            started: Instant::now(),
+            started_at: chrono::Utc::now(),
+        }
+    }
+
+    /// The runner, starting the ecosystem on the first call. A failure to
+    /// start is kept and returned to every caller (each scenario then fails
+    /// with it, rather than each trying again).
+    pub async fn runner(&self) -> Result<Arc<Runner>, String> {
+        let mut state = self.state.lock().await;
+        if let Some(result) = &*state {
+            return result.clone();
+        }
+        let result = self.start().await;
+        *state = Some(result.clone());
+        result
+    }
+
+    #[expect(
+        clippy::print_stderr,
+        reason = "progress of a long start, for the test output"
+    )]
+    async fn start(&self) -> Result<Arc<Runner>, String> {
+        if self.build && self.runtime != Runtime::External {
+            self.build_binaries().await?;
+        }
+        let started = Instant::now();
+        eprintln!(
+            "tekup-harness: starting the ecosystem ({}) from {}",
+            self.runtime.as_str(),
+            self.file.display()
+        );
+        let eco = Ecosystem::builder()
+            .file(&self.file)
+            .runtime(self.runtime)
+            .logs_dir(self.reports_dir.join("logs"))
+            .on_progress(|p| {
+                if let Progress::Runtime {
+                    runtime, reason, ..
+                } = p
+                {
+                    eprintln!("tekup-harness: runtime {} ({reason})", runtime.as_str());
+                }
+            })
+            .start()
+            .await
+            .map_err(|e| format!("the ecosystem did not start: {}", error_chain(&e)))?;
+        eprintln!(
+            "tekup-harness: ecosystem ready in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        Runner::new(Arc::new(eco))
+            .await
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn build_binaries(&self) -> Result<(), String> {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let output = tokio::process::Command::new(&cargo)
+            .current_dir(&self.root)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "tekup-services",
+                "-p",
+                "tekup-mocks",
+                "--bins",
+            ])
+            .output()
+            .await
+            .map_err(|e| format!("running cargo to build the services and mocks: {e}"))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "building the services and mocks failed (set TEKUP_BIN_DIR to use prebuilt ones):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+
+    /// The run report of `scenarios`, written to the reports directory; then
+    /// the ecosystem is stopped. Returns the paths written.
+    pub async fn finish(&self, mut scenarios: Vec<ScenarioReport>, jobs: usize) -> Vec<PathBuf> {
+        scenarios.sort_by(|a, b| a.name.cmp(&b.name));
+        let runner = self.state.lock().await.take();
+        let runtime = match &runner {
+            Some(Ok(r)) => r.ecosystem().runtime().as_str().to_owned(),
+            _ => self.runtime.as_str().to_owned(),
+        };
+        drop(runner);
+        if scenarios.is_empty() {
+            return Vec::new();
+        }
+        let report = RunReport {
+            started_at: self
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            runtime,
+            jobs,
+            scenarios,
+        };
+        write_json(&report, &self.reports_dir)
+    }
+}
+
+fn write_json(report: &RunReport, dir: &std::path::Path) -> Vec<PathBuf> {
+    let path = dir.join("report.json");
+    let text = serde_json::to_string_pretty(report).unwrap_or_default();
+    match std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text)) {
+        Ok(()) => vec![path],
+        Err(e) => {
+            tracing::warn!("writing {}: {e}", path.display());
+            Vec::new()
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Every scenario file in `scenarios/` is one test case:
+//!
+//! ```text
+//! cargo test -p tekup-harness --test scenarios                 # all of them
+//! cargo test -p tekup-harness --test scenarios -- lead-to      # by name
+//! cargo test -p tekup-harness --test scenarios -- --list       # what there is
+//! ```
+//!
+//! The ecosystem (`fixtures/ecosystem.toml`, runtime `TEKUP_RUNTIME`,
+//! default `process`) is started once for the binary, when the first
+//! scenario runs, and torn down at the end. Scenarios run four at a time
+//! (`--test-threads N` to change it); those that need the ecosystem alone
+//! run alone. Reports go to `reports/` (`TEKUP_REPORTS_DIR`). Under
+//! `cargo nextest`, each scenario runs in its own process with its own
+//! ecosystem.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use tekup_harness::report::ScenarioReport;
+use tekup_harness::scenario::run::{failure_text, Runner, Suite};
+use tekup_harness::scenario::{check_paths, Scenario};
+
+fn workspace() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    dir.canonicalize().unwrap_or(dir)
+}
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    if args.test_threads.is_none() {
+        args.test_threads = Some(4);
+    }
+    let root = workspace();
+    let dir =
+        std::env::var_os("TEKUP_SCENARIOS").map_or_else(|| root.join("scenarios"), PathBuf::from);
+    let rt = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime"),
+    );
+    let suite = Arc::new(Suite::new(root.clone()));
+    let reports: Arc<Mutex<Vec<ScenarioReport>>> = Arc::default();
+    let mut trials = Vec::new();
+    for file in check_paths(&[dir]) {
+        let name = file
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match file.result {
+            Err(e) => trials.push(Trial::test(name, move || Err(Failed::from(e.to_string())))),
+            Ok(scenario) => {
+                let (rt, suite, reports) =
+                    (Arc::clone(&rt), Arc::clone(&suite), Arc::clone(&reports));
+                let tags = scenario.tags.join(",");
+                trials.push(
+                    Trial::test(scenario.name.clone(), move || {
+                        run(&rt, &suite, &reports, &scenario)
+                    })
+                    .with_kind(tags),
+                );
+            }
+        }
+    }
+    let conclusion = libtest_mimic::run(&args, trials);
+    let reports = std::mem::take(&mut *reports.lock().unwrap_or_else(PoisonError::into_inner));
+    rt.block_on(suite.finish(reports, args.test_threads.unwrap_or(1)));
+    conclusion.exit_code()
+}
+
+fn run(
+    rt: &tokio::runtime::Runtime,
+    suite: &Suite,
+    reports: &Mutex<Vec<ScenarioReport>>,
+    scenario: &Scenario,
+) -> Result<(), Failed> {
+    rt.block_on(async {
+        let runner: Arc<Runner> = suite.runner().await.map_err(Failed::from)?;
+        let report = runner.run(scenario).await;
+        let failure = failure_text(&report);
+        reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(report);
+        match failure {
+            Some(text) => Err(Failed::from(text)),
+            None => Ok(()),
+        }
+    })
+}
