@@ -28,6 +28,10 @@ fn workspace() -> PathBuf {
     dir.canonicalize().unwrap_or(dir)
 }
 
+#[expect(
+    clippy::print_stderr,
+    reason = "where the report is, for the test output"
+)]
 fn main() -> ExitCode {
     let mut args = Arguments::from_args();
     if args.test_threads.is_none() {
@@ -68,7 +72,13 @@ fn main() -> ExitCode {
     }
     let conclusion = libtest_mimic::run(&args, trials);
     let reports = std::mem::take(&mut *reports.lock().unwrap_or_else(PoisonError::into_inner));
-    rt.block_on(suite.finish(reports, args.test_threads.unwrap_or(1)));
+    let written = rt.block_on(suite.finish(reports, args.test_threads.unwrap_or(1)));
+    if let Some(html) = written
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "html"))
+    {
+        eprintln!("tekup-harness: report at {}", html.display());
+    }
     conclusion.exit_code()
 }
 

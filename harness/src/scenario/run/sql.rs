@@ -128,10 +128,12 @@ fn bind(arguments: &mut PgArguments, ty: &PgTypeInfo, value: &Value) -> Result<(
             arguments.add(t.with_timezone(&chrono::Utc))
         }
         ("TEXT" | "VARCHAR" | "NAME" | "BPCHAR" | "CHAR", _) => arguments.add(text()),
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "parameters of type {name} are not bound here; cast it in the query (`$1::text::{}`)",
             name.to_ascii_lowercase()
-        )),
+        ))
+        }
     };
     added.map_err(|e| e.to_string())
 }

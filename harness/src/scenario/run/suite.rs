@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::Runner;
 use crate::env::{error_chain, Ecosystem, Progress, Runtime};
-use crate::report::{RunReport, ScenarioReport};
+use crate::report::{Format, RunReport, ScenarioReport};
 
 /// Where a suite runs and what it writes.
 #[derive(Debug)]
@@ -150,18 +150,12 @@ impl Suite {
             jobs,
             scenarios,
         };
-        write_json(&report, &self.reports_dir)
-    }
-}
-
-fn write_json(report: &RunReport, dir: &std::path::Path) -> Vec<PathBuf> {
-    let path = dir.join("report.json");
-    let text = serde_json::to_string_pretty(report).unwrap_or_default();
-    match std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text)) {
-        Ok(()) => vec![path],
-        Err(e) => {
-            tracing::warn!("writing {}: {e}", path.display());
-            Vec::new()
+        match crate::report::write(&report, &self.reports_dir, &Format::ALL) {
+            Ok(paths) => paths,
+            Err(e) => {
+                tracing::warn!("{}", error_chain(&e));
+                Vec::new()
+            }
         }
     }
 }
