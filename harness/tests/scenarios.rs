@@ -72,7 +72,11 @@ fn main() -> ExitCode {
     }
     let conclusion = libtest_mimic::run(&args, trials);
     let reports = std::mem::take(&mut *reports.lock().unwrap_or_else(PoisonError::into_inner));
-    let written = rt.block_on(suite.finish(reports, args.test_threads.unwrap_or(1)));
+    let written = rt.block_on(suite.finish(
+        reports,
+        args.test_threads.unwrap_or(1),
+        &tekup_harness::report::Format::ALL,
+    ));
     if let Some(html) = written
         .iter()
         .find(|p| p.extension().is_some_and(|e| e == "html"))

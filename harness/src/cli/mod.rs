@@ -4,6 +4,7 @@
 //! 2 a usage error (from clap).
 
 mod doctor;
+mod run;
 mod scenario;
 
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ enum Command {
     Images(ImagesCommand),
     /// What is installed, which runtimes can work here, what to install for the others.
     Doctor(FileArgs),
+    /// Runs scenario files against the ecosystem (started here, or --runtime external).
+    Run(run::RunArgs),
     /// Checks scenario files (default: scenarios/); exit 1 when any is invalid.
     Validate {
         /// Files or directories of `*.yaml` scenarios.
@@ -153,7 +156,11 @@ pub fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&env::EnvError::io("start the async runtime")(e), None),
     };
-    match runtime.block_on(run(cli.command)) {
+    let command = match cli.command {
+        Command::Run(args) => return run::run(args, &runtime),
+        other => other,
+    };
+    match runtime.block_on(run(command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err((e, hint)) => fail(&e, hint),
     }
@@ -234,7 +241,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             env::docker::reap(&run).await.map_err(|e| (e, None))?;
             Ok(())
         }
-        Command::Validate { .. } | Command::Schema | Command::New(_) => Ok(()),
+        Command::Validate { .. } | Command::Schema | Command::New(_) | Command::Run(_) => Ok(()),
     }
 }
 

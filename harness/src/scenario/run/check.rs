@@ -81,10 +81,40 @@ pub(crate) fn short(v: &Value) -> String {
 }
 
 /// A unified diff of two values pretty-printed: `-` expected, `+` got.
+/// Of `got`, objects show only the keys `expected` names (the whole value is
+/// in the response), so the diff shows what differs, not what is extra.
 pub(crate) fn diff(expected: &Value, got: &Value) -> String {
     let want = serde_json::to_string_pretty(expected).unwrap_or_default();
-    let have = serde_json::to_string_pretty(got).unwrap_or_default();
+    let have = serde_json::to_string_pretty(&project(expected, got)).unwrap_or_default();
     diff_text(&want, &have)
+}
+
+/// `got` cut down to the shape of `expected`: objects keep the expected
+/// keys; arrays keep, for each expected element, its closest match.
+fn project(expected: &Value, got: &Value) -> Value {
+    match (expected, got) {
+        (Value::Object(want), Value::Object(have)) => Value::Object(
+            want.iter()
+                .filter_map(|(k, w)| have.get(k).map(|h| (k.clone(), project(w, h))))
+                .collect(),
+        ),
+        (Value::Array(want), Value::Array(have)) if !have.is_empty() => {
+            let mut left: Vec<&Value> = have.iter().collect();
+            let mut out = Vec::new();
+            for w in want {
+                if left.is_empty() {
+                    break;
+                }
+                let best = left
+                    .iter()
+                    .position(|h| mismatch(w, h, "$").is_none())
+                    .unwrap_or(0);
+                out.push(project(w, left.remove(best)));
+            }
+            Value::Array(out)
+        }
+        (_, h) => h.clone(),
+    }
 }
 
 /// A unified diff of two texts, `-` expected and `+` got; long inputs are cut.
@@ -99,7 +129,12 @@ pub(crate) fn diff_text(expected: &str, got: &str) -> String {
         out.push_str(&format!("\n… {} more lines", lines.len() - MAX_LINES));
         out
     };
-    let (a, b) = (cut(expected), cut(got));
+    let (mut a, mut b) = (cut(expected), cut(got));
+    for text in [&mut a, &mut b] {
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+    }
     similar::TextDiff::from_lines(&a, &b)
         .unified_diff()
         .context_radius(6)

@@ -298,11 +298,10 @@ impl Run<'_> {
                 let conn = self.conn(name)?;
                 let started = Instant::now();
                 let result = conn.expect(event, data.as_ref(), *within).await;
-                let received = conn.received();
                 self.service += started.elapsed();
                 result
                     .map(|_| ())
-                    .map_err(|message| self.ws_error(name, message, received))
+                    .map_err(|m| StepError::from(format!("WebSocket `{name}`: {m}")))
             }
             WsStep::ExpectNone {
                 name,
@@ -312,9 +311,8 @@ impl Run<'_> {
                 let conn = self.conn(name)?;
                 let started = Instant::now();
                 let result = conn.expect_none(event.as_deref(), *duration).await;
-                let received = conn.received();
                 self.service += started.elapsed();
-                result.map_err(|message| self.ws_error(name, message, received))
+                result.map_err(|m| StepError::from(format!("WebSocket `{name}`: {m}")))
             }
             WsStep::Send { name, event, data } => {
                 let data = data.as_ref().map(|d| self.values.json(d)).transpose()?;
@@ -340,21 +338,6 @@ impl Run<'_> {
                 "WebSocket `{name}` is not open (its `connect` step failed or has not run)"
             ))
         })
-    }
-
-    fn ws_error(&mut self, name: &str, message: String, received: Vec<String>) -> StepError {
-        let mut text = String::new();
-        for line in &received {
-            let _ = writeln!(text, "{line}");
-        }
-        if text.is_empty() {
-            text.push_str("(nothing)\n");
-        }
-        StepError {
-            message: format!("WebSocket `{name}`: {message}"),
-            response: Some(format!("frames received on `{name}`:\n{text}")),
-            ..StepError::default()
-        }
     }
 }
 

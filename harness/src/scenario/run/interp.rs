@@ -74,7 +74,7 @@ impl Values {
             )),
             "port" => Ok(parsed
                 .port_or_known_default()
-                .map_or(Value::Null, |p| Value::from(p))),
+                .map_or(Value::Null, Value::from)),
             _ => Err(format!(
                 "`${{{name}}}`: a component has `.url`, `.host` and `.port`"
             )),

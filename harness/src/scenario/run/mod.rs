@@ -529,6 +529,18 @@ impl<'r> Run<'r> {
             return;
         }
         let secrets = self.values.secrets();
+        let ws_events = self
+            .conns
+            .iter()
+            .map(|(name, c)| {
+                let frames = c
+                    .received()
+                    .iter()
+                    .map(|f| output::redact(f, &secrets))
+                    .collect();
+                (name.clone(), frames)
+            })
+            .collect();
         self.failure = Some(Failure {
             step,
             location: at,
@@ -536,7 +548,7 @@ impl<'r> Run<'r> {
             diff: e.diff.map(|d| output::redact(&d, &secrets)),
             request: e.request.map(|r| output::redact(&r, &secrets)),
             response: e.response.map(|r| output::redact(&r, &secrets)),
-            ws_events: BTreeMap::new(),
+            ws_events,
             logs: BTreeMap::new(),
         });
     }
@@ -597,6 +609,7 @@ impl<'r> Run<'r> {
                 if let Ok(c) = self.runner.eco.component(name) {
                     let tail = c.log_tail(LOG_LINES).await;
                     if !tail.trim().is_empty() {
+                        let tail = output::strip_ansi(&tail);
                         failure
                             .logs
                             .insert(name.clone(), output::redact(&tail, &self.values.secrets()));

@@ -5,6 +5,25 @@ use std::fmt::Write as _;
 
 use crate::report::ScenarioReport;
 
+/// Removes terminal colour codes (`ESC [ ... m`) from log lines.
+pub(crate) fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Replaces the run's secrets (tenant API keys) and anything shaped like a
 /// TekUp API key (`tk_<id>_<secret>`) or a bearer token with `[redacted]`.
 pub(crate) fn redact(text: &str, secrets: &[String]) -> String {
@@ -135,5 +154,13 @@ mod tests {
         );
         assert!(!out.contains("mysecretvalue"), "{out}");
         assert_eq!(redact("tk_ and tk_x", &[]), "tk_ and tk_x");
+    }
+
+    #[test]
+    fn colour_codes_are_stripped() {
+        assert_eq!(
+            strip_ansi("\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m x"),
+            "2026  INFO x"
+        );
     }
 }

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::Runner;
+use super::{needs_ecosystem_alone, Runner};
 use crate::env::{error_chain, Ecosystem, Progress, Runtime};
 use crate::report::{Format, RunReport, ScenarioReport};
+use crate::scenario::Scenario;
 
 /// Where a suite runs and what it writes.
 #[derive(Debug)]
@@ -42,7 +43,10 @@ impl Suite {
         Suite {
             file: var("TEKUP_ECOSYSTEM").unwrap_or_else(|| root.join("fixtures/ecosystem.toml")),
             reports_dir: var("TEKUP_REPORTS_DIR").unwrap_or_else(|| root.join("reports")),
-            build: std::env::var_os("TEKUP_BIN_DIR").is_none(),
+            // Only under cargo (`cargo test`, `cargo run`): an installed
+            // harness finds prebuilt binaries instead.
+            build: std::env::var_os("TEKUP_BIN_DIR").is_none()
+                && std::env::var_os("CARGO").is_some(),
             runtime,
             root,
             state: tokio::sync::Mutex::new(None),
@@ -128,9 +132,42 @@ impl Suite {
         ))
     }
 
+    /// Runs `scenarios`, `jobs` at a time: first those that share the
+    /// ecosystem, then one by one those that need it alone. `on_done` hears
+    /// of each as it ends. Reports come back in the order given.
+    pub async fn run_all(
+        &self,
+        scenarios: &[Scenario],
+        jobs: usize,
+        on_done: &(dyn Fn(&ScenarioReport) + Sync),
+    ) -> Result<Vec<ScenarioReport>, String> {
+        use futures::StreamExt as _;
+        let runner = self.runner().await?;
+        type Numbered<'s> = Vec<(usize, &'s Scenario)>;
+        let (alone, shared): (Numbered<'_>, Numbered<'_>) = scenarios
+            .iter()
+            .enumerate()
+            .partition(|(_, s)| needs_ecosystem_alone(s));
+        let mut done: Vec<(usize, ScenarioReport)> = futures::stream::iter(shared)
+            .map(|(i, s)| run_one(&runner, i, s, on_done))
+            .buffer_unordered(jobs.max(1))
+            .collect()
+            .await;
+        for (i, s) in alone {
+            done.push(run_one(&runner, i, s, on_done).await);
+        }
+        done.sort_by_key(|(i, _)| *i);
+        Ok(done.into_iter().map(|(_, r)| r).collect())
+    }
+
     /// The run report of `scenarios`, written to the reports directory; then
     /// the ecosystem is stopped. Returns the paths written.
-    pub async fn finish(&self, mut scenarios: Vec<ScenarioReport>, jobs: usize) -> Vec<PathBuf> {
+    pub async fn finish(
+        &self,
+        mut scenarios: Vec<ScenarioReport>,
+        jobs: usize,
+        formats: &[Format],
+    ) -> Vec<PathBuf> {
         scenarios.sort_by(|a, b| a.name.cmp(&b.name));
         let runner = self.state.lock().await.take();
         let runtime = match &runner {
@@ -150,7 +187,7 @@ impl Suite {
             jobs,
             scenarios,
         };
-        match crate::report::write(&report, &self.reports_dir, &Format::ALL) {
+        match crate::report::write(&report, &self.reports_dir, formats) {
             Ok(paths) => paths,
             Err(e) => {
                 tracing::warn!("{}", error_chain(&e));
@@ -158,4 +195,15 @@ impl Suite {
             }
         }
     }
+}
+
+async fn run_one(
+    runner: &Runner,
+    i: usize,
+    scenario: &Scenario,
+    on_done: &(dyn Fn(&ScenarioReport) + Sync),
+) -> (usize, ScenarioReport) {
+    let report = runner.run(scenario).await;
+    on_done(&report);
+    (i, report)
 }

@@ -184,10 +184,28 @@ impl Conn {
             .map_err(|e| format!("sending on the WebSocket failed: {e}"))
     }
 
-    /// Every frame received so far, one line each.
+    /// Every frame received so far, one line each (long ones cut at 600
+    /// characters), marked when an `expect` took it.
     pub(crate) fn received(&self) -> Vec<String> {
         let inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
-        inbox.frames.iter().map(check::short).collect()
+        inbox
+            .frames
+            .iter()
+            .zip(&inbox.taken)
+            .map(|(f, taken)| {
+                let text = f.to_string();
+                let text = if text.chars().count() > 600 {
+                    format!("{}…", text.chars().take(599).collect::<String>())
+                } else {
+                    text
+                };
+                if *taken {
+                    format!("(expected) {text}")
+                } else {
+                    text
+                }
+            })
+            .collect()
     }
 
     fn take_matching(&self, kind: &str, data: Option<&Value>) -> Option<Value> {

@@ -1,0 +1,198 @@
+//! `tekup-harness run`: the scenario suite against an ecosystem it starts
+//! (or a deployment it points at), with live progress, the failures in
+//! full, reports, and `N passed, N failed`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::{out, say};
+use crate::env::Runtime;
+use crate::report::{Format, ScenarioReport, Status};
+use crate::scenario::run::{failure_text, needs_ecosystem_alone, Suite};
+use crate::scenario::{check_paths, Scenario};
+
+#[derive(Debug, Args)]
+pub(super) struct RunArgs {
+    /// Scenario files or directories (recursively; `*.steps.yaml` are includes).
+    #[arg(default_value = "scenarios")]
+    paths: Vec<PathBuf>,
+    /// Only scenarios with this tag (repeat for any of several).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Only scenarios whose name contains this text.
+    #[arg(long, value_name = "TEXT")]
+    filter: Option<String>,
+    /// auto, process, docker or external.
+    #[arg(long, default_value = "process")]
+    runtime: Runtime,
+    /// Scenarios run at once (those that need the ecosystem alone run alone).
+    #[arg(long, short, default_value_t = 4)]
+    jobs: usize,
+    /// Reports to write: any of junit, json, html.
+    #[arg(long, default_value = "junit,json,html", value_parser = Format::parse_list)]
+    report: std::vec::Vec<Format>,
+    /// Where reports and component logs go.
+    #[arg(long, default_value = "reports")]
+    reports_dir: PathBuf,
+    /// The ecosystem file.
+    #[arg(
+        long,
+        env = "TEKUP_ECOSYSTEM",
+        default_value = "fixtures/ecosystem.toml"
+    )]
+    file: PathBuf,
+}
+
+pub(super) fn run(args: RunArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
+    let Some(scenarios) = select(&args) else {
+        return ExitCode::FAILURE;
+    };
+    let root = std::env::current_dir().unwrap_or_default();
+    let mut suite = Suite::new(root);
+    suite.file = args.file.clone();
+    suite.runtime = args.runtime;
+    suite.reports_dir = args.reports_dir.clone();
+    let alone = scenarios
+        .iter()
+        .filter(|s| needs_ecosystem_alone(s))
+        .count();
+    say(&format!(
+        "running {} scenario(s), {} at a time{}",
+        scenarios.len(),
+        args.jobs.max(1),
+        if alone > 0 {
+            format!(", then {alone} that need the ecosystem alone, one by one")
+        } else {
+            String::new()
+        }
+    ));
+    let started = Instant::now();
+    let done = Arc::new(AtomicUsize::new(0));
+    let total = scenarios.len();
+    let result = rt.block_on(async {
+        let ticker = tokio::spawn(progress(Arc::clone(&done), total, started));
+        let on_done = |r: &ScenarioReport| {
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            say(&line(r, n, total));
+        };
+        let reports = suite.run_all(&scenarios, args.jobs, &on_done).await;
+        ticker.abort();
+        reports
+    });
+    let reports = match result {
+        Ok(r) => r,
+        Err(e) => {
+            say(&format!("error: {e}"));
+            say("hint: `tekup-harness doctor` says what this machine can run; component logs are in the reports directory");
+            rt.block_on(suite.finish(Vec::new(), args.jobs, &[]));
+            return ExitCode::FAILURE;
+        }
+    };
+    for r in &reports {
+        if let Some(text) = failure_text(r) {
+            out(&text);
+        }
+    }
+    let failed = reports
+        .iter()
+        .filter(|r| r.status == Status::Failed)
+        .count();
+    let passed = reports.len() - failed;
+    let written = rt.block_on(suite.finish(reports, args.jobs, &args.report));
+    for path in written {
+        say(&format!("report: {}", path.display()));
+    }
+    out(&format!(
+        "{passed} passed, {failed} failed ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    ));
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The valid scenarios the arguments select; `None` (after saying why) when
+/// a file is invalid or nothing is selected.
+fn select(args: &RunArgs) -> Option<Vec<Scenario>> {
+    let mut scenarios = Vec::new();
+    let mut invalid = 0;
+    for file in check_paths(&args.paths) {
+        match file.result {
+            Ok(s) => scenarios.push(s),
+            Err(e) => {
+                invalid += 1;
+                out(&e.to_string());
+            }
+        }
+    }
+    if invalid > 0 {
+        say(&format!(
+            "error: {invalid} scenario file(s) are invalid; nothing was run"
+        ));
+        say("hint: `tekup-harness validate` checks files without running them");
+        return None;
+    }
+    let total = scenarios.len();
+    scenarios.retain(|s| {
+        (args.tags.is_empty() || s.tags.iter().any(|t| args.tags.contains(t)))
+            && args
+                .filter
+                .as_ref()
+                .is_none_or(|f| s.name.contains(f.as_str()))
+    });
+    if scenarios.is_empty() {
+        say(&format!(
+            "error: no scenario to run ({total} found in {}, none selected)",
+            args.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        say("hint: check the paths, `--tag` and `--filter`");
+        return None;
+    }
+    Some(scenarios)
+}
+
+fn line(r: &ScenarioReport, n: usize, total: usize) -> String {
+    let mark = match r.status {
+        Status::Passed => "ok  ",
+        Status::Failed => "FAIL",
+        Status::Skipped => "skip",
+    };
+    let mut text = format!(
+        "[{n:>3}/{total}] {mark} {} ({:.1} s)",
+        r.name,
+        r.duration_ms / 1000.0
+    );
+    if let Some(f) = &r.failure {
+        text.push_str(&format!(
+            "\n           {}: {}",
+            f.location,
+            f.message.lines().next().unwrap_or_default()
+        ));
+    }
+    text
+}
+
+/// Says every 15 s how far the run is, so a long run is not silent.
+async fn progress(done: Arc<AtomicUsize>, total: usize, started: Instant) {
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        say(&format!(
+            "… {} of {total} done after {:.0} s",
+            done.load(Ordering::Relaxed),
+            started.elapsed().as_secs_f64()
+        ));
+    }
+}
