@@ -199,3 +199,61 @@ fn bad_durations_and_two_kinds_in_one_step() {
          s.yaml:5:5: a step has one kind, this one has `sleep` and `http`\n  hint: indent the fields of `sleep` under it, or start a new step with `- `"
     );
 }
+
+#[test]
+fn vars_step_timeouts_sql_errors_and_mock_faults() {
+    let s = parse_str(
+        Path::new("s.yaml"),
+        "name: x\ntenants: [acme]\nvars: { ada: \"${email}\", n: 3 }\nsteps:\n  \
+         - http: { service: a, request: { method: GET, path: \"/l?e=${ada}&u=${crm-api.url}\" } }\n    timeout: 2s\n  \
+         - sql: { tenant: acme, query: \"insert into x values (1)\", error: \"42501\" }\n  \
+         - mock: { fault: graph, path: /v1.0/me, status: 429, retry-after: 1s, times: 2, ratio: 0.5 }\n",
+    )
+    .expect("valid");
+    assert_eq!(s.vars[0].0, "ada");
+    assert_eq!(s.steps[0].timeout, Some(Duration::from_secs(2)));
+    let StepKind::Sql(sql) = &s.steps[1].kind else {
+        panic!("sql")
+    };
+    assert_eq!(sql.error.as_deref(), Some("42501"));
+    let StepKind::Mock(MockStep::Fault {
+        fault,
+        times,
+        ratio,
+        ..
+    }) = &s.steps[2].kind
+    else {
+        panic!("mock fault")
+    };
+    assert_eq!(
+        *fault,
+        tekup_harness::scenario::MockFault::RateLimit {
+            retry_after: Duration::from_secs(1)
+        }
+    );
+    assert_eq!((*times, *ratio), (Some(2), Some(0.5)));
+}
+
+#[test]
+fn malformed_vars_faults_and_sql_expectations_are_explained() {
+    assert_eq!(
+        errors("name: x\nvars: { uuid: 1 }\nsteps:\n  - sleep: 1s\n"),
+        "s.yaml:2:9: var `uuid` hides a tenant or a generated value of the same name\n  hint: give it another name"
+    );
+    assert_eq!(
+        errors("name: x\nsteps:\n  - mock: { fault: graph, status: 500, delay: 1s }\n"),
+        "s.yaml:3:27: `mock: fault` step injects one fault; `delay` and `status` are both given\n  hint: split it into two steps"
+    );
+    assert_eq!(
+        errors("name: x\nsteps:\n  - mock: { fault: graph, status: 503, retry-after: 1s }\n"),
+        "s.yaml:3:40: `retry-after` goes with `status: 429`\n  hint: remove it, or use `status: 429`"
+    );
+    assert_eq!(
+        errors("name: x\nsteps:\n  - sql: { admin: true, query: q, expect: [[1]], error: \"42501\" }\n"),
+        "s.yaml:3:50: a query either returns rows (`expect`) or fails (`error`), not both\n  hint: keep one of them"
+    );
+    assert_eq!(
+        errors("name: x\nsteps:\n  - timeout: 1s\n"),
+        "s.yaml:3:5: a step has a `timeout` but no kind\n  hint: add the step beside it, e.g. `http: { ... }`; the kinds are http, ws, eventually, sql, redis, mock, chaos, sleep"
+    );
+}

@@ -1,0 +1,162 @@
+//! The scenario runner against a real ecosystem (process runtime): what a
+//! failure reports, `eventually`'s deadline, runs isolated from each other,
+//! runs that need the ecosystem alone, and chaos put back afterwards.
+//!
+//! One ecosystem serves every test of this binary (started by the first).
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use tekup_harness::report::{ScenarioReport, Status};
+use tekup_harness::scenario::run::{failure_text, Runner, Suite};
+use tekup_harness::scenario::{parse_str, Scenario};
+
+fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
+}
+
+fn suite() -> &'static Suite {
+    static SUITE: OnceLock<Suite> = OnceLock::new();
+    SUITE.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut suite = Suite::new(root.canonicalize().expect("workspace"));
+        suite.reports_dir =
+            std::env::temp_dir().join(format!("tekup-runner-test-{}", std::process::id()));
+        suite
+    })
+}
+
+async fn runner() -> Arc<Runner> {
+    suite().runner().await.expect("the ecosystem starts")
+}
+
+fn scenario(name: &str, text: &str) -> Scenario {
+    parse_str(Path::new(&format!("{name}.yaml")), text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn run(text: &str) -> ScenarioReport {
+    let s = scenario("t", text);
+    runner().await.run(&s).await
+}
+
+const LEAD: &str = "      service: flow-api\n      tenant: acme\n      app: flow-web\n";
+
+#[test]
+fn a_failing_step_shows_its_line_a_diff_and_the_exchange_without_secrets() {
+    rt().block_on(async {
+        let report = run(&format!(
+            "name: failing\ntenants: [acme]\nvars: {{ ada: \"${{email}}\" }}\nsteps:\n  - http:\n{LEAD}      \
+             request: {{ method: POST, path: /leads, json: {{ firstName: Ada, email: \"${{ada}}\" }} }}\n      \
+             expect: {{ status: 201, json: {{ email: someone-else@x.test, firstName: Ada }} }}\n"
+        ))
+        .await;
+        assert_eq!(report.status, Status::Failed);
+        let failure = report.failure.as_ref().expect("a failure");
+        assert_eq!(failure.location, "t.yaml:5");
+        assert!(failure.message.contains("$.email: expected \"someone-else@x.test\""), "{}", failure.message);
+        let diff = failure.diff.as_deref().expect("a diff");
+        assert!(diff.contains("-  \"email\": \"someone-else@x.test\""), "{diff}");
+        assert!(diff.contains("+  \"email\": \"user-"), "{diff}");
+        assert!(!diff.contains("createdAt"), "only expected keys are diffed: {diff}");
+        let text = failure_text(&report).expect("text");
+        assert!(text.contains("POST http://") && text.contains("/leads"), "{text}");
+        assert!(text.contains("201") && text.contains("\"firstName\": \"Ada\""), "{text}");
+        for (i, _) in text.match_indices("x-tenant-key: ") {
+            let value = &text[i + 14..].lines().next().unwrap_or_default();
+            assert!(value.ends_with("[redacted]"), "the key is shown: {value}");
+        }
+        assert!(failure.logs.contains_key("flow-api"), "{:?}", failure.logs.keys());
+    });
+}
+
+#[test]
+fn eventually_gives_up_at_its_deadline_after_several_attempts() {
+    rt().block_on(async {
+        let started = Instant::now();
+        let report = run(
+            "name: never\ntenants: [acme]\nsteps:\n  - eventually:\n      within: 600ms\n      http:\n        \
+             service: flow-api\n        tenant: acme\n        app: flow-web\n        \
+             request: { method: GET, path: /leads }\n        expect: { json: { data: [ { firstName: Nobody } ] } }\n",
+        )
+        .await;
+        let took = started.elapsed();
+        assert_eq!(report.status, Status::Failed, "{report:?}");
+        let step = &report.steps[0];
+        assert!(step.attempts >= 3, "retried: {}", step.attempts);
+        assert!(step.duration_ms >= 600.0, "waited out `within`: {}", step.duration_ms);
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        let message = &report.failure.as_ref().expect("failure").message;
+        assert!(message.starts_with("still failing after"), "{message}");
+    });
+}
+
+#[test]
+fn parallel_runs_get_their_own_tenants_and_see_only_their_own_mock_calls() {
+    rt().block_on(async {
+        let text = "name: voice\ntenants: [acme]\nsteps:\n  - http:\n      service: flow-api\n      tenant: acme\n      app: voice-agent\n      \
+                    request: { method: POST, path: /voice/execute, json: { transcript: show me my leads } }\n      expect: { status: 200 }\n  \
+                    - mock: { expect: gemini, times: 1 }\n  - http:\n      service: flow-api\n      tenant: acme\n      app: flow-web\n      \
+                    request: { method: GET, path: /leads }\n      expect: { json: { data: [] } }\n";
+        let s = scenario("voice", text);
+        let runner = runner().await;
+        let (a, b) = tokio::join!(runner.run(&s), runner.run(&s));
+        for r in [&a, &b] {
+            assert_eq!(r.status, Status::Passed, "{}", failure_text(r).unwrap_or_default());
+        }
+        assert_ne!(a.tenants["acme"], b.tenants["acme"]);
+    });
+}
+
+#[test]
+fn a_scenario_that_changes_shared_state_runs_alone() {
+    rt().block_on(async {
+        let shared = scenario("shared", "name: shared\nsteps:\n  - sleep: 700ms\n");
+        let alone = scenario(
+            "alone",
+            "name: alone\nsteps:\n  - mock: { fault: openai, path: /v1/nothing-calls-this, status: 503 }\n  - sleep: 700ms\n",
+        );
+        let runner = runner().await;
+        let started = Instant::now();
+        let (a, b) = tokio::join!(runner.run(&shared), runner.run(&alone));
+        let took = started.elapsed();
+        assert_eq!(a.status, Status::Passed);
+        assert_eq!(b.status, Status::Passed, "{}", failure_text(&b).unwrap_or_default());
+        assert!(took >= Duration::from_millis(1400), "they overlapped: {took:?}");
+        // And its fault is gone afterwards.
+        let admin = runner.ecosystem().mock("openai").expect("mock").admin_url;
+        let faults: serde_json::Value = reqwest::get(format!("{admin}/faults")).await.expect("admin").json().await.expect("json");
+        assert_eq!(faults, serde_json::json!([]));
+    });
+}
+
+#[test]
+fn a_killed_component_is_back_after_the_scenario_even_when_it_failed() {
+    rt().block_on(async {
+        let report = run(
+            "name: kill\nsteps:\n  - chaos: { kill: crm-api }\n  - http: { service: crm-api, request: { method: GET, path: /health }, expect: { status: 200 } }\n",
+        )
+        .await;
+        assert_eq!(report.status, Status::Failed, "crm-api is down during the scenario");
+        let message = &report.failure.as_ref().expect("failure").message;
+        assert!(message.contains("got no response"), "{message}");
+        let url = runner().await.ecosystem().url("crm-api").expect("url");
+        let health = reqwest::get(format!("{url}/health")).await.expect("crm-api is back");
+        assert!(health.status().is_success());
+    });
+}
+
+#[test]
+fn a_missing_component_is_named_with_the_known_ones() {
+    rt().block_on(async {
+        let report = run("name: nope\nsteps:\n  - http: { service: crm, request: { method: GET, path: /health } }\n").await;
+        let message = &report.failure.as_ref().expect("failure").message;
+        assert!(message.contains("no component `crm`") && message.contains("crm-api"), "{message}");
+    });
+}
