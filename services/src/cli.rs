@@ -156,6 +156,7 @@ fn init_tracing() {
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
+    crate::defects::announce().map_err(anyhow::Error::msg)?;
     match command {
         Command::FlowApi(args) => run_service(ServiceName::FlowApi, args, Role::Api).await,
         Command::CrmApi(args) => run_service(ServiceName::CrmApi, args, Role::Api).await,

@@ -24,6 +24,7 @@ pub mod config;
 pub mod context;
 pub mod crm;
 pub mod db;
+pub mod defects;
 pub mod error;
 pub mod events;
 pub mod external;

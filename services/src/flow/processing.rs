@@ -80,7 +80,10 @@ pub(crate) async fn process_lead(
         }
         Err(error) => return Err(error.into()),
     };
-    let key = format!("LEAD_CREATED:{}", lead.id);
+    let mut key = format!("LEAD_CREATED:{}", lead.id);
+    if crate::defects::active("duplicate-activity") {
+        key = format!("{key}:{}", Uuid::new_v4());
+    }
     let entry = activities::Once {
         kind: "LEAD_CREATED",
         entity_type: "lead",
@@ -92,6 +95,9 @@ pub(crate) async fn process_lead(
     activities::record_once(&mut tx, tenant, &entry).await?;
     tx.commit().await?;
 
+    if crate::defects::active("skip-lead-event") {
+        return Ok(lead);
+    }
     if let Some(events) = &state.events {
         let mut payload = serde_json::to_value(&lead).unwrap_or_default();
         payload["contactCreated"] = data["contactCreated"].clone();
