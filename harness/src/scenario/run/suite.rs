@@ -109,17 +109,25 @@ impl Suite {
 
     async fn build_binaries(&self) -> Result<(), String> {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut args = vec![
+            "build",
+            "--quiet",
+            "-p",
+            "tekup-services",
+            "-p",
+            "tekup-mocks",
+            "--bins",
+        ];
+        // The binaries are looked up next to this executable first: build
+        // the profile it was built with (`cargo bench` is release).
+        let release = std::env::current_exe()
+            .is_ok_and(|exe| exe.components().any(|c| c.as_os_str() == "release"));
+        if release {
+            args.push("--release");
+        }
         let output = tokio::process::Command::new(&cargo)
             .current_dir(&self.root)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "tekup-services",
-                "-p",
-                "tekup-mocks",
-                "--bins",
-            ])
+            .args(&args)
             .output()
             .await
             .map_err(|e| format!("running cargo to build the services and mocks: {e}"))?;
