@@ -6,6 +6,7 @@
 //!   (extra keys are ignored);
 //! - an array matches when each expected element matches a different
 //!   element of the actual array, in any order (extra elements ignored);
+//!   an empty expected array `[]` matches only an empty array;
 //! - numbers compare by value (`1` matches `1.0`); everything else by equality.
 
 use serde_json::Value;
@@ -24,6 +25,12 @@ fn mismatch(expected: &Value, got: &Value, at: &str) -> Option<String> {
                 Some(h) => mismatch(w, h, &path),
             }
         }),
+        (Value::Array(want), Value::Array(have)) if want.is_empty() && !have.is_empty() => {
+            Some(format!(
+                "{at}: expected an empty array, got {}",
+                plural(have.len(), "element")
+            ))
+        }
         (Value::Array(want), Value::Array(have)) => {
             let mut used = vec![false; have.len()];
             for (i, w) in want.iter().enumerate() {
@@ -226,6 +233,9 @@ mod tests {
             "{e}"
         );
         assert!(subset(&json!({ "data": [] }), &json!({ "data": {} })).is_some());
+        assert_eq!(subset(&json!({ "data": [] }), &json!({ "data": [] })), None);
+        let e = subset(&json!({ "data": [] }), &got).unwrap();
+        assert_eq!(e, "$.data: expected an empty array, got 2 elements");
     }
 
     #[test]

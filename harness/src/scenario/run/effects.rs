@@ -101,12 +101,20 @@ impl Run<'_> {
                 let as_json = |r: &[Vec<Value>]| {
                     Value::from(r.iter().cloned().map(Value::from).collect::<Vec<_>>())
                 };
-                Err(failed(
+                let what = if want.len() == rows.len() {
                     format!(
-                        "the query returned other rows ({} expected, {} got)",
-                        want.len(),
+                        "the query's {} row(s) differ from the expected ones",
                         rows.len()
-                    ),
+                    )
+                } else {
+                    format!(
+                        "the query returned {} row(s), {} expected",
+                        rows.len(),
+                        want.len()
+                    )
+                };
+                Err(failed(
+                    what,
                     Some(check::diff(&as_json(&want), &as_json(&rows))),
                     None,
                 ))

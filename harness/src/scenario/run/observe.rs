@@ -109,7 +109,11 @@ async fn tail(mut conn: redis::aio::MultiplexedConnection, sender: broadcast::Se
         keys.push(format!("tekup:queue:{q}"));
         keys.push(format!("tekup:queue:{q}:dead"));
     }
-    let mut ids: Vec<String> = vec!["$".to_owned(); keys.len()];
+    // From now on, by time: `$` would mean "newer than the last entry when
+    // each XREAD is sent", losing what arrives between two reads on a stream
+    // that had nothing yet.
+    let start = format!("{}-0", chrono::Utc::now().timestamp_millis());
+    let mut ids: Vec<String> = vec![start; keys.len()];
     let options = redis::streams::StreamReadOptions::default()
         .block(1000)
         .count(500);
