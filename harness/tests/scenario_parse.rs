@@ -62,6 +62,7 @@ fn the_design_example_parses_into_the_model() {
             event: "LEAD_CREATED".into(),
             within: Duration::from_secs(2),
             data: Some(serde_json::json!({"id": "${lead}"})),
+            envelope: None,
         })
     );
     assert_eq!(

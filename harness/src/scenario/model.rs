@@ -153,6 +153,9 @@ pub enum WsStep {
         event: String,
         within: Duration,
         data: Option<serde_json::Value>,
+        /// Matched as a subset against the whole event (`priority`,
+        /// `source`, `target`), or the whole frame for non-event frames.
+        envelope: Option<serde_json::Value>,
     },
     /// Nothing (or no event of this type) arrives for the duration.
     ExpectNone {

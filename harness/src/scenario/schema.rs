@@ -49,7 +49,7 @@ pub fn schema() -> Value {
             "expect",
             obj(
                 &["event", "within"],
-                json!({ "expect": text, "event": text, "within": duration, "data": {} }),
+                json!({ "expect": text, "event": text, "within": duration, "data": {}, "envelope": {} }),
             ),
         ),
         (

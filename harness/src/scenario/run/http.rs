@@ -293,11 +293,15 @@ impl Run<'_> {
                 event,
                 within,
                 data,
+                envelope,
             } => {
                 let data = data.as_ref().map(|d| self.values.json(d)).transpose()?;
+                let envelope = envelope.as_ref().map(|e| self.values.json(e)).transpose()?;
                 let conn = self.conn(name)?;
                 let started = Instant::now();
-                let result = conn.expect(event, data.as_ref(), *within).await;
+                let result = conn
+                    .expect(event, data.as_ref(), envelope.as_ref(), *within)
+                    .await;
                 self.service += started.elapsed();
                 result
                     .map(|_| ())

@@ -126,21 +126,23 @@ impl Conn {
         })
     }
 
-    /// Waits for a frame of `kind` whose data contains `data`; takes it.
+    /// Waits for a frame of `kind` whose data contains `data` and whose
+    /// event (or frame) contains `envelope`; takes it.
     pub(crate) async fn expect(
         &self,
         kind: &str,
         data: Option<&Value>,
+        envelope: Option<&Value>,
         within: Duration,
     ) -> Result<Value, String> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let notified = self.arrived.notified();
-            if let Some(frame) = self.take_matching(kind, data) {
+            if let Some(frame) = self.take_matching(kind, data, envelope) {
                 return Ok(frame);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(self.no_match(kind, data, within));
+                return Err(self.no_match(kind, data, envelope, within));
             }
         }
     }
@@ -208,13 +210,19 @@ impl Conn {
             .collect()
     }
 
-    fn take_matching(&self, kind: &str, data: Option<&Value>) -> Option<Value> {
+    fn take_matching(
+        &self,
+        kind: &str,
+        data: Option<&Value>,
+        envelope: Option<&Value>,
+    ) -> Option<Value> {
         let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
         let Inbox { frames, taken } = &mut *inbox;
-        let i = frames
-            .iter()
-            .enumerate()
-            .position(|(i, f)| !taken[i] && matches(f, kind, data))?;
+        let i = frames.iter().enumerate().position(|(i, f)| {
+            !taken[i]
+                && matches(f, kind, data)
+                && envelope.is_none_or(|e| check::subset(e, outer(f)).is_none())
+        })?;
         taken[i] = true;
         Some(frames[i].clone())
     }
@@ -235,7 +243,13 @@ impl Conn {
             .map(|(f, _)| f.clone())
     }
 
-    fn no_match(&self, kind: &str, data: Option<&Value>, within: Duration) -> String {
+    fn no_match(
+        &self,
+        kind: &str,
+        data: Option<&Value>,
+        envelope: Option<&Value>,
+        within: Duration,
+    ) -> String {
         let inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
         let same_kind: Vec<&Value> = inbox
             .frames
@@ -248,10 +262,15 @@ impl Conn {
         if let Some(d) = data {
             message.push_str(&format!(" with data containing {}", check::short(d)));
         }
+        if let Some(e) = envelope {
+            message.push_str(&format!(" and an envelope containing {}", check::short(e)));
+        }
         message.push_str(&format!(" arrived within {within:?}"));
-        if let (Some(d), Some(first)) = (data, same_kind.first()) {
-            let got = payload(first);
-            if let Some(why) = check::subset(d, got) {
+        if let Some(first) = same_kind.first() {
+            let why = data
+                .and_then(|d| check::subset(d, payload(first)))
+                .or_else(|| envelope.and_then(|e| check::subset(e, outer(first))));
+            if let Some(why) = why {
                 message.push_str(&format!(
                     "; {} `{kind}` frame(s) came, the first differs at {why}",
                     same_kind.len()
@@ -270,6 +289,15 @@ fn frame_kind(frame: &Value) -> &str {
         frame["event"]["type"].as_str().unwrap_or_default()
     } else {
         frame["type"].as_str().unwrap_or_default()
+    }
+}
+
+/// What `envelope` is matched against: the event, or the whole frame.
+fn outer(frame: &Value) -> &Value {
+    if frame["type"] == "event" {
+        &frame["event"]
+    } else {
+        frame
     }
 }
 

@@ -292,7 +292,7 @@ fn ws(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option<WsS
     let what = format!("`ws: {act}` step");
     let allowed: &[&str] = match act {
         "connect" => &["connect", "tenant", "app"],
-        "expect" => &["expect", "event", "within", "data"],
+        "expect" => &["expect", "event", "within", "data", "envelope"],
         "expect-none" => &["expect-none", "event", "for"],
         _ => &["send", "event", "data"],
     };
@@ -333,6 +333,7 @@ fn ws(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option<WsS
                 event: event?,
                 within: within?,
                 data: f.json("data"),
+                envelope: f.json("envelope"),
             })
         }
         "expect-none" => {
