@@ -112,3 +112,68 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// An error followed by its causes, `outer: inner: innermost`, for logs
+/// and stored failures (a dead letter's last error). `{:#}` would show the
+/// causes of an `anyhow::Error` only; for the crate's `thiserror` types it
+/// prints the outermost message alone ("failed to link the lead to a CRM
+/// contact", without the CRM's answer). A cause whose text the message
+/// already ends with is not repeated.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !part.is_empty() && !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("crm-api answered 403 Forbidden: tenant is inactive")]
+    struct Refused;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Processing {
+        #[error("failed to link the lead to a CRM contact")]
+        Crm(#[from] Refused),
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum Job {
+        #[error(transparent)]
+        Lead(#[from] Processing),
+        #[error("queue failed: {0}")]
+        Queue(#[source] Refused),
+    }
+
+    #[test]
+    fn an_error_is_shown_with_its_causes() {
+        let error = Job::from(Processing::from(Refused));
+        assert_eq!(
+            format!("{error:#}"),
+            "failed to link the lead to a CRM contact"
+        );
+        assert_eq!(
+            chain(&error),
+            "failed to link the lead to a CRM contact: crm-api answered 403 Forbidden: tenant is inactive"
+        );
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let error = Job::Queue(Refused);
+        assert_eq!(
+            chain(&error),
+            "queue failed: crm-api answered 403 Forbidden: tenant is inactive"
+        );
+    }
+}

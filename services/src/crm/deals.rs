@@ -188,7 +188,7 @@ async fn charge(
     email: Option<String>,
 ) -> ApiResult<Deal> {
     let upstream = |e: StripeError| {
-        tracing::warn!(deal = %deal.id, error = format!("{e:#}"), "stripe failed for a won deal");
+        tracing::warn!(deal = %deal.id, error = crate::error::chain(&e), "stripe failed for a won deal");
         ApiError::Upstream(format!(
             "the deal is won, but Stripe failed ({e}); call again to complete it"
         ))

@@ -104,7 +104,10 @@ pub(super) async fn sync_emails(
         .ok_or_else(|| ApiError::Unavailable("email sync needs the queues (REDIS_URL)".into()))?;
     let job = Job::new(QueueName::EmailSync, SYNC_EMAIL, &ctx.tenant_id, json!({}));
     queues.enqueue(&job).await.map_err(|e| {
-        tracing::error!(error = format!("{e:#}"), "failed to queue an email sync");
+        tracing::error!(
+            error = crate::error::chain(&e),
+            "failed to queue an email sync"
+        );
         ApiError::Unavailable("the email-sync queue is unavailable; retry later".into())
     })?;
     Ok((

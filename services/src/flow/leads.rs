@@ -102,7 +102,7 @@ pub(super) async fn create(
         json!({ "leadId": lead.id, "originApp": ctx.app, "notifyVoice": body.notify_voice.unwrap_or(false) }),
     );
     if let Err(e) = queues.enqueue(&job).await {
-        tracing::error!(error = format!("{e:#}"), lead = %lead.id, "failed to enqueue lead processing; taking the lead back");
+        tracing::error!(error = crate::error::chain(&e), lead = %lead.id, "failed to enqueue lead processing; taking the lead back");
         let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
         sqlx::query("DELETE FROM flow.leads WHERE id = $1 AND tenant_id = $2")
             .bind(lead.id)

@@ -75,7 +75,7 @@ pub(crate) async fn process_lead(
             json!({ "contactId": contact_id, "contactCreated": created, "email": lead.email })
         }
         Err(error) if !strict => {
-            tracing::warn!(lead = %lead.id, error = format!("{error:#}"), "lead not linked to a CRM contact");
+            tracing::warn!(lead = %lead.id, error = crate::error::chain(&error), "lead not linked to a CRM contact");
             json!({ "contactId": null, "contactError": error.to_string(), "email": lead.email })
         }
         Err(error) => return Err(error.into()),

@@ -76,7 +76,7 @@ pub(super) async fn execute(
         Prompt::function,
     );
     let reply = gemini.generate(&prompt).await.map_err(|e| {
-        tracing::warn!(error = format!("{e:#}"), "gemini failed");
+        tracing::warn!(error = crate::error::chain(&e), "gemini failed");
         ApiError::Upstream(format!("the language model failed: {e}"))
     })?;
     let (name, args) = match reply {

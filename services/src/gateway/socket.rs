@@ -91,7 +91,7 @@ pub(super) async fn run(gateway: Arc<Gateway>, socket: WebSocket, peer: Peer) {
                 }
             }
             Err(e) => {
-                tracing::error!(error = format!("{e:#}"), "replay failed");
+                tracing::error!(error = crate::error::chain(&e), "replay failed");
                 let _ = sink
                     .send(close(CLOSE_INTERNAL, "failed to replay missed events"))
                     .await;

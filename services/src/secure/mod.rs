@@ -97,7 +97,7 @@ async fn create(
             json!({ "incidentId": incident.id }),
         );
         if let Err(e) = queues.enqueue(&check).await {
-            tracing::error!(error = format!("{e:#}"), incident = %incident.id, "failed to queue the incident's propagation; taking it back");
+            tracing::error!(error = crate::error::chain(&e), incident = %incident.id, "failed to queue the incident's propagation; taking it back");
             let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
             sqlx::query("DELETE FROM secure.incidents WHERE id = $1 AND tenant_id = $2")
                 .bind(incident.id)

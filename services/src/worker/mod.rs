@@ -133,7 +133,7 @@ async fn consume(
                 failures += 1;
                 tracing::warn!(
                     consumer = consumer.name(),
-                    error = format!("{e:#}"),
+                    error = crate::error::chain(&e),
                     "reading the queues failed; retrying"
                 );
                 let pause = Duration::from_millis(100 * u64::from(failures.min(20)));
@@ -174,37 +174,31 @@ async fn settle(state: &AppState, queues: &Queues, args: &WorkerArgs, delivery: 
                 Duration::from_millis(args.retry_max_ms),
                 &mut rand::rngs::StdRng::from_entropy(),
             );
-            tracing::warn!(
-                error = format!("{error:#}"),
-                ?delay,
-                "job failed; will retry"
-            );
+            // With its causes: the job's `lastError` must say why it failed.
+            let error = crate::error::chain(&error);
+            tracing::warn!(error, ?delay, "job failed; will retry");
             state
                 .metrics
                 .queue_processed
                 .get_or_create(&label("retried"))
                 .inc();
-            queues
-                .retry_later(&delivery, &format!("{error:#}"), delay, now_ms())
-                .await
+            queues.retry_later(&delivery, &error, delay, now_ms()).await
         }
         Err(error) => {
-            tracing::error!(
-                error = format!("{error:#}"),
-                "job failed for the last time; dead-lettered"
-            );
+            let error = crate::error::chain(&error);
+            tracing::error!(error, "job failed for the last time; dead-lettered");
             state
                 .metrics
                 .queue_processed
                 .get_or_create(&label("dead_lettered"))
                 .inc();
-            queues.dead_letter(&delivery, &format!("{error:#}")).await
+            queues.dead_letter(&delivery, &error).await
         }
     };
     if let Err(e) = settled {
         // The job stays pending and is reclaimed later: delivered again, not lost.
         tracing::error!(
-            error = format!("{e:#}"),
+            error = crate::error::chain(&e),
             "failed to settle the job; it will be redelivered"
         );
     }
@@ -226,7 +220,7 @@ async fn maintain(
             _ = tick.tick() => {}
         }
         if let Err(e) = queues.promote_due(now_ms()).await {
-            tracing::warn!(error = format!("{e:#}"), "moving due retries failed");
+            tracing::warn!(error = crate::error::chain(&e), "moving due retries failed");
         }
         if last_reclaim.elapsed() >= (idle / 2).max(Duration::from_millis(200)) {
             last_reclaim = tokio::time::Instant::now();
@@ -238,7 +232,10 @@ async fn maintain(
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = format!("{e:#}"), "reclaiming pending jobs failed")
+                    tracing::warn!(
+                        error = crate::error::chain(&e),
+                        "reclaiming pending jobs failed"
+                    )
                 }
             }
         }

@@ -126,6 +126,42 @@ async fn a_job_delivered_twice_has_one_effect() {
 }
 
 #[tokio::test]
+async fn a_dead_letter_names_the_cause_of_its_last_failure() {
+    let app = TestApp::spawn_bus().await;
+    // A lead of the suspended seed tenant: the CRM refuses every call made
+    // on its behalf, so processing fails on each attempt.
+    let lead = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO flow.leads (id, tenant_id, first_name, email) VALUES ($1, 'initech', 'I', 'i@initech.test')",
+    )
+    .bind(lead)
+    .execute(&app.admin)
+    .await
+    .unwrap();
+    let job = Job::new(
+        QueueName::LeadProcessing,
+        "process-lead",
+        "initech",
+        json!({ "leadId": lead }),
+    );
+    app.queues.as_ref().unwrap().enqueue(&job).await.unwrap();
+    let stats = eventually("the dead letter", || async {
+        let stats = app.queue_stats("lead-processing").await;
+        (stats["deadLetters"] == 1).then_some(stats)
+    })
+    .await;
+    let dead = &stats["lastDeadLetters"][0];
+    let error = dead["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(
+            "failed to link the lead to a CRM contact: crm-api answered 403 Forbidden: "
+        ) && error.contains("tenant is inactive"),
+        "the error names what the CRM answered: {dead}"
+    );
+    assert_eq!(dead["job"]["lastError"], error, "{dead}");
+}
+
+#[tokio::test]
 async fn a_poisoned_job_reaches_the_dead_letter_queue_after_its_retries() {
     let app = TestApp::spawn_bus().await;
     let missing = Uuid::new_v4();
