@@ -48,6 +48,9 @@ impl Scope {
         if GENERATED.contains(&name) || self.saved.contains(name) || self.tenants.contains(name) {
             return true;
         }
+        if let Some(var) = name.strip_prefix("vars.") {
+            return !var.is_empty();
+        }
         if let Some(var) = name.strip_prefix("env.") {
             return !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         }

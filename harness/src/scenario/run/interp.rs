@@ -20,6 +20,8 @@ pub(crate) struct Values {
     pub(crate) tenants: BTreeMap<String, Tenant>,
     /// Component name → base URL as the harness reaches it.
     pub(crate) components: BTreeMap<String, String>,
+    /// The ecosystem file's `[vars]` (`${vars.admin-token}`).
+    pub(crate) ecosystem: BTreeMap<String, String>,
 }
 
 impl Values {
@@ -43,6 +45,23 @@ impl Values {
                 ))
             }
             _ => {}
+        }
+        if let Some(var) = name.strip_prefix("vars.") {
+            return self
+                .ecosystem
+                .get(var)
+                .cloned()
+                .map(Value::String)
+                .ok_or_else(|| {
+                    format!(
+                        "`${{{name}}}`: the ecosystem file has no `{var}` in [vars] (it has {})",
+                        self.ecosystem
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                });
         }
         if let Some(var) = name.strip_prefix("env.") {
             return std::env::var(var)
@@ -132,9 +151,19 @@ impl Values {
         })
     }
 
-    /// Every secret the run knows (tenant keys), to redact from output.
+    /// Every secret the run knows (tenant keys, and the ecosystem file's
+    /// vars that look like secrets), to redact from output.
     pub(crate) fn secrets(&self) -> Vec<String> {
-        self.tenants.values().map(|t| t.key.clone()).collect()
+        let secret_vars = self.ecosystem.iter().filter(|(k, _)| {
+            ["token", "secret", "password", "key"]
+                .iter()
+                .any(|w| k.contains(w))
+        });
+        self.tenants
+            .values()
+            .map(|t| t.key.clone())
+            .chain(secret_vars.map(|(_, v)| v.clone()))
+            .collect()
     }
 }
 
@@ -161,7 +190,24 @@ mod tests {
         );
         v.components
             .insert("crm-api".into(), "http://127.0.0.1:4100".into());
+        v.ecosystem
+            .insert("admin-token".into(), "adm-secret-1".into());
         v
+    }
+
+    #[test]
+    fn ecosystem_vars_are_values_and_secrets() {
+        let v = values();
+        assert_eq!(
+            v.text("Bearer ${vars.admin-token}").unwrap(),
+            "Bearer adm-secret-1"
+        );
+        let e = v.text("${vars.nope}").unwrap_err();
+        assert!(
+            e.contains("no `nope` in [vars]") && e.contains("admin-token"),
+            "{e}"
+        );
+        assert!(v.secrets().contains(&"adm-secret-1".to_owned()));
     }
 
     #[test]

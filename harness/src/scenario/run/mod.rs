@@ -265,6 +265,7 @@ impl<'r> Run<'r> {
             prefix: format!("tkh-{}", &id[..10]),
             values: Values {
                 components: runner.components.clone(),
+                ecosystem: runner.eco.file().vars.clone(),
                 ..Values::default()
             },
             conns: BTreeMap::new(),
