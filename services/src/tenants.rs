@@ -197,7 +197,8 @@ pub struct NewTenant {
     /// Defaults to a random `t-…` id.
     pub id: Option<String>,
     pub name: Option<String>,
-    /// Defaults to every app of the permission matrix.
+    /// Defaults to every app of the permission matrix except the services'
+    /// own identities.
     pub allowed_apps: Option<Vec<String>>,
     pub rate_limit_per_minute: Option<i32>,
     /// How many API keys to issue (default 1).
@@ -246,11 +247,13 @@ pub async fn create_tenant(db: &PgPool, new: NewTenant) -> Result<CreatedTenant,
     let allowed_apps = match new.allowed_apps {
         Some(apps) => apps,
         None => {
+            // The matrix's apps, less the services' own identities.
             let apps: BTreeSet<String> =
                 sqlx::query_scalar("SELECT DISTINCT app FROM auth.app_grants")
                     .fetch_all(db)
                     .await?
                     .into_iter()
+                    .filter(|app: &String| !crate::auth::SERVICE_IDENTITIES.contains(&app.as_str()))
                     .collect();
             apps.into_iter().collect()
         }

@@ -27,6 +27,11 @@ pub const TENANT_KEY: &str = "x-tenant-key";
 pub const TENANT_ID: &str = "x-tenant-id";
 pub const SOURCE_APP: &str = "x-source-app";
 
+/// The matrix rows that are services calling each other with cross-app
+/// tokens, never apps a tenant's key may name. (`secure-platform` is both a
+/// service and the platform's app of that name, so it is not here.)
+pub const SERVICE_IDENTITIES: [&str; 4] = ["flow-api", "crm-api", "gateway", "worker"];
+
 /// How the caller proved who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
@@ -181,6 +186,13 @@ async fn key_context(
     }
     let app = source_app
         .ok_or_else(|| ApiError::Unauthenticated(format!("missing `{SOURCE_APP}` header")))?;
+    // A service's identity (its grants in the matrix) is for its cross-app
+    // tokens only: a tenant's key never acts as a service.
+    if SERVICE_IDENTITIES.contains(&app) {
+        return Err(ApiError::Forbidden(format!(
+            "`{app}` is a service identity: services authenticate with cross-app tokens, not API keys"
+        )));
+    }
     if !row.allowed_apps.iter().any(|a| a == app) {
         return Err(ApiError::Forbidden(format!(
             "app `{app}` is not allowed for this tenant"

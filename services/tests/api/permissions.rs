@@ -361,6 +361,16 @@ async fn bad_credentials_are_refused_with_the_reason() {
             "not allowed",
         ),
         (
+            "a service's identity with a tenant key",
+            vec![
+                ("x-tenant-key", ACME_KEY),
+                ("x-tenant-id", "acme"),
+                ("x-source-app", "worker"),
+            ],
+            403,
+            "service identity",
+        ),
+        (
             "tenant id of another",
             vec![
                 ("x-tenant-key", GLOBEX_KEY),
