@@ -136,6 +136,8 @@ pub struct HttpExpect {
     pub headers: BTreeMap<String, String>,
     pub json: Option<serde_json::Value>,
     pub json_schema: Option<serde_json::Value>,
+    /// Texts the body must contain (for bodies that are not JSON, e.g. `/metrics`).
+    pub body_contains: Vec<String>,
 }
 
 /// A WebSocket action on a named connection.

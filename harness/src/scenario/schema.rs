@@ -33,7 +33,8 @@ pub fn schema() -> Value {
         json!({
             "service": text, "tenant": text, "app": text,
             "request": request,
-            "expect": obj(&[], json!({ "status": status, "headers": headers, "json": {}, "json-schema": {} })),
+            "expect": obj(&[], json!({ "status": status, "headers": headers, "json": {}, "json-schema": {},
+                "body-contains": { "oneOf": [text, { "type": "array", "items": text }] } })),
             "save": { "type": "object", "additionalProperties": { "type": "string", "pattern": "^\\$" } },
         }),
     );

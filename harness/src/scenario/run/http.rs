@@ -148,6 +148,16 @@ impl Run<'_> {
         if let Some(expect) = &step.expect {
             self.check_response(expect, status.as_u16(), &response_headers, json.as_ref())
                 .map_err(|(m, d)| exchange(m, d))?;
+            let text = String::from_utf8_lossy(&bytes);
+            for want in &expect.body_contains {
+                let want = self.values.text(want)?;
+                if !text.contains(want.as_str()) {
+                    return Err(exchange(
+                        format!("the body does not contain `{want}`"),
+                        None,
+                    ));
+                }
+            }
         } else if status.is_server_error() {
             return Err(exchange(
                 format!("{status} (a step without `expect` still fails on a 5xx)"),

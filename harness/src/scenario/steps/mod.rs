@@ -5,7 +5,7 @@ use super::model::{
     EventuallyStep, HttpExpect, HttpStep, Request, SqlAs, SqlStep, Step, StepKind, WsStep,
     STEP_KINDS,
 };
-use super::read::{boolean, closest, duration, fields, string, uint, Cx, Fields};
+use super::read::{boolean, closest, duration, fields, string, string_list, uint, Cx, Fields};
 use super::vars::Scope;
 
 mod effects;
@@ -155,13 +155,27 @@ fn http(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option<H
             cx,
             n,
             "`expect` of an `http` step",
-            &["status", "headers", "json", "json-schema"],
+            &["status", "headers", "json", "json-schema", "body-contains"],
         )?;
+        let body_contains = match e.get("body-contains") {
+            None => Vec::new(),
+            Some(
+                n @ Node {
+                    value: Value::Seq(_),
+                    ..
+                },
+            ) => string_list(cx, n, "body-contains")
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect(),
+            Some(n) => string(cx, n, "body-contains").into_iter().collect(),
+        };
         Some(HttpExpect {
             status: e.get("status").and_then(|s| status(cx, s)),
             headers: e.string_map(cx, "headers"),
             json: e.json("json"),
             json_schema: e.json("json-schema"),
+            body_contains,
         })
     });
     let mut save = std::collections::BTreeMap::new();
