@@ -156,7 +156,7 @@ fn wrong_types_unknown_and_missing_keys_are_all_reported() {
         errors("name: x\ntenants: [acme]\nsteps:\n  - http:\n      service: flow-api\n      tenant: acme\n      request: { path: /x }\n      expect: { status: \"201\", jsn: 1 }\n"),
         "s.yaml:7:16: `request` needs `method`\n  hint: add `method: GET`\n\
          s.yaml:8:25: `status` must be a whole number up to 599, found `201`\n  hint: write e.g. `status: 1` without quotes\n\
-         s.yaml:8:32: unknown key `jsn` in `expect` of an `http` step\n  hint: did you mean `json`? the keys are status, headers, json, json-schema"
+         s.yaml:8:32: unknown key `jsn` in `expect` of an `http` step\n  hint: did you mean `json`? the keys are status, headers, json, json-schema, body-contains"
     );
 }
 
@@ -256,5 +256,63 @@ fn malformed_vars_faults_and_sql_expectations_are_explained() {
     assert_eq!(
         errors("name: x\nsteps:\n  - timeout: 1s\n"),
         "s.yaml:3:5: a step has a `timeout` but no kind\n  hint: add the step beside it, e.g. `http: { ... }`; the kinds are http, ws, eventually, sql, redis, mock, chaos, sleep"
+    );
+}
+
+#[test]
+fn toxics_on_links_take_the_toxiproxy_attributes() {
+    let s = parse_str(
+        Path::new("s.yaml"),
+        "name: x\nsteps:\n  \
+         - chaos: { toxic: latency, link: flow-api->redis, latency: 300ms, jitter: 50ms, for: 2s }\n  \
+         - chaos: { toxic: slicer, link: a->b, average-size: 64, stream: upstream, toxicity: 0.5 }\n  \
+         - chaos: { toxic: down, link: gateway->redis }\n",
+    )
+    .expect("valid");
+    let StepKind::Chaos(ChaosStep::Toxic {
+        toxic,
+        duration,
+        upstream,
+        ..
+    }) = &s.steps[0].kind
+    else {
+        panic!("toxic")
+    };
+    assert_eq!(
+        *toxic,
+        tekup_harness::scenario::Toxic::Latency {
+            latency: Duration::from_millis(300),
+            jitter: Duration::from_millis(50)
+        }
+    );
+    assert_eq!(
+        (*duration, *upstream),
+        (Some(Duration::from_secs(2)), false)
+    );
+    let StepKind::Chaos(ChaosStep::Toxic {
+        toxic,
+        upstream,
+        toxicity,
+        ..
+    }) = &s.steps[1].kind
+    else {
+        panic!("toxic")
+    };
+    assert_eq!(
+        *toxic,
+        tekup_harness::scenario::Toxic::Slicer {
+            average: 64,
+            variation: 0,
+            delay: Duration::ZERO
+        }
+    );
+    assert_eq!((*upstream, *toxicity), (true, Some(0.5)));
+    assert_eq!(
+        errors("name: x\nsteps:\n  - chaos: { toxic: latncy, link: a->b }\n"),
+        "s.yaml:3:21: unknown toxic `latncy`\n  hint: did you mean `latency`? the toxics are latency, bandwidth, slow-close, timeout, reset-peer, slicer, limit-data, down"
+    );
+    assert_eq!(
+        errors("name: x\nsteps:\n  - chaos: { toxic: bandwidth, link: a->b }\n"),
+        "s.yaml:3:12: toxic `bandwidth` needs `rate`\n  hint: add e.g. `rate: 64`"
     );
 }

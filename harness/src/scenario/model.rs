@@ -274,12 +274,44 @@ pub enum MockFault {
     Malformed,
 }
 
-/// A network fault on a link between two components.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A network fault on a link between two components, on the Toxiproxy
+/// model (`harness/src/chaos`).
+#[derive(Debug, Clone, PartialEq)]
 pub enum Toxic {
-    Latency,
-    Reset,
-    Timeout,
+    /// Data is delayed by `latency` ± `jitter`.
+    Latency { latency: Duration, jitter: Duration },
+    /// Data flows at most at `rate` KB/s.
+    Bandwidth { rate: u64 },
+    /// The close of a connection is delayed.
+    SlowClose { delay: Duration },
+    /// Data stops; the connection is closed after `timeout` (never when 0).
+    Timeout { timeout: Duration },
+    /// The connection is reset (TCP RST) after `timeout`.
+    ResetPeer { timeout: Duration },
+    /// Data is cut into pieces of about `average` ± `variation` bytes, `delay` apart.
+    Slicer {
+        average: u64,
+        variation: u64,
+        delay: Duration,
+    },
+    /// The connection is closed after `bytes` bytes.
+    LimitData { bytes: u64 },
+    /// The link is down: connections are refused and cut.
+    Down,
+}
+
+impl Toxic {
+    /// The names a file uses.
+    pub const NAMES: [&'static str; 8] = [
+        "latency",
+        "bandwidth",
+        "slow-close",
+        "timeout",
+        "reset-peer",
+        "slicer",
+        "limit-data",
+        "down",
+    ];
 }
 
 /// A fault on a component or a link.
@@ -299,7 +331,11 @@ pub enum ChaosStep {
         toxic: Toxic,
         /// `from->to`, e.g. `flow-api->redis`.
         link: String,
-        latency: Option<Duration>,
+        /// `upstream` (from → to) or `downstream` (to → from, the default).
+        upstream: bool,
+        /// The share of connections it applies to (default 1).
+        toxicity: Option<f64>,
+        /// How long it stays; until the scenario ends when absent.
         duration: Option<Duration>,
     },
 }

@@ -130,7 +130,14 @@ pub fn schema() -> Value {
             "toxic",
             obj(
                 &["link"],
-                json!({ "toxic": { "enum": ["latency", "reset", "timeout"] }, "link": text, "latency": duration, "for": duration }),
+                json!({ "toxic": { "enum": crate::scenario::Toxic::NAMES }, "link": text,
+                        "stream": { "enum": ["upstream", "downstream"] },
+                        "toxicity": { "type": "number", "minimum": 0, "maximum": 1 }, "for": duration,
+                        "latency": duration, "jitter": duration, "rate": { "type": "integer", "minimum": 0 },
+                        "delay": duration, "timeout": duration,
+                        "average-size": { "type": "integer", "minimum": 0 },
+                        "size-variation": { "type": "integer", "minimum": 0 },
+                        "bytes": { "type": "integer", "minimum": 0 } }),
             ),
         ),
     ]);

@@ -4,6 +4,8 @@
 use super::super::model::{
     ChaosStep, MockFault, MockRequest, MockResponse, MockStep, RedisStep, Toxic,
 };
+use std::time::Duration;
+
 use super::super::read::{boolean, closest, fields, string, uint, Cx, Fields};
 use super::super::yaml::Node;
 use super::{action, status};
@@ -220,7 +222,21 @@ pub(super) fn chaos(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<ChaosSte
     let what = format!("`chaos: {act}` step");
     let allowed: &[&str] = match act {
         "pause" => &["pause", "for"],
-        "toxic" => &["toxic", "link", "latency", "for"],
+        "toxic" => &[
+            "toxic",
+            "link",
+            "stream",
+            "toxicity",
+            "for",
+            "latency",
+            "jitter",
+            "rate",
+            "delay",
+            "timeout",
+            "average-size",
+            "size-variation",
+            "bytes",
+        ],
         "kill" => &["kill"],
         _ => &["restart"],
     };
@@ -234,38 +250,102 @@ pub(super) fn chaos(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<ChaosSte
             duration: f.duration(cx, "for"),
         }),
         _ => {
-            let toxic = match name.as_str() {
-                "latency" => Toxic::Latency,
-                "reset" => Toxic::Reset,
-                "timeout" => Toxic::Timeout,
-                other => {
-                    let guess = closest(other, &["latency", "reset", "timeout"])
-                        .map(|k| format!("did you mean `{k}`? "))
-                        .unwrap_or_default();
+            let toxic = toxic(cx, &f, &name, target)?;
+            let link = f.req_string(cx, "link", "link: flow-api->redis");
+            let upstream = match f.string(cx, "stream").as_deref() {
+                None | Some("downstream") => false,
+                Some("upstream") => true,
+                Some(other) => {
                     cx.error(
-                        target.pos,
-                        format!("unknown toxic `{other}`"),
-                        format!("{guess}the toxics are latency, reset, timeout"),
+                        f.key_pos("stream").unwrap_or(f.pos),
+                        format!("`stream: {other}` is not a direction"),
+                        "write `stream: upstream` (from -> to) or `stream: downstream` (to -> from)",
                     );
                     return None;
                 }
             };
-            let link = f.req_string(cx, "link", "link: flow-api->redis");
-            let latency = f.duration(cx, "latency");
-            if toxic == Toxic::Latency && f.get("latency").is_none() {
-                cx.error(
-                    f.pos,
-                    format!("{what} `latency` needs `latency`"),
-                    "add e.g. `latency: 500ms`",
-                );
-                return None;
-            }
+            let toxicity = match f.get("toxicity") {
+                None => None,
+                Some(n) => Some(ratio(cx, n)?),
+            };
             Some(ChaosStep::Toxic {
                 toxic,
                 link: link?,
-                latency,
+                upstream,
+                toxicity,
                 duration: f.duration(cx, "for"),
             })
         }
     }
+}
+
+/// The toxic named by `toxic: <name>` and its attributes.
+fn toxic(cx: &mut Cx<'_>, f: &Fields<'_>, name: &str, at: &Node) -> Option<Toxic> {
+    let count = |cx: &mut Cx<'_>, key: &str, default: Option<u64>| -> Option<u64> {
+        match f.get(key) {
+            Some(n) => uint(cx, n, key, u64::MAX),
+            None if default.is_some() => default,
+            None => {
+                cx.error(
+                    f.pos,
+                    format!("toxic `{name}` needs `{key}`"),
+                    format!("add e.g. `{key}: 64`"),
+                );
+                None
+            }
+        }
+    };
+    let time = |cx: &mut Cx<'_>, key: &str, default: Option<Duration>| -> Option<Duration> {
+        match f.get(key) {
+            Some(_) => f.duration(cx, key),
+            None if default.is_some() => default,
+            None => {
+                cx.error(
+                    f.pos,
+                    format!("toxic `{name}` needs `{key}`"),
+                    format!("add e.g. `{key}: 500ms`"),
+                );
+                None
+            }
+        }
+    };
+    let zero = Some(Duration::ZERO);
+    Some(match name {
+        "latency" => Toxic::Latency {
+            latency: time(cx, "latency", None)?,
+            jitter: time(cx, "jitter", zero)?,
+        },
+        "bandwidth" => Toxic::Bandwidth {
+            rate: count(cx, "rate", None)?,
+        },
+        "slow-close" => Toxic::SlowClose {
+            delay: time(cx, "delay", None)?,
+        },
+        "timeout" => Toxic::Timeout {
+            timeout: time(cx, "timeout", zero)?,
+        },
+        "reset-peer" => Toxic::ResetPeer {
+            timeout: time(cx, "timeout", zero)?,
+        },
+        "slicer" => Toxic::Slicer {
+            average: count(cx, "average-size", None)?,
+            variation: count(cx, "size-variation", Some(0))?,
+            delay: time(cx, "delay", zero)?,
+        },
+        "limit-data" => Toxic::LimitData {
+            bytes: count(cx, "bytes", None)?,
+        },
+        "down" => Toxic::Down,
+        other => {
+            let guess = closest(other, &Toxic::NAMES)
+                .map(|k| format!("did you mean `{k}`? "))
+                .unwrap_or_default();
+            cx.error(
+                at.pos,
+                format!("unknown toxic `{other}`"),
+                format!("{guess}the toxics are {}", Toxic::NAMES.join(", ")),
+            );
+            return None;
+        }
+    })
 }
