@@ -23,12 +23,14 @@
 //! - [`scenario`]: the scenario file format, its model and checker
 //!   (`file:line:col` errors); `validate`, `schema`, `new scenario`.
 //!
+//! - [`chaos`]: a fault proxy of our own (Toxiproxy's toxics).
+//!
 //! What this crate will hold (see `DESIGN.md` in the repository):
 //! - the scenario runner;
-//! - `chaos`: a fault proxy with toxics and component faults;
 //! - `load`: goose load profiles with SLO thresholds;
 //! - `report`: JUnit XML, JSON and HTML reports.
 
+pub mod chaos;
 pub mod cli;
 pub mod env;
 pub mod report;

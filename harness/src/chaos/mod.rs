@@ -1,0 +1,40 @@
+//! Chaos: faults on the network between components.
+//!
+//! - [`Proxy`] ([`proxy`]): a TCP proxy of our own on the Toxiproxy model.
+//!   It listens on 127.0.0.1, forwards each connection to one upstream and
+//!   passes the data of each direction ([`Stream`]) through a chain of
+//!   [`Toxic`]s: latency (+ jitter), bandwidth, slow close, timeout, reset
+//!   peer, slicer, limit data. Toxics are added, updated and removed while
+//!   connections are open; the proxy can be disabled (`down`: connections
+//!   closed, new ones refused) and enabled again on the same port.
+//! - [`Links`] ([`links`]): one proxy per link `from->to` between two
+//!   components.
+//!
+//! ```no_run
+//! # async fn demo(redis: std::net::SocketAddr) -> Result<(), tekup_harness::chaos::ChaosError> {
+//! use std::time::Duration;
+//! use tekup_harness::chaos::{Proxy, Toxic};
+//!
+//! let proxy = Proxy::start("flow-api->redis", redis).await?;
+//! proxy.add(Toxic::latency(Duration::from_millis(500), Duration::ZERO).named("slow"))?;
+//! proxy.remove("slow")?;
+//! proxy.disable()?; // `down`
+//! proxy.enable()?;
+//! # Ok(()) }
+//! ```
+//!
+//! How a connection is carried (read-ahead, timestamps, the stage list of
+//! a chunk) is described in `conn.rs` and `writer.rs`; why `down` refuses
+//! instead of accepting and closing, in [`proxy`].
+
+mod conn;
+mod error;
+pub mod links;
+pub mod proxy;
+pub mod toxic;
+mod writer;
+
+pub use error::ChaosError;
+pub use links::{parse_link, Link, Links};
+pub use proxy::{Proxy, ProxyStats};
+pub use toxic::{Stream, Toxic, ToxicKind};
