@@ -13,8 +13,7 @@
 //! accepted and closed) until it is enabled again on the same port. On
 //! Linux, `shutdown(SHUT_RD)` of a listening socket does that and
 //! `listen()` undoes it; the port is kept because it was bound explicitly
-//! (`SO_REUSEADDR` with a placeholder socket holding the port meanwhile),
-//! not auto-bound. The accept task hands the listener back to the standard
+//! (`SO_REUSEADDR`, beside the reservation that found it), not auto-bound. The accept task hands the listener back to the standard
 //! library while disabled and registers it with tokio afresh when enabled:
 //! tokio keeps a socket's "closed" readiness for good, which would make
 //! `accept` spin after the shutdown.
@@ -361,20 +360,14 @@ impl Drop for Proxy {
 }
 
 /// A listener on an explicitly bound port of 127.0.0.1 (see the module
-/// docs for why not port 0 directly), and a second descriptor of it.
+/// docs for why not port 0 directly), and a second descriptor of it. The
+/// port comes from the process runtime's reservations, so it is never one
+/// handed to a component.
 fn bind_loopback() -> std::io::Result<(std::net::TcpListener, Socket)> {
-    let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let placeholder = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-    placeholder.set_reuse_address(true)?;
-    placeholder.bind(&any.into())?;
-    let port = placeholder
-        .local_addr()?
-        .as_socket()
-        .map(|a| a.port())
-        .ok_or_else(|| std::io::Error::other("the placeholder socket has no port"))?;
+    let placeholder = crate::env::ports::reserve()?;
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
-    socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())?;
+    socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, placeholder.port())).into())?;
     socket.listen(BACKLOG)?;
     socket.set_nonblocking(true)?;
     drop(placeholder);

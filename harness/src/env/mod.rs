@@ -23,6 +23,7 @@ pub mod external;
 mod handle;
 pub mod images;
 pub mod model;
+pub(crate) mod ports;
 pub mod postgres;
 pub(crate) mod process;
 mod ready;

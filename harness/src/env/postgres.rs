@@ -10,7 +10,7 @@
 //! awaited with a deadline; an early exit or a timeout is reported with the
 //! server's last log lines.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -136,7 +136,7 @@ impl LocalPostgres {
         dir: &tempfile::TempDir,
         timeout: Duration,
     ) -> Result<(Child, u16, Arc<Mutex<VecDeque<String>>>, PathBuf), PostgresError> {
-        let port = free_port().map_err(io_err("find a free port"))?;
+        let port = super::ports::free_port().map_err(io_err("find a free port"))?;
         let mut command = Command::new(bin.join("postgres"));
         command
             .arg("-D")
@@ -266,26 +266,6 @@ fn tail_text(log: &Mutex<VecDeque<String>>) -> String {
         .cloned()
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// A port that is free now and was not handed out before by this process.
-///
-/// The kernel may return a just-released port again; two ecosystems
-/// starting in parallel tests would then give the same port to two
-/// components before either binds it. Remembering what was handed out
-/// closes that window within the process.
-pub(crate) fn free_port() -> io::Result<u16> {
-    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-    for _ in 0..64 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        if handed_out.insert(port) {
-            return Ok(port);
-        }
-    }
-    Err(io::Error::other("no fresh free port after 64 tries"))
 }
 
 /// Finds the directory holding `initdb` and `postgres`.

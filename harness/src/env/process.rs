@@ -42,6 +42,7 @@ use serde_json::json;
 
 use super::error::EnvError;
 use super::model::{Component, Kind};
+use super::ports::{self, Reserved};
 use super::postgres::{self as pg, RunAs};
 use super::runtime::{Backend, ExitInfo, Instance, LaunchSpec, Placement};
 pub(crate) use super::spawn::{process_start_time, which};
@@ -67,6 +68,8 @@ pub(crate) struct ProcessBackend {
     logs_dir: PathBuf,
     keep: bool,
     started: Mutex<Vec<Arc<ProcessInstance>>>,
+    /// Ports placed but not yet handed to their component, by component.
+    reserved: Mutex<std::collections::BTreeMap<String, Reserved>>,
 }
 
 impl ProcessBackend {
@@ -90,6 +93,7 @@ impl ProcessBackend {
             logs_dir,
             keep,
             started: Mutex::new(Vec::new()),
+            reserved: Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
@@ -436,7 +440,15 @@ impl Backend for ProcessBackend {
     fn place(&self, component: &Component) -> Result<Placement, EnvError> {
         let port = match (component.kind, component.port) {
             (Kind::Job, _) | (_, None) => None,
-            _ => Some(pg::free_port().map_err(EnvError::io("find a free port"))?),
+            _ => {
+                let reserved = ports::reserve().map_err(EnvError::io("find a free port"))?;
+                let port = reserved.port();
+                self.reserved
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(component.name.clone(), reserved);
+                Some(port)
+            }
         };
         Ok(Placement {
             inner_host: "127.0.0.1".into(),
@@ -467,6 +479,11 @@ impl Backend for ProcessBackend {
                 keep: self.keep,
                 child: Mutex::new(None),
             });
+            // The component binds its port itself: let it go now.
+            self.reserved
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&spec.component.name);
             instance.spawn()?;
             self.started
                 .lock()
