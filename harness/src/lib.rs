@@ -23,7 +23,9 @@
 //! - [`scenario`]: the scenario file format, its model and checker
 //!   (`file:line:col` errors); `validate`, `schema`, `new scenario`.
 //!
-//! - [`chaos`]: a fault proxy of our own (Toxiproxy's toxics).
+//! - [`chaos`]: a fault proxy of our own (Toxiproxy's toxics) and the
+//!   ecosystem's links: one proxy per `from->to` between components, e.g.
+//!   `eco.link("flow-api", "redis")?.disable()?`.
 //!
 //! What this crate will hold (see `DESIGN.md` in the repository):
 //! - the scenario runner;

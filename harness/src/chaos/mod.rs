@@ -8,18 +8,24 @@
 //!   connections are open; the proxy can be disabled (`down`: connections
 //!   closed, new ones refused) and enabled again on the same port.
 //! - [`Links`] ([`links`]): one proxy per link `from->to` between two
-//!   components.
+//!   components of the ecosystem. Under the process runtime every
+//!   reference a component makes to another's host, port or URL goes
+//!   through its link, so a scenario step
+//!   `chaos: { toxic: latency, link: flow-api->redis, latency: 500ms }`
+//!   becomes
 //!
 //! ```no_run
-//! # async fn demo(redis: std::net::SocketAddr) -> Result<(), tekup_harness::chaos::ChaosError> {
+//! # async fn demo(eco: &tekup_harness::env::Ecosystem) -> Result<(), tekup_harness::env::EnvError> {
 //! use std::time::Duration;
-//! use tekup_harness::chaos::{Proxy, Toxic};
+//! use tekup_harness::chaos::Toxic;
 //!
-//! let proxy = Proxy::start("flow-api->redis", redis).await?;
-//! proxy.add(Toxic::latency(Duration::from_millis(500), Duration::ZERO).named("slow"))?;
-//! proxy.remove("slow")?;
-//! proxy.disable()?; // `down`
-//! proxy.enable()?;
+//! let link = eco.link_named("flow-api->redis")?;
+//! link.add(Toxic::latency(Duration::from_millis(500), Duration::ZERO).named("step-3"))?;
+//! // ... `for: 5s` later:
+//! link.remove("step-3")?;
+//! link.disable()?; // `down`: flow-api loses Redis; the worker keeps it
+//! link.enable()?;
+//! let names: Vec<&str> = eco.links().map(|l| l.name()).collect(); // ["crm-api->gemini", ...]
 //! # Ok(()) }
 //! ```
 //!

@@ -17,6 +17,7 @@ use super::refs::{self, Ref};
 use super::resolve::{other_attr, own_attr};
 use super::runtime::{Backend, LaunchSpec, Placement, Runtime};
 use super::{docker, external, process};
+use crate::chaos::{parse_link, Link, Links, Proxy};
 
 /// What happens while the ecosystem starts, for progress displays.
 #[derive(Debug, Clone)]
@@ -45,6 +46,7 @@ pub struct EcosystemBuilder {
     logs_dir: Option<PathBuf>,
     external: Option<PathBuf>,
     progress: Option<ProgressFn>,
+    links: Option<bool>,
 }
 
 impl fmt::Debug for EcosystemBuilder {
@@ -53,6 +55,7 @@ impl fmt::Debug for EcosystemBuilder {
             .field("file", &self.file)
             .field("runtime", &self.runtime)
             .field("keep", &self.keep)
+            .field("links", &self.links)
             .finish_non_exhaustive()
     }
 }
@@ -90,6 +93,22 @@ impl EcosystemBuilder {
         self
     }
 
+    /// Whether to put a fault proxy on every link between components
+    /// (`from->to`, see [`crate::chaos::links`]), so that
+    /// [`Ecosystem::link`] can slow, cut or reset it.
+    ///
+    /// Default: on under the process runtime (`auto` counts as process
+    /// when it picks processes), off otherwise and off with `keep` (the
+    /// proxies live in this process, which a kept environment outlives).
+    /// Asking for links makes `auto` pick processes; with docker, external
+    /// or `keep` asking for them is an error: under docker the components
+    /// reach each other on a container network the harness's proxies are
+    /// not on.
+    pub fn links(mut self, on: bool) -> Self {
+        self.links = Some(on);
+        self
+    }
+
     /// Called as components start.
     pub fn on_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(f));
@@ -109,7 +128,14 @@ impl EcosystemBuilder {
                 f(&p);
             }
         };
-        let (runtime, reason) = pick(self.runtime, &file).await;
+        let (runtime, reason) = match (self.runtime, self.links) {
+            (Runtime::Auto, Some(true)) => (
+                Runtime::Process,
+                "links were asked for and need the process runtime".to_owned(),
+            ),
+            (wanted, _) => pick(wanted, &file).await,
+        };
+        let links_off = links_off(self.links, runtime, self.keep)?;
         let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         report(Progress::Runtime {
             runtime,
@@ -145,6 +171,8 @@ impl EcosystemBuilder {
             run_id,
             logs_dir,
             torn_down: false,
+            links: Links::default(),
+            links_off,
         };
         if let Err(e) = eco.start_all(&report).await {
             // A half-started environment is never kept.
@@ -154,6 +182,23 @@ impl EcosystemBuilder {
         }
         Ok(eco)
     }
+}
+
+/// `(from, to, address of to)` for every link of the file.
+fn link_targets(
+    file: &EcosystemFile,
+    placements: &BTreeMap<String, Placement>,
+) -> Vec<(String, String, std::net::SocketAddr)> {
+    file.links()
+        .into_iter()
+        .filter_map(|(from, to)| {
+            let at = placements.get(&to)?;
+            let addr = format!("{}:{}", at.inner_host, at.inner_port?)
+                .parse()
+                .ok()?;
+            Some((from, to, addr))
+        })
+        .collect()
 }
 
 fn default_file() -> Result<PathBuf, EnvError> {
@@ -174,6 +219,43 @@ fn default_file() -> Result<PathBuf, EnvError> {
             "find the ecosystem file",
             "no fixtures/ecosystem.toml in the current directory or above; pass --file or set TEKUP_ECOSYSTEM",
         ))
+}
+
+/// Why the ecosystem runs without links (`None`: it has them), or why the
+/// links asked for cannot be had.
+fn links_off(
+    asked: Option<bool>,
+    runtime: Runtime,
+    keep: bool,
+) -> Result<Option<String>, EnvError> {
+    let refuse = |why: &str| {
+        Err(EnvError::Unsupported {
+            runtime: runtime.as_str(),
+            action: format!("put fault proxies on the links between components: {why}"),
+        })
+    };
+    match (asked, runtime, keep) {
+        (Some(false), ..) => Ok(Some("links were turned off (EcosystemBuilder::links(false))".into())),
+        (_, Runtime::Process | Runtime::Auto, false) => Ok(None),
+        (None, Runtime::Process | Runtime::Auto, true) => Ok(Some(
+            "a kept environment has no links: their proxies live in the harness process, which it outlives".into(),
+        )),
+        (Some(true), Runtime::Process | Runtime::Auto, true) => {
+            refuse("the proxies live in the harness process, which a kept environment outlives; drop `keep`")
+        }
+        (None, Runtime::Docker, _) => Ok(Some(
+            "links need the process runtime; this ecosystem runs under docker".into(),
+        )),
+        (None, Runtime::External, _) => Ok(Some(
+            "links need the process runtime; an external deployment is not started by the harness".into(),
+        )),
+        (Some(true), Runtime::Docker, _) => refuse(
+            "links need the process runtime (--runtime process); containers reach each other on their own network",
+        ),
+        (Some(true), Runtime::External, _) => {
+            refuse("links need the process runtime; an external deployment is not started by the harness")
+        }
+    }
 }
 
 /// Chooses the runtime for `auto` and says why.
@@ -199,6 +281,11 @@ pub struct Ecosystem {
     run_id: String,
     logs_dir: PathBuf,
     torn_down: bool,
+    /// Declared after the backend's teardown runs (in `Drop`), so proxies
+    /// stop after the components.
+    links: Links,
+    /// Why there are no links, when there are none.
+    links_off: Option<String>,
 }
 
 impl fmt::Debug for Ecosystem {
@@ -229,6 +316,9 @@ impl Ecosystem {
         let mut placements = BTreeMap::new();
         for c in self.file.components.values() {
             placements.insert(c.name.clone(), self.backend.place(c)?);
+        }
+        if self.links_off.is_none() {
+            self.links = Links::start(link_targets(&self.file, &placements)).await?;
         }
         for layer in self.file.layers.clone() {
             let this = &*self;
@@ -287,6 +377,22 @@ impl Ecosystem {
         placements: &BTreeMap<String, Placement>,
     ) -> Result<LaunchSpec, EnvError> {
         let me = &placements[&c.name];
+        // References to a component this one links to resolve to the link's proxy.
+        let through: BTreeMap<&str, Placement> = self
+            .links
+            .iter()
+            .filter(|l| l.from() == c.name)
+            .map(|l| {
+                (
+                    l.to(),
+                    Placement {
+                        inner_host: l.proxy().addr().ip().to_string(),
+                        inner_port: Some(l.proxy().addr().port()),
+                        bind_host: me.bind_host.clone(),
+                    },
+                )
+            })
+            .collect();
         let mut files = Vec::new();
         let file = &self.file;
         let backend = &self.backend;
@@ -303,7 +409,9 @@ impl Ecosystem {
                 Ref::Component { component, attr } => other_attr(
                     file,
                     &file.components[component],
-                    &placements[component],
+                    through
+                        .get(component.as_str())
+                        .unwrap_or(&placements[component]),
                     attr,
                 )?,
             })
@@ -428,6 +536,44 @@ impl Ecosystem {
             .map_err(|e| EnvError::other("connect to the ecosystem's Redis", e))
     }
 
+    /// The proxy on the link from component `from` to component `to`
+    /// (see [`crate::chaos::links`]): add toxics to it, or disable it.
+    pub fn link(&self, from: &str, to: &str) -> Result<&Proxy, EnvError> {
+        let name = format!("{from}->{to}");
+        if let Some(why) = &self.links_off {
+            return Err(EnvError::other(format!("use link `{name}`"), why));
+        }
+        self.links.get(from, to).map_err(|_| {
+            let hint = match (self.file.component(from), self.file.component(to)) {
+                (None, _) => format!("there is no component `{from}`"),
+                (_, None) => format!("there is no component `{to}`"),
+                (Some(_), Some(c)) if c.kind == Kind::Job || c.port.is_none() => {
+                    format!("`{to}` listens on no port")
+                }
+                _ => {
+                    format!("`{from}` references no host, port or url of `{to}` in its args or env")
+                }
+            };
+            EnvError::Chaos(self.links.missing(&name, hint))
+        })
+    }
+
+    /// The proxy on the link called `from->to`, e.g. `flow-api->redis`.
+    pub fn link_named(&self, name: &str) -> Result<&Proxy, EnvError> {
+        let (from, to) = parse_link(name).map_err(EnvError::Chaos)?;
+        self.link(from, to)
+    }
+
+    /// Every link, ordered by name (none without links).
+    pub fn links(&self) -> impl Iterator<Item = &Link> {
+        self.links.iter()
+    }
+
+    /// Removes every toxic from every link and enables them all.
+    pub fn reset_links(&self) -> Result<(), EnvError> {
+        self.links.reset().map_err(EnvError::Chaos)
+    }
+
     /// What `tekup-harness down` needs to stop this environment later.
     pub fn state(&self) -> serde_json::Value {
         serde_json::json!({
@@ -436,6 +582,11 @@ impl Ecosystem {
             "pid": std::process::id(),
             "logs": self.logs_dir,
             "backend": self.backend.keep_state(),
+            "links": self.links.iter().map(|l| serde_json::json!({
+                "name": l.name(),
+                "listen": l.proxy().addr().to_string(),
+                "upstream": l.proxy().upstream().to_string(),
+            })).collect::<Vec<_>>(),
         })
     }
 
@@ -446,6 +597,7 @@ impl Ecosystem {
         }
         self.torn_down = true;
         self.backend.teardown().await;
+        std::mem::take(&mut self.links).shutdown().await;
     }
 }
 

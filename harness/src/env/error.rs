@@ -59,6 +59,8 @@ pub enum EnvError {
         runtime: &'static str,
         action: String,
     },
+    #[error(transparent)]
+    Chaos(#[from] crate::chaos::ChaosError),
     #[error("no component `{0}` in the ecosystem")]
     NoSuchComponent(String),
     #[error("failed to {action}: {message}")]

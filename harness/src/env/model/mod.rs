@@ -277,7 +277,34 @@ impl EcosystemFile {
     pub fn component(&self, name: &str) -> Option<&Component> {
         self.components.get(name)
     }
+
+    /// The links `(from, to)` between components: `from` references the
+    /// `host`, `port`, `url` or `admin-url` of `to` (which listens on a
+    /// port) in its args or env. Under the process runtime each gets a fault
+    /// proxy (see `crate::chaos::links`).
+    pub fn links(&self) -> BTreeSet<(String, String)> {
+        let mut links = BTreeSet::new();
+        for c in self.components.values() {
+            let refs = c.args.iter().chain(c.env.values()).flat_map(|t| &t.refs);
+            for r in refs {
+                let Ref::Component { component, attr } = r else {
+                    continue;
+                };
+                let listens = self
+                    .components
+                    .get(component)
+                    .is_some_and(|to| to.kind != Kind::Job && to.port.is_some());
+                if listens && LINK_ATTRS.contains(&attr.as_str()) {
+                    links.insert((c.name.clone(), component.clone()));
+                }
+            }
+        }
+        links
+    }
 }
+
+/// The attributes of a component that say where it listens.
+const LINK_ATTRS: &[&str] = &["host", "port", "url", "admin-url"];
 
 fn build_component(
     at: &Locator<'_>,
