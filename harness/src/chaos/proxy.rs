@@ -1,7 +1,7 @@
 //! [`Proxy`]: a TCP listener on 127.0.0.1 that forwards every connection to
 //! one upstream address through a chain of [`Toxic`]s.
 //!
-//! Each accepted connection is one task ([`super::conn`]) that opens its own
+//! Each accepted connection is one task (`conn.rs`) that opens its own
 //! connection to the upstream, so an upstream that restarts on the same
 //! address is reached again by the next connection. The toxics live in a
 //! `watch` channel: adding, updating or removing one reaches the existing
