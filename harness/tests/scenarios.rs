@@ -12,7 +12,9 @@
 //! (`--test-threads N` to change it); those that need the ecosystem alone
 //! run alone. Reports go to `reports/` (`TEKUP_REPORTS_DIR`). Under
 //! `cargo nextest`, each scenario runs in its own process with its own
-//! ecosystem.
+//! ecosystem. The services and mocks are the binaries `cargo test
+//! --workspace` built; after changing them, run that (or `cargo build -p
+//! tekup-services -p tekup-mocks`, or set `TEKUP_BUILD=1`) first.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -295,9 +295,12 @@ async fn run_service(service: ServiceName, args: ServiceArgs, role: Role) -> any
 async fn connect_redis(url: &str, state: &mut AppState) -> anyhow::Result<redis::Client> {
     let shown = redact_url(url);
     let client = redis::Client::open(url).with_context(|| format!("invalid REDIS_URL {shown}"))?;
-    let manager = redis::aio::ConnectionManager::new(client.clone())
-        .await
-        .with_context(|| format!("failed to connect to Redis at {shown}"))?;
+    let manager = redis::aio::ConnectionManager::new_with_config(
+        client.clone(),
+        crate::queue::reconnecting(),
+    )
+    .await
+    .with_context(|| format!("failed to connect to Redis at {shown}"))?;
     state.events = Some(EventBus::new(manager));
     state.queues = Some(
         Queues::connect(client.clone())

@@ -57,6 +57,10 @@ pub(super) fn run(args: RunArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
     suite.file = args.file.clone();
     suite.runtime = args.runtime;
     suite.reports_dir = args.reports_dir.clone();
+    // Under `cargo run`, the services and mocks are built too, so the main
+    // job never runs stale binaries; an installed harness uses prebuilt ones.
+    suite.build |=
+        std::env::var_os("CARGO").is_some() && std::env::var_os("TEKUP_BIN_DIR").is_none();
     let alone = scenarios
         .iter()
         .filter(|s| needs_ecosystem_alone(s))

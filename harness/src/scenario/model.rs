@@ -327,6 +327,10 @@ pub enum ChaosStep {
     Restart {
         component: String,
     },
+    /// Removes every toxic from a link and brings it up again.
+    Heal {
+        link: String,
+    },
     Toxic {
         toxic: Toxic,
         /// `from->to`, e.g. `flow-api->redis`.

@@ -126,6 +126,7 @@ pub fn schema() -> Value {
         ("kill", obj(&[], json!({ "kill": text }))),
         ("pause", obj(&[], json!({ "pause": text, "for": duration }))),
         ("restart", obj(&[], json!({ "restart": text }))),
+        ("heal", obj(&[], json!({ "heal": text }))),
         (
             "toxic",
             obj(

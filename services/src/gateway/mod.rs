@@ -86,7 +86,9 @@ impl Gateway {
     ) -> Result<Arc<Self>, redis::RedisError> {
         let (audit_tx, audit_rx) = tokio::sync::mpsc::unbounded_channel();
         let hub = Hub::new(metrics, audit_tx, args.buffer);
-        let redis = ConnectionManager::new(client.clone()).await?;
+        let redis =
+            ConnectionManager::new_with_config(client.clone(), crate::queue::reconnecting())
+                .await?;
         let start_after = latest_cursor(&mut redis.clone()).await?;
         let gateway = Arc::new(Self {
             hub,
@@ -95,7 +97,8 @@ impl Gateway {
             shutdown: shutdown.clone(),
         });
         tokio::spawn(audit::run(db, audit_rx));
-        let reader = ConnectionManager::new(client).await?;
+        let reader =
+            ConnectionManager::new_with_config(client, crate::queue::reconnecting()).await?;
         tokio::spawn(read_stream(
             Arc::clone(&gateway.hub),
             reader,

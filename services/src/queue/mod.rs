@@ -53,6 +53,33 @@ pub enum QueueError {
     Redis(#[from] RedisError),
     #[error("failed to encode or decode a job")]
     Codec(#[from] serde_json::Error),
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+/// How the services' Redis connections reconnect after losing the server:
+/// a bounded connect (2 s) and short backoff (at most 1 s, 3 tries per
+/// attempt), so a healed link is used again within seconds rather than after
+/// the client's default back-off of more than ten.
+pub fn reconnecting() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(std::time::Duration::from_secs(2))
+        .set_number_of_retries(3)
+        .set_max_delay(1_000)
+}
+
+/// How long a request may wait for Redis to take a job (or answer a ping)
+/// before it is refused: a lost link must not hold requests until the
+/// client's reconnect gives up.
+pub const REDIS_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+async fn bounded<T>(
+    call: impl std::future::Future<Output = Result<T, RedisError>>,
+) -> Result<T, QueueError> {
+    match tokio::time::timeout(REDIS_CALL_TIMEOUT, call).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(QueueError::Timeout(REDIS_CALL_TIMEOUT)),
+    }
 }
 
 /// A job handed to a worker, with what is needed to settle it.
@@ -185,13 +212,14 @@ impl Queues {
         Ok(Consumer {
             queues: self.clone(),
             name: name.to_owned(),
-            blocking: ConnectionManager::new(self.client.clone()).await?,
+            blocking: ConnectionManager::new_with_config(self.client.clone(), reconnecting())
+                .await?,
         })
     }
 
     /// Connects to Redis and makes sure every consumer group exists.
     pub async fn connect(client: redis::Client) -> Result<Self, QueueError> {
-        let redis = ConnectionManager::new(client.clone()).await?;
+        let redis = ConnectionManager::new_with_config(client.clone(), reconnecting()).await?;
         let queues = Self { redis, client };
         queues.ensure_groups().await?;
         Ok(queues)
@@ -215,7 +243,7 @@ impl Queues {
     /// Checks that Redis answers.
     pub async fn ping(&self) -> Result<(), QueueError> {
         let mut redis = self.redis.clone();
-        let _: String = redis::cmd("PING").query_async(&mut redis).await?;
+        let _: String = bounded(redis::cmd("PING").query_async(&mut redis)).await?;
         Ok(())
     }
 
@@ -223,7 +251,7 @@ impl Queues {
     pub async fn enqueue(&self, job: &Job) -> Result<String, QueueError> {
         let mut redis = self.redis.clone();
         let json = serde_json::to_string(job)?;
-        Ok(redis.xadd(stream(job.queue), "*", &[("job", json)]).await?)
+        bounded(redis.xadd(stream(job.queue), "*", &[("job", json)])).await
     }
 
     async fn decode(

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::sql::SqlError;
 use super::{check, Run, StepError};
 use crate::report::{Message, MessageKind};
-use crate::scenario::model::{ChaosStep, MockFault, MockStep, RedisStep, SqlAs, SqlStep};
+use crate::scenario::model::{ChaosStep, MockFault, MockStep, RedisStep, SqlAs, SqlStep, Toxic};
 
 impl Run<'_> {
     pub(super) async fn sql(&mut self, step: &SqlStep) -> Result<(), StepError> {
@@ -385,10 +385,10 @@ impl Run<'_> {
             ChaosStep::Kill { component } => (component, "kill"),
             ChaosStep::Pause { component, .. } => (component, "pause"),
             ChaosStep::Restart { component } => (component, "restart"),
-            ChaosStep::Toxic { link, .. } => {
-                return Err(StepError::from(format!(
-                    "toxics on links (`{link}`) need the fault proxy, which this ecosystem was not started with"
-                )))
+            ChaosStep::Toxic { .. } | ChaosStep::Heal { .. } => {
+                let result = self.toxic(step).await;
+                self.service += started.elapsed();
+                return result;
             }
         };
         let component = self.component(name)?;
@@ -429,7 +429,7 @@ impl Run<'_> {
                 }
                 restarted.map(|_| ())
             }
-            ChaosStep::Toxic { .. } => Ok(()),
+            ChaosStep::Toxic { .. } | ChaosStep::Heal { .. } => Ok(()),
         };
         self.service += started.elapsed();
         result.map_err(|e| {
@@ -440,4 +440,101 @@ impl Run<'_> {
 
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Run<'_> {
+    /// A toxic on a link (or healing one): through the ecosystem's fault
+    /// proxies, which exist under the process runtime.
+    async fn toxic(&mut self, step: &ChaosStep) -> Result<(), StepError> {
+        let (link, toxic) = match step {
+            ChaosStep::Toxic { link, .. } => (link, Some(step)),
+            ChaosStep::Heal { link } => (link, None),
+            _ => return Ok(()),
+        };
+        let link = self.values.text(link)?;
+        let proxy = self
+            .runner
+            .eco
+            .link_named(&link)
+            .map_err(|e| StepError::from(crate::env::error_chain(&e)))?;
+        self.cleanup.links = true;
+        let parts = link
+            .split_once("->")
+            .map(|(a, b)| (a.to_owned(), b.to_owned()));
+        let (from, to) = parts.unwrap_or_else(|| (link.clone(), link.clone()));
+        self.involved.insert(from.clone());
+        self.involved.insert(to.clone());
+        let Some(ChaosStep::Toxic {
+            toxic,
+            upstream,
+            toxicity,
+            duration,
+            ..
+        }) = toxic
+        else {
+            self.observe(self.fault_message(&from, &to, "heal"));
+            proxy.reset().map_err(|e| StepError::from(e.to_string()))?;
+            return proxy.enable().map_err(|e| StepError::from(e.to_string()));
+        };
+        self.observe(self.fault_message(&from, &to, &format!("{toxic:?}")));
+        let name = self.correlation_id();
+        let undo: Box<dyn Fn() -> Result<(), crate::chaos::ChaosError> + Send + Sync> =
+            match proxy_toxic(toxic) {
+                None => {
+                    proxy
+                        .disable()
+                        .map_err(|e| StepError::from(e.to_string()))?;
+                    Box::new(|| proxy.enable())
+                }
+                Some(mut t) => {
+                    t = t.named(name.clone());
+                    if *upstream {
+                        t = t.upstream();
+                    }
+                    if let Some(x) = toxicity {
+                        t = t.toxicity(*x);
+                    }
+                    proxy.add(t).map_err(|e| StepError::from(e.to_string()))?;
+                    let name = name.clone();
+                    Box::new(move || proxy.remove(&name))
+                }
+            };
+        if let Some(d) = duration {
+            tokio::time::sleep(*d).await;
+            undo().map_err(|e| StepError::from(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn fault_message(&self, from: &str, to: &str, label: &str) -> Message {
+        Message {
+            at_ms: self.clock.now_ms(),
+            from: from.to_owned(),
+            to: to.to_owned(),
+            kind: MessageKind::Fault,
+            label: label.to_owned(),
+            correlation_id: None,
+        }
+    }
+}
+
+/// The fault proxy's form of a scenario's toxic; `None` for `down`, which
+/// disables the proxy instead.
+fn proxy_toxic(toxic: &Toxic) -> Option<crate::chaos::Toxic> {
+    use crate::chaos::Toxic as T;
+    let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    Some(match toxic {
+        Toxic::Latency { latency, jitter } => T::latency(*latency, *jitter),
+        Toxic::Bandwidth { rate } => T::bandwidth(*rate),
+        Toxic::SlowClose { delay } => T::slow_close(*delay),
+        Toxic::Timeout { timeout } => T::timeout(*timeout),
+        Toxic::ResetPeer { timeout } => T::reset_peer(*timeout),
+        Toxic::Slicer {
+            average,
+            variation,
+            delay,
+        } => T::slicer(size(*average), size(*variation), *delay),
+        Toxic::LimitData { bytes } => T::limit_data(*bytes),
+        Toxic::Down => return None,
+    })
 }

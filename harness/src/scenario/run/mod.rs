@@ -214,6 +214,8 @@ impl From<String> for StepError {
 /// What a run cleans up at its end, whatever happened.
 #[derive(Debug, Default)]
 struct Cleanup {
+    /// Toxics were put on links: every link is healed at the end.
+    links: bool,
     killed: BTreeSet<String>,
     paused: BTreeSet<String>,
     faulted_mocks: BTreeSet<String>,
@@ -571,6 +573,11 @@ impl<'r> Run<'r> {
                 }
             }
         }
+        if cleanup.links {
+            if let Err(e) = self.runner.eco.reset_links() {
+                tracing::warn!("healing the links after the scenario: {}", error_chain(&e));
+            }
+        }
         for mock in &cleanup.faulted_mocks {
             if let Ok(m) = self.runner.eco.mock(mock) {
                 let _ = self
@@ -760,6 +767,7 @@ fn label(kind: &StepKind) -> String {
         StepKind::Chaos(ChaosStep::Toxic { toxic, link, .. }) => {
             format!("chaos {toxic:?} on {link}")
         }
+        StepKind::Chaos(ChaosStep::Heal { link }) => format!("chaos heal {link}"),
         StepKind::Sleep(d) => format!("sleep {d:?}"),
     }
 }

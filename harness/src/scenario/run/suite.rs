@@ -21,8 +21,11 @@ pub struct Suite {
     pub runtime: Runtime,
     /// Where reports and component logs go.
     pub reports_dir: PathBuf,
-    /// Build the service and mock binaries before starting (keeps them fresh
-    /// when only this crate's tests were built).
+    /// Build the service and mock binaries (`cargo build`) before starting.
+    /// Off for tests by default: `cargo test --workspace` has built them, and
+    /// a `cargo build` of two packages resolves features differently, so it
+    /// would rebuild them (and `cargo test` again after it). `TEKUP_BUILD=1`
+    /// turns it on; `tekup-harness run` under `cargo run` turns it on.
     pub build: bool,
     state: tokio::sync::Mutex<Option<Result<Arc<Runner>, String>>>,
     started: Instant,
@@ -33,7 +36,7 @@ impl Suite {
     /// A suite in the workspace at `root`, configured from the environment:
     /// `TEKUP_ECOSYSTEM` (default `fixtures/ecosystem.toml`), `TEKUP_RUNTIME`
     /// (default `process`), `TEKUP_REPORTS_DIR` (default `reports`), and
-    /// `TEKUP_BIN_DIR` (prebuilt binaries: nothing is built).
+    /// `TEKUP_BUILD=1` (build the binaries first).
     pub fn new(root: PathBuf) -> Suite {
         let var = |name: &str| std::env::var_os(name).map(PathBuf::from);
         let runtime = std::env::var("TEKUP_RUNTIME")
@@ -43,10 +46,7 @@ impl Suite {
         Suite {
             file: var("TEKUP_ECOSYSTEM").unwrap_or_else(|| root.join("fixtures/ecosystem.toml")),
             reports_dir: var("TEKUP_REPORTS_DIR").unwrap_or_else(|| root.join("reports")),
-            // Only under cargo (`cargo test`, `cargo run`): an installed
-            // harness finds prebuilt binaries instead.
-            build: std::env::var_os("TEKUP_BIN_DIR").is_none()
-                && std::env::var_os("CARGO").is_some(),
+            build: std::env::var("TEKUP_BUILD").is_ok_and(|b| b == "1"),
             runtime,
             root,
             state: tokio::sync::Mutex::new(None),

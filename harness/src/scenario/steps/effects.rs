@@ -218,7 +218,12 @@ fn ratio(cx: &mut Cx<'_>, node: &Node) -> Option<f64> {
 }
 
 pub(super) fn chaos(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<ChaosStep> {
-    let (act, target) = action(cx, node, what, &["kill", "pause", "restart", "toxic"])?;
+    let (act, target) = action(
+        cx,
+        node,
+        what,
+        &["kill", "pause", "restart", "toxic", "heal"],
+    )?;
     let what = format!("`chaos: {act}` step");
     let allowed: &[&str] = match act {
         "pause" => &["pause", "for"],
@@ -238,12 +243,14 @@ pub(super) fn chaos(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<ChaosSte
             "bytes",
         ],
         "kill" => &["kill"],
+        "heal" => &["heal"],
         _ => &["restart"],
     };
     let f = fields(cx, node, &what, allowed)?;
     let name = string(cx, target, act)?;
     match act {
         "kill" => Some(ChaosStep::Kill { component: name }),
+        "heal" => Some(ChaosStep::Heal { link: name }),
         "restart" => Some(ChaosStep::Restart { component: name }),
         "pause" => Some(ChaosStep::Pause {
             component: name,
