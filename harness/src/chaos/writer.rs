@@ -177,6 +177,14 @@ impl<'a> Writer<'a> {
         to: &mut WriteHalf<'_>,
     ) -> Option<Outcome> {
         let stages: Vec<u64> = self.current().iter().map(|a| a.id).collect();
+        if stages.is_empty() {
+            // No toxic on this stream: straight through.
+            if to.write_all(&bytes).await.is_err() {
+                return Some(Outcome::Close);
+            }
+            self.count(bytes.len());
+            return None;
+        }
         let mut work = VecDeque::from([Piece {
             stage: 0,
             bytes,
