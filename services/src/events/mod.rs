@@ -144,16 +144,31 @@ impl EventBus {
         }
         let json = serde_json::to_string(event)?;
         let mut redis = self.redis.clone();
-        let cursor: String = redis
-            .xadd_maxlen(
-                EVENTS_STREAM,
-                redis::streams::StreamMaxlen::Approx(STREAM_MAX_LEN),
-                "*",
-                &[("event", json)],
-            )
-            .await?;
-        tracing::debug!(event = %event.id, kind = event.kind, cursor, "event published");
-        Ok(cursor)
+        // A connection broken while Redis was away fails the first command
+        // after it is back (and starts the reconnect); try once more then.
+        // Safe: the gateway drops an event id it has already delivered.
+        let mut retried = false;
+        loop {
+            let sent: Result<String, redis::RedisError> = redis
+                .xadd_maxlen(
+                    EVENTS_STREAM,
+                    redis::streams::StreamMaxlen::Approx(STREAM_MAX_LEN),
+                    "*",
+                    &[("event", json.as_str())],
+                )
+                .await;
+            match sent {
+                Ok(cursor) => {
+                    tracing::debug!(event = %event.id, kind = event.kind, cursor, "event published");
+                    return Ok(cursor);
+                }
+                Err(e) if !retried && (e.is_io_error() || e.is_connection_dropped()) => {
+                    tracing::warn!(event = %event.id, error = %e, "publishing failed on a dropped connection; trying once more");
+                    retried = true;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 
