@@ -24,23 +24,47 @@ pub(crate) struct Scope {
     pub(crate) connections: BTreeSet<String>,
 }
 
-/// The references in a text: `Ok(names)` or the error message of a malformed one.
-pub fn references(text: &str) -> Result<Vec<String>, String> {
+/// A part of a text: literal text, or the name inside a `${...}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Piece<'t> {
+    Text(&'t str),
+    Ref(&'t str),
+}
+
+/// Splits a text into literal parts and references (`$${` is the literal
+/// text `${`); `Err` is the message for an unterminated `${`. The checker
+/// and the runner's expansion both read texts through this.
+pub(crate) fn pieces(text: &str) -> Result<Vec<Piece<'_>>, String> {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(at) = rest.find("${") {
         if rest[..at].ends_with('$') {
+            out.push(Piece::Text(&rest[..at - 1]));
+            out.push(Piece::Text("${"));
             rest = &rest[at + 2..];
             continue;
         }
+        out.push(Piece::Text(&rest[..at]));
         let after = &rest[at + 2..];
         let Some(end) = after.find('}') else {
             return Err("unterminated `${` (no closing `}`)".to_owned());
         };
-        out.push(after[..end].trim().to_owned());
+        out.push(Piece::Ref(after[..end].trim()));
         rest = &after[end + 1..];
     }
+    out.push(Piece::Text(rest));
     Ok(out)
+}
+
+/// The references in a text: `Ok(names)` or the error message of a malformed one.
+pub fn references(text: &str) -> Result<Vec<String>, String> {
+    Ok(pieces(text)?
+        .into_iter()
+        .filter_map(|p| match p {
+            Piece::Ref(name) => Some(name.to_owned()),
+            Piece::Text(_) => None,
+        })
+        .collect())
 }
 
 impl Scope {

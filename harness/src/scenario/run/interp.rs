@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::scenario::vars::{pieces, Piece};
+
 /// A fresh tenant the run created for a scenario tenant name.
 #[derive(Debug, Clone)]
 pub(crate) struct Tenant {
@@ -103,27 +105,15 @@ impl Values {
     /// Expands every reference in a text; non-string values are written as JSON.
     pub(crate) fn text(&self, text: &str) -> Result<String, String> {
         let mut out = String::with_capacity(text.len());
-        let mut rest = text;
-        while let Some(at) = rest.find("${") {
-            if rest[..at].ends_with('$') {
-                // `$${` is a literal `${`.
-                out.push_str(&rest[..at - 1]);
-                out.push_str("${");
-                rest = &rest[at + 2..];
-                continue;
+        for piece in pieces(text).map_err(|e| format!("{e} in `{text}`"))? {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Ref(name) => match self.lookup(name)? {
+                    Value::String(s) => out.push_str(&s),
+                    other => out.push_str(&other.to_string()),
+                },
             }
-            out.push_str(&rest[..at]);
-            let after = &rest[at + 2..];
-            let end = after
-                .find('}')
-                .ok_or_else(|| format!("unterminated `${{` in `{text}`"))?;
-            match self.lookup(after[..end].trim())? {
-                Value::String(s) => out.push_str(&s),
-                other => out.push_str(&other.to_string()),
-            }
-            rest = &after[end + 1..];
         }
-        out.push_str(rest);
         Ok(out)
     }
 
@@ -168,8 +158,10 @@ impl Values {
 }
 
 fn whole_reference(s: &str) -> Option<&str> {
-    let inner = s.strip_prefix("${")?.strip_suffix('}')?;
-    (!inner.contains('}') && !inner.contains("${")).then(|| inner.trim())
+    match pieces(s).ok()?.as_slice() {
+        [Piece::Text(""), Piece::Ref(name), Piece::Text("")] => Some(name),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
