@@ -351,14 +351,8 @@ impl Run<'_> {
             spec["ratio"] = json!(r);
         }
         self.cleanup.faulted_mocks.insert(mock.to_owned());
-        self.observe(Message {
-            at_ms: self.clock.now_ms(),
-            from: "harness".into(),
-            to: mock.to_owned(),
-            kind: MessageKind::Fault,
-            label: format!("fault {}", spec["kind"].as_str().unwrap_or_default()),
-            correlation_id: None,
-        });
+        let label = format!("fault {}", spec["kind"].as_str().unwrap_or_default());
+        self.observe(self.fault_message("harness", mock, &label));
         let response = self
             .runner
             .http
@@ -393,14 +387,7 @@ impl Run<'_> {
         };
         let component = self.component(name)?;
         self.involved.insert(name.clone());
-        self.observe(Message {
-            at_ms: self.clock.now_ms(),
-            from: "harness".into(),
-            to: name.clone(),
-            kind: MessageKind::Fault,
-            label: label.to_owned(),
-            correlation_id: None,
-        });
+        self.observe(self.fault_message("harness", name, label));
         let result = match step {
             ChaosStep::Kill { .. } => {
                 self.cleanup.killed.insert(name.clone());
@@ -506,6 +493,7 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// A fault the harness caused, for the sequence diagram.
     fn fault_message(&self, from: &str, to: &str, label: &str) -> Message {
         Message {
             at_ms: self.clock.now_ms(),

@@ -86,7 +86,7 @@ impl Run<'_> {
         if let Some(body) = &body {
             request = request.json(body);
         }
-        let target = participant(&step.service);
+        let target = step.service.clone();
         self.observe(Message {
             at_ms: self.clock.now_ms(),
             from: "harness".into(),
@@ -353,11 +353,6 @@ impl Run<'_> {
             ))
         })
     }
-}
-
-/// The participant a service or mock is drawn as.
-fn participant(component: &str) -> String {
-    component.to_owned()
 }
 
 fn path_only(path: &str) -> &str {
