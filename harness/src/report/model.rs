@@ -146,6 +146,18 @@ pub enum MessageKind {
     Fault,
 }
 
+impl MessageKind {
+    /// Every kind, in the order the legend lists them.
+    pub const ALL: [MessageKind; 6] = [
+        MessageKind::Request,
+        MessageKind::Response,
+        MessageKind::Event,
+        MessageKind::Job,
+        MessageKind::Query,
+        MessageKind::Fault,
+    ];
+}
+
 /// One arrow of the sequence diagram.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -28,15 +28,6 @@ const LOOP_WIDTH: u32 = 28;
 /// Rough width of a character of the 12px monospace font.
 const CHAR_WIDTH: u32 = 7;
 
-const KINDS: [MessageKind; 6] = [
-    MessageKind::Request,
-    MessageKind::Response,
-    MessageKind::Event,
-    MessageKind::Job,
-    MessageKind::Query,
-    MessageKind::Fault,
-];
-
 /// How one kind of message is drawn.
 struct Style {
     color: &'static str,
@@ -145,7 +136,7 @@ impl Diagram<'_> {
 
     fn push_markers(&self, svg: &mut String) {
         svg.push_str("<defs>\n");
-        for kind in KINDS {
+        for kind in MessageKind::ALL {
             let Style {
                 color, open_head, ..
             } = style(kind);
@@ -209,15 +200,10 @@ impl Diagram<'_> {
     }
 
     fn push_arrow(&self, svg: &mut String, kind: MessageKind, d: &str) {
-        let Style {
-            color, dash, width, ..
-        } = style(kind);
-        let dash = dash
-            .map(|d| format!(r#" stroke-dasharray="{d}""#))
-            .unwrap_or_default();
         let _ = writeln!(
             svg,
-            r#"<path class="arrow" d="{d}" fill="none" stroke="{color}" stroke-width="{width}"{dash} marker-end="url(#{})"/>"#,
+            r#"<path class="arrow" d="{d}" fill="none"{} marker-end="url(#{})"/>"#,
+            stroke(kind),
             escape_attr(&self.marker_id(kind))
         );
     }
@@ -237,6 +223,17 @@ fn push_box(svg: &mut String, name: &str, x: u32, y: u32) {
         escape_text(name),
         escape_text(&text::truncate(name, ((LANE - 24) / CHAR_WIDTH) as usize))
     );
+}
+
+/// The stroke attributes of a kind's line, as in the diagram and the legend.
+fn stroke(kind: MessageKind) -> String {
+    let Style {
+        color, dash, width, ..
+    } = style(kind);
+    let dash = dash
+        .map(|d| format!(r#" stroke-dasharray="{d}""#))
+        .unwrap_or_default();
+    format!(r#" stroke="{color}" stroke-width="{width}"{dash}"#)
 }
 
 /// The hover text of a message: everything about it on one line.
@@ -259,16 +256,11 @@ fn title(message: &Message) -> String {
 /// diagram, then its name.
 pub(crate) fn legend() -> String {
     let mut html = String::from(r#"<p class="legend">"#);
-    for kind in KINDS {
-        let Style {
-            color, dash, width, ..
-        } = style(kind);
-        let dash = dash
-            .map(|d| format!(r#" stroke-dasharray="{d}""#))
-            .unwrap_or_default();
+    for kind in MessageKind::ALL {
         let _ = write!(
             html,
-            r#"<span><svg width="28" height="8" aria-hidden="true"><line x1="0" y1="4" x2="28" y2="4" stroke="{color}" stroke-width="{width}"{dash}/></svg> {}</span> "#,
+            r#"<span><svg width="28" height="8" aria-hidden="true"><line x1="0" y1="4" x2="28" y2="4"{}/></svg> {}</span> "#,
+            stroke(kind),
             text::message_kind(kind)
         );
     }

@@ -188,14 +188,7 @@ mod tests {
         ] {
             assert_eq!(section(s), json(serde_json::json!(s)));
         }
-        for k in [
-            MessageKind::Request,
-            MessageKind::Response,
-            MessageKind::Event,
-            MessageKind::Job,
-            MessageKind::Query,
-            MessageKind::Fault,
-        ] {
+        for k in MessageKind::ALL {
             assert_eq!(message_kind(k), json(serde_json::json!(k)));
         }
     }
