@@ -79,9 +79,13 @@ fn plural(n: usize, what: &str) -> String {
 
 /// A value in one line, cut at 120 characters.
 pub(crate) fn short(v: &Value) -> String {
-    let text = v.to_string();
-    if text.chars().count() > 120 {
-        format!("{}…", text.chars().take(119).collect::<String>())
+    cut(v.to_string(), 120)
+}
+
+/// `text` cut to at most `max` characters, the last one `…` when cut.
+pub(crate) fn cut(text: String, max: usize) -> String {
+    if text.chars().count() > max {
+        format!("{}…", text.chars().take(max - 1).collect::<String>())
     } else {
         text
     }

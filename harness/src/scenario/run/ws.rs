@@ -195,12 +195,7 @@ impl Conn {
             .iter()
             .zip(&inbox.taken)
             .map(|(f, taken)| {
-                let text = f.to_string();
-                let text = if text.chars().count() > 600 {
-                    format!("{}…", text.chars().take(599).collect::<String>())
-                } else {
-                    text
-                };
+                let text = check::cut(f.to_string(), 600);
                 if *taken {
                     format!("(expected) {text}")
                 } else {
