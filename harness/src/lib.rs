@@ -27,13 +27,15 @@
 //!   ecosystem's links: one proxy per `from->to` between components, e.g.
 //!   `eco.link("flow-api", "redis")?.disable()?`.
 //!
-//! What this crate will hold (see `DESIGN.md` in the repository):
-//! - the scenario runner;
-//! - `load`: goose load profiles with SLO thresholds;
-//! - `report`: JUnit XML, JSON and HTML reports.
+//! - [`load`]: goose load profiles (lead creation, contact sync, mixed,
+//!   WebSocket fan-out) judged against the platform's targets, with
+//!   reports that merge across machines.
+//!
+//! - [`report`]: JUnit XML, JSON and HTML reports of scenario runs.
 
 pub mod chaos;
 pub mod cli;
 pub mod env;
+pub mod load;
 pub mod report;
 pub mod scenario;

@@ -4,6 +4,7 @@
 //! 2 a usage error (from clap).
 
 mod doctor;
+mod load;
 mod run;
 mod scenario;
 
@@ -43,6 +44,9 @@ enum Command {
     Doctor(FileArgs),
     /// Runs scenario files against the ecosystem (started here, or --runtime external).
     Run(run::RunArgs),
+    /// Loads the ecosystem (or a deployment, --host) with a goose profile and judges it
+    /// against the platform's targets; `load merge` merges several machines' reports.
+    Load(Box<load::LoadArgs>),
     /// Checks scenario files (default: scenarios/); exit 1 when any is invalid.
     Validate {
         /// Files or directories of `*.yaml` scenarios.
@@ -158,6 +162,7 @@ pub fn main() -> ExitCode {
     };
     let command = match cli.command {
         Command::Run(args) => return run::run(args, &runtime),
+        Command::Load(args) => return load::run(*args, &runtime),
         other => other,
     };
     match runtime.block_on(run(command)) {
@@ -241,7 +246,11 @@ async fn run(command: Command) -> Result<(), Failure> {
             env::docker::reap(&run).await.map_err(|e| (e, None))?;
             Ok(())
         }
-        Command::Validate { .. } | Command::Schema | Command::New(_) | Command::Run(_) => Ok(()),
+        Command::Validate { .. }
+        | Command::Schema
+        | Command::New(_)
+        | Command::Run(_)
+        | Command::Load(_) => Ok(()),
     }
 }
 
