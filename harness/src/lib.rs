@@ -27,13 +27,19 @@
 //!   ecosystem's links: one proxy per `from->to` between components, e.g.
 //!   `eco.link("flow-api", "redis")?.disable()?`.
 //!
-//! What this crate will hold (see `DESIGN.md` in the repository):
-//! - the scenario runner;
-//! - `load`: goose load profiles with SLO thresholds;
-//! - `report`: JUnit XML, JSON and HTML reports.
+//! - [`platform`]: a typed client of the platform's API (tenants, tenant
+//!   requests), for the suites that drive it from Rust.
+//!
+//! - [`invariants`]: what must hold after load and faults (nothing lost,
+//!   nothing duplicated, everything processed or dead-lettered, breakers
+//!   closed), checked against the platform's own stores.
+//!
+//! - [`report`]: JUnit XML, JSON and HTML reports.
 
 pub mod chaos;
 pub mod cli;
 pub mod env;
+pub mod invariants;
+pub mod platform;
 pub mod report;
 pub mod scenario;
