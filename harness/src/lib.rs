@@ -27,15 +27,24 @@
 //!   ecosystem's links: one proxy per `from->to` between components, e.g.
 //!   `eco.link("flow-api", "redis")?.disable()?`.
 //!
+//! - [`platform`]: a typed client of the platform's API (tenants, tenant
+//!   requests), for the suites that drive it from Rust.
+//!
+//! - [`invariants`]: what must hold after load and faults (nothing lost,
+//!   nothing duplicated, everything processed or dead-lettered, breakers
+//!   closed), checked against the platform's own stores.
+//!
 //! - [`load`]: goose load profiles (lead creation, contact sync, mixed,
 //!   WebSocket fan-out) judged against the platform's targets, with
 //!   reports that merge across machines.
 //!
-//! - [`report`]: JUnit XML, JSON and HTML reports of scenario runs.
+//! - [`report`]: JUnit XML, JSON and HTML reports.
 
 pub mod chaos;
 pub mod cli;
 pub mod env;
+pub mod invariants;
 pub mod load;
+pub mod platform;
 pub mod report;
 pub mod scenario;

@@ -14,7 +14,8 @@ use clap::{Args, Subcommand};
 
 use super::{out, say, Stop};
 use crate::env::{error_chain, Ecosystem, Progress, Runtime};
-use crate::load::{self, LoadReport, Plan, Profile, Targets, Thresholds};
+use crate::load::{self, LoadReport, Plan, Profile, Thresholds};
+use crate::platform::Platform;
 
 #[derive(Debug, Args)]
 #[command(
@@ -182,14 +183,15 @@ async fn load(args: &LoadArgs, profile: Profile) -> Result<LoadReport, Failure> 
     plan.progress = Box::new(|line| say(&format!("load: {line}")));
     let Some(host) = &args.host else {
         let mut eco = start(args).await?;
-        let mut targets = Targets::of(&eco).map_err(|e| (error_chain(&e), None))?;
-        if let Some(token) = &args.admin_token {
-            targets.admin_token.clone_from(token);
-        }
-        let report = load::run(&plan, &targets).await;
+        let report = match local_platform(&eco, args.admin_token.clone()) {
+            Ok(platform) => load::run(&plan, &platform)
+                .await
+                .map_err(|e| (error_chain(&e), None)),
+            Err(e) => Err((error_chain(&e), None)),
+        };
         say("stopping the ecosystem …");
         eco.shutdown().await;
-        return report.map_err(|e| (error_chain(&e), None));
+        return report;
     };
     let Some(admin_token) = args.admin_token.clone() else {
         return Err((
@@ -197,21 +199,45 @@ async fn load(args: &LoadArgs, profile: Profile) -> Result<LoadReport, Failure> 
             Some("give the services' ADMIN_TOKEN with --admin-token or TEKUP_ADMIN_TOKEN"),
         ));
     };
-    let targets = Targets {
-        flow_api: host.clone(),
-        crm_api: args.crm_host.clone(),
-        gateway: args.gateway_host.clone(),
-        admin_token,
-    };
-    load::run(&plan, &targets).await.map_err(|e| {
-        let hint = match e {
-            load::LoadError::Tenants { .. } => {
+    let urls = [
+        ("flow-api", Some(host)),
+        ("crm-api", args.crm_host.as_ref()),
+        ("gateway", args.gateway_host.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(name, url)| Some((name.to_owned(), url?.clone())))
+    .collect();
+    let platform = Platform::new(urls, admin_token).map_err(|e| (error_chain(&e), None))?;
+    load::run(&plan, &platform).await.map_err(|e| {
+        let hint = match &e {
+            load::LoadError::Tenants(crate::platform::PlatformError::Transport { .. }) => {
                 Some("is --host the deployment's flow-api, reachable from here?")
             }
+            load::LoadError::Tenants(crate::platform::PlatformError::TenantRefused {
+                status: 401 | 403,
+                ..
+            }) => Some("give the deployment's ADMIN_TOKEN with --admin-token or TEKUP_ADMIN_TOKEN"),
             _ => None,
         };
         (error_chain(&e), hint)
     })
+}
+
+/// The local ecosystem's services, with `--admin-token` if given.
+fn local_platform(
+    eco: &Ecosystem,
+    admin_token: Option<String>,
+) -> Result<Platform, crate::platform::PlatformError> {
+    match admin_token {
+        None => Platform::from_ecosystem(eco),
+        Some(token) => {
+            let urls = eco
+                .components()
+                .filter_map(|c| Some((c.name().to_owned(), c.url()?)))
+                .collect();
+            Platform::new(urls, token)
+        }
+    }
 }
 
 /// Starts the local ecosystem (building the binaries first under `cargo run`).

@@ -25,8 +25,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::hist::Histogram;
 use super::report::{DeliveryStats, QueueStats};
-use super::tenants::Tenant;
 use super::LoadError;
+use crate::platform::TenantKey as Tenant;
 
 /// How long a client may take to connect and be welcomed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);

@@ -24,7 +24,6 @@ pub mod html;
 mod profiles;
 pub mod report;
 mod run;
-mod tenants;
 pub mod thresholds;
 
 use std::path::PathBuf;
@@ -32,8 +31,7 @@ use std::path::PathBuf;
 pub use hist::Histogram;
 pub use profiles::Profile;
 pub use report::{DeliveryStats, KindStats, LoadReport, QueueStats};
-pub use run::{run, Plan, Targets};
-pub use tenants::Tenant;
+pub use run::{run, Plan};
 pub use thresholds::{Thresholds, Verdict};
 
 /// Why a load run (or a merge of reports) could not be made.
@@ -49,12 +47,10 @@ pub enum LoadError {
         service: &'static str,
         hint: &'static str,
     },
-    #[error("failed to create the load tenants at {url}: {why}")]
-    Tenants { url: String, why: String },
+    #[error("failed to create the load tenants")]
+    Tenants(#[source] crate::platform::PlatformError),
     #[error("failed to connect a WebSocket client to {url}: {why}")]
     Gateway { url: String, why: String },
-    #[error("failed to set up the HTTP client")]
-    Client(#[source] reqwest::Error),
     #[error("the load run failed")]
     Goose(#[source] Box<goose::GooseError>),
     #[error("failed to read the load report {}", path.display())]

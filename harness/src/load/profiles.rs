@@ -17,7 +17,7 @@ use goose::prelude::*;
 use serde_json::{json, Value};
 
 use super::events::Watch;
-use super::tenants::Tenant;
+use crate::platform::TenantKey as Tenant;
 
 /// A load profile: what each user does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

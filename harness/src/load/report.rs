@@ -139,7 +139,7 @@ impl LoadReport {
             total.merge(&kind.histogram);
             errors += kind.errors;
         }
-        self.total = KindStats::new("all HTTP requests", errors, total);
+        self.total = KindStats::new("all requests", errors, total);
         self.thresholds = limits;
         self.verdicts = evaluate(self, &limits);
         self.passed = self.verdicts.iter().all(|v| v.passed);

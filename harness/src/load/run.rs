@@ -14,44 +14,11 @@ use super::hist::Histogram;
 use super::profiles::{self, Ctx, Profile};
 use super::report::{KindStats, LoadReport, FORMAT_VERSION};
 use super::thresholds::Thresholds;
-use super::{tenants, LoadError};
-use crate::env::Ecosystem;
+use super::LoadError;
+use crate::platform::{Platform, TenantKey};
 
 /// Goose keeps process-wide state: one run at a time per process.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Where the load goes.
-#[derive(Debug, Clone)]
-pub struct Targets {
-    /// flow-api's base URL (also where tenants are created).
-    pub flow_api: String,
-    pub crm_api: Option<String>,
-    pub gateway: Option<String>,
-    /// The services' `ADMIN_TOKEN`, to create tenants.
-    pub admin_token: String,
-}
-
-impl Targets {
-    /// The URLs of a started ecosystem; the admin token from
-    /// `TEKUP_ADMIN_TOKEN` or the ecosystem file's `admin-token`.
-    pub fn of(eco: &Ecosystem) -> Result<Targets, crate::env::EnvError> {
-        let admin_token = std::env::var("TEKUP_ADMIN_TOKEN")
-            .ok()
-            .or_else(|| eco.file().vars.get("admin-token").cloned())
-            .ok_or_else(|| {
-                crate::env::EnvError::other(
-                    "find the admin token",
-                    "set `admin-token` in the ecosystem file's [vars] or TEKUP_ADMIN_TOKEN",
-                )
-            })?;
-        Ok(Targets {
-            flow_api: eco.url("flow-api")?,
-            crm_api: eco.url("crm-api").ok(),
-            gateway: eco.url("gateway").ok(),
-            admin_token,
-        })
-    }
-}
 
 /// What to run and how it is judged.
 pub struct Plan {
@@ -99,19 +66,36 @@ impl Plan {
     }
 }
 
-/// Runs `plan` against `targets` and judges it. A breach is in the
-/// report's verdicts, not an error: errors are what kept the run from
-/// being made (a missing service, a refused admin token, goose failing).
-pub async fn run(plan: &Plan, targets: &Targets) -> Result<LoadReport, LoadError> {
+/// Requests per minute a load tenant may make.
+const LOAD_RATE_LIMIT_PER_MINUTE: u32 = 10_000_000;
+/// Tenants created at once.
+const CREATE_AT_ONCE: usize = 8;
+
+/// Runs `plan` against the platform's flow-api, crm-api and gateway, and
+/// judges it. A breach is in the report's verdicts, not an error: errors
+/// are what kept the run from being made (a missing service, a refused
+/// admin token, goose failing).
+///
+/// Each user gets a fresh tenant of its own, made before the run: users
+/// never share a rate limit bucket or a WebSocket room, and the run's data
+/// stays in tenants of its own. They are made with a rate limit far above
+/// what a run sends, so a 429 is the platform refusing load.
+pub async fn run(plan: &Plan, platform: &Platform) -> Result<LoadReport, LoadError> {
     let profile = plan.profile;
-    if profile.needs_crm() && targets.crm_api.is_none() {
+    let flow_api = platform
+        .url("flow-api")
+        .map_err(LoadError::Tenants)?
+        .to_owned();
+    let crm_api = platform.url("crm-api").ok().map(str::to_owned);
+    let gateway = platform.url("gateway").ok().map(str::to_owned);
+    if profile.needs_crm() && crm_api.is_none() {
         return Err(LoadError::MissingTarget {
             profile,
             service: "crm-api",
             hint: "give its URL with --crm-host",
         });
     }
-    if profile.needs_gateway() && targets.gateway.is_none() {
+    if profile.needs_gateway() && gateway.is_none() {
         return Err(LoadError::MissingTarget {
             profile,
             service: "the gateway",
@@ -121,24 +105,8 @@ pub async fn run(plan: &Plan, targets: &Targets) -> Result<LoadReport, LoadError
     let _alone = ONE_AT_A_TIME.lock().await;
     let say = &plan.progress;
     let users = plan.users.max(1);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .user_agent("tekup-harness load")
-        .build()
-        .map_err(LoadError::Client)?;
-    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-    say(&format!(
-        "creating {users} tenant(s) at {}",
-        targets.flow_api
-    ));
-    let tenants = tenants::create(
-        &http,
-        &targets.flow_api,
-        &targets.admin_token,
-        &run_id,
-        users,
-    )
-    .await?;
+    say(&format!("creating {users} tenant(s) at {flow_api}"));
+    let tenants = create_tenants(platform, users).await?;
 
     // Clients on the gateway: one per tenant to see leads processed, or
     // `ws_clients` per tenant for the fan-out.
@@ -147,7 +115,7 @@ pub async fn run(plan: &Plan, targets: &Targets) -> Result<LoadReport, LoadError
         _ => 1,
     };
     let mut connects = None;
-    let (watch, clients) = match (&targets.gateway, profile.creates_leads()) {
+    let (watch, clients) = match (&gateway, profile.creates_leads()) {
         (Some(gateway), true) => {
             say(&format!(
                 "connecting {} WebSocket client(s) to {gateway}",
@@ -162,8 +130,8 @@ pub async fn run(plan: &Plan, targets: &Targets) -> Result<LoadReport, LoadError
     };
 
     let ctx = Arc::new(Ctx::new(
-        targets.flow_api.clone(),
-        targets.crm_api.clone(),
+        flow_api.clone(),
+        crm_api.clone(),
         tenants,
         watch.clone(),
     ));
@@ -171,7 +139,7 @@ pub async fn run(plan: &Plan, targets: &Targets) -> Result<LoadReport, LoadError
     let hatch = plan.hatch_rate.unwrap_or(users as f64).max(0.01);
     let mut attack = GooseAttack::initialize_with_config(GooseConfiguration::default())?
         .register_scenario(profiles::scenario(profile, &ctx)?)
-        .set_default(GooseDefault::Host, targets.flow_api.as_str())?
+        .set_default(GooseDefault::Host, flow_api.as_str())?
         .set_default(GooseDefault::Users, users)?
         .set_default(GooseDefault::RunTime, run_secs)?
         .set_default(GooseDefault::IncreaseRate, hatch.to_string().as_str())?
@@ -218,9 +186,9 @@ pub async fn run(plan: &Plan, targets: &Targets) -> Result<LoadReport, LoadError
     report.started_at = started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     report.users = users as u64;
     report.targets = [
-        Some(&targets.flow_api),
-        targets.crm_api.as_ref().filter(|_| profile.needs_crm()),
-        targets.gateway.as_ref().filter(|_| watch.is_some()),
+        Some(&flow_api),
+        crm_api.as_ref().filter(|_| profile.needs_crm()),
+        gateway.as_ref().filter(|_| watch.is_some()),
     ]
     .into_iter()
     .flatten()
@@ -249,6 +217,23 @@ pub async fn run(plan: &Plan, targets: &Targets) -> Result<LoadReport, LoadError
         .clone();
     report.judge(plan.thresholds);
     Ok(report)
+}
+
+async fn create_tenants(platform: &Platform, count: usize) -> Result<Vec<TenantKey>, LoadError> {
+    use futures::StreamExt as _;
+    futures::stream::iter(0..count)
+        .map(|i| async move {
+            let name = format!("load-{i}");
+            platform
+                .create_tenant_with_rate_limit(&name, LOAD_RATE_LIMIT_PER_MINUTE)
+                .await
+        })
+        .buffered(CREATE_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(LoadError::Tenants)
 }
 
 /// The request kinds goose measured, as mergeable histograms.

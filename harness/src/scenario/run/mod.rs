@@ -29,7 +29,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokio::sync::Notify;
 
 pub use output::failure_text;
@@ -38,6 +37,7 @@ pub use suite::Suite;
 
 use super::model::{EventuallyStep, Scenario, Step, StepKind};
 use crate::env::{error_chain, Ecosystem};
+use crate::platform::{Platform, PlatformError, TENANT_SERVICE};
 use crate::report::{Failure, Message, ScenarioReport, Section, Status, StepReport};
 use interp::{Tenant, Values};
 
@@ -47,8 +47,6 @@ pub const DEFAULT_SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Teardown steps and clean-up get this long after a failure or timeout.
 const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(60);
-/// The service that creates tenants (`POST /admin/tenants`).
-const TENANT_SERVICE: &str = "flow-api";
 /// Log lines of each involved component shown with a failure.
 const LOG_LINES: usize = 25;
 
@@ -64,7 +62,7 @@ pub enum RunnerError {
 pub struct Runner {
     eco: Arc<Ecosystem>,
     http: reqwest::Client,
-    admin_token: String,
+    platform: Platform,
     pg: Result<sqlx::PgPool, String>,
     redis: Result<redis::aio::MultiplexedConnection, String>,
     bus: observe::Bus,
@@ -77,15 +75,8 @@ impl Runner {
     /// A runner on `eco`. Postgres and Redis are optional (an external
     /// deployment may not expose them): steps that need them fail saying so.
     pub async fn new(eco: Arc<Ecosystem>) -> Result<Runner, RunnerError> {
-        let admin_token = std::env::var("TEKUP_ADMIN_TOKEN")
-            .ok()
-            .or_else(|| eco.file().vars.get("admin-token").cloned())
-            .ok_or_else(|| {
-                RunnerError::Setup(
-                    "no admin token: set `admin-token` in the ecosystem file's [vars] or TEKUP_ADMIN_TOKEN"
-                        .into(),
-                )
-            })?;
+        let platform =
+            Platform::from_ecosystem(&eco).map_err(|e| RunnerError::Setup(error_chain(&e)))?;
         let http = reqwest::Client::builder()
             .timeout(DEFAULT_STEP_TIMEOUT)
             .user_agent("tekup-harness")
@@ -101,7 +92,7 @@ impl Runner {
         Ok(Runner {
             eco,
             http,
-            admin_token,
+            platform,
             pg,
             redis,
             bus,
@@ -469,57 +460,23 @@ impl<'r> Run<'r> {
 
     /// Creates a fresh tenant for every name of `tenants:`.
     async fn create_tenants(&mut self) -> Result<(), StepError> {
-        let url = self
-            .runner
-            .components
-            .get(TENANT_SERVICE)
-            .ok_or_else(|| {
-                StepError::from(format!(
-                    "the scenario declares tenants but the ecosystem has no `{TENANT_SERVICE}` to create them"
-                ))
-            })?
-            .clone();
         for name in &self.scenario.tenants {
-            let id = format!(
-                "{}-{}",
-                sanitize(name),
-                &uuid::Uuid::new_v4().simple().to_string()[..8]
-            );
             let sent = Instant::now();
-            let response = self
-                .runner
-                .http
-                .post(format!("{url}/admin/tenants"))
-                .bearer_auth(&self.runner.admin_token)
-                .json(&json!({ "id": id, "name": name }))
-                .send()
-                .await;
+            let made = self.runner.platform.create_tenant(name).await;
             self.service += sent.elapsed();
-            let response = response.map_err(|e| {
-                StepError::from(format!(
-                    "creating tenant `{name}` at {TENANT_SERVICE}: {}",
-                    error_chain(&e)
-                ))
+            let made = made.map_err(|e| match e {
+                PlatformError::UnknownService(_) => StepError::from(format!(
+                    "the scenario declares tenants but the ecosystem has no `{TENANT_SERVICE}` to create them"
+                )),
+                e => StepError::from(error_chain(&e)),
             })?;
-            let status = response.status();
-            let body: serde_json::Value = response.json().await.unwrap_or_default();
-            let key = body["apiKeys"][0].as_str().map(str::to_owned);
-            match key {
-                Some(key) if status.is_success() => {
-                    self.values.tenants.insert(name.clone(), Tenant { id, key });
-                }
-                _ => {
-                    return Err(StepError::from(format!(
-                        "creating tenant `{name}` at {TENANT_SERVICE} answered {status}: {}{}",
-                        check::short(&body),
-                        if status.as_u16() == 401 {
-                            " (is the admin token of the ecosystem file the services' ADMIN_TOKEN?)"
-                        } else {
-                            ""
-                        }
-                    )))
-                }
-            }
+            self.values.tenants.insert(
+                name.clone(),
+                Tenant {
+                    id: made.id,
+                    key: made.key,
+                },
+            );
         }
         self.service_total += self.service;
         self.service = Duration::ZERO;
@@ -780,24 +737,4 @@ fn location(file: &std::path::Path, line: usize) -> String {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// A tenant name as the start of a tenant id: lower-case letters, digits, `-`.
-fn sanitize(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .take(40)
-        .collect();
-    if s.is_empty() {
-        "t".to_owned()
-    } else {
-        s
-    }
 }

@@ -1,0 +1,263 @@
+//! The platform's invariants after load and faults: nothing lost, nothing
+//! duplicated, everything processed or dead-lettered, breakers closed.
+//!
+//! Suites record what the platform accepted in a [`Ledger`]; afterwards a
+//! [`Checker`] reads the platform's own stores (Postgres as superuser, so
+//! row-level security does not hide a tenant's rows; Redis's dead-letter
+//! streams; the services' `/admin/queues` and `/metrics`) and compares.
+//!
+//! Findings come in two kinds, and [`Checker::settle`] treats them apart:
+//! - *pending*: the platform is still working (a lead not processed yet, a
+//!   queue not drained, a breaker not closed). These may clear with time,
+//!   so settling waits for them, up to the recovery time it is given.
+//! - *broken*: no amount of waiting clears them (an accepted lead gone, a
+//!   contact twice, two activities for one lead).
+//!
+//! The check is honest about what it cannot see: a lead whose request got
+//! no answer may or may not exist, so it is not held to anything.
+
+mod ledger;
+mod stores;
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+pub use ledger::{AcceptedLead, Ledger, Tally};
+pub use stores::Checker;
+
+/// One thing that does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Finding {
+    /// An accepted lead is not in `flow.leads`.
+    LeadLost { tenant: String, lead: String },
+    /// A lead has `n` `LEAD_CREATED` activities (not 1).
+    Activities {
+        tenant: String,
+        lead: String,
+        n: i64,
+    },
+    /// A lead is associated with `n` contacts (not 1), or not with the
+    /// contact it names.
+    Associations {
+        tenant: String,
+        lead: String,
+        n: i64,
+        detail: String,
+    },
+    /// `n` contacts of one tenant have the same email.
+    ContactDuplicated {
+        tenant: String,
+        email: String,
+        n: i64,
+    },
+    /// A lead is neither processed nor dead-lettered yet.
+    Unprocessed { tenant: String, lead: String },
+    /// A queue still holds work.
+    QueueBusy {
+        queue: String,
+        size: u64,
+        in_flight: u64,
+        retrying: u64,
+    },
+    /// A service's breaker for a target is not closed.
+    BreakerOpen {
+        service: String,
+        target: String,
+        state: String,
+    },
+    /// A store could not be read (which is pending: it may come back).
+    Unreadable { what: String, error: String },
+}
+
+impl Finding {
+    /// Whether waiting can clear it.
+    pub fn is_pending(&self) -> bool {
+        matches!(
+            self,
+            Finding::Unprocessed { .. }
+                | Finding::QueueBusy { .. }
+                | Finding::BreakerOpen { .. }
+                | Finding::Unreadable { .. }
+        )
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finding::LeadLost { tenant, lead } => {
+                write!(f, "lead {lead} of {tenant} was accepted (201) and is gone")
+            }
+            Finding::Activities { tenant, lead, n } => write!(
+                f,
+                "lead {lead} of {tenant} has {n} LEAD_CREATED activities, not 1"
+            ),
+            Finding::Associations {
+                tenant,
+                lead,
+                n,
+                detail,
+            } => write!(
+                f,
+                "lead {lead} of {tenant} has {n} contact associations, not 1{detail}"
+            ),
+            Finding::ContactDuplicated { tenant, email, n } => {
+                write!(f, "tenant {tenant} has {n} contacts with email {email}")
+            }
+            Finding::Unprocessed { tenant, lead } => write!(
+                f,
+                "lead {lead} of {tenant} is neither processed (no contact) nor dead-lettered"
+            ),
+            Finding::QueueBusy {
+                queue,
+                size,
+                in_flight,
+                retrying,
+            } => write!(
+                f,
+                "queue {queue} is not drained: {size} waiting, {in_flight} in flight, {retrying} retrying"
+            ),
+            Finding::BreakerOpen {
+                service,
+                target,
+                state,
+            } => write!(f, "{service}'s circuit breaker for {target} is {state}"),
+            Finding::Unreadable { what, error } => write!(f, "cannot read {what}: {error}"),
+        }
+    }
+}
+
+/// What a check found, with figures for the report.
+#[derive(Debug, Clone, Default)]
+pub struct Verdict {
+    pub findings: Vec<Finding>,
+    /// Accepted leads checked.
+    pub leads: usize,
+    /// Of those, processed (linked to a contact).
+    pub processed: usize,
+    /// Of those, in the dead-letter queue.
+    pub dead_lettered: usize,
+    /// How long settling took (zero for a single check).
+    pub waited: Duration,
+}
+
+impl Verdict {
+    /// Whether everything holds.
+    pub fn holds(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    /// Whether only pending findings are left (or none).
+    fn settled(&self) -> bool {
+        self.findings.iter().all(|f| !f.is_pending())
+    }
+
+    /// The findings, one per line, at most `max` of each kind, for messages.
+    pub fn describe(&self, max: usize) -> String {
+        let mut out = format!(
+            "{} accepted leads: {} processed, {} dead-lettered; settled in {:.1} s",
+            self.leads,
+            self.processed,
+            self.dead_lettered,
+            self.waited.as_secs_f64()
+        );
+        let mut per_kind: Vec<(std::mem::Discriminant<Finding>, usize)> = Vec::new();
+        for finding in &self.findings {
+            let kind = std::mem::discriminant(finding);
+            let count = match per_kind.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    per_kind.push((kind, 1));
+                    1
+                }
+            };
+            if count <= max {
+                out.push_str("\n  - ");
+                out.push_str(&finding.to_string());
+            } else if count == max + 1 {
+                let more = self
+                    .findings
+                    .iter()
+                    .filter(|f| std::mem::discriminant(*f) == kind)
+                    .count()
+                    - max;
+                out.push_str(&format!("\n  - … and {more} more like it"));
+            }
+        }
+        out
+    }
+}
+
+impl Checker {
+    /// Checks again and again until nothing pending is left or `within`
+    /// has passed, and returns the last verdict (with the time it took).
+    /// Between checks it waits 100 ms, doubling up to 1 s: the stores are
+    /// polled, there is nothing to be woken by.
+    pub async fn settle(&self, leads: &[AcceptedLead], within: Duration) -> Verdict {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let mut verdict = self.check(leads).await;
+            verdict.waited = started.elapsed();
+            if verdict.settled() || started.elapsed() >= within {
+                return verdict;
+            }
+            tokio::time::sleep(pause.min(within.saturating_sub(started.elapsed()))).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lost(n: usize) -> Finding {
+        Finding::LeadLost {
+            tenant: "t".into(),
+            lead: n.to_string(),
+        }
+    }
+
+    #[test]
+    fn pending_findings_are_told_from_broken_ones() {
+        assert!(!lost(1).is_pending());
+        let busy = Finding::QueueBusy {
+            queue: "lead-processing".into(),
+            size: 1,
+            in_flight: 0,
+            retrying: 0,
+        };
+        assert!(busy.is_pending());
+        let verdict = Verdict {
+            findings: vec![lost(1)],
+            ..Verdict::default()
+        };
+        assert!(verdict.settled() && !verdict.holds());
+        let verdict = Verdict {
+            findings: vec![lost(1), busy],
+            ..Verdict::default()
+        };
+        assert!(!verdict.settled());
+    }
+
+    #[test]
+    fn a_description_caps_each_kind() {
+        let verdict = Verdict {
+            findings: (0..5).map(lost).collect(),
+            leads: 5,
+            ..Verdict::default()
+        };
+        let text = verdict.describe(2);
+        assert!(
+            text.contains("lead 0 of t was accepted (201) and is gone"),
+            "{text}"
+        );
+        assert!(text.contains("lead 1 of t"), "{text}");
+        assert!(!text.contains("lead 2 of t"), "{text}");
+        assert!(text.contains("… and 3 more like it"), "{text}");
+    }
+}

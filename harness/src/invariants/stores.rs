@@ -1,0 +1,283 @@
+//! Reading the platform's stores for the invariants: Postgres (as superuser,
+//! past row-level security), the lead-processing dead-letter stream in
+//! Redis, `/admin/queues` and every service's `/metrics`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use redis::AsyncCommands;
+use uuid::Uuid;
+
+use super::{AcceptedLead, Finding, Verdict};
+use crate::env::{error_chain, Ecosystem, Kind};
+use crate::platform::Platform;
+
+/// The queue whose jobs carry leads.
+const LEAD_QUEUE: &str = "lead-processing";
+/// The service that answers `/admin/queues`.
+const QUEUE_SERVICE: &str = "flow-api";
+
+/// Checks the invariants against one ecosystem.
+#[derive(Debug, Clone)]
+pub struct Checker {
+    platform: Platform,
+    pg: sqlx::PgPool,
+    redis: redis::aio::MultiplexedConnection,
+    /// Services whose `/metrics` show breakers.
+    services: Vec<String>,
+}
+
+impl Checker {
+    /// A checker on a running ecosystem (which must expose Postgres and
+    /// Redis: the process and docker runtimes do).
+    pub async fn new(eco: &Ecosystem, platform: Platform) -> Result<Checker, String> {
+        let pg = eco
+            .postgres_pool()
+            .await
+            .map_err(|e| format!("the checker needs Postgres: {}", error_chain(&e)))?;
+        let redis = eco
+            .redis()
+            .await
+            .map_err(|e| format!("the checker needs Redis: {}", error_chain(&e)))?;
+        let services = eco
+            .components()
+            .filter(|c| c.kind() == Kind::Service && c.admin_url().is_none() && c.url().is_some())
+            .map(|c| c.name().to_owned())
+            .collect();
+        Ok(Checker {
+            platform,
+            pg,
+            redis,
+            services,
+        })
+    }
+
+    /// One look at the stores: every finding about `leads` and the
+    /// platform's queues and breakers right now.
+    pub async fn check(&self, leads: &[AcceptedLead]) -> Verdict {
+        let mut verdict = Verdict {
+            leads: leads.len(),
+            ..Verdict::default()
+        };
+        let dead = match self.dead_lettered().await {
+            Ok(dead) => dead,
+            Err(error) => {
+                verdict.findings.push(Finding::Unreadable {
+                    what: "the dead-letter stream".into(),
+                    error,
+                });
+                BTreeSet::new()
+            }
+        };
+        if let Err(error) = self.check_leads(leads, &dead, &mut verdict).await {
+            verdict.findings.push(Finding::Unreadable {
+                what: "Postgres".into(),
+                error,
+            });
+        }
+        self.check_queues(&mut verdict).await;
+        self.check_breakers(&mut verdict).await;
+        verdict.findings.sort();
+        verdict
+    }
+
+    async fn check_leads(
+        &self,
+        leads: &[AcceptedLead],
+        dead: &BTreeSet<Uuid>,
+        verdict: &mut Verdict,
+    ) -> Result<(), String> {
+        let ids: Vec<Uuid> = leads.iter().map(|l| l.id).collect();
+        let tenants: Vec<String> = leads
+            .iter()
+            .map(|l| l.tenant.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let sql = |e: sqlx::Error| error_chain(&e);
+        // One row per accepted lead that exists: its contact, its
+        // activities and its associations.
+        let rows: Vec<(Uuid, String, Option<Uuid>, i64, i64, i64)> = sqlx::query_as(
+            "SELECT l.id, l.tenant_id, l.contact_id,
+                    (SELECT count(*) FROM flow.activities a
+                      WHERE a.tenant_id = l.tenant_id AND a.entity_id = l.id
+                        AND a.type = 'LEAD_CREATED'),
+                    (SELECT count(*) FROM crm.contact_leads c
+                      WHERE c.tenant_id = l.tenant_id AND c.lead_id = l.id),
+                    (SELECT count(*) FROM crm.contact_leads c
+                      WHERE c.tenant_id = l.tenant_id AND c.lead_id = l.id
+                        AND c.contact_id = l.contact_id)
+               FROM flow.leads l WHERE l.id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pg)
+        .await
+        .map_err(sql)?;
+        let found: BTreeMap<Uuid, _> = rows.into_iter().map(|r| (r.0, r)).collect();
+        for lead in leads {
+            let Some((id, tenant, contact, activities, links, named)) = found.get(&lead.id) else {
+                verdict.findings.push(Finding::LeadLost {
+                    tenant: lead.tenant.clone(),
+                    lead: lead.id.to_string(),
+                });
+                continue;
+            };
+            let (lead_id, tenant) = (id.to_string(), tenant.clone());
+            if contact.is_none() {
+                if dead.contains(id) {
+                    verdict.dead_lettered += 1;
+                } else {
+                    verdict.findings.push(Finding::Unprocessed {
+                        tenant,
+                        lead: lead_id,
+                    });
+                }
+                continue;
+            }
+            verdict.processed += 1;
+            if *activities != 1 {
+                verdict.findings.push(Finding::Activities {
+                    tenant: tenant.clone(),
+                    lead: lead_id.clone(),
+                    n: *activities,
+                });
+            }
+            if *links != 1 || *named != 1 {
+                verdict.findings.push(Finding::Associations {
+                    tenant,
+                    lead: lead_id,
+                    n: *links,
+                    detail: if *named == 1 {
+                        String::new()
+                    } else {
+                        " (none with the contact the lead names)".into()
+                    },
+                });
+            }
+        }
+        let duplicates: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT tenant_id, lower(email), count(*) FROM crm.contacts
+              WHERE tenant_id = ANY($1) GROUP BY tenant_id, lower(email) HAVING count(*) > 1",
+        )
+        .bind(&tenants)
+        .fetch_all(&self.pg)
+        .await
+        .map_err(sql)?;
+        for (tenant, email, n) in duplicates {
+            verdict
+                .findings
+                .push(Finding::ContactDuplicated { tenant, email, n });
+        }
+        Ok(())
+    }
+
+    /// The lead ids of the lead-processing dead-letter stream.
+    async fn dead_lettered(&self) -> Result<BTreeSet<Uuid>, String> {
+        let mut redis = self.redis.clone();
+        let reply: redis::streams::StreamRangeReply = redis
+            .xrange_all(format!("tekup:queue:{LEAD_QUEUE}:dead"))
+            .await
+            .map_err(|e| error_chain(&e))?;
+        Ok(reply
+            .ids
+            .iter()
+            .filter_map(|entry| entry.get::<String>("job"))
+            .filter_map(|job| serde_json::from_str::<serde_json::Value>(&job).ok())
+            .filter_map(|job| job["payload"]["leadId"].as_str()?.parse().ok())
+            .collect())
+    }
+
+    async fn check_queues(&self, verdict: &mut Verdict) {
+        let answer = match self
+            .platform
+            .admin_get(QUEUE_SERVICE, "/admin/queues")
+            .await
+        {
+            Ok(answer) if answer.ok() => answer,
+            Ok(answer) => {
+                return verdict.findings.push(Finding::Unreadable {
+                    what: format!("{QUEUE_SERVICE} /admin/queues"),
+                    error: format!("answered {}: {}", answer.status, answer.body),
+                })
+            }
+            Err(e) => {
+                return verdict.findings.push(Finding::Unreadable {
+                    what: format!("{QUEUE_SERVICE} /admin/queues"),
+                    error: error_chain(&e),
+                })
+            }
+        };
+        let empty = Vec::new();
+        for queue in answer.body["queues"].as_array().unwrap_or(&empty) {
+            let n = |key: &str| queue[key].as_u64().unwrap_or(0);
+            let (size, in_flight, retrying) = (n("size"), n("inFlight"), n("retrying"));
+            if size + in_flight + retrying > 0 {
+                verdict.findings.push(Finding::QueueBusy {
+                    queue: queue["name"].as_str().unwrap_or("?").to_owned(),
+                    size,
+                    in_flight,
+                    retrying,
+                });
+            }
+        }
+    }
+
+    async fn check_breakers(&self, verdict: &mut Verdict) {
+        for service in &self.services {
+            match self.platform.get_public(service, "/metrics").await {
+                Ok(answer) if answer.ok() => {
+                    let text = answer.body.as_str().unwrap_or_default();
+                    for (target, state) in breaker_states(text) {
+                        if state != 0 {
+                            verdict.findings.push(Finding::BreakerOpen {
+                                service: service.clone(),
+                                target,
+                                state: if state == 1 { "open" } else { "half-open" }.into(),
+                            });
+                        }
+                    }
+                }
+                Ok(answer) => verdict.findings.push(Finding::Unreadable {
+                    what: format!("{service} /metrics"),
+                    error: format!("answered {}", answer.status),
+                }),
+                Err(e) => verdict.findings.push(Finding::Unreadable {
+                    what: format!("{service} /metrics"),
+                    error: error_chain(&e),
+                }),
+            }
+        }
+    }
+}
+
+/// `circuit_breaker_state{target="x"} N` lines of a Prometheus text page.
+fn breaker_states(text: &str) -> Vec<(String, i64)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("circuit_breaker_state{")?;
+            let (labels, value) = rest.split_once('}')?;
+            let target = labels
+                .split(',')
+                .find_map(|l| l.trim().strip_prefix("target="))?
+                .trim_matches('"');
+            let value: f64 = value.trim().parse().ok()?;
+            Some((target.to_owned(), value as i64))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_states_are_read_from_metrics() {
+        let text = "# HELP circuit_breaker_state State\n\
+                    circuit_breaker_state{target=\"crm-api\"} 0\n\
+                    circuit_breaker_state{target=\"gemini\"} 1\n\
+                    circuit_breaker_state_other 5\n";
+        assert_eq!(
+            breaker_states(text),
+            vec![("crm-api".into(), 0), ("gemini".into(), 1)]
+        );
+    }
+}
