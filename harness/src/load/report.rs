@@ -303,18 +303,19 @@ mod tests {
 
     #[test]
     fn a_merge_sums_counts_and_reads_percentiles_from_the_union() {
-        let a = run("a", &[10; 95], 9.5);
-        let mut slow = vec![10; 85];
-        slow.extend([800; 15]);
+        // One error in 200 (0.5 %) and a fast p95.
+        let a = run("a", &[10; 200], 9.5);
+        let mut slow = vec![10; 80];
+        slow.extend([800; 20]);
         let b = run("b", &slow, 10.0);
         assert!(a.passed && !b.passed);
         let m = LoadReport::merge(&[a, b], None).unwrap();
-        assert_eq!(m.total.count, 195);
+        assert_eq!(m.total.count, 300);
         assert_eq!(m.total.errors, 2);
         assert_eq!(m.users, 8);
         assert_eq!(m.machines, ["a", "b"]);
         assert!((m.requests_per_second - 19.5).abs() < 1e-9);
-        // 15 of 195 (7.7 %) are slow, so the union's p95 is slow.
+        // 20 of 300 (6.7 %) are slow, so the union's p95 is slow.
         assert!(m.requests[0].latency_ms.p95 > 700.0, "{:?}", m.requests[0]);
         assert!(!m.passed);
         assert!(m.breaches().any(|v| v.rule == "p95 of POST /leads"));

@@ -149,6 +149,12 @@ pub async fn run(plan: &Plan, platform: &Platform) -> Result<LoadReport, LoadErr
         .set_default(GooseDefault::NoTelnet, true)?
         .set_default(GooseDefault::Timeout, "30")?;
     if let Some(path) = &plan.goose_report {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| LoadError::WriteReport {
+                path: path.clone(),
+                source,
+            })?;
+        }
         attack = attack.set_default(GooseDefault::ReportFile, path.to_string_lossy().as_ref())?;
     }
     say(&format!(
