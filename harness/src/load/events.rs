@@ -234,16 +234,16 @@ async fn open(
             .await
             .map_err(|_| failed(format!("no connection within {CONNECT_TIMEOUT:?}")))?
             .map_err(|e| failed(format!("the connection failed: {e}")))?;
-    let (_sink, mut source) = stream.split();
+    let (sink, mut source) = stream.split();
     match tokio::time::timeout(CONNECT_TIMEOUT, source.next()).await {
         Ok(Some(Ok(Message::Text(text)))) if text.contains("\"welcome\"") => {}
         other => return Err(failed(format!("expected a welcome frame, got {other:?}"))),
     }
     let took = started.elapsed();
     let reader = tokio::spawn(async move {
-        // The sink stays alive with the reader: dropping it would not close
-        // the connection, but keeping it makes the intent plain.
-        let _sink = _sink;
+        // The write half lives as long as the reader: the client only
+        // listens, and tungstenite answers the gateway's pings itself.
+        let _sink = sink;
         while let Some(Ok(frame)) = source.next().await {
             let Message::Text(text) = frame else {
                 continue;
