@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a failure (printed with its causes and a hint),
 //! 2 a usage error (from clap).
 
+mod chaos;
 mod doctor;
 mod run;
 mod scenario;
@@ -43,6 +44,8 @@ enum Command {
     Doctor(FileArgs),
     /// Runs scenario files against the ecosystem (started here, or --runtime external).
     Run(run::RunArgs),
+    /// Chaos suites: steady load while Redis or Postgres dies, a mock fails or the gateway loses Redis, then the invariants.
+    Chaos(chaos::ChaosArgs),
     /// Checks scenario files (default: scenarios/); exit 1 when any is invalid.
     Validate {
         /// Files or directories of `*.yaml` scenarios.
@@ -158,6 +161,7 @@ pub fn main() -> ExitCode {
     };
     let command = match cli.command {
         Command::Run(args) => return run::run(args, &runtime),
+        Command::Chaos(args) => return chaos::run(args, &runtime),
         other => other,
     };
     match runtime.block_on(run(command)) {
@@ -241,7 +245,11 @@ async fn run(command: Command) -> Result<(), Failure> {
             env::docker::reap(&run).await.map_err(|e| (e, None))?;
             Ok(())
         }
-        Command::Validate { .. } | Command::Schema | Command::New(_) | Command::Run(_) => Ok(()),
+        Command::Validate { .. }
+        | Command::Schema
+        | Command::New(_)
+        | Command::Run(_)
+        | Command::Chaos(_) => Ok(()),
     }
 }
 

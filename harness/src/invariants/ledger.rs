@@ -1,6 +1,7 @@
 //! What the suites sent and what the platform answered, kept so that the
 //! checker can hold the platform to its answers afterwards.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use uuid::Uuid;
@@ -24,9 +25,11 @@ struct Entries {
     accepted: Vec<AcceptedLead>,
     refused: u64,
     unanswered: u64,
+    jobs: BTreeMap<String, u64>,
 }
 
-/// How the platform answered the requests of a ledger.
+/// How the platform answered the requests of a ledger (leads and any
+/// other request a suite records).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Tally {
     /// 201 with an id.
@@ -57,6 +60,17 @@ impl Ledger {
     /// Records a lead request that got no answer.
     pub fn unanswered(&self) {
         self.lock().unanswered += 1;
+    }
+
+    /// Records a job the platform accepted onto `queue` (a lead's
+    /// processing, an email sync).
+    pub fn job_accepted(&self, queue: &str) {
+        *self.lock().jobs.entry(queue.to_owned()).or_default() += 1;
+    }
+
+    /// Jobs accepted per queue so far.
+    pub fn jobs(&self) -> BTreeMap<String, u64> {
+        self.lock().jobs.clone()
     }
 
     /// The accepted leads so far.
