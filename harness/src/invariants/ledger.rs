@@ -23,7 +23,7 @@ pub struct Ledger {
 #[derive(Debug, Default, Clone)]
 struct Entries {
     accepted: Vec<AcceptedLead>,
-    refused: u64,
+    refused: BTreeMap<u16, u64>,
     unanswered: u64,
     jobs: BTreeMap<String, u64>,
 }
@@ -52,9 +52,14 @@ impl Ledger {
         self.lock().accepted.push(lead);
     }
 
-    /// Records a lead answered with anything else.
-    pub fn refused(&self) {
-        self.lock().refused += 1;
+    /// Records a request answered with `status` (not a success).
+    pub fn refused(&self, status: u16) {
+        *self.lock().refused.entry(status).or_default() += 1;
+    }
+
+    /// The refusals so far, by status.
+    pub fn refusals(&self) -> BTreeMap<u16, u64> {
+        self.lock().refused.clone()
     }
 
     /// Records a lead request that got no answer.
@@ -83,7 +88,7 @@ impl Ledger {
         let entries = self.lock();
         Tally {
             accepted: entries.accepted.len() as u64,
-            refused: entries.refused,
+            refused: entries.refused.values().sum(),
             unanswered: entries.unanswered,
         }
     }

@@ -95,7 +95,7 @@ async fn create_lead(client: &TenantClient, email: &str, ledger: &Ledger) {
                 None => ledger.unanswered(),
             }
         }
-        Ok(_) => ledger.refused(),
+        Ok(answer) => ledger.refused(answer.status),
         Err(_) => ledger.unanswered(),
     }
 }
@@ -103,7 +103,7 @@ async fn create_lead(client: &TenantClient, email: &str, ledger: &Ledger) {
 async fn sync_email(client: &TenantClient, ledger: &Ledger) {
     match client.post("crm-api", "/emails/sync", &json!({})).await {
         Ok(answer) if answer.status == 202 => ledger.job_accepted("email-sync"),
-        Ok(_) => ledger.refused(),
+        Ok(answer) => ledger.refused(answer.status),
         Err(_) => ledger.unanswered(),
     }
 }

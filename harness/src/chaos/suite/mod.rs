@@ -183,6 +183,8 @@ pub struct SuiteReport {
     pub suite: SuiteName,
     pub plan: Plan,
     pub tally: Tally,
+    /// Refused requests by status.
+    pub refusals: BTreeMap<u16, u64>,
     /// Jobs accepted per queue.
     pub jobs: BTreeMap<String, u64>,
     pub timeline: Timeline,
@@ -208,7 +210,7 @@ impl SuiteReport {
     /// A few lines for people: the load, the faults, the verdict.
     pub fn summary(&self) -> String {
         let mut out = format!(
-            "chaos suite {} ({}): {}\n  load: {} leads at {}/s over {} tenants; {} accepted, {} refused, {} unanswered; jobs {:?}\n",
+            "chaos suite {} ({}): {}\n  load: {} leads at {}/s over {} tenants; {} accepted, {} refused {:?}, {} unanswered; jobs {:?}\n",
             self.suite.as_str(),
             self.suite.describe(),
             if self.passed() { "PASSED" } else { "FAILED" },
@@ -217,6 +219,7 @@ impl SuiteReport {
             self.plan.tenants,
             self.tally.accepted,
             self.tally.refused,
+            self.refusals,
             self.tally.unanswered,
             self.jobs,
         );
@@ -320,7 +323,11 @@ pub async fn run(
         Err(_) => faults::restore(eco, suite).await,
     };
     let load_result = load.await;
-    timeline.note(format!("load done ({:?})", ledger.tally()));
+    let tally = ledger.tally();
+    timeline.note(format!(
+        "load done: {} accepted, {} refused, {} unanswered",
+        tally.accepted, tally.refused, tally.unanswered
+    ));
     injected?;
     if let Err(e) = load_result {
         return Err(setup(format!("the load task failed: {e}")));
@@ -357,6 +364,7 @@ pub async fn run(
         suite,
         plan: *plan,
         tally: ledger.tally(),
+        refusals: ledger.refusals(),
         jobs,
         timeline,
         verdict,
