@@ -1,17 +1,15 @@
 //! `tekup-harness chaos`: the chaos suites (steady load while a fault
 //! happens, then the invariants) against an ecosystem it starts.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
 
-use super::{out, say};
+use super::{out, say, StartArgs};
 use crate::chaos::suite::{self, Plan, SuiteName};
 use crate::env::Runtime;
 use crate::scenario::parse_duration;
-use crate::scenario::run::Suite;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -52,19 +50,8 @@ pub(super) struct ChaosArgs {
     /// How long the invariants may take to hold after the load, e.g. 60s.
     #[arg(long, value_parser = parse_duration)]
     recovery: Option<Duration>,
-    /// process or docker (faults are refused on external deployments).
-    #[arg(long, default_value = "process")]
-    runtime: Runtime,
-    /// Where component logs go.
-    #[arg(long, default_value = "reports")]
-    reports_dir: PathBuf,
-    /// The ecosystem file.
-    #[arg(
-        long,
-        env = "TEKUP_ECOSYSTEM",
-        default_value = "fixtures/ecosystem.toml"
-    )]
-    file: PathBuf,
+    #[command(flatten)]
+    start: StartArgs,
 }
 
 impl ChaosArgs {
@@ -114,7 +101,7 @@ pub(super) fn run(args: ChaosArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
             }
         }
     };
-    if args.runtime == Runtime::External {
+    if args.start.runtime == Runtime::External {
         say("error: chaos suites kill and partition components; an external deployment refuses that (use --runtime process or docker)");
         return ExitCode::FAILURE;
     }
@@ -128,12 +115,7 @@ pub(super) fn run(args: ChaosArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
             }
         }
     }
-    let mut harness = Suite::new(std::env::current_dir().unwrap_or_default());
-    harness.file = args.file.clone();
-    harness.runtime = args.runtime;
-    harness.reports_dir = args.reports_dir.clone();
-    harness.build |=
-        std::env::var_os("CARGO").is_some() && std::env::var_os("TEKUP_BIN_DIR").is_none();
+    let harness = args.start.suite();
     rt.block_on(async {
         let runner = match harness.runner().await {
             Ok(runner) => runner,

@@ -65,6 +65,41 @@ enum Command {
     },
 }
 
+/// Where the ecosystem comes from and where its logs and reports go, for
+/// the commands that start one (`run`, `chaos`, ...).
+#[derive(Debug, Args)]
+pub(super) struct StartArgs {
+    /// auto, process, docker or external (faults need process or docker).
+    #[arg(long, default_value = "process")]
+    pub(super) runtime: Runtime,
+    /// Where reports and component logs go.
+    #[arg(long, default_value = "reports")]
+    pub(super) reports_dir: PathBuf,
+    /// The ecosystem file.
+    #[arg(
+        long,
+        env = "TEKUP_ECOSYSTEM",
+        default_value = "fixtures/ecosystem.toml"
+    )]
+    pub(super) file: PathBuf,
+}
+
+impl StartArgs {
+    /// A suite in the current directory with these settings. Under
+    /// `cargo run` the services and mocks are built too, so the main job
+    /// never runs stale binaries; an installed harness uses prebuilt ones.
+    pub(super) fn suite(&self) -> crate::scenario::run::Suite {
+        let mut suite =
+            crate::scenario::run::Suite::new(std::env::current_dir().unwrap_or_default());
+        suite.file = self.file.clone();
+        suite.runtime = self.runtime;
+        suite.reports_dir = self.reports_dir.clone();
+        suite.build |=
+            std::env::var_os("CARGO").is_some() && std::env::var_os("TEKUP_BIN_DIR").is_none();
+        suite
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum NewCommand {
     /// Writes DIR/NAME.yaml from a commented template (never overwrites).
