@@ -18,6 +18,7 @@ Suites:
   postgres-restarted  Postgres killed, held down, restarted, during lead creation
   mock-flaky          Graph fails 50 % with 500s, then 50 % with 429s, during leads and email syncs
   gateway-partition   the gateway's link to Redis is down while events are subscribed
+  crm-paused          the CRM API frozen (SIGSTOP), then thawed, while the worker links leads
 
 Each suite creates fresh tenants, keeps leads coming at a steady rate, injects
 its fault once a share of the load is sent (--fault-at), heals it after --hold

@@ -88,6 +88,16 @@ pub(super) async fn inject(
             clear_mock_faults(&http, &admin, suite).await?;
             timeline.note(format!("{FLAKY_MOCK} healthy again"));
         }
+        SuiteName::CrmPaused => {
+            let crm = eco.component("crm-api").map_err(|e| fault("find", &e))?;
+            crm.pause().await.map_err(|e| fault("pause crm-api", &e))?;
+            timeline.note("crm-api paused");
+            tokio::time::sleep(hold).await;
+            crm.resume()
+                .await
+                .map_err(|e| fault("resume crm-api", &e))?;
+            timeline.note("crm-api resumed");
+        }
         SuiteName::GatewayPartition => {
             let link = eco
                 .link("gateway", "redis")
@@ -113,6 +123,14 @@ pub(super) async fn restore(eco: &Ecosystem, suite: SuiteName) -> Vec<String> {
         SuiteName::RedisKilled => Some("redis"),
         SuiteName::PostgresRestarted => Some("postgres"),
         SuiteName::MockFlaky | SuiteName::GatewayPartition => None,
+        SuiteName::CrmPaused => {
+            if let Ok(crm) = eco.component("crm-api") {
+                if let Err(e) = crm.resume().await {
+                    problems.push(format!("resuming crm-api: {}", error_chain(&e)));
+                }
+            }
+            None
+        }
     };
     if let Some(name) = component {
         if let Ok(component) = eco.component(name) {

@@ -21,6 +21,9 @@
 //! The suites are the list: Redis killed and restarted during
 //! 1,000 lead creations; Postgres killed and restarted; a mock failing
 //! 50 % with 500s and then 429s; a partition between gateway and Redis.
+//! A fifth freezes the CRM API (`pause`), so the worker's calls hang rather
+//! than fail: requests the worker gave up on may still be served after the
+//! thaw, which is where a non-idempotent handler would duplicate.
 //! [`Plan::full`] is that size; [`Plan::bounded`] is the size CI runs.
 
 mod drive;
@@ -48,14 +51,16 @@ pub enum SuiteName {
     PostgresRestarted,
     MockFlaky,
     GatewayPartition,
+    CrmPaused,
 }
 
 impl SuiteName {
-    pub const ALL: [SuiteName; 4] = [
+    pub const ALL: [SuiteName; 5] = [
         SuiteName::RedisKilled,
         SuiteName::PostgresRestarted,
         SuiteName::MockFlaky,
         SuiteName::GatewayPartition,
+        SuiteName::CrmPaused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +69,7 @@ impl SuiteName {
             SuiteName::PostgresRestarted => "postgres-restarted",
             SuiteName::MockFlaky => "mock-flaky",
             SuiteName::GatewayPartition => "gateway-partition",
+            SuiteName::CrmPaused => "crm-paused",
         }
     }
 
@@ -93,6 +99,9 @@ impl SuiteName {
             }
             SuiteName::GatewayPartition => {
                 "the gateway loses Redis (link down) while leads are created and events subscribed"
+            }
+            SuiteName::CrmPaused => {
+                "the CRM API frozen (SIGSTOP), then thawed, while the worker links leads to contacts"
             }
         }
     }
