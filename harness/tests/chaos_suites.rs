@@ -67,10 +67,13 @@ async fn every_suite_holds_its_invariants_on_the_reference_services() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_that_drops_failed_jobs_is_caught_losing_them() {
     let eco = ecosystem("no-job-retry", "no-job-retry").await;
-    // Email syncs fail while Graph answers 500s and 429s; without retries
-    // they are gone, and nothing can bring them back: no need to wait long.
+    // Email syncs fail while Graph answers only 500s and 429s (the
+    // services' own call retries cannot get past that); without job
+    // retries they are gone, and nothing brings them back: no need to
+    // wait long.
     let name = SuiteName::MockFlaky;
     let mut plan = Plan::bounded(name);
+    plan.mock_failure_ratio = 1.0;
     plan.recovery = std::time::Duration::from_secs(10);
     let report = run(&eco, name, &plan).await;
     assert!(

@@ -224,31 +224,56 @@ impl Checker {
         self.settle_all(leads, None, within).await
     }
 
-    /// [`Checker::settle`], also holding the queues to `jobs`. Between
-    /// checks it waits 100 ms, doubling up to 1 s: the stores are polled,
-    /// there is nothing to be woken by.
+    /// [`Checker::settle`], also holding the queues to `jobs`.
     pub async fn settle_all(
         &self,
         leads: &[AcceptedLead],
         jobs: Option<JobsAccepted<'_>>,
         within: Duration,
     ) -> Verdict {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(100);
-        loop {
+        poll_until(within, || async {
             let mut verdict = self.check(leads).await;
             if let Some(jobs) = jobs {
                 let unsettled = self.jobs_settled_since(jobs.before, jobs.accepted).await;
                 verdict.findings.extend(unsettled);
                 verdict.findings.sort();
             }
-            verdict.waited = started.elapsed();
-            if verdict.settled() || started.elapsed() >= within {
-                return verdict;
-            }
-            tokio::time::sleep(pause.min(within.saturating_sub(started.elapsed()))).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
+            verdict
+        })
+        .await
+    }
+
+    /// Waits (up to `within`) until every service's breakers are closed;
+    /// the verdict holds the breakers still open.
+    pub async fn settle_breakers(&self, within: Duration) -> Verdict {
+        poll_until(within, || async {
+            let mut verdict = Verdict::default();
+            self.check_breakers(&mut verdict).await;
+            verdict
+        })
+        .await
+    }
+}
+
+/// Runs `check` again and again until nothing pending is left or `within`
+/// has passed; returns the last verdict with the time it took. Between
+/// checks it waits 100 ms, doubling up to 1 s: the stores are polled, there
+/// is nothing to be woken by.
+async fn poll_until<F, Fut>(within: Duration, mut check: F) -> Verdict
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Verdict>,
+{
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let mut verdict = check().await;
+        verdict.waited = started.elapsed();
+        if verdict.settled() || started.elapsed() >= within {
+            return verdict;
         }
+        tokio::time::sleep(pause.min(within.saturating_sub(started.elapsed()))).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 

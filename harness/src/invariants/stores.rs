@@ -290,7 +290,7 @@ impl Checker {
             .collect()
     }
 
-    async fn check_breakers(&self, verdict: &mut Verdict) {
+    pub(super) async fn check_breakers(&self, verdict: &mut Verdict) {
         for service in &self.services {
             match self.platform.get_public(service, "/metrics").await {
                 Ok(answer) if answer.ok() => {

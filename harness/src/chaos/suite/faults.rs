@@ -1,11 +1,11 @@
 //! What each suite does to the ecosystem while the load runs, and how it
 //! puts it back.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::{SuiteError, SuiteName};
+use super::{Plan, SuiteError, SuiteName};
 use crate::env::{error_chain, Ecosystem};
 
 /// The mock the `mock-flaky` suite breaks: email sync reads the mailbox
@@ -34,13 +34,15 @@ impl Timeline {
     }
 }
 
-/// Injects the suite's fault, holds it for `hold` (per phase), and heals.
+/// Injects the suite's fault, holds it for the plan's `hold` (per phase),
+/// and heals.
 pub(super) async fn inject(
     eco: &Ecosystem,
     suite: SuiteName,
-    hold: Duration,
+    plan: &Plan,
     timeline: &mut Timeline,
 ) -> Result<(), SuiteError> {
+    let hold = plan.hold;
     let fault = |what: &str, e: &dyn std::error::Error| SuiteError::Fault {
         suite: suite.as_str(),
         what: what.to_owned(),
@@ -69,14 +71,16 @@ pub(super) async fn inject(
         SuiteName::MockFlaky => {
             let admin = mock_admin(eco, suite)?;
             let http = reqwest::Client::new();
+            let ratio = plan.mock_failure_ratio;
+            let share = format!("{:.0} %", ratio * 100.0);
             let phases = [
                 (
-                    json!({ "kind": "status", "status": 500, "ratio": 0.5 }),
-                    "50 % 500s",
+                    json!({ "kind": "status", "status": 500, "ratio": ratio }),
+                    format!("{share} 500s"),
                 ),
                 (
-                    json!({ "kind": "rate-limit", "retry-after": 1000, "ratio": 0.5 }),
-                    "50 % 429s with Retry-After: 1",
+                    json!({ "kind": "rate-limit", "retry-after": 1000, "ratio": ratio }),
+                    format!("{share} 429s with Retry-After: 1"),
                 ),
             ];
             for (spec, label) in phases {

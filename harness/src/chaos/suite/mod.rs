@@ -10,7 +10,8 @@
 //!    rather than seconds, so a slow machine shifts the clock, not the
 //!    plan), the fault ([`faults`]): held for `hold`, then healed while the
 //!    load goes on, so breakers see traffic to close on;
-//! 4. when the load is done, the [`Checker`] settles within the stated
+//! 4. when the load is done, a trickle of it goes on (breakers close only
+//!    on traffic) while the [`Checker`] settles within the stated
 //!    recovery time: no accepted lead lost, none with other than one
 //!    contact association and one activity, no contact twice, every lead
 //!    processed or dead-lettered, every accepted job settled, queues
@@ -43,6 +44,9 @@ pub use faults::Timeline;
 use crate::env::{error_chain, Ecosystem};
 use crate::invariants::{Checker, JobsAccepted, Ledger, Tally, Verdict};
 use crate::platform::{Platform, Subscriber, TenantKey};
+
+/// Leads per second while the checks settle.
+const TRICKLE_RATE: f64 = 2.0;
 
 /// The chaos suites.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,7 +99,7 @@ impl SuiteName {
                 "Postgres killed, held down, restarted, during lead creation"
             }
             SuiteName::MockFlaky => {
-                "the Graph mock fails 50 % with 500s, then 50 % with 429s, during leads and email syncs"
+                "the Graph mock fails a share of calls (50 % by default) with 500s, then with 429s, during leads and email syncs"
             }
             SuiteName::GatewayPartition => {
                 "the gateway loses Redis (link down) while leads are created and events subscribed"
@@ -117,6 +121,8 @@ pub struct Plan {
     pub fault_at: f64,
     /// How long the fault (each phase of it) lasts.
     pub hold: Duration,
+    /// `mock-flaky`: the share of the mock's answers that fail.
+    pub mock_failure_ratio: f64,
     /// How long after the load the invariants may take to hold.
     pub recovery: Duration,
 }
@@ -135,6 +141,7 @@ impl Plan {
             tenants: 4,
             fault_at: 0.3,
             hold: Duration::from_secs(5),
+            mock_failure_ratio: 0.5,
             recovery: Duration::from_secs(60),
         }
     }
@@ -152,6 +159,7 @@ impl Plan {
             tenants: 3,
             fault_at: 0.2,
             hold: Duration::from_secs(2),
+            mock_failure_ratio: 0.5,
             recovery: Duration::from_secs(60),
         }
     }
@@ -296,7 +304,7 @@ pub async fn run(
         .queue_totals()
         .await
         .map_err(|f| setup(f.to_string()))?;
-    let actors = tenants
+    let actors: Vec<Actors> = tenants
         .iter()
         .map(|t| Actors {
             leads: platform.client(t, "flow-web"),
@@ -317,7 +325,7 @@ pub async fn run(
     let ledger = Arc::new(Ledger::new());
     let (sent_tx, mut sent) = watch::channel(0usize);
     let load = tokio::spawn(drive::drive(
-        actors,
+        actors.clone(),
         plan.load,
         Arc::clone(&ledger),
         sent_tx,
@@ -326,7 +334,7 @@ pub async fn run(
     // The driver drops its sender when done, which ends the wait too.
     let _ = sent.wait_for(|n| *n >= threshold).await;
     timeline.note(format!("{threshold} requests started"));
-    let injected = faults::inject(eco, suite, plan.hold, &mut timeline).await;
+    let injected = faults::inject(eco, suite, plan, &mut timeline).await;
     let restore_problems = match &injected {
         Ok(()) => Vec::new(),
         Err(_) => faults::restore(eco, suite).await,
@@ -347,18 +355,38 @@ pub async fn run(
         plan.recovery.as_secs_f64()
     ));
 
+    // A breaker only closes on traffic (half-open lets a few calls through
+    // and closes after enough succeed), so a trickle of the same load goes
+    // on until every breaker is closed; its leads are held to the
+    // invariants too.
+    let trickle = tokio::spawn(drive::drive(
+        actors,
+        Load {
+            leads: usize::MAX,
+            rate: TRICKLE_RATE,
+            concurrency: 2,
+            ..plan.load
+        },
+        Arc::clone(&ledger),
+        watch::channel(0).0,
+    ));
+    let first = checker.settle_breakers(plan.recovery).await;
+    trickle.abort();
+    let _ = trickle.await;
+    // Then everything, the trickle's leads included, in the time left.
     let leads = ledger.accepted_leads();
     let jobs = ledger.jobs();
-    let verdict = checker
+    let mut verdict = checker
         .settle_all(
             &leads,
             Some(JobsAccepted {
                 before: &before,
                 accepted: &jobs,
             }),
-            plan.recovery,
+            plan.recovery.saturating_sub(first.waited),
         )
         .await;
+    verdict.waited += first.waited;
     timeline.note(format!(
         "checks settled after {:.1} s",
         verdict.waited.as_secs_f64()
