@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a failure (printed with its causes and a hint),
 //! 2 a usage error (from clap).
 
+mod chaos;
 mod doctor;
 mod load;
 mod run;
@@ -47,6 +48,8 @@ enum Command {
     /// Loads the ecosystem (or a deployment, --host) with a goose profile and judges it
     /// against the platform's targets; `load merge` merges several machines' reports.
     Load(Box<load::LoadArgs>),
+    /// Chaos suites: steady load while Redis or Postgres dies, a mock fails or the gateway loses Redis, then the invariants.
+    Chaos(chaos::ChaosArgs),
     /// Checks scenario files (default: scenarios/); exit 1 when any is invalid.
     Validate {
         /// Files or directories of `*.yaml` scenarios.
@@ -64,6 +67,41 @@ enum Command {
         #[arg(long)]
         run: String,
     },
+}
+
+/// Where the ecosystem comes from and where its logs and reports go, for
+/// the commands that start one (`run`, `chaos`, ...).
+#[derive(Debug, Args)]
+pub(super) struct StartArgs {
+    /// auto, process, docker or external (faults need process or docker).
+    #[arg(long, default_value = "process")]
+    pub(super) runtime: Runtime,
+    /// Where reports and component logs go.
+    #[arg(long, default_value = "reports")]
+    pub(super) reports_dir: PathBuf,
+    /// The ecosystem file.
+    #[arg(
+        long,
+        env = "TEKUP_ECOSYSTEM",
+        default_value = "fixtures/ecosystem.toml"
+    )]
+    pub(super) file: PathBuf,
+}
+
+impl StartArgs {
+    /// A suite in the current directory with these settings. Under
+    /// `cargo run` the services and mocks are built too, so the main job
+    /// never runs stale binaries; an installed harness uses prebuilt ones.
+    pub(super) fn suite(&self) -> crate::scenario::run::Suite {
+        let mut suite =
+            crate::scenario::run::Suite::new(std::env::current_dir().unwrap_or_default());
+        suite.file = self.file.clone();
+        suite.runtime = self.runtime;
+        suite.reports_dir = self.reports_dir.clone();
+        suite.build |=
+            std::env::var_os("CARGO").is_some() && std::env::var_os("TEKUP_BIN_DIR").is_none();
+        suite
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +201,7 @@ pub fn main() -> ExitCode {
     let command = match cli.command {
         Command::Run(args) => return run::run(args, &runtime),
         Command::Load(args) => return load::run(*args, &runtime),
+        Command::Chaos(args) => return chaos::run(args, &runtime),
         other => other,
     };
     match runtime.block_on(run(command)) {
@@ -250,7 +289,8 @@ async fn run(command: Command) -> Result<(), Failure> {
         | Command::Schema
         | Command::New(_)
         | Command::Run(_)
-        | Command::Load(_) => Ok(()),
+        | Command::Load(_)
+        | Command::Chaos(_) => Ok(()),
     }
 }
 

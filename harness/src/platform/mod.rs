@@ -23,6 +23,8 @@
 //! # Ok(()) }
 //! ```
 
+mod events;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::env::{error_chain, Ecosystem};
+pub use events::{Subscriber, GATEWAY};
 
 /// The service that creates tenants (`POST /admin/tenants`).
 pub const TENANT_SERVICE: &str = "flow-api";
