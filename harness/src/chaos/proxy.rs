@@ -263,16 +263,18 @@ impl Proxy {
         if !*self.shared.enabled.borrow() {
             return Ok(());
         }
-        self.shared
-            .socket
-            .shutdown(Shutdown::Read)
-            .map_err(ChaosError::io(format!(
+        // Marked down first, so the accept task that wakes up from the
+        // shutdown knows why.
+        self.shared.enabled.send_replace(false);
+        if let Err(e) = self.shared.socket.shutdown(Shutdown::Read) {
+            self.shared.enabled.send_replace(true);
+            return Err(ChaosError::io(format!(
                 "stop listening on {} (proxy `{}`)",
                 self.shared.addr, self.shared.name
-            )))?;
+            ))(e));
+        }
         control.epoch.cancel();
         control.epoch = self.shared.stop.child_token();
-        self.shared.enabled.send_replace(false);
         Ok(())
     }
 
@@ -318,9 +320,11 @@ impl Proxy {
     }
 
     fn stop(&self) {
-        // Refuse new connections now, not when the accept task next runs.
-        let _ = self.shared.socket.shutdown(Shutdown::Read);
+        // Cancelled first, so the accept task that wakes up from the
+        // shutdown knows why; shut down to refuse new connections now, not
+        // when the accept task next runs.
         self.shared.stop.cancel();
+        let _ = self.shared.socket.shutdown(Shutdown::Read);
     }
 
     fn check(&self, toxic: &Toxic) -> Result<String, ChaosError> {

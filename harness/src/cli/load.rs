@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::{out, say, Stop};
-use crate::env::{error_chain, Ecosystem, Progress, Runtime};
+use super::{out, say, say_progress, Stop};
+use crate::env::{error_chain, Ecosystem, Runtime};
 use crate::load::{self, LoadReport, Plan, Profile, Thresholds};
 use crate::platform::Platform;
 
@@ -253,15 +253,7 @@ async fn start(args: &LoadArgs) -> Result<Ecosystem, Failure> {
         .file(&args.ecosystem)
         .runtime(Runtime::Process)
         .logs_dir(args.reports_dir.join("logs"))
-        .on_progress(|p| match p {
-            Progress::Runtime {
-                runtime, reason, ..
-            } => say(&format!("runtime: {runtime} ({reason})")),
-            Progress::Starting { component } => say(&format!("  starting {component} …")),
-            Progress::Ready { component, took } => {
-                say(&format!("  ready    {component} ({took:.1?})"));
-            }
-        });
+        .on_progress(say_progress);
     let mut stop = Stop::install();
     let eco = tokio::select! {
         eco = builder.start() => eco,

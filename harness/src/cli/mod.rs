@@ -220,6 +220,19 @@ fn fail(error: &env::EnvError, hint: Option<&str>) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// A line per stage of an ecosystem's start.
+fn say_progress(progress: &Progress) {
+    match progress {
+        Progress::Runtime {
+            runtime, reason, ..
+        } => say(&format!("runtime: {runtime} ({reason})")),
+        Progress::Starting { component } => say(&format!("  starting {component} …")),
+        Progress::Ready { component, took } => {
+            say(&format!("  ready    {component} ({took:.1?})"));
+        }
+    }
+}
+
 /// Progress and messages go to stderr; what a script may parse goes to stdout.
 fn say(line: &str) {
     #[expect(clippy::print_stderr, reason = "the CLI's progress and error lines")]
@@ -301,15 +314,7 @@ async fn up(args: UpArgs) -> Result<(), Failure> {
         .runtime(args.runtime)
         .keep(args.keep)
         .logs_dir(&args.logs_dir)
-        .on_progress(|p| match p {
-            Progress::Runtime {
-                runtime, reason, ..
-            } => say(&format!("runtime: {runtime} ({reason})")),
-            Progress::Starting { component } => say(&format!("  starting {component} …")),
-            Progress::Ready { component, took } => {
-                say(&format!("  ready    {component} ({took:.1?})"));
-            }
-        });
+        .on_progress(say_progress);
     if let Some(file) = &args.external {
         builder = builder.external_file(file);
     }

@@ -20,13 +20,12 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use serde_json::Value;
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::hist::Histogram;
 use super::report::{DeliveryStats, QueueStats};
 use super::LoadError;
-use crate::platform::TenantKey as Tenant;
+use crate::platform::{open_events, TenantKey as Tenant};
 
 /// How long a client may take to connect and be welcomed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -203,42 +202,13 @@ async fn open(
     app: &str,
     watch: Arc<Watch>,
 ) -> Result<(tokio::task::JoinHandle<()>, Duration), LoadError> {
-    let url = format!(
-        "{}/events",
-        gateway
-            .trim_end_matches('/')
-            .replacen("http://", "ws://", 1)
-            .replacen("https://", "wss://", 1)
-    );
-    let failed = |why: String| LoadError::Gateway {
-        url: url.clone(),
-        why,
-    };
-    let mut request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| failed(format!("not a WebSocket URL: {e}")))?;
-    for (name, value) in [
-        ("x-tenant-key", tenant.key.as_str()),
-        ("x-tenant-id", tenant.id.as_str()),
-        ("x-source-app", app),
-    ] {
-        let value = value
-            .parse()
-            .map_err(|_| failed(format!("`{name}` is not a valid header value")))?;
-        request.headers_mut().insert(name, value);
-    }
     let started = Instant::now();
-    let (stream, _) =
-        tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(request))
-            .await
-            .map_err(|_| failed(format!("no connection within {CONNECT_TIMEOUT:?}")))?
-            .map_err(|e| failed(format!("the connection failed: {e}")))?;
-    let (sink, mut source) = stream.split();
-    match tokio::time::timeout(CONNECT_TIMEOUT, source.next()).await {
-        Ok(Some(Ok(Message::Text(text)))) if text.contains("\"welcome\"") => {}
-        other => return Err(failed(format!("expected a welcome frame, got {other:?}"))),
-    }
+    let (sink, mut source) = open_events(gateway, &tenant.key, &tenant.id, app, CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| LoadError::Gateway {
+            url: e.url,
+            why: e.why,
+        })?;
     let took = started.elapsed();
     let reader = tokio::spawn(async move {
         // The write half lives as long as the reader: the client only

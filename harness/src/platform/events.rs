@@ -37,6 +37,78 @@ impl Drop for Subscriber {
     }
 }
 
+/// The two halves of a welcomed connection to the gateway's `/events`.
+pub type EventStream = (
+    futures::stream::SplitSink<WsStream, Message>,
+    futures::stream::SplitStream<WsStream>,
+);
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A failed handshake with the gateway: the URL and why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{url}: {why}")]
+pub struct HandshakeError {
+    pub url: String,
+    pub why: String,
+}
+
+/// Connects to `<gateway>/events` (its http base URL) as `app` of a tenant
+/// (key and id), and waits for the `welcome` frame; each wait is bounded by
+/// `within`. The one handshake of every gateway client of the harness
+/// (scenario runs, load, suites).
+pub async fn open_events(
+    gateway: &str,
+    key: &str,
+    tenant_id: &str,
+    app: &str,
+    within: Duration,
+) -> Result<EventStream, HandshakeError> {
+    let url = format!(
+        "{}/events",
+        gateway
+            .trim_end_matches('/')
+            .replacen("http://", "ws://", 1)
+            .replacen("https://", "wss://", 1)
+    );
+    let failed = |why: String| HandshakeError {
+        url: url.clone(),
+        why,
+    };
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| failed(format!("not a WebSocket URL: {e}")))?;
+    for (name, value) in [
+        ("x-tenant-key", key),
+        ("x-tenant-id", tenant_id),
+        ("x-source-app", app),
+    ] {
+        let value = value
+            .parse()
+            .map_err(|_| failed(format!("`{value}` is not a valid {name} header")))?;
+        request.headers_mut().insert(name, value);
+    }
+    let (stream, _) = tokio::time::timeout(within, tokio_tungstenite::connect_async(request))
+        .await
+        .map_err(|_| {
+            failed(format!(
+                "the gateway did not accept the connection within {within:?}"
+            ))
+        })?
+        .map_err(|e| failed(format!("the gateway refused the connection: {e}")))?;
+    let (sink, mut source) = stream.split();
+    match tokio::time::timeout(within, source.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) if text.contains("\"welcome\"") => Ok((sink, source)),
+        Ok(Some(Ok(Message::Close(frame)))) => Err(failed(format!(
+            "the gateway closed the connection at once: {}",
+            frame.map_or("no reason".into(), |f| format!("{} {}", f.code, f.reason))
+        ))),
+        Ok(other) => Err(failed(format!("expected a welcome frame, got {other:?}"))),
+        Err(_) => Err(failed(format!("no welcome frame within {within:?}"))),
+    }
+}
+
 impl Platform {
     /// Connects to the gateway as `app` of `tenant` and waits for its
     /// welcome frame (up to `within`).
@@ -46,47 +118,20 @@ impl Platform {
         app: &str,
         within: Duration,
     ) -> Result<Subscriber, PlatformError> {
-        let base = self.url(GATEWAY)?;
-        let url = format!(
-            "{}/events",
-            base.replacen("http://", "ws://", 1)
-                .replacen("https://", "wss://", 1)
-        );
-        let failed = |cause: String| PlatformError::Transport {
-            method: reqwest::Method::GET,
-            url: url.clone(),
-            cause,
-        };
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| failed(e.to_string()))?;
-        for (name, value) in [
-            ("x-tenant-key", tenant.key.as_str()),
-            ("x-tenant-id", tenant.id.as_str()),
-            ("x-source-app", app),
-        ] {
-            let value = value
-                .parse()
-                .map_err(|_| failed(format!("`{value}` is not a valid {name} header")))?;
-            request.headers_mut().insert(name, value);
-        }
-        let (stream, _) = tokio::time::timeout(within, tokio_tungstenite::connect_async(request))
-            .await
-            .map_err(|_| failed(format!("no connection within {within:?}")))?
-            .map_err(|e| failed(format!("the gateway refused the connection: {e}")))?;
-        let (_sink, mut source) = stream.split();
-        match tokio::time::timeout(within, source.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) if text.contains("\"welcome\"") => {}
-            Ok(other) => return Err(failed(format!("expected a welcome frame, got {other:?}"))),
-            Err(_) => return Err(failed(format!("no welcome frame within {within:?}"))),
-        }
+        let (sink, mut source) =
+            open_events(self.url(GATEWAY)?, &tenant.key, &tenant.id, app, within)
+                .await
+                .map_err(|e| PlatformError::Transport {
+                    method: reqwest::Method::GET,
+                    url: e.url,
+                    cause: e.why,
+                })?;
         let inbox = Arc::new(Inbox::default());
         let keep = Arc::clone(&inbox);
         let reader = tokio::spawn(async move {
             // The sink is kept alive with the reader: dropping it would
             // close our half of the connection.
-            let _sink = _sink;
+            let _sink = sink;
             let reason = loop {
                 match source.next().await {
                     Some(Ok(Message::Text(text))) => {

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::env::{error_chain, Ecosystem};
-pub use events::{Subscriber, GATEWAY};
+pub use events::{open_events, EventStream, HandshakeError, Subscriber, GATEWAY};
 
 /// The service that creates tenants (`POST /admin/tenants`).
 pub const TENANT_SERVICE: &str = "flow-api";

@@ -16,10 +16,10 @@ use std::time::Duration;
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::{check, Clock};
+use crate::platform::open_events;
 use crate::report::{Message, MessageKind};
 
 type Sink = futures::stream::SplitSink<
@@ -70,46 +70,9 @@ impl Conn {
         within: Duration,
         observer: Observer,
     ) -> Result<Conn, String> {
-        let url = format!(
-            "{}/events",
-            gateway
-                .trim_end_matches('/')
-                .replacen("http://", "ws://", 1)
-                .replacen("https://", "wss://", 1)
-        );
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| format!("`{url}` is not a WebSocket URL: {e}"))?;
-        for (name, value) in [
-            ("x-tenant-key", key),
-            ("x-tenant-id", tenant_id),
-            ("x-source-app", app),
-        ] {
-            let value = value
-                .parse()
-                .map_err(|_| format!("`{name}` value `{value}` is not a valid header"))?;
-            request.headers_mut().insert(name, value);
-        }
-        let connect = tokio_tungstenite::connect_async(request);
-        let (stream, _) = tokio::time::timeout(within, connect)
+        let (sink, source) = open_events(gateway, key, tenant_id, app, within)
             .await
-            .map_err(|_| format!("the gateway did not accept the connection within {within:?}"))?
-            .map_err(|e| format!("the gateway refused the connection: {e}"))?;
-        let (sink, mut source) = stream.split();
-        let welcome = tokio::time::timeout(within, source.next())
-            .await
-            .map_err(|_| format!("no welcome frame within {within:?}"))?;
-        match welcome {
-            Some(Ok(WsMessage::Text(text))) if text.contains("\"welcome\"") => {}
-            Some(Ok(WsMessage::Close(frame))) => {
-                return Err(format!(
-                    "the gateway closed the connection at once: {}",
-                    frame.map_or("no reason".into(), |f| format!("{} {}", f.code, f.reason))
-                ))
-            }
-            other => return Err(format!("expected a welcome frame, got {other:?}")),
-        }
+            .map_err(|e| e.why)?;
         let inbox = Arc::new(Mutex::new(Inbox::default()));
         let arrived = Arc::new(Notify::new());
         let reader = tokio::spawn(read(
