@@ -21,6 +21,7 @@ mod http;
 mod interp;
 mod observe;
 mod output;
+pub(crate) mod queue;
 mod sql;
 mod suite;
 mod ws;
@@ -692,6 +693,12 @@ fn label(kind: &StepKind) -> String {
             "redis {queue}{} holds {size}",
             if *dead_letter { " dead letters" } else { "" }
         ),
+        StepKind::Redis(RedisStep::Enqueue {
+            queue,
+            kind,
+            tenant,
+            ..
+        }) => format!("redis enqueue {kind} on {queue} for {tenant}"),
         StepKind::Redis(RedisStep::Key { key, exists, .. }) => {
             format!(
                 "redis key {key} {}",
