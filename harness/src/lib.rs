@@ -34,6 +34,10 @@
 //!   nothing duplicated, everything processed or dead-lettered, breakers
 //!   closed), checked against the platform's own stores.
 //!
+//! - [`property`]: property tests: random operation sequences of several
+//!   tenants against the live ecosystem and a model, shrunk to a scenario
+//!   file on failure (`tekup-harness prop`).
+//!
 //! - [`report`]: JUnit XML, JSON and HTML reports.
 
 pub mod chaos;
@@ -41,5 +45,6 @@ pub mod cli;
 pub mod env;
 pub mod invariants;
 pub mod platform;
+pub mod property;
 pub mod report;
 pub mod scenario;

@@ -4,6 +4,7 @@
 //! 2 a usage error (from clap).
 
 mod doctor;
+mod prop;
 mod run;
 mod scenario;
 
@@ -43,6 +44,8 @@ enum Command {
     Doctor(FileArgs),
     /// Runs scenario files against the ecosystem (started here, or --runtime external).
     Run(run::RunArgs),
+    /// Property tests: random operation sequences of several tenants against the ecosystem and a model; a failure is shrunk to a scenario file.
+    Prop(prop::PropArgs),
     /// Checks scenario files (default: scenarios/); exit 1 when any is invalid.
     Validate {
         /// Files or directories of `*.yaml` scenarios.
@@ -158,6 +161,7 @@ pub fn main() -> ExitCode {
     };
     let command = match cli.command {
         Command::Run(args) => return run::run(args, &runtime),
+        Command::Prop(args) => return prop::run(args, &runtime),
         other => other,
     };
     match runtime.block_on(run(command)) {
@@ -241,7 +245,11 @@ async fn run(command: Command) -> Result<(), Failure> {
             env::docker::reap(&run).await.map_err(|e| (e, None))?;
             Ok(())
         }
-        Command::Validate { .. } | Command::Schema | Command::New(_) | Command::Run(_) => Ok(()),
+        Command::Validate { .. }
+        | Command::Schema
+        | Command::New(_)
+        | Command::Run(_)
+        | Command::Prop(_) => Ok(()),
     }
 }
 

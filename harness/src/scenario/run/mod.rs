@@ -24,7 +24,7 @@ mod output;
 pub(crate) mod queue;
 mod sql;
 mod suite;
-mod ws;
+pub(crate) mod ws;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -167,7 +167,7 @@ pub(crate) struct Clock {
 }
 
 impl Clock {
-    fn start() -> Clock {
+    pub(crate) fn start() -> Clock {
         Clock {
             started: Instant::now(),
             wall: chrono::Utc::now(),
