@@ -76,7 +76,11 @@ pub(crate) fn check_answer(
             want_status(200)?;
             let data = list(body)?;
             if data.len() != contacts.len() {
-                return Err(format!("expected {} contacts back, {}", contacts.len(), got()));
+                return Err(format!(
+                    "expected {} contacts back, {}",
+                    contacts.len(),
+                    got()
+                ));
             }
             for (item, (slot, email, new)) in data.iter().zip(contacts) {
                 own(item, *tenant, vars, "a synced contact")?;
@@ -149,7 +153,11 @@ pub(crate) fn check_answer(
             };
             Err(format!(
                 "{leak}expected a refusal ({}) with an error body, {}",
-                codes.iter().map(u16::to_string).collect::<Vec<_>>().join(" or "),
+                codes
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" or "),
                 got()
             ))
         }

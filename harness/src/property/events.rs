@@ -27,7 +27,8 @@ pub(crate) async fn check(plan: &Plan, conns: &[Conn], vars: &Vars, waits: Waits
         .collect();
     for (conn, want) in conns.iter().zip(&required) {
         conn.wait_for(deadline, |frames| {
-            want.iter().all(|(e, id)| frames.iter().any(|f| about(f, e.kind, id)))
+            want.iter()
+                .all(|(e, id)| frames.iter().any(|f| about(f, e.kind, id)))
         })
         .await;
     }
@@ -37,7 +38,15 @@ pub(crate) async fn check(plan: &Plan, conns: &[Conn], vars: &Vars, waits: Waits
     let mut findings = Vec::new();
     for (c, conn) in conns.iter().enumerate() {
         let optional = with_ids(plan.optional(c), vars);
-        findings.extend(check_conn(plan, c, &conn.frames(), &required[c], &optional, vars, waits));
+        findings.extend(check_conn(
+            plan,
+            c,
+            &conn.frames(),
+            &required[c],
+            &optional,
+            vars,
+            waits,
+        ));
     }
     findings
 }
@@ -75,7 +84,9 @@ fn check_conn(
         let subject = event["data"]["id"].as_str().unwrap_or_default().to_owned();
         let name = |id: &str| vars.name_of(id).unwrap_or(id).to_owned();
         if event["tenantId"] != tenant_id {
-            let whose = event["tenantId"].as_str().map_or_else(|| event["tenantId"].to_string(), name);
+            let whose = event["tenantId"]
+                .as_str()
+                .map_or_else(|| event["tenantId"].to_string(), name);
             findings.push(format!(
                 "LEAK: {who} received {kind} about {} of {whose}, another tenant: {}",
                 name(&subject),
@@ -94,8 +105,14 @@ fn check_conn(
         }
         let id = event["id"].as_str().unwrap_or_default().to_owned();
         *by_id.entry(id.clone()).or_default() += 1;
-        by_subject.entry((kind.to_owned(), subject.clone())).or_default().insert(id);
-        let known = required.iter().chain(optional).any(|(e, s)| e.kind == kind && *s == subject);
+        by_subject
+            .entry((kind.to_owned(), subject.clone()))
+            .or_default()
+            .insert(id);
+        let known = required
+            .iter()
+            .chain(optional)
+            .any(|(e, s)| e.kind == kind && *s == subject);
         if !known {
             findings.push(format!(
                 "{who} received {kind} about {}, which nothing of the case caused: {}",
@@ -127,7 +144,11 @@ fn check_conn(
                 e.kind,
                 e.entity.var(),
                 waits.events,
-                if got.is_empty() { "nothing".to_owned() } else { got.join("; ") }
+                if got.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    got.join("; ")
+                }
             ));
         }
     }

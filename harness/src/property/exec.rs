@@ -77,9 +77,12 @@ impl Vars {
     fn json(&self, value: &Value) -> Result<Value, String> {
         Ok(match value {
             Value::String(s) => Value::String(self.text(s)?),
-            Value::Array(items) => {
-                Value::Array(items.iter().map(|v| self.json(v)).collect::<Result<_, _>>()?)
-            }
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.json(v))
+                    .collect::<Result<_, _>>()?,
+            ),
             Value::Object(map) => Value::Object(
                 map.iter()
                     .map(|(k, v)| Ok((k.clone(), self.json(v)?)))
@@ -108,7 +111,10 @@ impl Executor {
             .redis()
             .await
             .map_err(|e| format!("redelivering jobs needs Redis: {}", error_chain(&e)))?;
-        let gateway = platform.url("gateway").map_err(|e| error_chain(&e))?.to_owned();
+        let gateway = platform
+            .url("gateway")
+            .map_err(|e| error_chain(&e))?
+            .to_owned();
         Ok(Executor {
             platform,
             checker,
@@ -147,9 +153,14 @@ impl Executor {
                     self.subscribe(c.tenant, c.app, &vars)
                         .await
                         .map(|opened| conns.push(opened))
-                        .map_err(|e| format!("subscribing c{conn} as (t{}, {}): {e}", c.tenant, c.app))
+                        .map_err(|e| {
+                            format!("subscribing c{conn} as (t{}, {}): {e}", c.tenant, c.app)
+                        })
                 }
-                Step::Redeliver { lead } => self.redeliver(plan, *lead, &vars, &format!("{label}-{i}")).await,
+                Step::Redeliver { lead } => {
+                    self.redeliver(plan, *lead, &vars, &format!("{label}-{i}"))
+                        .await
+                }
             };
             if let Err(finding) = result {
                 return Err(CaseFailure {
@@ -159,48 +170,75 @@ impl Executor {
             }
         }
         for (n, lead) in plan.leads.iter().enumerate() {
-            let (tenant, id) = (vars.get(&tenant_var(lead.tenant)), vars.get(&format!("lead-{n}")));
+            let (tenant, id) = (
+                vars.get(&tenant_var(lead.tenant)),
+                vars.get(&format!("lead-{n}")),
+            );
             if let (Ok(tenant), Ok(id)) = (tenant, id) {
                 ledger.accepted(AcceptedLead {
                     tenant: tenant.to_owned(),
-                    id: id.parse().map_err(|_| setup(format!("lead-{n} has no UUID: {id}")))?,
+                    id: id
+                        .parse()
+                        .map_err(|_| setup(format!("lead-{n} has no UUID: {id}")))?,
                     email: lead.email.clone(),
                 });
             }
         }
-        let verdict = self.checker.settle(&ledger.accepted_leads(), self.waits.settle).await;
-        let mut findings: Vec<String> = verdict.findings.iter().map(|f| name_ids(&f.to_string(), &vars)).collect();
+        let verdict = self
+            .checker
+            .settle(&ledger.accepted_leads(), self.waits.settle)
+            .await;
+        let mut findings: Vec<String> = verdict
+            .findings
+            .iter()
+            .map(|f| name_ids(&f.to_string(), &vars))
+            .collect();
         findings.extend(events::check(plan, &conns, &vars, self.waits).await);
         if findings.is_empty() {
             Ok(())
         } else {
-            Err(CaseFailure { step: None, findings })
+            Err(CaseFailure {
+                step: None,
+                findings,
+            })
         }
     }
 
-    async fn send(&self, call: &Call, vars: &Vars, correlation: &str) -> Result<(u16, Value), String> {
+    async fn send(
+        &self,
+        call: &Call,
+        vars: &Vars,
+        correlation: &str,
+    ) -> Result<(u16, Value), String> {
         let url = format!(
             "{}{}",
-            self.platform.url(call.service).map_err(|e| error_chain(&e))?,
+            self.platform
+                .url(call.service)
+                .map_err(|e| error_chain(&e))?,
             vars.text(&call.path)?
         );
         let mut headers = HeaderMap::new();
         let mut put = |name: &str, value: &str| -> Result<(), String> {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header {name}: {e}"))?;
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| format!("header {name}: {e}"))?;
             let value = HeaderValue::from_str(value).map_err(|e| format!("header {name}: {e}"))?;
             headers.insert(name, value);
             Ok(())
         };
         put("x-correlation-id", correlation)?;
         if let Creds::As { tenant, app } = &call.creds {
-            put("x-tenant-key", vars.get(&format!("{}.key", tenant_var(*tenant)))?)?;
+            put(
+                "x-tenant-key",
+                vars.get(&format!("{}.key", tenant_var(*tenant)))?,
+            )?;
             put("x-tenant-id", vars.get(&tenant_var(*tenant))?)?;
             put("x-source-app", app)?;
         }
         for (name, value) in &call.headers {
             put(name, &vars.text(value)?)?;
         }
-        let method = reqwest::Method::from_bytes(call.method.as_bytes()).map_err(|e| e.to_string())?;
+        let method =
+            reqwest::Method::from_bytes(call.method.as_bytes()).map_err(|e| e.to_string())?;
         let mut request = self.platform.http().request(method, &url).headers(headers);
         if let Some(body) = &call.json {
             request = request.json(&vars.json(body)?);
@@ -240,14 +278,27 @@ impl Executor {
 
     /// Hands lead `lead`'s processing job to the workers again, as the
     /// scenario step `redis: enqueue` does (the same function).
-    async fn redeliver(&self, plan: &Plan, lead: usize, vars: &Vars, correlation: &str) -> Result<(), String> {
+    async fn redeliver(
+        &self,
+        plan: &Plan,
+        lead: usize,
+        vars: &Vars,
+        correlation: &str,
+    ) -> Result<(), String> {
         let tenant = vars.get(&tenant_var(plan.leads[lead].tenant))?;
         let payload = json!({ "leadId": vars.get(&format!("lead-{lead}"))?, "originApp": LEAD_APP, "notifyVoice": false });
         let mut redis = self.redis.clone();
-        enqueue_job(&mut redis, "lead-processing", "process-lead", tenant, payload, correlation)
-            .await
-            .map(drop)
-            .map_err(|e| format!("redelivering lead-{lead}'s job: {e}"))
+        enqueue_job(
+            &mut redis,
+            "lead-processing",
+            "process-lead",
+            tenant,
+            payload,
+            correlation,
+        )
+        .await
+        .map(drop)
+        .map_err(|e| format!("redelivering lead-{lead}'s job: {e}"))
     }
 }
 

@@ -104,7 +104,9 @@ pub enum Forgery {
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Op::CreateLead { tenant, email } => write!(f, "t{tenant} creates a lead (email #{email})"),
+            Op::CreateLead { tenant, email } => {
+                write!(f, "t{tenant} creates a lead (email #{email})")
+            }
             Op::UpdateLead {
                 tenant,
                 lead,
@@ -145,7 +147,10 @@ impl fmt::Display for Op {
 
 /// A case: how many tenants (2 or 3) and the operations.
 pub fn case(max_ops: usize) -> impl Strategy<Value = (usize, Vec<Op>)> {
-    (2usize..=3, proptest::collection::vec(op(), 1..=max_ops.max(1)))
+    (
+        2usize..=3,
+        proptest::collection::vec(op(), 1..=max_ops.max(1)),
+    )
 }
 
 /// One operation, weighted so that what the invariants are about comes

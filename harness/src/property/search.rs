@@ -7,13 +7,18 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+use proptest::test_runner::{
+    Config as ProptestConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
+};
 
 use super::exec::{CaseFailure, Executor, Waits};
 use super::op::{case, Op};
 use super::plan::Plan;
 use super::render;
 use crate::env::Ecosystem;
+
+/// A case: its tenant count and operations.
+type Case = (usize, Vec<Op>);
 
 /// How big a search is, and where a failure is written.
 #[derive(Debug, Clone)]
@@ -53,10 +58,17 @@ impl Config {
     /// `TEKUP_PROP_CASES`, `TEKUP_PROP_SEED`, `TEKUP_PROP_MAX_OPS`,
     /// `TEKUP_PROP_SHRINK`; a random seed when none is set.
     pub fn from_env(reports_dir: PathBuf) -> Result<Config, PropertyError> {
-        fn var<T: std::str::FromStr>(name: &'static str, what: &'static str) -> Result<Option<T>, PropertyError> {
+        fn var<T: std::str::FromStr>(
+            name: &'static str,
+            what: &'static str,
+        ) -> Result<Option<T>, PropertyError> {
             match std::env::var(name) {
                 Err(_) => Ok(None),
-                Ok(value) => value.trim().parse().map(Some).map_err(|_| PropertyError::Setting { name, what, value }),
+                Ok(value) => value
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| PropertyError::Setting { name, what, value }),
             }
         }
         Ok(Config {
@@ -78,7 +90,12 @@ impl Config {
 #[derive(Debug, Clone)]
 pub enum Progress {
     /// Case `k` of `of` starts, with `ops` operations on `tenants` tenants.
-    Case { k: u32, of: u32, ops: usize, tenants: usize },
+    Case {
+        k: u32,
+        of: u32,
+        ops: usize,
+        tenants: usize,
+    },
     /// Case `k` failed; shrinking starts.
     Failed { k: u32, finding: String },
     /// Shrinking step `step` tried `ops` operations: still failing or not.
@@ -132,12 +149,13 @@ pub fn search(
     for chunk in seed.chunks_mut(8) {
         chunk.copy_from_slice(&config.seed.to_le_bytes());
     }
-    let mut runner = TestRunner::new_with_rng(proptest, TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
+    let mut runner =
+        TestRunner::new_with_rng(proptest, TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
     let generated = Cell::new(0u32);
     let ops_run = Cell::new(0usize);
     let failed = Cell::new(false);
     let shrink_steps = Cell::new(0u32);
-    let findings: RefCell<HashMap<(usize, Vec<Op>), Vec<String>>> = RefCell::new(HashMap::new());
+    let findings: RefCell<HashMap<Case, Vec<String>>> = RefCell::new(HashMap::new());
     let result = runner.run(&case(config.max_ops), |(tenants, ops)| {
         let plan = Plan::new(tenants, &ops);
         if failed.get() {
@@ -145,23 +163,36 @@ pub fn search(
         } else {
             generated.set(generated.get() + 1);
             ops_run.set(ops_run.get() + ops.len());
-            progress(Progress::Case { k: generated.get(), of: config.cases, ops: ops.len(), tenants });
+            progress(Progress::Case {
+                k: generated.get(),
+                of: config.cases,
+                ops: ops.len(),
+                tenants,
+            });
         }
-        let label = format!("tkp-{}-{}-{}", config.seed, generated.get(), shrink_steps.get());
+        let label = format!(
+            "tkp-{}-{}-{}",
+            config.seed,
+            generated.get(),
+            shrink_steps.get()
+        );
         let outcome = handle.block_on(executor.run(&plan, &label));
         if failed.get() {
-            progress(Progress::Shrink { step: shrink_steps.get(), ops: ops.len(), fails: outcome.is_err() });
+            progress(Progress::Shrink {
+                step: shrink_steps.get(),
+                ops: ops.len(),
+                fails: outcome.is_err(),
+            });
         }
-        let Err(CaseFailure { step, findings: found }) = outcome else {
+        let Err(failure) = outcome else {
             return Ok(());
         };
-        let mut found = found;
-        if let Some(i) = step {
-            let op = plan.origin[i];
-            found[0] = format!("operation {} ({}): {}", op + 1, ops[op], found[0]);
-        }
+        let found = describe(failure, &plan, &ops);
         if !failed.get() {
-            progress(Progress::Failed { k: generated.get(), finding: found[0].clone() });
+            progress(Progress::Failed {
+                k: generated.get(),
+                finding: found[0].clone(),
+            });
             failed.set(true);
         }
         let reason = found.join("\n");
@@ -172,16 +203,70 @@ pub fn search(
         Ok(()) => None,
         Err(TestError::Abort(why)) => return Err(PropertyError::Setup(why.to_string())),
         Err(TestError::Fail(_, (tenants, ops))) => {
-            let found = findings.borrow().get(&(tenants, ops.clone())).cloned().unwrap_or_default();
+            let mut found = findings
+                .borrow()
+                .get(&(tenants, ops.clone()))
+                .cloned()
+                .unwrap_or_default();
+            // proptest drops each operation once, in one pass; an operation
+            // that could not go early may go once later ones are gone. One
+            // more pass, within what is left of the shrinking budget.
+            let mut ops = ops;
+            let mut i = 0;
+            while i < ops.len() && shrink_steps.get() < config.max_shrink {
+                let mut fewer = ops.clone();
+                fewer.remove(i);
+                shrink_steps.set(shrink_steps.get() + 1);
+                let label = format!("tkp-{}-polish-{}", config.seed, shrink_steps.get());
+                let outcome = handle.block_on(executor.run(&Plan::new(tenants, &fewer), &label));
+                progress(Progress::Shrink {
+                    step: shrink_steps.get(),
+                    ops: fewer.len(),
+                    fails: outcome.is_err(),
+                });
+                match outcome {
+                    Err(failure) => {
+                        found = describe(failure, &Plan::new(tenants, &fewer), &fewer);
+                        ops = fewer;
+                    }
+                    Ok(()) => i += 1,
+                }
+            }
             let plan = Plan::new(tenants, &ops);
             let scenario = render::scenario(config.seed, &ops, &plan, &found, config.waits.quiet);
             let dir = config.reports_dir.join("property");
             let path = dir.join(format!("{}-minimal.yaml", config.seed));
             std::fs::create_dir_all(&dir)
                 .and_then(|()| std::fs::write(&path, &scenario))
-                .map_err(|e| PropertyError::Write { path: path.clone(), cause: e.to_string() })?;
-            Some(Failure { tenants, ops, findings: found, shrink_steps: shrink_steps.get(), scenario, path })
+                .map_err(|e| PropertyError::Write {
+                    path: path.clone(),
+                    cause: e.to_string(),
+                })?;
+            Some(Failure {
+                tenants,
+                ops,
+                findings: found,
+                shrink_steps: shrink_steps.get(),
+                scenario,
+                path,
+            })
         }
     };
-    Ok(Outcome { seed: config.seed, cases: generated.get(), ops: ops_run.get(), failure })
+    Ok(Outcome {
+        seed: config.seed,
+        cases: generated.get(),
+        ops: ops_run.get(),
+        failure,
+    })
+}
+
+/// A failure's findings, the first naming the operation whose request
+/// failed its check.
+fn describe(failure: CaseFailure, plan: &Plan, ops: &[Op]) -> Vec<String> {
+    let CaseFailure { step, mut findings } = failure;
+    if let (Some(i), Some(first)) = (step, findings.first_mut()) {
+        let op = plan.origin[i];
+        *first = format!("operation {} ({}): {first}", op + 1, plan.describe(op, ops));
+    }
+    findings
 }
