@@ -31,7 +31,11 @@ pub(super) struct PropArgs {
     #[arg(long, default_value = "process")]
     runtime: Runtime,
     /// The ecosystem file.
-    #[arg(long, env = "TEKUP_ECOSYSTEM", default_value = "fixtures/ecosystem.toml")]
+    #[arg(
+        long,
+        env = "TEKUP_ECOSYSTEM",
+        default_value = "fixtures/ecosystem.toml"
+    )]
     ecosystem: PathBuf,
     /// Where component logs and `property/<seed>-minimal.yaml` go.
     #[arg(long, default_value = "reports")]
@@ -71,7 +75,9 @@ pub(super) fn run(args: PropArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
         }
     };
     let started = Instant::now();
-    let result = search(rt.handle(), runner.ecosystem(), &config, &|p| say(&progress(&p)));
+    let result = search(rt.handle(), runner.ecosystem(), &config, &|p| {
+        say(&progress(&p))
+    });
     drop(runner);
     rt.block_on(suite.finish(Vec::new(), 1, &[]));
     let elapsed = started.elapsed().as_secs_f64();
@@ -115,7 +121,12 @@ pub(super) fn run(args: PropArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
 
 fn progress(p: &Progress) -> String {
     match p {
-        Progress::Case { k, of, ops, tenants } => {
+        Progress::Case {
+            k,
+            of,
+            ops,
+            tenants,
+        } => {
             format!("case {k}/{of}: {ops} operations, {tenants} tenants")
         }
         Progress::Failed { k, finding } => format!("case {k} FAILED: {finding}\nshrinking …"),
