@@ -76,7 +76,8 @@ pub enum Op {
 /// Calls an app or service may not make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CrossCall {
-    /// A tenant key naming a service identity (`worker`) as its app.
+    /// A tenant key naming a service identity (`worker`) as its app, on the
+    /// path that service calls (`POST /compliance/report`).
     ServiceIdentity,
     /// An app of the matrix without the permission (voice-agent writing leads).
     NoPermission,

@@ -12,9 +12,17 @@ impl Plan {
         let lead = json!({ "firstName": "Mallory", "email": "mallory@prop.test" });
         let sync = json!({ "contacts": [ { "email": "mallory@prop.test" } ] });
         let (what, call, status): (&str, Call, &'static [u16]) = match call {
+            // The worker's own service-to-service call (it files an
+            // incident's compliance report with its `write:incidents`).
             CrossCall::ServiceIdentity => (
-                "a tenant key naming the worker",
-                post(t, "worker", "flow-api", "/leads", lead),
+                "a tenant key naming the worker, on the worker's path",
+                post(
+                    t,
+                    "worker",
+                    "flow-api",
+                    "/compliance/report",
+                    json!({ "incidentId": uuid::Uuid::nil(), "severity": "high", "summary": "forged" }),
+                ),
                 &[403],
             ),
             CrossCall::NoPermission => (
