@@ -34,6 +34,10 @@
 //!   nothing duplicated, everything processed or dead-lettered, breakers
 //!   closed), checked against the platform's own stores.
 //!
+//! - [`load`]: goose load profiles (lead creation, contact sync, mixed,
+//!   WebSocket fan-out) judged against the platform's targets, with
+//!   reports that merge across machines.
+//!
 //! - [`property`]: property tests: random operation sequences of several
 //!   tenants against the live ecosystem and a model, shrunk to a scenario
 //!   file on failure (`tekup-harness prop`).
@@ -44,6 +48,7 @@ pub mod chaos;
 pub mod cli;
 pub mod env;
 pub mod invariants;
+pub mod load;
 pub mod platform;
 pub mod property;
 pub mod report;

@@ -10,14 +10,16 @@
 //! | `skip-lead-event`  | lead processing never publishes `LEAD_CREATED`                |
 //! | `cross-tenant-fanout` | the gateway delivers an event to the app's rooms of every tenant (the tenant filter is gone) |
 //! | `duplicate-activity` | lead processing records its activity without the once-per-lead key |
+//! | `no-job-retry`     | the worker acknowledges a failed job and drops it: no retry, no dead letter |
 
 use std::sync::OnceLock;
 
 /// The defects this binary knows.
-pub const KNOWN: [&str; 3] = [
+pub const KNOWN: [&str; 4] = [
     "skip-lead-event",
     "cross-tenant-fanout",
     "duplicate-activity",
+    "no-job-retry",
 ];
 
 fn enabled() -> &'static Vec<String> {

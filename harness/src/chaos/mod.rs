@@ -29,6 +29,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! - [`suite`]: chaos suites, steady load while Redis or Postgres is
+//!   killed, a mock fails or the gateway loses Redis, then the
+//!   [`crate::invariants`] within a recovery time.
+//!
 //! How a connection is carried (read-ahead, timestamps, the stage list of
 //! a chunk) is described in `conn.rs` and `writer.rs`; why `down` refuses
 //! instead of accepting and closing, in [`proxy`].
@@ -37,6 +41,7 @@ mod conn;
 mod error;
 pub mod links;
 pub mod proxy;
+pub mod suite;
 pub mod toxic;
 mod writer;
 

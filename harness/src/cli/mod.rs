@@ -3,7 +3,9 @@
 //! Exit codes: 0 success, 1 a failure (printed with its causes and a hint),
 //! 2 a usage error (from clap).
 
+mod chaos;
 mod doctor;
+mod load;
 mod prop;
 mod run;
 mod scenario;
@@ -44,6 +46,11 @@ enum Command {
     Doctor(FileArgs),
     /// Runs scenario files against the ecosystem (started here, or --runtime external).
     Run(run::RunArgs),
+    /// Loads the ecosystem (or a deployment, --host) with a goose profile and judges it
+    /// against the platform's targets; `load merge` merges several machines' reports.
+    Load(Box<load::LoadArgs>),
+    /// Chaos suites: steady load while Redis or Postgres dies, a mock fails or the gateway loses Redis, then the invariants.
+    Chaos(chaos::ChaosArgs),
     /// Property tests: random operation sequences of several tenants against the ecosystem and a model; a failure is shrunk to a scenario file.
     Prop(prop::PropArgs),
     /// Checks scenario files (default: scenarios/); exit 1 when any is invalid.
@@ -63,6 +70,42 @@ enum Command {
         #[arg(long)]
         run: String,
     },
+}
+
+/// Where the ecosystem comes from and where its logs and reports go, for
+/// the commands that start one (`run`, `chaos`, ...).
+#[derive(Debug, Args)]
+pub(super) struct StartArgs {
+    /// auto, process, docker or external (faults need process or docker).
+    #[arg(long, default_value = "process")]
+    pub(super) runtime: Runtime,
+    /// Where reports and component logs go.
+    #[arg(long, default_value = "reports")]
+    pub(super) reports_dir: PathBuf,
+    /// The ecosystem file.
+    #[arg(
+        long,
+        visible_alias = "ecosystem",
+        env = "TEKUP_ECOSYSTEM",
+        default_value = "fixtures/ecosystem.toml"
+    )]
+    pub(super) file: PathBuf,
+}
+
+impl StartArgs {
+    /// A suite in the current directory with these settings. Under
+    /// `cargo run` the services and mocks are built too, so the main job
+    /// never runs stale binaries; an installed harness uses prebuilt ones.
+    pub(super) fn suite(&self) -> crate::scenario::run::Suite {
+        let mut suite =
+            crate::scenario::run::Suite::new(std::env::current_dir().unwrap_or_default());
+        suite.file = self.file.clone();
+        suite.runtime = self.runtime;
+        suite.reports_dir = self.reports_dir.clone();
+        suite.build |=
+            std::env::var_os("CARGO").is_some() && std::env::var_os("TEKUP_BIN_DIR").is_none();
+        suite
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +204,8 @@ pub fn main() -> ExitCode {
     };
     let command = match cli.command {
         Command::Run(args) => return run::run(args, &runtime),
+        Command::Load(args) => return load::run(*args, &runtime),
+        Command::Chaos(args) => return chaos::run(args, &runtime),
         Command::Prop(args) => return prop::run(args, &runtime),
         other => other,
     };
@@ -249,6 +294,8 @@ async fn run(command: Command) -> Result<(), Failure> {
         | Command::Schema
         | Command::New(_)
         | Command::Run(_)
+        | Command::Load(_)
+        | Command::Chaos(_)
         | Command::Prop(_) => Ok(()),
     }
 }

@@ -2,16 +2,13 @@
 //! ecosystem it starts, with progress, a summary, and the minimal failing
 //! case as a scenario file.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
 
-use super::{out, say};
-use crate::env::Runtime;
+use super::{out, say, StartArgs};
 use crate::property::{search, Config, Progress};
-use crate::scenario::run::Suite;
 
 #[derive(Debug, Args)]
 pub(super) struct PropArgs {
@@ -27,23 +24,15 @@ pub(super) struct PropArgs {
     /// Most shrinking steps after a failure [default: TEKUP_PROP_SHRINK, else 64].
     #[arg(long)]
     max_shrink: Option<u32>,
-    /// process or docker (the checks read Postgres and Redis).
-    #[arg(long, default_value = "process")]
-    runtime: Runtime,
-    /// The ecosystem file.
-    #[arg(
-        long,
-        env = "TEKUP_ECOSYSTEM",
-        default_value = "fixtures/ecosystem.toml"
-    )]
-    ecosystem: PathBuf,
-    /// Where component logs and `property/<seed>-minimal.yaml` go.
-    #[arg(long, default_value = "reports")]
-    reports_dir: PathBuf,
+    /// Runtime, reports directory (also for `property/<seed>-minimal.yaml`)
+    /// and ecosystem file (`--file`/`--ecosystem`); the checks read Postgres
+    /// and Redis, so process or docker.
+    #[command(flatten)]
+    start: StartArgs,
 }
 
 pub(super) fn run(args: PropArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
-    let mut config = match Config::from_env(args.reports_dir.clone()) {
+    let mut config = match Config::from_env(args.start.reports_dir.clone()) {
         Ok(c) => c,
         Err(e) => {
             say(&format!("error: {e}"));
@@ -54,14 +43,7 @@ pub(super) fn run(args: PropArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
     config.seed = args.seed.unwrap_or(config.seed);
     config.max_ops = args.max_ops.unwrap_or(config.max_ops);
     config.max_shrink = args.max_shrink.unwrap_or(config.max_shrink);
-    let root = std::env::current_dir().unwrap_or_default();
-    let mut suite = Suite::new(root);
-    suite.file = args.ecosystem;
-    suite.runtime = args.runtime;
-    suite.reports_dir = args.reports_dir;
-    // As `run`: under `cargo run` the services and mocks are built first.
-    suite.build |=
-        std::env::var_os("CARGO").is_some() && std::env::var_os("TEKUP_BIN_DIR").is_none();
+    let suite = args.start.suite();
     say(&format!(
         "property suite: seed {} ({} cases of up to {} operations; repeat with --seed {})",
         config.seed, config.cases, config.max_ops, config.seed

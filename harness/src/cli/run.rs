@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::{out, say};
-use crate::env::Runtime;
+use super::{out, say, StartArgs};
 use crate::report::{Format, ScenarioReport, Status};
-use crate::scenario::run::{failure_text, needs_ecosystem_alone, Suite};
+use crate::scenario::run::{failure_text, needs_ecosystem_alone};
 use crate::scenario::{check_paths, Scenario};
 
 #[derive(Debug, Args)]
@@ -27,40 +26,21 @@ pub(super) struct RunArgs {
     /// Only scenarios whose name contains this text.
     #[arg(long, value_name = "TEXT")]
     filter: Option<String>,
-    /// auto, process, docker or external.
-    #[arg(long, default_value = "process")]
-    runtime: Runtime,
     /// Scenarios run at once (those that need the ecosystem alone run alone).
     #[arg(long, short, default_value_t = 4)]
     jobs: usize,
     /// Reports to write: any of junit, json, html.
     #[arg(long, default_value = "junit,json,html", value_parser = Format::parse_list)]
     report: std::vec::Vec<Format>,
-    /// Where reports and component logs go.
-    #[arg(long, default_value = "reports")]
-    reports_dir: PathBuf,
-    /// The ecosystem file.
-    #[arg(
-        long,
-        env = "TEKUP_ECOSYSTEM",
-        default_value = "fixtures/ecosystem.toml"
-    )]
-    file: PathBuf,
+    #[command(flatten)]
+    start: StartArgs,
 }
 
 pub(super) fn run(args: RunArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
     let Some(scenarios) = select(&args) else {
         return ExitCode::FAILURE;
     };
-    let root = std::env::current_dir().unwrap_or_default();
-    let mut suite = Suite::new(root);
-    suite.file = args.file.clone();
-    suite.runtime = args.runtime;
-    suite.reports_dir = args.reports_dir.clone();
-    // Under `cargo run`, the services and mocks are built too, so the main
-    // job never runs stale binaries; an installed harness uses prebuilt ones.
-    suite.build |=
-        std::env::var_os("CARGO").is_some() && std::env::var_os("TEKUP_BIN_DIR").is_none();
+    let suite = args.start.suite();
     let alone = scenarios
         .iter()
         .filter(|s| needs_ecosystem_alone(s))

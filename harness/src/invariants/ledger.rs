@@ -1,6 +1,7 @@
 //! What the suites sent and what the platform answered, kept so that the
 //! checker can hold the platform to its answers afterwards.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use uuid::Uuid;
@@ -22,11 +23,13 @@ pub struct Ledger {
 #[derive(Debug, Default, Clone)]
 struct Entries {
     accepted: Vec<AcceptedLead>,
-    refused: u64,
+    refused: BTreeMap<u16, u64>,
     unanswered: u64,
+    jobs: BTreeMap<String, u64>,
 }
 
-/// How the platform answered the requests of a ledger.
+/// How the platform answered the requests of a ledger (leads and any
+/// other request a suite records).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Tally {
     /// 201 with an id.
@@ -49,14 +52,30 @@ impl Ledger {
         self.lock().accepted.push(lead);
     }
 
-    /// Records a lead answered with anything else.
-    pub fn refused(&self) {
-        self.lock().refused += 1;
+    /// Records a request answered with `status` (not a success).
+    pub fn refused(&self, status: u16) {
+        *self.lock().refused.entry(status).or_default() += 1;
+    }
+
+    /// The refusals so far, by status.
+    pub fn refusals(&self) -> BTreeMap<u16, u64> {
+        self.lock().refused.clone()
     }
 
     /// Records a lead request that got no answer.
     pub fn unanswered(&self) {
         self.lock().unanswered += 1;
+    }
+
+    /// Records a job the platform accepted onto `queue` (a lead's
+    /// processing, an email sync).
+    pub fn job_accepted(&self, queue: &str) {
+        *self.lock().jobs.entry(queue.to_owned()).or_default() += 1;
+    }
+
+    /// Jobs accepted per queue so far.
+    pub fn jobs(&self) -> BTreeMap<String, u64> {
+        self.lock().jobs.clone()
     }
 
     /// The accepted leads so far.
@@ -69,7 +88,7 @@ impl Ledger {
         let entries = self.lock();
         Tally {
             accepted: entries.accepted.len() as u64,
-            refused: entries.refused,
+            refused: entries.refused.values().sum(),
             unanswered: entries.unanswered,
         }
     }

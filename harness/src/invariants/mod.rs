@@ -23,7 +23,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 pub use ledger::{AcceptedLead, Ledger, Tally};
-pub use stores::Checker;
+pub use stores::{Checker, QueueTotals};
 
 /// One thing that does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,6 +59,13 @@ pub enum Finding {
         in_flight: u64,
         retrying: u64,
     },
+    /// Fewer jobs of a queue were completed or dead-lettered than were
+    /// accepted onto it.
+    JobsUnsettled {
+        queue: String,
+        accepted: u64,
+        settled: u64,
+    },
     /// A service's breaker for a target is not closed.
     BreakerOpen {
         service: String,
@@ -76,6 +83,7 @@ impl Finding {
             self,
             Finding::Unprocessed { .. }
                 | Finding::QueueBusy { .. }
+                | Finding::JobsUnsettled { .. }
                 | Finding::BreakerOpen { .. }
                 | Finding::Unreadable { .. }
         )
@@ -117,6 +125,14 @@ impl fmt::Display for Finding {
                 f,
                 "queue {queue} is not drained: {size} waiting, {in_flight} in flight, {retrying} retrying"
             ),
+            Finding::JobsUnsettled {
+                queue,
+                accepted,
+                settled,
+            } => write!(
+                f,
+                "queue {queue} settled {settled} of the {accepted} jobs accepted onto it (completed or dead-lettered)"
+            ),
             Finding::BreakerOpen {
                 service,
                 target,
@@ -135,6 +151,8 @@ pub struct Verdict {
     pub leads: usize,
     /// Of those, processed (linked to a contact).
     pub processed: usize,
+    /// The ids of the processed ones.
+    pub processed_ids: std::collections::BTreeSet<uuid::Uuid>,
     /// Of those, in the dead-letter queue.
     pub dead_lettered: usize,
     /// How long settling took (zero for a single check).
@@ -191,23 +209,71 @@ impl Verdict {
     }
 }
 
+/// Jobs a suite had accepted onto queues: the totals before, and how many
+/// per queue. Settling then also waits for that many to be settled.
+#[derive(Debug, Clone, Copy)]
+pub struct JobsAccepted<'a> {
+    pub before: &'a QueueTotals,
+    pub accepted: &'a std::collections::BTreeMap<String, u64>,
+}
+
 impl Checker {
     /// Checks again and again until nothing pending is left or `within`
     /// has passed, and returns the last verdict (with the time it took).
-    /// Between checks it waits 100 ms, doubling up to 1 s: the stores are
-    /// polled, there is nothing to be woken by.
     pub async fn settle(&self, leads: &[AcceptedLead], within: Duration) -> Verdict {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(100);
-        loop {
+        self.settle_all(leads, None, within).await
+    }
+
+    /// [`Checker::settle`], also holding the queues to `jobs`.
+    pub async fn settle_all(
+        &self,
+        leads: &[AcceptedLead],
+        jobs: Option<JobsAccepted<'_>>,
+        within: Duration,
+    ) -> Verdict {
+        poll_until(within, || async {
             let mut verdict = self.check(leads).await;
-            verdict.waited = started.elapsed();
-            if verdict.settled() || started.elapsed() >= within {
-                return verdict;
+            if let Some(jobs) = jobs {
+                let unsettled = self.jobs_settled_since(jobs.before, jobs.accepted).await;
+                verdict.findings.extend(unsettled);
+                verdict.findings.sort();
             }
-            tokio::time::sleep(pause.min(within.saturating_sub(started.elapsed()))).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
+            verdict
+        })
+        .await
+    }
+
+    /// Waits (up to `within`) until every service's breakers are closed;
+    /// the verdict holds the breakers still open.
+    pub async fn settle_breakers(&self, within: Duration) -> Verdict {
+        poll_until(within, || async {
+            let mut verdict = Verdict::default();
+            self.check_breakers(&mut verdict).await;
+            verdict
+        })
+        .await
+    }
+}
+
+/// Runs `check` again and again until nothing pending is left or `within`
+/// has passed; returns the last verdict with the time it took. Between
+/// checks it waits 100 ms, doubling up to 1 s: the stores are polled, there
+/// is nothing to be woken by.
+async fn poll_until<F, Fut>(within: Duration, mut check: F) -> Verdict
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Verdict>,
+{
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let mut verdict = check().await;
+        verdict.waited = started.elapsed();
+        if verdict.settled() || started.elapsed() >= within {
+            return verdict;
         }
+        tokio::time::sleep(pause.min(within.saturating_sub(started.elapsed()))).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 

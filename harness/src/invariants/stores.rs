@@ -16,12 +16,25 @@ const LEAD_QUEUE: &str = "lead-processing";
 /// The service that answers `/admin/queues`.
 const QUEUE_SERVICE: &str = "flow-api";
 
+/// Jobs settled (completed or dead-lettered) per queue at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueTotals(pub BTreeMap<String, u64>);
+
+impl QueueTotals {
+    /// The count of `queue` (0 when unknown).
+    pub fn settled(&self, queue: &str) -> u64 {
+        self.0.get(queue).copied().unwrap_or(0)
+    }
+}
+
 /// Checks the invariants against one ecosystem.
 #[derive(Debug, Clone)]
 pub struct Checker {
     platform: Platform,
     pg: sqlx::PgPool,
-    redis: redis::aio::MultiplexedConnection,
+    /// A client, not a connection: each check connects anew, so a Redis
+    /// the suite restarted is read again rather than through a dead pipe.
+    redis: redis::Client,
     /// Services whose `/metrics` show breakers.
     services: Vec<String>,
 }
@@ -34,9 +47,12 @@ impl Checker {
             .postgres_pool()
             .await
             .map_err(|e| format!("the checker needs Postgres: {}", error_chain(&e)))?;
-        let redis = eco
-            .redis()
-            .await
+        let redis_url = eco
+            .components()
+            .find(|c| c.kind() == Kind::Redis)
+            .and_then(|c| c.url())
+            .ok_or("the checker needs Redis, and the ecosystem has none")?;
+        let redis = redis::Client::open(redis_url)
             .map_err(|e| format!("the checker needs Redis: {}", error_chain(&e)))?;
         let services = eco
             .components()
@@ -134,6 +150,7 @@ impl Checker {
                 continue;
             }
             verdict.processed += 1;
+            verdict.processed_ids.insert(*id);
             if *activities != 1 {
                 verdict.findings.push(Finding::Activities {
                     tenant: tenant.clone(),
@@ -172,7 +189,11 @@ impl Checker {
 
     /// The lead ids of the lead-processing dead-letter stream.
     async fn dead_lettered(&self) -> Result<BTreeSet<Uuid>, String> {
-        let mut redis = self.redis.clone();
+        let mut redis = self
+            .redis
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| error_chain(&e))?;
         let reply: redis::streams::StreamRangeReply = redis
             .xrange_all(format!("tekup:queue:{LEAD_QUEUE}:dead"))
             .await
@@ -186,28 +207,35 @@ impl Checker {
             .collect())
     }
 
-    async fn check_queues(&self, verdict: &mut Verdict) {
-        let answer = match self
+    /// `/admin/queues`: one object per queue.
+    async fn queues(&self) -> Result<Vec<serde_json::Value>, Finding> {
+        let unreadable = |error: String| Finding::Unreadable {
+            what: format!("{QUEUE_SERVICE} /admin/queues"),
+            error,
+        };
+        match self
             .platform
             .admin_get(QUEUE_SERVICE, "/admin/queues")
             .await
         {
-            Ok(answer) if answer.ok() => answer,
-            Ok(answer) => {
-                return verdict.findings.push(Finding::Unreadable {
-                    what: format!("{QUEUE_SERVICE} /admin/queues"),
-                    error: format!("answered {}: {}", answer.status, answer.body),
-                })
-            }
-            Err(e) => {
-                return verdict.findings.push(Finding::Unreadable {
-                    what: format!("{QUEUE_SERVICE} /admin/queues"),
-                    error: error_chain(&e),
-                })
-            }
+            Ok(answer) if answer.ok() => Ok(answer.body["queues"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()),
+            Ok(answer) => Err(unreadable(format!(
+                "answered {}: {}",
+                answer.status, answer.body
+            ))),
+            Err(e) => Err(unreadable(error_chain(&e))),
+        }
+    }
+
+    async fn check_queues(&self, verdict: &mut Verdict) {
+        let queues = match self.queues().await {
+            Ok(queues) => queues,
+            Err(finding) => return verdict.findings.push(finding),
         };
-        let empty = Vec::new();
-        for queue in answer.body["queues"].as_array().unwrap_or(&empty) {
+        for queue in queues {
             let n = |key: &str| queue[key].as_u64().unwrap_or(0);
             let (size, in_flight, retrying) = (n("size"), n("inFlight"), n("retrying"));
             if size + in_flight + retrying > 0 {
@@ -221,7 +249,48 @@ impl Checker {
         }
     }
 
-    async fn check_breakers(&self, verdict: &mut Verdict) {
+    /// Jobs settled so far (completed plus dead-lettered), per queue.
+    pub async fn queue_totals(&self) -> Result<QueueTotals, Finding> {
+        let queues = self.queues().await?;
+        Ok(QueueTotals(
+            queues
+                .iter()
+                .map(|q| {
+                    let n = |key: &str| q[key].as_u64().unwrap_or(0);
+                    (
+                        q["name"].as_str().unwrap_or("?").to_owned(),
+                        n("processed") + n("deadLetters"),
+                    )
+                })
+                .collect(),
+        ))
+    }
+
+    /// A finding for every queue that settled fewer jobs since `before`
+    /// than `accepted` names: jobs were lost (or are still running).
+    pub async fn jobs_settled_since(
+        &self,
+        before: &QueueTotals,
+        accepted: &BTreeMap<String, u64>,
+    ) -> Vec<Finding> {
+        let now = match self.queue_totals().await {
+            Ok(now) => now,
+            Err(finding) => return vec![finding],
+        };
+        accepted
+            .iter()
+            .filter_map(|(queue, &accepted)| {
+                let settled = now.settled(queue).saturating_sub(before.settled(queue));
+                (settled < accepted).then(|| Finding::JobsUnsettled {
+                    queue: queue.clone(),
+                    accepted,
+                    settled,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn check_breakers(&self, verdict: &mut Verdict) {
         for service in &self.services {
             match self.platform.get_public(service, "/metrics").await {
                 Ok(answer) if answer.ok() => {

@@ -23,6 +23,8 @@
 //! # Ok(()) }
 //! ```
 
+mod events;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::env::{error_chain, Ecosystem};
+pub use events::{Subscriber, GATEWAY};
 
 /// The service that creates tenants (`POST /admin/tenants`).
 pub const TENANT_SERVICE: &str = "flow-api";
@@ -154,6 +157,27 @@ impl Platform {
     /// Creates a fresh tenant with the id `<name>-<8 hex>` and returns its
     /// first API key.
     pub async fn create_tenant(&self, name: &str) -> Result<TenantKey, PlatformError> {
+        self.create(name, serde_json::json!({})).await
+    }
+
+    /// [`Self::create_tenant`] with a rate limit of its own (requests per
+    /// minute) instead of the platform's default: load runs give their
+    /// tenants one far above what they send, so a 429 is the platform
+    /// refusing load, not a quota of the harness's own making.
+    pub async fn create_tenant_with_rate_limit(
+        &self,
+        name: &str,
+        per_minute: u32,
+    ) -> Result<TenantKey, PlatformError> {
+        self.create(
+            name,
+            serde_json::json!({ "rateLimitPerMinute": per_minute }),
+        )
+        .await
+    }
+
+    /// `POST /admin/tenants` with `extra` fields beside the id and name.
+    async fn create(&self, name: &str, mut extra: Value) -> Result<TenantKey, PlatformError> {
         let id = format!(
             "{}-{}",
             sanitize(name),
@@ -166,7 +190,11 @@ impl Platform {
                     .http
                     .post(&url)
                     .bearer_auth(&self.inner.admin_token)
-                    .json(&serde_json::json!({ "id": id, "name": name })),
+                    .json(&{
+                        extra["id"] = Value::from(id.as_str());
+                        extra["name"] = Value::from(name);
+                        extra
+                    }),
                 Method::POST,
                 &url,
             )

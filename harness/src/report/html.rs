@@ -19,7 +19,7 @@ use super::model::{Failure, RunReport, ScenarioReport, Status, StepReport};
 use super::sequence;
 use super::text::{self, escape_text};
 
-const STYLE: &str = r#"
+pub(crate) const STYLE: &str = r#"
 :root { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #111827; }
 body { margin: 0 auto; max-width: 1400px; padding: 1rem 1.5rem 3rem; }
 h1 { font-size: 1.4rem; margin: 0 0 .3rem; }

@@ -24,7 +24,7 @@ pub mod json;
 pub mod junit;
 pub mod model;
 mod sequence;
-mod text;
+pub(crate) mod text;
 
 use std::fmt;
 use std::io::{self, Write as _};
@@ -174,7 +174,7 @@ pub fn write(
 
 /// Writes `contents` to a temporary file next to `path`, syncs it and
 /// renames it over `path`. The temporary file is removed on any error.
-fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let prefix = format!(
         ".{}.",

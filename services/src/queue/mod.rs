@@ -316,6 +316,20 @@ impl Queues {
         Ok(())
     }
 
+    /// Acknowledges and removes a job without counting it anywhere. Only
+    /// the deliberate defect `no-job-retry` does this: it is how a worker
+    /// that swallows failures loses jobs.
+    pub async fn discard(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        let mut redis = self.redis.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .xack(stream(delivery.queue), GROUP, &[&delivery.entry_id])
+            .xdel(stream(delivery.queue), &[&delivery.entry_id])
+            .query_async(&mut redis)
+            .await?;
+        Ok(())
+    }
+
     /// Parks a failed job for another attempt after `delay`.
     pub async fn retry_later(
         &self,

@@ -167,6 +167,13 @@ async fn settle(state: &AppState, queues: &Queues, args: &WorkerArgs, delivery: 
                 .inc();
             queues.complete(&delivery).await
         }
+        Err(error) if crate::defects::active("no-job-retry") => {
+            tracing::error!(
+                error = crate::error::chain(&error),
+                "job failed; dropped (deliberate defect no-job-retry)"
+            );
+            queues.discard(&delivery).await
+        }
         Err(error) if job.attempt < job.queue.max_retries() => {
             let delay = backoff(
                 job.attempt + 1,

@@ -108,36 +108,7 @@ impl Suite {
     }
 
     async fn build_binaries(&self) -> Result<(), String> {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut args = vec![
-            "build",
-            "--quiet",
-            "-p",
-            "tekup-services",
-            "-p",
-            "tekup-mocks",
-            "--bins",
-        ];
-        // The binaries are looked up next to this executable first: build
-        // the profile it was built with (`cargo bench` is release).
-        let release = std::env::current_exe()
-            .is_ok_and(|exe| exe.components().any(|c| c.as_os_str() == "release"));
-        if release {
-            args.push("--release");
-        }
-        let output = tokio::process::Command::new(&cargo)
-            .current_dir(&self.root)
-            .args(&args)
-            .output()
-            .await
-            .map_err(|e| format!("running cargo to build the services and mocks: {e}"))?;
-        if output.status.success() {
-            return Ok(());
-        }
-        Err(format!(
-            "building the services and mocks failed (set TEKUP_BIN_DIR to use prebuilt ones):\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ))
+        build_binaries(&self.root).await
     }
 
     /// Runs `scenarios`, `jobs` at a time: first those that share the
@@ -214,4 +185,40 @@ async fn run_one(
     let report = runner.run(scenario).await;
     on_done(&report);
     (i, report)
+}
+
+/// Builds the service and mock binaries of the workspace at `root` with the
+/// profile this executable was built with (`tekup-harness run` and `load`
+/// under `cargo run`, so they never start stale binaries).
+pub(crate) async fn build_binaries(root: &std::path::Path) -> Result<(), String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut args = vec![
+        "build",
+        "--quiet",
+        "-p",
+        "tekup-services",
+        "-p",
+        "tekup-mocks",
+        "--bins",
+    ];
+    // The binaries are looked up next to this executable first: build
+    // the profile it was built with (`cargo bench` is release).
+    let release = std::env::current_exe()
+        .is_ok_and(|exe| exe.components().any(|c| c.as_os_str() == "release"));
+    if release {
+        args.push("--release");
+    }
+    let output = tokio::process::Command::new(&cargo)
+        .current_dir(root)
+        .args(&args)
+        .output()
+        .await
+        .map_err(|e| format!("running cargo to build the services and mocks: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "building the services and mocks failed (set TEKUP_BIN_DIR to use prebuilt ones):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    ))
 }

@@ -1,0 +1,109 @@
+//! The steady load a chaos suite keeps up while its faults happen: leads at
+//! a fixed rate over several tenants, each email used twice (so the CRM's
+//! find-or-create races with itself), and optionally an email sync every
+//! few leads. Every answer goes into the [`Ledger`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::{watch, Semaphore};
+
+use crate::invariants::{AcceptedLead, Ledger};
+use crate::platform::TenantClient;
+
+/// How much load, how fast.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Load {
+    /// Leads in all, spread over the tenants.
+    pub leads: usize,
+    /// Leads started per second.
+    pub rate: f64,
+    /// Requests in flight at most (when the platform is slow, the rate
+    /// drops rather than the requests piling up).
+    pub concurrency: usize,
+    /// An email sync (`POST /emails/sync`) every this many leads, if set.
+    pub email_sync_every: Option<usize>,
+}
+
+/// The clients the load acts through, per tenant.
+#[derive(Debug, Clone)]
+pub(super) struct Actors {
+    /// `flow-web`, which creates leads.
+    pub(super) leads: TenantClient,
+    /// `inbox-ai`, which syncs email.
+    pub(super) inbox: TenantClient,
+}
+
+/// Sends the load; `sent` counts the requests started, so fault timelines
+/// can wait for "30 % of the leads" instead of for a time.
+pub(super) async fn drive(
+    actors: Vec<Actors>,
+    load: Load,
+    ledger: Arc<Ledger>,
+    sent: watch::Sender<usize>,
+) {
+    let slots = Arc::new(Semaphore::new(load.concurrency.max(1)));
+    let period = Duration::from_secs_f64(1.0 / load.rate.max(0.1));
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..load.leads {
+        ticks.tick().await;
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
+        let actor = actors[i % actors.len()].clone();
+        let round = i / actors.len();
+        let sync = load
+            .email_sync_every
+            .is_some_and(|every| every > 0 && i % every == every - 1);
+        let ledger = Arc::clone(&ledger);
+        tasks.spawn(async move {
+            // Two leads of a tenant share an email: the second finds the
+            // first's contact, or races it.
+            let email = format!("lead{}@{}.example", round / 2, actor.leads.tenant_id());
+            create_lead(&actor.leads, &email, &ledger).await;
+            if sync {
+                sync_email(&actor.inbox, &ledger).await;
+            }
+            drop(slot);
+        });
+        sent.send_replace(i + 1);
+        // Reap what has finished so the set stays small.
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn create_lead(client: &TenantClient, email: &str, ledger: &Ledger) {
+    let body =
+        json!({ "firstName": "Chaos", "lastName": "Load", "email": email, "source": "chaos" });
+    match client.post("flow-api", "/leads", &body).await {
+        Ok(answer) if answer.status == 201 => {
+            match answer.body["id"].as_str().and_then(|id| id.parse().ok()) {
+                Some(id) => {
+                    ledger.accepted(AcceptedLead {
+                        tenant: client.tenant_id().to_owned(),
+                        id,
+                        email: email.to_owned(),
+                    });
+                    ledger.job_accepted("lead-processing");
+                }
+                // A 201 without an id is the platform's fault; count it as
+                // unanswered rather than invent an id.
+                None => ledger.unanswered(),
+            }
+        }
+        Ok(answer) => ledger.refused(answer.status),
+        Err(_) => ledger.unanswered(),
+    }
+}
+
+async fn sync_email(client: &TenantClient, ledger: &Ledger) {
+    match client.post("crm-api", "/emails/sync", &json!({})).await {
+        Ok(answer) if answer.status == 202 => ledger.job_accepted("email-sync"),
+        Ok(answer) => ledger.refused(answer.status),
+        Err(_) => ledger.unanswered(),
+    }
+}

@@ -1,0 +1,205 @@
+//! What each suite does to the ecosystem while the load runs, and how it
+//! puts it back.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::{Plan, SuiteError, SuiteName};
+use crate::env::{error_chain, Ecosystem};
+
+/// The mock the `mock-flaky` suite breaks: email sync reads the mailbox
+/// through Graph.
+pub(super) const FLAKY_MOCK: &str = "graph";
+
+/// What happened when, for the report.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    started: Option<Instant>,
+    /// Seconds since the suite started, and what happened.
+    pub entries: Vec<(f64, String)>,
+}
+
+impl Timeline {
+    pub(super) fn start() -> Timeline {
+        Timeline {
+            started: Some(Instant::now()),
+            entries: Vec::new(),
+        }
+    }
+
+    pub(super) fn note(&mut self, what: impl Into<String>) {
+        let at = self.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        self.entries.push((at, what.into()));
+    }
+}
+
+/// Injects the suite's fault, holds it for the plan's `hold` (per phase),
+/// and heals.
+pub(super) async fn inject(
+    eco: &Ecosystem,
+    suite: SuiteName,
+    plan: &Plan,
+    timeline: &mut Timeline,
+) -> Result<(), SuiteError> {
+    let hold = plan.hold;
+    let fault = |what: &str, e: &dyn std::error::Error| SuiteError::Fault {
+        suite: suite.as_str(),
+        what: what.to_owned(),
+        cause: error_chain(e),
+    };
+    match suite {
+        SuiteName::RedisKilled | SuiteName::PostgresRestarted => {
+            let name = if suite == SuiteName::RedisKilled {
+                "redis"
+            } else {
+                "postgres"
+            };
+            let component = eco.component(name).map_err(|e| fault("find", &e))?;
+            component.kill().await.map_err(|e| fault("kill", &e))?;
+            timeline.note(format!("{name} killed"));
+            tokio::time::sleep(hold).await;
+            let took = component
+                .restart()
+                .await
+                .map_err(|e| fault("restart", &e))?;
+            timeline.note(format!(
+                "{name} restarted (ready in {:.1} s)",
+                took.as_secs_f64()
+            ));
+        }
+        SuiteName::MockFlaky => {
+            let admin = mock_admin(eco, suite)?;
+            let http = reqwest::Client::new();
+            let ratio = plan.mock_failure_ratio;
+            let share = format!("{:.0} %", ratio * 100.0);
+            let phases = [
+                (
+                    json!({ "kind": "status", "status": 500, "ratio": ratio }),
+                    format!("{share} 500s"),
+                ),
+                (
+                    json!({ "kind": "rate-limit", "retry-after": 1000, "ratio": ratio }),
+                    format!("{share} 429s with Retry-After: 1"),
+                ),
+            ];
+            for (spec, label) in phases {
+                clear_mock_faults(&http, &admin, suite).await?;
+                set_mock_fault(&http, &admin, &spec, suite).await?;
+                timeline.note(format!("{FLAKY_MOCK} answers {label}"));
+                tokio::time::sleep(hold).await;
+            }
+            clear_mock_faults(&http, &admin, suite).await?;
+            timeline.note(format!("{FLAKY_MOCK} healthy again"));
+        }
+        SuiteName::CrmPaused => {
+            let crm = eco.component("crm-api").map_err(|e| fault("find", &e))?;
+            crm.pause().await.map_err(|e| fault("pause crm-api", &e))?;
+            timeline.note("crm-api paused");
+            tokio::time::sleep(hold).await;
+            crm.resume()
+                .await
+                .map_err(|e| fault("resume crm-api", &e))?;
+            timeline.note("crm-api resumed");
+        }
+        SuiteName::GatewayPartition => {
+            let link = eco
+                .link("gateway", "redis")
+                .map_err(|e| fault("find the link", &e))?;
+            link.disable()
+                .map_err(|e| fault("cut gateway->redis", &e))?;
+            timeline.note("gateway->redis partitioned (down)");
+            tokio::time::sleep(hold).await;
+            link.enable()
+                .map_err(|e| fault("heal gateway->redis", &e))?;
+            timeline.note("gateway->redis healed");
+        }
+    }
+    Ok(())
+}
+
+/// Puts back what a failed injection may have left: the suite's component
+/// restarted, links up, mock faults gone. Problems are returned as text
+/// for the report; restoring goes on past them.
+pub(super) async fn restore(eco: &Ecosystem, suite: SuiteName) -> Vec<String> {
+    let mut problems = Vec::new();
+    let component = match suite {
+        SuiteName::RedisKilled => Some("redis"),
+        SuiteName::PostgresRestarted => Some("postgres"),
+        SuiteName::MockFlaky | SuiteName::GatewayPartition => None,
+        SuiteName::CrmPaused => {
+            if let Ok(crm) = eco.component("crm-api") {
+                if let Err(e) = crm.resume().await {
+                    problems.push(format!("resuming crm-api: {}", error_chain(&e)));
+                }
+            }
+            None
+        }
+    };
+    if let Some(name) = component {
+        if let Ok(component) = eco.component(name) {
+            if let Err(e) = component.restart().await {
+                problems.push(format!("restarting {name}: {}", error_chain(&e)));
+            }
+        }
+    }
+    if let Err(e) = eco.reset_links() {
+        problems.push(format!("healing the links: {}", error_chain(&e)));
+    }
+    if let Ok(admin) = mock_admin(eco, suite) {
+        if let Err(e) = clear_mock_faults(&reqwest::Client::new(), &admin, suite).await {
+            problems.push(e.to_string());
+        }
+    }
+    problems
+}
+
+fn mock_admin(eco: &Ecosystem, suite: SuiteName) -> Result<String, SuiteError> {
+    eco.mock(FLAKY_MOCK)
+        .map(|m| m.admin_url)
+        .map_err(|e| SuiteError::Fault {
+            suite: suite.as_str(),
+            what: format!("find the {FLAKY_MOCK} mock"),
+            cause: error_chain(&e),
+        })
+}
+
+async fn set_mock_fault(
+    http: &reqwest::Client,
+    admin: &str,
+    spec: &Value,
+    suite: SuiteName,
+) -> Result<(), SuiteError> {
+    let answer = http.post(format!("{admin}/faults")).json(spec).send().await;
+    check_admin(answer, suite, &format!("set the fault {spec}")).await
+}
+
+async fn clear_mock_faults(
+    http: &reqwest::Client,
+    admin: &str,
+    suite: SuiteName,
+) -> Result<(), SuiteError> {
+    let answer = http.delete(format!("{admin}/faults")).send().await;
+    check_admin(answer, suite, "clear the faults").await
+}
+
+async fn check_admin(
+    answer: reqwest::Result<reqwest::Response>,
+    suite: SuiteName,
+    what: &str,
+) -> Result<(), SuiteError> {
+    let failed = |cause: String| SuiteError::Fault {
+        suite: suite.as_str(),
+        what: format!("{what} on the {FLAKY_MOCK} mock"),
+        cause,
+    };
+    let answer = answer.map_err(|e| failed(error_chain(&e)))?;
+    if answer.status().is_success() {
+        return Ok(());
+    }
+    let status = answer.status();
+    Err(failed(format!(
+        "answered {status}: {}",
+        answer.text().await.unwrap_or_default()
+    )))
+}

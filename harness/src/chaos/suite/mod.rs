@@ -1,0 +1,482 @@
+//! Chaos suites: steady load while a fault happens, then the invariants.
+//!
+//! Each suite runs the same shape:
+//!
+//! 1. fresh tenants; for `gateway-partition`, one WebSocket subscriber
+//!    per tenant (as `crm-web`, a room `LEAD_CREATED` is routed to);
+//! 2. steady load ([`drive`]): leads at a fixed rate, each email twice,
+//!    plus email syncs for `mock-flaky`;
+//! 3. once a share of the load is sent (`fault_at`, counted in requests
+//!    rather than seconds, so a slow machine shifts the clock, not the
+//!    plan), the fault ([`faults`]): held for `hold`, then healed while the
+//!    load goes on, so breakers see traffic to close on;
+//! 4. when the load is done, a trickle of it goes on (breakers close only
+//!    on traffic) while the [`Checker`] settles within the stated
+//!    recovery time: no accepted lead lost, none with other than one
+//!    contact association and one activity, no contact twice, every lead
+//!    processed or dead-lettered, every accepted job settled, queues
+//!    drained, breakers closed; for `gateway-partition` also every
+//!    processed lead's `LEAD_CREATED` delivered to its tenant's subscriber
+//!    exactly once, and nothing of another tenant.
+//!
+//! The suites are the list: Redis killed and restarted during
+//! 1,000 lead creations; Postgres killed and restarted; a mock failing
+//! 50 % with 500s and then 429s; a partition between gateway and Redis.
+//! A fifth freezes the CRM API (`pause`), so the worker's calls hang rather
+//! than fail: requests the worker gave up on may still be served after the
+//! thaw, which is where a non-idempotent handler would duplicate.
+//! [`Plan::full`] is that size; [`Plan::bounded`] is the size CI runs.
+
+mod drive;
+mod faults;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use drive::Actors;
+pub use drive::Load;
+pub use faults::Timeline;
+
+use crate::env::{error_chain, Ecosystem};
+use crate::invariants::{Checker, JobsAccepted, Ledger, Tally, Verdict};
+use crate::platform::{Platform, Subscriber, TenantKey};
+
+/// Leads per second while the checks settle.
+const TRICKLE_RATE: f64 = 2.0;
+
+/// The chaos suites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SuiteName {
+    RedisKilled,
+    PostgresRestarted,
+    MockFlaky,
+    GatewayPartition,
+    CrmPaused,
+}
+
+impl SuiteName {
+    pub const ALL: [SuiteName; 5] = [
+        SuiteName::RedisKilled,
+        SuiteName::PostgresRestarted,
+        SuiteName::MockFlaky,
+        SuiteName::GatewayPartition,
+        SuiteName::CrmPaused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuiteName::RedisKilled => "redis-killed",
+            SuiteName::PostgresRestarted => "postgres-restarted",
+            SuiteName::MockFlaky => "mock-flaky",
+            SuiteName::GatewayPartition => "gateway-partition",
+            SuiteName::CrmPaused => "crm-paused",
+        }
+    }
+
+    /// The suite of that name, or an error listing the names.
+    pub fn parse(name: &str) -> Result<SuiteName, String> {
+        SuiteName::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = SuiteName::ALL.iter().map(|s| s.as_str()).collect();
+                format!(
+                    "no chaos suite `{name}`; the suites are {}",
+                    names.join(", ")
+                )
+            })
+    }
+
+    /// One line on what the suite does.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SuiteName::RedisKilled => "Redis killed, held down, restarted, during lead creation",
+            SuiteName::PostgresRestarted => {
+                "Postgres killed, held down, restarted, during lead creation"
+            }
+            SuiteName::MockFlaky => {
+                "the Graph mock fails a share of calls (50 % by default) with 500s, then with 429s, during leads and email syncs"
+            }
+            SuiteName::GatewayPartition => {
+                "the gateway loses Redis (link down) while leads are created and events subscribed"
+            }
+            SuiteName::CrmPaused => {
+                "the CRM API frozen (SIGSTOP), then thawed, while the worker links leads to contacts"
+            }
+        }
+    }
+}
+
+/// How big a suite run is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plan {
+    pub load: Load,
+    /// Fresh tenants the load is spread over.
+    pub tenants: usize,
+    /// The share of the load sent before the fault (0.0 to 1.0).
+    pub fault_at: f64,
+    /// How long the fault (each phase of it) lasts.
+    pub hold: Duration,
+    /// `mock-flaky`: the share of the mock's answers that fail.
+    pub mock_failure_ratio: f64,
+    /// How long after the load the invariants may take to hold.
+    pub recovery: Duration,
+}
+
+impl Plan {
+    /// The size: 1,000 leads at 50/s, the fault after 30 % for 5 s
+    /// (a phase), recovery within 60 s.
+    pub fn full(suite: SuiteName) -> Plan {
+        Plan {
+            load: Load {
+                leads: 1000,
+                rate: 50.0,
+                concurrency: 16,
+                email_sync_every: (suite == SuiteName::MockFlaky).then_some(10),
+            },
+            tenants: 4,
+            fault_at: 0.3,
+            hold: Duration::from_secs(5),
+            mock_failure_ratio: 0.5,
+            recovery: Duration::from_secs(60),
+        }
+    }
+
+    /// What CI runs: 300 leads at 40/s, the fault after 20 % for 2 s (a
+    /// phase), so the load goes on for a few seconds after the last heal.
+    pub fn bounded(suite: SuiteName) -> Plan {
+        Plan {
+            load: Load {
+                leads: 300,
+                rate: 40.0,
+                concurrency: 8,
+                email_sync_every: (suite == SuiteName::MockFlaky).then_some(5),
+            },
+            tenants: 3,
+            fault_at: 0.2,
+            hold: Duration::from_secs(2),
+            mock_failure_ratio: 0.5,
+            recovery: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why a suite could not run (as opposed to the platform failing it,
+/// which is a [`SuiteReport`] that did not pass).
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    #[error("chaos suite {suite}: cannot start: {cause}")]
+    Setup { suite: &'static str, cause: String },
+    #[error("chaos suite {suite}: failed to {what}: {cause}")]
+    Fault {
+        suite: &'static str,
+        what: String,
+        cause: String,
+    },
+}
+
+/// Events a tenant's subscriber should and did get.
+#[derive(Debug, Clone, Default)]
+pub struct EventCheck {
+    /// Processed leads whose `LEAD_CREATED` never arrived.
+    pub missing: usize,
+    /// Events that arrived more than once (by event id).
+    pub duplicated: usize,
+    /// Events of another tenant.
+    pub foreign: usize,
+    /// Events received in all.
+    pub received: usize,
+    /// One line per problem, for the report (capped).
+    pub problems: Vec<String>,
+}
+
+/// What a suite run found.
+#[derive(Debug, Clone)]
+pub struct SuiteReport {
+    pub suite: SuiteName,
+    pub plan: Plan,
+    pub tally: Tally,
+    /// Refused requests by status.
+    pub refusals: BTreeMap<u16, u64>,
+    /// Jobs accepted per queue.
+    pub jobs: BTreeMap<String, u64>,
+    pub timeline: Timeline,
+    pub verdict: Verdict,
+    pub events: Option<EventCheck>,
+    /// From the first request to the end of the checks.
+    pub took: Duration,
+    /// Problems putting the ecosystem back after a failed injection.
+    pub restore_problems: Vec<String>,
+}
+
+impl SuiteReport {
+    /// Whether every invariant held within the recovery time.
+    pub fn passed(&self) -> bool {
+        self.verdict.holds()
+            && self.tally.accepted > 0
+            && self
+                .events
+                .as_ref()
+                .is_none_or(|e| e.missing + e.duplicated + e.foreign == 0)
+    }
+
+    /// A few lines for people: the load, the faults, the verdict.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "chaos suite {} ({}): {}\n  load: {} leads at {}/s over {} tenants; {} accepted, {} refused {:?}, {} unanswered; jobs {:?}\n",
+            self.suite.as_str(),
+            self.suite.describe(),
+            if self.passed() { "PASSED" } else { "FAILED" },
+            self.plan.load.leads,
+            self.plan.load.rate,
+            self.plan.tenants,
+            self.tally.accepted,
+            self.tally.refused,
+            self.refusals,
+            self.tally.unanswered,
+            self.jobs,
+        );
+        for (at, what) in &self.timeline.entries {
+            out.push_str(&format!("  {at:>6.1} s  {what}\n"));
+        }
+        out.push_str(&format!(
+            "  invariants (recovery allowed {:.0} s): {}\n",
+            self.plan.recovery.as_secs_f64(),
+            self.verdict.describe(5)
+        ));
+        if self.tally.accepted == 0 {
+            out.push_str("  - the platform accepted no lead at all: nothing was tested\n");
+        }
+        if let Some(events) = &self.events {
+            out.push_str(&format!(
+                "  events: {} received; {} missing, {} duplicated, {} of another tenant\n",
+                events.received, events.missing, events.duplicated, events.foreign
+            ));
+            for problem in &events.problems {
+                out.push_str(&format!("  - {problem}\n"));
+            }
+        }
+        for problem in &self.restore_problems {
+            out.push_str(&format!("  - restoring: {problem}\n"));
+        }
+        out.push_str(&format!("  took {:.1} s", self.took.as_secs_f64()));
+        out
+    }
+}
+
+/// Runs one suite on `eco` (which must allow faults: the process or
+/// docker runtime). `progress` hears a line at each stage.
+pub async fn run(
+    eco: &Ecosystem,
+    suite: SuiteName,
+    plan: &Plan,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<SuiteReport, SuiteError> {
+    let setup = |cause: String| SuiteError::Setup {
+        suite: suite.as_str(),
+        cause,
+    };
+    let platform = Platform::from_ecosystem(eco).map_err(|e| setup(error_chain(&e)))?;
+    let checker = Checker::new(eco, platform.clone()).await.map_err(setup)?;
+    let mut tenants = Vec::new();
+    for i in 0..plan.tenants.max(1) {
+        let tenant = platform
+            .create_tenant(&format!("chaos-{}-{i}", suite.as_str()))
+            .await
+            .map_err(|e| setup(error_chain(&e)))?;
+        tenants.push(tenant);
+    }
+    let mut subscribers = Vec::new();
+    if suite == SuiteName::GatewayPartition {
+        for tenant in &tenants {
+            let sub = platform
+                .subscribe(tenant, "crm-web", Duration::from_secs(10))
+                .await
+                .map_err(|e| setup(error_chain(&e)))?;
+            subscribers.push((tenant.clone(), sub));
+        }
+    }
+    let before = checker
+        .queue_totals()
+        .await
+        .map_err(|f| setup(f.to_string()))?;
+    let actors: Vec<Actors> = tenants
+        .iter()
+        .map(|t| Actors {
+            leads: platform.client(t, "flow-web"),
+            inbox: platform.client(t, "inbox-ai"),
+        })
+        .collect();
+
+    let started = Instant::now();
+    let mut timeline = Timeline::start();
+    progress(&format!(
+        "{}: {} leads at {}/s over {} tenants; the fault after {:.0} %",
+        suite.as_str(),
+        plan.load.leads,
+        plan.load.rate,
+        tenants.len(),
+        plan.fault_at * 100.0
+    ));
+    let ledger = Arc::new(Ledger::new());
+    let (sent_tx, mut sent) = watch::channel(0usize);
+    let load = tokio::spawn(drive::drive(
+        actors.clone(),
+        plan.load,
+        Arc::clone(&ledger),
+        sent_tx,
+    ));
+    let threshold = ((plan.load.leads as f64) * plan.fault_at).ceil() as usize;
+    // The driver drops its sender when done, which ends the wait too.
+    let _ = sent.wait_for(|n| *n >= threshold).await;
+    timeline.note(format!("{threshold} requests started"));
+    let injected = faults::inject(eco, suite, plan, &mut timeline).await;
+    let restore_problems = match &injected {
+        Ok(()) => Vec::new(),
+        Err(_) => faults::restore(eco, suite).await,
+    };
+    let load_result = load.await;
+    let tally = ledger.tally();
+    timeline.note(format!(
+        "load done: {} accepted, {} refused, {} unanswered",
+        tally.accepted, tally.refused, tally.unanswered
+    ));
+    injected?;
+    if let Err(e) = load_result {
+        return Err(setup(format!("the load task failed: {e}")));
+    }
+    progress(&format!(
+        "{}: load done; settling (up to {:.0} s)",
+        suite.as_str(),
+        plan.recovery.as_secs_f64()
+    ));
+
+    // A breaker only closes on traffic (half-open lets a few calls through
+    // and closes after enough succeed), so a trickle of the same load goes
+    // on until every breaker is closed; its leads are held to the
+    // invariants too.
+    let trickle = tokio::spawn(drive::drive(
+        actors,
+        Load {
+            leads: usize::MAX,
+            rate: TRICKLE_RATE,
+            concurrency: 2,
+            ..plan.load
+        },
+        Arc::clone(&ledger),
+        watch::channel(0).0,
+    ));
+    let first = checker.settle_breakers(plan.recovery).await;
+    trickle.abort();
+    let _ = trickle.await;
+    // Then everything, the trickle's leads included, in the time left.
+    let leads = ledger.accepted_leads();
+    let jobs = ledger.jobs();
+    let mut verdict = checker
+        .settle_all(
+            &leads,
+            Some(JobsAccepted {
+                before: &before,
+                accepted: &jobs,
+            }),
+            plan.recovery.saturating_sub(first.waited),
+        )
+        .await;
+    verdict.waited += first.waited;
+    timeline.note(format!(
+        "checks settled after {:.1} s",
+        verdict.waited.as_secs_f64()
+    ));
+    let events = if subscribers.is_empty() {
+        None
+    } else {
+        let left = plan.recovery.saturating_sub(verdict.waited);
+        Some(check_events(&subscribers, &leads, &verdict, left).await)
+    };
+    Ok(SuiteReport {
+        suite,
+        plan: *plan,
+        tally: ledger.tally(),
+        refusals: ledger.refusals(),
+        jobs,
+        timeline,
+        verdict,
+        events,
+        took: started.elapsed(),
+        restore_problems,
+    })
+}
+
+/// Waits (up to `within`) for every processed lead's `LEAD_CREATED` at its
+/// tenant's subscriber, then looks for duplicates and foreign events over
+/// a short quiet window.
+async fn check_events(
+    subscribers: &[(TenantKey, Subscriber)],
+    leads: &[crate::invariants::AcceptedLead],
+    verdict: &Verdict,
+    within: Duration,
+) -> EventCheck {
+    /// How long to listen after the expected events for extra ones.
+    const QUIET: Duration = Duration::from_millis(500);
+    let mut check = EventCheck::default();
+    let deadline = Instant::now() + within;
+    for (tenant, sub) in subscribers {
+        let expected: BTreeSet<String> = leads
+            .iter()
+            .filter(|l| l.tenant == tenant.id && verdict.processed_ids.contains(&l.id))
+            .map(|l| l.id.to_string())
+            .collect();
+        let lead_ids = |events: &[Value]| -> BTreeSet<String> {
+            events
+                .iter()
+                .filter(|e| e["type"] == "LEAD_CREATED")
+                .filter_map(|e| e["data"]["id"].as_str().map(str::to_owned))
+                .collect()
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        sub.wait_for(left, |events| expected.is_subset(&lead_ids(events)))
+            .await;
+        sub.wait_for(QUIET, |_| false).await;
+        let events = sub.events();
+        check.received += events.len();
+        let got = lead_ids(&events);
+        for missing in expected.difference(&got) {
+            check.missing += 1;
+            if check.problems.len() < 10 {
+                check.problems.push(format!(
+                    "{}: no LEAD_CREATED for processed lead {missing}{}",
+                    tenant.id,
+                    sub.closed()
+                        .map(|c| format!(" (the connection ended: {c})"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for event in &events {
+            let id = event["id"].as_str().unwrap_or_default().to_owned();
+            if !seen.insert(id.clone()) {
+                check.duplicated += 1;
+                if check.problems.len() < 10 {
+                    check
+                        .problems
+                        .push(format!("{}: event {id} delivered twice", tenant.id));
+                }
+            }
+            if event["tenantId"] != tenant.id.as_str() {
+                check.foreign += 1;
+                if check.problems.len() < 10 {
+                    check.problems.push(format!(
+                        "{}: received event {id} of tenant {}",
+                        tenant.id, event["tenantId"]
+                    ));
+                }
+            }
+        }
+    }
+    check
+}

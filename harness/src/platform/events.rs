@@ -1,0 +1,147 @@
+//! A WebSocket client of the event gateway that keeps every event it is
+//! sent, for suites that count deliveries.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{Platform, PlatformError, TenantKey};
+
+/// The gateway's component name.
+pub const GATEWAY: &str = "gateway";
+
+/// A connection to `/events` as one app of one tenant. Events are kept in
+/// arrival order; the reader stops when the connection closes (dropping
+/// the subscriber closes it).
+#[derive(Debug)]
+pub struct Subscriber {
+    inbox: Arc<Inbox>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Default)]
+struct Inbox {
+    events: Mutex<Vec<Value>>,
+    closed: Mutex<Option<String>>,
+    arrived: Notify,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Platform {
+    /// Connects to the gateway as `app` of `tenant` and waits for its
+    /// welcome frame (up to `within`).
+    pub async fn subscribe(
+        &self,
+        tenant: &TenantKey,
+        app: &str,
+        within: Duration,
+    ) -> Result<Subscriber, PlatformError> {
+        let base = self.url(GATEWAY)?;
+        let url = format!(
+            "{}/events",
+            base.replacen("http://", "ws://", 1)
+                .replacen("https://", "wss://", 1)
+        );
+        let failed = |cause: String| PlatformError::Transport {
+            method: reqwest::Method::GET,
+            url: url.clone(),
+            cause,
+        };
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| failed(e.to_string()))?;
+        for (name, value) in [
+            ("x-tenant-key", tenant.key.as_str()),
+            ("x-tenant-id", tenant.id.as_str()),
+            ("x-source-app", app),
+        ] {
+            let value = value
+                .parse()
+                .map_err(|_| failed(format!("`{value}` is not a valid {name} header")))?;
+            request.headers_mut().insert(name, value);
+        }
+        let (stream, _) = tokio::time::timeout(within, tokio_tungstenite::connect_async(request))
+            .await
+            .map_err(|_| failed(format!("no connection within {within:?}")))?
+            .map_err(|e| failed(format!("the gateway refused the connection: {e}")))?;
+        let (_sink, mut source) = stream.split();
+        match tokio::time::timeout(within, source.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) if text.contains("\"welcome\"") => {}
+            Ok(other) => return Err(failed(format!("expected a welcome frame, got {other:?}"))),
+            Err(_) => return Err(failed(format!("no welcome frame within {within:?}"))),
+        }
+        let inbox = Arc::new(Inbox::default());
+        let keep = Arc::clone(&inbox);
+        let reader = tokio::spawn(async move {
+            // The sink is kept alive with the reader: dropping it would
+            // close our half of the connection.
+            let _sink = _sink;
+            let reason = loop {
+                match source.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        let frame: Value = serde_json::from_str(&text).unwrap_or_default();
+                        if frame["type"] == "event" {
+                            lock(&keep.events).push(frame["event"].clone());
+                            keep.arrived.notify_waiters();
+                        }
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        break frame.map_or("closed".into(), |f| format!("closed {}", f.code))
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break format!("connection failed: {e}"),
+                    None => break "connection ended".into(),
+                }
+            };
+            *lock(&keep.closed) = Some(reason);
+            keep.arrived.notify_waiters();
+        });
+        Ok(Subscriber { inbox, reader })
+    }
+}
+
+impl Subscriber {
+    /// The events received so far (the `event` of each event frame).
+    pub fn events(&self) -> Vec<Value> {
+        lock(&self.inbox.events).clone()
+    }
+
+    /// Why the connection ended, if it did.
+    pub fn closed(&self) -> Option<String> {
+        lock(&self.inbox.closed).clone()
+    }
+
+    /// Waits until `done` holds for the events received, the connection
+    /// ends, or `within` passes; returns whether `done` held. Woken by each
+    /// arriving event, not by polling.
+    pub async fn wait_for(&self, within: Duration, done: impl Fn(&[Value]) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let arrived = self.inbox.arrived.notified();
+            if done(&lock(&self.inbox.events)) {
+                return true;
+            }
+            if self.closed().is_some() {
+                return false;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return done(&lock(&self.inbox.events));
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,104 @@
+//! The chaos suites at the size CI runs (`Plan::bounded`), on the process
+//! runtime: each holds its invariants on the reference services, and a
+//! worker that drops failed jobs (`TEKUP_DEFECTS=no-job-retry`, a missing
+//! retry) is caught losing leads. Full size: `tekup-harness chaos --full`.
+
+#![expect(
+    clippy::print_stderr,
+    reason = "the suites' progress and summaries, for the test output"
+)]
+
+use std::path::{Path, PathBuf};
+
+use tekup_harness::chaos::suite::{self, Plan, SuiteName, SuiteReport};
+use tekup_harness::env::{error_chain, Ecosystem, Runtime};
+use tekup_harness::invariants::Finding;
+
+fn workspace() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    dir.canonicalize().unwrap_or(dir)
+}
+
+/// Starts the reference ecosystem (links on) with `defects` switched on in
+/// every service.
+async fn ecosystem(defects: &str, logs: &str) -> Ecosystem {
+    // The process runtime passes TEKUP_DEFECTS on to the components it
+    // spawns; each test of this file runs its own process-wide setting
+    // only while starting, under this lock.
+    static ENV: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _env = ENV.lock().await;
+    std::env::set_var("TEKUP_DEFECTS", defects);
+    let eco = Ecosystem::builder()
+        .file(workspace().join("fixtures/ecosystem.toml"))
+        .runtime(Runtime::Process)
+        .logs_dir(
+            std::env::temp_dir().join(format!("tekup-chaos-suites-{}-{logs}", std::process::id())),
+        )
+        .start()
+        .await;
+    std::env::remove_var("TEKUP_DEFECTS");
+    eco.unwrap_or_else(|e| panic!("the ecosystem starts: {}", error_chain(&e)))
+}
+
+async fn run(eco: &Ecosystem, name: SuiteName, plan: &Plan) -> SuiteReport {
+    let progress = |line: &str| eprintln!("{line}");
+    let report = suite::run(eco, name, plan, &progress)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{}", report.summary());
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_suite_holds_its_invariants_on_the_reference_services() {
+    let eco = ecosystem("", "reference").await;
+    let mut failed = Vec::new();
+    for name in SuiteName::ALL {
+        let report = run(&eco, name, &Plan::bounded(name)).await;
+        // The fault really happened, during the load.
+        assert!(report.timeline.entries.len() >= 4, "{}", report.summary());
+        if !report.passed() {
+            failed.push(report.summary());
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_that_drops_failed_jobs_is_caught_losing_them() {
+    let eco = ecosystem("no-job-retry", "no-job-retry").await;
+    // Email syncs fail while Graph answers only 500s and 429s (the
+    // services' own call retries cannot get past that); without job
+    // retries they are gone, and nothing brings them back: no need to
+    // wait long.
+    let name = SuiteName::MockFlaky;
+    let mut plan = Plan::bounded(name);
+    plan.mock_failure_ratio = 1.0;
+    plan.recovery = std::time::Duration::from_secs(10);
+    let report = run(&eco, name, &plan).await;
+    assert!(
+        !report.passed(),
+        "the defect went unnoticed:\n{}",
+        report.summary()
+    );
+    let unsettled = report.verdict.findings.iter().find_map(|f| match f {
+        Finding::JobsUnsettled {
+            queue,
+            accepted,
+            settled,
+        } if queue == "email-sync" => Some((*accepted, *settled)),
+        _ => None,
+    });
+    let (accepted, settled) = unsettled.unwrap_or_else(|| {
+        panic!(
+            "expected email-sync jobs neither completed nor dead-lettered:\n{}",
+            report.summary()
+        )
+    });
+    assert!(settled < accepted, "{}", report.summary());
+    assert!(
+        report.summary().contains("queue email-sync settled"),
+        "{}",
+        report.summary()
+    );
+}
