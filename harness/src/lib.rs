@@ -38,6 +38,10 @@
 //!   WebSocket fan-out) judged against the platform's targets, with
 //!   reports that merge across machines.
 //!
+//! - [`property`]: property tests: random operation sequences of several
+//!   tenants against the live ecosystem and a model, shrunk to a scenario
+//!   file on failure (`tekup-harness prop`).
+//!
 //! - [`report`]: JUnit XML, JSON and HTML reports.
 
 pub mod chaos;
@@ -46,5 +50,6 @@ pub mod env;
 pub mod invariants;
 pub mod load;
 pub mod platform;
+pub mod property;
 pub mod report;
 pub mod scenario;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use tekup_harness::scenario::{
-    parse_file, parse_str, ChaosStep, MockStep, SqlAs, StepKind, WsStep,
+    parse_file, parse_str, ChaosStep, MockStep, RedisStep, SqlAs, StepKind, WsStep,
 };
 
 fn errors(text: &str) -> String {
@@ -314,5 +314,43 @@ fn toxics_on_links_take_the_toxiproxy_attributes() {
     assert_eq!(
         errors("name: x\nsteps:\n  - chaos: { toxic: bandwidth, link: a->b }\n"),
         "s.yaml:3:12: toxic `bandwidth` needs `rate`\n  hint: add e.g. `rate: 64`"
+    );
+}
+
+#[test]
+fn a_job_is_enqueued_for_a_tenant_with_its_payload() {
+    let s = parse_str(
+        Path::new("s.yaml"),
+        "name: redeliver\ntenants: [acme]\nsteps:\n\
+         \x20 - http: { service: flow-api, tenant: acme, app: flow-web, request: { method: POST, path: /leads, json: { firstName: A, email: a@b.test } }, save: { lead: $.id } }\n\
+         \x20 - redis: { enqueue: lead-processing, kind: process-lead, tenant: acme, payload: { leadId: \"${lead}\", originApp: flow-web } }\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        s.steps[1].kind,
+        StepKind::Redis(RedisStep::Enqueue {
+            queue: "lead-processing".into(),
+            kind: "process-lead".into(),
+            tenant: "acme".into(),
+            payload: serde_json::json!({ "leadId": "${lead}", "originApp": "flow-web" }),
+        })
+    );
+}
+
+#[test]
+fn an_enqueue_step_names_unknown_queues_tenants_and_missing_fields() {
+    assert_eq!(
+        errors("name: x\ntenants: [acme]\nsteps:\n  - redis: { enqueue: lead-procesing, kind: process-lead, tenant: acme, payload: {} }\n"),
+        "s.yaml:4:23: unknown queue `lead-procesing`\n  hint: did you mean `lead-processing`? the queues are lead-processing, email-sync, voice-processing, backup-operations, compliance-checks, analytics-processing"
+    );
+    assert_eq!(
+        errors("name: x\ntenants: [acme]\nsteps:\n  - redis: { enqueue: lead-processing, tenant: acme, payload: [1] }\n"),
+        "s.yaml:4:12: `redis: enqueue` step needs `kind`\n  hint: add `kind: process-lead`\n\
+         s.yaml:4:63: `payload` must be a map, found a list\n  hint: write the job's payload as the services read it, e.g. `payload: { leadId: \"${lead}\", originApp: flow-web }`"
+    );
+    assert_eq!(
+        errors("name: x\ntenants: [acme]\nsteps:\n  - redis: { enqueue: email-sync, kind: sync-email, tenant: globex, payload: {}, size: 1 }\n"),
+        "s.yaml:4:61: tenant `globex` is not one of the scenario's `tenants`\n  hint: the tenants are acme; add `globex` to `tenants` to create it\n\
+         s.yaml:4:82: unknown key `size` in `redis: enqueue` step\n  hint: the keys are enqueue, kind, tenant, payload"
     );
 }

@@ -6,6 +6,7 @@
 mod chaos;
 mod doctor;
 mod load;
+mod prop;
 mod run;
 mod scenario;
 
@@ -50,6 +51,8 @@ enum Command {
     Load(Box<load::LoadArgs>),
     /// Chaos suites: steady load while Redis or Postgres dies, a mock fails or the gateway loses Redis, then the invariants.
     Chaos(chaos::ChaosArgs),
+    /// Property tests: random operation sequences of several tenants against the ecosystem and a model; a failure is shrunk to a scenario file.
+    Prop(prop::PropArgs),
     /// Checks scenario files (default: scenarios/); exit 1 when any is invalid.
     Validate {
         /// Files or directories of `*.yaml` scenarios.
@@ -82,6 +85,7 @@ pub(super) struct StartArgs {
     /// The ecosystem file.
     #[arg(
         long,
+        visible_alias = "ecosystem",
         env = "TEKUP_ECOSYSTEM",
         default_value = "fixtures/ecosystem.toml"
     )]
@@ -202,6 +206,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => return run::run(args, &runtime),
         Command::Load(args) => return load::run(*args, &runtime),
         Command::Chaos(args) => return chaos::run(args, &runtime),
+        Command::Prop(args) => return prop::run(args, &runtime),
         other => other,
     };
     match runtime.block_on(run(command)) {
@@ -303,7 +308,8 @@ async fn run(command: Command) -> Result<(), Failure> {
         | Command::New(_)
         | Command::Run(_)
         | Command::Load(_)
-        | Command::Chaos(_) => Ok(()),
+        | Command::Chaos(_)
+        | Command::Prop(_) => Ok(()),
     }
 }
 

@@ -215,6 +215,17 @@ pub enum RedisStep {
         exists: bool,
         value: Option<String>,
     },
+    /// Adds a job to a queue as a service would (`XADD tekup:queue:<queue>`),
+    /// e.g. a lead's `process-lead` job handed to the workers again, as the
+    /// queue's at-least-once delivery may.
+    Enqueue {
+        queue: String,
+        /// The job kind, e.g. `process-lead`.
+        kind: String,
+        /// One of the scenario's tenants.
+        tenant: String,
+        payload: serde_json::Value,
+    },
 }
 
 /// A request as a mock matches it.

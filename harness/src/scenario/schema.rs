@@ -92,6 +92,14 @@ pub fn schema() -> Value {
                 json!({ "key": text, "exists": { "type": "boolean" }, "value": text }),
             ),
         ),
+        (
+            "enqueue",
+            obj(
+                &["kind", "tenant", "payload"],
+                json!({ "enqueue": { "enum": tekup_services::queue::QueueName::ALL.map(tekup_services::queue::QueueName::as_str) },
+                        "kind": text, "tenant": text, "payload": { "type": "object" } }),
+            ),
+        ),
     ]);
     let mock_request = obj(&[], json!({ "method": text, "path": text, "json": {} }));
     let times = json!({ "type": "integer", "minimum": 0 });

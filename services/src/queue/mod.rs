@@ -138,6 +138,11 @@ pub struct Consumer {
     queues: Queues,
     name: String,
     blocking: ConnectionManager,
+    /// Jobs a read delivered beside the one it returned: one read of
+    /// several streams hands out up to one entry per stream, all pending
+    /// for this consumer, so they are handled next rather than left to
+    /// the reclaimer.
+    delivered: std::collections::VecDeque<Delivery>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -154,6 +159,9 @@ impl Consumer {
     /// The next job, highest priority first, waiting up to `block` when
     /// every queue is empty.
     pub async fn next(&mut self, block: Duration) -> Result<Option<Delivery>, QueueError> {
+        if let Some(delivery) = self.delivered.pop_front() {
+            return Ok(Some(delivery));
+        }
         for tier in [
             QueuePriority::High,
             QueuePriority::Medium,
@@ -194,15 +202,12 @@ impl Consumer {
             let Some(queue) = QueueName::ALL.into_iter().find(|q| stream(*q) == key.key) else {
                 continue;
             };
-            if let Some(entry) = key.ids.into_iter().next() {
-                return self
-                    .queues
-                    .decode(queue, &entry.id, &entry.map, 1)
-                    .await
-                    .map(Some);
+            for entry in key.ids {
+                let delivery = self.queues.decode(queue, &entry.id, &entry.map, 1).await?;
+                self.delivered.push_back(delivery);
             }
         }
-        Ok(None)
+        Ok(self.delivered.pop_front())
     }
 }
 
@@ -212,6 +217,7 @@ impl Queues {
         Ok(Consumer {
             queues: self.clone(),
             name: name.to_owned(),
+            delivered: std::collections::VecDeque::new(),
             blocking: ConnectionManager::new_with_config(self.client.clone(), reconnecting())
                 .await?,
         })

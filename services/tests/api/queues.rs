@@ -247,6 +247,41 @@ async fn jobs_of_a_crashed_worker_are_reclaimed() {
     assert_eq!(app_stats_in_flight(&queues).await, 0);
 }
 
+/// One read of several streams hands out a job of each; the consumer must
+/// hand out every one of them, not only the first (the others would sit
+/// pending until the reclaimer's idle time). Found by the harness's
+/// property suite: an incident's voice alert read together with a lead's
+/// job waited 30 s.
+#[tokio::test]
+async fn jobs_read_together_from_two_queues_are_all_handed_out() {
+    let app = TestApp::spawn_bus_without_worker().await;
+    let queues = app.queues.clone().unwrap();
+    let lead = Job::new(
+        QueueName::LeadProcessing,
+        "process-lead",
+        "acme",
+        json!({ "leadId": Uuid::new_v4() }),
+    );
+    let voice = Job::new(
+        QueueName::VoiceProcessing,
+        "voice-notification",
+        "acme",
+        json!({ "text": "alert" }),
+    );
+    queues.enqueue(&lead).await.unwrap();
+    queues.enqueue(&voice).await.unwrap();
+    let mut consumer = queues.consumer("both").await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let delivery = consumer.next(Duration::from_millis(200)).await.unwrap();
+        got.extend(delivery.map(|d| d.job.id));
+    }
+    let mut want = vec![lead.id, voice.id];
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "both jobs (lead, voice) handed out by two reads");
+}
+
 async fn app_stats_in_flight(queues: &tekup_services::queue::Queues) -> u64 {
     let stats = queues.stats().await.unwrap();
     stats

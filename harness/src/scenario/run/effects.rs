@@ -136,40 +136,56 @@ impl Run<'_> {
                 dead_letter,
                 size,
             } => {
-                let stream = if *dead_letter {
-                    format!("tekup:queue:{queue}:dead")
-                } else {
-                    format!("tekup:queue:{queue}")
-                };
+                let stream = super::queue::stream(queue, *dead_letter);
                 let tenants: BTreeSet<&str> = self
                     .values
                     .tenants
                     .values()
                     .map(|t| t.id.as_str())
                     .collect();
-                let entries: redis::streams::StreamRangeReply = redis
-                    .xrange_all(&stream)
-                    .await
-                    .map_err(|e| format!("XRANGE {stream}: {e}"))?;
-                let mine = entries
-                    .ids
-                    .iter()
-                    .filter(|e| {
-                        let job: Option<String> = e.get("job");
-                        job.and_then(|j| serde_json::from_str::<Value>(&j).ok())
-                            .and_then(|j| j["tenantId"].as_str().map(|t| tenants.contains(t)))
-                            .unwrap_or(false)
-                    })
-                    .count() as u64;
-                self.note = Some(format!("{mine} of {} in {stream}", entries.ids.len()));
+                let (mine, all) = super::queue::tenant_jobs(&mut redis, &stream, &tenants).await?;
+                self.note = Some(format!("{mine} of {all} in {stream}"));
                 if mine == *size {
                     Ok(())
                 } else {
                     Err(StepError::from(format!(
-                        "`{stream}` holds {mine} job(s) of this scenario's tenants, expected {size} ({} in all)",
-                        entries.ids.len()
+                        "`{stream}` holds {mine} job(s) of this scenario's tenants, expected {size} ({all} in all)"
                     )))
                 }
+            }
+            RedisStep::Enqueue {
+                queue,
+                kind,
+                tenant,
+                payload,
+            } => {
+                let tenant_id = self
+                    .values
+                    .tenants
+                    .get(tenant)
+                    .map(|t| t.id.clone())
+                    .ok_or_else(|| format!("tenant `{tenant}` was not created for this run"))?;
+                let payload = self.values.json(payload)?;
+                let correlation = self.correlation_id();
+                let job = super::queue::enqueue_job(
+                    &mut redis,
+                    queue,
+                    kind,
+                    &tenant_id,
+                    payload,
+                    &correlation,
+                )
+                .await?;
+                self.observe(Message {
+                    at_ms: self.clock.now_ms(),
+                    from: "harness".into(),
+                    to: "redis".into(),
+                    kind: MessageKind::Job,
+                    label: format!("XADD {queue} {kind}"),
+                    correlation_id: Some(correlation),
+                });
+                self.note = Some(format!("job {}", job.id));
+                Ok(())
             }
             RedisStep::Key { key, exists, value } => {
                 let key = self.values.text(key)?;

@@ -21,9 +21,10 @@ mod http;
 mod interp;
 mod observe;
 mod output;
+pub(crate) mod queue;
 mod sql;
 mod suite;
-mod ws;
+pub(crate) mod ws;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -167,7 +168,7 @@ pub(crate) struct Clock {
 }
 
 impl Clock {
-    fn start() -> Clock {
+    pub(crate) fn start() -> Clock {
         Clock {
             started: Instant::now(),
             wall: chrono::Utc::now(),
@@ -693,6 +694,12 @@ fn label(kind: &StepKind) -> String {
             "redis {queue}{} holds {size}",
             if *dead_letter { " dead letters" } else { "" }
         ),
+        StepKind::Redis(RedisStep::Enqueue {
+            queue,
+            kind,
+            tenant,
+            ..
+        }) => format!("redis enqueue {kind} on {queue} for {tenant}"),
         StepKind::Redis(RedisStep::Key { key, exists, .. }) => {
             format!(
                 "redis key {key} {}",

@@ -149,6 +149,33 @@ impl Conn {
             .map_err(|e| format!("sending on the WebSocket failed: {e}"))
     }
 
+    /// Every frame received so far, as received (for checks over all of them).
+    pub(crate) fn frames(&self) -> Vec<Value> {
+        self.inbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .frames
+            .clone()
+    }
+
+    /// Waits until `done` holds for the frames received so far, or the
+    /// deadline passes; whether it held.
+    pub(crate) async fn wait_for(
+        &self,
+        deadline: tokio::time::Instant,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> bool {
+        loop {
+            let notified = self.arrived.notified();
+            if done(&self.frames()) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return done(&self.frames());
+            }
+        }
+    }
+
     /// Every frame received so far, one line each (long ones cut at 600
     /// characters), marked when an `expect` took it.
     pub(crate) fn received(&self) -> Vec<String> {

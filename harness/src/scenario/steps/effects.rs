@@ -7,11 +7,16 @@ use super::super::model::{
 use std::time::Duration;
 
 use super::super::read::{boolean, closest, fields, string, uint, Cx, Fields};
-use super::super::yaml::Node;
-use super::{action, status};
+use super::super::vars::Scope;
+use super::super::yaml::{Node, Value};
+use super::{action, status, tenant};
+use tekup_services::queue::QueueName;
 
-pub(super) fn redis(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<RedisStep> {
-    let (act, target) = action(cx, node, what, &["queue", "key"])?;
+pub(super) fn redis(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &Scope) -> Option<RedisStep> {
+    let (act, target) = action(cx, node, what, &["queue", "key", "enqueue"])?;
+    if act == "enqueue" {
+        return enqueue(cx, node, target, scope);
+    }
     if act == "queue" {
         let f = fields(
             cx,
@@ -44,6 +49,55 @@ pub(super) fn redis(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<RedisSte
         key: key?,
         exists,
         value,
+    })
+}
+
+/// `redis: { enqueue: <queue>, kind: <job kind>, tenant: <tenant>, payload: {...} }`.
+fn enqueue(cx: &mut Cx<'_>, node: &Node, target: &Node, scope: &Scope) -> Option<RedisStep> {
+    let f = fields(
+        cx,
+        node,
+        "`redis: enqueue` step",
+        &["enqueue", "kind", "tenant", "payload"],
+    )?;
+    let queue = string(cx, target, "enqueue").and_then(|q| {
+        let names = QueueName::ALL.map(QueueName::as_str);
+        if names.contains(&q.as_str()) {
+            return Some(q);
+        }
+        let guess = closest(&q, &names)
+            .map(|k| format!("did you mean `{k}`? "))
+            .unwrap_or_default();
+        cx.error(
+            target.pos,
+            format!("unknown queue `{q}`"),
+            format!("{guess}the queues are {}", names.join(", ")),
+        );
+        None
+    });
+    let kind = f.req_string(cx, "kind", "kind: process-lead");
+    let tenant = f
+        .require(cx, "tenant", "tenant: acme")
+        .and_then(|_| tenant(cx, &f, "tenant", scope));
+    let payload = f
+        .require(cx, "payload", "payload: { leadId: \"${lead}\" }")
+        .and_then(|n| {
+            if matches!(n.value, Value::Map(_)) {
+                Some(n.to_json())
+            } else {
+                cx.error(
+                    n.pos,
+                    format!("`payload` must be a map, found {}", n.describe()),
+                    "write the job's payload as the services read it, e.g. `payload: { leadId: \"${lead}\", originApp: flow-web }`",
+                );
+                None
+            }
+        });
+    Some(RedisStep::Enqueue {
+        queue: queue?,
+        kind: kind?,
+        tenant: tenant?,
+        payload: payload?,
     })
 }
 

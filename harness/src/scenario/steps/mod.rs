@@ -99,7 +99,7 @@ pub(crate) fn step(
         "ws" => StepKind::Ws(ws(cx, value, &what, scope)?),
         "eventually" => StepKind::Eventually(eventually(cx, value, &what, scope)?),
         "sql" => StepKind::Sql(sql(cx, value, &what, scope)?),
-        "redis" => StepKind::Redis(redis(cx, value, &what)?),
+        "redis" => StepKind::Redis(redis(cx, value, &what, scope)?),
         "mock" => StepKind::Mock(mock(cx, value, &what)?),
         "chaos" => StepKind::Chaos(chaos(cx, value, &what)?),
         _ => StepKind::Sleep(duration(cx, value, "sleep")?),
