@@ -146,18 +146,27 @@ fn the_property_holds_on_the_reference_services() {
     });
 }
 
-#[test]
-fn a_second_activity_for_a_redelivered_job_is_found_shrunk_and_replayed() {
-    with_ecosystem("duplicate-activity", |rt, runner, reports| {
-        let outcome = run(rt, runner, &fixed(reports, 7));
+/// Runs the suite with `seed` on services with `defect` on, and asserts
+/// the failure it finds: its text has `finding`, the minimal sequence has
+/// at most two operations, one of which `needed` accepts, and the scenario
+/// written from it fails on the same services with `replayed` in its text.
+fn assert_caught(
+    defect: &str,
+    seed: u64,
+    finding: &[&str],
+    needed: (&str, fn(&Op) -> bool),
+    replayed: &[&str],
+) {
+    with_ecosystem(defect, |rt, runner, reports| {
+        let outcome = run(rt, runner, &fixed(reports, seed));
         let (failure, text) = minimal(&outcome);
-        assert!(text.contains("LEAD_CREATED activities, not 1"), "{text}");
+        for needle in finding {
+            assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+        }
+        let (what, is_needed) = needed;
         assert!(
-            failure
-                .ops
-                .iter()
-                .any(|op| matches!(op, Op::Redeliver { .. })),
-            "the minimal sequence has no redelivery: {:?}",
+            failure.ops.iter().any(is_needed),
+            "the minimal sequence has no {what}: {:?}",
             failure.ops
         );
         assert!(failure.ops.len() <= 2, "not shrunk: {:?}", failure.ops);
@@ -170,36 +179,30 @@ fn a_second_activity_for_a_redelivered_job_is_found_shrunk_and_replayed() {
             Status::Failed,
             "the scenario passes on the broken services"
         );
-        assert!(replay.contains("flow.activities"), "{replay}");
-        assert!(replay.contains("differ from the expected ones"), "{replay}");
+        for needle in replayed {
+            assert!(replay.contains(needle), "{needle:?} not in:\n{replay}");
+        }
     });
 }
 
 #[test]
+fn a_second_activity_for_a_redelivered_job_is_found_shrunk_and_replayed() {
+    assert_caught(
+        "duplicate-activity",
+        7,
+        &["LEAD_CREATED activities, not 1"],
+        ("redelivery", |op| matches!(op, Op::Redeliver { .. })),
+        &["flow.activities", "differ from the expected ones"],
+    );
+}
+
+#[test]
 fn a_gateway_without_its_tenant_filter_is_caught_leaking() {
-    with_ecosystem("cross-tenant-fanout", |rt, runner, reports| {
-        let outcome = run(rt, runner, &fixed(reports, 11));
-        let (failure, text) = minimal(&outcome);
-        assert!(text.contains("LEAK: "), "{text}");
-        assert!(text.contains("another tenant"), "{text}");
-        assert!(
-            failure
-                .ops
-                .iter()
-                .any(|op| matches!(op, Op::Subscribe { .. })),
-            "the minimal sequence has no subscription: {:?}",
-            failure.ops
-        );
-        assert!(failure.ops.len() <= 2, "not shrunk: {:?}", failure.ops);
-        let scenario =
-            parse_file(&failure.path).unwrap_or_else(|e| panic!("the scenario is invalid: {e}"));
-        let report = rt.block_on(runner.run(&scenario));
-        let replay = failure_text(&report).unwrap_or_default();
-        assert_eq!(
-            report.status,
-            Status::Failed,
-            "the scenario passes on the broken services"
-        );
-        assert!(replay.contains("expected no"), "{replay}");
-    });
+    assert_caught(
+        "cross-tenant-fanout",
+        11,
+        &["LEAK: ", "another tenant"],
+        ("subscription", |op| matches!(op, Op::Subscribe { .. })),
+        &["expected no"],
+    );
 }

@@ -17,6 +17,7 @@ use crate::platform::Platform;
 use crate::scenario::run::queue::enqueue_job;
 use crate::scenario::run::ws::{Conn, Observer};
 use crate::scenario::run::Clock;
+use crate::scenario::vars::map_strings;
 
 /// How long the end of a case waits, at most.
 #[derive(Debug, Clone, Copy)]
@@ -75,21 +76,7 @@ impl Vars {
     }
 
     fn json(&self, value: &Value) -> Result<Value, String> {
-        Ok(match value {
-            Value::String(s) => Value::String(self.text(s)?),
-            Value::Array(items) => Value::Array(
-                items
-                    .iter()
-                    .map(|v| self.json(v))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| Ok((k.clone(), self.json(v)?)))
-                    .collect::<Result<_, String>>()?,
-            ),
-            other => other.clone(),
-        })
+        map_strings(value, &|s| Ok(Value::String(self.text(s)?)))
     }
 
     /// The variable whose value is `id` (`lead-3`), for messages.

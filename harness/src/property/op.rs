@@ -11,15 +11,9 @@ use std::fmt;
 
 use proptest::prelude::*;
 
-/// The apps of the platform's permission matrix that tenants' keys may name.
-pub const APPS: [&str; 6] = [
-    "flow-web",
-    "crm-web",
-    "voice-agent",
-    "inbox-ai",
-    "secure-platform",
-    "business-dashboard",
-];
+/// The apps of the platform's permission matrix that tenants' keys may
+/// name (the services' own list, not a copy).
+pub use tekup_services::events::ALL_APPS as APPS;
 
 /// The emails leads and contacts use: few, so that leads meet synced
 /// contacts and each other (the association paths), and the same in every

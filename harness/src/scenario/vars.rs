@@ -130,3 +130,28 @@ impl Scope {
         );
     }
 }
+
+/// A copy of a JSON value with every string replaced by what `f` makes of
+/// it (keys stay as they are): the walk of every expansion of references in
+/// JSON bodies.
+pub fn map_strings(
+    value: &serde_json::Value,
+    f: &dyn Fn(&str) -> Result<serde_json::Value, String>,
+) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::String(s) => f(s)?,
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| map_strings(v, f))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), map_strings(v, f)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-pub use routing::{routes_for, EVENT_TYPES};
+pub use routing::{routes_for, ALL_APPS, EVENT_TYPES};
 
 /// The Redis stream all events go through.
 pub const EVENTS_STREAM: &str = "tekup:events";

@@ -19,7 +19,8 @@ pub const EVENT_TYPES: [&str; 12] = [
     "SYSTEM_MAINTENANCE",
 ];
 
-const ALL_APPS: &[&str] = &[
+/// The platform's apps (the permission matrix's sources).
+pub const ALL_APPS: &[&str] = &[
     "flow-web",
     "crm-web",
     "voice-agent",

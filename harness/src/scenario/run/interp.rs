@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::scenario::vars::{pieces, Piece};
+use crate::scenario::vars::{map_strings, pieces, Piece};
 
 /// A fresh tenant the run created for a scenario tenant name.
 #[derive(Debug, Clone)]
@@ -121,23 +121,9 @@ impl Values {
     /// exactly one reference takes the referenced value with its type, so
     /// `amount: "${amount}"` stays a number.
     pub(crate) fn json(&self, value: &Value) -> Result<Value, String> {
-        Ok(match value {
-            Value::String(s) => match whole_reference(s) {
-                Some(name) => self.lookup(name)?,
-                None => Value::String(self.text(s)?),
-            },
-            Value::Array(items) => Value::Array(
-                items
-                    .iter()
-                    .map(|v| self.json(v))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| Ok((k.clone(), self.json(v)?)))
-                    .collect::<Result<_, String>>()?,
-            ),
-            other => other.clone(),
+        map_strings(value, &|s| match whole_reference(s) {
+            Some(name) => self.lookup(name),
+            None => Ok(Value::String(self.text(s)?)),
         })
     }
 
