@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::context::RequestContext;
 use crate::metrics::{QueueLabels, QueueOutcomeLabels};
@@ -79,30 +80,89 @@ pub async fn run(
         .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
     let args = Arc::new(args);
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..args.concurrency.max(1) {
-        let consumer = queues.consumer(&format!("{name}-{i}")).await?;
-        tasks.spawn(consume(
-            state.clone(),
-            queues.clone(),
-            consumer,
-            Arc::clone(&args),
-            shutdown.clone(),
-        ));
+    // Which task does what, so a task that panicked can be started again.
+    let mut roles = std::collections::HashMap::new();
+    let consumers = args.concurrency.max(1);
+    for i in 0..=consumers {
+        let role = if i < consumers {
+            Role::Consume(format!("{name}-{i}"))
+        } else {
+            Role::Maintain(format!("{name}-reclaim"))
+        };
+        let id = spawn(&mut tasks, &role, &state, &queues, &args, &shutdown).await?;
+        roles.insert(id, role);
     }
-    tasks.spawn(maintain(
-        state.clone(),
-        queues.clone(),
-        format!("{name}-reclaim"),
-        Arc::clone(&args),
-        shutdown.clone(),
-    ));
     tracing::info!(
         worker = name,
         concurrency = args.concurrency,
         "worker started"
     );
-    while tasks.join_next().await.is_some() {}
+    // A panicking task would otherwise leave the worker a consumer short
+    // for good, with the job it held pending until the reclaim.
+    while let Some(ended) = tasks.join_next_with_id().await {
+        let Err(error) = ended else { continue };
+        let Some(role) = roles.remove(&error.id()) else {
+            continue;
+        };
+        if !error.is_panic() || shutdown.is_cancelled() {
+            continue;
+        }
+        tracing::error!(task = role.name(), "a worker task panicked; starting it again");
+        match spawn(&mut tasks, &role, &state, &queues, &args, &shutdown).await {
+            Ok(id) => {
+                roles.insert(id, role);
+            }
+            Err(e) => tracing::error!(
+                task = role.name(),
+                error = crate::error::chain(&e),
+                "failed to start the task again"
+            ),
+        }
+    }
     Ok(())
+}
+
+/// What a task of the worker does.
+enum Role {
+    /// Consumes jobs as the named consumer.
+    Consume(String),
+    /// Promotes due retries and reclaims jobs of silent consumers.
+    Maintain(String),
+}
+
+impl Role {
+    fn name(&self) -> &str {
+        match self {
+            Role::Consume(name) | Role::Maintain(name) => name,
+        }
+    }
+}
+
+async fn spawn(
+    tasks: &mut tokio::task::JoinSet<()>,
+    role: &Role,
+    state: &AppState,
+    queues: &Queues,
+    args: &Arc<WorkerArgs>,
+    shutdown: &CancellationToken,
+) -> Result<tokio::task::Id, QueueError> {
+    let handle = match role {
+        Role::Consume(name) => tasks.spawn(consume(
+            state.clone(),
+            queues.clone(),
+            queues.consumer(name).await?,
+            Arc::clone(args),
+            shutdown.clone(),
+        )),
+        Role::Maintain(name) => tasks.spawn(maintain(
+            state.clone(),
+            queues.clone(),
+            name.clone(),
+            Arc::clone(args),
+            shutdown.clone(),
+        )),
+    };
+    Ok(handle.id())
 }
 
 fn hostname() -> String {
@@ -151,8 +211,30 @@ async fn settle(state: &AppState, queues: &Queues, args: &WorkerArgs, delivery: 
     let job = &delivery.job;
     let ctx = RequestContext::incoming(job.correlation_id.as_deref(), None);
     let span = tracing::info_span!("job", queue = job.queue.as_str(), kind = job.kind, id = %job.id, attempt = job.attempt, correlation_id = ctx.correlation_id);
-    let outcome = ctx.scope(handlers::handle(state, args, job)).await;
-    let _enter = span.enter();
+    // The span is attached to the futures, never entered across an await:
+    // an entered span stays current on the thread while the task sleeps, so
+    // other tasks' spans got it as parent, and once it closed the tracing
+    // registry panicked cloning it ("tried to clone a span that already
+    // closed"), killing a consumer with its job pending until the reclaim
+    // 30 s later (the load bench's lead-creation at ~1,000 leads/s).
+    let outcome = ctx
+        .scope(handlers::handle(state, args, job))
+        .instrument(span.clone())
+        .await;
+    settle_outcome(state, queues, args, &delivery, outcome)
+        .instrument(span)
+        .await;
+}
+
+/// Completes, retries or dead-letters a job by its handler's outcome.
+async fn settle_outcome(
+    state: &AppState,
+    queues: &Queues,
+    args: &WorkerArgs,
+    delivery: &Delivery,
+    outcome: Result<(), handlers::JobError>,
+) {
+    let job = &delivery.job;
     let label = |outcome: &str| QueueOutcomeLabels {
         queue: job.queue.as_str().to_owned(),
         outcome: outcome.to_owned(),
@@ -165,14 +247,14 @@ async fn settle(state: &AppState, queues: &Queues, args: &WorkerArgs, delivery: 
                 .queue_processed
                 .get_or_create(&label("completed"))
                 .inc();
-            queues.complete(&delivery).await
+            queues.complete(delivery).await
         }
         Err(error) if crate::defects::active("no-job-retry") => {
             tracing::error!(
                 error = crate::error::chain(&error),
                 "job failed; dropped (deliberate defect no-job-retry)"
             );
-            queues.discard(&delivery).await
+            queues.discard(delivery).await
         }
         Err(error) if job.attempt < job.queue.max_retries() => {
             let delay = backoff(
@@ -189,7 +271,7 @@ async fn settle(state: &AppState, queues: &Queues, args: &WorkerArgs, delivery: 
                 .queue_processed
                 .get_or_create(&label("retried"))
                 .inc();
-            queues.retry_later(&delivery, &error, delay, now_ms()).await
+            queues.retry_later(delivery, &error, delay, now_ms()).await
         }
         Err(error) => {
             let error = crate::error::chain(&error);
@@ -199,7 +281,7 @@ async fn settle(state: &AppState, queues: &Queues, args: &WorkerArgs, delivery: 
                 .queue_processed
                 .get_or_create(&label("dead_lettered"))
                 .inc();
-            queues.dead_letter(&delivery, &error).await
+            queues.dead_letter(delivery, &error).await
         }
     };
     if let Err(e) = settled {
