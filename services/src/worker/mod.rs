@@ -79,50 +79,43 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
     let args = Arc::new(args);
-    let mut tasks = tokio::task::JoinSet::new();
-    // Which task does what, so a task that panicked can be started again.
-    let mut roles = std::collections::HashMap::new();
     let consumers = args.concurrency.max(1);
-    for i in 0..=consumers {
-        let role = if i < consumers {
-            Role::Consume(format!("{name}-{i}"))
-        } else {
-            Role::Maintain(format!("{name}-reclaim"))
-        };
-        let id = spawn(&mut tasks, &role, &state, &queues, &args, &shutdown).await?;
-        roles.insert(id, role);
-    }
+    let roles = (0..consumers)
+        .map(|i| Role::Consume(format!("{name}-{i}")))
+        .chain([Role::Maintain(format!("{name}-reclaim"))])
+        .collect();
+    let start = |role: &Role| {
+        let (state, queues, args, shutdown) = (
+            state.clone(),
+            queues.clone(),
+            Arc::clone(&args),
+            shutdown.clone(),
+        );
+        let role = role.clone();
+        async move {
+            let task: Task = match role {
+                Role::Consume(name) => Box::pin(consume(
+                    state,
+                    queues.clone(),
+                    queues.consumer(&name).await?,
+                    args,
+                    shutdown,
+                )),
+                Role::Maintain(name) => Box::pin(maintain(state, queues, name, args, shutdown)),
+            };
+            Ok::<_, QueueError>(task)
+        }
+    };
     tracing::info!(
         worker = name,
         concurrency = args.concurrency,
         "worker started"
     );
-    // A panicking task would otherwise leave the worker a consumer short
-    // for good, with the job it held pending until the reclaim.
-    while let Some(ended) = tasks.join_next_with_id().await {
-        let Err(error) = ended else { continue };
-        let Some(role) = roles.remove(&error.id()) else {
-            continue;
-        };
-        if !error.is_panic() || shutdown.is_cancelled() {
-            continue;
-        }
-        tracing::error!(task = role.name(), "a worker task panicked; starting it again");
-        match spawn(&mut tasks, &role, &state, &queues, &args, &shutdown).await {
-            Ok(id) => {
-                roles.insert(id, role);
-            }
-            Err(e) => tracing::error!(
-                task = role.name(),
-                error = crate::error::chain(&e),
-                "failed to start the task again"
-            ),
-        }
-    }
-    Ok(())
+    supervise(roles, &shutdown, start).await
 }
 
 /// What a task of the worker does.
+#[derive(Debug, Clone)]
 enum Role {
     /// Consumes jobs as the named consumer.
     Consume(String),
@@ -130,39 +123,59 @@ enum Role {
     Maintain(String),
 }
 
-impl Role {
-    fn name(&self) -> &str {
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Role::Consume(name) | Role::Maintain(name) => name,
+            Role::Consume(name) | Role::Maintain(name) => f.write_str(name),
         }
     }
 }
 
-async fn spawn(
-    tasks: &mut tokio::task::JoinSet<()>,
-    role: &Role,
-    state: &AppState,
-    queues: &Queues,
-    args: &Arc<WorkerArgs>,
+type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Starts a task per role and waits until they have all ended. A task that
+/// panics is started again for its role (unless `shutdown` is cancelled):
+/// otherwise a panic would leave the worker a consumer short for good,
+/// with the job it held pending until the reclaim. An error starting the
+/// first tasks is returned; one starting a task again is logged.
+async fn supervise<R, F, Fut, E>(
+    roles: Vec<R>,
     shutdown: &CancellationToken,
-) -> Result<tokio::task::Id, QueueError> {
-    let handle = match role {
-        Role::Consume(name) => tasks.spawn(consume(
-            state.clone(),
-            queues.clone(),
-            queues.consumer(name).await?,
-            Arc::clone(args),
-            shutdown.clone(),
-        )),
-        Role::Maintain(name) => tasks.spawn(maintain(
-            state.clone(),
-            queues.clone(),
-            name.clone(),
-            Arc::clone(args),
-            shutdown.clone(),
-        )),
-    };
-    Ok(handle.id())
+    mut start: F,
+) -> Result<(), E>
+where
+    R: std::fmt::Display,
+    F: FnMut(&R) -> Fut,
+    Fut: std::future::Future<Output = Result<Task, E>>,
+    E: std::error::Error + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut running = std::collections::HashMap::new();
+    for role in roles {
+        let id = tasks.spawn(start(&role).await?).id();
+        running.insert(id, role);
+    }
+    while let Some(ended) = tasks.join_next_with_id().await {
+        let Err(error) = ended else { continue };
+        let Some(role) = running.remove(&error.id()) else {
+            continue;
+        };
+        if !error.is_panic() || shutdown.is_cancelled() {
+            continue;
+        }
+        tracing::error!(task = %role, "a worker task panicked; starting it again");
+        match start(&role).await {
+            Ok(task) => {
+                running.insert(tasks.spawn(task).id(), role);
+            }
+            Err(e) => tracing::error!(
+                task = %role,
+                error = crate::error::chain(&e),
+                "failed to start the task again"
+            ),
+        }
+    }
+    Ok(())
 }
 
 fn hostname() -> String {
@@ -339,5 +352,48 @@ async fn maintain(
                     .set(i64::try_from(s.size).unwrap_or(i64::MAX));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A `start` whose first task panics and whose later tasks end; counts
+    /// the starts.
+    fn panics_once(
+        starts: &Arc<AtomicUsize>,
+    ) -> impl FnMut(&&str) -> std::future::Ready<Result<Task, std::io::Error>> {
+        let starts = Arc::clone(starts);
+        move |role: &&str| {
+            let n = starts.fetch_add(1, Ordering::SeqCst);
+            let role = role.to_string();
+            let task: Task = Box::pin(async move {
+                assert!(n > 0, "deliberate panic of {role}'s first run");
+            });
+            std::future::ready(Ok(task))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_that_panics_is_started_again_for_its_role() {
+        let starts = Arc::new(AtomicUsize::new(0));
+        let shutdown = CancellationToken::new();
+        supervise(vec!["consumer-0"], &shutdown, panics_once(&starts))
+            .await
+            .expect("started");
+        assert_eq!(starts.load(Ordering::SeqCst), 2, "started, then again");
+    }
+
+    #[tokio::test]
+    async fn during_shutdown_a_task_that_panics_stays_down() {
+        let starts = Arc::new(AtomicUsize::new(0));
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        supervise(vec!["consumer-0"], &shutdown, panics_once(&starts))
+            .await
+            .expect("started");
+        assert_eq!(starts.load(Ordering::SeqCst), 1);
     }
 }
