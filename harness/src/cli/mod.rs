@@ -22,7 +22,7 @@ use crate::env::{self, images, state, Ecosystem, Kind, Progress, Runtime};
 #[command(
     name = "tekup-harness",
     version,
-    about = "Starts the TekUp ecosystem (processes, containers or a staging deployment) for tests",
+    about = "Starts the TekUp ecosystem (processes, containers or a staging deployment) and runs scenarios, property, load and chaos suites against it",
     after_help = "Exit codes: 0 success, 1 failure, 2 usage error.\n\
         Runtimes: process (child processes, the default without docker images), docker \
         (containers; build the images once with `tekup-harness images build`), external \
