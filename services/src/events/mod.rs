@@ -143,32 +143,25 @@ impl EventBus {
             return Err(EventError::UnknownType(event.kind.clone()));
         }
         let json = serde_json::to_string(event)?;
-        let mut redis = self.redis.clone();
-        // A connection broken while Redis was away fails the first command
-        // after it is back (and starts the reconnect); try once more then.
-        // Safe: the gateway drops an event id it has already delivered.
-        let mut retried = false;
-        loop {
-            let sent: Result<String, redis::RedisError> = redis
-                .xadd_maxlen(
-                    EVENTS_STREAM,
-                    redis::streams::StreamMaxlen::Approx(STREAM_MAX_LEN),
-                    "*",
-                    &[("event", json.as_str())],
-                )
-                .await;
-            match sent {
-                Ok(cursor) => {
-                    tracing::debug!(event = %event.id, kind = event.kind, cursor, "event published");
-                    return Ok(cursor);
-                }
-                Err(e) if !retried && (e.is_io_error() || e.is_connection_dropped()) => {
-                    tracing::warn!(event = %event.id, error = %e, "publishing failed on a dropped connection; trying once more");
-                    retried = true;
-                }
-                Err(e) => return Err(e.into()),
+        // Repeating it is safe: the gateway drops an event id it has
+        // already delivered.
+        let add = || {
+            let mut redis = self.redis.clone();
+            let json = json.clone();
+            async move {
+                redis
+                    .xadd_maxlen::<_, _, _, _, String>(
+                        EVENTS_STREAM,
+                        redis::streams::StreamMaxlen::Approx(STREAM_MAX_LEN),
+                        "*",
+                        &[("event", json.as_str())],
+                    )
+                    .await
             }
-        }
+        };
+        let cursor = crate::queue::once_more_if_dropped("publishing an event", add).await?;
+        tracing::debug!(event = %event.id, kind = event.kind, cursor, "event published");
+        Ok(cursor)
     }
 }
 

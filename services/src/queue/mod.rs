@@ -82,6 +82,28 @@ async fn bounded<T>(
     }
 }
 
+/// Runs `call`, and once more when it failed on a dropped connection: a
+/// connection a Redis outage broke fails the first command after Redis is
+/// back (which starts the reconnect). Only for writes whose repetition is
+/// harmless (an event id the gateway drops the second time, a job whose
+/// handlers are idempotent).
+pub(crate) async fn once_more_if_dropped<T, F, Fut>(
+    what: &str,
+    mut call: F,
+) -> Result<T, RedisError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RedisError>>,
+{
+    match call().await {
+        Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+            tracing::warn!(error = %e, "{what} failed on a dropped connection; trying once more");
+            call().await
+        }
+        result => result,
+    }
+}
+
 /// A job handed to a worker, with what is needed to settle it.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -255,9 +277,13 @@ impl Queues {
 
     /// Adds a job; returns its stream entry id.
     pub async fn enqueue(&self, job: &Job) -> Result<String, QueueError> {
-        let mut redis = self.redis.clone();
         let json = serde_json::to_string(job)?;
-        bounded(redis.xadd(stream(job.queue), "*", &[("job", json)])).await
+        let add = || {
+            let mut redis = self.redis.clone();
+            let (stream, json) = (stream(job.queue), json.clone());
+            async move { redis.xadd(stream, "*", &[("job", json)]).await }
+        };
+        bounded(once_more_if_dropped("queueing a job", add)).await
     }
 
     async fn decode(

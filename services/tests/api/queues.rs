@@ -330,6 +330,20 @@ async fn queued_jobs_survive_a_redis_restart() {
 }
 
 #[tokio::test]
+async fn the_first_lead_after_a_redis_restart_is_accepted() {
+    let mut app = TestApp::spawn_bus_without_worker().await;
+    let flow = app.as_app(ACME_KEY, "acme", "flow-web");
+    let lead = |i: u32| json!({ "firstName": "R", "email": format!("restart{i}@example.com") });
+    assert_status(&flow.post(FlowApi, "/leads", lead(0)).await, 201);
+    drop(flow);
+    // The restart breaks flow-api's connection; its first write after it
+    // must not be the one that finds out.
+    app.redis.as_mut().unwrap().restart();
+    let flow = app.as_app(ACME_KEY, "acme", "flow-web");
+    assert_status(&flow.post(FlowApi, "/leads", lead(1)).await, 201);
+}
+
+#[tokio::test]
 async fn higher_priority_queues_are_read_first() {
     let app = TestApp::spawn_bus_without_worker().await;
     let queues = app.queues.clone().unwrap();
