@@ -10,6 +10,25 @@ use uuid::Uuid;
 
 use crate::helpers::{assert_status, eventually, TestApp, ACME_KEY, WITHIN};
 
+/// Queues the processing of `lead` for `tenant`, which is bound to fail,
+/// and waits for it to be the lead-processing queue's dead letter; returns
+/// the job and the queue's stats.
+async fn dead_lettered_lead(app: &TestApp, tenant: &str, lead: Uuid) -> (Job, Value) {
+    let job = Job::new(
+        QueueName::LeadProcessing,
+        "process-lead",
+        tenant,
+        json!({ "leadId": lead }),
+    );
+    app.queues.as_ref().unwrap().enqueue(&job).await.unwrap();
+    let stats = eventually("the dead letter", || async {
+        let stats = app.queue_stats("lead-processing").await;
+        (stats["deadLetters"] == 1).then_some(stats)
+    })
+    .await;
+    (job, stats)
+}
+
 async fn count(app: &TestApp, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(&app.admin).await.unwrap()
 }
@@ -138,18 +157,7 @@ async fn a_dead_letter_names_the_cause_of_its_last_failure() {
     .execute(&app.admin)
     .await
     .unwrap();
-    let job = Job::new(
-        QueueName::LeadProcessing,
-        "process-lead",
-        "initech",
-        json!({ "leadId": lead }),
-    );
-    app.queues.as_ref().unwrap().enqueue(&job).await.unwrap();
-    let stats = eventually("the dead letter", || async {
-        let stats = app.queue_stats("lead-processing").await;
-        (stats["deadLetters"] == 1).then_some(stats)
-    })
-    .await;
+    let (_, stats) = dead_lettered_lead(&app, "initech", lead).await;
     let dead = &stats["lastDeadLetters"][0];
     let error = dead["error"].as_str().unwrap();
     assert!(
@@ -165,18 +173,7 @@ async fn a_dead_letter_names_the_cause_of_its_last_failure() {
 async fn a_poisoned_job_reaches_the_dead_letter_queue_after_its_retries() {
     let app = TestApp::spawn_bus().await;
     let missing = Uuid::new_v4();
-    let job = Job::new(
-        QueueName::LeadProcessing,
-        "process-lead",
-        "acme",
-        json!({ "leadId": missing }),
-    );
-    app.queues.as_ref().unwrap().enqueue(&job).await.unwrap();
-    let stats = eventually("the dead letter", || async {
-        let stats = app.queue_stats("lead-processing").await;
-        (stats["deadLetters"] == 1).then_some(stats)
-    })
-    .await;
+    let (job, stats) = dead_lettered_lead(&app, "acme", missing).await;
     let dead = &stats["lastDeadLetters"][0];
     assert_eq!(dead["job"]["id"], job.id.to_string());
     assert_eq!(
