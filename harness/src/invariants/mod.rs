@@ -231,16 +231,7 @@ impl Checker {
         jobs: Option<JobsAccepted<'_>>,
         within: Duration,
     ) -> Verdict {
-        poll_until(within, || async {
-            let mut verdict = self.check(leads).await;
-            if let Some(jobs) = jobs {
-                let unsettled = self.jobs_settled_since(jobs.before, jobs.accepted).await;
-                verdict.findings.extend(unsettled);
-                verdict.findings.sort();
-            }
-            verdict
-        })
-        .await
+        poll_until(within, || self.check_with(leads, jobs)).await
     }
 
     /// Waits (up to `within`) until every service's breakers are closed;

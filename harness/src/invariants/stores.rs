@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use redis::AsyncCommands;
 use uuid::Uuid;
 
-use super::{AcceptedLead, Finding, Verdict};
+use super::{AcceptedLead, Finding, JobsAccepted, Verdict};
 use crate::env::{error_chain, Ecosystem, Kind};
 use crate::platform::Platform;
 
@@ -70,6 +70,16 @@ impl Checker {
     /// One look at the stores: every finding about `leads` and the
     /// platform's queues and breakers right now.
     pub async fn check(&self, leads: &[AcceptedLead]) -> Verdict {
+        self.check_with(leads, None).await
+    }
+
+    /// [`Checker::check`], also holding the queues to `jobs` (from the
+    /// same read of `/admin/queues`).
+    pub(super) async fn check_with(
+        &self,
+        leads: &[AcceptedLead],
+        jobs: Option<JobsAccepted<'_>>,
+    ) -> Verdict {
         let mut verdict = Verdict {
             leads: leads.len(),
             ..Verdict::default()
@@ -90,7 +100,7 @@ impl Checker {
                 error,
             });
         }
-        self.check_queues(&mut verdict).await;
+        self.check_queues(jobs, &mut verdict).await;
         self.check_breakers(&mut verdict).await;
         verdict.findings.sort();
         verdict
@@ -230,12 +240,15 @@ impl Checker {
         }
     }
 
-    async fn check_queues(&self, verdict: &mut Verdict) {
+    /// Queues that still hold work and, with `jobs`, queues that settled
+    /// fewer jobs since `jobs.before` than were accepted onto them (lost, or
+    /// still running).
+    async fn check_queues(&self, jobs: Option<JobsAccepted<'_>>, verdict: &mut Verdict) {
         let queues = match self.queues().await {
             Ok(queues) => queues,
             Err(finding) => return verdict.findings.push(finding),
         };
-        for queue in queues {
+        for queue in &queues {
             let n = |key: &str| queue[key].as_u64().unwrap_or(0);
             let (size, in_flight, retrying) = (n("size"), n("inFlight"), n("retrying"));
             if size + in_flight + retrying > 0 {
@@ -247,47 +260,25 @@ impl Checker {
                 });
             }
         }
+        let Some(jobs) = jobs else { return };
+        let now = totals(&queues);
+        for (queue, &accepted) in jobs.accepted {
+            let settled = now
+                .settled(queue)
+                .saturating_sub(jobs.before.settled(queue));
+            if settled < accepted {
+                verdict.findings.push(Finding::JobsUnsettled {
+                    queue: queue.clone(),
+                    accepted,
+                    settled,
+                });
+            }
+        }
     }
 
     /// Jobs settled so far (completed plus dead-lettered), per queue.
     pub async fn queue_totals(&self) -> Result<QueueTotals, Finding> {
-        let queues = self.queues().await?;
-        Ok(QueueTotals(
-            queues
-                .iter()
-                .map(|q| {
-                    let n = |key: &str| q[key].as_u64().unwrap_or(0);
-                    (
-                        q["name"].as_str().unwrap_or("?").to_owned(),
-                        n("processed") + n("deadLetters"),
-                    )
-                })
-                .collect(),
-        ))
-    }
-
-    /// A finding for every queue that settled fewer jobs since `before`
-    /// than `accepted` names: jobs were lost (or are still running).
-    pub async fn jobs_settled_since(
-        &self,
-        before: &QueueTotals,
-        accepted: &BTreeMap<String, u64>,
-    ) -> Vec<Finding> {
-        let now = match self.queue_totals().await {
-            Ok(now) => now,
-            Err(finding) => return vec![finding],
-        };
-        accepted
-            .iter()
-            .filter_map(|(queue, &accepted)| {
-                let settled = now.settled(queue).saturating_sub(before.settled(queue));
-                (settled < accepted).then(|| Finding::JobsUnsettled {
-                    queue: queue.clone(),
-                    accepted,
-                    settled,
-                })
-            })
-            .collect()
+        Ok(totals(&self.queues().await?))
     }
 
     pub(super) async fn check_breakers(&self, verdict: &mut Verdict) {
@@ -316,6 +307,22 @@ impl Checker {
             }
         }
     }
+}
+
+/// Completed plus dead-lettered jobs per queue of an `/admin/queues` answer.
+fn totals(queues: &[serde_json::Value]) -> QueueTotals {
+    QueueTotals(
+        queues
+            .iter()
+            .map(|q| {
+                let n = |key: &str| q[key].as_u64().unwrap_or(0);
+                (
+                    q["name"].as_str().unwrap_or("?").to_owned(),
+                    n("processed") + n("deadLetters"),
+                )
+            })
+            .collect(),
+    )
 }
 
 /// `circuit_breaker_state{target="x"} N` lines of a Prometheus text page.
