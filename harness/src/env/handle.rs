@@ -146,6 +146,56 @@ pub struct MockHandle {
     pub admin_url: String,
 }
 
+/// Why a mock's admin API did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum MockAdminError {
+    #[error("its admin API did not answer: {0}")]
+    Unreachable(String),
+    #[error("it refused ({status}): {body}")]
+    Refused {
+        status: reqwest::StatusCode,
+        body: String,
+    },
+}
+
+impl MockHandle {
+    /// Adds a fault (the mocks' fault spec, e.g.
+    /// `{"kind": "status", "status": 500, "ratio": 0.5}`).
+    pub async fn add_fault(
+        &self,
+        http: &reqwest::Client,
+        spec: &serde_json::Value,
+    ) -> Result<(), MockAdminError> {
+        let sent = http
+            .post(format!("{}/faults", self.admin_url))
+            .json(spec)
+            .send()
+            .await;
+        Self::answered(sent).await
+    }
+
+    /// Removes every fault.
+    pub async fn clear_faults(&self, http: &reqwest::Client) -> Result<(), MockAdminError> {
+        let sent = http
+            .delete(format!("{}/faults", self.admin_url))
+            .send()
+            .await;
+        Self::answered(sent).await
+    }
+
+    async fn answered(sent: reqwest::Result<reqwest::Response>) -> Result<(), MockAdminError> {
+        let response = sent.map_err(|e| MockAdminError::Unreachable(super::error_chain(&e)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(MockAdminError::Refused {
+            status,
+            body: response.text().await.unwrap_or_default(),
+        })
+    }
+}
+
 impl ComponentHandle {
     /// This component as a mock, when it has an admin API.
     pub fn as_mock(&self) -> Option<MockHandle> {

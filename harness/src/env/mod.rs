@@ -35,7 +35,7 @@ pub mod state;
 
 pub use ecosystem::{Ecosystem, EcosystemBuilder, Progress};
 pub use error::EnvError;
-pub use handle::{postgres_answers, ComponentHandle, MockHandle};
+pub use handle::{postgres_answers, ComponentHandle, MockAdminError, MockHandle};
 pub use model::{EcosystemFile, Kind, ModelError, Ready};
 pub use postgres::{LocalPostgres, PostgresError};
 pub use runtime::{Backend, Instance, Runtime};

@@ -3,10 +3,10 @@
 
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{Plan, SuiteError, SuiteName};
-use crate::env::{error_chain, Ecosystem};
+use crate::env::{error_chain, Ecosystem, MockAdminError, MockHandle};
 
 /// The mock the `mock-flaky` suite breaks: email sync reads the mailbox
 /// through Graph.
@@ -69,8 +69,13 @@ pub(super) async fn inject(
             ));
         }
         SuiteName::MockFlaky => {
-            let admin = mock_admin(eco, suite)?;
+            let mock = flaky_mock(eco, suite)?;
             let http = reqwest::Client::new();
+            let failed = |what: String, e: MockAdminError| SuiteError::Fault {
+                suite: suite.as_str(),
+                what: format!("{what} on the {FLAKY_MOCK} mock"),
+                cause: e.to_string(),
+            };
             let ratio = plan.mock_failure_ratio;
             let share = format!("{:.0} %", ratio * 100.0);
             let phases = [
@@ -84,12 +89,18 @@ pub(super) async fn inject(
                 ),
             ];
             for (spec, label) in phases {
-                clear_mock_faults(&http, &admin, suite).await?;
-                set_mock_fault(&http, &admin, &spec, suite).await?;
+                mock.clear_faults(&http)
+                    .await
+                    .map_err(|e| failed("clear the faults".into(), e))?;
+                mock.add_fault(&http, &spec)
+                    .await
+                    .map_err(|e| failed(format!("set the fault {spec}"), e))?;
                 timeline.note(format!("{FLAKY_MOCK} answers {label}"));
                 tokio::time::sleep(hold).await;
             }
-            clear_mock_faults(&http, &admin, suite).await?;
+            mock.clear_faults(&http)
+                .await
+                .map_err(|e| failed("clear the faults".into(), e))?;
             timeline.note(format!("{FLAKY_MOCK} healthy again"));
         }
         SuiteName::CrmPaused => {
@@ -146,60 +157,18 @@ pub(super) async fn restore(eco: &Ecosystem, suite: SuiteName) -> Vec<String> {
     if let Err(e) = eco.reset_links() {
         problems.push(format!("healing the links: {}", error_chain(&e)));
     }
-    if let Ok(admin) = mock_admin(eco, suite) {
-        if let Err(e) = clear_mock_faults(&reqwest::Client::new(), &admin, suite).await {
-            problems.push(e.to_string());
+    if let Ok(mock) = flaky_mock(eco, suite) {
+        if let Err(e) = mock.clear_faults(&reqwest::Client::new()).await {
+            problems.push(format!("clearing the {FLAKY_MOCK} mock's faults: {e}"));
         }
     }
     problems
 }
 
-fn mock_admin(eco: &Ecosystem, suite: SuiteName) -> Result<String, SuiteError> {
-    eco.mock(FLAKY_MOCK)
-        .map(|m| m.admin_url)
-        .map_err(|e| SuiteError::Fault {
-            suite: suite.as_str(),
-            what: format!("find the {FLAKY_MOCK} mock"),
-            cause: error_chain(&e),
-        })
-}
-
-async fn set_mock_fault(
-    http: &reqwest::Client,
-    admin: &str,
-    spec: &Value,
-    suite: SuiteName,
-) -> Result<(), SuiteError> {
-    let answer = http.post(format!("{admin}/faults")).json(spec).send().await;
-    check_admin(answer, suite, &format!("set the fault {spec}")).await
-}
-
-async fn clear_mock_faults(
-    http: &reqwest::Client,
-    admin: &str,
-    suite: SuiteName,
-) -> Result<(), SuiteError> {
-    let answer = http.delete(format!("{admin}/faults")).send().await;
-    check_admin(answer, suite, "clear the faults").await
-}
-
-async fn check_admin(
-    answer: reqwest::Result<reqwest::Response>,
-    suite: SuiteName,
-    what: &str,
-) -> Result<(), SuiteError> {
-    let failed = |cause: String| SuiteError::Fault {
+fn flaky_mock(eco: &Ecosystem, suite: SuiteName) -> Result<MockHandle, SuiteError> {
+    eco.mock(FLAKY_MOCK).map_err(|e| SuiteError::Fault {
         suite: suite.as_str(),
-        what: format!("{what} on the {FLAKY_MOCK} mock"),
-        cause,
-    };
-    let answer = answer.map_err(|e| failed(error_chain(&e)))?;
-    if answer.status().is_success() {
-        return Ok(());
-    }
-    let status = answer.status();
-    Err(failed(format!(
-        "answered {status}: {}",
-        answer.text().await.unwrap_or_default()
-    )))
+        what: format!("find the {FLAKY_MOCK} mock"),
+        cause: error_chain(&e),
+    })
 }

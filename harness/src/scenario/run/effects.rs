@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::sql::SqlError;
 use super::{check, Run, StepError};
+use crate::env::{MockAdminError, MockHandle};
 use crate::report::{Message, MessageKind};
 use crate::scenario::model::{ChaosStep, MockFault, MockStep, RedisStep, SqlAs, SqlStep, Toxic};
 
@@ -225,12 +226,12 @@ impl Run<'_> {
             | MockStep::Set { mock, .. }
             | MockStep::Fault { mock, .. } => mock,
         };
-        let admin = self
+        let handle = self
             .runner
             .eco
             .mock(name)
-            .map_err(|e| StepError::from(crate::env::error_chain(&e)))?
-            .admin_url;
+            .map_err(|e| StepError::from(crate::env::error_chain(&e)))?;
+        let admin = handle.admin_url.clone();
         self.involved.insert(name.clone());
         let started = Instant::now();
         let result = match step {
@@ -301,7 +302,7 @@ impl Run<'_> {
                 }
                 self.add_fault(
                     name,
-                    &admin,
+                    &handle,
                     spec,
                     request.method.as_deref(),
                     request.path.as_deref(),
@@ -329,7 +330,7 @@ impl Run<'_> {
                 };
                 self.add_fault(
                     name,
-                    &admin,
+                    &handle,
                     spec,
                     method.as_deref(),
                     path.as_deref(),
@@ -347,7 +348,7 @@ impl Run<'_> {
     async fn add_fault(
         &mut self,
         mock: &str,
-        admin: &str,
+        handle: &MockHandle,
         mut spec: Value,
         method: Option<&str>,
         path: Option<&str>,
@@ -369,24 +370,17 @@ impl Run<'_> {
         self.cleanup.faulted_mocks.insert(mock.to_owned());
         let label = format!("fault {}", spec["kind"].as_str().unwrap_or_default());
         self.observe(self.fault_message("harness", mock, &label));
-        let response = self
-            .runner
-            .http
-            .post(format!("{admin}/faults"))
-            .json(&spec)
-            .send()
-            .await
-            .map_err(|e| format!("mock `{mock}`'s admin API: {}", crate::env::error_chain(&e)))?;
-        if response.status().is_success() {
-            return Ok(());
+        match handle.add_fault(&self.runner.http, &spec).await {
+            Ok(()) => Ok(()),
+            Err(MockAdminError::Unreachable(cause)) => {
+                Err(format!("mock `{mock}`'s admin API: {cause}").into())
+            }
+            Err(MockAdminError::Refused { status, body }) => Err(StepError {
+                message: format!("mock `{mock}` refused the fault ({status}): {body}"),
+                request: Some(format!("POST {}/faults\n\n{spec}", handle.admin_url)),
+                ..StepError::default()
+            }),
         }
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        Err(StepError {
-            message: format!("mock `{mock}` refused the fault ({status}): {body}"),
-            request: Some(format!("POST {admin}/faults\n\n{spec}")),
-            ..StepError::default()
-        })
     }
 
     pub(super) async fn chaos(&mut self, step: &ChaosStep) -> Result<(), StepError> {

@@ -539,12 +539,7 @@ impl<'r> Run<'r> {
         }
         for mock in &cleanup.faulted_mocks {
             if let Ok(m) = self.runner.eco.mock(mock) {
-                let _ = self
-                    .runner
-                    .http
-                    .delete(format!("{}/faults", m.admin_url))
-                    .send()
-                    .await;
+                let _ = m.clear_faults(&self.runner.http).await;
             }
         }
     }
