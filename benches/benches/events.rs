@@ -190,10 +190,12 @@ impl Stack {
         db::ensure_login_role(&admin, SERVICE_ROLE, "bench-password")
             .await
             .expect("login role created");
-        let seed_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("fixtures/tenants.yaml");
-        let seed = SeedFile::load(&seed_file).expect("seed file loads");
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+        let seed = SeedFile::load_with_contract(
+            Some(&fixtures.join("tenants.yaml")),
+            Some(&fixtures.join("platform.yaml")),
+        )
+        .expect("seed file and contract load");
         tenants::seed(&admin, &seed).await.expect("tenants seeded");
         sqlx::query("UPDATE auth.tenants SET rate_limit_per_minute = 100000000 WHERE id = 'acme'")
             .execute(&admin)

@@ -43,9 +43,17 @@
 //!   file on failure (`tekup-harness prop`).
 //!
 //! - [`report`]: JUnit XML, JSON and HTML reports.
+//!
+//! - [`contract`]: the platform's contract as data (`fixtures/platform.yaml`):
+//!   the oracle every suite takes its expectations from, never the services' code.
+//!
+//! - [`sweep`]: every surface of the platform attacked (access, inputs,
+//!   limits, database, tokens), generated from the contract and the
+//!   services' OpenAPI documents (`tekup-harness sweep`).
 
 pub mod chaos;
 pub mod cli;
+pub mod contract;
 pub mod env;
 pub mod invariants;
 pub mod load;
@@ -53,3 +61,4 @@ pub mod platform;
 pub mod property;
 pub mod report;
 pub mod scenario;
+pub mod sweep;

@@ -22,21 +22,17 @@ fn workspace() -> PathBuf {
 /// Starts the reference ecosystem (links on) with `defects` switched on in
 /// every service.
 async fn ecosystem(defects: &str, logs: &str) -> Ecosystem {
-    // The process runtime passes TEKUP_DEFECTS on to the components it
-    // spawns; each test of this file runs its own process-wide setting
-    // only while starting, under this lock.
-    static ENV: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let _env = ENV.lock().await;
-    std::env::set_var("TEKUP_DEFECTS", defects);
-    let eco = Ecosystem::builder()
-        .file(workspace().join("fixtures/ecosystem.toml"))
+    let mut builder = Ecosystem::builder().file(workspace().join("fixtures/ecosystem.toml"));
+    if !defects.is_empty() {
+        builder = builder.defects(defects);
+    }
+    let eco = builder
         .runtime(Runtime::Process)
         .logs_dir(
             std::env::temp_dir().join(format!("tekup-chaos-suites-{}-{logs}", std::process::id())),
         )
         .start()
         .await;
-    std::env::remove_var("TEKUP_DEFECTS");
     eco.unwrap_or_else(|e| panic!("the ecosystem starts: {}", error_chain(&e)))
 }
 

@@ -14,8 +14,6 @@ fn workspace() -> PathBuf {
     dir.canonicalize().unwrap_or(dir)
 }
 
-static ENV: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Runs a scenario file of `scenarios/` on an ecosystem with `defects` on.
 fn run_with_defects(defects: &str, file: &str) -> ScenarioReport {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -23,15 +21,8 @@ fn run_with_defects(defects: &str, file: &str) -> ScenarioReport {
         let mut suite = Suite::new(workspace());
         suite.reports_dir =
             std::env::temp_dir().join(format!("tekup-defects-{}-{defects}", std::process::id()));
-        // The process runtime passes TEKUP_DEFECTS on to every component;
-        // one test at a time sets it.
-        let runner = {
-            let _env = ENV.lock().await;
-            std::env::set_var("TEKUP_DEFECTS", defects);
-            let runner = suite.runner().await;
-            std::env::remove_var("TEKUP_DEFECTS");
-            runner.expect("the ecosystem starts")
-        };
+        suite.defects = defects.to_owned();
+        let runner = suite.runner().await.expect("the ecosystem starts");
         let scenario =
             parse_file(&workspace().join("scenarios").join(file)).expect("valid scenario");
         let report = runner.run(&scenario).await;

@@ -51,11 +51,8 @@ fn with_ecosystem<T>(
         }
     ));
     suite.reports_dir = reports.clone();
-    // The process runtime passes TEKUP_DEFECTS on to every component.
-    std::env::set_var("TEKUP_DEFECTS", defects);
-    let runner = rt.block_on(suite.runner());
-    std::env::remove_var("TEKUP_DEFECTS");
-    let runner = runner.expect("the ecosystem starts");
+    suite.defects = defects.to_owned();
+    let runner = rt.block_on(suite.runner()).expect("the ecosystem starts");
     let result = f(&rt, &runner, &reports);
     drop(runner);
     rt.block_on(suite.finish(Vec::new(), 1, &[]));

@@ -29,7 +29,7 @@ use crate::{db, http};
     about = "Reference implementation of the TekUp platform services",
     long_about = "Runs one of the TekUp reference services, or administers their database.\n\n\
         Typical start: `tekup-service migrate --database-url postgres://postgres@localhost/tekup \
-        --service-password secret --seed fixtures/tenants.yaml`, then each service with \
+        --service-password secret --seed fixtures/tenants.yaml --contract fixtures/platform.yaml`, then each service with \
         DATABASE_URL pointing at the login role (tekup_service by default) and a shared \
         TEKUP_TOKEN_SECRET.",
     after_help = "Exit codes: 0 success, 1 runtime failure, 2 usage error.\n\
@@ -86,9 +86,12 @@ struct MigrateArgs {
     /// Password of the login role; without it no login role is created or changed.
     #[arg(long, env = "SERVICE_DB_PASSWORD", hide_env_values = true)]
     service_password: Option<String>,
-    /// Seed file with the permission matrix and tenants (e.g. fixtures/tenants.yaml).
+    /// Seed file with tenants and their keys (e.g. fixtures/tenants.yaml).
     #[arg(long)]
     seed: Option<PathBuf>,
+    /// The platform's contract (e.g. fixtures/platform.yaml), whose permission matrix is stored.
+    #[arg(long)]
+    contract: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,7 +216,7 @@ async fn run_service(service: ServiceName, args: ServiceArgs, role: Role) -> any
         .await
         .context("failed to load the permission matrix (has `tekup-service migrate` run?)")?;
     if grants.rows().next().is_none() {
-        tracing::warn!("the permission matrix is empty: every request will be refused; run `tekup-service migrate --seed fixtures/tenants.yaml`");
+        tracing::warn!("the permission matrix is empty: every request will be refused; run `tekup-service migrate --contract fixtures/platform.yaml`");
     }
     let mut state = AppState::new(
         service,
@@ -329,7 +332,9 @@ async fn shutdown_signal() {
 }
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let seed = args.seed.as_deref().map(SeedFile::load).transpose()?;
+    let seed = (args.seed.is_some() || args.contract.is_some())
+        .then(|| SeedFile::load_with_contract(args.seed.as_deref(), args.contract.as_deref()))
+        .transpose()?;
     let pool = connect(&args.database_url, 2).await?;
     db::MIGRATOR
         .run(&pool)

@@ -1,9 +1,12 @@
 //! Deliberate defects, for testing the tests.
 //!
-//! The harness proves its scenarios can fail by running them against
-//! services that misbehave on purpose. `TEKUP_DEFECTS` (a comma-separated
-//! list, read once at start) turns these on; unset, nothing changes. A
-//! service with defects says so loudly in its log at start.
+//! The harness proves its checks can fail by running them against services
+//! that misbehave on purpose. Defects exist only in builds made with the
+//! `defects` cargo feature (the `tekup-service-defects` binary); the
+//! default and release builds have none of this code, and refuse to start
+//! when `TEKUP_DEFECTS` is set. In a defects build, `TEKUP_DEFECTS` (a
+//! comma-separated list, read once at start) turns them on; unset, nothing
+//! changes. A service with defects on says so loudly in its log at start.
 //!
 //! | name               | what goes wrong                                               |
 //! |--------------------|---------------------------------------------------------------|
@@ -12,9 +15,7 @@
 //! | `duplicate-activity` | lead processing records its activity without the once-per-lead key |
 //! | `no-job-retry`     | the worker acknowledges a failed job and drops it: no retry, no dead letter |
 
-use std::sync::OnceLock;
-
-/// The defects this binary knows.
+/// The defects a `defects` build knows.
 pub const KNOWN: [&str; 4] = [
     "skip-lead-event",
     "cross-tenant-fanout",
@@ -22,39 +23,64 @@ pub const KNOWN: [&str; 4] = [
     "no-job-retry",
 ];
 
-fn enabled() -> &'static Vec<String> {
-    static ENABLED: OnceLock<Vec<String>> = OnceLock::new();
-    ENABLED.get_or_init(|| {
-        std::env::var("TEKUP_DEFECTS")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()
-    })
+/// The variable that turns defects on.
+pub const VAR: &str = "TEKUP_DEFECTS";
+
+fn requested() -> Vec<String> {
+    std::env::var(VAR)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
-/// Whether the defect `name` is on.
+#[cfg(feature = "defects")]
+fn enabled() -> &'static Vec<String> {
+    static ENABLED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    ENABLED.get_or_init(requested)
+}
+
+/// Whether the defect `name` is on (never, in a build without the `defects` feature).
+#[cfg(feature = "defects")]
 pub fn active(name: &str) -> bool {
     debug_assert!(KNOWN.contains(&name), "unknown defect {name}");
     enabled().iter().any(|d| d == name)
 }
 
-/// Logs the defects that are on (and refuses names it does not know).
+/// Whether the defect `name` is on (never, in a build without the `defects` feature).
+#[cfg(not(feature = "defects"))]
+pub fn active(name: &str) -> bool {
+    debug_assert!(KNOWN.contains(&name), "unknown defect {name}");
+    false
+}
+
+/// Logs the defects that are on; refuses names it does not know, and any
+/// defect at all in a build without the `defects` feature.
 pub fn announce() -> Result<(), String> {
-    let unknown: Vec<&String> = enabled()
+    let requested = requested();
+    if requested.is_empty() {
+        return Ok(());
+    }
+    if !cfg!(feature = "defects") {
+        return Err(format!(
+            "{VAR}={} asks for deliberate defects, but this build has none: they exist only in \
+             the `tekup-service-defects` binary (`cargo build -p tekup-services --features defects \
+             --bin tekup-service-defects`); unset {VAR} to run this one",
+            requested.join(",")
+        ));
+    }
+    let unknown: Vec<&String> = requested
         .iter()
         .filter(|d| !KNOWN.contains(&d.as_str()))
         .collect();
     if !unknown.is_empty() {
         return Err(format!(
-            "TEKUP_DEFECTS names unknown defects {unknown:?}; the known ones are {}",
+            "{VAR} names unknown defects {unknown:?}; the known ones are {}",
             KNOWN.join(", ")
         ));
     }
-    if !enabled().is_empty() {
-        tracing::warn!(defects = ?enabled(), "DELIBERATE DEFECTS ARE ON (TEKUP_DEFECTS): this service misbehaves on purpose");
-    }
+    tracing::warn!(defects = ?requested, "DELIBERATE DEFECTS ARE ON ({VAR}): this service misbehaves on purpose");
     Ok(())
 }

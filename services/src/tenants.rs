@@ -12,7 +12,9 @@ use sqlx::PgPool;
 use crate::auth::keys::ApiKey;
 
 /// The seed file: the permission matrix and the tenants with their keys.
-#[derive(Debug, Clone, Deserialize)]
+/// The matrix normally comes from the platform's contract
+/// (`fixtures/platform.yaml`, see [`SeedFile::load_with_contract`]).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SeedFile {
     /// app → service (or `*`) → permissions. Replaces the stored matrix when present.
@@ -85,7 +87,47 @@ fn valid_tenant_id(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// The part of the platform's contract (`fixtures/platform.yaml`) the
+/// services store: its permission matrix. The rest of the file is the
+/// harness's business.
+#[derive(Debug, Deserialize)]
+struct ContractMatrix {
+    permissions: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+}
+
 impl SeedFile {
+    /// The seed at `seed` (if any) with the permission matrix of the
+    /// contract at `contract` (if any). The matrix is given in one place:
+    /// a seed file that has one too is refused.
+    pub fn load_with_contract(
+        seed: Option<&Path>,
+        contract: Option<&Path>,
+    ) -> Result<Self, TenantError> {
+        let mut out = seed.map(Self::load).transpose()?.unwrap_or_default();
+        let Some(contract) = contract else {
+            return Ok(out);
+        };
+        let shown = contract.display().to_string();
+        let text = std::fs::read_to_string(contract).map_err(|source| TenantError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let matrix: ContractMatrix =
+            serde_yaml::from_str(&text).map_err(|source| TenantError::Parse {
+                path: shown.clone(),
+                source,
+            })?;
+        if !out.permissions.is_empty() {
+            return Err(TenantError::Invalid(format!(
+                "both the seed file and the contract {shown} give a permission matrix; keep it in the contract only"
+            )));
+        }
+        out.permissions = matrix.permissions;
+        out.check()
+            .map_err(|e| TenantError::Invalid(format!("{shown} with the seed: {e}")))?;
+        Ok(out)
+    }
+
     /// Reads and checks a seed file; errors name the file and, from the
     /// YAML parser, the line and column.
     pub fn load(path: &Path) -> Result<Self, TenantError> {

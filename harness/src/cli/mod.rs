@@ -9,6 +9,7 @@ mod load;
 mod prop;
 mod run;
 mod scenario;
+mod sweep;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,9 @@ use crate::env::{self, images, state, Ecosystem, Kind, Progress, Runtime};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The platform's contract (default: the reference platform's, fixtures/platform.yaml, built in).
+    #[arg(long, global = true, env = "TEKUP_CONTRACT")]
+    contract: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -51,6 +55,9 @@ enum Command {
     Load(Box<load::LoadArgs>),
     /// Chaos suites: steady load while Redis or Postgres dies, a mock fails or the gateway loses Redis, then the invariants.
     Chaos(chaos::ChaosArgs),
+    /// The sweep: attacks every operation, input, limit, database grant and token rule the
+    /// contract and OpenAPI documents name; a finding prints its smallest request.
+    Sweep(sweep::SweepArgs),
     /// Property tests: random operation sequences of several tenants against the ecosystem and a model; a failure is shrunk to a scenario file.
     Prop(prop::PropArgs),
     /// Checks scenario files (default: scenarios/); exit 1 when any is invalid.
@@ -186,6 +193,13 @@ struct ImagesArgs {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(path) = &cli.contract {
+        if let Err(e) = crate::contract::use_file(path) {
+            say(&format!("error: {e}"));
+            say("hint: --contract (or TEKUP_CONTRACT) names a platform.yaml like fixtures/platform.yaml");
+            return ExitCode::FAILURE;
+        }
+    }
     match cli.command {
         Command::Validate { paths } => return scenario::validate(&paths),
         Command::Schema => return scenario::schema(),
@@ -207,6 +221,7 @@ pub fn main() -> ExitCode {
         Command::Load(args) => return load::run(*args, &runtime),
         Command::Chaos(args) => return chaos::run(args, &runtime),
         Command::Prop(args) => return prop::run(args, &runtime),
+        Command::Sweep(args) => return sweep::run(args, &runtime),
         other => other,
     };
     match runtime.block_on(run(command)) {
@@ -309,6 +324,7 @@ async fn run(command: Command) -> Result<(), Failure> {
         | Command::Run(_)
         | Command::Load(_)
         | Command::Chaos(_)
+        | Command::Sweep(_)
         | Command::Prop(_) => Ok(()),
     }
 }

@@ -5,7 +5,8 @@
 //! `target/<profile>/deps`), in `$CARGO_TARGET_DIR/<profile>`, in the
 //! workspace's `target/<profile>`, and on `PATH`. When it is missing and the
 //! component names a `cargo-package` of this workspace, it is built once with
-//! `cargo build -p <package> --bin <program>`.
+//! `cargo build -p <package> --bin <program>` (with `--features` when the
+//! component names `cargo-features`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -108,9 +109,14 @@ pub(crate) fn resolve(
         return Ok(found);
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    command
         .current_dir(ws)
-        .args(["build", "--quiet", "-p", package, "--bin", program])
+        .args(["build", "--quiet", "-p", package, "--bin", program]);
+    if !component.cargo_features.is_empty() {
+        command.args(["--features", &component.cargo_features.join(",")]);
+    }
+    let out = command
         .output()
         .map_err(EnvError::io(format!("run `cargo build -p {package}`")))?;
     if !out.status.success() {

@@ -12,7 +12,7 @@ use futures::future::try_join_all;
 use super::binaries;
 use super::error::EnvError;
 use super::handle::{ComponentHandle, MockHandle};
-use super::model::{Component, EcosystemFile, Kind};
+use super::model::{Component, EcosystemFile, Kind, Template};
 use super::refs::{self, Ref};
 use super::resolve::{other_attr, own_attr};
 use super::runtime::{Backend, LaunchSpec, Placement, Runtime};
@@ -47,6 +47,7 @@ pub struct EcosystemBuilder {
     external: Option<PathBuf>,
     progress: Option<ProgressFn>,
     links: Option<bool>,
+    defects: Option<String>,
 }
 
 impl fmt::Debug for EcosystemBuilder {
@@ -57,6 +58,29 @@ impl fmt::Debug for EcosystemBuilder {
             .field("keep", &self.keep)
             .field("links", &self.links)
             .finish_non_exhaustive()
+    }
+}
+
+/// The program of the reference services, and its build with deliberate defects.
+const SERVICE_PROGRAM: &str = "tekup-service";
+const DEFECTS_PROGRAM: &str = "tekup-service-defects";
+
+/// Points every `tekup-service` component at the defects build with `defects` on.
+fn with_defects(file: &mut EcosystemFile, defects: &str) {
+    for component in file.components.values_mut() {
+        if component.program.as_deref() != Some(SERVICE_PROGRAM) {
+            continue;
+        }
+        component.program = Some(DEFECTS_PROGRAM.to_owned());
+        component.cargo_features.push("defects".to_owned());
+        component.env.insert(
+            "TEKUP_DEFECTS".to_owned(),
+            Template {
+                text: defects.to_owned(),
+                refs: Vec::new(),
+                line: component.line,
+            },
+        );
     }
 }
 
@@ -109,6 +133,17 @@ impl EcosystemBuilder {
         self
     }
 
+    /// Starts the reference services with deliberate defects on, to show
+    /// that a check catches them: every component running `tekup-service`
+    /// runs `tekup-service-defects` instead (built with the `defects`
+    /// feature, which the default build lacks) with `TEKUP_DEFECTS` set to
+    /// `defects` (a comma-separated list of the names in
+    /// `tekup_services::defects`).
+    pub fn defects(mut self, defects: &str) -> Self {
+        self.defects = Some(defects.to_owned());
+        self
+    }
+
     /// Called as components start.
     pub fn on_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(f));
@@ -122,7 +157,10 @@ impl EcosystemBuilder {
             Some(p) => p.clone(),
             None => default_file()?,
         };
-        let file = EcosystemFile::load(&path)?;
+        let mut file = EcosystemFile::load(&path)?;
+        if let Some(defects) = &self.defects {
+            with_defects(&mut file, defects);
+        }
         let report = |p: Progress| {
             if let Some(f) = &self.progress {
                 f(&p);

@@ -15,7 +15,7 @@
 //! with the harness however it dies; containers are removed by a reaper
 //! process that watches a pipe to the harness.
 
-mod binaries;
+pub(crate) mod binaries;
 pub mod docker;
 mod ecosystem;
 mod error;

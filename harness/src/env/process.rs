@@ -62,9 +62,6 @@ const PASS_THROUGH_ENV: &[&str] = &[
     "RUST_LOG",
     "RUST_BACKTRACE",
     "SSL_CERT_FILE",
-    // The reference services' deliberate defects (services/src/defects.rs),
-    // set by the harness's own tests to show scenarios catch them.
-    "TEKUP_DEFECTS",
 ];
 
 /// Starts components as child processes.

@@ -205,7 +205,7 @@ impl Checker {
             .await
             .map_err(|e| error_chain(&e))?;
         let reply: redis::streams::StreamRangeReply = redis
-            .xrange_all(format!("tekup:queue:{LEAD_QUEUE}:dead"))
+            .xrange_all(crate::contract::active().queue_stream(LEAD_QUEUE, true))
             .await
             .map_err(|e| error_chain(&e))?;
         Ok(reply

@@ -2,8 +2,8 @@
 //! routing table.
 //!
 //! Every event a client receives must be its own tenant's, of a type the
-//! routing table sends to its app (the table is the services' own,
-//! `tekup_services::events::routes_for`, not a copy), about something the
+//! routing table sends to its app (the table is the
+//! contract's, `crate::contract`, never the services' code), about something the
 //! case did, and come once (by event id, and once per thing it is about).
 //! Every event the model requires (caused after the client connected) must
 //! come: the check waits for them up to a deadline, then keeps listening
@@ -12,7 +12,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
-use tekup_services::events::routes_for;
 
 use super::check::short;
 use super::exec::{Vars, Waits};
@@ -94,8 +93,8 @@ fn check_conn(
             ));
             continue;
         }
-        let routes = routes_for(kind);
-        if !routes.contains(&conn.app) {
+        let routes = crate::contract::active().routes_for(kind);
+        if !routes.iter().any(|a| a == conn.app) {
             findings.push(format!(
                 "{who} received {kind}, which the routing table sends to {} only: {}",
                 routes.join(", "),

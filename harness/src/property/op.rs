@@ -12,8 +12,14 @@ use std::fmt;
 use proptest::prelude::*;
 
 /// The apps of the platform's permission matrix that tenants' keys may
-/// name (the services' own list, not a copy).
-pub use tekup_services::events::ALL_APPS as APPS;
+/// name, from the contract (`apps:`), never the services' own list.
+pub fn apps() -> Vec<&'static str> {
+    crate::contract::active()
+        .apps
+        .iter()
+        .map(String::as_str)
+        .collect()
+}
 
 /// The emails leads and contacts use: few, so that leads meet synced
 /// contacts and each other (the association paths), and the same in every
@@ -127,7 +133,8 @@ impl fmt::Display for Op {
                 SEVERITIES[severity % SEVERITIES.len()]
             ),
             Op::Subscribe { tenant, app } => {
-                write!(f, "t{tenant} subscribes as {}", APPS[app % APPS.len()])
+                let apps = apps();
+                write!(f, "t{tenant} subscribes as {}", apps[app % apps.len()])
             }
             Op::CrossApp { tenant, call } => write!(f, "t{tenant} cross-app call {call:?}"),
             Op::Forged {
@@ -155,7 +162,7 @@ pub fn op() -> impl Strategy<Value = Op> {
     let index = 0usize..8;
     prop_oneof![
         6 => (tenant.clone(), 0..EMAILS).prop_map(|(tenant, email)| Op::CreateLead { tenant, email }),
-        5 => (tenant.clone(), 0..APPS.len()).prop_map(|(tenant, app)| Op::Subscribe { tenant, app }),
+        5 => (tenant.clone(), 0..apps().len()).prop_map(|(tenant, app)| Op::Subscribe { tenant, app }),
         3 => index.clone().prop_map(|lead| Op::Redeliver { lead }),
         2 => (tenant.clone(), index.clone(), 0..STATUSES.len())
             .prop_map(|(tenant, lead, status)| Op::UpdateLead { tenant, lead, status }),

@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tekup_services::events::routes_for;
 
 use super::op::Op;
 use super::plan::{tenant_var, Call, Creds, Expect, Plan, Step, LEAD_APP};
@@ -270,12 +269,9 @@ fn end(w: &mut String, plan: &Plan, quiet: Duration) {
     }
 }
 
-/// The event types the routing table sends to `app`.
+/// The event types the contract's routing table sends to `app`.
 fn routes_for_app(app: &str) -> Vec<&'static str> {
-    tekup_services::events::EVENT_TYPES
-        .into_iter()
-        .filter(|kind| routes_for(kind).contains(&app))
-        .collect()
+    crate::contract::active().events_for_app(app)
 }
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ pub fn schema() -> Value {
             "enqueue",
             obj(
                 &["kind", "tenant", "payload"],
-                json!({ "enqueue": { "enum": tekup_services::queue::QueueName::ALL.map(tekup_services::queue::QueueName::as_str) },
+                json!({ "enqueue": { "enum": crate::contract::active().queue_names() },
                         "kind": text, "tenant": text, "payload": { "type": "object" } }),
             ),
         ),

@@ -1,8 +1,8 @@
 //! The permission matrix: which permissions a source app holds on a service.
 //!
-//! The matrix is data (`permissions:` in `fixtures/tenants.yaml`, stored in
-//! `auth.app_grants` by `migrate --seed`), so teams can change it without a
-//! rebuild. Service `*` grants a permission on every service.
+//! The matrix is data (`permissions:` of the platform's contract,
+//! `fixtures/platform.yaml`, stored in `auth.app_grants` by
+//! `migrate --contract`), so teams can change it without a rebuild. Service `*` grants a permission on every service.
 
 use std::collections::{BTreeMap, BTreeSet};
 

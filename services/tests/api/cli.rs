@@ -24,6 +24,7 @@ async fn migrate_is_idempotent_and_tenant_create_prints_working_keys() {
     let app = TestApp::spawn().await;
     let admin_url = app.pg.url("postgres", "tekup");
     let seed = fixture("fixtures/tenants.yaml");
+    let contract = fixture("fixtures/platform.yaml");
     let url = admin_url.clone();
     let output = tokio::task::spawn_blocking(move || {
         tekup_service(&[
@@ -34,6 +35,8 @@ async fn migrate_is_idempotent_and_tenant_create_prints_working_keys() {
             "pw",
             "--seed",
             seed.to_str().unwrap(),
+            "--contract",
+            contract.to_str().unwrap(),
         ])
     })
     .await
@@ -144,4 +147,26 @@ fn help_lists_the_services_and_exit_codes() {
         assert!(help.contains(word), "--help lacks {word}:\n{help}");
     }
     assert_eq!(tekup_service(&["no-such-command"]).status.code(), Some(2));
+}
+
+#[test]
+fn the_default_build_refuses_deliberate_defects() {
+    // Defects exist only in the `tekup-service-defects` binary (feature
+    // `defects`); the program teams deploy refuses to start with them asked for.
+    let output = Command::new(env!("CARGO_BIN_EXE_tekup-service"))
+        .args([
+            "flow-api",
+            "--database-url",
+            "postgres://nobody@127.0.0.1:1/x",
+        ])
+        .args(["--token-secret", "s"])
+        .env("TEKUP_DEFECTS", "skip-lead-event")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("TEKUP_DEFECTS=skip-lead-event") && err.contains("this build has none"),
+        "{err}"
+    );
 }

@@ -156,7 +156,11 @@ impl TestApp {
         db::ensure_login_role(&admin, SERVICE_ROLE, "service-password")
             .await
             .expect("role created");
-        let seed = SeedFile::load(&fixture("fixtures/tenants.yaml")).expect("seed file loads");
+        let seed = SeedFile::load_with_contract(
+            Some(&fixture("fixtures/tenants.yaml")),
+            Some(&fixture("fixtures/platform.yaml")),
+        )
+        .expect("seed file and contract load");
         tenants::seed(&admin, &seed).await.expect("seeded");
         let service_pool = db::connect(&pg.url(SERVICE_ROLE, "tekup"), 20)
             .await

@@ -5,6 +5,7 @@
 //! and its own services, so tests run in parallel without sharing state.
 
 mod cli;
+mod contract;
 mod crm;
 mod errors;
 mod events;

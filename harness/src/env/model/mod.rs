@@ -120,6 +120,8 @@ pub struct Component {
     pub program: Option<String>,
     /// Cargo package that builds `program`, when it is part of this workspace.
     pub cargo_package: Option<String>,
+    /// Cargo features that build needs (`cargo build --features ...`).
+    pub cargo_features: Vec<String>,
     /// Image for the docker runtime (an official one for users with a registry).
     pub image: Option<String>,
     /// Image built offline by `tekup-harness images build`, used when `image` is absent locally.
@@ -172,6 +174,8 @@ struct RawComponent {
     kind: Option<Kind>,
     program: Option<String>,
     cargo_package: Option<String>,
+    #[serde(default)]
+    cargo_features: Vec<String>,
     image: Option<String>,
     offline_image: Option<String>,
     #[serde(default)]
@@ -400,6 +404,7 @@ fn build_component(
         kind,
         program: raw.program.clone(),
         cargo_package: raw.cargo_package.clone(),
+        cargo_features: raw.cargo_features.clone(),
         image: raw.image.clone(),
         offline_image: raw.offline_image.clone(),
         args,

@@ -235,7 +235,10 @@ impl Plan {
         let conn = &self.conns[c];
         self.events.iter().filter(move |e| {
             e.tenant == conn.tenant
-                && tekup_services::events::routes_for(e.kind).contains(&conn.app)
+                && crate::contract::active()
+                    .routes_for(e.kind)
+                    .iter()
+                    .any(|a| a == conn.app)
         })
     }
 

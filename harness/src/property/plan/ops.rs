@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use super::super::op::{Op, APPS, SEVERITIES, STATUSES};
+use super::super::op::{apps, Op, SEVERITIES, STATUSES};
 use super::{
     email, get, list_leads, pick, post, transition_allowed, Call, Conn, Entity, Event, Expect,
     Lead, Plan, Step,
@@ -240,7 +240,7 @@ impl Plan {
                 let t = self.t(*tenant);
                 self.conns.push(Conn {
                     tenant: t,
-                    app: APPS[app % APPS.len()],
+                    app: apps()[app % apps().len()],
                     at: self.steps.len(),
                 });
                 self.steps.push(Step::Subscribe {

@@ -185,7 +185,7 @@ impl Run<'_> {
                     label: format!("XADD {queue} {kind}"),
                     correlation_id: Some(correlation),
                 });
-                self.note = Some(format!("job {}", job.id));
+                self.note = Some(format!("job {}", job["id"].as_str().unwrap_or("?")));
                 Ok(())
             }
             RedisStep::Key { key, exists, value } => {

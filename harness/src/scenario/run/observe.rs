@@ -14,18 +14,6 @@ use super::{Clock, Runner, StepError};
 use crate::env::{Ecosystem, Kind};
 use crate::report::{Message, MessageKind};
 
-/// The stream the services publish events on.
-const EVENTS: &str = "tekup:events";
-/// The services' queues (each also has a `:dead` stream).
-const QUEUES: [&str; 6] = [
-    "lead-processing",
-    "email-sync",
-    "voice-processing",
-    "backup-operations",
-    "compliance-checks",
-    "analytics-processing",
-];
-
 /// Something seen on a Redis stream, for the tenant it belongs to.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -104,10 +92,12 @@ impl Bus {
 }
 
 async fn tail(mut conn: redis::aio::MultiplexedConnection, sender: broadcast::Sender<Seen>) {
-    let mut keys = vec![EVENTS.to_owned()];
-    for q in QUEUES {
-        keys.push(format!("tekup:queue:{q}"));
-        keys.push(format!("tekup:queue:{q}:dead"));
+    // The event stream and every queue's streams, as the contract names them.
+    let contract = crate::contract::active();
+    let mut keys = vec![contract.events.stream.clone()];
+    for q in contract.queue_names() {
+        keys.push(contract.queue_stream(q, false));
+        keys.push(contract.queue_stream(q, true));
     }
     // From now on, by time: `$` would mean "newer than the last entry when
     // each XREAD is sent", losing what arrives between two reads on a stream
@@ -146,7 +136,7 @@ async fn tail(mut conn: redis::aio::MultiplexedConnection, sender: broadcast::Se
 fn seen(stream: &str, entry: &redis::streams::StreamId) -> Option<Seen> {
     let millis: i64 = entry.id.split('-').next()?.parse().ok()?;
     let at = chrono::DateTime::from_timestamp_millis(millis)?;
-    if stream == EVENTS {
+    if stream == crate::contract::active().events.stream {
         let text: String = entry.get("event")?;
         let event: Value = serde_json::from_str(&text).ok()?;
         return Some(Seen {

@@ -7,15 +7,12 @@ use std::collections::BTreeSet;
 
 use redis::AsyncCommands as _;
 use serde_json::Value;
-use tekup_services::queue::{Job, QueueName};
 
-/// The stream of a queue (`dead` for its dead-letter stream).
+use crate::contract;
+
+/// The stream of a queue (`dead` for its dead-letter stream), as the contract names it.
 pub(crate) fn stream(queue: &str, dead: bool) -> String {
-    if dead {
-        format!("tekup:queue:{queue}:dead")
-    } else {
-        format!("tekup:queue:{queue}")
-    }
+    contract::active().queue_stream(queue, dead)
 }
 
 /// How many jobs of `tenants` a stream holds, and how many it holds in all.
@@ -41,9 +38,9 @@ pub(crate) async fn tenant_jobs(
     Ok((mine, entries.ids.len() as u64))
 }
 
-/// Adds a new job to `queue` in the services' [`Job`] format (attempt 0,
-/// enqueued now, carrying `correlation_id`): one `XADD tekup:queue:<queue>
-/// * job <json>`, as `Queues::enqueue` of the services does. Returns the job.
+/// Adds a new job to `queue` in the contract's job format (attempt 0,
+/// enqueued now, carrying `correlation_id`): one `XADD <queue stream> *
+/// job <json>`, as a service queues a job. Returns the job.
 pub(crate) async fn enqueue_job(
     redis: &mut redis::aio::MultiplexedConnection,
     queue: &str,
@@ -51,19 +48,18 @@ pub(crate) async fn enqueue_job(
     tenant_id: &str,
     payload: Value,
     correlation_id: &str,
-) -> Result<Job, String> {
-    let name = QueueName::parse(queue).ok_or_else(|| {
-        format!(
-            "unknown queue `{queue}` (the queues are {})",
-            QueueName::ALL.map(QueueName::as_str).join(", ")
-        )
-    })?;
-    let mut job = Job::new(name, kind, tenant_id, payload);
-    job.correlation_id = Some(correlation_id.to_owned());
-    let json = serde_json::to_string(&job).map_err(|e| format!("encoding the job: {e}"))?;
+) -> Result<Value, String> {
+    let job = contract::new_job(
+        contract::active(),
+        queue,
+        kind,
+        tenant_id,
+        payload,
+        correlation_id,
+    )?;
     let key = stream(queue, false);
     let _: String = redis
-        .xadd(&key, "*", &[("job", json)])
+        .xadd(&key, "*", &[("job", job.to_string())])
         .await
         .map_err(|e| format!("XADD {key}: {e}"))?;
     Ok(job)

@@ -27,6 +27,9 @@ pub struct Suite {
     /// would rebuild them (and `cargo test` again after it). `TEKUP_BUILD=1`
     /// turns it on; `tekup-harness run` under `cargo run` turns it on.
     pub build: bool,
+    /// Deliberate defects to start the reference services with (see
+    /// [`crate::env::EcosystemBuilder::defects`]); empty for none.
+    pub defects: String,
     state: tokio::sync::Mutex<Option<Result<Arc<Runner>, String>>>,
     started: Instant,
     started_at: chrono::DateTime<chrono::Utc>,
@@ -49,6 +52,7 @@ impl Suite {
             build: std::env::var("TEKUP_BUILD").is_ok_and(|b| b == "1"),
             runtime,
             root,
+            defects: String::new(),
             state: tokio::sync::Mutex::new(None),
             started: Instant::now(),
             started_at: chrono::Utc::now(),
@@ -82,9 +86,11 @@ impl Suite {
             self.runtime.as_str(),
             self.file.display()
         );
-        let eco = Ecosystem::builder()
-            .file(&self.file)
-            .runtime(self.runtime)
+        let mut builder = Ecosystem::builder().file(&self.file).runtime(self.runtime);
+        if !self.defects.is_empty() {
+            builder = builder.defects(&self.defects);
+        }
+        let eco = builder
             .logs_dir(self.reports_dir.join("logs"))
             .on_progress(|p| {
                 if let Progress::Runtime {

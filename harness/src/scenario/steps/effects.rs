@@ -10,7 +10,7 @@ use super::super::read::{boolean, closest, fields, string, uint, Cx, Fields};
 use super::super::vars::Scope;
 use super::super::yaml::{Node, Value};
 use super::{action, status, tenant};
-use tekup_services::queue::QueueName;
+use crate::contract;
 
 pub(super) fn redis(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &Scope) -> Option<RedisStep> {
     let (act, target) = action(cx, node, what, &["queue", "key", "enqueue"])?;
@@ -61,7 +61,7 @@ fn enqueue(cx: &mut Cx<'_>, node: &Node, target: &Node, scope: &Scope) -> Option
         &["enqueue", "kind", "tenant", "payload"],
     )?;
     let queue = string(cx, target, "enqueue").and_then(|q| {
-        let names = QueueName::ALL.map(QueueName::as_str);
+        let names = contract::active().queue_names();
         if names.contains(&q.as_str()) {
             return Some(q);
         }
