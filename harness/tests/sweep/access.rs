@@ -1,0 +1,1 @@
+//! The `access` class catches its deliberate defects.

@@ -1,0 +1,1 @@
+//! The `database` class catches its deliberate defects.

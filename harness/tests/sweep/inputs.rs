@@ -1,0 +1,1 @@
+//! The `inputs` class catches its deliberate defects.

@@ -1,0 +1,1 @@
+//! The `limits` class catches its deliberate defects.

@@ -1,0 +1,1 @@
+//! The `tokens` class catches its deliberate defects.
