@@ -67,6 +67,7 @@ pub struct Contract {
     #[serde(default)]
     pub webhooks: BTreeMap<String, Webhook>,
     pub audit: Audit,
+    pub gateway: Gateway,
     pub stores: Stores,
     /// Where it was read from (`built-in` for [`REFERENCE`]).
     #[serde(skip)]
@@ -197,6 +198,38 @@ pub struct Stores {
     pub tenant_tables: Vec<String>,
     pub identity_tables: Vec<String>,
     pub service_role: String,
+    /// SQL (superuser, `$1` the tenant id) that suspends a tenant.
+    pub suspend_tenant: Option<String>,
+    /// SQL (superuser, `$1` the key id) that revokes an API key.
+    pub revoke_key: Option<String>,
+}
+
+/// The WebSocket event gateway's handshake and room protocol.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Gateway {
+    pub service: String,
+    pub path: String,
+    /// Credential header name (as in `headers`) -> its query parameter.
+    pub query_credentials: BTreeMap<String, String>,
+    /// The rooms a connection is in: `{tenant}` and `{app}` replaced.
+    pub rooms: Vec<String>,
+    /// The join message, without its `room`.
+    pub join: Value,
+    /// What a join of one's own room answers (a subset of the frame).
+    pub joined: Value,
+    /// What a join of any other room answers (a subset of the frame).
+    pub refused: Value,
+}
+
+impl Gateway {
+    /// The rooms of `tenant`'s connection as `app`.
+    pub fn rooms_of(&self, tenant: &str, app: &str) -> Vec<String> {
+        self.rooms
+            .iter()
+            .map(|r| r.replace("{tenant}", tenant).replace("{app}", app))
+            .collect()
+    }
 }
 
 /// `60s`, `500ms`, `5m`, `1h`.

@@ -137,6 +137,8 @@ pub struct ClassReport {
     pub findings: Vec<Finding>,
     /// Why the class did not run (e.g. no database access on an external deployment).
     pub skipped: Option<String>,
+    /// Parts of the class that did not run, and why (the rest did).
+    pub notes: Vec<String>,
     pub duration: Duration,
 }
 
@@ -148,6 +150,7 @@ impl ClassReport {
             operations: BTreeSet::new(),
             findings: Vec::new(),
             skipped: None,
+            notes: Vec::new(),
             duration: Duration::ZERO,
         }
     }
@@ -208,6 +211,7 @@ impl SweepReport {
                     c.duration.as_secs_f64()
                 ),
             });
+            lines.extend(c.notes.iter().map(|n| format!("            note: {n}")));
         }
         let cases: usize = self.classes.iter().map(|c| c.cases).sum();
         let findings = self.findings().count();

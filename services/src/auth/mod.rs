@@ -66,7 +66,18 @@ impl TenantContext {
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+/// The one value of header `name`, if present. Two values of a credential
+/// header are refused (400): which of them counts would otherwise depend
+/// on the proxy in front of the service.
+pub(crate) fn header_str<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+) -> Result<Option<&'a str>, ApiError> {
+    if headers.get_all(name).iter().nth(1).is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "header `{name}` is given more than once"
+        )));
+    }
     headers
         .get(name)
         .map(|v| {

@@ -225,26 +225,23 @@ async fn connect(
     let Some(gateway) = state.gateway.clone() else {
         return Err(ApiError::NotFound("this service is not a gateway".into()));
     };
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+    let header = |name: &str| -> Result<Option<String>, ApiError> {
+        Ok(auth::header_str(&headers, name)?.map(str::to_owned))
     };
     let missing = |what: &str| {
         ApiError::Unauthenticated(format!("missing `{what}` (header) or its query parameter"))
     };
-    let key = header(TENANT_KEY)
+    let key = header(TENANT_KEY)?
         .or(query.tenant_key)
         .ok_or_else(|| missing(TENANT_KEY))?;
-    let tenant = header(TENANT_ID)
+    let tenant = header(TENANT_ID)?
         .or(query.tenant_id)
         .ok_or_else(|| missing(TENANT_ID))?;
-    let app = header(SOURCE_APP)
+    let app = header(SOURCE_APP)?
         .or(query.app)
         .ok_or_else(|| missing(SOURCE_APP))?;
     let ctx = auth::authenticate_key(&state, &key, tenant, Some(&app)).await?;
-    let resume_from = header("last-event-id").or(query.last_event_id);
+    let resume_from = header("last-event-id")?.or(query.last_event_id);
     if let Some(cursor) = &resume_from {
         if parse_cursor(cursor).is_none() {
             return Err(ApiError::BadRequest(format!(
