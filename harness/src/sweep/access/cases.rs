@@ -85,7 +85,12 @@ fn tenant_refusals(t: &Target, w: &World, op: &Operation) -> Vec<Case> {
     };
     // Every app of the contract that lacks the permission.
     for app in t.contract.apps.iter().filter(|a| !admitted.contains(a)) {
-        case(format!("as {app}, which lacks the permission"), tenant_headers(t, c, app), c, "missing-permission");
+        case(
+            format!("as {app}, which lacks the permission"),
+            tenant_headers(t, c, app),
+            c,
+            "missing-permission",
+        );
     }
     // A service's identity named by a tenant's key.
     for app in &t.contract.service_identities {
@@ -109,23 +114,56 @@ fn tenant_refusals(t: &Target, w: &World, op: &Operation) -> Vec<Case> {
     let without = |name: &str| -> Vec<(String, String)> {
         own.iter().filter(|(n, _)| n != name).cloned().collect()
     };
-    case("with no credentials".into(), Vec::new(), c, "missing-credentials");
+    case(
+        "with no credentials".into(),
+        Vec::new(),
+        c,
+        "missing-credentials",
+    );
     for name in [&h.tenant_key, &h.tenant_id, &h.source_app] {
-        case(format!("without `{name}`"), without(name), c, "missing-credentials");
+        case(
+            format!("without `{name}`"),
+            without(name),
+            c,
+            "missing-credentials",
+        );
     }
     let mut swapped = own.clone();
     swapped[0].1.clone_from(&w.b.key);
-    case("with b's key and c's tenant id".into(), swapped, c, "key-of-another-tenant");
+    case(
+        "with b's key and c's tenant id".into(),
+        swapped,
+        c,
+        "key-of-another-tenant",
+    );
     let mut unknown = own.clone();
     unknown[0].1 = format!("tk_sweepunknown_{}", "A".repeat(32));
-    case("with a key that does not exist".into(), unknown, c, "unknown-or-revoked-key");
+    case(
+        "with a key that does not exist".into(),
+        unknown,
+        c,
+        "unknown-or-revoked-key",
+    );
     if let Some(revoked) = &w.c_revoked {
-        case("with a revoked key".into(), tenant_headers(t, revoked, app), c, "unknown-or-revoked-key");
+        case(
+            "with a revoked key".into(),
+            tenant_headers(t, revoked, app),
+            c,
+            "unknown-or-revoked-key",
+        );
     }
     if let Some(s) = &w.suspended {
-        case("as a suspended tenant".into(), tenant_headers(t, s, app), c, "suspended-tenant");
+        case(
+            "as a suspended tenant".into(),
+            tenant_headers(t, s, app),
+            c,
+            "suspended-tenant",
+        );
     }
-    for (i, name) in [&h.tenant_key, &h.tenant_id, &h.source_app].into_iter().enumerate() {
+    for (i, name) in [&h.tenant_key, &h.tenant_id, &h.source_app]
+        .into_iter()
+        .enumerate()
+    {
         let mut twice = own.clone();
         let other = match i {
             0 => w.b.key.clone(),
@@ -133,11 +171,25 @@ fn tenant_refusals(t: &Target, w: &World, op: &Operation) -> Vec<Case> {
             _ => "sweep-unknown-app".to_owned(),
         };
         twice.push((name.clone(), other));
-        case(format!("with `{name}` twice"), twice, c, "duplicated-credential-header");
+        case(
+            format!("with `{name}` twice"),
+            twice,
+            c,
+            "duplicated-credential-header",
+        );
     }
     // Another tenant's objects in the path, with the caller's own credentials.
-    if op.params.iter().any(|p| p.location == "path" && p.reference.is_some()) {
-        case("with b's object in the path".into(), own, &w.b, "object-of-another-tenant");
+    if op
+        .params
+        .iter()
+        .any(|p| p.location == "path" && p.reference.is_some())
+    {
+        case(
+            "with b's object in the path".into(),
+            own,
+            &w.b,
+            "object-of-another-tenant",
+        );
     }
     cases
 }

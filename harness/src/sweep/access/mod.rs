@@ -45,7 +45,9 @@ pub(super) async fn sweep(t: &Target, report: &mut ClassReport) {
     };
     report.notes.extend(world.notes.iter().cloned());
     if let Err(e) = world::settle(t, SETTLE).await {
-        report.notes.push(format!("the stores of the refused writes were not counted: {e}"));
+        report.notes.push(format!(
+            "the stores of the refused writes were not counted: {e}"
+        ));
     }
     let ops = operations(t);
     let tables = stores(&ops);
@@ -53,11 +55,18 @@ pub(super) async fn sweep(t: &Target, report: &mut ClassReport) {
 
     let refusals: Vec<(&Operation, Case)> = ops
         .iter()
-        .flat_map(|op| cases::refusals(t, &world, op).into_iter().map(move |c| (op, c)))
+        .flat_map(|op| {
+            cases::refusals(t, &world, op)
+                .into_iter()
+                .map(move |c| (op, c))
+        })
         .collect();
     run_all(t, &world, refusals, report).await;
 
-    if let (Some(before), Some(after)) = (before, count_rows(t, &tables, &[&world.b.id, &world.c.id]).await) {
+    if let (Some(before), Some(after)) = (
+        before,
+        count_rows(t, &tables, &[&world.b.id, &world.c.id]).await,
+    ) {
         for (key, n) in &after {
             let was = before.get(key).copied().unwrap_or(0);
             if *n != was {
@@ -73,7 +82,11 @@ pub(super) async fn sweep(t: &Target, report: &mut ClassReport) {
 
     let admissions: Vec<(&Operation, Case)> = ops
         .iter()
-        .flat_map(|op| cases::admissions(t, &world, op).into_iter().map(move |c| (op, c)))
+        .flat_map(|op| {
+            cases::admissions(t, &world, op)
+                .into_iter()
+                .map(move |c| (op, c))
+        })
         .collect();
     run_all(t, &world, admissions, report).await;
 
@@ -103,7 +116,9 @@ fn operations(t: &Target) -> Vec<Operation> {
 }
 
 fn is_handshake(t: &Target, op: &Operation) -> bool {
-    op.service == t.contract.gateway.service && op.path == t.contract.gateway.path && op.method == "GET"
+    op.service == t.contract.gateway.service
+        && op.path == t.contract.gateway.path
+        && op.method == "GET"
 }
 
 /// One case that did not get what it should.
@@ -132,13 +147,22 @@ async fn run_all(t: &Target, w: &World, cases: Vec<(&Operation, Case)>, report: 
     // app at once, and the first case says it.
     let mut grouped: BTreeMap<(String, String), Vec<Miss>> = BTreeMap::new();
     for m in misses {
-        grouped.entry((m.op.clone(), m.rule.clone())).or_default().push(m);
+        grouped
+            .entry((m.op.clone(), m.rule.clone()))
+            .or_default()
+            .push(m);
     }
     for ((op, _), misses) in grouped {
         let first = &misses[0];
-        let mut detail = format!("expected {}, got {}: {}", first.expected, first.status, first.answer);
+        let mut detail = format!(
+            "expected {}, got {}: {}",
+            first.expected, first.status, first.answer
+        );
         if misses.len() > 1 {
-            let others: Vec<String> = misses[1..].iter().map(|m| format!("{} ({})", m.what, m.status)).collect();
+            let others: Vec<String> = misses[1..]
+                .iter()
+                .map(|m| format!("{} ({})", m.what, m.status))
+                .collect();
             detail.push_str(&format!("\nalso: {}", others.join("; ")));
         }
         report.found(
@@ -153,10 +177,20 @@ async fn run_all(t: &Target, w: &World, cases: Vec<(&Operation, Case)>, report: 
 async fn run_case(t: &Target, w: &World, op: &Operation, case: Case) -> Option<Miss> {
     let fill = |r: &str| w.object(r, &case.owner);
     let (rule, expected) = match &case.expect {
-        Expect::Admitted => ("admitted".to_owned(), "to be let through (not 401, 403, 404 or 5xx)".to_owned()),
+        Expect::Admitted => (
+            "admitted".to_owned(),
+            "to be let through (not 401, 403, 404 or 5xx)".to_owned(),
+        ),
         Expect::Refused { rule, statuses } => (
             rule.clone(),
-            format!("{} ({rule})", statuses.iter().map(u16::to_string).collect::<Vec<_>>().join(" or ")),
+            format!(
+                "{} ({rule})",
+                statuses
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
         ),
     };
     let miss = |status: u16, answer: String, repro: Repro| Miss {
@@ -187,7 +221,11 @@ async fn run_case(t: &Target, w: &World, op: &Operation, case: Case) -> Option<M
         Ok(b) => b,
         Err(e) => {
             let base = t.platform.url(&op.service).unwrap_or_default().to_owned();
-            return Some(miss(0, format!("the request could not be made: {e}"), Repro::new(&op.service, &base, &op.method, &op.path)));
+            return Some(miss(
+                0,
+                format!("the request could not be made: {e}"),
+                Repro::new(&op.service, &base, &op.method, &op.path),
+            ));
         }
     };
     let (got, mut repro) = request::send(t, &built, &case.headers).await;
@@ -200,7 +238,11 @@ async fn run_case(t: &Target, w: &World, op: &Operation, case: Case) -> Option<M
         if let Some(why) = error_shape(t, &got.body) {
             return Some(Miss {
                 rule: "error-shape".into(),
-                ..miss(got.status, format!("the refusal's body is not the platform's error shape: {why}"), repro)
+                ..miss(
+                    got.status,
+                    format!("the refusal's body is not the platform's error shape: {why}"),
+                    repro,
+                )
             });
         }
     }
@@ -230,7 +272,8 @@ fn stores(ops: &[Operation]) -> Vec<String> {
         .filter_map(|o| o.store.clone())
         .filter(|s| {
             s.split('.').count() == 2
-                && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
         })
         .collect();
     tables.sort();
@@ -249,7 +292,11 @@ async fn count_rows(
     for table in tables {
         for tenant in tenants {
             let sql = format!("SELECT count(*) FROM {table} WHERE tenant_id = $1");
-            let n: i64 = sqlx::query_scalar(&sql).bind(*tenant).fetch_one(db).await.ok()?;
+            let n: i64 = sqlx::query_scalar(&sql)
+                .bind(*tenant)
+                .fetch_one(db)
+                .await
+                .ok()?;
             out.insert((table.clone(), (*tenant).to_owned()), n);
         }
     }

@@ -24,12 +24,17 @@ pub(super) struct Built {
 
 /// Builds `op`'s request; `fill` gives the id of an object a reference
 /// (`<service>:<operationId>`) names, for the tenant the case is about.
-pub(super) fn build(op: &Operation, fill: &dyn Fn(&str) -> Option<String>) -> Result<Built, String> {
+pub(super) fn build(
+    op: &Operation,
+    fill: &dyn Fn(&str) -> Option<String>,
+) -> Result<Built, String> {
     let mut path = op.path.clone();
     let mut query = Vec::new();
     for p in &op.params {
         let value = match (&p.reference, &p.example) {
-            (Some(r), _) => fill(r).ok_or_else(|| format!("no object for `{r}` (parameter `{}`)", p.name))?,
+            (Some(r), _) => {
+                fill(r).ok_or_else(|| format!("no object for `{r}` (parameter `{}`)", p.name))?
+            }
             (None, Some(example)) => match example {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
@@ -85,7 +90,10 @@ fn fill_body(
 fn fresh_emails(v: &mut Value) {
     match v {
         Value::String(s) if s.contains('@') && s.contains('.') && !s.contains(' ') => {
-            *s = format!("sweep-{}@example.com", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+            *s = format!(
+                "sweep-{}@example.com",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            );
         }
         Value::Array(items) => items.iter_mut().for_each(fresh_emails),
         Value::Object(map) => map.values_mut().for_each(fresh_emails),
@@ -109,7 +117,11 @@ pub(super) struct Got {
 /// Sends `built` with `headers` (in order; a name may repeat), returning
 /// the answer and the request as a [`Repro`].
 pub(super) async fn send(t: &Target, built: &Built, headers: &[(String, String)]) -> (Got, Repro) {
-    let base = t.platform.url(&built.service).unwrap_or_default().to_owned();
+    let base = t
+        .platform
+        .url(&built.service)
+        .unwrap_or_default()
+        .to_owned();
     let mut repro = Repro::new(&built.service, &base, &built.method, &built.path);
     for (n, v) in headers {
         repro = repro.header(n, v);
@@ -117,7 +129,8 @@ pub(super) async fn send(t: &Target, built: &Built, headers: &[(String, String)]
     if let Some(body) = &built.body {
         repro = repro.json(body);
     }
-    let method = reqwest::Method::from_bytes(built.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+    let method =
+        reqwest::Method::from_bytes(built.method.as_bytes()).unwrap_or(reqwest::Method::GET);
     let mut request = t
         .platform
         .http()
@@ -135,7 +148,11 @@ pub(super) async fn send(t: &Target, built: &Built, headers: &[(String, String)]
             let bytes = response.bytes().await.unwrap_or_default();
             let body = serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-            Got { status, body, error: None }
+            Got {
+                status,
+                body,
+                error: None,
+            }
         }
         Err(e) => Got {
             status: 0,
@@ -163,7 +180,8 @@ pub(super) async fn handshake(
     }
     let url = format!(
         "{}{}",
-        base.replacen("http://", "ws://", 1).replacen("https://", "wss://", 1),
+        base.replacen("http://", "ws://", 1)
+            .replacen("https://", "wss://", 1),
         gw.path
     );
     let mut request = match url.as_str().into_client_request() {
@@ -178,7 +196,12 @@ pub(super) async fn handshake(
             request.headers_mut().append(name, value);
         }
     }
-    let result = match tokio::time::timeout(REQUEST_TIMEOUT, tokio_tungstenite::connect_async(request)).await {
+    let result = match tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    {
         Err(_) => Err((0, format!("no answer within {REQUEST_TIMEOUT:?}"))),
         Ok(Ok((ws, _))) => Ok(ws),
         Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
@@ -224,8 +247,13 @@ mod tests {
         assert_eq!(built.path, "/contacts/id-of-crm-api:createContact/leads");
         let body = built.body.unwrap();
         assert_eq!(body["leadId"], "id-of-flow-api:createLead");
-        assert!(body["email"].as_str().unwrap().starts_with("sweep-"), "{body}");
+        assert!(
+            body["email"].as_str().unwrap().starts_with("sweep-"),
+            "{body}"
+        );
         let none = |_: &str| None;
-        assert!(build(op, &none).unwrap_err().contains("crm-api:createContact"));
+        assert!(build(op, &none)
+            .unwrap_err()
+            .contains("crm-api:createContact"));
     }
 }

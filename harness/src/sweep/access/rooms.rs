@@ -20,12 +20,23 @@ pub(super) async fn sweep(t: &Target, w: &World, report: &mut ClassReport) {
     let Some(app) = t.contract.apps.first() else {
         return;
     };
-    let other_app = t.contract.apps.iter().find(|a| *a != app).cloned().unwrap_or_default();
+    let other_app = t
+        .contract
+        .apps
+        .iter()
+        .find(|a| *a != app)
+        .cloned()
+        .unwrap_or_default();
     let (opened, _) = handshake(t, &tenant_headers(t, &w.a, app)).await;
     let mut ws = match opened {
         Ok(ws) => ws,
         Err((status, body)) => {
-            report.found(surface, format!("a's {app} could not connect to join rooms: {status}"), body, None);
+            report.found(
+                surface,
+                format!("a's {app} could not connect to join rooms: {status}"),
+                body,
+                None,
+            );
             return;
         }
     };
@@ -33,11 +44,11 @@ pub(super) async fn sweep(t: &Target, w: &World, report: &mut ClassReport) {
     let own = gw.rooms_of(&w.a.id, app);
     let foreign = [gw.rooms_of(&w.b.id, app), gw.rooms_of(&w.a.id, &other_app)].concat();
     let foreign: Vec<String> = foreign.into_iter().filter(|r| !own.contains(r)).collect();
-    for (room, want, what) in own
-        .iter()
-        .map(|r| (r, &gw.joined, "its own room"))
-        .chain(foreign.iter().map(|r| (r, &gw.refused, "a room not its own")))
-    {
+    for (room, want, what) in own.iter().map(|r| (r, &gw.joined, "its own room")).chain(
+        foreign
+            .iter()
+            .map(|r| (r, &gw.refused, "a room not its own")),
+    ) {
         report.cases += 1;
         let mut join = gw.join.clone();
         join["room"] = Value::String(room.clone());
@@ -71,7 +82,8 @@ async fn answer(ws: &mut Ws, message: &Value) -> Result<Value, String> {
             Ok(None) => return Err("the gateway closed the connection".into()),
             Ok(Some(Err(e))) => return Err(format!("the connection failed: {e}")),
             Ok(Some(Ok(Message::Text(text)))) => {
-                let frame: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.to_string()));
+                let frame: Value =
+                    serde_json::from_str(&text).unwrap_or(Value::String(text.to_string()));
                 if frame["type"] == "event" || frame["type"] == "welcome" {
                     continue;
                 }
@@ -88,7 +100,9 @@ async fn answer(ws: &mut Ws, message: &Value) -> Result<Value, String> {
 /// Whether every key of `want` has its value in `got`.
 fn subset(want: &Value, got: &Value) -> bool {
     match (want, got) {
-        (Value::Object(w), Value::Object(g)) => w.iter().all(|(k, v)| g.get(k).is_some_and(|x| subset(v, x))),
+        (Value::Object(w), Value::Object(g)) => w
+            .iter()
+            .all(|(k, v)| g.get(k).is_some_and(|x| subset(v, x))),
         (w, g) => w == g,
     }
 }

@@ -61,10 +61,17 @@ impl World {
     }
 
     /// The revoked key and the suspended tenant, through the contract's SQL.
-    async fn operator_cases(&mut self, t: &Target, second: Option<TenantKey>) -> Result<(), String> {
+    async fn operator_cases(
+        &mut self,
+        t: &Target,
+        second: Option<TenantKey>,
+    ) -> Result<(), String> {
         let stores = &t.contract.stores;
         let Some(db) = &t.superuser else {
-            self.notes.push("no database access: the revoked-key and suspended-tenant cases were not run".into());
+            self.notes.push(
+                "no database access: the revoked-key and suspended-tenant cases were not run"
+                    .into(),
+            );
             return Ok(());
         };
         if let (Some(sql), Some(key)) = (&stores.revoke_key, second) {
@@ -76,7 +83,8 @@ impl World {
                 .map_err(|e| format!("stores.revoke-key failed: {e}"))?;
             self.c_revoked = Some(key);
         } else {
-            self.notes.push("the contract has no stores.revoke-key: no revoked-key case".into());
+            self.notes
+                .push("the contract has no stores.revoke-key: no revoked-key case".into());
         }
         if let Some(sql) = &stores.suspend_tenant {
             let s = t
@@ -91,7 +99,8 @@ impl World {
                 .map_err(|e| format!("stores.suspend-tenant failed: {e}"))?;
             self.suspended = Some(s);
         } else {
-            self.notes.push("the contract has no stores.suspend-tenant: no suspended-tenant case".into());
+            self.notes
+                .push("the contract has no stores.suspend-tenant: no suspended-tenant case".into());
         }
         Ok(())
     }
@@ -105,13 +114,20 @@ impl World {
             let mut left = Vec::new();
             for op in wanted {
                 let reference = format!("{}:{}", op.service, op.operation_id);
-                let fill = |r: &str| self.objects.get(&(r.to_owned(), tenant.id.clone())).cloned();
+                let fill = |r: &str| {
+                    self.objects
+                        .get(&(r.to_owned(), tenant.id.clone()))
+                        .cloned()
+                };
                 let Ok(built) = build(op, &fill) else {
                     left.push(op);
                     continue;
                 };
                 let app = admitted_app(t, op).ok_or_else(|| {
-                    format!("no app of the contract holds the permission {} needs", op.label())
+                    format!(
+                        "no app of the contract holds the permission {} needs",
+                        op.label()
+                    )
                 })?;
                 let (got, repro) = send(t, &built, &tenant_headers(t, tenant, &app)).await;
                 let id = got.body["id"].as_str().map(str::to_owned).ok_or_else(|| {
@@ -126,7 +142,10 @@ impl World {
             }
             if left.len() == before {
                 let names: Vec<String> = left.iter().map(|o| o.label()).collect();
-                return Err(format!("references that cannot be made (a cycle?): {}", names.join(", ")));
+                return Err(format!(
+                    "references that cannot be made (a cycle?): {}",
+                    names.join(", ")
+                ));
             }
             wanted = left;
         }
@@ -135,7 +154,9 @@ impl World {
 
     /// The object `reference` names, of `tenant`.
     pub(super) fn object(&self, reference: &str, tenant: &str) -> Option<String> {
-        self.objects.get(&(reference.to_owned(), tenant.to_owned())).cloned()
+        self.objects
+            .get(&(reference.to_owned(), tenant.to_owned()))
+            .cloned()
     }
 }
 
@@ -144,8 +165,16 @@ fn referenced(t: &Target) -> Vec<&Operation> {
     let mut refs: Vec<String> = Vec::new();
     for op in &t.operations.list {
         refs.extend(op.params.iter().filter_map(|p| p.reference.clone()));
-        if let Some(props) = op.body_schema.as_ref().and_then(|s| s["properties"].as_object()) {
-            refs.extend(props.values().filter_map(|p| p["x-tekup-ref"].as_str().map(str::to_owned)));
+        if let Some(props) = op
+            .body_schema
+            .as_ref()
+            .and_then(|s| s["properties"].as_object())
+        {
+            refs.extend(
+                props
+                    .values()
+                    .filter_map(|p| p["x-tekup-ref"].as_str().map(str::to_owned)),
+            );
         }
     }
     t.operations
@@ -224,7 +253,9 @@ pub(super) async fn settle(t: &Target, within: Duration) -> Result<(), String> {
             Some(0) => return Ok(()),
             None => return Err(last),
             Some(_) if Instant::now() >= deadline => {
-                return Err(format!("the platform did not settle within {within:?}: {last}"));
+                return Err(format!(
+                    "the platform did not settle within {within:?}: {last}"
+                ));
             }
             Some(_) => {
                 tokio::time::sleep(pause).await;
