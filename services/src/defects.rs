@@ -14,6 +14,11 @@
 //! | `cross-tenant-fanout` | the gateway delivers an event to the app's rooms of every tenant (the tenant filter is gone) |
 //! | `duplicate-activity` | lead processing records its activity without the once-per-lead key |
 //! | `no-job-retry`     | the worker acknowledges a failed job and drops it: no retry, no dead letter |
+//! | `access-skip-permission` | a handler's permission check always passes |
+//! | `access-suspended` | a suspended tenant's key is accepted |
+//! | `access-dup-header` | a credential header given twice counts by its first value |
+//! | `access-late-check` | `POST /leads` stores the lead before it checks the permission (then answers 403) |
+//! | `gateway-any-room` | the gateway lets a connection join any room |
 
 /// The defects a `defects` build knows.
 pub const KNOWN: &[&str] = &[
@@ -21,6 +26,11 @@ pub const KNOWN: &[&str] = &[
     "cross-tenant-fanout",
     "duplicate-activity",
     "no-job-retry",
+    "access-skip-permission",
+    "access-suspended",
+    "access-dup-header",
+    "access-late-check",
+    "gateway-any-room",
     // One line per defect below; keep the table above in step.
 ];
 

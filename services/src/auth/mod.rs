@@ -55,7 +55,8 @@ pub struct TenantContext {
 impl TenantContext {
     /// Refuses with 403 unless the caller holds `permission` on this service.
     pub fn require(&self, permission: &str) -> Result<(), ApiError> {
-        if self.permissions.contains(permission) {
+        if self.permissions.contains(permission) || crate::defects::active("access-skip-permission")
+        {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
@@ -73,7 +74,8 @@ pub(crate) fn header_str<'a>(
     headers: &'a HeaderMap,
     name: &str,
 ) -> Result<Option<&'a str>, ApiError> {
-    if headers.get_all(name).iter().nth(1).is_some() {
+    if headers.get_all(name).iter().nth(1).is_some() && !crate::defects::active("access-dup-header")
+    {
         return Err(ApiError::BadRequest(format!(
             "header `{name}` is given more than once"
         )));
@@ -192,7 +194,7 @@ async fn key_context(
             "`{TENANT_ID}` does not match the tenant of the API key"
         )));
     }
-    if !row.tenant_active {
+    if !row.tenant_active && !crate::defects::active("access-suspended") {
         return Err(ApiError::Forbidden("tenant is inactive".into()));
     }
     let app = source_app

@@ -162,7 +162,7 @@ fn answer(text: &str, peer: &Peer) -> String {
         Ok(ClientMessage::Ping) => json!({ "type": "pong" }).to_string(),
         Ok(ClientMessage::Join { room }) => {
             let own = [format!("tenant:{}", peer.tenant), format!("app:{}", peer.app)];
-            if own.contains(&room) {
+            if own.contains(&room) || crate::defects::active("gateway-any-room") {
                 json!({ "type": "joined", "room": room }).to_string()
             } else {
                 tracing::warn!(tenant = peer.tenant, app = peer.app, room, "refused to join a foreign room");
