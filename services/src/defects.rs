@@ -14,6 +14,10 @@
 //! | `cross-tenant-fanout` | the gateway delivers an event to the app's rooms of every tenant (the tenant filter is gone) |
 //! | `duplicate-activity` | lead processing records its activity without the once-per-lead key |
 //! | `no-job-retry`     | the worker acknowledges a failed job and drops it: no retry, no dead letter |
+//! | `metrics-any-method` | `/metrics` labels requests by the raw method: every invented method name is a new series |
+//! | `no-conn-timeouts` | connections are served without a header-read timer: slow-header and idle connections stay open |
+//! | `ws-no-frame-limit` | the gateway reads WebSocket messages up to tungstenite's defaults (64 MiB) |
+//! | `log-unbounded`    | the gateway logs a refused room name whole |
 
 /// The defects a `defects` build knows.
 pub const KNOWN: &[&str] = &[
@@ -21,6 +25,10 @@ pub const KNOWN: &[&str] = &[
     "cross-tenant-fanout",
     "duplicate-activity",
     "no-job-retry",
+    "metrics-any-method",
+    "no-conn-timeouts",
+    "ws-no-frame-limit",
+    "log-unbounded",
     // One line per defect below; keep the table above in step.
 ];
 
