@@ -55,9 +55,7 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     parsed.ok_or_else(|| {
         serde::de::Error::custom(format!(
             "`{}` is not a size (write e.g. `64KiB`, `1MiB`, `16kB` or a number of bytes)",
-            serde_yaml::to_string(&value)
-                .unwrap_or_default()
-                .trim_end()
+            serde_yaml::to_string(&value).unwrap_or_default().trim_end()
         ))
     })
 }
@@ -123,7 +121,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`large` is not a size"), "{err}");
-        assert!(err.contains("max-ws-frame") || err.contains("limits"), "{err}");
+        assert!(
+            err.contains("max-ws-frame") || err.contains("limits"),
+            "{err}"
+        );
 
         let bad_time = REFERENCE.replace("idle-timeout: 30s", "idle-timeout: a while");
         let err = Contract::parse(&bad_time, "team.yaml")
@@ -141,9 +142,7 @@ mod tests {
     #[test]
     fn a_zero_bound_is_refused() {
         let zero = REFERENCE.replace("header-read-timeout: 10s", "header-read-timeout: 0s");
-        let err = Contract::parse(&zero, "team.yaml")
-            .unwrap_err()
-            .to_string();
+        let err = Contract::parse(&zero, "team.yaml").unwrap_err().to_string();
         assert!(
             err.contains("limits.header-read-timeout: must be more than zero"),
             "{err}"
@@ -152,7 +151,9 @@ mod tests {
 
     #[test]
     fn a_contract_without_limits_still_parses() {
-        let start = REFERENCE.find("\nlimits:").expect("the reference has limits");
+        let start = REFERENCE
+            .find("\nlimits:")
+            .expect("the reference has limits");
         let without = &REFERENCE[..start];
         let contract = Contract::parse(without, "team.yaml").expect("parses");
         assert!(contract.limits.is_none());

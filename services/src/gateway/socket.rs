@@ -256,7 +256,10 @@ mod tests {
         assert!(reply.contains("(200000 bytes)"), "{reply}");
         let unknown = json!({ "action": "a".repeat(100_000) }).to_string();
         let reply = answer(&unknown, &peer);
-        assert!(reply.contains("bad_request") && reply.len() < 400, "{reply}");
+        assert!(
+            reply.contains("bad_request") && reply.len() < 400,
+            "{reply}"
+        );
         assert_eq!(shown("tenant:acme"), "tenant:acme");
     }
 }

@@ -56,7 +56,10 @@ async fn invented_methods_and_paths_add_no_metric_series() {
     let after = app.metrics(&app.flow).await;
     assert!(!after.contains("XJUNK"), "{after}");
     assert!(!after.contains("/x/"), "{after}");
-    assert!(after.contains(r#"method="OTHER",route="unmatched",status="404""#), "{after}");
+    assert!(
+        after.contains(r#"method="OTHER",route="unmatched",status="404""#),
+        "{after}"
+    );
     assert_eq!(
         request_series(&before).len(),
         request_series(&after).len(),
@@ -101,8 +104,14 @@ async fn slow_header_and_idle_connections_are_closed() {
         .expect("writes");
     let mut idle = TcpStream::connect(address).await.expect("connects");
     let started = tokio::time::Instant::now();
-    assert!(closed_within(&mut slow, WITHIN).await, "slow header kept open");
-    assert!(closed_within(&mut idle, WITHIN).await, "idle connection kept open");
+    assert!(
+        closed_within(&mut slow, WITHIN).await,
+        "slow header kept open"
+    );
+    assert!(
+        closed_within(&mut idle, WITHIN).await,
+        "idle connection kept open"
+    );
     assert!(started.elapsed() >= bound, "closed before the bound");
 
     // A client that sends its request in time is served, and may reuse the
