@@ -98,12 +98,13 @@ async fn slow_header_and_idle_connections_are_closed() {
     let bound = Duration::from_millis(300);
     let address = serve_with_bound(bound).await;
 
+    // Before connecting: the server's timer cannot start earlier.
+    let started = tokio::time::Instant::now();
     let mut slow = TcpStream::connect(address).await.expect("connects");
     slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .await
         .expect("writes");
     let mut idle = TcpStream::connect(address).await.expect("connects");
-    let started = tokio::time::Instant::now();
     assert!(
         closed_within(&mut slow, WITHIN).await,
         "slow header kept open"
