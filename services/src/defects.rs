@@ -19,6 +19,10 @@
 //! | `access-dup-header` | a credential header given twice counts by its first value |
 //! | `access-late-check` | `POST /leads` stores the lead before it checks the permission (then answers 403) |
 //! | `gateway-any-room` | the gateway lets a connection join any room |
+//! | `metrics-any-method` | `/metrics` labels requests by the raw method: every invented method name is a new series |
+//! | `no-conn-timeouts` | connections are served without a header-read timer: slow-header and idle connections stay open |
+//! | `ws-no-frame-limit` | the gateway reads WebSocket messages up to tungstenite's defaults (64 MiB) |
+//! | `log-unbounded`    | the gateway logs a refused room name whole |
 
 /// The defects a `defects` build knows.
 pub const KNOWN: &[&str] = &[
@@ -31,6 +35,10 @@ pub const KNOWN: &[&str] = &[
     "access-dup-header",
     "access-late-check",
     "gateway-any-room",
+    "metrics-any-method",
+    "no-conn-timeouts",
+    "ws-no-frame-limit",
+    "log-unbounded",
     // One line per defect below; keep the table above in step.
 ];
 

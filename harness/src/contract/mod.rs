@@ -15,6 +15,7 @@
 //! ```
 
 mod job;
+mod limits;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 pub use job::new_job;
+pub use limits::Limits;
 
 /// The reference platform's contract, carried in the binary.
 pub const REFERENCE: &str = include_str!("../../../fixtures/platform.yaml");
@@ -69,6 +71,10 @@ pub struct Contract {
     pub audit: Audit,
     pub gateway: Gateway,
     pub stores: Stores,
+    /// The bounds of connections, messages and log lines; `None` when the
+    /// file states none (the sweep's `limits` class then skips).
+    #[serde(default)]
+    pub limits: Option<Limits>,
     /// Where it was read from (`built-in` for [`REFERENCE`]).
     #[serde(skip)]
     pub source: String,
@@ -378,6 +384,9 @@ impl Contract {
                     hook.service
                 ));
             }
+        }
+        if let Some(limits) = &self.limits {
+            limits.check()?;
         }
         Ok(())
     }

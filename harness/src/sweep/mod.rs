@@ -137,7 +137,8 @@ pub struct ClassReport {
     pub findings: Vec<Finding>,
     /// Why the class did not run (e.g. no database access on an external deployment).
     pub skipped: Option<String>,
-    /// Parts of the class that did not run, and why (the rest did).
+    /// What part of the class did not run and why, when the rest did (e.g.
+    /// no log files on an external deployment).
     pub notes: Vec<String>,
     pub duration: Duration,
 }
