@@ -14,6 +14,7 @@
 //! assert_eq!(contract.queue("email-sync").unwrap().max_retries, 5);
 //! ```
 
+mod gateway;
 mod job;
 mod limits;
 
@@ -25,6 +26,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+pub use gateway::Gateway;
 pub use job::new_job;
 pub use limits::Limits;
 
@@ -210,33 +212,6 @@ pub struct Stores {
     pub revoke_key: Option<String>,
 }
 
-/// The WebSocket event gateway's handshake and room protocol.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct Gateway {
-    pub service: String,
-    pub path: String,
-    /// Credential header name (as in `headers`) -> its query parameter.
-    pub query_credentials: BTreeMap<String, String>,
-    /// The rooms a connection is in: `{tenant}` and `{app}` replaced.
-    pub rooms: Vec<String>,
-    /// The join message, without its `room`.
-    pub join: Value,
-    /// What a join of one's own room answers (a subset of the frame).
-    pub joined: Value,
-    /// What a join of any other room answers (a subset of the frame).
-    pub refused: Value,
-}
-
-impl Gateway {
-    /// The rooms of `tenant`'s connection as `app`.
-    pub fn rooms_of(&self, tenant: &str, app: &str) -> Vec<String> {
-        self.rooms
-            .iter()
-            .map(|r| r.replace("{tenant}", tenant).replace("{app}", app))
-            .collect()
-    }
-}
 
 /// `60s`, `500ms`, `5m`, `1h`.
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
