@@ -14,6 +14,12 @@
 //! | `cross-tenant-fanout` | the gateway delivers an event to the app's rooms of every tenant (the tenant filter is gone) |
 //! | `duplicate-activity` | lead processing records its activity without the once-per-lead key |
 //! | `no-job-retry`     | the worker acknowledges a failed job and drops it: no retry, no dead letter |
+//! | `db-identity-writes` | `migrate` grants the services' role INSERT on `auth.api_keys` again |
+//! | `db-rls-off`       | `migrate` turns row-level security off on `crm.deals` (neither enabled nor forced) |
+//! | `db-definer-leak`  | `migrate` adds `flow.recent_leads()`, a `SECURITY DEFINER` function returning every tenant's leads, executable by the services' role |
+//! | `db-view-leak`     | `migrate` adds the view `flow.lead_emails` (not `security_invoker`) and the materialized view `crm.contact_counts`, readable by the services' role |
+//! | `db-forgotten-table` | `migrate` adds `crm.notes`, a table with `tenant_id` and no row-level security |
+//! | `db-role-powers`   | `migrate` gives the services' role `BYPASSRLS` and `CREATEDB` and the ownership of `flow.compliance_reports` |
 
 /// The defects a `defects` build knows.
 pub const KNOWN: &[&str] = &[
@@ -21,6 +27,12 @@ pub const KNOWN: &[&str] = &[
     "cross-tenant-fanout",
     "duplicate-activity",
     "no-job-retry",
+    "db-identity-writes",
+    "db-rls-off",
+    "db-definer-leak",
+    "db-view-leak",
+    "db-forgotten-table",
+    "db-role-powers",
     // One line per defect below; keep the table above in step.
 ];
 
