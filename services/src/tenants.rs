@@ -314,7 +314,11 @@ pub async fn create_tenant(db: &PgPool, new: NewTenant) -> Result<CreatedTenant,
         .bind(rate_limit)
         .bind(keys.iter().map(|k| k.key_id.clone()).collect::<Vec<_>>())
         .bind(keys.iter().map(ApiKey::secret_sha256).collect::<Vec<_>>())
-        .bind((0..key_count).map(|i| format!("generated-{i}")).collect::<Vec<_>>())
+        .bind(
+            (0..key_count)
+                .map(|i| format!("generated-{i}"))
+                .collect::<Vec<_>>(),
+        )
         .execute(db)
         .await;
     match created {

@@ -151,7 +151,10 @@ impl Tenants {
         let contract = target.contract;
         let mut b_objects = Vec::new();
         for op in &target.operations.list {
-            let stored = op.store.as_deref().is_some_and(|s| layout.is_tenant_table_name(s));
+            let stored = op
+                .store
+                .as_deref()
+                .is_some_and(|s| layout.is_tenant_table_name(s));
             let Security::Tenant { permission } = &op.security else {
                 continue;
             };

@@ -26,7 +26,10 @@ pub(super) enum Bind {
 pub(super) enum Outcome {
     Count(i64),
     /// The database refused it: SQLSTATE and message.
-    Refused { code: String, message: String },
+    Refused {
+        code: String,
+        message: String,
+    },
 }
 
 impl Outcome {
@@ -116,14 +119,19 @@ pub(super) async fn check_tables(
                 let markers = tenants.b_markers(&Default::default());
                 (
                     format!("SELECT count(*) FROM {t} AS r WHERE {NAMES_A_MARKER}"),
-                    format!("SELECT * FROM {label} AS r WHERE r::text ~ '{}'", markers.join("|")),
+                    format!(
+                        "SELECT * FROM {label} AS r WHERE r::text ~ '{}'",
+                        markers.join("|")
+                    ),
                     vec![Bind::TextArray(markers)],
                 )
             };
             if let Outcome::Count(n @ 1..) = count_as(pool, role, Some(a), &sql, &binds).await? {
                 report.found(
                     surface(&label),
-                    format!("{role} acting for one tenant sees {n} rows of other tenants in {label}"),
+                    format!(
+                        "{role} acting for one tenant sees {n} rows of other tenants in {label}"
+                    ),
                     format!(
                         "expected only tenant {a}'s rows, got {n} of others\nSQL: {}",
                         as_role_sql(role, Some(a), &shown_sql)

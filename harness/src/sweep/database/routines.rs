@@ -57,6 +57,10 @@ async fn may(pool: &PgPool, role: &str, check: &str, oid: i64) -> Result<bool, S
     .map_err(sql_error)
 }
 
+/// A view's oid, schema, name, kind (`v`, `m`), options and the relations
+/// it reads (through other views too).
+type ViewRow = (i64, String, String, String, Vec<String>, Vec<i64>);
+
 /// Every view and materialized view that reads a tenant-data table,
 /// directly or through other views.
 async fn check_views(
@@ -66,7 +70,7 @@ async fn check_views(
     tenants: &Tenants,
     report: &mut ClassReport,
 ) -> Result<(), String> {
-    let views: Vec<(i64, String, String, String, Vec<String>, Vec<i64>)> = sqlx::query_as(&format!(
+    let views: Vec<ViewRow> = sqlx::query_as(&format!(
         "WITH RECURSIVE reads (view, rel) AS (
              SELECT r.ev_class, d.refobjid FROM pg_rewrite r
              JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
@@ -110,14 +114,31 @@ async fn check_views(
         );
         for role in roles {
             report.cases += 1;
-            if !may(pool, role, "has_table_privilege($1::name, o, 'SELECT')", oid).await? {
+            if !may(
+                pool,
+                role,
+                "has_table_privilege($1::name, o, 'SELECT')",
+                oid,
+            )
+            .await?
+            {
                 continue;
             }
-            let leak = count_as(pool, role, Some(&tenants.a), &sql, &[Bind::TextArray(markers.clone())]).await?;
+            let leak = count_as(
+                pool,
+                role,
+                Some(&tenants.a),
+                &sql,
+                &[Bind::TextArray(markers.clone())],
+            )
+            .await?;
             let shown_sql = as_role_sql(
                 role,
                 Some(&tenants.a),
-                &format!("SELECT * FROM {label} AS r WHERE r::text LIKE {}", literal(&format!("%{}%", tenants.b))),
+                &format!(
+                    "SELECT * FROM {label} AS r WHERE r::text LIKE {}",
+                    literal(&format!("%{}%", tenants.b))
+                ),
             );
             let evidence = match leak {
                 Outcome::Count(n @ 1..) => format!("; tried: acting for tenant {}, it returned {n} rows of tenant {}\nSQL: {shown_sql}", tenants.a, tenants.b),
@@ -163,7 +184,9 @@ async fn check_views(
 fn is_security_invoker(option: &str) -> bool {
     option.split_once('=').is_some_and(|(k, v)| {
         k.trim().eq_ignore_ascii_case("security_invoker")
-            && ["true", "on", "yes", "1"].iter().any(|t| v.trim().eq_ignore_ascii_case(t))
+            && ["true", "on", "yes", "1"]
+                .iter()
+                .any(|t| v.trim().eq_ignore_ascii_case(t))
     })
 }
 
@@ -189,7 +212,20 @@ pub(super) struct Function {
     pub owner_bypasses: bool,
 }
 
-type FunctionRow = (i64, String, String, String, bool, String, String, Vec<String>, String, String, Vec<String>, bool);
+type FunctionRow = (
+    i64,
+    String,
+    String,
+    String,
+    bool,
+    String,
+    String,
+    Vec<String>,
+    String,
+    String,
+    Vec<String>,
+    bool,
+);
 
 async fn functions(pool: &PgPool, layout: &Layout) -> Result<Vec<Function>, String> {
     let tenant_oids: Vec<i64> = layout.tenant_tables.iter().map(|t| t.oid).collect();
@@ -250,14 +286,23 @@ async fn check_functions(
         let mut executable_by = Vec::new();
         for role in roles {
             report.cases += 1;
-            if may(pool, role, "has_function_privilege($1::name, o, 'EXECUTE')", f.oid).await? {
+            if may(
+                pool,
+                role,
+                "has_function_privilege($1::name, o, 'EXECUTE')",
+                f.oid,
+            )
+            .await?
+            {
                 executable_by.push(role.as_str());
             }
         }
         if executable_by.is_empty() {
             continue;
         }
-        report.operations.insert(surface(&format!("function {label}")));
+        report
+            .operations
+            .insert(surface(&format!("function {label}")));
         let verdict = if f.owner_bypasses {
             reaches_tenant_data(f, &all, &user_schemas, &layout.tenant_schemas).err()
         } else {
@@ -287,7 +332,9 @@ async fn check_functions(
             let markers = tenants.b_markers(&passed);
             binds.insert(0, Bind::TextArray(markers));
             let sql = format!("SELECT count(*) FROM {call} AS r WHERE {NAMES_A_MARKER}");
-            if let Outcome::Count(n @ 1..) = count_as(pool, role, Some(&tenants.a), &sql, &binds).await? {
+            if let Outcome::Count(n @ 1..) =
+                count_as(pool, role, Some(&tenants.a), &sql, &binds).await?
+            {
                 report.found(
                     surface(&format!("function {label}")),
                     format!("{role} acting for one tenant gets another tenant's rows from {label}"),
@@ -310,12 +357,22 @@ async fn check_functions(
 /// B's id; uuid: B's first object), NULL elsewhere: the SQL run (binds
 /// from `$2`), the SQL shown, the values passed, and the binds.
 fn call_with_b(f: &Function, tenants: &Tenants) -> (String, String, BTreeSet<String>, Vec<Bind>) {
-    let (mut run, mut show, mut passed, mut binds) = (Vec::new(), Vec::new(), BTreeSet::new(), Vec::new());
-    let object = tenants.b_objects.iter().find(|o| uuid::Uuid::parse_str(o).is_ok());
+    let (mut run, mut show, mut passed, mut binds) =
+        (Vec::new(), Vec::new(), BTreeSet::new(), Vec::new());
+    let object = tenants
+        .b_objects
+        .iter()
+        .find(|o| uuid::Uuid::parse_str(o).is_ok());
     for ty in &f.arg_types {
         let value = match ty.as_str() {
-            "text" | "character varying" | "name" => Some((Bind::Text(tenants.b.clone()), tenants.b.clone(), false)),
-            "text[]" | "character varying[]" => Some((Bind::TextArray(vec![tenants.b.clone()]), tenants.b.clone(), true)),
+            "text" | "character varying" | "name" => {
+                Some((Bind::Text(tenants.b.clone()), tenants.b.clone(), false))
+            }
+            "text[]" | "character varying[]" => Some((
+                Bind::TextArray(vec![tenants.b.clone()]),
+                tenants.b.clone(),
+                true,
+            )),
             "uuid" => object.map(|o| (Bind::Text(o.clone()), o.clone(), false)),
             "uuid[]" => object.map(|o| (Bind::TextArray(vec![o.clone()]), o.clone(), true)),
             _ => None,
@@ -326,7 +383,11 @@ fn call_with_b(f: &Function, tenants: &Tenants) -> (String, String, BTreeSet<Str
                 let n = binds.len() + 1;
                 let base = if array { "text[]" } else { "text" };
                 run.push(format!("${n}::{base}::{ty}"));
-                show.push(if array { format!("ARRAY[{}]::{ty}", literal(&text)) } else { format!("{}::{ty}", literal(&text)) });
+                show.push(if array {
+                    format!("ARRAY[{}]::{ty}", literal(&text))
+                } else {
+                    format!("{}::{ty}", literal(&text))
+                });
                 passed.insert(text);
             }
             None => {
@@ -335,8 +396,18 @@ fn call_with_b(f: &Function, tenants: &Tenants) -> (String, String, BTreeSet<Str
             }
         }
     }
-    let run = format!("{}.{}({})", quoted(&f.schema), quoted(&f.name), run.join(", "));
-    let show = format!("{}.{}({})", shown(&f.schema), shown(&f.name), show.join(", "));
+    let run = format!(
+        "{}.{}({})",
+        quoted(&f.schema),
+        quoted(&f.name),
+        run.join(", ")
+    );
+    let show = format!(
+        "{}.{}({})",
+        shown(&f.schema),
+        shown(&f.name),
+        show.join(", ")
+    );
     (run, show, passed, binds)
 }
 
@@ -349,9 +420,14 @@ pub(super) fn reaches_tenant_data(
     tenant_schemas: &BTreeSet<String>,
 ) -> Result<(), String> {
     let Some(path) = pinned_path(f) else {
-        return Err("its search_path is not pinned (the caller's path decides what its names mean)".into());
+        return Err(
+            "its search_path is not pinned (the caller's path decides what its names mean)".into(),
+        );
     };
-    let mut reached: BTreeSet<String> = path.into_iter().filter(|s| user_schemas.contains(s)).collect();
+    let mut reached: BTreeSet<String> = path
+        .into_iter()
+        .filter(|s| user_schemas.contains(s))
+        .collect();
     reached.extend(named_schemas(&f.body, user_schemas));
     let mut seen = BTreeSet::from([f.oid]);
     let mut through = vec![format!("{}.{}", f.schema, f.name)];
@@ -365,7 +441,10 @@ pub(super) fn reaches_tenant_data(
                 through.join(" → ")
             ));
         }
-        let Some(g) = all.iter().find(|g| !seen.contains(&g.oid) && reached.contains(&g.schema)) else {
+        let Some(g) = all
+            .iter()
+            .find(|g| !seen.contains(&g.oid) && reached.contains(&g.schema))
+        else {
             return Ok(());
         };
         seen.insert(g.oid);
@@ -373,7 +452,12 @@ pub(super) fn reaches_tenant_data(
         if let Some(why) = dynamic(g) {
             return Err(format!("it reaches {}.{}, where {why}", g.schema, g.name));
         }
-        reached.extend(pinned_path(g).unwrap_or_default().into_iter().filter(|s| user_schemas.contains(s)));
+        reached.extend(
+            pinned_path(g)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|s| user_schemas.contains(s)),
+        );
         reached.extend(named_schemas(&g.body, user_schemas));
     }
 }
@@ -389,8 +473,15 @@ fn pinned_path(f: &Function) -> Option<Vec<String>> {
             .split(',')
             .map(|s| {
                 let s = s.trim();
-                let s = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(s);
-                if s == "$user" { f.owner.clone() } else { s.to_owned() }
+                let s = s
+                    .strip_prefix('"')
+                    .and_then(|s| s.strip_suffix('"'))
+                    .unwrap_or(s);
+                if s == "$user" {
+                    f.owner.clone()
+                } else {
+                    s.to_owned()
+                }
             })
             .filter(|s| !s.is_empty())
             .collect(),
@@ -400,7 +491,10 @@ fn pinned_path(f: &Function) -> Option<Vec<String>> {
 /// Why `f`'s body runs SQL its text does not show, if it may.
 fn dynamic(f: &Function) -> Option<String> {
     if !matches!(f.language.as_str(), "sql" | "plpgsql") {
-        return Some(format!("its body is in {} (only sql and plpgsql can be read)", f.language));
+        return Some(format!(
+            "its body is in {} (only sql and plpgsql can be read)",
+            f.language
+        ));
     }
     let words = words(&f.body);
     if f.language == "plpgsql" && words.iter().any(|w| w == "execute") {
