@@ -28,6 +28,12 @@
 //! | not superuser, no `BYPASSRLS`, `CREATEROLE` or `CREATEDB`, in any role it can act as | `pg_roles`, `pg_has_role` | |
 //! | no ownership of a table, view, sequence or schema of the tenant and identity schemas | `pg_class`, `pg_namespace` | |
 //!
+//! A view's dependencies (`pg_depend` of its rule) name the tables it reads,
+//! through other views too; the functions a view calls run as the caller
+//! (Postgres checks them as if the query had called them), so only a
+//! `SECURITY DEFINER` one can read around row-level security, and the
+//! function rule below covers it.
+//!
 //! **The `SECURITY DEFINER` rule.** Such a function runs with its owner's
 //! rights. When the owner is subject to row-level security (not superuser,
 //! no `BYPASSRLS`, owning no tenant-data table) the policies still apply
@@ -56,6 +62,7 @@
 //! tenant B is a finding whatever the text says.
 
 mod catalog;
+mod definer;
 mod probe;
 mod routines;
 

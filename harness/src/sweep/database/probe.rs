@@ -43,7 +43,7 @@ impl Outcome {
 }
 
 /// Runs `sql` (a `SELECT count(*) …`) as `role` with `app.tenant_id` set
-/// to `tenant` (unset when `None`), and rolls back.
+/// to `tenant` (empty when `None`), and rolls back.
 pub(super) async fn count_as(
     pool: &PgPool,
     role: &str,
@@ -64,13 +64,13 @@ pub(super) async fn count_as(
         .execute(&mut *tx)
         .await
         .map_err(failed)?;
-    if let Some(tenant) = tenant {
-        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-            .bind(tenant)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-    }
+    // Set even when `None` (to nothing): a pooled connection may carry a
+    // session-wide setting from whoever used it before.
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant.unwrap_or_default())
+        .execute(&mut *tx)
+        .await
+        .map_err(failed)?;
     let mut query = sqlx::query_scalar::<_, i64>(sql);
     for bind in binds {
         query = match bind {

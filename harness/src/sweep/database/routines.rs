@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use sqlx::PgPool;
 
 use super::catalog::Layout;
+use super::definer::{reaches_tenant_data, Function};
 use super::probe::{count_as, Bind, Outcome, NAMES_A_MARKER};
 use super::{as_role_sql, literal, quoted, shown, surface, Tenants};
 use crate::env::error_chain;
@@ -15,16 +16,6 @@ use crate::sweep::ClassReport;
 /// Schemas of Postgres itself, left out of every look-up.
 const SYSTEM_SCHEMAS: &str =
     "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'";
-
-/// Built-ins that run SQL or read a table named in a string.
-const DYNAMIC_BUILTINS: [&str; 6] = [
-    "query_to_xml",
-    "table_to_xml",
-    "cursor_to_xml",
-    "schema_to_xml",
-    "database_to_xml",
-    "dblink",
-];
 
 fn sql_error(e: sqlx::Error) -> String {
     error_chain(&e)
@@ -188,28 +179,6 @@ fn is_security_invoker(option: &str) -> bool {
                 .iter()
                 .any(|t| v.trim().eq_ignore_ascii_case(t))
     })
-}
-
-/// A function of a user schema, as the rule reads it.
-#[derive(Debug, Clone)]
-pub(super) struct Function {
-    pub oid: i64,
-    pub schema: String,
-    pub name: String,
-    pub language: String,
-    pub definer: bool,
-    /// `f` function, `p` procedure, `a` aggregate, `w` window.
-    pub kind: String,
-    pub body: String,
-    /// `search_path=…` and the like (`proconfig`).
-    pub config: Vec<String>,
-    pub owner: String,
-    /// Identity arguments, as `pg_get_function_identity_arguments` writes them.
-    pub signature: String,
-    /// Each argument's type, as `format_type` writes it.
-    pub arg_types: Vec<String>,
-    /// The owner is superuser, has `BYPASSRLS`, or owns a tenant-data table.
-    pub owner_bypasses: bool,
 }
 
 type FunctionRow = (
@@ -411,128 +380,57 @@ fn call_with_b(f: &Function, tenants: &Tenants) -> (String, String, BTreeSet<Str
     (run, show, passed, binds)
 }
 
-/// `Ok` when `f` cannot reach a schema holding tenant data (the rule of
-/// the module doc of [`super`]); otherwise why it can.
-pub(super) fn reaches_tenant_data(
-    f: &Function,
-    all: &[Function],
-    user_schemas: &BTreeSet<String>,
-    tenant_schemas: &BTreeSet<String>,
-) -> Result<(), String> {
-    let Some(path) = pinned_path(f) else {
-        return Err(
-            "its search_path is not pinned (the caller's path decides what its names mean)".into(),
-        );
-    };
-    let mut reached: BTreeSet<String> = path
-        .into_iter()
-        .filter(|s| user_schemas.contains(s))
-        .collect();
-    reached.extend(named_schemas(&f.body, user_schemas));
-    let mut seen = BTreeSet::from([f.oid]);
-    let mut through = vec![format!("{}.{}", f.schema, f.name)];
-    if let Some(why) = dynamic(f) {
-        return Err(why);
-    }
-    loop {
-        if let Some(s) = reached.iter().find(|s| tenant_schemas.contains(*s)) {
-            return Err(format!(
-                "it reaches the schema {s}, which holds tenant data (by name or search_path, through {})",
-                through.join(" → ")
-            ));
-        }
-        let Some(g) = all
-            .iter()
-            .find(|g| !seen.contains(&g.oid) && reached.contains(&g.schema))
-        else {
-            return Ok(());
-        };
-        seen.insert(g.oid);
-        through.push(format!("{}.{}", g.schema, g.name));
-        if let Some(why) = dynamic(g) {
-            return Err(format!("it reaches {}.{}, where {why}", g.schema, g.name));
-        }
-        reached.extend(
-            pinned_path(g)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|s| user_schemas.contains(s)),
-        );
-        reached.extend(named_schemas(&g.body, user_schemas));
-    }
-}
-
-/// The schemas of a pinned `search_path` (`"$user"` is the owner's name).
-fn pinned_path(f: &Function) -> Option<Vec<String>> {
-    let value = f.config.iter().find_map(|c| {
-        let (k, v) = c.split_once('=')?;
-        k.trim().eq_ignore_ascii_case("search_path").then_some(v)
-    })?;
-    Some(
-        value
-            .split(',')
-            .map(|s| {
-                let s = s.trim();
-                let s = s
-                    .strip_prefix('"')
-                    .and_then(|s| s.strip_suffix('"'))
-                    .unwrap_or(s);
-                if s == "$user" {
-                    f.owner.clone()
-                } else {
-                    s.to_owned()
-                }
-            })
-            .filter(|s| !s.is_empty())
-            .collect(),
-    )
-}
-
-/// Why `f`'s body runs SQL its text does not show, if it may.
-fn dynamic(f: &Function) -> Option<String> {
-    if !matches!(f.language.as_str(), "sql" | "plpgsql") {
-        return Some(format!(
-            "its body is in {} (only sql and plpgsql can be read)",
-            f.language
-        ));
-    }
-    let words = words(&f.body);
-    if f.language == "plpgsql" && words.iter().any(|w| w == "execute") {
-        return Some("its body runs dynamic SQL (EXECUTE)".into());
-    }
-    words
-        .iter()
-        .find(|w| DYNAMIC_BUILTINS.iter().any(|b| w.starts_with(b)))
-        .map(|w| format!("its body calls {w}, which runs SQL given as text"))
-}
-
-/// The lower-cased words of `text` (identifier characters).
-fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
-}
-
-/// The user schemas `body` names as a qualifier (`flow.leads`, `"flow".leads`).
-fn named_schemas(body: &str, user_schemas: &BTreeSet<String>) -> BTreeSet<String> {
-    let lower = body.to_lowercase();
-    let bytes = lower.as_bytes();
-    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
-    user_schemas
-        .iter()
-        .filter(|schema| {
-            let s = schema.to_lowercase();
-            lower.match_indices(&s).any(|(at, _)| {
-                let before = at.checked_sub(1).map(|i| bytes[i]);
-                let rest = lower[at + s.len()..].trim_start_matches('"').trim_start();
-                !before.is_some_and(ident) && rest.starts_with('.')
-            })
-        })
-        .cloned()
-        .collect()
-}
-
 #[cfg(test)]
-#[path = "routines_tests.rs"]
-mod tests;
+mod tests {
+    use super::*;
+
+    fn function(oid: i64, schema: &str, name: &str, body: &str, config: &[&str]) -> Function {
+        Function {
+            oid,
+            schema: schema.into(),
+            name: name.into(),
+            language: "plpgsql".into(),
+            definer: true,
+            kind: "f".into(),
+            body: body.into(),
+            config: config.iter().map(|c| (*c).to_owned()).collect(),
+            owner: "postgres".into(),
+            signature: String::new(),
+            arg_types: Vec::new(),
+            owner_bypasses: true,
+        }
+    }
+
+    #[test]
+    fn security_invoker_is_read_from_reloptions() {
+        assert!(is_security_invoker("security_invoker=true"));
+        assert!(is_security_invoker("security_invoker=on"));
+        assert!(!is_security_invoker("security_invoker=false"));
+        assert!(!is_security_invoker("security_barrier=true"));
+    }
+
+    #[test]
+    fn a_call_passes_b_ids_where_the_arguments_take_them() {
+        let mut f = function(1, "flow", "lead", "", &[]);
+        f.arg_types = vec!["uuid".into(), "integer".into(), "text[]".into()];
+        let tenants = Tenants {
+            a: "a".into(),
+            b: "b-1".into(),
+            b_objects: vec!["0b6f0c1e-2c55-4a8e-9d1a-0b8f4a9b8c7d".into()],
+        };
+        let (run, show, passed, binds) = call_with_b(&f, &tenants);
+        assert_eq!(
+            run,
+            "\"flow\".\"lead\"($2::text::uuid, NULL::integer, $3::text[]::text[])"
+        );
+        assert_eq!(
+            show,
+            "flow.lead('0b6f0c1e-2c55-4a8e-9d1a-0b8f4a9b8c7d'::uuid, NULL::integer, ARRAY['b-1']::text[])"
+        );
+        assert_eq!(binds.len(), 2);
+        assert!(
+            tenants.b_markers(&passed).is_empty(),
+            "what was passed in is no evidence"
+        );
+    }
+}
