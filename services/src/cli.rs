@@ -353,6 +353,12 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
             .context("failed to seed tenants")?;
         tracing::info!(tenants = seed.tenants.len(), "seeded");
     }
+    let defects = crate::defects_db::apply(&pool)
+        .await
+        .context("failed to apply the deliberate database defects")?;
+    if !defects.is_empty() {
+        tracing::warn!(?defects, "DELIBERATE DATABASE DEFECTS APPLIED");
+    }
     Ok(())
 }
 

@@ -23,6 +23,12 @@
 //! | `no-conn-timeouts` | connections are served without a header-read timer: slow-header and idle connections stay open |
 //! | `ws-no-frame-limit` | the gateway reads WebSocket messages up to tungstenite's defaults (64 MiB) |
 //! | `log-unbounded`    | the gateway logs a refused room name whole |
+//! | `db-identity-writes` | `migrate` grants the services' role INSERT on `auth.api_keys` again |
+//! | `db-rls-off`       | `migrate` turns row-level security off on `crm.deals` (neither enabled nor forced) |
+//! | `db-definer-leak`  | `migrate` adds `flow.recent_leads()`, a `SECURITY DEFINER` function returning every tenant's leads, executable by the services' role |
+//! | `db-view-leak`     | `migrate` adds the view `flow.lead_emails` (not `security_invoker`) and the materialized view `crm.contact_counts`, readable by the services' role |
+//! | `db-forgotten-table` | `migrate` adds `crm.notes`, a table with `tenant_id` and no row-level security |
+//! | `db-role-powers`   | `migrate` gives the services' role `BYPASSRLS` and `CREATEDB` and the ownership of `flow.compliance_reports` |
 
 /// The defects a `defects` build knows.
 pub const KNOWN: &[&str] = &[
@@ -39,6 +45,12 @@ pub const KNOWN: &[&str] = &[
     "no-conn-timeouts",
     "ws-no-frame-limit",
     "log-unbounded",
+    "db-identity-writes",
+    "db-rls-off",
+    "db-definer-leak",
+    "db-view-leak",
+    "db-forgotten-table",
+    "db-role-powers",
     // One line per defect below; keep the table above in step.
 ];
 

@@ -25,6 +25,7 @@ pub mod context;
 pub mod crm;
 pub mod db;
 pub mod defects;
+pub mod defects_db;
 pub mod error;
 pub mod events;
 pub mod external;

@@ -263,7 +263,9 @@ pub struct CreatedTenant {
     pub api_keys: Vec<String>,
 }
 
-/// Creates a tenant with fresh API keys.
+/// Creates a tenant with fresh API keys, through `auth.create_tenant`
+/// (the services' role writes no identity table itself); an existing id is
+/// refused, so no key is ever added to a tenant that exists.
 pub async fn create_tenant(db: &PgPool, new: NewTenant) -> Result<CreatedTenant, TenantError> {
     let id = match new.id {
         Some(id) if valid_tenant_id(&id) => id,
@@ -306,35 +308,34 @@ pub async fn create_tenant(db: &PgPool, new: NewTenant) -> Result<CreatedTenant,
         }
     };
     let name = new.name.unwrap_or_else(|| id.clone());
-    let mut tx = db.begin().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO auth.tenants (id, name, allowed_apps, rate_limit_per_minute)
-         VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&id)
-    .bind(&name)
-    .bind(&allowed_apps)
-    .bind(rate_limit)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Err(TenantError::Invalid(format!(
-            "tenant {id:?} already exists"
-        )));
+    let keys: Vec<ApiKey> = (0..key_count).map(|_| ApiKey::generate()).collect();
+    // The services' role may not write the identity tables; the one thing
+    // it may do there is this (migration 0005): create a tenant that does
+    // not exist yet, with its first keys.
+    let created = sqlx::query("SELECT auth.create_tenant($1, $2, $3, $4, $5, $6, $7)")
+        .bind(&id)
+        .bind(&name)
+        .bind(&allowed_apps)
+        .bind(rate_limit)
+        .bind(keys.iter().map(|k| k.key_id.clone()).collect::<Vec<_>>())
+        .bind(keys.iter().map(ApiKey::secret_sha256).collect::<Vec<_>>())
+        .bind(
+            (0..key_count)
+                .map(|i| format!("generated-{i}"))
+                .collect::<Vec<_>>(),
+        )
+        .execute(db)
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("tenants_pkey") => {
+            return Err(TenantError::Invalid(format!(
+                "tenant {id:?} already exists"
+            )));
+        }
+        Err(e) => return Err(e.into()),
     }
-    let mut api_keys = Vec::with_capacity(key_count);
-    for i in 0..key_count {
-        let key = ApiKey::generate();
-        sqlx::query("INSERT INTO auth.api_keys (key_id, tenant_id, secret_sha256, label) VALUES ($1, $2, $3, $4)")
-            .bind(&key.key_id)
-            .bind(&id)
-            .bind(key.secret_sha256())
-            .bind(format!("generated-{i}"))
-            .execute(&mut *tx)
-            .await?;
-        api_keys.push(key.expose());
-    }
-    tx.commit().await?;
+    let api_keys = keys.iter().map(ApiKey::expose).collect();
     Ok(CreatedTenant {
         id,
         name,
