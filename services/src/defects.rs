@@ -14,6 +14,9 @@
 //! | `cross-tenant-fanout` | the gateway delivers an event to the app's rooms of every tenant (the tenant filter is gone) |
 //! | `duplicate-activity` | lead processing records its activity without the once-per-lead key |
 //! | `no-job-retry`     | the worker acknowledges a failed job and drops it: no retry, no dead letter |
+//! | `token-no-lifetime-cap` | cross-app tokens are not held to the lifetime ceiling nor to an `iat` within the leeway |
+//! | `webhook-replay`   | the Stripe webhook handles an event id it has already handled again |
+//! | `webhook-no-timestamp` | the Stripe webhook ignores the signature's timestamp tolerance |
 
 /// The defects a `defects` build knows.
 pub const KNOWN: &[&str] = &[
@@ -21,6 +24,9 @@ pub const KNOWN: &[&str] = &[
     "cross-tenant-fanout",
     "duplicate-activity",
     "no-job-retry",
+    "token-no-lifetime-cap",
+    "webhook-replay",
+    "webhook-no-timestamp",
     // One line per defect below; keep the table above in step.
 ];
 
