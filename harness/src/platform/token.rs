@@ -68,8 +68,12 @@ pub fn sign(payload: &Value, alg: Algorithm, secret: &[u8]) -> String {
         matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512),
         "sign() takes an HMAC algorithm, not {alg:?}"
     );
-    jsonwebtoken::encode(&Header::new(alg), payload, &EncodingKey::from_secret(secret))
-        .expect("an HMAC key signs any JSON payload")
+    jsonwebtoken::encode(
+        &Header::new(alg),
+        payload,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("an HMAC key signs any JSON payload")
 }
 
 #[cfg(test)]
@@ -84,11 +88,20 @@ mod tests {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&["crm-api"]);
         validation.validate_exp = false;
-        let got = jsonwebtoken::decode::<Value>(&token, &DecodingKey::from_secret(b"s3cret"), &validation)
-            .unwrap()
-            .claims;
+        let got = jsonwebtoken::decode::<Value>(
+            &token,
+            &DecodingKey::from_secret(b"s3cret"),
+            &validation,
+        )
+        .unwrap()
+        .claims;
         assert_eq!(got, claims.to_json());
         assert_eq!(got["exp"], 1_060);
-        assert!(jsonwebtoken::decode::<Value>(&token, &DecodingKey::from_secret(b"other"), &validation).is_err());
+        assert!(jsonwebtoken::decode::<Value>(
+            &token,
+            &DecodingKey::from_secret(b"other"),
+            &validation
+        )
+        .is_err());
     }
 }

@@ -18,7 +18,8 @@ use super::read::parse_duration;
 pub(crate) const PREFIX: &str = "cross-app-token:";
 
 /// The hint of every error about a token reference.
-pub(crate) const HINT: &str = "write `${cross-app-token:iss=flow-api,aud=crm-api,sub=acme,scope=read:contacts}` \
+pub(crate) const HINT: &str =
+    "write `${cross-app-token:iss=flow-api,aud=crm-api,sub=acme,scope=read:contacts}` \
      (options iss, aud, sub, scope, lifetime, forged)";
 
 /// The claims a reference asks for.
@@ -109,7 +110,10 @@ mod tests {
     #[test]
     fn bad_options_say_what_is_wrong() {
         let error = |text: &str| parse(text).unwrap().unwrap_err();
-        assert_eq!(error("cross-app-token:iss=flow-api,aud=crm-api"), "`sub` is missing");
+        assert_eq!(
+            error("cross-app-token:iss=flow-api,aud=crm-api"),
+            "`sub` is missing"
+        );
         assert_eq!(
             error("cross-app-token:iss=a,aud=b,sub=c,exp=1"),
             "unknown option `exp`"
@@ -118,7 +122,11 @@ mod tests {
             error("cross-app-token:iss=a,aud=b,sub=c,scope"),
             "option `scope` needs a value (`scope=...`)"
         );
-        assert!(error("cross-app-token:iss=a,aud=b,sub=c,lifetime=10").contains("lifetime: invalid duration"));
-        assert_eq!(error("cross-app-token:iss=a,,aud=b"), "an empty option (two commas?)");
+        assert!(error("cross-app-token:iss=a,aud=b,sub=c,lifetime=10")
+            .contains("lifetime: invalid duration"));
+        assert_eq!(
+            error("cross-app-token:iss=a,,aud=b"),
+            "an empty option (two commas?)"
+        );
     }
 }

@@ -29,7 +29,11 @@ async fn the_tokens_class_catches_uncapped_tokens_and_unprotected_webhooks() {
         let found = matching(&report, needle);
         assert_eq!(found.len(), 1, "`{needle}` not reported once:\n{all}");
         let repro = found[0].repro.as_ref().expect("a repro");
-        assert!(repro.curl().contains("authorization: ***"), "{}", repro.curl());
+        assert!(
+            repro.curl().contains("authorization: ***"),
+            "{}",
+            repro.curl()
+        );
     }
     assert!(
         matching(&report, "rule: tokens.max-lifetime (60s, leeway 5s)").len() == 2,
@@ -45,7 +49,11 @@ async fn the_tokens_class_catches_uncapped_tokens_and_unprotected_webhooks() {
     // webhook-replay: the second delivery published again.
     let replay = matching(&report, "a replayed event was handled again");
     assert_eq!(replay.len(), 1, "{all}");
-    assert!(replay[0].detail.contains("PAYMENT_RECEIVED"), "{}", replay[0]);
+    assert!(
+        replay[0].detail.contains("PAYMENT_RECEIVED"),
+        "{}",
+        replay[0]
+    );
     // And nothing the defects do not explain: the other checks held.
     assert_eq!(report.findings().count(), 6, "{all}");
 }
@@ -54,8 +62,15 @@ async fn the_tokens_class_catches_uncapped_tokens_and_unprotected_webhooks() {
 fn the_repository_scan_names_the_file_and_line_of_a_long_lived_token() {
     let dir = tempfile::tempdir().unwrap();
     let now = chrono::Utc::now().timestamp();
-    let century = Claims::new("flow-api", "crm-api", "acme", "", now, 100 * 365 * 24 * 3600)
-        .sign(b"secret");
+    let century = Claims::new(
+        "flow-api",
+        "crm-api",
+        "acme",
+        "",
+        now,
+        100 * 365 * 24 * 3600,
+    )
+    .sign(b"secret");
     let fresh = Claims::new("flow-api", "crm-api", "acme", "", now, 60).sign(b"secret");
     std::fs::create_dir_all(dir.path().join("scenarios")).unwrap();
     std::fs::write(
@@ -77,6 +92,9 @@ fn the_repository_scan_names_the_file_and_line_of_a_long_lived_token() {
 fn the_repository_commits_no_long_lived_token() {
     let max = Contract::reference().tokens.max_lifetime;
     let found = long_lived_tokens(&workspace(), max).unwrap();
-    let places: Vec<String> = found.iter().map(|t| format!("{} {}", t.place(), t.why)).collect();
+    let places: Vec<String> = found
+        .iter()
+        .map(|t| format!("{} {}", t.place(), t.why))
+        .collect();
     assert!(places.is_empty(), "{}", places.join("\n"));
 }

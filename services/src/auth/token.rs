@@ -245,7 +245,11 @@ mod tests {
 
     fn verdict(claims: &serde_json::Value) -> Result<CrossAppClaims, String> {
         TokenKeys::new(b"secret")
-            .verify_at(&signed(claims, Algorithm::HS256, b"secret"), ServiceName::CrmApi, NOW)
+            .verify_at(
+                &signed(claims, Algorithm::HS256, b"secret"),
+                ServiceName::CrmApi,
+                NOW,
+            )
             .map_err(|e| e.to_string())
     }
 
@@ -305,11 +309,13 @@ mod tests {
         let keys = TokenKeys::new(b"secret");
         for alg in [Algorithm::HS384, Algorithm::HS512] {
             let token = signed(&claims(NOW, NOW + 60), alg, b"secret");
-            assert!(keys.verify_at(&token, ServiceName::CrmApi, NOW).is_err(), "{alg:?}");
+            assert!(
+                keys.verify_at(&token, ServiceName::CrmApi, NOW).is_err(),
+                "{alg:?}"
+            );
         }
-        let b64 = |v: &[u8]| {
-            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, v)
-        };
+        let b64 =
+            |v: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, v);
         let body = b64(claims(NOW, NOW + 60).to_string().as_bytes());
         let none = format!("{}.{body}.", b64(br#"{"alg":"none","typ":"JWT"}"#));
         assert!(keys.verify_at(&none, ServiceName::CrmApi, NOW).is_err());

@@ -136,7 +136,10 @@ const REMEMBER_EVENTS: &str = "30 days";
 
 /// Claims `event_id` in `tx`: false when it was handled before (or is
 /// being handled by a transaction that then commits).
-async fn claim(tx: &mut Transaction<'static, Postgres>, event_id: &str) -> Result<bool, sqlx::Error> {
+async fn claim(
+    tx: &mut Transaction<'static, Postgres>,
+    event_id: &str,
+) -> Result<bool, sqlx::Error> {
     if crate::defects::active("webhook-replay") {
         return Ok(true);
     }
@@ -154,7 +157,10 @@ async fn claim(tx: &mut Transaction<'static, Postgres>, event_id: &str) -> Resul
 }
 
 fn duplicate(event_id: &str) -> Json<Value> {
-    tracing::info!(event_id, "stripe event already handled: acknowledged, not handled again");
+    tracing::info!(
+        event_id,
+        "stripe event already handled: acknowledged, not handled again"
+    );
     Json(json!({ "received": true, "handled": false, "duplicate": true }))
 }
 

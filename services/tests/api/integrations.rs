@@ -411,9 +411,10 @@ async fn payments_published(app: &TestApp) -> usize {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let entries: redis::streams::StreamRangeReply = redis::AsyncCommands::xrange_all(&mut redis, "tekup:events")
-        .await
-        .unwrap();
+    let entries: redis::streams::StreamRangeReply =
+        redis::AsyncCommands::xrange_all(&mut redis, "tekup:events")
+            .await
+            .unwrap();
     entries
         .ids
         .iter()
@@ -434,7 +435,11 @@ async fn a_replayed_stripe_event_is_acknowledged_without_a_second_effect() {
     let app = TestApp::start(with_external(external), |_| {}).await;
     let crm = app.as_app(ACME_KEY, "acme", "crm-web");
     let deal = crm
-        .post(CrmApi, "/deals", json!({ "title": "Replay", "amount": 500, "currency": "eur" }))
+        .post(
+            CrmApi,
+            "/deals",
+            json!({ "title": "Replay", "amount": 500, "currency": "eur" }),
+        )
         .await;
     let deal_id = deal.json["id"].as_str().unwrap().to_owned();
     let won = crm
@@ -442,15 +447,19 @@ async fn a_replayed_stripe_event_is_acknowledged_without_a_second_effect() {
         .await;
     assert_status(&won, 200);
     let intent = won.json["stripePaymentIntentId"].as_str().unwrap();
-    let payload = json!({ "id": "evt_replayed", "object": "event", "type": "payment_intent.succeeded",
+    let payload =
+        json!({ "id": "evt_replayed", "object": "event", "type": "payment_intent.succeeded",
         "data": { "object": { "id": intent, "object": "payment_intent",
             "metadata": { "tenant_id": "acme", "deal_id": deal_id } } } })
-    .to_string();
+        .to_string();
     let now = chrono::Utc::now().timestamp();
     let deliver = |t: i64| {
         app.http
             .post(format!("{}/webhooks/stripe", app.crm))
-            .header("stripe-signature", stripe_signature(WEBHOOK_SECRET, t, &payload))
+            .header(
+                "stripe-signature",
+                stripe_signature(WEBHOOK_SECRET, t, &payload),
+            )
             .header("content-type", "application/json")
             .body(payload.clone())
             .send()
@@ -464,5 +473,9 @@ async fn a_replayed_stripe_event_is_acknowledged_without_a_second_effect() {
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["duplicate"], true, "{again}");
     assert_eq!(again["handled"], false, "{again}");
-    assert_eq!(payments_published(&app).await, 1, "a replay published again");
+    assert_eq!(
+        payments_published(&app).await,
+        1,
+        "a replay published again"
+    );
 }

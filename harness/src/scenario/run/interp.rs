@@ -134,7 +134,10 @@ impl Values {
             .unwrap_or(crate::contract::active().tokens.max_lifetime);
         let lifetime = i64::try_from(lifetime.as_secs()).map_err(|_| "lifetime too long")?;
         let now = chrono::Utc::now().timestamp();
-        Ok(Claims::new(&spec.iss, &spec.aud, sub, &spec.scope, now, lifetime).sign(secret.as_bytes()))
+        Ok(
+            Claims::new(&spec.iss, &spec.aud, sub, &spec.scope, now, lifetime)
+                .sign(secret.as_bytes()),
+        )
     }
 
     /// Expands every reference in a text; non-string values are written as JSON.
@@ -273,7 +276,8 @@ mod tests {
     #[test]
     fn cross_app_tokens_are_minted_at_each_use() {
         let mut v = values();
-        v.ecosystem.insert("token-secret".into(), "tok-secret".into());
+        v.ecosystem
+            .insert("token-secret".into(), "tok-secret".into());
         let reference = "${cross-app-token:iss=flow-api,aud=crm-api,sub=acme,scope=read:contacts}";
         let token = v.text(reference).unwrap();
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);

@@ -52,7 +52,14 @@ pub(super) async fn sweep(target: &Target, report: &mut ClassReport) -> Result<(
     let max = secs(rules.max_lifetime);
     let leeway = secs(rules.leeway);
     let now = chrono::Utc::now().timestamp();
-    let valid = Claims::new(&probe.issuer, &probe.service, &tenant.id, &probe.permission, now, max);
+    let valid = Claims::new(
+        &probe.issuer,
+        &probe.service,
+        &tenant.id,
+        &probe.permission,
+        now,
+        max,
+    );
 
     let control = Case {
         rule: "a valid token".into(),
@@ -82,23 +89,45 @@ pub(super) async fn sweep(target: &Target, report: &mut ClassReport) -> Result<(
         refused(rule, title, claims.to_json(), token)
     };
     let lifetime = format!("tokens.max-lifetime ({max}s, leeway {leeway}s)");
-    let century = Claims { exp: valid.iat + 100 * YEAR, ..valid.clone() };
-    cases.push(case(&lifetime, "a token valid for 100 years".into(), &century, century.sign(&secret)));
-    let over = Claims { exp: valid.iat + max + leeway + 1, ..valid.clone() };
+    let century = Claims {
+        exp: valid.iat + 100 * YEAR,
+        ..valid.clone()
+    };
     cases.push(case(
         &lifetime,
-        format!("a token with exp - iat = {}s (max + leeway + 1 s)", max + leeway + 1),
+        "a token valid for 100 years".into(),
+        &century,
+        century.sign(&secret),
+    ));
+    let over = Claims {
+        exp: valid.iat + max + leeway + 1,
+        ..valid.clone()
+    };
+    cases.push(case(
+        &lifetime,
+        format!(
+            "a token with exp - iat = {}s (max + leeway + 1 s)",
+            max + leeway + 1
+        ),
         &over,
         over.sign(&secret),
     ));
-    let ahead = Claims { iat: now + leeway + 30, exp: now + leeway + 30 + max, ..valid.clone() };
+    let ahead = Claims {
+        iat: now + leeway + 30,
+        exp: now + leeway + 30 + max,
+        ..valid.clone()
+    };
     cases.push(case(
         &format!("tokens.leeway ({leeway}s) on an iat ahead"),
         format!("a token issued {}s in the future", leeway + 30),
         &ahead,
         ahead.sign(&secret),
     ));
-    let expired = Claims { iat: now - max - leeway - 60, exp: now - leeway - 60, ..valid.clone() };
+    let expired = Claims {
+        iat: now - max - leeway - 60,
+        exp: now - leeway - 60,
+        ..valid.clone()
+    };
     cases.push(case(
         &format!("exp (leeway {leeway}s)"),
         format!("a token expired {}s ago", leeway + 60),
@@ -109,7 +138,10 @@ pub(super) async fn sweep(target: &Target, report: &mut ClassReport) -> Result<(
         let mut payload = valid.to_json();
         payload.as_object_mut().map(|o| o.remove(claim));
         cases.push(Case {
-            rule: format!("tokens.required-claims ({})", rules.required_claims.join(", ")),
+            rule: format!(
+                "tokens.required-claims ({})",
+                rules.required_claims.join(", ")
+            ),
             title: format!("a token without `{claim}`"),
             token: token::sign(&payload, Algorithm::HS256, &secret),
             claims: payload,
@@ -131,7 +163,10 @@ pub(super) async fn sweep(target: &Target, report: &mut ClassReport) -> Result<(
         });
     }
     for (title, token) in [
-        ("an unsigned token (alg none)", crafted("none", &valid.to_json(), None)),
+        (
+            "an unsigned token (alg none)",
+            crafted("none", &valid.to_json(), None),
+        ),
         (
             "an RS256 header over an HMAC of the shared secret",
             crafted("RS256", &valid.to_json(), Some(&secret)),
@@ -149,7 +184,10 @@ pub(super) async fn sweep(target: &Target, report: &mut ClassReport) -> Result<(
     }
     let contract = target.contract;
     if let Some(other_service) = contract.services.iter().find(|s| **s != probe.service) {
-        let aud = Claims { aud: other_service.clone(), ..valid.clone() };
+        let aud = Claims {
+            aud: other_service.clone(),
+            ..valid.clone()
+        };
         cases.push(case(
             "tokens.audience (the called service)",
             format!("a token for {other_service} sent to {}", probe.service),
@@ -162,10 +200,26 @@ pub(super) async fn sweep(target: &Target, report: &mut ClassReport) -> Result<(
         .apps
         .iter()
         .filter(|a| !contract.service_identities.contains(a))
-        .find(|a| contract.permissions_of(a, &probe.service).contains(probe.permission.as_str()))
-        .or_else(|| contract.apps.iter().find(|a| !contract.service_identities.contains(a)));
-    for issuer in app.map(String::as_str).into_iter().chain(["mallory-service"]) {
-        let iss = Claims { iss: issuer.to_owned(), ..valid.clone() };
+        .find(|a| {
+            contract
+                .permissions_of(a, &probe.service)
+                .contains(probe.permission.as_str())
+        })
+        .or_else(|| {
+            contract
+                .apps
+                .iter()
+                .find(|a| !contract.service_identities.contains(a))
+        });
+    for issuer in app
+        .map(String::as_str)
+        .into_iter()
+        .chain(["mallory-service"])
+    {
+        let iss = Claims {
+            iss: issuer.to_owned(),
+            ..valid.clone()
+        };
         cases.push(case(
             "tokens.issuer (a service identity)",
             format!("a token issued by `{issuer}`, not a service identity"),
@@ -179,7 +233,10 @@ pub(super) async fn sweep(target: &Target, report: &mut ClassReport) -> Result<(
         &valid,
         valid.sign(b"not-the-platform-secret"),
     ));
-    let foreign = Claims { sub: other.id.clone(), ..valid.clone() };
+    let foreign = Claims {
+        sub: other.id.clone(),
+        ..valid.clone()
+    };
     cases.push(Case {
         rule: format!("tokens.subject ({})", rules.subject),
         title: "a token for another tenant than the tenant header".into(),
@@ -195,8 +252,14 @@ pub(super) async fn sweep(target: &Target, report: &mut ClassReport) -> Result<(
             ..valid.clone()
         };
         cases.push(Case {
-            rule: format!("permissions ({} holds no `{}` on {})", denied.issuer, denied.permission, denied.service),
-            title: format!("a token of {} asking for `{}`", denied.issuer, denied.permission),
+            rule: format!(
+                "permissions ({} holds no `{}` on {})",
+                denied.issuer, denied.permission, denied.service
+            ),
+            title: format!(
+                "a token of {} asking for `{}`",
+                denied.issuer, denied.permission
+            ),
             token: scoped.sign(&secret),
             claims: scoped.to_json(),
             tenant: tenant.id.clone(),
@@ -213,7 +276,10 @@ pub(super) async fn sweep(target: &Target, report: &mut ClassReport) -> Result<(
 /// Sends one case; records a finding unless the status is expected.
 /// Returns whether it was.
 async fn check(target: &Target, report: &mut ClassReport, case: &Case) -> Result<bool, String> {
-    let base_url = target.platform.url(&case.probe.service).map_err(|e| e.to_string())?;
+    let base_url = target
+        .platform
+        .url(&case.probe.service)
+        .map_err(|e| e.to_string())?;
     let repro = Repro::new(&case.probe.service, base_url, "GET", &case.probe.path)
         .header("authorization", &format!("Bearer {}", case.token))
         .header(&target.contract.headers.tenant_id, &case.tenant);
@@ -227,7 +293,12 @@ async fn check(target: &Target, report: &mut ClassReport, case: &Case) -> Result
     let expected: Vec<String> = case.expected.iter().map(u16::to_string).collect();
     report.found(
         operation,
-        format!("{} answered {} (expected {})", case.title, sent.status, expected.join(" or ")),
+        format!(
+            "{} answered {} (expected {})",
+            case.title,
+            sent.status,
+            expected.join(" or ")
+        ),
         format!(
             "rule: {}\nclaims: {}\ngot {}, expected {}\nanswer: {}",
             case.rule,
@@ -245,18 +316,27 @@ async fn check(target: &Target, report: &mut ClassReport, case: &Case) -> Result
 fn probes(target: &Target) -> Result<(Probe, Option<Probe>), String> {
     let contract = target.contract;
     let gets = || {
-        target.operations.list.iter().filter_map(|op| match &op.security {
-            Security::Tenant { permission: Some(p) }
-                if op.method == "GET" && !op.path.contains('{') && op.params.iter().all(|p| !p.required) =>
-            {
-                Some((op, p))
-            }
-            _ => None,
-        })
+        target
+            .operations
+            .list
+            .iter()
+            .filter_map(|op| match &op.security {
+                Security::Tenant {
+                    permission: Some(p),
+                } if op.method == "GET"
+                    && !op.path.contains('{')
+                    && op.params.iter().all(|p| !p.required) =>
+                {
+                    Some((op, p))
+                }
+                _ => None,
+            })
     };
     for issuer in &contract.service_identities {
         let Some((op, permission)) = gets().find(|(op, p)| {
-            contract.permissions_of(issuer, &op.service).contains(p.as_str())
+            contract
+                .permissions_of(issuer, &op.service)
+                .contains(p.as_str())
         }) else {
             continue;
         };
@@ -268,7 +348,10 @@ fn probes(target: &Target) -> Result<(Probe, Option<Probe>), String> {
         };
         let denied = gets()
             .find(|(o, p)| {
-                o.service == op.service && !contract.permissions_of(issuer, &o.service).contains(p.as_str())
+                o.service == op.service
+                    && !contract
+                        .permissions_of(issuer, &o.service)
+                        .contains(p.as_str())
             })
             .map(|(o, p)| Probe {
                 service: o.service.clone(),
@@ -278,9 +361,11 @@ fn probes(target: &Target) -> Result<(Probe, Option<Probe>), String> {
             });
         return Ok((probe, denied));
     }
-    Err("no GET operation without parameters in the OpenAPI documents needs a permission \
+    Err(
+        "no GET operation without parameters in the OpenAPI documents needs a permission \
          a service identity holds (the contract's `service-identities` rows of `permissions`)"
-        .to_owned())
+            .to_owned(),
+    )
 }
 
 async fn create(target: &Target, name: &str) -> Result<TenantKey, String> {
@@ -296,7 +381,11 @@ async fn create(target: &Target, name: &str) -> Result<TenantKey, String> {
 fn crafted(alg: &str, payload: &Value, secret: Option<&[u8]>) -> String {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let header = json!({ "alg": alg, "typ": "JWT" });
-    let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(payload.to_string().as_bytes()));
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(payload.to_string().as_bytes())
+    );
     let signature = secret.map_or_else(String::new, |secret| {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key");
         mac.update(input.as_bytes());
@@ -321,7 +410,10 @@ mod tests {
 
     #[test]
     fn the_subject_rule_names_its_status() {
-        assert_eq!(else_status("the tenant, equal to x-tenant-id (else 403)"), Some(403));
+        assert_eq!(
+            else_status("the tenant, equal to x-tenant-id (else 403)"),
+            Some(403)
+        );
         assert_eq!(else_status("the tenant"), None);
     }
 
@@ -330,8 +422,13 @@ mod tests {
         let token = crafted("none", &json!({ "sub": "a" }), None);
         assert!(token.ends_with('.'), "{token}");
         let header = token.split('.').next().unwrap();
-        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap();
-        assert_eq!(serde_json::from_slice::<Value>(&header).unwrap()["alg"], "none");
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&header).unwrap()["alg"],
+            "none"
+        );
         let rs = crafted("RS256", &json!({ "sub": "a" }), Some(b"k"));
         assert_eq!(rs.split('.').nth(2).unwrap().len(), 43, "an HMAC-SHA256");
     }

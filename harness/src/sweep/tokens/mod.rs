@@ -84,10 +84,13 @@ async fn send(target: &Target, repro: &Repro) -> Result<Sent, String> {
     if let Some(body) = &repro.body {
         request = request.body(body.clone());
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("{} {url} got no answer: {}", repro.method, crate::env::error_chain(&e)))?;
+    let response = request.send().await.map_err(|e| {
+        format!(
+            "{} {url} got no answer: {}",
+            repro.method,
+            crate::env::error_chain(&e)
+        )
+    })?;
     let status = response.status().as_u16();
     let body = response.text().await.unwrap_or_default();
     Ok(Sent { status, body })

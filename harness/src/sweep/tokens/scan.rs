@@ -65,7 +65,10 @@ pub(super) fn sweep(root: &Path, target: &Target, report: &mut ClassReport) -> R
 ///
 /// # Errors
 /// When the files cannot be listed.
-pub fn long_lived_tokens(root: &Path, max_lifetime: Duration) -> Result<Vec<LongLivedToken>, String> {
+pub fn long_lived_tokens(
+    root: &Path,
+    max_lifetime: Duration,
+) -> Result<Vec<LongLivedToken>, String> {
     scan(root, max_lifetime).map(|(found, _)| found)
 }
 
@@ -218,9 +221,13 @@ mod tests {
             over_ceiling(&json!({ "iat": 0, "exp": 61 }), 60, 0).as_deref(),
             Some("valid for 61s after its iat (max 60s)")
         );
-        assert!(over_ceiling(&json!({ "iat": 0 }), 60, 0).unwrap().contains("without `exp`"));
-        assert!(over_ceiling(&json!({ "exp": 4_102_444_800_i64 }), 60, 1_800_000_000)
+        assert!(over_ceiling(&json!({ "iat": 0 }), 60, 0)
             .unwrap()
-            .contains("years"));
+            .contains("without `exp`"));
+        assert!(
+            over_ceiling(&json!({ "exp": 4_102_444_800_i64 }), 60, 1_800_000_000)
+                .unwrap()
+                .contains("years")
+        );
     }
 }

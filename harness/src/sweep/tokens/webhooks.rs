@@ -56,7 +56,12 @@ pub(super) async fn sweep(target: &Target, report: &mut ClassReport) -> Result<(
                 || (rules.service.clone(), rules.path.clone()),
                 |op| (op.service.clone(), op.path.clone()),
             );
-        let hook = Hook { name, rules, service, path };
+        let hook = Hook {
+            name,
+            rules,
+            service,
+            path,
+        };
         if rules.scheme != "stripe-v1" {
             not_run.push(format!("{name}: unknown scheme `{}`", rules.scheme));
             continue;
@@ -73,7 +78,9 @@ pub(super) async fn sweep(target: &Target, report: &mut ClassReport) -> Result<(
 }
 
 async fn stripe(target: &Target, report: &mut ClassReport, hook: &Hook<'_>) -> Result<(), String> {
-    let secret = target.secret(&format!("{}-webhook-secret", hook.name))?.to_owned();
+    let secret = target
+        .secret(&format!("{}-webhook-secret", hook.name))?
+        .to_owned();
     let tolerance = i64::try_from(hook.rules.tolerance.as_secs()).unwrap_or(i64::MAX);
     let now = chrono::Utc::now().timestamp();
     let event = || {
@@ -83,14 +90,33 @@ async fn stripe(target: &Target, report: &mut ClassReport, hook: &Hook<'_>) -> R
     let accepted = |sent: &Sent| (200..300).contains(&sent.status);
     let refused = |sent: &Sent| (400..500).contains(&sent.status);
     let control = delivery(target, hook, &event(), Some((&secret, now)))?;
-    if !expect(target, report, hook, &control, "a signed, fresh event", "2xx", accepted).await? {
+    if !expect(
+        target,
+        report,
+        hook,
+        &control,
+        "a signed, fresh event",
+        "2xx",
+        accepted,
+    )
+    .await?
+    {
         return Ok(());
     }
     let cases = [
         ("an event without a signature", None),
-        ("an event signed with another secret", Some(("whsec_not_the_platforms", now))),
-        ("an event signed `tolerance + 60 s` ago", Some((secret.as_str(), now - tolerance - 60))),
-        ("an event signed `tolerance + 60 s` ahead", Some((secret.as_str(), now + tolerance + 60))),
+        (
+            "an event signed with another secret",
+            Some(("whsec_not_the_platforms", now)),
+        ),
+        (
+            "an event signed `tolerance + 60 s` ago",
+            Some((secret.as_str(), now - tolerance - 60)),
+        ),
+        (
+            "an event signed `tolerance + 60 s` ahead",
+            Some((secret.as_str(), now + tolerance + 60)),
+        ),
     ];
     for (what, signing) in cases {
         let repro = delivery(target, hook, &event(), signing)?;
@@ -100,8 +126,16 @@ async fn stripe(target: &Target, report: &mut ClassReport, hook: &Hook<'_>) -> R
 }
 
 /// A POST of `event` to the hook, signed with `(secret, t)` when given.
-fn delivery(target: &Target, hook: &Hook<'_>, event: &Value, signing: Option<(&str, i64)>) -> Result<Repro, String> {
-    let base_url = target.platform.url(&hook.service).map_err(|e| e.to_string())?;
+fn delivery(
+    target: &Target,
+    hook: &Hook<'_>,
+    event: &Value,
+    signing: Option<(&str, i64)>,
+) -> Result<Repro, String> {
+    let base_url = target
+        .platform
+        .url(&hook.service)
+        .map_err(|e| e.to_string())?;
     let body = event.to_string();
     let mut repro = Repro::new(&hook.service, base_url, "POST", &hook.path)
         .header("content-type", "application/json");
@@ -152,7 +186,12 @@ async fn expect(
 }
 
 /// The replay of a payment event (see the module's docs).
-async fn replay(target: &Target, report: &mut ClassReport, hook: &Hook<'_>, secret: &str) -> Result<(), String> {
+async fn replay(
+    target: &Target,
+    report: &mut ClassReport,
+    hook: &Hook<'_>,
+    secret: &str,
+) -> Result<(), String> {
     let redis = target
         .redis
         .as_deref()
@@ -163,8 +202,22 @@ async fn replay(target: &Target, report: &mut ClassReport, hook: &Hook<'_>, secr
         "data": { "object": intent } });
     let stream = Stream::open(redis, &target.contract.events.stream, &tenant).await?;
     let before = stream.last().await?;
-    let first = delivery(target, hook, &event, Some((secret, chrono::Utc::now().timestamp())))?;
-    let ok = expect(target, report, hook, &first, "a signed payment event", "2xx", |s| (200..300).contains(&s.status)).await?;
+    let first = delivery(
+        target,
+        hook,
+        &event,
+        Some((secret, chrono::Utc::now().timestamp())),
+    )?;
+    let ok = expect(
+        target,
+        report,
+        hook,
+        &first,
+        "a signed payment event",
+        "2xx",
+        |s| (200..300).contains(&s.status),
+    )
+    .await?;
     if !ok {
         return Ok(());
     }
@@ -185,7 +238,12 @@ async fn replay(target: &Target, report: &mut ClassReport, hook: &Hook<'_>, secr
     let after = effect.last().map(|(id, _)| id.clone()).unwrap_or(before);
     let types: Vec<String> = effect.into_iter().map(|(_, t)| t).collect();
     // Same event id, freshly signed (another timestamp, another signature).
-    let again = delivery(target, hook, &event, Some((secret, chrono::Utc::now().timestamp() - 1)))?;
+    let again = delivery(
+        target,
+        hook,
+        &event,
+        Some((secret, chrono::Utc::now().timestamp() - 1)),
+    )?;
     let sent = send(target, &again).await?;
     let operation = format!("{} POST {}", hook.service, hook.path);
     report.cases += 1;
@@ -211,7 +269,10 @@ async fn replay(target: &Target, report: &mut ClassReport, hook: &Hook<'_>, secr
     if sent.status >= 500 || sent.status < 200 || (300..400).contains(&sent.status) {
         report.found(
             operation,
-            format!("a replayed event answered {} (expected 4xx, or 2xx without effect)", sent.status),
+            format!(
+                "a replayed event answered {} (expected 4xx, or 2xx without effect)",
+                sent.status
+            ),
             detail(format!("got {}", sent.status)),
             Some(again),
         );
@@ -219,7 +280,11 @@ async fn replay(target: &Target, report: &mut ClassReport, hook: &Hook<'_>, secr
         let kinds: Vec<&str> = second.iter().map(|(_, t)| t.as_str()).collect();
         report.found(
             operation,
-            format!("a replayed event was handled again: answered {} and published {}", sent.status, kinds.join(", ")),
+            format!(
+                "a replayed event was handled again: answered {} and published {}",
+                sent.status,
+                kinds.join(", ")
+            ),
             detail(format!(
                 "the first delivery published {}; the replay published {} more",
                 types.join(", "),
@@ -237,7 +302,11 @@ async fn payment(target: &Target, hook: &Hook<'_>) -> Result<(String, Value), St
     let app = contract
         .apps
         .iter()
-        .find(|a| contract.permissions_of(a, &hook.service).contains("write:deals"))
+        .find(|a| {
+            contract
+                .permissions_of(a, &hook.service)
+                .contains("write:deals")
+        })
         .ok_or_else(|| format!("replay: no app may write deals on {}", hook.service))?;
     let tenant = target
         .platform
@@ -247,7 +316,11 @@ async fn payment(target: &Target, hook: &Hook<'_>) -> Result<(String, Value), St
     let client = target.platform.client(&tenant, app);
     let setup = |what: &str, e: String| format!("replay: failed to {what}: {e}");
     let deal = client
-        .post(&hook.service, "/deals", &json!({ "title": "Sweep replay", "amount": 1000, "currency": "eur" }))
+        .post(
+            &hook.service,
+            "/deals",
+            &json!({ "title": "Sweep replay", "amount": 1000, "currency": "eur" }),
+        )
         .await
         .map_err(|e| setup("create a deal", e.to_string()))?;
     let id = deal.body["id"]
@@ -260,7 +333,10 @@ async fn payment(target: &Target, hook: &Hook<'_>) -> Result<(String, Value), St
     let intent = won.body["stripePaymentIntentId"]
         .as_str()
         .ok_or_else(|| setup("win the deal", format!("{} {}", won.status, won.body)))?;
-    let stripe = target.platform.url(hook.name).map_err(|e| setup("find Stripe", e.to_string()))?;
+    let stripe = target
+        .platform
+        .url(hook.name)
+        .map_err(|e| setup("find Stripe", e.to_string()))?;
     let object = target
         .platform
         .http()
@@ -292,7 +368,11 @@ impl Stream {
             .get_multiplexed_async_connection()
             .await
             .map_err(|e| format!("Redis {url}: {e}"))?;
-        Ok(Stream { redis, key: key.to_owned(), tenant: tenant.to_owned() })
+        Ok(Stream {
+            redis,
+            key: key.to_owned(),
+            tenant: tenant.to_owned(),
+        })
     }
 
     /// The id of the stream's last entry (`0-0` when empty).
@@ -306,7 +386,10 @@ impl Stream {
             .query_async(&mut self.redis.clone())
             .await
             .map_err(|e| format!("XREVRANGE {}: {e}", self.key))?;
-        Ok(reply.ids.first().map_or_else(|| "0-0".to_owned(), |e| e.id.clone()))
+        Ok(reply
+            .ids
+            .first()
+            .map_or_else(|| "0-0".to_owned(), |e| e.id.clone()))
     }
 
     /// The tenant's entries after `cursor`: (id, event type).
@@ -326,8 +409,12 @@ impl Stream {
                     let text: String = redis::from_redis_value(v).ok()?;
                     serde_json::from_str::<Value>(&text).ok()
                 })?;
-                (event["tenantId"] == self.tenant.as_str())
-                    .then(|| (entry.id.clone(), event["type"].as_str().unwrap_or_default().to_owned()))
+                (event["tenantId"] == self.tenant.as_str()).then(|| {
+                    (
+                        entry.id.clone(),
+                        event["type"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
             })
             .collect())
     }
@@ -343,6 +430,10 @@ mod tests {
         let header = signature("whsec", 1, "{}");
         assert!(header.starts_with("t=1,v1="), "{header}");
         assert_eq!(header.len(), "t=1,v1=".len() + 64);
-        assert_ne!(signature("whsec", 2, "{}"), header, "the timestamp is signed");
+        assert_ne!(
+            signature("whsec", 2, "{}"),
+            header,
+            "the timestamp is signed"
+        );
     }
 }
