@@ -32,6 +32,7 @@ pub mod flow;
 pub mod gateway;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod queue;
 pub mod resilience;
 pub mod secure;
@@ -40,5 +41,5 @@ pub mod tenants;
 pub mod validate;
 pub mod worker;
 
-pub use http::{app, serve};
+pub use http::{app, serve, serve_with, ConnLimits};
 pub use state::{AppState, ServiceName};

@@ -15,6 +15,7 @@
 //! ```
 
 mod job;
+mod limits;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 pub use job::new_job;
+pub use limits::Limits;
 
 /// The reference platform's contract, carried in the binary.
 pub const REFERENCE: &str = include_str!("../../../fixtures/platform.yaml");
@@ -67,7 +69,12 @@ pub struct Contract {
     #[serde(default)]
     pub webhooks: BTreeMap<String, Webhook>,
     pub audit: Audit,
+    pub gateway: Gateway,
     pub stores: Stores,
+    /// The bounds of connections, messages and log lines; `None` when the
+    /// file states none (the sweep's `limits` class then skips).
+    #[serde(default)]
+    pub limits: Option<Limits>,
     /// Where it was read from (`built-in` for [`REFERENCE`]).
     #[serde(skip)]
     pub source: String,
@@ -197,6 +204,38 @@ pub struct Stores {
     pub tenant_tables: Vec<String>,
     pub identity_tables: Vec<String>,
     pub service_role: String,
+    /// SQL (superuser, `$1` the tenant id) that suspends a tenant.
+    pub suspend_tenant: Option<String>,
+    /// SQL (superuser, `$1` the key id) that revokes an API key.
+    pub revoke_key: Option<String>,
+}
+
+/// The WebSocket event gateway's handshake and room protocol.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Gateway {
+    pub service: String,
+    pub path: String,
+    /// Credential header name (as in `headers`) -> its query parameter.
+    pub query_credentials: BTreeMap<String, String>,
+    /// The rooms a connection is in: `{tenant}` and `{app}` replaced.
+    pub rooms: Vec<String>,
+    /// The join message, without its `room`.
+    pub join: Value,
+    /// What a join of one's own room answers (a subset of the frame).
+    pub joined: Value,
+    /// What a join of any other room answers (a subset of the frame).
+    pub refused: Value,
+}
+
+impl Gateway {
+    /// The rooms of `tenant`'s connection as `app`.
+    pub fn rooms_of(&self, tenant: &str, app: &str) -> Vec<String> {
+        self.rooms
+            .iter()
+            .map(|r| r.replace("{tenant}", tenant).replace("{app}", app))
+            .collect()
+    }
 }
 
 /// `60s`, `500ms`, `5m`, `1h`.
@@ -345,6 +384,9 @@ impl Contract {
                     hook.service
                 ));
             }
+        }
+        if let Some(limits) = &self.limits {
+            limits.check()?;
         }
         Ok(())
     }

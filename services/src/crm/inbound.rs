@@ -19,6 +19,24 @@ use crate::queue::{Job, QueueName};
 use crate::state::{AppState, ServiceName};
 use crate::worker::SYNC_EMAIL;
 
+/// A Stripe event as the webhook reads it (Stripe sends more; any JSON
+/// is acknowledged once its signature holds).
+#[derive(Debug, utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "describes the webhook's body; the handler reads it as JSON"
+)]
+pub(super) struct StripeEvent {
+    /// The event's id (`evt_...`).
+    id: Option<String>,
+    /// `payment_intent.succeeded` is handled; others are acknowledged.
+    #[schema(rename = "type")]
+    kind: Option<String>,
+    /// `object`: the payment intent, with `metadata.tenant_id` and `metadata.deal_id`.
+    #[schema(value_type = Option<Object>)]
+    data: Option<Value>,
+}
+
 /// `POST /webhooks/stripe`: accepted only with a valid `Stripe-Signature`
 /// for the raw body, within Stripe's timestamp tolerance. Each event id is
 /// handled once: a second delivery of an id already handled (a replayed
@@ -33,6 +51,28 @@ use crate::worker::SYNC_EMAIL;
 /// has the effect, and the transaction commits only once the event is
 /// published: a failure on the way leaves the id unclaimed, so Stripe's
 /// retry still goes through; two deliveries at once wait on the claim.
+#[utoipa::path(
+    post,
+    path = "/webhooks/stripe",
+    operation_id = "stripeWebhook",
+    request_body(content = StripeEvent, example = json!({
+        "id": "evt_1Example",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "data": { "object": {
+            "id": "pi_1Example",
+            "object": "payment_intent",
+            "metadata": { "tenant_id": "t-example", "deal_id": "0b6e3c52-3f0a-4d55-8f7e-5a1c2d9e4b31" }
+        } }
+    })),
+    responses(
+        (status = 200, description = "acknowledged: `received`, `handled`, and `dealId` or `reason`; `duplicate` for an event id already handled, which has no second effect", body = Object),
+        (status = 400, description = "a missing or invalid `Stripe-Signature`, a timestamp outside the tolerance, or a body that is not a JSON event with an `id`", body = crate::openapi::Error),
+        (status = 503, description = "no webhook secret is configured", body = crate::openapi::Error),
+    ),
+    security(("webhookSignature" = [])),
+    extensions(("x-tekup-webhook" = json!("stripe"))),
+)]
 pub(super) async fn stripe_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -165,6 +205,16 @@ fn duplicate(event_id: &str) -> Json<Value> {
 }
 
 /// `POST /emails/sync`: queues a sync of the mailbox (through Graph) into contacts.
+#[utoipa::path(
+    post,
+    path = "/emails/sync",
+    operation_id = "syncEmails",
+    responses(
+        (status = 202, description = "queued: `jobId`, `queue`", body = Object),
+        (status = 503, description = "the email-sync queue is unavailable", body = crate::openapi::Error),
+    ),
+    security(("tenantKey" = ["sync:emails"]), ("crossAppToken" = ["sync:emails"])),
+)]
 pub(super) async fn sync_emails(
     State(state): State<AppState>,
     ctx: TenantContext,

@@ -12,6 +12,7 @@ mod events;
 mod helpers;
 mod integrations;
 mod lead_to_contact;
+mod limits;
 mod local_redis;
 mod permissions;
 mod queues;

@@ -2,7 +2,7 @@
 //! held to the contract's `tokens:` and `webhooks:` rules.
 //!
 //! Three parts, each with its own prerequisites (a part that cannot run
-//! says why in the log; the class is skipped only when none ran):
+//! says why in the report's notes; the class is skipped only when none ran):
 //!
 //! - [`jwt`]: cross-app tokens minted by the harness (`jsonwebtoken`,
 //!   never the services' code) for a fresh tenant. A valid one is sent
@@ -47,9 +47,7 @@ pub(super) async fn sweep(target: &Target, report: &mut ClassReport) {
     if report.cases == 0 {
         report.skipped = Some(not_run.join("; "));
     } else {
-        for why in not_run {
-            tracing::warn!("sweep tokens: not run: {why}");
-        }
+        report.notes.extend(not_run.into_iter().map(|why| format!("not run: {why}")));
     }
 }
 
