@@ -46,11 +46,6 @@ pub(super) struct StripeEvent {
 /// deal's payment intent marks the deal paid and broadcasts
 /// `PAYMENT_RECEIVED`; other events are acknowledged and ignored, as Stripe
 /// expects.
-///
-/// The event id is claimed (`crm.stripe_events`) in the transaction that
-/// has the effect, and the transaction commits only once the event is
-/// published: a failure on the way leaves the id unclaimed, so Stripe's
-/// retry still goes through; two deliveries at once wait on the claim.
 #[utoipa::path(
     post,
     path = "/webhooks/stripe",
@@ -176,6 +171,11 @@ const REMEMBER_EVENTS: &str = "30 days";
 
 /// Claims `event_id` in `tx`: false when it was handled before (or is
 /// being handled by a transaction that then commits).
+///
+/// The claim is made in the transaction that has the event's effect, and
+/// that transaction commits only once the event is published: a failure on
+/// the way leaves the id unclaimed, so Stripe's retry still goes through;
+/// two deliveries at once wait on the claim.
 async fn claim(
     tx: &mut Transaction<'static, Postgres>,
     event_id: &str,
