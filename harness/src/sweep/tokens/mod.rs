@@ -47,7 +47,9 @@ pub(super) async fn sweep(target: &Target, report: &mut ClassReport) {
     if report.cases == 0 {
         report.skipped = Some(not_run.join("; "));
     } else {
-        report.notes.extend(not_run.into_iter().map(|why| format!("not run: {why}")));
+        report
+            .notes
+            .extend(not_run.into_iter().map(|why| format!("not run: {why}")));
     }
 }
 
