@@ -29,6 +29,9 @@
 //! | `db-view-leak`     | `migrate` adds the view `flow.lead_emails` (not `security_invoker`) and the materialized view `crm.contact_counts`, readable by the services' role |
 //! | `db-forgotten-table` | `migrate` adds `crm.notes`, a table with `tenant_id` and no row-level security |
 //! | `db-role-powers`   | `migrate` gives the services' role `BYPASSRLS` and `CREATEDB` and the ownership of `flow.compliance_reports` |
+//! | `token-no-lifetime-cap` | cross-app tokens are not held to the lifetime ceiling nor to an `iat` within the leeway |
+//! | `webhook-replay`   | the Stripe webhook handles an event id it has already handled again |
+//! | `webhook-no-timestamp` | the Stripe webhook ignores the signature's timestamp tolerance |
 
 /// The defects a `defects` build knows.
 pub const KNOWN: &[&str] = &[
@@ -51,6 +54,9 @@ pub const KNOWN: &[&str] = &[
     "db-view-leak",
     "db-forgotten-table",
     "db-role-powers",
+    "token-no-lifetime-cap",
+    "webhook-replay",
+    "webhook-no-timestamp",
     // One line per defect below; keep the table above in step.
 ];
 

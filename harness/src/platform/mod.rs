@@ -24,6 +24,7 @@
 //! ```
 
 mod events;
+pub mod token;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

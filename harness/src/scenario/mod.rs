@@ -21,6 +21,7 @@ pub mod run;
 mod schema;
 mod steps;
 mod template;
+mod token;
 pub mod vars;
 mod yaml;
 

@@ -5,7 +5,10 @@
 //! use), `${env.NAME}` (the harness's environment), a tenant (`${acme}` is
 //! its id, `${acme.key}` its API key), a component's address as the harness
 //! reaches it (`${crm-api.url}`, `.host`, `.port`; checked when the run
-//! starts), a `vars:` entry, or a name saved by an earlier step.
+//! starts), a `vars:` entry, a name saved by an earlier step, or a
+//! cross-app token minted at each use
+//! (`${cross-app-token:iss=flow-api,aud=crm-api,sub=acme,scope=read:contacts}`,
+//! see `scenario::token`).
 //! `$${` writes a literal `${`.
 
 use std::collections::BTreeSet;
@@ -95,8 +98,17 @@ impl Scope {
                     "close it with `}`, or write `$${` for a literal `${`",
                 ),
                 Ok(names) => {
-                    for name in names.iter().filter(|n| !self.defines(n)) {
-                        self.undefined(cx, node, name);
+                    for name in &names {
+                        match super::token::parse(name) {
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => cx.error(
+                                node.pos,
+                                format!("`${{{name}}}`: {e}"),
+                                super::token::HINT,
+                            ),
+                            None if !self.defines(name) => self.undefined(cx, node, name),
+                            None => {}
+                        }
                     }
                 }
             },
@@ -125,7 +137,8 @@ impl Scope {
             format!("`${{{name}}}` is not defined here"),
             format!(
                 "{guess}{saved}; also usable: a tenant (`${{acme}}`, `${{acme.key}}`), \
-                 `${{env.NAME}}`, `${{crm-api.url}}`, `${{uuid}}`, `${{email}}`, `${{now}}`"
+                 `${{env.NAME}}`, `${{crm-api.url}}`, `${{uuid}}`, `${{email}}`, `${{now}}`, \
+                 `${{cross-app-token:iss=..,aud=..,sub=..}}`"
             ),
         );
     }

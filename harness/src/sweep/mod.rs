@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 pub use openapi::{Operation, Operations, Param, Security};
 pub use repro::Repro;
 pub use target::{SweepError, Target};
+pub use tokens::{long_lived_tokens, LongLivedToken};
 
 /// How much of the input space a run tries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -48,6 +48,11 @@ pub struct Target {
     pub logs: BTreeMap<String, PathBuf>,
     /// The repository whose files must hold no long-lived token.
     pub repository: Option<PathBuf>,
+    /// The platform's Redis (`redis://host:port`), where the contract's
+    /// event stream is read to see what a request had as effect (the
+    /// `tokens` class's webhook replay); `None` where the deployment does
+    /// not expose it, and the checks that need it say so.
+    pub redis: Option<String>,
     pub size: Size,
 }
 
@@ -71,6 +76,10 @@ impl Target {
             .filter_map(|c| Some((c.name().to_owned(), c.log_path()?)))
             .collect();
         let repository = crate::env::binaries::workspace_root(&eco.file().base_dir);
+        let redis = eco
+            .components()
+            .find(|c| c.kind() == Kind::Redis)
+            .and_then(|c| c.url());
         Ok(Target {
             contract: contract::active(),
             platform,
@@ -79,6 +88,7 @@ impl Target {
             secrets: eco.file().vars.clone(),
             logs,
             repository,
+            redis,
             size,
         })
     }

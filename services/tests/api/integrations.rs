@@ -402,3 +402,80 @@ async fn a_won_deal_is_charged_through_stripe_and_paid_by_a_signed_webhook() {
     .unwrap();
     assert_eq!(stale.status().as_u16(), 400);
 }
+
+/// The `PAYMENT_RECEIVED` entries of the event stream (`tekup:events`).
+async fn payments_published(app: &TestApp) -> usize {
+    let url = app.redis.as_ref().expect("the bus runs Redis").url();
+    let mut redis = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let entries: redis::streams::StreamRangeReply =
+        redis::AsyncCommands::xrange_all(&mut redis, "tekup:events")
+            .await
+            .unwrap();
+    entries
+        .ids
+        .iter()
+        .filter_map(|e| e.get::<String>("event"))
+        .filter(|json| json.contains(r#""type":"PAYMENT_RECEIVED""#))
+        .count()
+}
+
+#[tokio::test]
+async fn a_replayed_stripe_event_is_acknowledged_without_a_second_effect() {
+    let stripe = Stripe::start().await.unwrap();
+    let external = ExternalApis {
+        stripe_base_url: stripe.uri(),
+        stripe_secret_key: Some("sk_test_tekup".into()),
+        stripe_webhook_secret: Some(WEBHOOK_SECRET.into()),
+        ..ExternalApis::default()
+    };
+    let app = TestApp::start(with_external(external), |_| {}).await;
+    let crm = app.as_app(ACME_KEY, "acme", "crm-web");
+    let deal = crm
+        .post(
+            CrmApi,
+            "/deals",
+            json!({ "title": "Replay", "amount": 500, "currency": "eur" }),
+        )
+        .await;
+    let deal_id = deal.json["id"].as_str().unwrap().to_owned();
+    let won = crm
+        .post(CrmApi, &format!("/deals/{deal_id}/won"), json!(null))
+        .await;
+    assert_status(&won, 200);
+    let intent = won.json["stripePaymentIntentId"].as_str().unwrap();
+    let payload =
+        json!({ "id": "evt_replayed", "object": "event", "type": "payment_intent.succeeded",
+        "data": { "object": { "id": intent, "object": "payment_intent",
+            "metadata": { "tenant_id": "acme", "deal_id": deal_id } } } })
+        .to_string();
+    let now = chrono::Utc::now().timestamp();
+    let deliver = |t: i64| {
+        app.http
+            .post(format!("{}/webhooks/stripe", app.crm))
+            .header(
+                "stripe-signature",
+                stripe_signature(WEBHOOK_SECRET, t, &payload),
+            )
+            .header("content-type", "application/json")
+            .body(payload.clone())
+            .send()
+    };
+    let first: Value = deliver(now).await.unwrap().json().await.unwrap();
+    assert_eq!(first["handled"], true, "{first}");
+    assert_eq!(payments_published(&app).await, 1);
+    // The same event id, freshly signed: acknowledged, not handled again.
+    let again = deliver(now - 1).await.unwrap();
+    assert_eq!(again.status().as_u16(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["duplicate"], true, "{again}");
+    assert_eq!(again["handled"], false, "{again}");
+    assert_eq!(
+        payments_published(&app).await,
+        1,
+        "a replay published again"
+    );
+}

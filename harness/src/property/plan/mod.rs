@@ -22,8 +22,9 @@ use super::op::{Op, EMAILS};
 pub const LEAD_APP: &str = "flow-web";
 /// A key of the platform's format that nobody issued.
 pub const MADE_UP_KEY: &str = "tk_propforged1_NotIssuedByAnyTenantSecret01";
-/// A bearer token that no service signed.
-pub const FORGED_TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJmbG93LWFwaSIsImF1ZCI6ImNybS1hcGkiLCJzdWIiOiJ4Iiwic2NvcGUiOiJ3cml0ZTpjb250YWN0cyJ9.cHJvcGVydHktdGVzdHMtZm9yZ2VkLXNpZ25hdHVyZQ";
+/// A bearer token that no service signed (and, lest it read as a leaked
+/// credential, long expired: the repository holds no long-lived token).
+pub const FORGED_TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJmbG93LWFwaSIsImF1ZCI6ImNybS1hcGkiLCJzdWIiOiJ4Iiwic2NvcGUiOiJ3cml0ZTpjb250YWN0cyIsImlhdCI6MCwiZXhwIjo2MH0.cHJvcGVydHktdGVzdHMtZm9yZ2VkLXNpZ25hdHVyZQ";
 
 /// The email number `n` of the pool.
 pub fn email(n: usize) -> String {

@@ -5,7 +5,12 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::platform::token::Claims;
+use crate::scenario::token::{self, TokenSpec};
 use crate::scenario::vars::{map_strings, pieces, Piece};
+
+/// The ecosystem file's var holding the secret cross-app tokens are signed with.
+const TOKEN_SECRET: &str = "token-secret";
 
 /// A fresh tenant the run created for a scenario tenant name.
 #[derive(Debug, Clone)]
@@ -47,6 +52,12 @@ impl Values {
                 ))
             }
             _ => {}
+        }
+        if let Some(spec) = token::parse(name) {
+            return self
+                .mint(&spec.map_err(|e| format!("`${{{name}}}`: {e}"))?)
+                .map(Value::String)
+                .map_err(|e| format!("`${{{name}}}`: {e}"));
         }
         if let Some(var) = name.strip_prefix("vars.") {
             return self
@@ -100,6 +111,33 @@ impl Values {
                 "`${{{name}}}`: a component has `.url`, `.host` and `.port`"
             )),
         }
+    }
+
+    /// A cross-app token of `spec`, signed now with the ecosystem's
+    /// `token-secret` (or, `forged`, a secret of its own).
+    fn mint(&self, spec: &TokenSpec) -> Result<String, String> {
+        let forged;
+        let secret = if spec.forged {
+            forged = format!("forged-{}", uuid::Uuid::new_v4().simple());
+            &forged
+        } else {
+            self.ecosystem.get(TOKEN_SECRET).ok_or_else(|| {
+                format!("the ecosystem file has no `{TOKEN_SECRET}` in [vars] to sign it with")
+            })?
+        };
+        let sub = self
+            .tenants
+            .get(&spec.sub)
+            .map_or(spec.sub.as_str(), |t| t.id.as_str());
+        let lifetime = spec
+            .lifetime
+            .unwrap_or(crate::contract::active().tokens.max_lifetime);
+        let lifetime = i64::try_from(lifetime.as_secs()).map_err(|_| "lifetime too long")?;
+        let now = chrono::Utc::now().timestamp();
+        Ok(
+            Claims::new(&spec.iss, &spec.aud, sub, &spec.scope, now, lifetime)
+                .sign(secret.as_bytes()),
+        )
     }
 
     /// Expands every reference in a text; non-string values are written as JSON.
@@ -233,5 +271,41 @@ mod tests {
         );
         let e = v.text("${env.TEKUP_SURELY_NOT_SET_42}").unwrap_err();
         assert!(e.contains("TEKUP_SURELY_NOT_SET_42 is not set"), "{e}");
+    }
+
+    #[test]
+    fn cross_app_tokens_are_minted_at_each_use() {
+        let mut v = values();
+        v.ecosystem
+            .insert("token-secret".into(), "tok-secret".into());
+        let reference = "${cross-app-token:iss=flow-api,aud=crm-api,sub=acme,scope=read:contacts}";
+        let token = v.text(reference).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.set_audience(&["crm-api"]);
+        let claims = jsonwebtoken::decode::<Value>(
+            &token,
+            &jsonwebtoken::DecodingKey::from_secret(b"tok-secret"),
+            &validation,
+        )
+        .unwrap()
+        .claims;
+        assert_eq!(claims["sub"], "acme-x1", "a tenant's name is its id");
+        assert_eq!(claims["iss"], "flow-api");
+        assert_eq!(claims["scope"], "read:contacts");
+        let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+        assert_eq!(lifetime, 60, "the contract's max-lifetime");
+        assert_ne!(v.text(reference).unwrap(), token, "a fresh jti per use");
+        let forged = v
+            .text("${cross-app-token:iss=flow-api,aud=crm-api,sub=someone,forged}")
+            .unwrap();
+        assert!(jsonwebtoken::decode::<Value>(
+            &forged,
+            &jsonwebtoken::DecodingKey::from_secret(b"tok-secret"),
+            &validation
+        )
+        .is_err());
+        v.ecosystem.remove("token-secret");
+        let e = v.text(reference).unwrap_err();
+        assert!(e.contains("no `token-secret` in [vars]"), "{e}");
     }
 }
