@@ -14,6 +14,8 @@
 //! | `cross-tenant-fanout` | the gateway delivers an event to the app's rooms of every tenant (the tenant filter is gone) |
 //! | `duplicate-activity` | lead processing records its activity without the once-per-lead key |
 //! | `no-job-retry`     | the worker acknowledges a failed job and drops it: no retry, no dead letter |
+//! | `input-nul-500`    | text is not checked for control characters: a NUL byte reaches Postgres, which fails the request (500) |
+//! | `input-foreign-ids` | ids inside request bodies (`leadId`, `entityId`, `incidentId`, `contactId`) are not checked to be the caller's tenant's |
 
 /// The defects a `defects` build knows.
 pub const KNOWN: &[&str] = &[
@@ -21,6 +23,8 @@ pub const KNOWN: &[&str] = &[
     "cross-tenant-fanout",
     "duplicate-activity",
     "no-job-retry",
+    "input-nul-500",
+    "input-foreign-ids",
     // One line per defect below; keep the table above in step.
 ];
 

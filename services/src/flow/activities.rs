@@ -131,7 +131,16 @@ pub(super) async fn create(
     if !data.is_object() {
         return Err(ApiError::Validation("`data` must be a JSON object".into()));
     }
+    validate::json_text("data", &data)?;
     let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+    if let Some(id) = body.entity_id {
+        if entity_type == "voice" {
+            return Err(ApiError::Validation(
+                "`entityId`: a voice activity names no object".into(),
+            ));
+        }
+        validate::own_object(&mut tx, "entityId", entity_type, id, &ctx.tenant_id).await?;
+    }
     let activity = record(
         &mut tx,
         &ctx.tenant_id,
@@ -163,6 +172,9 @@ pub(super) async fn list(
 ) -> ApiResult<Json<Value>> {
     ctx.require("read:activities")?;
     let (limit, offset) = validate::page(q.limit, q.offset)?;
+    if let Some(kind) = &q.kind {
+        validate::no_control("type", kind)?;
+    }
     let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
     let rows: Vec<Activity> = sqlx::query_as(
         "SELECT * FROM flow.activities

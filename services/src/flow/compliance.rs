@@ -48,7 +48,11 @@ pub(super) async fn create(
     if !data.is_object() {
         return Err(ApiError::Validation("`data` must be a JSON object".into()));
     }
+    validate::json_text("data", &data)?;
     let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+    if let Some(incident) = body.incident_id {
+        validate::own_object(&mut tx, "incidentId", "incident", incident, &ctx.tenant_id).await?;
+    }
     let report: Result<ComplianceReport, sqlx::Error> = sqlx::query_as(
         "INSERT INTO flow.compliance_reports (id, tenant_id, incident_id, severity, summary, data)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
