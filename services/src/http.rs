@@ -43,6 +43,7 @@ pub fn app(state: AppState) -> Router {
                 .route_layer(middleware::from_fn_with_state(state.clone(), admin_first)),
         )
         .route("/admin/queues", get(queue_stats))
+        .route("/openapi.json", get(openapi_document))
         .merge(routes)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
@@ -61,8 +62,24 @@ pub async fn serve(
         .await
 }
 
+/// The endpoints every service shares, for the OpenAPI documents (see
+/// [`crate::openapi`]).
+#[derive(Debug, utoipa::OpenApi)]
+#[openapi(paths(health, metrics, openapi_document, create_tenant, queue_stats))]
+pub(crate) struct SharedApi;
+
 /// `GET /health`: 200 when the database (and Redis, when configured)
 /// answer, else 503 naming what does not.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "platform",
+    responses(
+        (status = 200, description = "`status` `ok`, `service`, `database` (and `redis`) `ok`", body = Object),
+        (status = 503, description = "`status` `degraded`, naming what does not answer", body = Object),
+    ),
+)]
 async fn health(State(state): State<AppState>) -> Response {
     let database = match sqlx::query("SELECT 1").execute(&state.db).await {
         Ok(_) => "ok",
@@ -98,6 +115,15 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Prometheus metrics
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "platform",
+    responses((status = 200, description = "the service's metrics, in the OpenMetrics text format",
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String)),
+)]
 async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(
@@ -109,12 +135,44 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// This service's OpenAPI document
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "platform",
+    responses(
+        (status = 200, description = "the OpenAPI 3.1 document of the service", body = Object),
+        (status = 404, description = "the service has no document (the worker)", body = crate::openapi::Error),
+    ),
+)]
+async fn openapi_document(State(state): State<AppState>) -> Response {
+    match crate::openapi::served(state.service) {
+        Some(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        None => {
+            ApiError::NotFound(format!("{} has no OpenAPI document", state.service)).into_response()
+        }
+    }
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint".into())
 }
 
 /// `POST /admin/tenants`: a fresh tenant with API keys (the harness makes
 /// one per scenario run). Off unless an admin token is configured.
+#[utoipa::path(
+    post,
+    path = "/admin/tenants",
+    operation_id = "createTenant",
+    tag = "admin",
+    request_body(content = NewTenant, example = json!({ "name": "Example Co", "rateLimitPerMinute": 600, "keys": 1 })),
+    responses(
+        (status = 201, description = "the tenant, with its API keys in clear (shown once)", body = tenants::CreatedTenant),
+        (status = 404, description = "admin endpoints are disabled (no admin token configured)", body = crate::openapi::Error),
+    ),
+    security(("adminToken" = [])),
+)]
 async fn create_tenant(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -164,6 +222,17 @@ fn require_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
 
 /// `GET /admin/queues`: every queue's size, in-flight, retrying, dead and
 /// processed counts, with the last dead letters and their errors.
+#[utoipa::path(
+    get,
+    path = "/admin/queues",
+    operation_id = "queueStats",
+    tag = "admin",
+    responses(
+        (status = 200, description = "`queues`: each queue's counts and last dead letters", body = Object),
+        (status = 404, description = "admin endpoints are disabled, or the service has no queues", body = crate::openapi::Error),
+    ),
+    security(("adminToken" = [])),
+)]
 async fn queue_stats(
     State(state): State<AppState>,
     headers: HeaderMap,

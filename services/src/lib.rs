@@ -32,6 +32,7 @@ pub mod flow;
 pub mod gateway;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod queue;
 pub mod resilience;
 pub mod secure;

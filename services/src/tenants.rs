@@ -233,22 +233,27 @@ pub async fn seed(db: &PgPool, seed: &SeedFile) -> Result<(), TenantError> {
 }
 
 /// What to create with [`create_tenant`].
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(description = "A tenant to create; every field has a default.")]
 pub struct NewTenant {
     /// Defaults to a random `t-…` id.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub id: Option<String>,
     pub name: Option<String>,
     /// Defaults to every app of the permission matrix except the services'
     /// own identities.
     pub allowed_apps: Option<Vec<String>>,
+    /// Requests per minute (default 6000).
+    #[schema(minimum = 1)]
     pub rate_limit_per_minute: Option<i32>,
     /// How many API keys to issue (default 1).
+    #[schema(minimum = 1, maximum = 20)]
     pub keys: Option<usize>,
 }
 
 /// A created tenant, with its keys in clear: the only time they are shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedTenant {
     pub id: String,

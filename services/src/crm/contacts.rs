@@ -7,16 +7,18 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::{Postgres, Transaction};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::TenantContext;
 use crate::db::{is_unique_violation, tenant_tx};
 use crate::error::{ApiError, ApiResult};
+use crate::openapi;
 use crate::state::AppState;
 use crate::validate;
 
 /// A contact; `leadId` is the most recently associated lead.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Contact {
     pub id: Uuid,
@@ -60,15 +62,24 @@ async fn fetch(
 }
 
 /// A contact as clients send it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct ContactInput {
+    /// Unique per tenant (compared lower-cased).
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    #[schema(max_length = 200)]
     first_name: Option<String>,
+    #[schema(max_length = 200)]
     last_name: Option<String>,
+    #[schema(max_length = 200)]
     company: Option<String>,
+    #[schema(max_length = 50)]
     phone: Option<String>,
+    #[schema(max_length = 100)]
     source: Option<String>,
+    /// A lead to associate with the contact.
+    #[schema(schema_with = openapi::fields::optional_lead)]
     lead_id: Option<Uuid>,
 }
 
@@ -121,6 +132,27 @@ async fn associate_lead(
     Ok(done.rows_affected() == 1)
 }
 
+/// Create a contact
+#[utoipa::path(
+    post,
+    path = "/contacts",
+    operation_id = "createContact",
+    request_body(content = ContactInput, example = json!({
+        "email": "grace@example.com",
+        "firstName": "Grace",
+        "lastName": "Hopper",
+        "company": "Navy Labs",
+        "phone": "+1 202 555 0143",
+        "source": "conference",
+        "leadId": "6f1c1a0e-8a3b-4c47-9d1e-2b7f6c3d9a10"
+    })),
+    responses(
+        (status = 201, description = "the contact, stored", body = Contact),
+        (status = 409, description = "a contact with this email exists", body = openapi::Error),
+    ),
+    security(("tenantKey" = ["write:contacts"]), ("crossAppToken" = ["write:contacts"])),
+    extensions(("x-tekup-store" = json!("crm.contacts"))),
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     ctx: TenantContext,
@@ -164,14 +196,32 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(contact)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
+    /// Only the contact with this email.
+    #[param(format = Email, max_length = 254, example = "grace@example.com")]
     email: Option<String>,
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 500, example = 50)]
     limit: Option<i64>,
+    /// Rows to skip.
+    #[param(minimum = 0, example = 0)]
     offset: Option<i64>,
 }
 
+/// List contacts
+///
+/// Newest first, with the `total` matching.
+#[utoipa::path(
+    get,
+    path = "/contacts",
+    operation_id = "listContacts",
+    params(ListQuery),
+    responses((status = 200, description = "a page of contacts", body = openapi::Page<Contact>)),
+    security(("tenantKey" = ["read:contacts"]), ("crossAppToken" = ["read:contacts"])),
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,
@@ -207,6 +257,18 @@ pub(super) async fn list(
     Ok(Json(json!({ "data": rows, "total": total })))
 }
 
+/// Get a contact
+#[utoipa::path(
+    get,
+    path = "/contacts/{id}",
+    operation_id = "getContact",
+    params(("id" = Uuid, Path, description = "the contact's id", extensions(("x-tekup-ref" = json!("crm-api:createContact"))))),
+    responses(
+        (status = 200, description = "the contact", body = Contact),
+        (status = 404, description = "no such contact for this tenant", body = openapi::Error),
+    ),
+    security(("tenantKey" = ["read:contacts"]), ("crossAppToken" = ["read:contacts"])),
+)]
 pub(super) async fn get(
     State(state): State<AppState>,
     ctx: TenantContext,
@@ -221,12 +283,30 @@ pub(super) async fn get(
         .ok_or_else(|| ApiError::NotFound(format!("contact {id} not found")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct Association {
+    #[schema(schema_with = openapi::fields::lead)]
     lead_id: Uuid,
 }
 
+/// Associate a lead with a contact
+///
+/// 201 when the association is new, 200 when it existed.
+#[utoipa::path(
+    post,
+    path = "/contacts/{id}/leads",
+    operation_id = "associateLead",
+    params(("id" = Uuid, Path, description = "the contact's id", extensions(("x-tekup-ref" = json!("crm-api:createContact"))))),
+    request_body(content = Association, example = json!({ "leadId": "6f1c1a0e-8a3b-4c47-9d1e-2b7f6c3d9a10" })),
+    responses(
+        (status = 201, description = "associated", body = Contact),
+        (status = 200, description = "already associated", body = Contact),
+        (status = 404, description = "no such contact for this tenant", body = openapi::Error),
+    ),
+    security(("tenantKey" = ["write:contacts"]), ("crossAppToken" = ["write:contacts"])),
+    extensions(("x-tekup-store" = json!("crm.contact_leads"))),
+)]
 pub(super) async fn associate(
     State(state): State<AppState>,
     ctx: TenantContext,
@@ -253,9 +333,10 @@ pub(super) async fn associate(
     Ok((status, Json(contact)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct SyncRequest {
+    #[schema(max_items = 500)]
     contacts: Vec<ContactInput>,
 }
 
@@ -265,6 +346,20 @@ pub(super) const MAX_SYNC_BATCH: usize = 500;
 /// `POST /contacts/sync`: upsert by email. Given fields overwrite, absent
 /// fields keep their value; a row whose values do not change is not touched,
 /// so replaying a sync reports everything `unchanged`.
+#[utoipa::path(
+    post,
+    path = "/contacts/sync",
+    operation_id = "syncContacts",
+    request_body(content = SyncRequest, example = json!({
+        "contacts": [
+            { "email": "alan@example.com", "firstName": "Alan", "lastName": "Turing" },
+            { "email": "edsger@example.com", "company": "Eindhoven University" }
+        ]
+    })),
+    responses((status = 200, description = "`data` (the contacts), `created`, `updated`, `unchanged`", body = Object)),
+    security(("tenantKey" = ["write:contacts"]), ("crossAppToken" = ["write:contacts"])),
+    extensions(("x-tekup-store" = json!("crm.contacts"))),
+)]
 pub(super) async fn sync(
     State(state): State<AppState>,
     ctx: TenantContext,

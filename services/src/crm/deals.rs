@@ -6,6 +6,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::TenantContext;
@@ -13,11 +14,12 @@ use crate::db::tenant_tx;
 use crate::error::{ApiError, ApiResult};
 use crate::events::CrossAppEvent;
 use crate::external::stripe::{NewCustomer, NewPaymentIntent, StripeClient, StripeError};
+use crate::openapi;
 use crate::state::{AppState, ServiceName};
 use crate::validate;
 
 /// A deal; `amount` is in the currency's minor unit, as Stripe counts it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Deal {
     pub id: Uuid,
@@ -27,6 +29,7 @@ pub struct Deal {
     #[sqlx(rename = "amount_cents")]
     pub amount: i64,
     pub currency: String,
+    #[schema(schema_with = openapi::fields::deal_stage)]
     pub stage: String,
     pub won_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -35,15 +38,40 @@ pub struct Deal {
     pub paid_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A deal's stages.
+pub(crate) const DEAL_STAGES: [&str; 3] = ["open", "won", "lost"];
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct NewDeal {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     title: String,
+    /// In the currency's minor unit (cents).
+    #[schema(minimum = 0)]
     amount: i64,
+    /// An ISO 4217 code, any case (stored lower-case).
+    #[schema(pattern = "^[A-Za-z]{3}$", min_length = 3, max_length = 3)]
     currency: String,
+    /// The contact the deal is with.
+    #[schema(schema_with = openapi::fields::optional_contact)]
     contact_id: Option<Uuid>,
 }
 
+/// Open a deal
+#[utoipa::path(
+    post,
+    path = "/deals",
+    operation_id = "createDeal",
+    request_body(content = NewDeal, example = json!({
+        "title": "Annual licence",
+        "amount": 120000,
+        "currency": "eur",
+        "contactId": "0b6e3c52-3f0a-4d55-8f7e-5a1c2d9e4b31"
+    })),
+    responses((status = 201, description = "the deal, stored", body = Deal)),
+    security(("tenantKey" = ["write:deals"]), ("crossAppToken" = ["write:deals"])),
+    extensions(("x-tekup-store" = json!("crm.deals"))),
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     ctx: TenantContext,
@@ -80,15 +108,34 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(deal)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
+    /// Only deals at this stage.
+    #[param(schema_with = openapi::fields::deal_stage)]
     stage: Option<String>,
+    /// Only deals with this contact.
     contact_id: Option<Uuid>,
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 500, example = 50)]
     limit: Option<i64>,
+    /// Rows to skip.
+    #[param(minimum = 0, example = 0)]
     offset: Option<i64>,
 }
 
+/// List deals
+///
+/// Newest first.
+#[utoipa::path(
+    get,
+    path = "/deals",
+    operation_id = "listDeals",
+    params(ListQuery),
+    responses((status = 200, description = "a page of deals", body = openapi::Page<Deal>)),
+    security(("tenantKey" = ["read:deals"]), ("crossAppToken" = ["read:deals"])),
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,
@@ -97,7 +144,7 @@ pub(super) async fn list(
     ctx.require("read:deals")?;
     let (limit, offset) = validate::page(q.limit, q.offset)?;
     if let Some(stage) = &q.stage {
-        validate::one_of("stage", stage, &["open", "won", "lost"])?;
+        validate::one_of("stage", stage, &DEAL_STAGES)?;
     }
     let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
     let rows: Vec<Deal> = sqlx::query_as(
@@ -122,6 +169,20 @@ pub(super) async fn list(
 /// intent (idempotency keys derived from the deal, metadata naming tenant
 /// and deal for the webhook) and `DEAL_WON` is broadcast. If Stripe fails
 /// the deal stays won and the answer is 502: calling again completes it.
+#[utoipa::path(
+    post,
+    path = "/deals/{id}/won",
+    operation_id = "winDeal",
+    params(("id" = Uuid, Path, description = "the deal's id", extensions(("x-tekup-ref" = json!("crm-api:createDeal"))))),
+    responses(
+        (status = 200, description = "the deal, won", body = Deal),
+        (status = 404, description = "no such deal for this tenant", body = openapi::Error),
+        (status = 409, description = "the deal is lost", body = openapi::Error),
+        (status = 502, description = "won, but Stripe failed; call again to complete", body = openapi::Error),
+    ),
+    security(("tenantKey" = ["write:deals"]), ("crossAppToken" = ["write:deals"])),
+    extensions(("x-tekup-store" = json!("crm.deals"))),
+)]
 pub(super) async fn won(
     State(state): State<AppState>,
     ctx: TenantContext,

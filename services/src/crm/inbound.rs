@@ -17,10 +17,50 @@ use crate::queue::{Job, QueueName};
 use crate::state::{AppState, ServiceName};
 use crate::worker::SYNC_EMAIL;
 
+/// A Stripe event as the webhook reads it (Stripe sends more; any JSON
+/// is acknowledged once its signature holds).
+#[derive(Debug, utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "describes the webhook's body; the handler reads it as JSON"
+)]
+pub(super) struct StripeEvent {
+    /// The event's id (`evt_...`).
+    id: Option<String>,
+    /// `payment_intent.succeeded` is handled; others are acknowledged.
+    #[schema(rename = "type")]
+    kind: Option<String>,
+    /// `object`: the payment intent, with `metadata.tenant_id` and `metadata.deal_id`.
+    #[schema(value_type = Option<Object>)]
+    data: Option<Value>,
+}
+
 /// `POST /webhooks/stripe`: accepted only with a valid `Stripe-Signature`
 /// for the raw body. `payment_intent.succeeded` for a deal's payment intent
 /// marks the deal paid (once) and broadcasts `PAYMENT_RECEIVED`; other
 /// events are acknowledged and ignored, as Stripe expects.
+#[utoipa::path(
+    post,
+    path = "/webhooks/stripe",
+    operation_id = "stripeWebhook",
+    request_body(content = StripeEvent, example = json!({
+        "id": "evt_1Example",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "data": { "object": {
+            "id": "pi_1Example",
+            "object": "payment_intent",
+            "metadata": { "tenant_id": "t-example", "deal_id": "0b6e3c52-3f0a-4d55-8f7e-5a1c2d9e4b31" }
+        } }
+    })),
+    responses(
+        (status = 200, description = "acknowledged: `received`, `handled`, and `dealId` or `reason`", body = Object),
+        (status = 400, description = "a missing or invalid `Stripe-Signature`, or a body that is not JSON", body = crate::openapi::Error),
+        (status = 503, description = "no webhook secret is configured", body = crate::openapi::Error),
+    ),
+    security(("webhookSignature" = [])),
+    extensions(("x-tekup-webhook" = json!("stripe"))),
+)]
 pub(super) async fn stripe_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -93,6 +133,16 @@ pub(super) async fn stripe_webhook(
 }
 
 /// `POST /emails/sync`: queues a sync of the mailbox (through Graph) into contacts.
+#[utoipa::path(
+    post,
+    path = "/emails/sync",
+    operation_id = "syncEmails",
+    responses(
+        (status = 202, description = "queued: `jobId`, `queue`", body = Object),
+        (status = 503, description = "the email-sync queue is unavailable", body = crate::openapi::Error),
+    ),
+    security(("tenantKey" = ["sync:emails"]), ("crossAppToken" = ["sync:emails"])),
+)]
 pub(super) async fn sync_emails(
     State(state): State<AppState>,
     ctx: TenantContext,

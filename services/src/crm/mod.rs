@@ -30,6 +30,31 @@ use crate::state::AppState;
 
 pub use contacts::Contact;
 pub use deals::Deal;
+pub(crate) use deals::DEAL_STAGES;
+
+/// The operations of [`routes`], for the OpenAPI document (see [`crate::openapi`]).
+#[derive(Debug, utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "crm-api",
+        description = "CRM API: contacts, their leads, deals, the email sync and the Stripe webhook."
+    ),
+    paths(
+        contacts::create,
+        contacts::list,
+        contacts::sync,
+        contacts::get,
+        contacts::associate,
+        deals::create,
+        deals::list,
+        deals::won,
+        dashboard,
+        analytics,
+        inbound::sync_emails,
+        inbound::stripe_webhook,
+    )
+)]
+pub struct CrmApiDoc;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -46,6 +71,13 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// `GET /dashboard/metrics`: contacts, deals by stage, won amounts by currency.
+#[utoipa::path(
+    get,
+    path = "/dashboard/metrics",
+    operation_id = "dashboardMetrics",
+    responses((status = 200, description = "`contacts`, `dealsByStage`, `wonAmount` (by currency)", body = Object)),
+    security(("tenantKey" = ["read:metrics"]), ("crossAppToken" = ["read:metrics"])),
+)]
 async fn dashboard(State(state): State<AppState>, ctx: TenantContext) -> ApiResult<Json<Value>> {
     ctx.require("read:metrics")?;
     let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
@@ -74,6 +106,13 @@ async fn dashboard(State(state): State<AppState>, ctx: TenantContext) -> ApiResu
 }
 
 /// `GET /analytics`: deals won per day over the last 30 days.
+#[utoipa::path(
+    get,
+    path = "/analytics",
+    operation_id = "analytics",
+    responses((status = 200, description = "`dealsWonPerDay`: day (`YYYY-MM-DD`) -> count", body = Object)),
+    security(("tenantKey" = ["read:analytics"]), ("crossAppToken" = ["read:analytics"])),
+)]
 async fn analytics(State(state): State<AppState>, ctx: TenantContext) -> ApiResult<Json<Value>> {
     ctx.require("read:analytics")?;
     let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;

@@ -5,17 +5,19 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sqlx::{Postgres, Transaction};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::TenantContext;
 use crate::db::tenant_tx;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi;
 use crate::state::AppState;
 use crate::validate;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Activity {
     pub id: Uuid,
@@ -23,21 +25,34 @@ pub struct Activity {
     #[serde(rename = "type")]
     #[sqlx(rename = "type")]
     pub kind: String,
+    #[schema(schema_with = openapi::fields::entity_type)]
     pub entity_type: String,
     pub entity_id: Option<Uuid>,
     pub description: Option<String>,
+    #[schema(value_type = Object)]
     pub data: Value,
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Deserialize)]
+/// What an activity may be about.
+pub(crate) const ENTITY_TYPES: [&str; 5] = ["lead", "contact", "deal", "incident", "voice"];
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct NewActivity {
+    /// Upper case letters, digits and `_`: `CALL_LOGGED`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^[A-Z0-9_]{1,64}$", min_length = 1, max_length = 64)]
     kind: String,
+    #[schema(schema_with = openapi::fields::entity_type)]
     entity_type: String,
+    /// The lead (or other entity) it is about.
+    #[schema(schema_with = openapi::fields::optional_lead)]
     entity_id: Option<Uuid>,
+    #[schema(max_length = 2000)]
     description: Option<String>,
+    /// Free-form details; an object (default `{}`).
+    #[schema(value_type = Option<Object>)]
     data: Option<Value>,
 }
 
@@ -103,6 +118,22 @@ pub(crate) async fn record_once(
     Ok(done.rows_affected() == 1)
 }
 
+/// Record an activity
+#[utoipa::path(
+    post,
+    path = "/activities",
+    operation_id = "createActivity",
+    request_body(content = NewActivity, example = json!({
+        "type": "CALL_LOGGED",
+        "entityType": "lead",
+        "entityId": "6f1c1a0e-8a3b-4c47-9d1e-2b7f6c3d9a10",
+        "description": "Called about the demo",
+        "data": { "minutes": 12 }
+    })),
+    responses((status = 201, description = "the activity, stored", body = Activity)),
+    security(("tenantKey" = ["write:activities"]), ("crossAppToken" = ["write:activities"])),
+    extensions(("x-tekup-store" = json!("flow.activities"))),
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     ctx: TenantContext,
@@ -119,11 +150,7 @@ pub(super) async fn create(
             "`type` must be 1 to 64 upper-case letters, digits or `_` (e.g. CALL_LOGGED)".into(),
         ));
     }
-    let entity_type = validate::one_of(
-        "entityType",
-        &body.entity_type,
-        &["lead", "contact", "deal", "incident", "voice"],
-    )?;
+    let entity_type = validate::one_of("entityType", &body.entity_type, &ENTITY_TYPES)?;
     let description = validate::optional_text("description", body.description.as_deref(), 2000)?;
     let data = body
         .data
@@ -155,16 +182,35 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(activity)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
+    /// Only activities about this entity.
     entity_id: Option<Uuid>,
+    /// Only activities of this type.
     #[serde(rename = "type")]
+    #[param(max_length = 64, example = "LEAD_CREATED")]
     kind: Option<String>,
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 500, example = 50)]
     limit: Option<i64>,
+    /// Rows to skip.
+    #[param(minimum = 0, example = 0)]
     offset: Option<i64>,
 }
 
+/// List activities
+///
+/// Newest first.
+#[utoipa::path(
+    get,
+    path = "/activities",
+    operation_id = "listActivities",
+    params(ListQuery),
+    responses((status = 200, description = "a page of activities", body = openapi::Page<Activity>)),
+    security(("tenantKey" = ["read:activities"]), ("crossAppToken" = ["read:activities"])),
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,
@@ -189,5 +235,5 @@ pub(super) async fn list(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(Json(serde_json::json!({ "data": rows })))
+    Ok(Json(json!({ "data": rows })))
 }

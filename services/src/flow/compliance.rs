@@ -6,36 +6,65 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::TenantContext;
 use crate::db::{is_unique_violation, tenant_tx};
 use crate::error::{ApiError, ApiResult};
+use crate::openapi;
 use crate::secure::SEVERITIES;
 use crate::state::AppState;
 use crate::validate;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ComplianceReport {
     pub id: Uuid,
     pub tenant_id: String,
     pub incident_id: Option<Uuid>,
+    #[schema(schema_with = openapi::fields::severity)]
     pub severity: String,
     pub summary: String,
+    #[schema(value_type = Object)]
     pub data: Value,
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct NewReport {
+    /// The incident reported on; one report per incident.
+    #[schema(schema_with = openapi::fields::optional_incident)]
     incident_id: Option<Uuid>,
+    #[schema(schema_with = openapi::fields::severity)]
     severity: String,
+    #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
     summary: String,
+    /// Free-form details; an object (default `{}`).
+    #[schema(value_type = Option<Object>)]
     data: Option<Value>,
 }
 
+/// File a compliance report
+///
+/// At most one report per incident (409 for a second).
+#[utoipa::path(
+    post,
+    path = "/compliance/report",
+    operation_id = "createComplianceReport",
+    request_body(content = NewReport, example = json!({
+        "severity": "high",
+        "summary": "Credential stuffing against the login form",
+        "data": { "source": "waf" }
+    })),
+    responses(
+        (status = 201, description = "the report, stored", body = ComplianceReport),
+        (status = 409, description = "the incident has a report", body = openapi::Error),
+    ),
+    security(("tenantKey" = ["write:incidents"]), ("crossAppToken" = ["write:incidents"])),
+    extensions(("x-tekup-store" = json!("flow.compliance_reports"))),
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     ctx: TenantContext,
@@ -78,13 +107,29 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(report)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 500, example = 50)]
     limit: Option<i64>,
+    /// Rows to skip.
+    #[param(minimum = 0, example = 0)]
     offset: Option<i64>,
 }
 
+/// List compliance reports
+///
+/// Newest first.
+#[utoipa::path(
+    get,
+    path = "/compliance/reports",
+    operation_id = "listComplianceReports",
+    params(ListQuery),
+    responses((status = 200, description = "a page of reports", body = openapi::Page<ComplianceReport>)),
+    security(("tenantKey" = ["read:compliance"]), ("crossAppToken" = ["read:compliance"])),
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,

@@ -11,19 +11,21 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{activities, processing};
 use crate::auth::TenantContext;
 use crate::db::tenant_tx;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi;
 use crate::queue::{Job, QueueName};
 use crate::state::AppState;
 use crate::validate;
 
 pub(crate) const STATUSES: [&str; 5] = ["new", "contacted", "qualified", "converted", "lost"];
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Lead {
     pub id: Uuid,
@@ -34,25 +36,55 @@ pub struct Lead {
     pub company: Option<String>,
     pub phone: Option<String>,
     pub source: Option<String>,
+    #[schema(schema_with = openapi::fields::lead_status)]
     pub status: String,
     pub contact_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct NewLead {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     first_name: String,
+    #[schema(max_length = 200)]
     last_name: Option<String>,
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    #[schema(max_length = 200)]
     company: Option<String>,
+    #[schema(max_length = 50)]
     phone: Option<String>,
+    #[schema(max_length = 100)]
     source: Option<String>,
     /// Queue a voice notification once the lead is processed.
     notify_voice: Option<bool>,
 }
 
+/// Create a lead
+///
+/// Stores the lead and queues its processing (linking it to a CRM contact,
+/// found by email or created).
+#[utoipa::path(
+    post,
+    path = "/leads",
+    operation_id = "createLead",
+    request_body(content = NewLead, example = json!({
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+        "email": "ada@example.com",
+        "company": "Analytical Engines",
+        "phone": "+44 20 7946 0000",
+        "source": "website"
+    })),
+    responses(
+        (status = 201, description = "the lead, stored", body = Lead),
+        (status = 503, description = "the lead-processing queue is unavailable; retry", body = openapi::Error),
+    ),
+    security(("tenantKey" = ["write:leads"]), ("crossAppToken" = ["write:leads"])),
+    extensions(("x-tekup-store" = json!("flow.leads"))),
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     ctx: TenantContext,
@@ -118,15 +150,35 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(lead)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
+    /// Only leads with this status.
+    #[param(schema_with = openapi::fields::lead_status)]
     status: Option<String>,
+    /// Only leads with this email.
+    #[param(format = Email, max_length = 254, example = "ada@example.com")]
     email: Option<String>,
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 500, example = 50)]
     limit: Option<i64>,
+    /// Rows to skip.
+    #[param(minimum = 0, example = 0)]
     offset: Option<i64>,
 }
 
+/// List leads
+///
+/// Newest first, with the `total` matching.
+#[utoipa::path(
+    get,
+    path = "/leads",
+    operation_id = "listLeads",
+    params(ListQuery),
+    responses((status = 200, description = "a page of leads", body = openapi::Page<Lead>)),
+    security(("tenantKey" = ["read:leads"]), ("crossAppToken" = ["read:leads"])),
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,
@@ -165,6 +217,18 @@ pub(super) async fn list(
     Ok(Json(json!({ "data": rows, "total": total })))
 }
 
+/// Get a lead
+#[utoipa::path(
+    get,
+    path = "/leads/{id}",
+    operation_id = "getLead",
+    params(("id" = Uuid, Path, description = "the lead's id", extensions(("x-tekup-ref" = json!("flow-api:createLead"))))),
+    responses(
+        (status = 200, description = "the lead", body = Lead),
+        (status = 404, description = "no such lead for this tenant", body = openapi::Error),
+    ),
+    security(("tenantKey" = ["read:leads"]), ("crossAppToken" = ["read:leads"])),
+)]
 pub(super) async fn get(
     State(state): State<AppState>,
     ctx: TenantContext,
@@ -183,9 +247,10 @@ pub(super) async fn get(
         .ok_or_else(|| ApiError::NotFound(format!("lead {id} not found")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct LeadUpdate {
+    #[schema(schema_with = openapi::fields::lead_status)]
     status: String,
 }
 
@@ -199,6 +264,25 @@ fn transition_allowed(from: &str, to: &str) -> bool {
     )
 }
 
+/// Change a lead's status
+///
+/// `new` may go to `contacted`, `qualified` or `lost`; `contacted` to
+/// `qualified` or `lost`; `qualified` to `converted` or `lost`. `converted`
+/// and `lost` are final. Records a `LEAD_STATUS_CHANGED` activity.
+#[utoipa::path(
+    patch,
+    path = "/leads/{id}",
+    operation_id = "updateLead",
+    params(("id" = Uuid, Path, description = "the lead's id", extensions(("x-tekup-ref" = json!("flow-api:createLead"))))),
+    request_body(content = LeadUpdate, example = json!({ "status": "contacted" })),
+    responses(
+        (status = 200, description = "the lead, updated", body = Lead),
+        (status = 404, description = "no such lead for this tenant", body = openapi::Error),
+        (status = 409, description = "the lead cannot go to that status from its own", body = openapi::Error),
+    ),
+    security(("tenantKey" = ["write:leads"]), ("crossAppToken" = ["write:leads"])),
+    extensions(("x-tekup-store" = json!("flow.leads"))),
+)]
 pub(super) async fn update(
     State(state): State<AppState>,
     ctx: TenantContext,

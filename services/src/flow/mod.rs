@@ -14,7 +14,8 @@
 //! | `POST /voice/execute` | `execute:voice` (and the command's own) |
 //!
 //! Creating a lead links it to a CRM contact (found by email, or created)
-//! and records a `LEAD_CREATED` activity; see [`leads`].
+//! and records a `LEAD_CREATED` activity; see [`leads`]. [`FlowApiDoc`] is
+//! the service's OpenAPI document (see [`crate::openapi`]).
 
 pub(crate) mod activities;
 mod compliance;
@@ -29,8 +30,33 @@ use axum::Router;
 use crate::state::AppState;
 
 pub use activities::Activity;
+pub(crate) use activities::ENTITY_TYPES;
 pub use compliance::ComplianceReport;
 pub use leads::Lead;
+pub(crate) use leads::STATUSES as LEAD_STATUSES;
+
+/// The operations of [`routes`], for the OpenAPI document.
+#[derive(Debug, utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "flow-api",
+        description = "Flow API: leads, activities, compliance reports, voice commands."
+    ),
+    paths(
+        leads::create,
+        leads::list,
+        leads::get,
+        leads::update,
+        activities::create,
+        activities::list,
+        compliance::create,
+        compliance::list,
+        stats::dashboard,
+        stats::analytics,
+        voice::execute,
+    )
+)]
+pub struct FlowApiDoc;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -10,6 +10,13 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 
 /// `GET /dashboard/metrics`: lead counts by status, activities, open compliance reports.
+#[utoipa::path(
+    get,
+    path = "/dashboard/metrics",
+    operation_id = "dashboardMetrics",
+    responses((status = 200, description = "`leads`, `leadsByStatus`, `activities`, `complianceReports`", body = Object)),
+    security(("tenantKey" = ["read:metrics"]), ("crossAppToken" = ["read:metrics"])),
+)]
 pub(super) async fn dashboard(
     State(state): State<AppState>,
     ctx: TenantContext,
@@ -40,6 +47,13 @@ pub(super) async fn dashboard(
 }
 
 /// `GET /analytics`: leads created per day over the last 30 days.
+#[utoipa::path(
+    get,
+    path = "/analytics",
+    operation_id = "analytics",
+    responses((status = 200, description = "`leadsPerDay`: day (`YYYY-MM-DD`) -> count", body = Object)),
+    security(("tenantKey" = ["read:analytics"]), ("crossAppToken" = ["read:analytics"])),
+)]
 pub(super) async fn analytics(
     State(state): State<AppState>,
     ctx: TenantContext,

@@ -54,12 +54,32 @@ fn functions() -> [FunctionDeclaration; 2] {
     ]
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct VoiceRequest {
+    /// What the user said.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
     transcript: String,
 }
 
+/// Run a spoken command
+///
+/// The transcript is mapped to one command (`get_leads`, needing
+/// `read:leads`; `create_activity`, needing `write:activities`) by the
+/// language model; a transcript that names none is answered with
+/// `executed: false` and a `reply`.
+#[utoipa::path(
+    post,
+    path = "/voice/execute",
+    operation_id = "executeVoice",
+    request_body(content = VoiceRequest, example = json!({ "transcript": "Show me the new leads" })),
+    responses(
+        (status = 200, description = "`executed`, `command`, and `result` or `reply`", body = Object),
+        (status = 502, description = "the language model failed", body = crate::openapi::Error),
+        (status = 503, description = "no language model is configured", body = crate::openapi::Error),
+    ),
+    security(("tenantKey" = ["execute:voice"]), ("crossAppToken" = ["execute:voice"])),
+)]
 pub(super) async fn execute(
     State(state): State<AppState>,
     ctx: TenantContext,

@@ -207,14 +207,71 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/events", get(connect))
 }
 
-#[derive(Debug, Deserialize)]
+/// The operations of [`routes`], for the OpenAPI document (see [`crate::openapi`]).
+#[derive(Debug, utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "gateway",
+        description = "The WebSocket event gateway: each tenant's events, to the rooms of the apps the routing table names."
+    ),
+    paths(connect)
+)]
+pub struct GatewayDoc;
+
+/// The credentials as query parameters, for browsers (which cannot set
+/// headers on a WebSocket handshake); the headers win when both are sent.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct ConnectQuery {
+    /// The tenant's API key, when not sent as `x-tenant-key`.
+    #[param(pattern = "^tk_[a-z0-9]{4,40}_[A-Za-z0-9]{24,}$")]
     tenant_key: Option<String>,
+    /// The tenant, when not sent as `x-tenant-id`.
+    #[param(pattern = "^[a-z0-9][a-z0-9-]{0,62}$", example = "acme")]
     tenant_id: Option<String>,
+    /// The app whose room to join, when not sent as `x-source-app`.
+    #[param(schema_with = crate::openapi::fields::app)]
     app: Option<String>,
+    /// Resume after this event cursor (`<ms>-<seq>`), when not sent as `Last-Event-ID`.
+    #[param(pattern = "^[0-9]+-[0-9]+$", example = "1700000000000-0")]
     last_event_id: Option<String>,
 }
+
+/// The header a reconnecting client resumes with (read by [`connect`]).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(
+    dead_code,
+    reason = "describes a header for the document; `connect` reads it"
+)]
+struct ResumeHeader {
+    /// Resume after this event cursor (`<ms>-<seq>`).
+    #[param(
+        rename = "last-event-id",
+        pattern = "^[0-9]+-[0-9]+$",
+        example = "1700000000000-0"
+    )]
+    last_event_id: Option<String>,
+}
+
+/// Join the tenant's events
+///
+/// A WebSocket upgrade. The connection receives the events of its tenant
+/// routed to its app, each once, as JSON text frames carrying the event's
+/// stream cursor (`id`, for `lastEventId`).
+#[utoipa::path(
+    get,
+    path = "/events",
+    operation_id = "connectEvents",
+    params(ConnectQuery, ResumeHeader),
+    responses(
+        (status = 101, description = "switched to the WebSocket protocol"),
+        (status = 400, description = "not a WebSocket handshake, or a `lastEventId` that is not a cursor", body = crate::openapi::Error),
+    ),
+    security(("tenantKey" = [])),
+    tag = "events",
+)]
 
 async fn connect(
     State(state): State<AppState>,

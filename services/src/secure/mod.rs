@@ -24,12 +24,26 @@ use uuid::Uuid;
 use crate::auth::TenantContext;
 use crate::db::{grouped_counts, tenant_tx};
 use crate::error::{ApiError, ApiResult};
+use crate::openapi;
 use crate::queue::{Job, QueueName};
 use crate::state::AppState;
 use crate::validate;
 use crate::worker::COMPLIANCE_CHECK;
 
 pub const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
+/// An incident's statuses.
+pub const INCIDENT_STATUSES: [&str; 2] = ["open", "resolved"];
+
+/// The operations of [`routes`], for the OpenAPI document (see [`crate::openapi`]).
+#[derive(Debug, utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "secure-platform",
+        description = "Secure Platform: security incidents."
+    ),
+    paths(create, list, resolve, dashboard, analytics)
+)]
+pub struct SecurePlatformDoc;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -39,13 +53,15 @@ pub fn routes() -> Router<AppState> {
         .route("/analytics", get(analytics))
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Incident {
     pub id: Uuid,
     pub tenant_id: String,
     pub title: String,
+    #[schema(schema_with = openapi::fields::severity)]
     pub severity: String,
+    #[schema(schema_with = openapi::fields::incident_status)]
     pub status: String,
     pub description: Option<String>,
     pub source: Option<String>,
@@ -53,15 +69,41 @@ pub struct Incident {
     pub resolved_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct NewIncident {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     title: String,
+    #[schema(schema_with = openapi::fields::severity)]
     severity: String,
+    #[schema(max_length = 4000)]
     description: Option<String>,
+    /// What detected it.
+    #[schema(max_length = 100)]
     source: Option<String>,
 }
 
+/// Open an incident
+///
+/// Queues its compliance check (a Flow API compliance report, a
+/// `SECURITY_INCIDENT` event, an alert mail).
+#[utoipa::path(
+    post,
+    path = "/incidents",
+    operation_id = "createIncident",
+    request_body(content = NewIncident, example = json!({
+        "title": "Repeated failed logins",
+        "severity": "high",
+        "description": "300 failed logins for one account in a minute",
+        "source": "auth-monitor"
+    })),
+    responses(
+        (status = 201, description = "the incident, stored", body = Incident),
+        (status = 503, description = "the compliance-checks queue is unavailable; retry", body = openapi::Error),
+    ),
+    security(("tenantKey" = ["write:incidents"]), ("crossAppToken" = ["write:incidents"])),
+    extensions(("x-tekup-store" = json!("secure.incidents"))),
+)]
 async fn create(
     State(state): State<AppState>,
     ctx: TenantContext,
@@ -113,14 +155,32 @@ async fn create(
     Ok((StatusCode::CREATED, Json(incident)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only incidents with this status.
+    #[param(schema_with = openapi::fields::incident_status)]
     status: Option<String>,
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 500, example = 50)]
     limit: Option<i64>,
+    /// Rows to skip.
+    #[param(minimum = 0, example = 0)]
     offset: Option<i64>,
 }
 
+/// List incidents
+///
+/// Newest first.
+#[utoipa::path(
+    get,
+    path = "/incidents",
+    operation_id = "listIncidents",
+    params(ListQuery),
+    responses((status = 200, description = "a page of incidents", body = openapi::Page<Incident>)),
+    security(("tenantKey" = ["read:security"]), ("crossAppToken" = ["read:security"])),
+)]
 async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,
@@ -129,7 +189,7 @@ async fn list(
     ctx.require("read:security")?;
     let (limit, offset) = validate::page(q.limit, q.offset)?;
     if let Some(status) = &q.status {
-        validate::one_of("status", status, &["open", "resolved"])?;
+        validate::one_of("status", status, &INCIDENT_STATUSES)?;
     }
     let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
     let rows: Vec<Incident> = sqlx::query_as(
@@ -147,6 +207,18 @@ async fn list(
 }
 
 /// `POST /incidents/{id}/resolve`: idempotent.
+#[utoipa::path(
+    post,
+    path = "/incidents/{id}/resolve",
+    operation_id = "resolveIncident",
+    params(("id" = Uuid, Path, description = "the incident's id", extensions(("x-tekup-ref" = json!("secure-platform:createIncident"))))),
+    responses(
+        (status = 200, description = "the incident, resolved", body = Incident),
+        (status = 404, description = "no such incident for this tenant", body = openapi::Error),
+    ),
+    security(("tenantKey" = ["write:incidents"]), ("crossAppToken" = ["write:incidents"])),
+    extensions(("x-tekup-store" = json!("secure.incidents"))),
+)]
 async fn resolve(
     State(state): State<AppState>,
     ctx: TenantContext,
@@ -169,6 +241,13 @@ async fn resolve(
 }
 
 /// `GET /dashboard/metrics`: open incidents, in total and by severity.
+#[utoipa::path(
+    get,
+    path = "/dashboard/metrics",
+    operation_id = "dashboardMetrics",
+    responses((status = 200, description = "`activeIncidents`, `activeIncidentsBySeverity`", body = Object)),
+    security(("tenantKey" = ["read:metrics"]), ("crossAppToken" = ["read:metrics"])),
+)]
 async fn dashboard(State(state): State<AppState>, ctx: TenantContext) -> ApiResult<Json<Value>> {
     ctx.require("read:metrics")?;
     let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
@@ -186,6 +265,13 @@ async fn dashboard(State(state): State<AppState>, ctx: TenantContext) -> ApiResu
 }
 
 /// `GET /analytics`: incidents opened per day over the last 30 days.
+#[utoipa::path(
+    get,
+    path = "/analytics",
+    operation_id = "analytics",
+    responses((status = 200, description = "`incidentsPerDay`: day (`YYYY-MM-DD`) -> count", body = Object)),
+    security(("tenantKey" = ["read:analytics"]), ("crossAppToken" = ["read:analytics"])),
+)]
 async fn analytics(State(state): State<AppState>, ctx: TenantContext) -> ApiResult<Json<Value>> {
     ctx.require("read:analytics")?;
     let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
