@@ -66,7 +66,7 @@ pub(super) async fn sweep(ctx: &Ctx<'_>, op: &Operation) -> (usize, Vec<Found>) 
             sent += 1;
             let markers = ctx.markers_for(&request);
             let verdict = send::judge(
-                target,
+                target.contract,
                 &ctx.error_schema,
                 &case.label,
                 &case.expect,
@@ -121,7 +121,7 @@ pub(super) async fn sweep(ctx: &Ctx<'_>, op: &Operation) -> (usize, Vec<Found>) 
         sent += 1;
         let markers = ctx.markers_for(&request);
         if let Some(v) = send::judge(
-            target,
+            target.contract,
             &ctx.error_schema,
             &case.label,
             &case.expect,

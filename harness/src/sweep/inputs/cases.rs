@@ -99,6 +99,9 @@ pub(super) fn generate(
                     return Expect::Refused(why.to_owned());
                 }
             }
+            if !value.is_string() && fields::holds_control(value) {
+                return Expect::Refused("a control character in a string inside".into());
+            }
             schema_says(&validator, body)
         };
         for field in fields::fields(schema, body) {
@@ -343,13 +346,19 @@ fn field_families(field: &Field) -> Vec<(&'static str, Vec<Val>)> {
                 Val::Json("a number", json!(1)),
             ],
         )),
-        Kind::Object => families.push((
-            "wrong type",
-            vec![
-                Val::Json("a string", json!("x")),
-                Val::Json("an array", json!([])),
-            ],
-        )),
+        Kind::Object => {
+            families.push((
+                "wrong type",
+                vec![
+                    Val::Json("a string", json!("x")),
+                    Val::Json("an array", json!([])),
+                ],
+            ));
+            families.push((
+                "control characters",
+                vec![Val::Json("a NUL byte inside", json!({ "note": "a\u{0}b" }))],
+            ));
+        }
         Kind::Array { .. } => {
             families.push((
                 "wrong type",

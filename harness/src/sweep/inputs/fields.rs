@@ -294,6 +294,19 @@ pub(super) fn text_rule(key: &str, format: Option<&str>, text: &str) -> Option<&
     None
 }
 
+/// Whether a string (or key) anywhere in `value` holds a control character
+/// the text rule refuses.
+pub(super) fn holds_control(value: &Value) -> bool {
+    match value {
+        Value::String(s) => text_rule("", None, s) == Some("a control character"),
+        Value::Array(items) => items.iter().any(holds_control),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| holds_control(&Value::String(k.clone())) || holds_control(v)),
+        _ => false,
+    }
+}
+
 /// A dot-atom local part (RFC 5322 atext, no quoted strings) and a host
 /// name of at least two labels.
 pub(super) fn sane_email(text: &str) -> bool {

@@ -340,7 +340,14 @@ async fn probe(
         None => ("the example", &Expect::Either),
     };
     let markers = ctx.markers_for(&request);
-    let mut verdict = send::judge(ctx.target, &ctx.error_schema, label, expect, &got, &markers);
+    let mut verdict = send::judge(
+        ctx.target.contract,
+        &ctx.error_schema,
+        label,
+        expect,
+        &got,
+        &markers,
+    );
     if let (
         None,
         Got::Answer {

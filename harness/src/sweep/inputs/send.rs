@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::cases::{Base, Case, Expect, Mutation};
 use super::fields::FieldPath;
 use super::fixtures::{shorten, tag_emails};
+use crate::contract::Contract;
 use crate::env::error_chain;
 use crate::platform::TenantKey;
 use crate::sweep::{Operation, Repro, Target};
@@ -236,7 +237,7 @@ pub(super) struct Verdict {
 /// Judges `got` for a case labelled `label` expecting `expect`; `markers`
 /// are the other tenant's strings the request itself did not carry.
 pub(super) fn judge(
-    target: &Target,
+    contract: &Contract,
     error_schema: &jsonschema::Validator,
     label: &str,
     expect: &Expect,
@@ -275,7 +276,7 @@ pub(super) fn judge(
         Expect::Either => "expected a 2xx or a 4xx".into(),
         Expect::NotFound => format!(
             "expected {:?} (object-of-another-tenant)",
-            target.contract.statuses("object-of-another-tenant")
+            contract.statuses("object-of-another-tenant")
         ),
     };
     let got_text = format!("got {status}: {}", shorten(text));
@@ -314,7 +315,7 @@ pub(super) fn judge(
                     format!("{expected} with a body of `error.schema`; {got_text}"),
                 );
             }
-            let allowed = target.contract.statuses("object-of-another-tenant");
+            let allowed = contract.statuses("object-of-another-tenant");
             if *expect == Expect::NotFound && !allowed.contains(&status) {
                 return verdict(
                     Fault::WrongStatus,
@@ -329,6 +330,73 @@ pub(super) fn judge(
             format!("`{label}` answered {status}"),
             format!("{expected}; {got_text}"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn answer(status: u16, body: Value) -> Got {
+        Got::Answer {
+            status,
+            text: body.to_string(),
+            json: Some(body),
+        }
+    }
+
+    fn fault(expect: &Expect, got: &Got, markers: &[&str]) -> Option<Fault> {
+        let contract = crate::contract::Contract::reference();
+        let shape = jsonschema::validator_for(&contract.error.schema).unwrap();
+        let markers: BTreeSet<&str> = markers.iter().copied().collect();
+        judge(contract, &shape, "x: y", expect, got, &markers).map(|v| v.fault)
+    }
+
+    #[test]
+    fn answers_are_judged_against_what_the_case_expects() {
+        let error = json!({ "error": { "code": "validation_failed", "message": "bad" } });
+        let refused = Expect::Refused("why".into());
+        assert_eq!(fault(&refused, &answer(422, error.clone()), &[]), None);
+        assert_eq!(fault(&Expect::Either, &answer(201, json!({})), &[]), None);
+        assert_eq!(
+            fault(&refused, &answer(201, json!({})), &[]),
+            Some(Fault::Accepted)
+        );
+        assert_eq!(
+            fault(&Expect::Either, &answer(500, error.clone()), &[]),
+            Some(Fault::ServerError)
+        );
+        assert_eq!(
+            fault(&Expect::Either, &Got::Timeout, &[]),
+            Some(Fault::Hang)
+        );
+        assert_eq!(
+            fault(
+                &refused,
+                &answer(400, json!({ "message": "no error object" })),
+                &[]
+            ),
+            Some(Fault::BadShape)
+        );
+        assert_eq!(
+            fault(&Expect::NotFound, &answer(201, json!({})), &[]),
+            Some(Fault::ForeignAccepted)
+        );
+        assert_eq!(
+            fault(&Expect::NotFound, &answer(422, error.clone()), &[]),
+            Some(Fault::WrongStatus)
+        );
+        let not_found = json!({ "error": { "code": "not_found", "message": "no such lead" } });
+        assert_eq!(fault(&Expect::NotFound, &answer(404, not_found), &[]), None);
+        assert_eq!(
+            fault(
+                &Expect::Either,
+                &answer(200, json!({ "tenantId": "other-1234abcd" })),
+                &["other-1234abcd"]
+            ),
+            Some(Fault::Echo)
+        );
     }
 }
 
