@@ -16,6 +16,7 @@
 //! | `no-job-retry`     | the worker acknowledges a failed job and drops it: no retry, no dead letter |
 //! | `input-nul-500`    | text is not checked for control characters: a NUL byte reaches Postgres, which fails the request (500) |
 //! | `input-foreign-ids` | ids inside request bodies (`leadId`, `entityId`, `incidentId`, `contactId`) are not checked to be the caller's tenant's |
+//! | `input-late-refusal` | a compliance report's `incidentId` is checked after the report is stored: another tenant's incident is refused (404), but the report stays |
 
 /// The defects a `defects` build knows.
 pub const KNOWN: &[&str] = &[
@@ -25,6 +26,7 @@ pub const KNOWN: &[&str] = &[
     "no-job-retry",
     "input-nul-500",
     "input-foreign-ids",
+    "input-late-refusal",
     // One line per defect below; keep the table above in step.
 ];
 

@@ -1,6 +1,7 @@
 //! The `inputs` class catches its deliberate defects: a NUL byte that
-//! reaches Postgres (a 500) and another tenant's ids taken inside request
-//! bodies, each shown by a minimal request.
+//! reaches Postgres (a 500), another tenant's ids taken inside request
+//! bodies, and a refusal that comes after the write was stored, each
+//! shown by a minimal request.
 
 use tekup_harness::sweep::{Class, Finding};
 
@@ -63,4 +64,25 @@ async fn nul_bytes_that_fail_the_request_and_foreign_ids_taken_are_found() {
             .unwrap_or_else(|| panic!("{operation} {field}: not found among {foreign:#?}"));
         curl(found);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_write_that_stored_a_row_is_found() {
+    let report = sweep_on("input-late-refusal", &[Class::Inputs]).await;
+    let stored = matching(&report, "was refused but stored");
+    let found = stored
+        .iter()
+        .find(|f| {
+            f.operation == "flow-api POST /compliance/report"
+                && f.title.contains("`incidentId: another tenant's id`")
+                && f.title.contains("1 row(s) in flow.compliance_reports")
+        })
+        .unwrap_or_else(|| panic!("no stored refusal among {stored:#?}\n{}", report.summary()));
+    curl(found);
+    assert_eq!(
+        report.findings().count(),
+        stored.len(),
+        "only the late refusal is wrong:\n{}",
+        report.summary()
+    );
 }

@@ -79,7 +79,8 @@ pub(super) async fn create(
     }
     validate::json_text("data", &data)?;
     let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
-    if let Some(incident) = body.incident_id {
+    let late = crate::defects::active("input-late-refusal");
+    if let Some(incident) = body.incident_id.filter(|_| !late) {
         validate::own_object(&mut tx, "incidentId", "incident", incident, &ctx.tenant_id).await?;
     }
     let report: Result<ComplianceReport, sqlx::Error> = sqlx::query_as(
@@ -104,6 +105,10 @@ pub(super) async fn create(
         other => other?,
     };
     tx.commit().await?;
+    if let Some(incident) = body.incident_id.filter(|_| late) {
+        let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+        validate::own_object(&mut tx, "incidentId", "incident", incident, &ctx.tenant_id).await?;
+    }
     Ok((StatusCode::CREATED, Json(report)))
 }
 

@@ -333,6 +333,36 @@ pub(super) fn judge(
     }
 }
 
+/// The rows of `table` (`schema.table`) that belong to `tenant`, counted
+/// as superuser; `None` when the name is not a plain qualified name.
+pub(super) async fn count_rows(
+    pool: &sqlx::PgPool,
+    table: &str,
+    tenant: &str,
+) -> Result<i64, String> {
+    let plain = |part: &str| {
+        !part.is_empty()
+            && part.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    let parts: Vec<&str> = table.split('.').collect();
+    if parts.len() != 2 || !parts.iter().all(|p| plain(p)) {
+        return Err(format!(
+            "x-tekup-store `{table}` is not a `schema.table` name of lower-case letters, digits and `_`"
+        ));
+    }
+    sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM \"{}\".\"{}\" WHERE tenant_id = $1",
+        parts[0], parts[1]
+    ))
+    .bind(tenant)
+    .fetch_one(pool)
+    .await
+    .map_err(|e| format!("counting {table}: {}", error_chain(&e)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,34 +428,4 @@ mod tests {
             Some(Fault::Echo)
         );
     }
-}
-
-/// The rows of `table` (`schema.table`) that belong to `tenant`, counted
-/// as superuser; `None` when the name is not a plain qualified name.
-pub(super) async fn count_rows(
-    pool: &sqlx::PgPool,
-    table: &str,
-    tenant: &str,
-) -> Result<i64, String> {
-    let plain = |part: &str| {
-        !part.is_empty()
-            && part.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-            && part
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    };
-    let parts: Vec<&str> = table.split('.').collect();
-    if parts.len() != 2 || !parts.iter().all(|p| plain(p)) {
-        return Err(format!(
-            "x-tekup-store `{table}` is not a `schema.table` name of lower-case letters, digits and `_`"
-        ));
-    }
-    sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM \"{}\".\"{}\" WHERE tenant_id = $1",
-        parts[0], parts[1]
-    ))
-    .bind(tenant)
-    .fetch_one(pool)
-    .await
-    .map_err(|e| format!("counting {table}: {}", error_chain(&e)))
 }
