@@ -3,8 +3,12 @@
 //! here, then checks the journals from Rust as well.
 //!
 //! The interpreter is `$TEKUP_PYTHON`, else `<workspace>/.venv/bin/python`.
-//! When it or the SDKs are missing the tests FAIL (they never skip) and say
-//! how to create the venv.
+//! That venv is created (or brought up to date with requirements.txt) on
+//! first use by `mocks/tests/sdk/setup-venv.sh`, one test binary at a time
+//! (a lock file beside it); it takes a minute or two the first time, and
+//! nothing once the venv matches. When the SDKs cannot be had (no Python,
+//! no package index) the tests FAIL (they never skip) and say how to
+//! create the venv by hand.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -21,15 +25,57 @@ fn sdk_dir() -> PathBuf {
 }
 
 fn python() -> PathBuf {
-    let python = std::env::var_os("TEKUP_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
+    let python = match std::env::var_os("TEKUP_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            ensure_venv();
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python")
+        }
+    };
     assert!(
         python.exists(),
         "the Python interpreter {} for the SDK tests does not exist: {SETUP_HINT}",
         python.display()
     );
     python
+}
+
+/// Creates or updates `<workspace>/.venv` with the pinned SDKs, once per
+/// process, one process at a time; a no-op when the venv is up to date.
+#[expect(
+    clippy::print_stderr,
+    reason = "what a long first set-up is doing, for the test output"
+)]
+fn ensure_venv() {
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let result = DONE.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join(".venv.lock"))
+            .map_err(|e| format!("failed to open .venv.lock: {e}"))?;
+        lock.lock().map_err(|e| format!("failed to lock .venv.lock: {e}"))?;
+        eprintln!("sdk tests: making sure .venv has the pinned SDKs (mocks/tests/sdk/setup-venv.sh; the first time takes a minute or two)");
+        let out = std::process::Command::new("bash")
+            .arg(sdk_dir().join("setup-venv.sh"))
+            .output()
+            .map_err(|e| format!("failed to run setup-venv.sh: {e}"))?;
+        eprint!("{}", String::from_utf8_lossy(&out.stdout));
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "setup-venv.sh failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    if let Err(e) = result {
+        panic!("the venv of the SDK tests could not be made: {e}\n{SETUP_HINT}");
+    }
 }
 
 /// Runs one SDK script with `env`, failing the test with its output if it fails.

@@ -14,6 +14,15 @@
 //! | `cross-tenant-fanout` | the gateway delivers an event to the app's rooms of every tenant (the tenant filter is gone) |
 //! | `duplicate-activity` | lead processing records its activity without the once-per-lead key |
 //! | `no-job-retry`     | the worker acknowledges a failed job and drops it: no retry, no dead letter |
+//! | `access-skip-permission` | a handler's permission check always passes |
+//! | `access-suspended` | a suspended tenant's key is accepted |
+//! | `access-dup-header` | a credential header given twice counts by its first value |
+//! | `access-late-check` | `POST /leads` stores the lead before it checks the permission (then answers 403) |
+//! | `gateway-any-room` | the gateway lets a connection join any room |
+//! | `metrics-any-method` | `/metrics` labels requests by the raw method: every invented method name is a new series |
+//! | `no-conn-timeouts` | connections are served without a header-read timer: slow-header and idle connections stay open |
+//! | `ws-no-frame-limit` | the gateway reads WebSocket messages up to tungstenite's defaults (64 MiB) |
+//! | `log-unbounded`    | the gateway logs a refused room name whole |
 //! | `input-nul-500`    | text is not checked for control characters: a NUL byte reaches Postgres, which fails the request (500) |
 //! | `input-foreign-ids` | ids inside request bodies (`leadId`, `entityId`, `incidentId`, `contactId`) are not checked to be the caller's tenant's |
 //! | `input-late-refusal` | a compliance report's `incidentId` is checked after the report is stored: another tenant's incident is refused (404), but the report stays |
@@ -24,6 +33,15 @@ pub const KNOWN: &[&str] = &[
     "cross-tenant-fanout",
     "duplicate-activity",
     "no-job-retry",
+    "access-skip-permission",
+    "access-suspended",
+    "access-dup-header",
+    "access-late-check",
+    "gateway-any-room",
+    "metrics-any-method",
+    "no-conn-timeouts",
+    "ws-no-frame-limit",
+    "log-unbounded",
     "input-nul-500",
     "input-foreign-ids",
     "input-late-refusal",

@@ -1,8 +1,18 @@
 //! The HTTP surface every service shares: health, metrics, admin, error
 //! normalisation, correlation ids; and [`app`] / [`serve`].
+//!
+//! [`serve`] runs its own accept loop over hyper's HTTP/1 connections
+//! rather than `axum::serve`, for one reason: a bound on how long a client
+//! may hold a connection without finishing a request. `axum::serve` sets no
+//! timer, so a client sending a header one byte a minute (or nothing at all)
+//! keeps a connection and its task forever. Hyper's header-read timer starts
+//! when a connection waits for a request header and restarts after each
+//! response, so the one bound covers both a slow header and an idle
+//! connection. HTTP/2 is not offered: no client of the platform speaks it
+//! without TLS, and version detection would read the first bytes untimed.
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -17,7 +27,7 @@ use tracing::Instrument;
 
 use crate::context::RequestContext;
 use crate::error::{error_response, ApiError, ApiResult};
-use crate::metrics::HttpLabels;
+use crate::metrics::{method_label, HttpLabels, UNMATCHED_ROUTE};
 use crate::state::{AppState, ServiceName};
 use crate::tenants::{self, NewTenant, TenantError};
 
@@ -51,15 +61,100 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then drains.
+/// How long a client may hold a connection without a complete request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// A request header not complete within this closes the connection;
+    /// the same timer bounds a connection idle before or between requests.
+    pub header_read: Duration,
+}
+
+impl Default for ConnLimits {
+    /// 5 s: far more than any client on a network needs to send a header,
+    /// short enough that idle and slow-header connections do not pile up.
+    fn default() -> Self {
+        Self {
+            header_read: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then drains,
+/// with the default [`ConnLimits`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, router, shutdown, ConnLimits::default()).await
+}
+
+/// [`serve`] with `limits`. On `shutdown` it stops accepting, lets each
+/// connection finish its request in flight, and returns when all are closed.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ConnLimits,
+) -> std::io::Result<()> {
+    if crate::defects::active("no-conn-timeouts") {
+        // Deliberate defect: no timer, so slow-header and idle connections
+        // are never closed.
+        return axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+    }
+    let (drain, draining) = tokio::sync::watch::channel(false);
+    let (open, open_rx) = tokio::sync::watch::channel(());
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before it
+                    // was accepted: keep serving the others.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let mut draining = draining.clone();
+        let still_open = open_rx.clone();
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(connection);
+            let mut asked = false;
+            loop {
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, "connection ended");
+                        }
+                        break;
+                    }
+                    _ = draining.changed(), if !asked => {
+                        asked = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(still_open);
+        });
+    }
+    drop(listener);
+    let _ = drain.send(true);
+    drop(open_rx);
+    open.closed().await;
+    Ok(())
 }
 
 /// The endpoints every service shares, for the OpenAPI documents (see
@@ -268,11 +363,12 @@ async fn correlate(State(state): State<AppState>, request: Request, next: Next) 
         let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
         RequestContext::incoming(header(CORRELATION_ID), header("traceparent"))
     };
-    let method = request.method().to_string();
+    // Labels from bounded sets only (see `crate::metrics`).
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        .map_or_else(|| UNMATCHED_ROUTE.to_owned(), |p| p.as_str().to_owned());
     let span = tracing::info_span!("request", method, route, correlation_id = %ctx.correlation_id);
     let started = Instant::now();
     let mut response = ctx

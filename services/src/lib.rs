@@ -41,5 +41,5 @@ pub mod tenants;
 pub mod validate;
 pub mod worker;
 
-pub use http::{app, serve};
+pub use http::{app, serve, serve_with, ConnLimits};
 pub use state::{AppState, ServiceName};

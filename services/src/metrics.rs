@@ -2,6 +2,11 @@
 //!
 //! Each service owns its registry (no global recorder), so several services
 //! can run in one test process without mixing their figures.
+//!
+//! Every label comes from a bounded set: a series is never made from what a
+//! client chose to send. A request's method is one of the standard ones or
+//! `OTHER`, its route the matched route or `unmatched`; a client inventing
+//! method names or paths adds no series (the sweep's `limits` class).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,6 +20,32 @@ pub struct HttpLabels {
     pub method: String,
     pub route: String,
     pub status: u16,
+}
+
+/// The label of any method that is not one of [`KNOWN_METHODS`].
+pub const OTHER_METHOD: &str = "OTHER";
+
+/// The route label of a request no route matched.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The methods that get a label of their own (RFC 9110 and PATCH).
+pub const KNOWN_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+];
+
+/// The method label of `method`: itself when it is a standard method,
+/// else [`OTHER_METHOD`].
+pub fn method_label(method: &axum::http::Method) -> String {
+    if crate::defects::active("metrics-any-method") {
+        // Deliberate defect: every method name a client invents becomes a
+        // series of its own, forever.
+        return method.as_str().to_owned();
+    }
+    KNOWN_METHODS
+        .into_iter()
+        .find(|known| *known == method.as_str())
+        .unwrap_or(OTHER_METHOD)
+        .to_owned()
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -177,5 +208,21 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for invented in ["FOO1", "XYZZY", "get", "PROPFIND"] {
+            let method = Method::from_bytes(invented.as_bytes()).expect("a token");
+            assert_eq!(method_label(&method), OTHER_METHOD, "{invented}");
+        }
     }
 }

@@ -39,7 +39,7 @@ pub(super) async fn run(file: &Path) {
     }
 
     out("process runtime:");
-    let pg = match postgres::find_bin_dir() {
+    let pg = match postgres::locate_bin_dir() {
         Ok(bin) => Check {
             ok: true,
             what: format!(

@@ -14,7 +14,9 @@
 //! assert_eq!(contract.queue("email-sync").unwrap().max_retries, 5);
 //! ```
 
+mod gateway;
 mod job;
+mod limits;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -24,7 +26,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+pub use gateway::Gateway;
 pub use job::new_job;
+pub use limits::Limits;
 
 /// The reference platform's contract, carried in the binary.
 pub const REFERENCE: &str = include_str!("../../../fixtures/platform.yaml");
@@ -67,7 +71,12 @@ pub struct Contract {
     #[serde(default)]
     pub webhooks: BTreeMap<String, Webhook>,
     pub audit: Audit,
+    pub gateway: Gateway,
     pub stores: Stores,
+    /// The bounds of connections, messages and log lines; `None` when the
+    /// file states none (the sweep's `limits` class then skips).
+    #[serde(default)]
+    pub limits: Option<Limits>,
     /// Where it was read from (`built-in` for [`REFERENCE`]).
     #[serde(skip)]
     pub source: String,
@@ -197,7 +206,12 @@ pub struct Stores {
     pub tenant_tables: Vec<String>,
     pub identity_tables: Vec<String>,
     pub service_role: String,
+    /// SQL (superuser, `$1` the tenant id) that suspends a tenant.
+    pub suspend_tenant: Option<String>,
+    /// SQL (superuser, `$1` the key id) that revokes an API key.
+    pub revoke_key: Option<String>,
 }
+
 
 /// `60s`, `500ms`, `5m`, `1h`.
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -345,6 +359,9 @@ impl Contract {
                     hook.service
                 ));
             }
+        }
+        if let Some(limits) = &self.limits {
+            limits.check()?;
         }
         Ok(())
     }

@@ -23,6 +23,12 @@ pub enum EnvError {
     },
     #[error("failed to start `{component}`: {message}")]
     Start { component: String, message: String },
+    #[error("`{package}` is needed for {purpose} and was not installed: {why}")]
+    Install {
+        package: String,
+        purpose: String,
+        why: String,
+    },
     #[error(
         "`{component}` was not ready ({condition}) after {waited:.1?}; its last log lines:\n{log}"
     )]

@@ -26,6 +26,7 @@ pub mod model;
 pub(crate) mod ports;
 pub mod postgres;
 pub(crate) mod process;
+pub mod provision;
 mod ready;
 pub mod refs;
 mod resolve;

@@ -36,6 +36,8 @@ const SUPERUSER: &str = "postgres";
 pub enum PostgresError {
     #[error("failed to find the PostgreSQL binaries (initdb, postgres): looked in $PG_BIN, $PATH and /usr/lib/postgresql/*/bin; install PostgreSQL or set PG_BIN")]
     BinariesNotFound,
+    #[error("{0}")]
+    NotInstalled(String),
     #[error("running as root, and there is no `postgres` user to run PostgreSQL as (it refuses root); create one with `useradd -r postgres` or run as another user")]
     NoUnprivilegedUser,
     #[error("failed to {action}")]
@@ -268,8 +270,19 @@ fn tail_text(log: &Mutex<VecDeque<String>>) -> String {
         .join("\n")
 }
 
-/// Finds the directory holding `initdb` and `postgres`.
+/// Finds the directory holding `initdb` and `postgres`, installing
+/// PostgreSQL when it is missing and that is allowed (see
+/// [`super::provision`]).
 pub(crate) fn find_bin_dir() -> Result<PathBuf, PostgresError> {
+    if let Ok(dir) = locate_bin_dir() {
+        return Ok(dir);
+    }
+    super::provision::ensure(&super::provision::POSTGRES, || locate_bin_dir().ok())
+        .map_err(|e| PostgresError::NotInstalled(e.to_string()))
+}
+
+/// Finds the directory holding `initdb` and `postgres`.
+pub(crate) fn locate_bin_dir() -> Result<PathBuf, PostgresError> {
     let has_bins = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
     if let Some(dir) = std::env::var_os("PG_BIN").map(PathBuf::from) {
         return if has_bins(&dir) {

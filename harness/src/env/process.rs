@@ -157,10 +157,7 @@ impl ProcessBackend {
             Kind::Redis => {
                 let dir = self.run_dir.join(&c.name);
                 fs::create_dir_all(&dir).map_err(EnvError::io("create the redis directory"))?;
-                recipe.program = which("redis-server").ok_or_else(|| EnvError::Start {
-                    component: c.name.clone(),
-                    message: "`redis-server` is not on PATH; install it (Debian: apt-get install redis-server)".into(),
-                })?;
+                recipe.program = super::provision::ensure_program(&super::provision::REDIS)?;
                 recipe.args = vec![
                     "--port".into(),
                     port.unwrap_or(6379).to_string(),

@@ -176,8 +176,29 @@ impl Platform {
         .await
     }
 
+    /// [`Self::create_tenant`] with `keys` API keys (one [`TenantKey`] each,
+    /// the same tenant id), e.g. one to revoke beside one to keep.
+    pub async fn create_tenant_keys(
+        &self,
+        name: &str,
+        keys: usize,
+    ) -> Result<Vec<TenantKey>, PlatformError> {
+        self.create_all(name, serde_json::json!({ "keys": keys }))
+            .await
+    }
+
     /// `POST /admin/tenants` with `extra` fields beside the id and name.
-    async fn create(&self, name: &str, mut extra: Value) -> Result<TenantKey, PlatformError> {
+    async fn create(&self, name: &str, extra: Value) -> Result<TenantKey, PlatformError> {
+        let mut keys = self.create_all(name, extra).await?;
+        Ok(keys.swap_remove(0))
+    }
+
+    /// `POST /admin/tenants`, every key of the answer.
+    async fn create_all(
+        &self,
+        name: &str,
+        mut extra: Value,
+    ) -> Result<Vec<TenantKey>, PlatformError> {
         let id = format!(
             "{}-{}",
             sanitize(name),
@@ -199,11 +220,18 @@ impl Platform {
                 &url,
             )
             .await?;
-        match answer.body["apiKeys"][0].as_str() {
-            Some(key) if answer.ok() => Ok(TenantKey {
-                id,
+        let keys: Vec<TenantKey> = answer.body["apiKeys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|key| TenantKey {
+                id: id.clone(),
                 key: key.to_owned(),
-            }),
+            })
+            .collect();
+        match keys.first() {
+            Some(_) if answer.ok() => Ok(keys),
             _ => Err(PlatformError::TenantRefused {
                 name: name.to_owned(),
                 status: answer.status,

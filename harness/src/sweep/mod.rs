@@ -137,6 +137,9 @@ pub struct ClassReport {
     pub findings: Vec<Finding>,
     /// Why the class did not run (e.g. no database access on an external deployment).
     pub skipped: Option<String>,
+    /// What part of the class did not run and why, when the rest did (e.g.
+    /// no log files on an external deployment).
+    pub notes: Vec<String>,
     pub duration: Duration,
 }
 
@@ -148,6 +151,7 @@ impl ClassReport {
             operations: BTreeSet::new(),
             findings: Vec::new(),
             skipped: None,
+            notes: Vec::new(),
             duration: Duration::ZERO,
         }
     }
@@ -208,6 +212,7 @@ impl SweepReport {
                     c.duration.as_secs_f64()
                 ),
             });
+            lines.extend(c.notes.iter().map(|n| format!("            note: {n}")));
         }
         let cases: usize = self.classes.iter().map(|c| c.cases).sum();
         let findings = self.findings().count();

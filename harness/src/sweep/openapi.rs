@@ -352,3 +352,7 @@ mod tests {
         assert!(err.contains("paths./a.get: no `operationId`"), "{err}");
     }
 }
+
+#[cfg(test)]
+#[path = "openapi_contract.rs"]
+mod committed_documents;

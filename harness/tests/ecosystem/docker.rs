@@ -1,23 +1,29 @@
 //! The full ecosystem under the `docker` runtime, from the offline images.
 //!
-//! These tests need `tekup-harness images build` to have run on this
-//! machine (no registry is needed, but the images must exist); without the
-//! images they fail and say so.
+//! These tests need the offline images (`tekup-harness images build`, no
+//! registry needed); when they are missing the first test to need them
+//! builds them (2 to 5 minutes, as root, with mmdebstrap installed when it
+//! is missing), and the others wait for that build. Without a docker
+//! daemon they fail and say so.
 
 use std::time::Duration;
 
-use tekup_harness::env::{docker, EcosystemFile, Runtime};
+use tekup_harness::env::{docker, provision, EcosystemFile, Runtime};
 
 use crate::common::{check_answers, ecosystem_file};
 
-/// Fails the test, with what to do, when docker or the images are missing.
+/// Builds the offline images when they are missing; fails the test, with
+/// the reason, when docker cannot run here.
 pub(crate) async fn require_docker_images() {
     let file = EcosystemFile::load(&ecosystem_file()).expect("ecosystem file");
-    if let Err(why) = docker::usable(&file).await {
+    let images = crate::common::workspace().join("images");
+    #[expect(clippy::print_stderr, reason = "a long first build says what it does")]
+    let progress = |line: &str| eprintln!("docker tests: {line}");
+    if let Err(why) = provision::ensure_offline_images(&file, &images, &progress).await {
         panic!(
             "the docker runtime cannot run here: {why}\n\
-             build the offline images once with `cargo run -p tekup-harness -- images build` \
-             (needs mmdebstrap and a docker daemon)"
+             (the offline images are built with `cargo run -p tekup-harness -- images build`, \
+             which needs root, mmdebstrap and a docker daemon)"
         );
     }
 }

@@ -6,6 +6,11 @@
 //! takes its turn through [`sweep_on`]. Each class's defect tests are in
 //! the module of that class.
 
+#![expect(
+    clippy::print_stderr,
+    reason = "the sweep's progress and findings, for the test output"
+)]
+
 mod access;
 mod database;
 mod inputs;

@@ -55,7 +55,8 @@ pub struct TenantContext {
 impl TenantContext {
     /// Refuses with 403 unless the caller holds `permission` on this service.
     pub fn require(&self, permission: &str) -> Result<(), ApiError> {
-        if self.permissions.contains(permission) {
+        if self.permissions.contains(permission) || crate::defects::active("access-skip-permission")
+        {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
@@ -66,7 +67,19 @@ impl TenantContext {
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+/// The one value of header `name`, if present. Two values of a credential
+/// header are refused (400): which of them counts would otherwise depend
+/// on the proxy in front of the service.
+pub(crate) fn header_str<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+) -> Result<Option<&'a str>, ApiError> {
+    if headers.get_all(name).iter().nth(1).is_some() && !crate::defects::active("access-dup-header")
+    {
+        return Err(ApiError::BadRequest(format!(
+            "header `{name}` is given more than once"
+        )));
+    }
     headers
         .get(name)
         .map(|v| {
@@ -181,7 +194,7 @@ async fn key_context(
             "`{TENANT_ID}` does not match the tenant of the API key"
         )));
     }
-    if !row.tenant_active {
+    if !row.tenant_active && !crate::defects::active("access-suspended") {
         return Err(ApiError::Forbidden("tenant is inactive".into()));
     }
     let app = source_app

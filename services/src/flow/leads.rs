@@ -90,7 +90,10 @@ pub(super) async fn create(
     ctx: TenantContext,
     Json(body): Json<NewLead>,
 ) -> ApiResult<(StatusCode, Json<Lead>)> {
-    ctx.require("write:leads")?;
+    let late_check = crate::defects::active("access-late-check");
+    if !late_check {
+        ctx.require("write:leads")?;
+    }
     let first_name = validate::name("firstName", &body.first_name, 200)?;
     let last_name = validate::optional_name("lastName", body.last_name.as_deref(), 200)?;
     let email = validate::email("email", &body.email)?;
@@ -127,6 +130,9 @@ pub(super) async fn create(
     // lead. Should queueing fail, the lead is taken back and the client told
     // to retry (503): a lead is never stored without its job.
     tx.commit().await?;
+    if late_check {
+        ctx.require("write:leads")?;
+    }
     let job = Job::new(
         QueueName::LeadProcessing,
         processing::PROCESS_LEAD,

@@ -35,6 +35,7 @@ use crate::state::AppState;
 pub use hub::{Hub, Subscription};
 pub use socket::{
     CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_PING_TIMEOUT, CLOSE_SLOW_CONSUMER,
+    CLOSE_TOO_BIG,
 };
 
 /// Tuning of the gateway.
@@ -46,13 +47,21 @@ pub struct GatewayArgs {
     /// Seconds between pings; a connection without pong for two intervals is closed.
     #[arg(long, env = "GATEWAY_PING_SECS", default_value_t = 20)]
     pub ping_secs: u64,
+    /// Largest message (and frame) a client may send, in bytes; a larger one
+    /// closes the connection with 1009 before it is read whole.
+    #[arg(long, env = "GATEWAY_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
 }
+
+/// 64 KiB: a client only ever sends `join` and `ping` (a few dozen bytes).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 impl Default for GatewayArgs {
     fn default() -> Self {
         Self {
             buffer: 1024,
             ping_secs: 20,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -63,6 +72,7 @@ pub struct Gateway {
     pub hub: Arc<Hub>,
     redis: RedisHandle,
     ping_interval: Duration,
+    max_message_bytes: usize,
     shutdown: CancellationToken,
 }
 
@@ -94,6 +104,7 @@ impl Gateway {
             hub,
             redis: RedisHandle(redis),
             ping_interval: Duration::from_secs(args.ping_secs.max(1)),
+            max_message_bytes: args.max_message_bytes.max(1),
             shutdown: shutdown.clone(),
         });
         tokio::spawn(audit::run(db, audit_rx));
@@ -282,26 +293,23 @@ async fn connect(
     let Some(gateway) = state.gateway.clone() else {
         return Err(ApiError::NotFound("this service is not a gateway".into()));
     };
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+    let header = |name: &str| -> Result<Option<String>, ApiError> {
+        Ok(auth::header_str(&headers, name)?.map(str::to_owned))
     };
     let missing = |what: &str| {
         ApiError::Unauthenticated(format!("missing `{what}` (header) or its query parameter"))
     };
-    let key = header(TENANT_KEY)
+    let key = header(TENANT_KEY)?
         .or(query.tenant_key)
         .ok_or_else(|| missing(TENANT_KEY))?;
-    let tenant = header(TENANT_ID)
+    let tenant = header(TENANT_ID)?
         .or(query.tenant_id)
         .ok_or_else(|| missing(TENANT_ID))?;
-    let app = header(SOURCE_APP)
+    let app = header(SOURCE_APP)?
         .or(query.app)
         .ok_or_else(|| missing(SOURCE_APP))?;
     let ctx = auth::authenticate_key(&state, &key, tenant, Some(&app)).await?;
-    let resume_from = header("last-event-id").or(query.last_event_id);
+    let resume_from = header("last-event-id")?.or(query.last_event_id);
     if let Some(cursor) = &resume_from {
         if parse_cursor(cursor).is_none() {
             return Err(ApiError::BadRequest(format!(
@@ -313,6 +321,16 @@ async fn connect(
         tenant: ctx.tenant_id,
         app: ctx.app,
         resume_from,
+    };
+    // A frame's header states its length: one over the bound is refused
+    // before its payload is read (tungstenite's defaults are 16 MiB frames
+    // and 64 MiB messages).
+    let upgrade = if crate::defects::active("ws-no-frame-limit") {
+        upgrade
+    } else {
+        upgrade
+            .max_frame_size(gateway.max_message_bytes)
+            .max_message_size(gateway.max_message_bytes)
     };
     Ok(upgrade.on_upgrade(move |ws| socket::run(gateway, ws, peer)))
 }

@@ -8,9 +8,14 @@
 //!   a connection is in its own tenant's and app's rooms from the start, and
 //!   joining any other room is refused; `{"action":"ping"}`.
 //!
-//! Close codes: 1000 normal, 1001 gateway shutting down, 4008 slow consumer
-//! (its buffer filled up), 4009 no pong within two ping intervals, 1011
-//! internal error (the replay could not be read).
+//! Close codes: 1000 normal, 1001 gateway shutting down, 1009 a message
+//! over the gateway's bound (refused from its frame header, before its
+//! payload is read), 4008 slow consumer (its buffer filled up), 4009 no pong
+//! within two ping intervals, 1011 internal error (the replay could not be
+//! read).
+//!
+//! What a client sent is never logged or echoed whole: a room name is cut
+//! to [`SHOWN_CHARS`] characters and its length said.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +30,11 @@ use super::Gateway;
 
 pub const CLOSE_NORMAL: u16 = 1000;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_INTERNAL: u16 = 1011;
+
+/// How much of a client's text a log line or an error frame shows.
+const SHOWN_CHARS: usize = 64;
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 pub const CLOSE_PING_TIMEOUT: u16 = 4009;
 
@@ -124,6 +133,7 @@ pub(super) async fn run(gateway: Arc<Gateway>, socket: WebSocket, peer: Peer) {
                     }
                 }
                 Some(Ok(Message::Pong(_))) => last_pong = Instant::now(),
+                Some(Err(e)) if too_big(&e) => break Some((CLOSE_TOO_BIG, "message too big")),
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
                 Some(Ok(_)) => {}
             },
@@ -156,25 +166,59 @@ pub(super) async fn run(gateway: Arc<Gateway>, socket: WebSocket, peer: Peer) {
     let _ = tokio::time::timeout(Duration::from_secs(5), sink.send(close(code, reason))).await;
 }
 
+/// Whether a read failed because the message was over the bound.
+fn too_big(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// At most [`SHOWN_CHARS`] characters of `text`, saying how long it was.
+fn shown(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        None => text.to_owned(),
+        Some((end, _)) => format!("{}… ({} bytes)", &text[..end], text.len()),
+    }
+}
+
+/// `text` as a log line may hold it ([`shown`]).
+fn logged(text: &str) -> String {
+    if crate::defects::active("log-unbounded") {
+        // Deliberate defect: whatever the client sent, logged whole.
+        return text.to_owned();
+    }
+    shown(text)
+}
+
 /// Answers a client message.
 fn answer(text: &str, peer: &Peer) -> String {
     match serde_json::from_str::<ClientMessage>(text) {
         Ok(ClientMessage::Ping) => json!({ "type": "pong" }).to_string(),
         Ok(ClientMessage::Join { room }) => {
             let own = [format!("tenant:{}", peer.tenant), format!("app:{}", peer.app)];
-            if own.contains(&room) {
+            if own.contains(&room) || crate::defects::active("gateway-any-room") {
                 json!({ "type": "joined", "room": room }).to_string()
             } else {
-                tracing::warn!(tenant = peer.tenant, app = peer.app, room, "refused to join a foreign room");
+                tracing::warn!(
+                    tenant = peer.tenant,
+                    app = peer.app,
+                    room = logged(&room),
+                    "refused to join a foreign room"
+                );
                 json!({
                     "type": "error",
                     "code": "forbidden",
-                    "message": format!("cannot join room {room:?}: a connection only belongs to its own tenant's and app's rooms"),
+                    "message": format!("cannot join room {:?}: a connection only belongs to its own tenant's and app's rooms", shown(&room)),
                 })
                 .to_string()
             }
         }
-        Err(e) => json!({ "type": "error", "code": "bad_request", "message": format!("unreadable message: {e}") }).to_string(),
+        Err(e) => json!({ "type": "error", "code": "bad_request", "message": format!("unreadable message: {}", shown(&e.to_string())) }).to_string(),
     }
 }
 
@@ -195,5 +239,27 @@ mod tests {
         assert!(answer(r#"{"action":"join","room":"app:flow-web"}"#, &peer).contains("forbidden"));
         assert!(answer(r#"{"action":"ping"}"#, &peer).contains("pong"));
         assert!(answer("nonsense", &peer).contains("bad_request"));
+    }
+
+    #[test]
+    fn a_long_room_is_not_echoed_whole() {
+        let peer = Peer {
+            tenant: "acme".into(),
+            app: "crm-web".into(),
+            resume_from: None,
+        };
+        let room = "é".repeat(100_000);
+        let join = json!({ "action": "join", "room": room }).to_string();
+        let reply = answer(&join, &peer);
+        assert!(reply.contains("forbidden"), "{reply}");
+        assert!(reply.len() < 400, "{} bytes", reply.len());
+        assert!(reply.contains("(200000 bytes)"), "{reply}");
+        let unknown = json!({ "action": "a".repeat(100_000) }).to_string();
+        let reply = answer(&unknown, &peer);
+        assert!(
+            reply.contains("bad_request") && reply.len() < 400,
+            "{reply}"
+        );
+        assert_eq!(shown("tenant:acme"), "tenant:acme");
     }
 }

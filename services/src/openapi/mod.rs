@@ -5,16 +5,16 @@
 //! scopes, and the vendor extensions of `contract/README.md`), and each
 //! request type derives `ToSchema` with the validation its handler applies.
 //! One `#[derive(OpenApi)]` per service sits next to its router
-//! (`flow::FlowApiDoc`, ...) and [`http::SharedApi`](crate::http) describes
+//! (`flow::FlowApiDoc`, ...) and `http::SharedApi` describes
 //! the endpoints every service shares.
 //!
 //! What utoipa cannot say from an annotation is added here, in one place,
-//! by [`finish`]: the security schemes, `security: []` on public
+//! by `finish`: the security schemes, `security: []` on public
 //! operations (utoipa leaves the field out), and the error answers every
 //! operation of a class shares (a tenant operation may answer 401, 403 and
 //! 429; one with a body 400, 413, 415 and 422), all in the platform's error
 //! shape. Fields whose schema utoipa cannot derive (enums kept as strings,
-//! references to other services' objects) get theirs from [`fields`].
+//! references to other services' objects) get theirs from `fields`.
 //!
 //! The documents are served at `GET /openapi.json` and committed under
 //! `contract/`; a test of `tekup-services` keeps the copies in sync.
@@ -42,12 +42,30 @@ pub fn document(service: ServiceName) -> Option<Value> {
     Some(finish(own.merge_from(crate::http::SharedApi::openapi())))
 }
 
-/// The document as its committed file holds it: pretty-printed, keys in
-/// order (serde_json's maps are sorted), ending with a newline.
+/// The document as its committed file holds it: pretty-printed, keys
+/// sorted, ending with a newline.
 pub fn to_file_text(doc: &Value) -> String {
-    let mut text = serde_json::to_string_pretty(doc).expect("a JSON value serialises");
+    let mut text = serde_json::to_string_pretty(&sorted(doc)).expect("a JSON value serialises");
     text.push('\n');
     text
+}
+
+/// `value` with every object's keys in order, whether or not serde_json
+/// keeps insertion order (its `preserve_order` feature) in this build.
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
 }
 
 /// The text `GET /openapi.json` answers for `service` (the committed
@@ -123,8 +141,10 @@ fn finish(doc: utoipa::openapi::OpenApi) -> Value {
             "description": "Stripe's signature of the raw body (`t=<unix time>,v1=<HMAC-SHA256 hex>`)."
         }
     });
-    let error_schema = doc["components"]["schemas"]["Error"].clone();
-    assert!(error_schema.is_object(), "the Error schema is registered");
+    assert!(
+        doc["components"]["schemas"]["Error"].is_object(),
+        "the Error schema is registered"
+    );
     let paths = doc["paths"].as_object_mut().expect("a document has paths");
     for item in paths.values_mut() {
         let Some(item) = item.as_object_mut() else {
@@ -152,7 +172,10 @@ fn finish(doc: utoipa::openapi::OpenApi) -> Value {
             if scheme("adminToken") {
                 errors.push(("401", "a missing or wrong admin token"));
             }
-            if op.contains_key("requestBody") {
+            if scheme("webhookSignature") {
+                // The raw body is verified, then read as any JSON.
+                errors.push(("413", "a body over the size limit"));
+            } else if op.contains_key("requestBody") {
                 errors.extend([
                     ("400", "a body that is not JSON"),
                     ("413", "a body over the size limit"),

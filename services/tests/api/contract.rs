@@ -98,18 +98,20 @@ const DOCUMENTED: [ServiceName; 4] = [FlowApi, CrmApi, SecurePlatform, Gateway];
 const BLESS_HINT: &str = "TEKUP_BLESS=1 cargo test -p tekup-services --test api contract";
 
 /// Serves `service` on a free port with a database pool that never
-/// connects: enough for `GET /openapi.json`, which needs no database.
+/// connects: enough for `GET /openapi.json`, and for requests refused
+/// before the database is asked.
 async fn serve_offline(service: ServiceName) -> String {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .connect_lazy("postgres://nobody@127.0.0.1:9/none")
         .expect("a lazy pool");
-    let state = AppState::new(
+    let mut state = AppState::new(
         service,
         pool,
         Grants::default(),
         TOKEN_SECRET,
         Upstreams::default(),
     );
+    state.admin_token = Some("admin-token".into());
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("address"));
     let app = tekup_services::app(state);
@@ -117,9 +119,13 @@ async fn serve_offline(service: ServiceName) -> String {
     url
 }
 
-/// `GET /openapi.json` of `service`: status and text.
+/// `GET /openapi.json` of `service`: status, content type and text.
 async fn served_document(service: ServiceName) -> (u16, Option<String>, String) {
     let base = serve_offline(service).await;
+    served_from(&base).await
+}
+
+async fn served_from(base: &str) -> (u16, Option<String>, String) {
     let response = reqwest::get(format!("{base}/openapi.json"))
         .await
         .expect("the service answers");
@@ -162,6 +168,41 @@ async fn the_committed_openapi_documents_are_what_the_services_serve() {
     );
     let (status, _, _) = served_document(Worker).await;
     assert_eq!(status, 404, "the worker has no document");
+}
+
+/// Every operation a document names is a route of its service: asked
+/// without credentials (or body), none answers the router's own 404 or 405.
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let mut asked = 0;
+    for service in DOCUMENTED {
+        let base = serve_offline(service).await;
+        let (_, _, text) = served_from(&base).await;
+        let mut ops = Operations::default();
+        ops.add(serde_json::from_str(&text).expect("JSON"))
+            .expect("the reader reads the document");
+        // `/health` asks the database, which this service does not have.
+        for op in ops.list.iter().filter(|o| o.path != "/health") {
+            let path = op.path.replace("{id}", &uuid::Uuid::nil().to_string());
+            let response = reqwest::Client::new()
+                .request(
+                    op.method.parse().expect("a method"),
+                    format!("{base}{path}"),
+                )
+                .send()
+                .await
+                .expect("the service answers");
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            assert!(
+                status != 405 && !(status == 404 && body.contains("no such endpoint")),
+                "{}: {status} {body}",
+                op.label()
+            );
+            asked += 1;
+        }
+    }
+    assert!(asked >= 40, "only {asked} operations asked");
 }
 
 const WEBHOOK_SECRET: &str = "whsec_contract_examples";

@@ -194,6 +194,7 @@ async fn a_slow_client_is_disconnected_without_holding_back_the_others() {
         gateway: GatewayArgs {
             buffer: 4,
             ping_secs: 20,
+            ..GatewayArgs::default()
         },
         ..Options::bus()
     };
@@ -254,6 +255,7 @@ async fn a_client_that_never_answers_pings_is_closed_and_one_that_does_stays() {
         gateway: GatewayArgs {
             buffer: 64,
             ping_secs: 1,
+            ..GatewayArgs::default()
         },
         ..Options::bus()
     };

@@ -56,7 +56,11 @@ impl Drop for LocalRedis {
 }
 
 fn launch(port: u16, dir: &std::path::Path) -> Child {
-    let mut child = Command::new("redis-server")
+    // Installed as the harness's process runtime installs it, when missing.
+    let program =
+        tekup_harness::env::provision::ensure_program(&tekup_harness::env::provision::REDIS)
+            .unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(program)
         .args([
             "--port",
             &port.to_string(),
@@ -70,7 +74,7 @@ fn launch(port: u16, dir: &std::path::Path) -> Child {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("redis-server starts (install it: apt-get install redis-server)");
+        .expect("redis-server starts");
     let stdout = child.stdout.take().expect("piped");
     let (ready_tx, ready_rx) = mpsc::channel();
     std::thread::spawn(move || {

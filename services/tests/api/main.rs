@@ -13,6 +13,7 @@ mod helpers;
 mod inputs;
 mod integrations;
 mod lead_to_contact;
+mod limits;
 mod local_redis;
 mod permissions;
 mod queues;

@@ -380,6 +380,29 @@ async fn bad_credentials_are_refused_with_the_reason() {
             403,
             "does not match",
         ),
+        (
+            // Which of two values counts would depend on the proxy in front.
+            "tenant id twice",
+            vec![
+                ("x-tenant-key", ACME_KEY),
+                ("x-tenant-id", "acme"),
+                ("x-tenant-id", "globex"),
+                ("x-source-app", "flow-web"),
+            ],
+            400,
+            "more than once",
+        ),
+        (
+            "key twice",
+            vec![
+                ("x-tenant-key", ACME_KEY),
+                ("x-tenant-key", GLOBEX_KEY),
+                ("x-tenant-id", "acme"),
+                ("x-source-app", "flow-web"),
+            ],
+            400,
+            "more than once",
+        ),
     ];
     for (name, headers, status, message) in cases {
         let reply = app.with_headers(&headers).get(FlowApi, "/leads").await;

@@ -76,6 +76,14 @@ impl WsClient {
             .expect("send");
     }
 
+    /// Sends a text frame, which may fail when the gateway closes first.
+    pub(crate) async fn try_send_text(
+        &mut self,
+        text: String,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.stream.send(Message::Text(text.into())).await
+    }
+
     /// Waits for the close frame; returns its code.
     pub(crate) async fn close_code(&mut self, within: Duration) -> Option<u16> {
         tokio::time::timeout(within, async {
