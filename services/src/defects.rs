@@ -25,6 +25,7 @@
 //! | `log-unbounded`    | the gateway logs a refused room name whole |
 //! | `input-nul-500`    | text is not checked for control characters: a NUL byte reaches Postgres, which fails the request (500) |
 //! | `input-foreign-ids` | ids inside request bodies (`leadId`, `entityId`, `incidentId`, `contactId`) are not checked to be the caller's tenant's |
+//! | `input-admin-body-first` | `POST /admin/tenants` reads its body before it checks the admin token: a malformed body without the token answers 400, not 401 |
 //! | `input-late-refusal` | a compliance report's `incidentId` is checked after the report is stored: another tenant's incident is refused (404), but the report stays |
 
 /// The defects a `defects` build knows.
@@ -45,6 +46,7 @@ pub const KNOWN: &[&str] = &[
     "input-nul-500",
     "input-foreign-ids",
     "input-late-refusal",
+    "input-admin-body-first",
     // One line per defect below; keep the table above in step.
 ];
 

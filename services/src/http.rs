@@ -42,16 +42,17 @@ pub fn app(state: AppState) -> Router {
         ServiceName::Gateway => crate::gateway::routes(),
         ServiceName::Worker => Router::new(),
     };
+    // The token is checked before the body is read: a caller without it
+    // learns nothing of how the body is parsed (a 401, not a 400 or 422).
+    let create_tenant_route = if crate::defects::active("input-admin-body-first") {
+        post(create_tenant)
+    } else {
+        post(create_tenant).route_layer(middleware::from_fn_with_state(state.clone(), admin_first))
+    };
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        // The token is checked before the body is read: a caller without it
-        // learns nothing of how the body is parsed (a 401, not a 400 or 422).
-        .route(
-            "/admin/tenants",
-            post(create_tenant)
-                .route_layer(middleware::from_fn_with_state(state.clone(), admin_first)),
-        )
+        .route("/admin/tenants", create_tenant_route)
         .route("/admin/queues", get(queue_stats))
         .route("/openapi.json", get(openapi_document))
         .merge(routes)

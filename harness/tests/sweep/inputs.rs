@@ -1,7 +1,7 @@
 //! The `inputs` class catches its deliberate defects: a NUL byte that
 //! reaches Postgres (a 500), another tenant's ids taken inside request
-//! bodies, and a refusal that comes after the write was stored, each
-//! shown by a minimal request.
+//! bodies, a refusal that comes after the write was stored and an admin
+//! body read before the token, each shown by a minimal request.
 
 use tekup_harness::sweep::{Class, Finding};
 
@@ -67,8 +67,12 @@ async fn nul_bytes_that_fail_the_request_and_foreign_ids_taken_are_found() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_refused_write_that_stored_a_row_is_found() {
-    let report = sweep_on("input-late-refusal", &[Class::Inputs]).await;
+async fn a_refused_write_that_stored_a_row_and_an_admin_body_read_before_the_token_are_found() {
+    let report = sweep_on(
+        "input-late-refusal,input-admin-body-first",
+        &[Class::Inputs],
+    )
+    .await;
     let stored = matching(&report, "was refused but stored");
     let found = stored
         .iter()
@@ -79,10 +83,26 @@ async fn a_refused_write_that_stored_a_row_is_found() {
         })
         .unwrap_or_else(|| panic!("no stored refusal among {stored:#?}\n{}", report.summary()));
     curl(found);
+
+    // Every service's /admin/tenants, without a token and with a wrong one.
+    let admin = matching(&report, "(missing-credentials)");
+    let malformed: Vec<&&Finding> = admin
+        .iter()
+        .filter(|f| {
+            f.title
+                .contains("`a malformed body with no admin token` answered 400")
+        })
+        .collect();
+    assert_eq!(malformed.len(), 4, "{admin:#?}");
+    let line = malformed[0].repro.as_ref().expect("a repro").curl();
+    assert!(
+        line.contains("/admin/tenants") && !line.contains("authorization"),
+        "{line}"
+    );
     assert_eq!(
         report.findings().count(),
-        stored.len(),
-        "only the late refusal is wrong:\n{}",
+        stored.len() + admin.len(),
+        "nothing else is wrong:\n{}",
         report.summary()
     );
 }

@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::fields::{self, Field, FieldPath, Kind, Seg};
-use crate::sweep::{Operation, Param, Size};
+use super::params;
+use crate::sweep::{Operation, Size};
 
 /// What a case changes in the operation's valid request.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,9 +69,6 @@ pub(super) struct Base {
 pub(super) const UNKNOWN_KEY: &str = "unexpectedField";
 /// A text longer than any field should take when none states a maximum.
 const MEGABYTE: usize = 1_000_000;
-/// The longest query or path value tried when none states a maximum (a
-/// megabyte in a URL is a test of the HTTP parser, which `limits` owns).
-const LONG_URL_VALUE: usize = 4096;
 
 /// One value of a family: how it is shown and what it sets.
 enum Val {
@@ -187,7 +185,7 @@ pub(super) fn generate(
         out.extend(whole);
     }
     for param in &op.params {
-        out.extend(param_cases(param, foreign, size)?);
+        out.extend(params::cases(param, foreign, size)?);
     }
     if op.params.iter().any(|p| p.location == "query") {
         out.push(Case {
@@ -221,7 +219,7 @@ fn schema_says(validator: &jsonschema::Validator, body: &Value) -> Expect {
 }
 
 /// The first value of each family at the bounded size, all at the full size.
-fn sample<T>(vals: Vec<T>, size: Size) -> Vec<T> {
+pub(super) fn sample<T>(vals: Vec<T>, size: Size) -> Vec<T> {
     match size {
         Size::Bounded => vals.into_iter().take(1).collect(),
         Size::Full => vals,
@@ -229,7 +227,7 @@ fn sample<T>(vals: Vec<T>, size: Size) -> Vec<T> {
 }
 
 /// The hostile texts, by family: `(family, label, text)`.
-const HOSTILE: [(&str, &[(&str, &str)]); 6] = [
+pub(super) const HOSTILE: [(&str, &[(&str, &str)]); 6] = [
     (
         "control characters",
         &[("a NUL byte", "a\u{0}b"), ("U+0001", "a\u{1}b")],
@@ -372,136 +370,4 @@ fn field_families(field: &Field) -> Vec<(&'static str, Vec<Val>)> {
         Kind::Any => {}
     }
     families
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-pub(super) fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn param_cases(
-    param: &Param,
-    foreign: &BTreeMap<String, String>,
-    size: Size,
-) -> Result<Vec<Case>, String> {
-    let (is_path, is_query) = (param.location == "path", param.location == "query");
-    if !is_path && !is_query {
-        return Ok(Vec::new());
-    }
-    let validator = jsonschema::options()
-        .should_validate_formats(true)
-        .build(&param.schema)
-        .map_err(|e| {
-            format!(
-                "the schema of parameter `{}` does not compile: {e}",
-                param.name
-            )
-        })?;
-    let kind = fields::kind_of(&param.schema);
-    let mut families: Vec<(&str, Vec<(&str, String)>)> = Vec::new();
-    match &kind {
-        Kind::Integer | Kind::Number => {
-            let above = fields::unwrap(&param.schema)["maximum"]
-                .as_i64()
-                .map_or("501".to_owned(), |m| (m + 1).to_string());
-            families.extend([
-                ("boundary", vec![("0", "0".to_owned())]),
-                ("negative", vec![("-1", "-1".to_owned())]),
-                ("above the maximum", vec![("the maximum + 1", above)]),
-                ("huge", vec![("10^20", "99999999999999999999".to_owned())]),
-                ("not a number", vec![("ten", "ten".to_owned())]),
-                ("fraction", vec![("1.5", "1.5".to_owned())]),
-            ]);
-        }
-        _ => {
-            for (family, texts) in HOSTILE {
-                families.push((
-                    family,
-                    texts.iter().map(|(w, t)| (*w, (*t).to_owned())).collect(),
-                ));
-            }
-            let long = match &kind {
-                Kind::Text {
-                    max_length: Some(m),
-                    ..
-                } => usize::try_from(*m).map_or(LONG_URL_VALUE, |m| m + 1),
-                _ => LONG_URL_VALUE,
-            };
-            families.push(("oversized", vec![("too long", "x".repeat(long))]));
-            if let Kind::Text {
-                format, choices, ..
-            } = &kind
-            {
-                if choices.is_some() {
-                    families.push(("not one of the enum", vec![("bogus", "bogus".into())]));
-                }
-                if format.as_deref() == Some("uuid") {
-                    families.push(("not a uuid", vec![("not-a-uuid", "not-a-uuid".into())]));
-                }
-            }
-        }
-    }
-    let format = match &kind {
-        Kind::Text { format, .. } => format.clone(),
-        _ => None,
-    };
-    let mut out = Vec::new();
-    for (family, vals) in families {
-        for (what, text) in sample(vals, size) {
-            let as_json = match kind {
-                Kind::Integer | Kind::Number => {
-                    serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text.clone()))
-                }
-                _ => Value::String(text.clone()),
-            };
-            let expect = match fields::text_rule(&param.name, format.as_deref(), &text) {
-                Some(why) => Expect::Refused(why.to_owned()),
-                None if text.is_empty() && is_path => {
-                    Expect::Refused("an empty path segment".into())
-                }
-                None => match validator.validate(&as_json) {
-                    Ok(()) => Expect::Either,
-                    Err(e) => Expect::Refused(format!("the schema refuses it: {e}")),
-                },
-            };
-            let encoded = encode(&text);
-            out.push(Case {
-                label: format!("{} {}: {family} ({what})", param.location, param.name),
-                mutation: if is_path {
-                    Mutation::Path(param.name.clone(), encoded)
-                } else {
-                    Mutation::Query(param.name.clone(), encoded)
-                },
-                expect,
-                field: None,
-            });
-        }
-    }
-    if let Some(id) = param.reference.as_ref().and_then(|r| foreign.get(r)) {
-        out.push(Case {
-            label: format!("{} {}: another tenant's id", param.location, param.name),
-            mutation: if is_path {
-                Mutation::Path(param.name.clone(), encode(id))
-            } else {
-                Mutation::Query(param.name.clone(), encode(id))
-            },
-            // A filter naming another tenant's object finds nothing; only a
-            // path names the object the operation acts on.
-            expect: if is_path {
-                Expect::NotFound
-            } else {
-                Expect::Either
-            },
-            field: None,
-        });
-    }
-    Ok(out)
 }

@@ -12,8 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::cases::{encode, Base};
+use super::cases::Base;
 use super::fields::{self, Kind};
+use super::params::encode;
 use crate::contract::Contract;
 use crate::platform::{Platform, TenantKey};
 use crate::sweep::{Operation, Operations, Security};

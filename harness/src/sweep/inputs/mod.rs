@@ -35,6 +35,7 @@ mod admin;
 mod cases;
 mod fields;
 mod fixtures;
+mod params;
 mod send;
 mod shrink;
 
