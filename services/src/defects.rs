@@ -32,6 +32,10 @@
 //! | `token-no-lifetime-cap` | cross-app tokens are not held to the lifetime ceiling nor to an `iat` within the leeway |
 //! | `webhook-replay`   | the Stripe webhook handles an event id it has already handled again |
 //! | `webhook-no-timestamp` | the Stripe webhook ignores the signature's timestamp tolerance |
+//! | `input-nul-500`    | text is not checked for control characters: a NUL byte reaches Postgres, which fails the request (500) |
+//! | `input-foreign-ids` | ids inside request bodies (`leadId`, `entityId`, `incidentId`, `contactId`) are not checked to be the caller's tenant's |
+//! | `input-admin-body-first` | `POST /admin/tenants` reads its body before it checks the admin token: a malformed body without the token answers 400, not 401 |
+//! | `input-late-refusal` | a compliance report's `incidentId` is checked after the report is stored: another tenant's incident is refused (404), but the report stays |
 
 /// The defects a `defects` build knows.
 pub const KNOWN: &[&str] = &[
@@ -57,6 +61,10 @@ pub const KNOWN: &[&str] = &[
     "token-no-lifetime-cap",
     "webhook-replay",
     "webhook-no-timestamp",
+    "input-nul-500",
+    "input-foreign-ids",
+    "input-late-refusal",
+    "input-admin-body-first",
     // One line per defect below; keep the table above in step.
 ];
 

@@ -212,7 +212,6 @@ pub struct Stores {
     pub revoke_key: Option<String>,
 }
 
-
 /// `60s`, `500ms`, `5m`, `1h`.
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;

@@ -100,13 +100,13 @@ impl ContactInput {
         let field = |name: &str| format!("{at}{name}");
         Ok(Fields {
             email: validate::email(&field("email"), &self.email)?,
-            first_name: validate::optional_text(
+            first_name: validate::optional_name(
                 &field("firstName"),
                 self.first_name.as_deref(),
                 200,
             )?,
-            last_name: validate::optional_text(&field("lastName"), self.last_name.as_deref(), 200)?,
-            company: validate::optional_text(&field("company"), self.company.as_deref(), 200)?,
+            last_name: validate::optional_name(&field("lastName"), self.last_name.as_deref(), 200)?,
+            company: validate::optional_name(&field("company"), self.company.as_deref(), 200)?,
             phone: validate::optional_text(&field("phone"), self.phone.as_deref(), 50)?,
             source: validate::optional_text(&field("source"), self.source.as_deref(), 100)?,
             lead_id: self.lead_id,
@@ -186,6 +186,7 @@ pub(super) async fn create(
         other => other?,
     };
     if let Some(lead) = f.lead_id {
+        validate::own_object(&mut tx, "leadId", "lead", lead, &ctx.tenant_id).await?;
         associate_lead(&mut tx, &ctx.tenant_id, id, lead).await?;
     }
     let contact = fetch(&mut tx, &ctx.tenant_id, id)
@@ -318,6 +319,7 @@ pub(super) async fn associate(
     if fetch(&mut tx, &ctx.tenant_id, id).await?.is_none() {
         return Err(ApiError::NotFound(format!("contact {id} not found")));
     }
+    validate::own_object(&mut tx, "leadId", "lead", body.lead_id, &ctx.tenant_id).await?;
     let new = associate_lead(&mut tx, &ctx.tenant_id, id, body.lead_id).await?;
     let contact = fetch(&mut tx, &ctx.tenant_id, id)
         .await?
@@ -379,6 +381,12 @@ pub(super) async fn sync(
     let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
     let (mut created, mut updated, mut unchanged) = (0, 0, 0);
     let mut ids = Vec::with_capacity(fields.len());
+    for (i, f) in fields.iter().enumerate() {
+        if let Some(lead) = f.lead_id {
+            let field = format!("contacts[{i}].leadId");
+            validate::own_object(&mut tx, &field, "lead", lead, &ctx.tenant_id).await?;
+        }
+    }
     for f in fields {
         let upserted: Option<(Uuid, bool)> = sqlx::query_as(
             "INSERT INTO crm.contacts AS c (id, tenant_id, email, first_name, last_name, company, phone, source)

@@ -78,7 +78,7 @@ pub(super) async fn create(
     Json(body): Json<NewDeal>,
 ) -> ApiResult<(StatusCode, Json<Deal>)> {
     ctx.require("write:deals")?;
-    let title = validate::text("title", &body.title, 200)?;
+    let title = validate::name("title", &body.title, 200)?;
     if body.amount < 0 {
         return Err(ApiError::Validation("`amount` must not be negative".into()));
     }
@@ -90,19 +90,7 @@ pub(super) async fn create(
     }
     let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
     if let Some(contact) = body.contact_id {
-        // Through RLS: a foreign key alone would accept another tenant's contact.
-        let visible: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM crm.contacts WHERE id = $1 AND tenant_id = $2)",
-        )
-        .bind(contact)
-        .bind(&ctx.tenant_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if !visible {
-            return Err(ApiError::Validation(format!(
-                "`contactId`: contact {contact} not found"
-            )));
-        }
+        validate::own_object(&mut tx, "contactId", "contact", contact, &ctx.tenant_id).await?;
     }
     let deal: Deal = sqlx::query_as(
         "INSERT INTO crm.deals (id, tenant_id, contact_id, title, amount_cents, currency)

@@ -118,6 +118,21 @@ pub(crate) async fn record_once(
     Ok(done.rows_affected() == 1)
 }
 
+/// An activity's `type`: 1 to 64 upper-case letters, digits or `_`.
+fn check_kind(kind: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&kind.len())
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(
+            "`type` must be 1 to 64 upper-case letters, digits or `_` (e.g. CALL_LOGGED)".into(),
+        ))
+    }
+}
+
 /// Record an activity
 #[utoipa::path(
     post,
@@ -140,16 +155,7 @@ pub(super) async fn create(
     Json(body): Json<NewActivity>,
 ) -> ApiResult<(StatusCode, Json<Activity>)> {
     ctx.require("write:activities")?;
-    let kind_ok = (1..=64).contains(&body.kind.len())
-        && body
-            .kind
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-    if !kind_ok {
-        return Err(ApiError::Validation(
-            "`type` must be 1 to 64 upper-case letters, digits or `_` (e.g. CALL_LOGGED)".into(),
-        ));
-    }
+    check_kind(&body.kind)?;
     let entity_type = validate::one_of("entityType", &body.entity_type, &ENTITY_TYPES)?;
     let description = validate::optional_text("description", body.description.as_deref(), 2000)?;
     let data = body
@@ -158,7 +164,16 @@ pub(super) async fn create(
     if !data.is_object() {
         return Err(ApiError::Validation("`data` must be a JSON object".into()));
     }
+    validate::json_text("data", &data)?;
     let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+    if let Some(id) = body.entity_id {
+        if entity_type == "voice" {
+            return Err(ApiError::Validation(
+                "`entityId`: a voice activity names no object".into(),
+            ));
+        }
+        validate::own_object(&mut tx, "entityId", entity_type, id, &ctx.tenant_id).await?;
+    }
     let activity = record(
         &mut tx,
         &ctx.tenant_id,
@@ -209,6 +224,9 @@ pub(super) async fn list(
 ) -> ApiResult<Json<Value>> {
     ctx.require("read:activities")?;
     let (limit, offset) = validate::page(q.limit, q.offset)?;
+    if let Some(kind) = &q.kind {
+        check_kind(kind)?;
+    }
     let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
     let rows: Vec<Activity> = sqlx::query_as(
         "SELECT * FROM flow.activities

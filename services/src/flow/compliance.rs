@@ -77,7 +77,12 @@ pub(super) async fn create(
     if !data.is_object() {
         return Err(ApiError::Validation("`data` must be a JSON object".into()));
     }
+    validate::json_text("data", &data)?;
     let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+    let late = crate::defects::active("input-late-refusal");
+    if let Some(incident) = body.incident_id.filter(|_| !late) {
+        validate::own_object(&mut tx, "incidentId", "incident", incident, &ctx.tenant_id).await?;
+    }
     let report: Result<ComplianceReport, sqlx::Error> = sqlx::query_as(
         "INSERT INTO flow.compliance_reports (id, tenant_id, incident_id, severity, summary, data)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
@@ -100,6 +105,10 @@ pub(super) async fn create(
         other => other?,
     };
     tx.commit().await?;
+    if let Some(incident) = body.incident_id.filter(|_| late) {
+        let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+        validate::own_object(&mut tx, "incidentId", "incident", incident, &ctx.tenant_id).await?;
+    }
     Ok((StatusCode::CREATED, Json(report)))
 }
 

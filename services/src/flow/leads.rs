@@ -94,10 +94,10 @@ pub(super) async fn create(
     if !late_check {
         ctx.require("write:leads")?;
     }
-    let first_name = validate::text("firstName", &body.first_name, 200)?;
-    let last_name = validate::optional_text("lastName", body.last_name.as_deref(), 200)?;
+    let first_name = validate::name("firstName", &body.first_name, 200)?;
+    let last_name = validate::optional_name("lastName", body.last_name.as_deref(), 200)?;
     let email = validate::email("email", &body.email)?;
-    let company = validate::optional_text("company", body.company.as_deref(), 200)?;
+    let company = validate::optional_name("company", body.company.as_deref(), 200)?;
     let phone = validate::optional_text("phone", body.phone.as_deref(), 50)?;
     let source = validate::optional_text("source", body.source.as_deref(), 100)?;
 

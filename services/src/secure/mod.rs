@@ -110,7 +110,7 @@ async fn create(
     Json(body): Json<NewIncident>,
 ) -> ApiResult<(StatusCode, Json<Incident>)> {
     ctx.require("write:incidents")?;
-    let title = validate::text("title", &body.title, 200)?;
+    let title = validate::name("title", &body.title, 200)?;
     let severity = validate::one_of("severity", &body.severity, &SEVERITIES)?;
     let description = validate::optional_text("description", body.description.as_deref(), 4000)?;
     let source = validate::optional_text("source", body.source.as_deref(), 100)?;

@@ -10,6 +10,7 @@ mod crm;
 mod errors;
 mod events;
 mod helpers;
+mod inputs;
 mod integrations;
 mod lead_to_contact;
 mod limits;

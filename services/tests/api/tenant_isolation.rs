@@ -121,7 +121,7 @@ async fn a_tenant_key_never_reads_or_writes_another_tenants_rows_through_the_api
             json!({ "title": "x", "amount": 1, "currency": "usd", "contactId": contact_id }),
         )
         .await;
-    assert_status(&deal, 422);
+    assert_status(&deal, 404);
     assert_status(
         &globex_crm
             .post(CrmApi, &format!("/deals/{deal_id}/won"), json!({}))

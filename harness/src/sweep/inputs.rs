@@ -1,8 +1,0 @@
-//! The `inputs` class (see the table in [`super`]).
-
-use super::{ClassReport, Target};
-
-pub(super) async fn sweep(target: &Target, report: &mut ClassReport) {
-    let _ = target;
-    report.skipped = Some("the inputs class is not built yet".into());
-}
