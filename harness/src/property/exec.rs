@@ -1,5 +1,10 @@
 //! Running a plan against a live ecosystem: fresh tenants, every request
-//! with its check, then the invariants at the end.
+//! with its check, then the invariants at the end: the stores settled,
+//! every accepted lead, contact, deal and incident in the table the
+//! contract names for it, the clients' frames held to the model and, when
+//! all that holds, the gateway's audit held to what the clients received
+//! (a case already failing is not: the audit would wait out its deadline
+//! on what is already broken).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +17,7 @@ use super::check::check_answer;
 use super::events;
 use super::plan::{tenant_var, Call, Creds, Plan, Step, LEAD_APP};
 use crate::env::{error_chain, Ecosystem};
+use crate::invariants::audit::{check_stored, store_for, AcceptedWrite, Audit, Delivery};
 use crate::invariants::{AcceptedLead, Checker, Ledger};
 use crate::platform::Platform;
 use crate::scenario::run::queue::enqueue_job;
@@ -45,7 +51,13 @@ pub struct Executor {
     redis: redis::aio::MultiplexedConnection,
     gateway: String,
     waits: Waits,
+    audit: Audit,
+    /// The tables of leads, contacts, deals and incidents, from the contract.
+    stores: [String; 4],
 }
+
+/// The kinds of object a case makes, as the contract's tables are named.
+const NOUNS: [&str; 4] = ["leads", "contacts", "deals", "incidents"];
 
 /// Values a case binds: tenants' ids and keys, ids the platform assigned.
 #[derive(Debug, Default)]
@@ -102,12 +114,23 @@ impl Executor {
             .url("gateway")
             .map_err(|e| error_chain(&e))?
             .to_owned();
+        let contract = crate::contract::active();
+        let audit = Audit::new(checker.pool().clone(), contract)?;
+        let store = |noun| store_for(contract, noun);
+        let stores = [
+            store(NOUNS[0])?,
+            store(NOUNS[1])?,
+            store(NOUNS[2])?,
+            store(NOUNS[3])?,
+        ];
         Ok(Executor {
             platform,
             checker,
             redis,
             gateway,
             waits,
+            audit,
+            stores,
         })
     }
 
@@ -180,7 +203,12 @@ impl Executor {
             .iter()
             .map(|f| name_ids(&f.to_string(), &vars))
             .collect();
+        let stored = check_stored(self.checker.pool(), &self.accepted(plan, &vars)).await;
+        findings.extend(stored.iter().map(|f| name_ids(&f.to_string(), &vars)));
         findings.extend(events::check(plan, &conns, &vars, self.waits).await);
+        if findings.is_empty() {
+            findings.extend(self.check_audit(plan, &conns, &vars).await);
+        }
         if findings.is_empty() {
             Ok(())
         } else {
@@ -189,6 +217,73 @@ impl Executor {
                 findings,
             })
         }
+    }
+
+    /// Every lead, contact, deal and incident the platform accepted in the
+    /// case (its id is bound), with its tenant and table.
+    fn accepted(&self, plan: &Plan, vars: &Vars) -> Vec<AcceptedWrite> {
+        let owners: [Vec<usize>; 4] = [
+            plan.leads.iter().map(|l| l.tenant).collect(),
+            plan.contacts.iter().map(|c| c.0).collect(),
+            plan.deals.clone(),
+            plan.incidents.clone(),
+        ];
+        let vars_of = ["lead", "contact", "deal", "incident"];
+        let mut writes = Vec::new();
+        for ((owners, table), var) in owners.iter().zip(&self.stores).zip(vars_of) {
+            for (n, &owner) in owners.iter().enumerate() {
+                let what = format!("{var}-{n}");
+                if let (Ok(id), Ok(tenant)) = (vars.get(&what), vars.get(&tenant_var(owner))) {
+                    writes.push(AcceptedWrite {
+                        what: what.clone(),
+                        tenant: tenant.to_owned(),
+                        id: id.to_owned(),
+                        table: table.clone(),
+                    });
+                }
+            }
+        }
+        writes
+    }
+
+    /// The gateway's audit of the case's tenants against what its clients
+    /// received, settled within the events' wait.
+    async fn check_audit(&self, plan: &Plan, conns: &[Conn], vars: &Vars) -> Vec<String> {
+        let tenants: Vec<String> = (0..plan.tenants)
+            .filter_map(|t| vars.get(&tenant_var(t)).ok().map(str::to_owned))
+            .collect();
+        let deliveries = || {
+            let mut out = Vec::new();
+            for (c, conn) in conns.iter().enumerate() {
+                let (Some(spec), Ok(tenant)) = (
+                    plan.conns.get(c),
+                    plan.conns.get(c).map_or(Err(String::new()), |s| {
+                        vars.get(&tenant_var(s.tenant))
+                    }),
+                ) else {
+                    continue;
+                };
+                for frame in conn.frames().iter().filter(|f| f["type"] == "event") {
+                    let event = &frame["event"];
+                    out.push(Delivery {
+                        tenant: tenant.to_owned(),
+                        app: spec.app.to_owned(),
+                        event: event["id"].as_str().unwrap_or_default().to_owned(),
+                        event_type: event["type"].as_str().unwrap_or_default().to_owned(),
+                    });
+                }
+            }
+            out
+        };
+        let verdict = self
+            .audit
+            .settle(&tenants, deliveries, self.waits.events)
+            .await;
+        verdict
+            .findings
+            .iter()
+            .map(|f| name_ids(&f.to_string(), vars))
+            .collect()
     }
 
     async fn send(
