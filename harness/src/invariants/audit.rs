@@ -12,7 +12,9 @@
 //!   [`Finding::Unaudited`] with 0 rows, which is *pending*: the gateway
 //!   writes its audit in batches after delivering; more than one: broken);
 //! - every row of those tenants has a delivery to a subscriber of its room
-//!   ([`Finding::AuditWithoutDelivery`], broken).
+//!   ([`Finding::AuditWithoutDelivery`], broken); a caller may hold only
+//!   the rooms it had subscribers in to this ([`Rooms::Subscribed`]), when
+//!   a row elsewhere would depend on connections outside what it checks.
 //!
 //! The room is the subscriber's, not the event's: an event of tenant A
 //! that reaches a subscriber of tenant B (a leak) was delivered to room
@@ -49,6 +51,15 @@ pub struct Delivery {
     pub event_type: String,
 }
 
+/// Which rooms' audit rows must each have a delivery.
+#[derive(Debug, Clone, Copy)]
+pub enum Rooms<'a> {
+    /// Every room of the tenants.
+    All,
+    /// Only these `(tenant, app)` rooms: rows of others are not judged.
+    Subscribed(&'a BTreeSet<(String, String)>),
+}
+
 /// The contract's audit table, read as superuser.
 #[derive(Debug, Clone)]
 pub struct Audit {
@@ -80,8 +91,14 @@ impl Audit {
         Ok(Audit { pg, table, sql })
     }
 
-    /// One look: the findings about `tenants`' audit rows and `deliveries`.
-    pub async fn check(&self, tenants: &[String], deliveries: &[Delivery]) -> Verdict {
+    /// One look: the findings about `tenants`' audit rows (of `rooms`)
+    /// and `deliveries`.
+    pub async fn check(
+        &self,
+        tenants: &[String],
+        rooms: Rooms<'_>,
+        deliveries: &[Delivery],
+    ) -> Verdict {
         let mut verdict = Verdict::default();
         let rows: Vec<(String, String, String, i64)> = match sqlx::query_as(&self.sql)
             .bind(tenants)
@@ -97,7 +114,7 @@ impl Audit {
                 return verdict;
             }
         };
-        verdict.findings = compare(&rows, deliveries);
+        verdict.findings = compare(&rows, rooms, deliveries);
         verdict
     }
 
@@ -106,12 +123,13 @@ impl Audit {
     pub async fn settle(
         &self,
         tenants: &[String],
+        rooms: Rooms<'_>,
         deliveries: impl Fn() -> Vec<Delivery>,
         within: Duration,
     ) -> Verdict {
         poll_until(within, || {
             let now = deliveries();
-            async move { self.check(tenants, &now).await }
+            async move { self.check(tenants, rooms, &now).await }
         })
         .await
     }
@@ -119,7 +137,11 @@ impl Audit {
 
 /// The findings of audit `rows` (tenant, event, app, count) against
 /// `deliveries`.
-fn compare(rows: &[(String, String, String, i64)], deliveries: &[Delivery]) -> Vec<Finding> {
+fn compare(
+    rows: &[(String, String, String, i64)],
+    rooms: Rooms<'_>,
+    deliveries: &[Delivery],
+) -> Vec<Finding> {
     let audited: BTreeMap<(&str, &str, &str), i64> = rows
         .iter()
         .map(|(t, e, a, n)| ((t.as_str(), e.as_str(), a.as_str()), *n))
@@ -146,8 +168,12 @@ fn compare(rows: &[(String, String, String, i64)], deliveries: &[Delivery]) -> V
             });
         }
     }
+    let judged = |tenant: &str, app: &str| match rooms {
+        Rooms::All => true,
+        Rooms::Subscribed(rooms) => rooms.contains(&(tenant.to_owned(), app.to_owned())),
+    };
     for &(tenant, event, app) in audited.keys() {
-        if !delivered.contains_key(&(tenant, event, app)) {
+        if judged(tenant, app) && !delivered.contains_key(&(tenant, event, app)) {
             findings.push(Finding::AuditWithoutDelivery {
                 tenant: tenant.to_owned(),
                 app: app.to_owned(),
@@ -307,7 +333,7 @@ mod tests {
             row("b", "e2", "crm-web", 2),
             row("b", "e9", "inbox-ai", 1),
         ];
-        let findings = compare(&rows, &deliveries);
+        let findings = compare(&rows, Rooms::All, &deliveries);
         let text: Vec<String> = findings.iter().map(ToString::to_string).collect();
         assert_eq!(findings.len(), 3, "{text:#?}");
         assert!(text.iter().any(|t| t
@@ -319,6 +345,10 @@ mod tests {
         // A missing row may still come; two rows or a row without a delivery will not go.
         let pending: Vec<bool> = findings.iter().map(Finding::is_pending).collect();
         assert_eq!(pending.iter().filter(|p| **p).count(), 1);
+        // Rows of rooms nobody subscribed to are not judged when asked so.
+        let rooms = [("b".to_owned(), "crm-web".to_owned())].into_iter().collect();
+        let findings = compare(&rows, Rooms::Subscribed(&rooms), &deliveries);
+        assert_eq!(findings.len(), 2, "{findings:#?}");
     }
 
     #[tokio::test]

@@ -30,7 +30,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 pub use ledger::{AcceptedLead, Ledger, Tally};
-pub use audit::{AcceptedWrite, Audit, Delivery};
+pub use audit::{AcceptedWrite, Audit, Delivery, Rooms};
 pub use stores::{Checker, QueueTotals};
 pub use witness::{Witness, WitnessReport};
 

@@ -4,7 +4,11 @@
 //! contract names for it, the clients' frames held to the model and, when
 //! all that holds, the gateway's audit held to what the clients received
 //! (a case already failing is not: the audit would wait out its deadline
-//! on what is already broken).
+//! on what is already broken). Only the rooms the case had clients in are
+//! held to "no row without a delivery": a row elsewhere means a delivery
+//! to a connection outside the case, which only a leak to another tenant
+//! makes; the run's witness sees that leak, and the case's verdict stays a
+//! function of the case (so its minimal scenario replays).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +21,9 @@ use super::check::check_answer;
 use super::events;
 use super::plan::{tenant_var, Call, Creds, Plan, Step, LEAD_APP};
 use crate::env::{error_chain, Ecosystem};
-use crate::invariants::audit::{check_stored, store_for, AcceptedWrite, Audit, Delivery};
+use crate::invariants::audit::{
+    check_stored, store_for, AcceptedWrite, Audit, Delivery, Rooms,
+};
 use crate::invariants::{AcceptedLead, Checker, Ledger};
 use crate::platform::Platform;
 use crate::scenario::run::queue::enqueue_job;
@@ -252,22 +258,24 @@ impl Executor {
         let tenants: Vec<String> = (0..plan.tenants)
             .filter_map(|t| vars.get(&tenant_var(t)).ok().map(str::to_owned))
             .collect();
+        // Each client's room: (its tenant's id, its app).
+        let rooms: Vec<(String, String)> = plan
+            .conns
+            .iter()
+            .take(conns.len())
+            .map(|c| {
+                let tenant = vars.get(&tenant_var(c.tenant)).unwrap_or_default();
+                (tenant.to_owned(), c.app.to_owned())
+            })
+            .collect();
         let deliveries = || {
             let mut out = Vec::new();
-            for (c, conn) in conns.iter().enumerate() {
-                let (Some(spec), Ok(tenant)) = (
-                    plan.conns.get(c),
-                    plan.conns.get(c).map_or(Err(String::new()), |s| {
-                        vars.get(&tenant_var(s.tenant))
-                    }),
-                ) else {
-                    continue;
-                };
+            for ((tenant, app), conn) in rooms.iter().zip(conns) {
                 for frame in conn.frames().iter().filter(|f| f["type"] == "event") {
                     let event = &frame["event"];
                     out.push(Delivery {
-                        tenant: tenant.to_owned(),
-                        app: spec.app.to_owned(),
+                        tenant: tenant.clone(),
+                        app: app.clone(),
                         event: event["id"].as_str().unwrap_or_default().to_owned(),
                         event_type: event["type"].as_str().unwrap_or_default().to_owned(),
                     });
@@ -275,9 +283,15 @@ impl Executor {
             }
             out
         };
+        let subscribed = rooms.iter().cloned().collect();
         let verdict = self
             .audit
-            .settle(&tenants, deliveries, self.waits.events)
+            .settle(
+                &tenants,
+                Rooms::Subscribed(&subscribed),
+                deliveries,
+                self.waits.events,
+            )
             .await;
         verdict
             .findings

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::{EventCheck, SUBSCRIBER_APP};
-use crate::invariants::{AcceptedLead, Audit, Checker, Delivery, Finding, Verdict};
+use crate::invariants::{AcceptedLead, Audit, Checker, Delivery, Finding, Rooms, Verdict};
 use crate::platform::{Subscriber, TenantKey};
 
 /// The gateway's audit of the subscribers' tenants against what they
@@ -45,7 +45,7 @@ pub(super) async fn check_audit(
             .collect()
     };
     audit
-        .settle(&tenants, deliveries, within.max(Duration::from_secs(5)))
+        .settle(&tenants, Rooms::All, deliveries, within.max(Duration::from_secs(5)))
         .await
 }
 

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::tail::Tail;
 use crate::env::error_chain;
-use crate::invariants::audit::{Audit, Delivery};
+use crate::invariants::audit::{Audit, Delivery, Rooms};
 use crate::platform::{Platform, Subscriber, TenantKey};
 
 /// One read of the witness's objects through the API: its answer is part
@@ -268,7 +268,7 @@ impl Settle<'_> {
         }
         if let Some(audit) = self.audit {
             let tenant = self.caller.tenant.id.clone();
-            let verdict = audit.check(&[tenant], &self.deliveries()).await;
+            let verdict = audit.check(&[tenant], Rooms::All, &self.deliveries()).await;
             open.extend(verdict.findings.iter().map(|f| format!("audit: {f}")));
         }
         open
