@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use tekup_harness::chaos::suite::{self, Plan, SuiteName, SuiteReport};
 use tekup_harness::env::{error_chain, Ecosystem, Runtime};
-use tekup_harness::invariants::Finding;
 use tekup_harness::invariants::witness::WitnessFinding;
+use tekup_harness::invariants::Finding;
 
 fn workspace() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -182,7 +182,11 @@ async fn a_gateway_audit_that_skips_rows_is_caught_by_gateway_partition() {
     // The witness may have lost one of its own rows (the counter is the
     // process's); if so it says so at its set-up, and it saw no leak.
     assert!(
-        report.witness.findings.iter().all(|f| matches!(f, WitnessFinding::SetUp(_))),
+        report
+            .witness
+            .findings
+            .iter()
+            .all(|f| matches!(f, WitnessFinding::SetUp(_))),
         "{}",
         report.witness.describe(10)
     );

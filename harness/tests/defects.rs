@@ -96,7 +96,11 @@ fn a_gateway_without_its_tenant_filter_fails_lead_to_contact_at_the_spy() {
     assert!(
         leaked.contains(&"crm-web".to_owned()) && leaked.contains(&"flow-web".to_owned()),
         "{leaked:?}\n{}",
-        finished.witness.as_ref().map(|w| w.describe(20)).unwrap_or_default()
+        finished
+            .witness
+            .as_ref()
+            .map(|w| w.describe(20))
+            .unwrap_or_default()
     );
 }
 
@@ -112,11 +116,9 @@ fn a_leak_no_scenario_looks_for_fails_the_run_through_the_witness() {
         failure_text(&report).unwrap_or_default()
     );
     let acme = &report.tenants["acme"];
-    let incident = leaks(&finished)
-        .into_iter()
-        .find(|(app, kind, tenant, _)| {
-            kind == "SECURITY_INCIDENT" && tenant == acme && app == "secure-platform"
-        });
+    let incident = leaks(&finished).into_iter().find(|(app, kind, tenant, _)| {
+        kind == "SECURITY_INCIDENT" && tenant == acme && app == "secure-platform"
+    });
     let witness = finished.witness.as_ref().expect("a witness").describe(20);
     let (_, _, _, id) = incident.unwrap_or_else(|| panic!("no leak found:\n{witness}"));
     // The run fails with a `witness` entry naming the leaked event.

@@ -73,8 +73,8 @@ impl Audit {
     /// The audit of `contract` (`audit.table` and `audit.key`: the tenant,
     /// event and app columns, in that order) on the database `pg`.
     pub fn new(pg: sqlx::PgPool, contract: &Contract) -> Result<Audit, String> {
-        let table = qualified(&contract.audit.table)
-            .map_err(|e| format!("contract `audit.table`: {e}"))?;
+        let table =
+            qualified(&contract.audit.table).map_err(|e| format!("contract `audit.table`: {e}"))?;
         let [tenant, event, app] = contract.audit.key.as_slice() else {
             return Err(format!(
                 "contract `audit.key`: expected three columns (tenant, event, app), got {:?}",
@@ -346,7 +346,9 @@ mod tests {
         let pending: Vec<bool> = findings.iter().map(Finding::is_pending).collect();
         assert_eq!(pending.iter().filter(|p| **p).count(), 1);
         // Rows of rooms nobody subscribed to are not judged when asked so.
-        let rooms = [("b".to_owned(), "crm-web".to_owned())].into_iter().collect();
+        let rooms = [("b".to_owned(), "crm-web".to_owned())]
+            .into_iter()
+            .collect();
         let findings = compare(&rows, Rooms::Subscribed(&rooms), &deliveries);
         assert_eq!(findings.len(), 2, "{findings:#?}");
     }
@@ -355,15 +357,24 @@ mod tests {
     async fn the_tables_come_from_the_contract_and_are_checked_as_names() {
         let contract = crate::contract::Contract::reference();
         assert_eq!(store_for(contract, "leads").unwrap(), "flow.leads");
-        assert_eq!(store_for(contract, "incidents").unwrap(), "secure.incidents");
+        assert_eq!(
+            store_for(contract, "incidents").unwrap(),
+            "secure.incidents"
+        );
         let none = store_for(contract, "invoices").unwrap_err();
-        assert!(none.contains("names no table `<schema>.invoices`"), "{none}");
+        assert!(
+            none.contains("names no table `<schema>.invoices`"),
+            "{none}"
+        );
         assert!(qualified("flow.leads; drop table x").is_err());
         assert!(qualified("a.b.c").is_err());
         let mut bad = contract.clone();
         bad.audit.key = vec!["tenant_id".into(), "event_id".into()];
         let pg = sqlx::PgPool::connect_lazy("postgres://x@localhost/x").unwrap();
         let err = Audit::new(pg, &bad).unwrap_err();
-        assert!(err.contains("contract `audit.key`: expected three columns"), "{err}");
+        assert!(
+            err.contains("contract `audit.key`: expected three columns"),
+            "{err}"
+        );
     }
 }

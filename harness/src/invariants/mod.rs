@@ -29,8 +29,8 @@ pub mod witness;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-pub use ledger::{AcceptedLead, Ledger, Tally};
 pub use audit::{AcceptedWrite, Audit, Delivery, Rooms};
+pub use ledger::{AcceptedLead, Ledger, Tally};
 pub use stores::{Checker, QueueTotals};
 pub use witness::{Witness, WitnessReport};
 

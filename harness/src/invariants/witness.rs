@@ -114,7 +114,9 @@ impl Witness {
         let platform = match Platform::from_ecosystem(eco) {
             Ok(p) => p,
             Err(e) => {
-                report.skipped.push(format!("everything: {}", error_chain(&e)));
+                report
+                    .skipped
+                    .push(format!("everything: {}", error_chain(&e)));
                 return Witness { report, live: None };
             }
         };
@@ -270,7 +272,12 @@ impl Live {
         live
     }
 
-    async fn fingerprint(&mut self, eco: &Ecosystem, objects: &Objects, report: &mut WitnessReport) {
+    async fn fingerprint(
+        &mut self,
+        eco: &Ecosystem,
+        objects: &Objects,
+        report: &mut WitnessReport,
+    ) {
         self.baseline = self.subs.iter().map(|(_, s)| s.events().len()).collect();
         self.cut_ms = match &self.tail {
             Some(tail) => match tail.now_ms().await {
@@ -548,9 +555,15 @@ mod tests {
         };
         assert!(!report.holds());
         let text = report.describe(1);
-        assert!(text.starts_with("witness tenant witness-x-1: 2 finding(s)"), "{text}");
+        assert!(
+            text.starts_with("witness tenant witness-x-1: 2 finding(s)"),
+            "{text}"
+        );
         assert!(text.contains("watched: 6 rooms"), "{text}");
-        assert!(text.contains("not watched: the tables (no database access"), "{text}");
+        assert!(
+            text.contains("not watched: the tables (no database access"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "LEAK: the witness's crm-web connection received LEAD_CREATED e1 of tenant acme-1"
@@ -564,10 +577,16 @@ mod tests {
     fn unchanged_prints_pass_and_changed_or_unreadable_ones_do_not() {
         let mut report = WitnessReport::default();
         let same: Result<Option<String>, String> = Ok(Some("x".into()));
-        compare(&mut report, "t".into(), &same, &same.clone(), |p| format!("{p:?}"));
+        compare(&mut report, "t".into(), &same, &same.clone(), |p| {
+            format!("{p:?}")
+        });
         assert!(report.holds());
-        compare(&mut report, "t".into(), &same, &Ok(None), |p| format!("{p:?}"));
-        compare(&mut report, "u".into(), &same, &Err("gone".into()), |p| format!("{p:?}"));
+        compare(&mut report, "t".into(), &same, &Ok(None), |p| {
+            format!("{p:?}")
+        });
+        compare(&mut report, "u".into(), &same, &Err("gone".into()), |p| {
+            format!("{p:?}")
+        });
         let text: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
         assert_eq!(
             text,

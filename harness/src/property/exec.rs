@@ -21,9 +21,7 @@ use super::check::check_answer;
 use super::events;
 use super::plan::{tenant_var, Call, Creds, Plan, Step, LEAD_APP};
 use crate::env::{error_chain, Ecosystem};
-use crate::invariants::audit::{
-    check_stored, store_for, AcceptedWrite, Audit, Delivery, Rooms,
-};
+use crate::invariants::audit::{check_stored, store_for, AcceptedWrite, Audit, Delivery, Rooms};
 use crate::invariants::{AcceptedLead, Checker, Ledger};
 use crate::platform::Platform;
 use crate::scenario::run::queue::enqueue_job;

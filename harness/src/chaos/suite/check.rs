@@ -45,7 +45,12 @@ pub(super) async fn check_audit(
             .collect()
     };
     audit
-        .settle(&tenants, Rooms::All, deliveries, within.max(Duration::from_secs(5)))
+        .settle(
+            &tenants,
+            Rooms::All,
+            deliveries,
+            within.max(Duration::from_secs(5)),
+        )
         .await
 }
 

@@ -163,10 +163,7 @@ impl WitnessReport {
             out.push_str(&format!("\n  - {finding}"));
         }
         if self.findings.len() > max {
-            out.push_str(&format!(
-                "\n  - … and {} more",
-                self.findings.len() - max
-            ));
+            out.push_str(&format!("\n  - … and {} more", self.findings.len() - max));
         }
         out
     }

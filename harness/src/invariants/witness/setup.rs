@@ -115,13 +115,14 @@ pub(super) async fn make_objects(caller: &mut Caller<'_>) -> (Objects, Vec<Strin
     let mut objects = Objects::default();
     let mut problems = Vec::new();
     let tag = &caller.tenant.id;
-    let made = |what: &str, service: &str, write: &str, read: &str| {
-        match (app_for(service, write), app_for(service, read)) {
-            (Some(w), Some(r)) => Ok((w, r)),
-            _ => Err(format!(
-                "{what}: no app of the contract holds {write} and {read} on {service}"
-            )),
-        }
+    let made = |what: &str, service: &str, write: &str, read: &str| match (
+        app_for(service, write),
+        app_for(service, read),
+    ) {
+        (Some(w), Some(r)) => Ok((w, r)),
+        _ => Err(format!(
+            "{what}: no app of the contract holds {write} and {read} on {service}"
+        )),
     };
     match made("a lead", "flow-api", "write:leads", "read:leads") {
         Ok((write, read)) => {
@@ -228,9 +229,10 @@ impl Settle<'_> {
             // Its LEAD_CREATED reached every room the contract routes it to.
             if contract.events.types.contains_key("LEAD_CREATED") {
                 for app in contract.routes_for("LEAD_CREATED") {
-                    let got = self.frames(app).iter().any(|e| {
-                        e["type"] == "LEAD_CREATED" && e["data"]["id"] == lead.as_str()
-                    });
+                    let got = self
+                        .frames(app)
+                        .iter()
+                        .any(|e| e["type"] == "LEAD_CREATED" && e["data"]["id"] == lead.as_str());
                     if !got {
                         open.push(format!(
                             "the witness's {app} connection has not received LEAD_CREATED about its lead {lead}"
@@ -256,7 +258,11 @@ impl Settle<'_> {
                     }
                 } else {
                     for app in contract.routes_for(&entry.kind) {
-                        if !self.frames(app).iter().any(|e| e["id"] == entry.id.as_str()) {
+                        if !self
+                            .frames(app)
+                            .iter()
+                            .any(|e| e["id"] == entry.id.as_str())
+                        {
                             open.push(format!(
                                 "its {} {} was published and has not reached its {app} connection",
                                 entry.kind, entry.id

@@ -130,7 +130,12 @@ async fn redis_ms(client: &redis::Client) -> Result<u64, String> {
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
-        .map_err(|e| format!("failed to connect to Redis: {}", crate::env::error_chain(&e)))?;
+        .map_err(|e| {
+            format!(
+                "failed to connect to Redis: {}",
+                crate::env::error_chain(&e)
+            )
+        })?;
     let (secs, micros): (u64, u64) = redis::cmd("TIME")
         .query_async(&mut conn)
         .await

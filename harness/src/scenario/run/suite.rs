@@ -189,10 +189,7 @@ impl Suite {
             None => None,
         };
         drop(runner);
-        let entry = witness
-            .as_ref()
-            .filter(|w| !w.holds())
-            .map(witness_entry);
+        let entry = witness.as_ref().filter(|w| !w.holds()).map(witness_entry);
         scenarios.extend(entry.clone());
         scenarios.sort_by(|a, b| a.name.cmp(&b.name));
         let mut finished = Finished {
