@@ -152,3 +152,99 @@ fn a_leak_no_scenario_looks_for_fails_the_run_through_the_witness() {
         .iter()
         .any(|s| s["name"] == "security-low-severity" && s["status"] == "passed"));
 }
+
+/// What the witness is to catch, done to it on purpose on the reference
+/// services: a job for its tenant, a mock call naming it, a row of its
+/// changed behind the API's back.
+#[test]
+fn the_witness_reports_a_job_a_mock_call_and_a_change_made_for_it() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let finished = rt.block_on(async {
+        let mut suite = Suite::new(workspace());
+        suite.reports_dir =
+            std::env::temp_dir().join(format!("tekup-defects-{}-witness", std::process::id()));
+        let runner = suite.runner().await.expect("the ecosystem starts");
+        let witness = suite.witness_tenant().await.expect("a witness tenant");
+        let eco = runner.ecosystem();
+        let contract = tekup_harness::contract::active();
+        // A job for the witness, as a confused service would enqueue it.
+        let job = tekup_harness::contract::new_job(
+            contract,
+            "email-sync",
+            "sync-email",
+            &witness,
+            serde_json::json!({}),
+            "tkd-witness-job",
+        )
+        .expect("a job of the contract");
+        let mut redis = eco.redis().await.expect("redis");
+        let _: String = redis::AsyncCommands::xadd(
+            &mut redis,
+            contract.queue_stream("email-sync", false),
+            "*",
+            &[("job", job.to_string())],
+        )
+        .await
+        .expect("enqueued");
+        // A call to a mock carrying its tenant id.
+        let stripe = eco.mock("stripe").expect("the stripe mock");
+        reqwest::Client::new()
+            .post(format!("{}/v1/customers", stripe.url))
+            .form(&[("metadata[tenant_id]", witness.as_str())])
+            .send()
+            .await
+            .expect("the mock answers");
+        // Its lead renamed in the database.
+        let pg = eco.postgres_pool().await.expect("postgres");
+        let changed =
+            sqlx::query("UPDATE flow.leads SET first_name = 'Changed' WHERE tenant_id = $1")
+                .bind(&witness)
+                .execute(&pg)
+                .await
+                .expect("updated");
+        assert_eq!(changed.rows_affected(), 1);
+        // The worker takes the job (and deletes it) before the run ends.
+        let stream = contract.queue_stream("email-sync", false);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let left: usize = redis::AsyncCommands::xlen(&mut redis, &stream)
+                .await
+                .expect("xlen");
+            if left == 0 || std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        drop(runner);
+        suite.finish(Vec::new(), 1, &[]).await
+    });
+    let report = finished.witness.as_ref().expect("a witness");
+    let text = report.describe(50);
+    let found = |f: fn(&WitnessFinding) -> bool| report.findings.iter().any(f);
+    assert!(
+        found(
+            |f| matches!(f, WitnessFinding::Job { kind, correlation, .. }
+            if kind == "sync-email" && correlation == "tkd-witness-job")
+        ),
+        "{text}"
+    );
+    assert!(
+        found(
+            |f| matches!(f, WitnessFinding::MockCall { mock, naming, .. }
+            if mock == "stripe" && naming == "tenant id")
+        ),
+        "{text}"
+    );
+    assert!(
+        found(
+            |f| matches!(f, WitnessFinding::Changed { what, .. } if what == "rows in flow.leads")
+        ),
+        "{text}"
+    );
+    assert!(
+        found(|f| matches!(f, WitnessFinding::Changed { what, after, .. }
+            if what.starts_with("lead (GET flow-api /leads/") && after.contains("Changed"))),
+        "{text}"
+    );
+    assert!(finished.witness_failed(), "{text}");
+}

@@ -138,6 +138,15 @@ impl Suite {
         Ok(runner)
     }
 
+    /// The witness tenant's id, once the ecosystem started with a witness.
+    pub async fn witness_tenant(&self) -> Option<String> {
+        let watching = self.watching.lock().await;
+        watching
+            .as_ref()
+            .map(|w| w.tenant().to_owned())
+            .filter(|t| !t.is_empty())
+    }
+
     async fn build_binaries(&self) -> Result<(), String> {
         build_binaries(&self.root).await
     }
