@@ -52,6 +52,8 @@ fn with_ecosystem<T>(
     ));
     suite.reports_dir = reports.clone();
     suite.defects = defects.to_owned();
+    // The search sets up its own witness, for its run of cases.
+    suite.witness = false;
     let runner = rt.block_on(suite.runner()).expect("the ecosystem starts");
     let result = f(&rt, &runner, &reports);
     drop(runner);
@@ -136,6 +138,15 @@ fn the_property_holds_on_the_reference_services() {
             );
         }
         assert_eq!(outcome.cases, config.cases);
+        let witness = outcome.witness.describe(20);
+        say(&witness);
+        assert!(outcome.witness.holds(), "{witness}");
+        assert!(!outcome.witness.tenant.is_empty(), "{witness}");
+        assert!(
+            outcome.witness.skipped.is_empty(),
+            "the process runtime exposes everything the witness watches: {witness}"
+        );
+        assert!(outcome.holds());
         say(&format!(
             "{} cases, {} operations: the property holds (seed {})",
             outcome.cases, outcome.ops, outcome.seed
@@ -153,7 +164,7 @@ fn assert_caught(
     finding: &[&str],
     needed: (&str, fn(&Op) -> bool),
     replayed: &[&str],
-) {
+) -> Outcome {
     with_ecosystem(defect, |rt, runner, reports| {
         let outcome = run(rt, runner, &fixed(reports, seed));
         let (failure, text) = minimal(&outcome);
@@ -179,7 +190,8 @@ fn assert_caught(
         for needle in replayed {
             assert!(replay.contains(needle), "{needle:?} not in:\n{replay}");
         }
-    });
+        outcome
+    })
 }
 
 #[test]
@@ -195,11 +207,17 @@ fn a_second_activity_for_a_redelivered_job_is_found_shrunk_and_replayed() {
 
 #[test]
 fn a_gateway_without_its_tenant_filter_is_caught_leaking() {
-    assert_caught(
+    let outcome = assert_caught(
         "cross-tenant-fanout",
         11,
         &["LEAK: ", "another tenant"],
         ("subscription", |op| matches!(op, Op::Subscribe { .. })),
         &["expected no"],
+    );
+    // The run's witness tenant, in every room, got the cases' events too.
+    let witness = outcome.witness.describe(5);
+    assert!(
+        witness.contains("LEAK: the witness's") && witness.contains("of tenant prop-t"),
+        "{witness}"
     );
 }

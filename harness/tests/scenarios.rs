@@ -15,6 +15,10 @@
 //! ecosystem. The services and mocks are the binaries `cargo test
 //! --workspace` built; after changing them, run that (or `cargo build -p
 //! tekup-services -p tekup-mocks`, or set `TEKUP_BUILD=1`) first.
+//!
+//! A witness tenant watches the run (see `tekup_harness::invariants::witness`):
+//! when it saw or suffered something, the binary fails after the trials,
+//! with its findings, even if every scenario passed.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -74,16 +78,25 @@ fn main() -> ExitCode {
     }
     let conclusion = libtest_mimic::run(&args, trials);
     let reports = std::mem::take(&mut *reports.lock().unwrap_or_else(PoisonError::into_inner));
-    let written = rt.block_on(suite.finish(
+    let finished = rt.block_on(suite.finish(
         reports,
         args.test_threads.unwrap_or(1),
         &tekup_harness::report::Format::ALL,
     ));
-    if let Some(html) = written
+    if let Some(html) = finished
+        .written
         .iter()
         .find(|p| p.extension().is_some_and(|e| e == "html"))
     {
         eprintln!("tekup-harness: report at {}", html.display());
+    }
+    if let Some(entry) = &finished.entry {
+        eprintln!("{}", failure_text(entry).unwrap_or_default());
+        eprintln!("tekup-harness: the witness tenant found a leak: the run fails");
+        return ExitCode::FAILURE;
+    }
+    if let Some(witness) = &finished.witness {
+        eprintln!("tekup-harness: {}", witness.describe(0));
     }
     conclusion.exit_code()
 }

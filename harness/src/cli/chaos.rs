@@ -116,7 +116,9 @@ pub(super) fn run(args: ChaosArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
             }
         }
     }
-    let harness = args.start.suite();
+    let mut harness = args.start.suite();
+    // No suite witness: each chaos suite sets up its own witness.
+    harness.witness = false;
     rt.block_on(async {
         let runner = match harness.runner().await {
             Ok(runner) => runner,

@@ -43,7 +43,9 @@ pub(super) fn run(args: PropArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
     config.seed = args.seed.unwrap_or(config.seed);
     config.max_ops = args.max_ops.unwrap_or(config.max_ops);
     config.max_shrink = args.max_shrink.unwrap_or(config.max_shrink);
-    let suite = args.start.suite();
+    let mut suite = args.start.suite();
+    // The search sets up its own witness, for its run of cases.
+    suite.witness = false;
     say(&format!(
         "property suite: seed {} ({} cases of up to {} operations; repeat with --seed {})",
         config.seed, config.cases, config.max_ops, config.seed
@@ -69,7 +71,16 @@ pub(super) fn run(args: PropArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
             ExitCode::FAILURE
         }
         Ok(outcome) => match outcome.failure {
+            None if !outcome.witness.holds() => {
+                out(&outcome.witness.describe(50));
+                out(&format!(
+                    "property FAILED: {} cases held, but the witness tenant saw or suffered something (seed {}, {elapsed:.1} s)",
+                    outcome.cases, outcome.seed
+                ));
+                ExitCode::FAILURE
+            }
             None => {
+                say(&outcome.witness.describe(0));
                 out(&format!(
                     "property holds: {} cases, {} operations, seed {} ({elapsed:.1} s)",
                     outcome.cases, outcome.ops, outcome.seed
@@ -88,6 +99,9 @@ pub(super) fn run(args: PropArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
                 ));
                 for finding in &f.findings {
                     out(&format!("  - {finding}"));
+                }
+                if !outcome.witness.holds() {
+                    out(&outcome.witness.describe(50));
                 }
                 out(&format!("minimal scenario: {}", f.path.display()));
                 out(&format!(

@@ -1,6 +1,8 @@
 //! `tekup-harness run`: the scenario suite against an ecosystem it starts
 //! (or a deployment it points at), with live progress, the failures in
-//! full, reports, and `N passed, N failed`.
+//! full, reports, and `N passed, N failed`. The suite's witness tenant
+//! counts as one more entry when it found something: a leak fails the run
+//! (exit 1) even when every scenario passed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -82,13 +84,22 @@ pub(super) fn run(args: RunArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
             out(&text);
         }
     }
-    let failed = reports
+    let mut failed = reports
         .iter()
         .filter(|r| r.status == Status::Failed)
         .count();
     let passed = reports.len() - failed;
-    let written = rt.block_on(suite.finish(reports, args.jobs, &args.report));
-    for path in written {
+    let finished = rt.block_on(suite.finish(reports, args.jobs, &args.report));
+    if let Some(entry) = &finished.entry {
+        failed += 1;
+        say("FAIL witness");
+        if let Some(text) = failure_text(entry) {
+            out(&text);
+        }
+    } else if let Some(witness) = &finished.witness {
+        say(&witness.describe(0));
+    }
+    for path in &finished.written {
         say(&format!("report: {}", path.display()));
     }
     out(&format!(

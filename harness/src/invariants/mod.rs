@@ -15,15 +15,24 @@
 //!
 //! The check is honest about what it cannot see: a lead whose request got
 //! no answer may or may not exist, so it is not held to anything.
+//!
+//! Beside the checker: [`audit`] holds the gateway's audit to the
+//! deliveries a suite's subscribers saw, and accepted writes to their
+//! tables; [`witness`] is a tenant that takes part in nothing and must
+//! see, and suffer, nothing while a run goes on.
 
+pub mod audit;
 mod ledger;
 mod stores;
+pub mod witness;
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
+pub use audit::{AcceptedWrite, Audit, Delivery, Rooms};
 pub use ledger::{AcceptedLead, Ledger, Tally};
 pub use stores::{Checker, QueueTotals};
+pub use witness::{Witness, WitnessReport};
 
 /// One thing that does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -74,6 +83,28 @@ pub enum Finding {
     },
     /// A store could not be read (which is pending: it may come back).
     Unreadable { what: String, error: String },
+    /// An event delivered to a room has `rows` audit rows there, not 1
+    /// (pending while 0: the audit is written in batches).
+    Unaudited {
+        tenant: String,
+        app: String,
+        event: String,
+        event_type: String,
+        rows: i64,
+    },
+    /// An audit row of a room no subscriber of which received the event.
+    AuditWithoutDelivery {
+        tenant: String,
+        app: String,
+        event: String,
+    },
+    /// An accepted write is not in the table the contract names for it.
+    WriteLost {
+        what: String,
+        tenant: String,
+        id: String,
+        table: String,
+    },
 }
 
 impl Finding {
@@ -86,6 +117,7 @@ impl Finding {
                 | Finding::JobsUnsettled { .. }
                 | Finding::BreakerOpen { .. }
                 | Finding::Unreadable { .. }
+                | Finding::Unaudited { rows: 0, .. }
         )
     }
 }
@@ -139,6 +171,29 @@ impl fmt::Display for Finding {
                 state,
             } => write!(f, "{service}'s circuit breaker for {target} is {state}"),
             Finding::Unreadable { what, error } => write!(f, "cannot read {what}: {error}"),
+            Finding::Unaudited {
+                tenant,
+                app,
+                event,
+                event_type,
+                rows,
+            } => write!(
+                f,
+                "event {event} ({event_type}) delivered to room ({tenant}, {app}) has {rows} audit rows, not 1"
+            ),
+            Finding::AuditWithoutDelivery { tenant, app, event } => write!(
+                f,
+                "the audit has a row for event {event} in room ({tenant}, {app}), which no subscriber of that room received"
+            ),
+            Finding::WriteLost {
+                what,
+                tenant,
+                id,
+                table,
+            } => write!(
+                f,
+                "{what} ({id}) of {tenant} was accepted and is not in {table}, the store the contract names for it"
+            ),
         }
     }
 }

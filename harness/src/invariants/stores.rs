@@ -67,6 +67,11 @@ impl Checker {
         })
     }
 
+    /// The superuser connection the checks read Postgres through.
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.pg
+    }
+
     /// One look at the stores: every finding about `leads` and the
     /// platform's queues and breakers right now.
     pub async fn check(&self, leads: &[AcceptedLead]) -> Verdict {

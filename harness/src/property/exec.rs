@@ -1,5 +1,14 @@
 //! Running a plan against a live ecosystem: fresh tenants, every request
-//! with its check, then the invariants at the end.
+//! with its check, then the invariants at the end: the stores settled,
+//! every accepted lead, contact, deal and incident in the table the
+//! contract names for it, the clients' frames held to the model and, when
+//! all that holds, the gateway's audit held to what the clients received
+//! (a case already failing is not: the audit would wait out its deadline
+//! on what is already broken). Only the rooms the case had clients in are
+//! held to "no row without a delivery": a row elsewhere means a delivery
+//! to a connection outside the case, which only a leak to another tenant
+//! makes; the run's witness sees that leak, and the case's verdict stays a
+//! function of the case (so its minimal scenario replays).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +21,7 @@ use super::check::check_answer;
 use super::events;
 use super::plan::{tenant_var, Call, Creds, Plan, Step, LEAD_APP};
 use crate::env::{error_chain, Ecosystem};
+use crate::invariants::audit::{check_stored, store_for, AcceptedWrite, Audit, Delivery, Rooms};
 use crate::invariants::{AcceptedLead, Checker, Ledger};
 use crate::platform::Platform;
 use crate::scenario::run::queue::enqueue_job;
@@ -45,7 +55,13 @@ pub struct Executor {
     redis: redis::aio::MultiplexedConnection,
     gateway: String,
     waits: Waits,
+    audit: Audit,
+    /// The tables of leads, contacts, deals and incidents, from the contract.
+    stores: [String; 4],
 }
+
+/// The kinds of object a case makes, as the contract's tables are named.
+const NOUNS: [&str; 4] = ["leads", "contacts", "deals", "incidents"];
 
 /// Values a case binds: tenants' ids and keys, ids the platform assigned.
 #[derive(Debug, Default)]
@@ -102,12 +118,23 @@ impl Executor {
             .url("gateway")
             .map_err(|e| error_chain(&e))?
             .to_owned();
+        let contract = crate::contract::active();
+        let audit = Audit::new(checker.pool().clone(), contract)?;
+        let store = |noun| store_for(contract, noun);
+        let stores = [
+            store(NOUNS[0])?,
+            store(NOUNS[1])?,
+            store(NOUNS[2])?,
+            store(NOUNS[3])?,
+        ];
         Ok(Executor {
             platform,
             checker,
             redis,
             gateway,
             waits,
+            audit,
+            stores,
         })
     }
 
@@ -180,7 +207,12 @@ impl Executor {
             .iter()
             .map(|f| name_ids(&f.to_string(), &vars))
             .collect();
+        let stored = check_stored(self.checker.pool(), &self.accepted(plan, &vars)).await;
+        findings.extend(stored.iter().map(|f| name_ids(&f.to_string(), &vars)));
         findings.extend(events::check(plan, &conns, &vars, self.waits).await);
+        if findings.is_empty() {
+            findings.extend(self.check_audit(plan, &conns, &vars).await);
+        }
         if findings.is_empty() {
             Ok(())
         } else {
@@ -189,6 +221,81 @@ impl Executor {
                 findings,
             })
         }
+    }
+
+    /// Every lead, contact, deal and incident the platform accepted in the
+    /// case (its id is bound), with its tenant and table.
+    fn accepted(&self, plan: &Plan, vars: &Vars) -> Vec<AcceptedWrite> {
+        let owners: [Vec<usize>; 4] = [
+            plan.leads.iter().map(|l| l.tenant).collect(),
+            plan.contacts.iter().map(|c| c.0).collect(),
+            plan.deals.clone(),
+            plan.incidents.clone(),
+        ];
+        let vars_of = ["lead", "contact", "deal", "incident"];
+        let mut writes = Vec::new();
+        for ((owners, table), var) in owners.iter().zip(&self.stores).zip(vars_of) {
+            for (n, &owner) in owners.iter().enumerate() {
+                let what = format!("{var}-{n}");
+                if let (Ok(id), Ok(tenant)) = (vars.get(&what), vars.get(&tenant_var(owner))) {
+                    writes.push(AcceptedWrite {
+                        what: what.clone(),
+                        tenant: tenant.to_owned(),
+                        id: id.to_owned(),
+                        table: table.clone(),
+                    });
+                }
+            }
+        }
+        writes
+    }
+
+    /// The gateway's audit of the case's tenants against what its clients
+    /// received, settled within the events' wait.
+    async fn check_audit(&self, plan: &Plan, conns: &[Conn], vars: &Vars) -> Vec<String> {
+        let tenants: Vec<String> = (0..plan.tenants)
+            .filter_map(|t| vars.get(&tenant_var(t)).ok().map(str::to_owned))
+            .collect();
+        // Each client's room: (its tenant's id, its app).
+        let rooms: Vec<(String, String)> = plan
+            .conns
+            .iter()
+            .take(conns.len())
+            .map(|c| {
+                let tenant = vars.get(&tenant_var(c.tenant)).unwrap_or_default();
+                (tenant.to_owned(), c.app.to_owned())
+            })
+            .collect();
+        let deliveries = || {
+            let mut out = Vec::new();
+            for ((tenant, app), conn) in rooms.iter().zip(conns) {
+                for frame in conn.frames().iter().filter(|f| f["type"] == "event") {
+                    let event = &frame["event"];
+                    out.push(Delivery {
+                        tenant: tenant.clone(),
+                        app: app.clone(),
+                        event: event["id"].as_str().unwrap_or_default().to_owned(),
+                        event_type: event["type"].as_str().unwrap_or_default().to_owned(),
+                    });
+                }
+            }
+            out
+        };
+        let subscribed = rooms.iter().cloned().collect();
+        let verdict = self
+            .audit
+            .settle(
+                &tenants,
+                Rooms::Subscribed(&subscribed),
+                deliveries,
+                self.waits.events,
+            )
+            .await;
+        verdict
+            .findings
+            .iter()
+            .map(|f| name_ids(&f.to_string(), vars))
+            .collect()
     }
 
     async fn send(

@@ -16,6 +16,7 @@ use super::op::{case, Op};
 use super::plan::Plan;
 use super::render;
 use crate::env::Ecosystem;
+use crate::invariants::{Witness, WitnessReport};
 
 /// A case: its tenant count and operations.
 type Case = (usize, Vec<Op>);
@@ -125,10 +126,21 @@ pub struct Outcome {
     /// Operations run in the generated cases.
     pub ops: usize,
     pub failure: Option<Failure>,
+    /// What the run's witness tenant saw and suffered over every case
+    /// (shrinking included); a finding fails the run like a failing case.
+    pub witness: WitnessReport,
 }
 
-/// Searches for a failing case on `eco`. Runs the cases on `handle` and
-/// must therefore be called outside it (from a plain thread).
+impl Outcome {
+    /// Whether the property held and the witness found nothing.
+    pub fn holds(&self) -> bool {
+        self.failure.is_none() && self.witness.holds()
+    }
+}
+
+/// Searches for a failing case on `eco`, with a witness tenant watching
+/// the whole run. Runs the cases on `handle` and must therefore be called
+/// outside it (from a plain thread).
 pub fn search(
     handle: &tokio::runtime::Handle,
     eco: &Ecosystem,
@@ -138,6 +150,8 @@ pub fn search(
     let executor = handle
         .block_on(Executor::new(eco, config.waits))
         .map_err(PropertyError::Setup)?;
+    // One witness for the whole run of cases: a tenant of no case.
+    let witness = handle.block_on(Witness::set_up(eco, "property"));
     let proptest = ProptestConfig {
         cases: config.cases,
         max_shrink_iters: config.max_shrink,
@@ -257,6 +271,7 @@ pub fn search(
         cases: generated.get(),
         ops: ops_run.get(),
         failure,
+        witness: handle.block_on(witness.check()),
     })
 }
 

@@ -11,6 +11,16 @@ use crate::db::tenant_tx;
 
 const BATCH: usize = 1000;
 const ATTEMPTS: u32 = 5;
+/// `audit-skip` (a deliberate defect): one row in this many is dropped.
+const SKIP_ONE_IN: u64 = 7;
+
+/// Whether the deliberate defect `audit-skip` drops this row: every
+/// seventh row the process writes (never without the defect).
+fn skipped() -> bool {
+    static ROWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    crate::defects::active("audit-skip")
+        && ROWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SKIP_ONE_IN == SKIP_ONE_IN - 1
+}
 
 /// Drains `rows` until every sender is gone.
 pub(super) async fn run(db: PgPool, mut rows: mpsc::UnboundedReceiver<AuditRow>) {
@@ -22,6 +32,10 @@ pub(super) async fn run(db: PgPool, mut rows: mpsc::UnboundedReceiver<AuditRow>)
                 Ok(row) => batch.push(row),
                 Err(_) => break,
             }
+        }
+        batch.retain(|_| !skipped());
+        if batch.is_empty() {
+            continue;
         }
         let mut attempt = 0;
         loop {

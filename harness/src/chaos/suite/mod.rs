@@ -17,7 +17,11 @@
 //!    processed or dead-lettered, every accepted job settled, queues
 //!    drained, breakers closed; for `gateway-partition` also every
 //!    processed lead's `LEAD_CREATED` delivered to its tenant's subscriber
-//!    exactly once, and nothing of another tenant.
+//!    exactly once, nothing of another tenant, and the gateway's audit
+//!    ([`crate::invariants::Audit`]) one row per delivery to a subscriber's
+//!    room and no row without one;
+//! 5. a witness tenant, set up beside the suite's tenants before the load
+//!    ([`crate::invariants::Witness`]), has seen and suffered nothing.
 //!
 //! The suites are the list: Redis killed and restarted during
 //! 1,000 lead creations; Postgres killed and restarted; a mock failing
@@ -27,26 +31,30 @@
 //! thaw, which is where a non-idempotent handler would duplicate.
 //! [`Plan::full`] is that size; [`Plan::bounded`] is the size CI runs.
 
+mod check;
 mod drive;
 mod faults;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::sync::watch;
 
+use check::{check_audit, check_events};
 use drive::Actors;
 pub use drive::Load;
 pub use faults::Timeline;
 
 use crate::env::{error_chain, Ecosystem};
-use crate::invariants::{Checker, JobsAccepted, Ledger, Tally, Verdict};
-use crate::platform::{Platform, Subscriber, TenantKey};
+use crate::invariants::{Checker, JobsAccepted, Ledger, Tally, Verdict, Witness, WitnessReport};
+use crate::platform::Platform;
 
 /// Leads per second while the checks settle.
 const TRICKLE_RATE: f64 = 2.0;
+/// The app `gateway-partition`'s subscribers connect as: a room
+/// `LEAD_CREATED` is routed to.
+const SUBSCRIBER_APP: &str = "crm-web";
 
 /// The chaos suites.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -207,6 +215,8 @@ pub struct SuiteReport {
     pub timeline: Timeline,
     pub verdict: Verdict,
     pub events: Option<EventCheck>,
+    /// What the suite's witness tenant saw and suffered.
+    pub witness: WitnessReport,
     /// From the first request to the end of the checks.
     pub took: Duration,
     /// Problems putting the ecosystem back after a failed injection.
@@ -217,6 +227,7 @@ impl SuiteReport {
     /// Whether every invariant held within the recovery time.
     pub fn passed(&self) -> bool {
         self.verdict.holds()
+            && self.witness.holds()
             && self.tally.accepted > 0
             && self
                 .events
@@ -263,6 +274,9 @@ impl SuiteReport {
         for problem in &self.restore_problems {
             out.push_str(&format!("  - restoring: {problem}\n"));
         }
+        for line in self.witness.describe(10).lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
         out.push_str(&format!("  took {:.1} s", self.took.as_secs_f64()));
         out
     }
@@ -294,12 +308,14 @@ pub async fn run(
     if suite == SuiteName::GatewayPartition {
         for tenant in &tenants {
             let sub = platform
-                .subscribe(tenant, "crm-web", Duration::from_secs(10))
+                .subscribe(tenant, SUBSCRIBER_APP, Duration::from_secs(10))
                 .await
                 .map_err(|e| setup(error_chain(&e)))?;
             subscribers.push((tenant.clone(), sub));
         }
     }
+    // Before the totals are read, so its own jobs are not counted as the load's.
+    let witness = Witness::set_up(eco, suite.as_str()).await;
     let before = checker
         .queue_totals()
         .await
@@ -395,8 +411,18 @@ pub async fn run(
         None
     } else {
         let left = plan.recovery.saturating_sub(verdict.waited);
-        Some(check_events(&subscribers, &leads, &verdict, left).await)
+        let events = check_events(&subscribers, &leads, &verdict, left).await;
+        let left = plan.recovery.saturating_sub(verdict.waited);
+        let audit = check_audit(&checker, &subscribers, left).await;
+        timeline.note(format!(
+            "audit checked in {:.1} s: {} finding(s)",
+            audit.waited.as_secs_f64(),
+            audit.findings.len()
+        ));
+        verdict.findings.extend(audit.findings);
+        Some(events)
     };
+    let witness = witness.check().await;
     Ok(SuiteReport {
         suite,
         plan: *plan,
@@ -406,77 +432,8 @@ pub async fn run(
         timeline,
         verdict,
         events,
+        witness,
         took: started.elapsed(),
         restore_problems,
     })
-}
-
-/// Waits (up to `within`) for every processed lead's `LEAD_CREATED` at its
-/// tenant's subscriber, then looks for duplicates and foreign events over
-/// a short quiet window.
-async fn check_events(
-    subscribers: &[(TenantKey, Subscriber)],
-    leads: &[crate::invariants::AcceptedLead],
-    verdict: &Verdict,
-    within: Duration,
-) -> EventCheck {
-    /// How long to listen after the expected events for extra ones.
-    const QUIET: Duration = Duration::from_millis(500);
-    let mut check = EventCheck::default();
-    let deadline = Instant::now() + within;
-    for (tenant, sub) in subscribers {
-        let expected: BTreeSet<String> = leads
-            .iter()
-            .filter(|l| l.tenant == tenant.id && verdict.processed_ids.contains(&l.id))
-            .map(|l| l.id.to_string())
-            .collect();
-        let lead_ids = |events: &[Value]| -> BTreeSet<String> {
-            events
-                .iter()
-                .filter(|e| e["type"] == "LEAD_CREATED")
-                .filter_map(|e| e["data"]["id"].as_str().map(str::to_owned))
-                .collect()
-        };
-        let left = deadline.saturating_duration_since(Instant::now());
-        sub.wait_for(left, |events| expected.is_subset(&lead_ids(events)))
-            .await;
-        sub.wait_for(QUIET, |_| false).await;
-        let events = sub.events();
-        check.received += events.len();
-        let got = lead_ids(&events);
-        for missing in expected.difference(&got) {
-            check.missing += 1;
-            if check.problems.len() < 10 {
-                check.problems.push(format!(
-                    "{}: no LEAD_CREATED for processed lead {missing}{}",
-                    tenant.id,
-                    sub.closed()
-                        .map(|c| format!(" (the connection ended: {c})"))
-                        .unwrap_or_default()
-                ));
-            }
-        }
-        let mut seen = BTreeSet::new();
-        for event in &events {
-            let id = event["id"].as_str().unwrap_or_default().to_owned();
-            if !seen.insert(id.clone()) {
-                check.duplicated += 1;
-                if check.problems.len() < 10 {
-                    check
-                        .problems
-                        .push(format!("{}: event {id} delivered twice", tenant.id));
-                }
-            }
-            if event["tenantId"] != tenant.id.as_str() {
-                check.foreign += 1;
-                if check.problems.len() < 10 {
-                    check.problems.push(format!(
-                        "{}: received event {id} of tenant {}",
-                        tenant.id, event["tenantId"]
-                    ));
-                }
-            }
-        }
-    }
-    check
 }

@@ -34,7 +34,7 @@ use tokio::sync::Notify;
 
 pub use output::failure_text;
 pub(crate) use suite::build_binaries;
-pub use suite::Suite;
+pub use suite::{witness_entry, Finished, Suite};
 
 use super::model::{EventuallyStep, Scenario, Step, StepKind};
 use crate::env::{error_chain, Ecosystem};

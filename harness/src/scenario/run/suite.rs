@@ -2,6 +2,12 @@
 //! every scenario of a process, and the reports written at the end. The
 //! `cargo test` binary (`tests/scenarios.rs`) and `tekup-harness run`
 //! both use it.
+//!
+//! A suite also sets up a [`Witness`] when its ecosystem starts: a tenant
+//! of no scenario that must see and suffer nothing while they run.
+//! [`Suite::finish`] checks it; a finding is a failed entry named
+//! `witness` in the run's report (so JUnit, JSON and HTML show it), and
+//! the callers fail the run on it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +15,8 @@ use std::time::Instant;
 
 use super::{needs_ecosystem_alone, Runner};
 use crate::env::{error_chain, Ecosystem, Progress, Runtime};
-use crate::report::{Format, RunReport, ScenarioReport};
+use crate::invariants::{Witness, WitnessReport};
+use crate::report::{Failure, Format, RunReport, ScenarioReport, Status};
 use crate::scenario::Scenario;
 
 /// Where a suite runs and what it writes.
@@ -30,7 +37,12 @@ pub struct Suite {
     /// Deliberate defects to start the reference services with (see
     /// [`crate::env::EcosystemBuilder::defects`]); empty for none.
     pub defects: String,
+    /// Set up a witness tenant when the ecosystem starts, and check it in
+    /// [`Suite::finish`] (on by default; suites that bring their own, like
+    /// the property and chaos suites, turn it off).
+    pub witness: bool,
     state: tokio::sync::Mutex<Option<Result<Arc<Runner>, String>>>,
+    watching: tokio::sync::Mutex<Option<Witness>>,
     started: Instant,
     started_at: chrono::DateTime<chrono::Utc>,
 }
@@ -53,7 +65,9 @@ impl Suite {
             runtime,
             root,
             defects: String::new(),
+            witness: true,
             state: tokio::sync::Mutex::new(None),
+            watching: tokio::sync::Mutex::new(None),
             started: Instant::now(),
             started_at: chrono::Utc::now(),
         }
@@ -107,10 +121,30 @@ impl Suite {
             "tekup-harness: ecosystem ready in {:.1} s",
             started.elapsed().as_secs_f64()
         );
-        Runner::new(Arc::new(eco))
+        let runner = Runner::new(Arc::new(eco))
             .await
             .map(Arc::new)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        if self.witness {
+            let started = Instant::now();
+            let witness = Witness::set_up(runner.ecosystem(), "scenarios").await;
+            eprintln!(
+                "tekup-harness: witness tenant {} set up in {:.1} s",
+                witness.tenant(),
+                started.elapsed().as_secs_f64()
+            );
+            *self.watching.lock().await = Some(witness);
+        }
+        Ok(runner)
+    }
+
+    /// The witness tenant's id, once the ecosystem started with a witness.
+    pub async fn witness_tenant(&self) -> Option<String> {
+        let watching = self.watching.lock().await;
+        watching
+            .as_ref()
+            .map(|w| w.tenant().to_owned())
+            .filter(|t| !t.is_empty())
     }
 
     async fn build_binaries(&self) -> Result<(), String> {
@@ -145,23 +179,35 @@ impl Suite {
         Ok(done.into_iter().map(|(_, r)| r).collect())
     }
 
-    /// The run report of `scenarios`, written to the reports directory; then
-    /// the ecosystem is stopped. Returns the paths written.
+    /// Checks the witness, writes the run report of `scenarios` (with a
+    /// failed `witness` entry when the witness found something) to the
+    /// reports directory, then stops the ecosystem.
     pub async fn finish(
         &self,
         mut scenarios: Vec<ScenarioReport>,
         jobs: usize,
         formats: &[Format],
-    ) -> Vec<PathBuf> {
-        scenarios.sort_by(|a, b| a.name.cmp(&b.name));
+    ) -> Finished {
         let runner = self.state.lock().await.take();
         let runtime = match &runner {
             Some(Ok(r)) => r.ecosystem().runtime().as_str().to_owned(),
             _ => self.runtime.as_str().to_owned(),
         };
+        let witness = match self.watching.lock().await.take() {
+            Some(w) => Some(w.check().await),
+            None => None,
+        };
         drop(runner);
+        let entry = witness.as_ref().filter(|w| !w.holds()).map(witness_entry);
+        scenarios.extend(entry.clone());
+        scenarios.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut finished = Finished {
+            written: Vec::new(),
+            witness,
+            entry,
+        };
         if scenarios.is_empty() {
-            return Vec::new();
+            return finished;
         }
         let report = RunReport {
             started_at: self
@@ -173,12 +219,55 @@ impl Suite {
             scenarios,
         };
         match crate::report::write(&report, &self.reports_dir, formats) {
-            Ok(paths) => paths,
-            Err(e) => {
-                tracing::warn!("{}", error_chain(&e));
-                Vec::new()
-            }
+            Ok(paths) => finished.written = paths,
+            Err(e) => tracing::warn!("{}", error_chain(&e)),
         }
+        finished
+    }
+}
+
+/// What [`Suite::finish`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Finished {
+    /// The report files written.
+    pub written: Vec<PathBuf>,
+    /// What the witness found (none when the suite had none: its ecosystem
+    /// never started, or [`Suite::witness`] was off).
+    pub witness: Option<WitnessReport>,
+    /// The failed `witness` entry added to the report, when it found something.
+    pub entry: Option<ScenarioReport>,
+}
+
+impl Finished {
+    /// Whether the witness found something (which fails the run).
+    pub fn witness_failed(&self) -> bool {
+        self.entry.is_some()
+    }
+}
+
+/// The report entry of a witness that found something: a failed scenario
+/// named `witness`, its findings as the failure.
+pub fn witness_entry(report: &WitnessReport) -> ScenarioReport {
+    ScenarioReport {
+        name: "witness".into(),
+        file: "(the witness tenant of the run)".into(),
+        tags: vec!["witness".into()],
+        status: Status::Failed,
+        duration_ms: 0.0,
+        service_ms: 0.0,
+        tenants: [("witness".to_owned(), report.tenant.clone())]
+            .into_iter()
+            .collect(),
+        steps: Vec::new(),
+        failure: Some(Failure {
+            location: "witness".into(),
+            message: format!(
+                "the witness tenant, which took part in no scenario, saw or suffered something:\n{}",
+                report.describe(50)
+            ),
+            ..Failure::default()
+        }),
+        messages: Vec::new(),
     }
 }
 
