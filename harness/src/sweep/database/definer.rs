@@ -159,26 +159,36 @@ fn named_schemas(body: &str, user_schemas: &BTreeSet<String>) -> BTreeSet<String
         .collect()
 }
 
+/// A `SECURITY DEFINER` plpgsql function owned by a role that bypasses
+/// row-level security, for the tests of the rule and of the probes.
+#[cfg(test)]
+pub(super) fn test_function(
+    oid: i64,
+    schema: &str,
+    name: &str,
+    body: &str,
+    config: &[&str],
+) -> Function {
+    Function {
+        oid,
+        schema: schema.into(),
+        name: name.into(),
+        language: "plpgsql".into(),
+        definer: true,
+        kind: "f".into(),
+        body: body.into(),
+        config: config.iter().map(|c| (*c).to_owned()).collect(),
+        owner: "postgres".into(),
+        signature: String::new(),
+        arg_types: Vec::new(),
+        owner_bypasses: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_function as function;
     use super::*;
-
-    fn function(oid: i64, schema: &str, name: &str, body: &str, config: &[&str]) -> Function {
-        Function {
-            oid,
-            schema: schema.into(),
-            name: name.into(),
-            language: "plpgsql".into(),
-            definer: true,
-            kind: "f".into(),
-            body: body.into(),
-            config: config.iter().map(|c| (*c).to_owned()).collect(),
-            owner: "postgres".into(),
-            signature: String::new(),
-            arg_types: Vec::new(),
-            owner_bypasses: true,
-        }
-    }
 
     fn schemas(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|s| (*s).to_owned()).collect()

@@ -383,23 +383,7 @@ fn call_with_b(f: &Function, tenants: &Tenants) -> (String, String, BTreeSet<Str
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn function(oid: i64, schema: &str, name: &str, body: &str, config: &[&str]) -> Function {
-        Function {
-            oid,
-            schema: schema.into(),
-            name: name.into(),
-            language: "plpgsql".into(),
-            definer: true,
-            kind: "f".into(),
-            body: body.into(),
-            config: config.iter().map(|c| (*c).to_owned()).collect(),
-            owner: "postgres".into(),
-            signature: String::new(),
-            arg_types: Vec::new(),
-            owner_bypasses: true,
-        }
-    }
+    use crate::sweep::database::definer::test_function as function;
 
     #[test]
     fn security_invoker_is_read_from_reloptions() {
