@@ -42,11 +42,8 @@ fn python() -> PathBuf {
 
 /// Creates or updates `<workspace>/.venv` with the pinned SDKs, once per
 /// process, one process at a time; a no-op when the venv is up to date.
-#[expect(
-    clippy::print_stderr,
-    reason = "what a long first set-up is doing, for the test output"
-)]
 fn ensure_venv() {
+    use std::io::Write as _;
     static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     let result = DONE.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -57,12 +54,15 @@ fn ensure_venv() {
             .open(root.join(".venv.lock"))
             .map_err(|e| format!("failed to open .venv.lock: {e}"))?;
         lock.lock().map_err(|e| format!("failed to lock .venv.lock: {e}"))?;
-        eprintln!("sdk tests: making sure .venv has the pinned SDKs (mocks/tests/sdk/setup-venv.sh; the first time takes a minute or two)");
+        // Straight to standard error, past the test harness's capture: the
+        // first set-up takes a while and says so as it starts.
+        let mut err = std::io::stderr();
+        let _ = writeln!(err, "sdk tests: making sure .venv has the pinned SDKs (mocks/tests/sdk/setup-venv.sh; the first time takes a minute or two)");
         let out = std::process::Command::new("bash")
             .arg(sdk_dir().join("setup-venv.sh"))
             .output()
             .map_err(|e| format!("failed to run setup-venv.sh: {e}"))?;
-        eprint!("{}", String::from_utf8_lossy(&out.stdout));
+        let _ = err.write_all(&out.stdout);
         if out.status.success() {
             Ok(())
         } else {

@@ -17,8 +17,12 @@ use crate::common::{check_answers, ecosystem_file};
 pub(crate) async fn require_docker_images() {
     let file = EcosystemFile::load(&ecosystem_file()).expect("ecosystem file");
     let images = crate::common::workspace().join("images");
-    #[expect(clippy::print_stderr, reason = "a long first build says what it does")]
-    let progress = |line: &str| eprintln!("docker tests: {line}");
+    // Straight to standard error, past the test harness's capture: a first
+    // build takes minutes and says what it does as it goes.
+    let progress = |line: &str| {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "docker tests: {line}");
+    };
     if let Err(why) = provision::ensure_offline_images(&file, &images, &progress).await {
         panic!(
             "the docker runtime cannot run here: {why}\n\
