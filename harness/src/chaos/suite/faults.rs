@@ -1,7 +1,7 @@
 //! What each suite does to the ecosystem while the load runs, and how it
 //! puts it back.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -40,6 +40,7 @@ pub(super) async fn inject(
     eco: &Ecosystem,
     suite: SuiteName,
     plan: &Plan,
+    mut sent: tokio::sync::watch::Receiver<usize>,
     timeline: &mut Timeline,
 ) -> Result<(), SuiteError> {
     let hold = plan.hold;
@@ -97,6 +98,15 @@ pub(super) async fn inject(
                     .map_err(|e| failed(format!("set the fault {spec}"), e))?;
                 timeline.note(format!("{FLAKY_MOCK} answers {label}"));
                 tokio::time::sleep(hold).await;
+            }
+            if let Some(queue) = plan.heal_when_drained {
+                // The driver drops its sender when done, which ends the wait too.
+                let _ = sent.wait_for(|n| *n >= plan.load.leads).await;
+                let drained = drained(eco, queue, plan.recovery).await;
+                timeline.note(match drained {
+                    Ok(()) => format!("{queue} drained under the fault"),
+                    Err(e) => format!("{queue} not drained under the fault: {e}"),
+                });
             }
             mock.clear_faults(&http)
                 .await
@@ -171,4 +181,38 @@ fn flaky_mock(eco: &Ecosystem, suite: SuiteName) -> Result<MockHandle, SuiteErro
         what: format!("find the {FLAKY_MOCK} mock"),
         cause: error_chain(&e),
     })
+}
+
+/// Waits until `queue` has nothing waiting, in flight or retrying, as the
+/// platform's `GET /admin/queues` says, up to `within`.
+async fn drained(eco: &Ecosystem, queue: &str, within: Duration) -> Result<(), String> {
+    let platform = crate::platform::Platform::from_ecosystem(eco).map_err(|e| e.to_string())?;
+    let deadline = std::time::Instant::now() + within;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let answer = platform
+            .admin_get(crate::platform::TENANT_SERVICE, "/admin/queues")
+            .await
+            .map_err(|e| e.to_string())?;
+        let busy: Option<u64> = answer.body["queues"]
+            .as_array()
+            .and_then(|qs| qs.iter().find(|q| q["name"] == queue))
+            .map(|q| {
+                ["size", "inFlight", "retrying"]
+                    .iter()
+                    .filter_map(|k| q[*k].as_u64())
+                    .sum()
+            });
+        match busy {
+            Some(0) => return Ok(()),
+            None => return Err(format!("/admin/queues names no queue `{queue}`")),
+            Some(n) if std::time::Instant::now() >= deadline => {
+                return Err(format!("{n} jobs still busy after {within:?}"));
+            }
+            Some(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
 }

@@ -133,6 +133,11 @@ pub struct Plan {
     pub mock_failure_ratio: f64,
     /// How long after the load the invariants may take to hold.
     pub recovery: Duration,
+    /// `mock-flaky`: keep the last phase's fault until the load is done and
+    /// this queue has nothing waiting, in flight or retrying (up to
+    /// `recovery`), so that every job of it meets the fault whatever the
+    /// machine's speed. None: heal after the phases.
+    pub heal_when_drained: Option<&'static str>,
 }
 
 impl Plan {
@@ -151,6 +156,7 @@ impl Plan {
             hold: Duration::from_secs(5),
             mock_failure_ratio: 0.5,
             recovery: Duration::from_secs(60),
+            heal_when_drained: None,
         }
     }
 
@@ -169,6 +175,7 @@ impl Plan {
             hold: Duration::from_secs(2),
             mock_failure_ratio: 0.5,
             recovery: Duration::from_secs(60),
+            heal_when_drained: None,
         }
     }
 }
@@ -350,7 +357,7 @@ pub async fn run(
     // The driver drops its sender when done, which ends the wait too.
     let _ = sent.wait_for(|n| *n >= threshold).await;
     timeline.note(format!("{threshold} requests started"));
-    let injected = faults::inject(eco, suite, plan, &mut timeline).await;
+    let injected = faults::inject(eco, suite, plan, sent.clone(), &mut timeline).await;
     let restore_problems = match &injected {
         Ok(()) => Vec::new(),
         Err(_) => faults::restore(eco, suite).await,
