@@ -173,8 +173,8 @@ fn missing_required_top_level_fields() {
 fn undefined_variables_are_refused_at_parse_time() {
     assert_eq!(
         errors("name: x\nsteps:\n  - http: { service: a, request: { method: GET, path: \"/l/${led}\" }, save: { lead: $.id } }\n  - sleep: 1s\n  - http: { service: a, request: { method: GET, path: \"/l/${leed}\" } }\n"),
-        "s.yaml:3:55: `${led}` is not defined here\n  hint: no step before this one saves a value; also usable: a tenant (`${acme}`, `${acme.key}`), `${env.NAME}`, `${crm-api.url}`, `${uuid}`, `${email}`, `${now}`\n\
-         s.yaml:5:55: `${leed}` is not defined here\n  hint: did you mean `${lead}`? saved before this step: lead; also usable: a tenant (`${acme}`, `${acme.key}`), `${env.NAME}`, `${crm-api.url}`, `${uuid}`, `${email}`, `${now}`"
+        "s.yaml:3:55: `${led}` is not defined here\n  hint: no step before this one saves a value; also usable: a tenant (`${acme}`, `${acme.key}`), `${env.NAME}`, `${crm-api.url}`, `${uuid}`, `${email}`, `${now}`, `${cross-app-token:iss=..,aud=..,sub=..}`\n\
+         s.yaml:5:55: `${leed}` is not defined here\n  hint: did you mean `${lead}`? saved before this step: lead; also usable: a tenant (`${acme}`, `${acme.key}`), `${env.NAME}`, `${crm-api.url}`, `${uuid}`, `${email}`, `${now}`, `${cross-app-token:iss=..,aud=..,sub=..}`"
     );
     parse_str(
         Path::new("s.yaml"),
