@@ -287,6 +287,8 @@ async fn every_tenant_table_is_guarded_and_the_service_role_cannot_bypass_it() {
     let unguarded: Vec<String> = sqlx::query_scalar(
         "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind = 'r' AND n.nspname IN ('flow', 'crm', 'secure', 'gateway')
+            AND EXISTS (SELECT 1 FROM pg_attribute a
+                         WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped)
             AND NOT (c.relrowsecurity AND c.relforcerowsecurity)",
     )
     .fetch_all(&app.admin)
