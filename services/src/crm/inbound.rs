@@ -183,12 +183,12 @@ async fn claim(
     if crate::defects::active("webhook-replay") {
         return Ok(true);
     }
-    sqlx::query("DELETE FROM crm.stripe_events WHERE received_at < now() - $1::interval")
+    sqlx::query("DELETE FROM webhooks.stripe_events WHERE received_at < now() - $1::interval")
         .bind(REMEMBER_EVENTS)
         .execute(&mut **tx)
         .await?;
     let claimed =
-        sqlx::query("INSERT INTO crm.stripe_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        sqlx::query("INSERT INTO webhooks.stripe_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING")
             .bind(event_id)
             .execute(&mut **tx)
             .await?
