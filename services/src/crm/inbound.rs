@@ -187,12 +187,13 @@ async fn claim(
         .bind(REMEMBER_EVENTS)
         .execute(&mut **tx)
         .await?;
-    let claimed =
-        sqlx::query("INSERT INTO webhooks.stripe_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(event_id)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
+    let claimed = sqlx::query(
+        "INSERT INTO webhooks.stripe_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING",
+    )
+    .bind(event_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
     Ok(claimed == 1)
 }
 
