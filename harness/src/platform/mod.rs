@@ -5,7 +5,7 @@
 //! It knows the platform's conventions and nothing of any one suite:
 //! tenants are made through `POST /admin/tenants` with the admin token, and
 //! every tenant request carries `x-tenant-key`, `x-tenant-id` and
-//! `x-source-app` (see `DESIGN.md`). Answers come back as a status and a
+//! `x-source-app` (see `fixtures/platform.yaml`). Answers come back as a status and a
 //! JSON body, whatever the status: suites judge refusals, the client does
 //! not turn them into errors. [`PlatformError`] is only for what prevents
 //! an answer (no such service, a dead connection, a timeout).
@@ -24,6 +24,7 @@
 //! ```
 
 mod events;
+mod queues;
 pub mod token;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,7 @@ use serde_json::Value;
 
 use crate::env::{error_chain, Ecosystem};
 pub use events::{open_events, EventStream, HandshakeError, Subscriber, GATEWAY};
+pub use queues::Queues;
 
 /// The service that creates tenants (`POST /admin/tenants`).
 pub const TENANT_SERVICE: &str = "flow-api";

@@ -1,4 +1,4 @@
-//! Scenario files: the declarative format of `DESIGN.md` ("Scenario files"),
+//! Scenario files: the declarative format of `scenarios/README.md`,
 //! its model, its checker, and the runner ([`run`]).
 //!
 //! The checker reports every problem it finds as `file:line:col: message`

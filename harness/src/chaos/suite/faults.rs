@@ -187,32 +187,11 @@ fn flaky_mock(eco: &Ecosystem, suite: SuiteName) -> Result<MockHandle, SuiteErro
 /// platform's `GET /admin/queues` says, up to `within`.
 async fn drained(eco: &Ecosystem, queue: &str, within: Duration) -> Result<(), String> {
     let platform = crate::platform::Platform::from_ecosystem(eco).map_err(|e| e.to_string())?;
-    let deadline = std::time::Instant::now() + within;
-    let mut pause = Duration::from_millis(50);
-    loop {
-        let answer = platform
-            .admin_get(crate::platform::TENANT_SERVICE, "/admin/queues")
-            .await
-            .map_err(|e| e.to_string())?;
-        let busy: Option<u64> = answer.body["queues"]
-            .as_array()
-            .and_then(|qs| qs.iter().find(|q| q["name"] == queue))
-            .map(|q| {
-                ["size", "inFlight", "retrying"]
-                    .iter()
-                    .filter_map(|k| q[*k].as_u64())
-                    .sum()
-            });
-        match busy {
-            Some(0) => return Ok(()),
-            None => return Err(format!("/admin/queues names no queue `{queue}`")),
-            Some(n) if std::time::Instant::now() >= deadline => {
-                return Err(format!("{n} jobs still busy after {within:?}"));
-            }
-            Some(_) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(500));
-            }
-        }
+    match platform
+        .wait_queues_idle(&[crate::platform::TENANT_SERVICE], Some(queue), within)
+        .await?
+    {
+        crate::platform::Queues::Idle => Ok(()),
+        crate::platform::Queues::Unknown => Err(format!("/admin/queues names no queue `{queue}`")),
     }
 }

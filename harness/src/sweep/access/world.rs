@@ -14,9 +14,9 @@
 //! tenant, made through the operation that creates it, with its example.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::platform::TenantKey;
+use crate::platform::{Queues, TenantKey};
 use crate::sweep::{Operation, Security, Target};
 
 use super::request::{build, send};
@@ -221,46 +221,12 @@ fn key_id(key: &str) -> Option<&str> {
     key.strip_prefix("tk_")?.split_once('_').map(|(id, _)| id)
 }
 
-/// Waits until the platform has no queued, in-flight or retrying job
-/// (`GET /admin/queues` of a service that has queues), up to `within`.
+/// Waits until the platform has no queued, in-flight or retrying job (the
+/// first service of the contract that lists queues says), up to `within`.
 pub(super) async fn settle(t: &Target, within: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + within;
-    let mut pause = Duration::from_millis(50);
-    loop {
-        let mut last = String::from("no service answered /admin/queues");
-        let mut busy = None;
-        for service in &t.contract.services {
-            let Ok(answer) = t.platform.admin_get(service, "/admin/queues").await else {
-                continue;
-            };
-            let Some(queues) = answer.body["queues"].as_array() else {
-                continue;
-            };
-            let working: u64 = queues
-                .iter()
-                .map(|q| {
-                    ["size", "inFlight", "retrying"]
-                        .iter()
-                        .filter_map(|k| q[*k].as_u64())
-                        .sum::<u64>()
-                })
-                .sum();
-            busy = Some(working);
-            last = format!("{working} jobs still queued, in flight or retrying");
-            break;
-        }
-        match busy {
-            Some(0) => return Ok(()),
-            None => return Err(last),
-            Some(_) if Instant::now() >= deadline => {
-                return Err(format!(
-                    "the platform did not settle within {within:?}: {last}"
-                ));
-            }
-            Some(_) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(500));
-            }
-        }
+    let services: Vec<&str> = t.contract.services.iter().map(String::as_str).collect();
+    match t.platform.wait_queues_idle(&services, None, within).await? {
+        Queues::Idle => Ok(()),
+        Queues::Unknown => Err("no service answered /admin/queues".into()),
     }
 }

@@ -41,7 +41,7 @@ mod shrink;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 
@@ -287,40 +287,14 @@ fn references(op: &Operation) -> Vec<String> {
 }
 
 /// Waits until no queue holds work (the jobs the fixtures queued write
-/// into the tenants' stores); a platform whose `/admin/queues` does not
-/// answer 2xx is not waited for.
+/// into the tenants' stores); a platform whose `/admin/queues` lists no
+/// queues is not waited for.
 async fn settle(target: &Target) -> Result<(), String> {
-    let deadline = Instant::now() + SETTLE_WITHIN;
-    let service = crate::platform::TENANT_SERVICE;
-    loop {
-        let answer = target
-            .platform
-            .admin_get(service, "/admin/queues")
-            .await
-            .map_err(|e| error_chain(&e))?;
-        if !answer.ok() {
-            // No queues to read (none, or no admin access): not waited for.
-            return Ok(());
-        }
-        let busy: Vec<String> = answer.body["queues"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|q| {
-                ["size", "inFlight", "retrying"]
-                    .iter()
-                    .any(|k| q[*k].as_u64().unwrap_or(0) > 0)
-            })
-            .map(|q| q.to_string())
-            .collect();
-        if busy.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("still busy: {}", busy.join(", ")));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    target
+        .platform
+        .wait_queues_idle(&[crate::platform::TENANT_SERVICE], None, SETTLE_WITHIN)
+        .await
+        .map(drop)
 }
 
 /// Sends `case` (none: the valid request) without the fields of
