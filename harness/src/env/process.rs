@@ -38,7 +38,7 @@ use std::io::{BufRead as _, Seek as _};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,7 +52,7 @@ use super::ports::{self, Reserved};
 use super::postgres::{self as pg, RunAs};
 use super::runtime::{Backend, ExitInfo, Instance, LaunchSpec, Placement};
 pub(crate) use super::spawn::{process_start_time, which};
-use super::spawn::{signal_group, spawn_detached, spawn_owned};
+use super::spawn::{spawn_detached, spawn_owned, Leader};
 
 const PASS_THROUGH_ENV: &[&str] = &[
     "PATH",
@@ -252,7 +252,7 @@ pub(crate) struct ProcessInstance {
     port: Option<u16>,
     log_path: PathBuf,
     keep: bool,
-    child: Mutex<Option<Child>>,
+    child: Mutex<Option<Leader>>,
 }
 
 impl ProcessInstance {
@@ -293,21 +293,26 @@ impl ProcessInstance {
             self.name,
             r.program.display()
         )))?;
-        *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+        *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(Leader::new(child));
         Ok(())
     }
 
-    fn pid(&self) -> Option<u32> {
+    /// Its pid while it runs (an ended job has none to record).
+    fn running_pid(&self) -> Option<u32> {
         self.child
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(Child::id)
+            .filter(|leader| matches!(leader.exited(), Ok(None)))
+            .map(Leader::id)
     }
 
     fn signal(&self, signal: i32) -> Result<(), EnvError> {
-        let Some(pid) = self.pid() else { return Ok(()) };
-        match signal_group(pid, signal) {
+        let guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(leader) = guard.as_ref() else {
+            return Ok(());
+        };
+        match leader.signal(signal) {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
             Err(e) => Err(EnvError::io(format!("signal `{}`", self.name))(e)),
@@ -316,22 +321,23 @@ impl ProcessInstance {
 
     /// Stops the process group and reaps the leader, escalating to SIGKILL.
     pub(crate) fn stop_blocking(&self, signal: i32) {
-        let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        let Some(mut leader) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
         };
-        let _ = signal_group(child.id(), libc::SIGCONT);
-        let _ = signal_group(child.id(), signal);
+        let _ = leader.signal(libc::SIGCONT);
+        let _ = leader.signal(signal);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                // Stragglers of the group (postgres backends) go too.
-                let _ = signal_group(child.id(), libc::SIGKILL);
+            if matches!(leader.exited(), Ok(Some(_)) | Err(_)) {
+                // Reaping kills the stragglers of the group (postgres
+                // backends) first, while its id is still ours.
+                let _ = leader.reap();
                 return;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let _ = signal_group(child.id(), libc::SIGKILL);
-        let _ = child.wait();
+        let _ = leader.signal(libc::SIGKILL);
+        let _ = leader.reap();
     }
 
     fn read_log(&self) -> String {
@@ -360,15 +366,15 @@ impl Instance for ProcessInstance {
 
     fn exit_status(&self) -> BoxFuture<'_, Result<Option<ExitInfo>, EnvError>> {
         async move {
-            let mut guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(child) = guard.as_mut() else {
+            let guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(leader) = guard.as_ref() else {
                 return Ok(Some(ExitInfo {
                     success: false,
                     text: "stopped".into(),
                 }));
             };
-            Ok(child
-                .try_wait()
+            Ok(leader
+                .exited()
                 .map_err(EnvError::io(format!("wait for `{}`", self.name)))?
                 .map(|status| ExitInfo {
                     success: status.success(),
@@ -395,13 +401,13 @@ impl Instance for ProcessInstance {
         async move {
             self.signal(libc::SIGCONT)?;
             self.signal(libc::SIGKILL)?;
-            if let Some(child) = self
+            if let Some(leader) = self
                 .child
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .as_mut()
             {
-                let _ = child.wait();
+                let _ = leader.reap();
             }
             Ok(())
         }
@@ -504,7 +510,7 @@ impl Backend for ProcessBackend {
         json!({
             "run-dir": self.run_dir,
             "processes": started.iter().filter_map(|p| {
-                let pid = p.pid()?;
+                let pid = p.running_pid()?;
                 Some(json!({
                     "name": p.name,
                     "pid": pid,

@@ -100,3 +100,157 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     let after_name = &stat[stat.rfind(')')? + 2..];
     after_name.split(' ').nth(19)?.parse().ok()
 }
+
+/// A child that leads its own process group, signalled through the group
+/// and never after it has been reaped.
+///
+/// Once a process is reaped its pid is free, and once its group is empty
+/// the kernel may hand the same number to a new process group: with the
+/// default `pid_max` of 32768 and the hundreds of processes a test run
+/// spawns, that happens within minutes. Signalling `-pid` then would stop,
+/// resume or kill someone else's processes (another test's service). So
+/// the leader stays a zombie, holding its pid and with it the group's id,
+/// until [`Leader::reap`]: exit is observed without reaping (`WNOWAIT`),
+/// stragglers of the group are killed while the id is still ours, and only
+/// then is the leader reaped, after which no signal is sent.
+#[derive(Debug)]
+pub(crate) struct Leader {
+    child: Child,
+    status: Option<std::process::ExitStatus>,
+}
+
+impl Leader {
+    pub(crate) fn new(child: Child) -> Self {
+        Self {
+            child,
+            status: None,
+        }
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` to the group; does nothing once the leader is reaped.
+    pub(crate) fn signal(&self, signal: i32) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        signal_group(self.child.id(), signal)
+    }
+
+    /// How the leader ended, if it has; leaves it unreaped.
+    pub(crate) fn exited(&self) -> io::Result<Option<std::process::ExitStatus>> {
+        if let Some(status) = self.status {
+            return Ok(Some(status));
+        }
+        peek_exit(self.child.id())
+    }
+
+    /// Kills what is left of the group and reaps the leader, waiting for
+    /// it if it still runs (callers signal it first).
+    pub(crate) fn reap(&mut self) -> io::Result<std::process::ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        if self.exited()?.is_some() {
+            let _ = signal_group(self.child.id(), libc::SIGKILL);
+        }
+        let status = self.child.wait()?;
+        self.status = Some(status);
+        Ok(status)
+    }
+}
+
+/// `waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT)`: the exit status of a
+/// child that has ended, without reaping it.
+fn peek_exit(pid: u32) -> io::Result<Option<std::process::ExitStatus>> {
+    use std::os::unix::process::ExitStatusExt as _;
+    let id = libc::id_t::from(pid);
+    #[expect(unsafe_code, reason = "waitid(2) has no wrapper in std")]
+    // SAFETY: `info` is a zeroed siginfo_t the kernel fills in; it lives
+    // for the whole call.
+    let (rc, info) = unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PID,
+            id,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        (rc, info)
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[expect(unsafe_code, reason = "siginfo_t's fields are a union in libc")]
+    // SAFETY: waitid filled `info` for a child-state change (or left it
+    // zeroed, si_pid 0, when the child still runs).
+    let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    // The raw wait status std decodes: exit code in the second byte, or
+    // the signal number (with 0x80 when it dumped core).
+    let raw = match code {
+        libc::CLD_EXITED => (status & 0xff) << 8,
+        libc::CLD_DUMPED => status | 0x80,
+        _ => status,
+    };
+    Ok(Some(std::process::ExitStatus::from_raw(raw)))
+}
+
+#[cfg(test)]
+mod leader_tests {
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn ended(leader: &Leader) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = leader.exited().expect("waitid") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the child never ended");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn state(pid: u32) -> Option<char> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat[stat.rfind(')')? + 2..].chars().next()
+    }
+
+    #[test]
+    fn an_ended_leader_keeps_its_pid_until_reaped_and_is_never_signalled_after() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "exit 3"]);
+        let mut leader = Leader::new(spawn_owned(command).expect("spawns"));
+        let pid = leader.id();
+        let status = ended(&leader);
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(state(pid), Some('Z'), "observed, not reaped");
+        assert_eq!(
+            leader.exited().expect("again").map(|s| s.code()),
+            Some(Some(3))
+        );
+        assert_eq!(leader.reap().expect("reaps").code(), Some(3));
+        assert_ne!(state(pid), Some('Z'), "reaped");
+        // The group id may belong to someone else now: nothing is sent.
+        leader.signal(libc::SIGKILL).expect("a no-op");
+        assert_eq!(leader.reap().expect("reaped once").code(), Some(3));
+    }
+
+    #[test]
+    fn a_killed_leader_reports_its_signal() {
+        let mut command = Command::new("sleep");
+        command.arg("600");
+        let mut leader = Leader::new(spawn_owned(command).expect("spawns"));
+        assert!(leader.exited().expect("waitid").is_none(), "still running");
+        leader.signal(libc::SIGKILL).expect("signals");
+        assert_eq!(ended(&leader).signal(), Some(libc::SIGKILL));
+        assert_eq!(leader.reap().expect("reaps").signal(), Some(libc::SIGKILL));
+    }
+}
