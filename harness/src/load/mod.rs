@@ -24,6 +24,7 @@ pub mod html;
 mod profiles;
 pub mod report;
 mod run;
+pub mod shard;
 pub mod thresholds;
 
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ pub use hist::Histogram;
 pub use profiles::Profile;
 pub use report::{DeliveryStats, KindStats, LoadReport, QueueStats};
 pub use run::{run, Plan};
+pub use shard::Shard;
 pub use thresholds::{Thresholds, Verdict};
 
 /// Why a load run (or a merge of reports) could not be made.
@@ -65,6 +67,8 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    #[error("shard {shard} of a plan of {users} user(s) has no user: give --users at least {}", shard.count)]
+    EmptyShard { shard: Shard, users: usize },
     #[error("failed to merge load reports: {0}")]
     Merge(String),
 }
