@@ -198,7 +198,7 @@ fn the_job_runs_one_shard_per_index_at_once() {
 
 #[test]
 fn every_flag_the_job_gives_is_one_load_knows() {
-    let help = Command::new(env!("CARGO_BIN_EXE_tekup-harness"))
+    let help = Command::new(harness_bin())
         .args(["load", "--help"])
         .output()
         .expect("tekup-harness load --help");
@@ -221,4 +221,13 @@ fn every_flag_the_job_gives_is_one_load_knows() {
     for var in ["TEKUP_CRM_API_URL", "TEKUP_GATEWAY_URL", "TEKUP_ADMIN_TOKEN"] {
         assert!(help.contains(var), "`load` reads {var}:\n{help}");
     }
+}
+
+/// The harness binary: `$TEKUP_HARNESS_BIN` (as for the container reaper),
+/// else the one cargo built for these tests.
+fn harness_bin() -> std::path::PathBuf {
+    std::env::var_os("TEKUP_HARNESS_BIN").map_or_else(
+        || env!("CARGO_BIN_EXE_tekup-harness").into(),
+        std::path::PathBuf::from,
+    )
 }

@@ -51,7 +51,7 @@ struct Generator {
 async fn three_generator_containers_merge_into_the_sum_of_their_parts() {
     require_docker_images().await;
     let image = HarnessImage::new(
-        env!("CARGO_BIN_EXE_tekup-harness"),
+        harness_bin(),
         ImageBuild::new("images").runtime,
     );
     image
@@ -109,7 +109,7 @@ async fn three_generator_containers_merge_into_the_sum_of_their_parts() {
                 .unwrap_or_else(|e| panic!("{}", tekup_harness::env::error_chain(&e)))
         })
         .collect();
-    let merge = std::process::Command::new(env!("CARGO_BIN_EXE_tekup-harness"))
+    let merge = std::process::Command::new(harness_bin())
         .args(["load", "merge"])
         .args((0..GENERATORS).map(|i| reports.join(format!("shard-{i}/load.json"))))
         .arg("--output")
@@ -335,4 +335,13 @@ fn assert_is_the_sum(merged: &LoadReport, parts: &[LoadReport]) {
     );
     assert_eq!(queue.histogram.count, queue.processed);
     assert!(merged.passed, "{:#?}", merged.verdicts);
+}
+
+/// The harness binary: `$TEKUP_HARNESS_BIN` (as for the container reaper),
+/// else the one cargo built for these tests.
+fn harness_bin() -> std::path::PathBuf {
+    std::env::var_os("TEKUP_HARNESS_BIN").map_or_else(
+        || env!("CARGO_BIN_EXE_tekup-harness").into(),
+        std::path::PathBuf::from,
+    )
 }
