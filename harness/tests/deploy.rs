@@ -218,7 +218,11 @@ fn every_flag_the_job_gives_is_one_load_knows() {
         }
     }
     // And the env the ConfigMap sets is what `load` reads.
-    for var in ["TEKUP_CRM_API_URL", "TEKUP_GATEWAY_URL", "TEKUP_ADMIN_TOKEN"] {
+    for var in [
+        "TEKUP_CRM_API_URL",
+        "TEKUP_GATEWAY_URL",
+        "TEKUP_ADMIN_TOKEN",
+    ] {
         assert!(help.contains(var), "`load` reads {var}:\n{help}");
     }
 }

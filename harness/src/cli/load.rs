@@ -3,8 +3,9 @@
 //! platform's targets; and `load merge`, which merges the reports of
 //! several machines that loaded one deployment at once.
 //!
-//! Exit codes: 0 every target met, 1 a target breached or the run could not
-//! be made (with the cause and a hint), 2 a usage error.
+//! Exit codes: 0 every target met, 1 a target breached, a merge lacking a
+//! shard of its plan, or a run that could not be made (with the cause and a
+//! hint), 2 a usage error.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -286,6 +287,9 @@ async fn start(args: &LoadArgs) -> Result<Ecosystem, Failure> {
         let hint = match &e {
             crate::env::EnvError::ImageMissing { .. } => {
                 "run `tekup-harness images build`, or use --runtime process"
+            }
+            crate::env::EnvError::Model(_) => {
+                "fix the ecosystem file (--ecosystem) at the line shown"
             }
             _ if runtime == Runtime::External => {
                 "--external FILE (or TEKUP_EXTERNAL_FILE, or TEKUP_<COMPONENT>_URL variables) describes the deployment"

@@ -345,7 +345,12 @@ async fn build_harness_image(base: &str) -> Result<String, Failure> {
     image
         .ensure(&|line| say(&format!("==> {line}")))
         .await
-        .map_err(|e| (e, Some("`tekup-harness images build` makes the runtime image first")))?;
+        .map_err(|e| {
+            (
+                e,
+                Some("`tekup-harness images build` makes the runtime image first"),
+            )
+        })?;
     Ok(image.image)
 }
 

@@ -196,15 +196,18 @@ impl HarnessImage {
 /// `binary` at [`BINARY_IN_IMAGE`] and an empty `/work`.
 fn pack(binary: &Path) -> Result<tempfile::NamedTempFile, EnvError> {
     let file = tempfile::NamedTempFile::new().map_err(EnvError::io("create a temporary file"))?;
-    let mut tar = tar::Builder::new(file.reopen().map_err(EnvError::io("open a temporary file"))?);
+    let mut tar = tar::Builder::new(
+        file.reopen()
+            .map_err(EnvError::io("open a temporary file"))?,
+    );
     let mut dir = tar::Header::new_gnu();
     dir.set_entry_type(tar::EntryType::Directory);
     dir.set_mode(0o755);
     dir.set_size(0);
     tar.append_data(&mut dir, "work/", std::io::empty())
         .map_err(EnvError::io("pack /work"))?;
-    let mut source = std::fs::File::open(binary)
-        .map_err(EnvError::io(format!("open {}", binary.display())))?;
+    let mut source =
+        std::fs::File::open(binary).map_err(EnvError::io(format!("open {}", binary.display())))?;
     let len = source
         .metadata()
         .map_err(EnvError::io(format!("read {}", binary.display())))?

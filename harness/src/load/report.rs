@@ -404,7 +404,10 @@ mod tests {
         let all = LoadReport::merge(&[m.clone(), shard("c", "1/3")], None).unwrap();
         assert!(all.missing_shards().is_empty());
         let err = LoadReport::merge(&[m, shard("d", "2/3")], None).unwrap_err();
-        assert!(err.to_string().contains("shard 2/3 is in two reports"), "{err}");
+        assert!(
+            err.to_string().contains("shard 2/3 is in two reports"),
+            "{err}"
+        );
     }
 
     #[test]

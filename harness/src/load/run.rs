@@ -110,8 +110,6 @@ pub async fn run(plan: &Plan, platform: &Platform) -> Result<LoadReport, LoadErr
             hint: "give its URL with --gateway-host",
         });
     }
-    let _alone = ONE_AT_A_TIME.lock().await;
-    let say = &plan.progress;
     let (users, hatch) = match plan.shard {
         None => (plan.users.max(1), plan.hatch_rate),
         Some(shard) => (
@@ -125,6 +123,8 @@ pub async fn run(plan: &Plan, platform: &Platform) -> Result<LoadReport, LoadErr
             users: plan.users,
         });
     }
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let say = &plan.progress;
     let prefix = match plan.shard {
         None => "load".to_owned(),
         Some(shard) => {

@@ -50,10 +50,7 @@ struct Generator {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_generator_containers_merge_into_the_sum_of_their_parts() {
     require_docker_images().await;
-    let image = HarnessImage::new(
-        harness_bin(),
-        ImageBuild::new("images").runtime,
-    );
+    let image = HarnessImage::new(harness_bin(), ImageBuild::new("images").runtime);
     image
         .ensure(&|line| say(line))
         .await
