@@ -113,6 +113,16 @@ async fn three_generator_containers_merge_into_the_sum_of_their_parts() {
         .arg(reports.join("merged.json"))
         .output()
         .expect("tekup-harness load merge");
+    for p in &parts {
+        say(&format!(
+            "{}: {} user(s), {} requests, {} errors, {} leads processed",
+            p.machines.join(", "),
+            p.users,
+            p.total.count,
+            p.total.errors,
+            p.queue_latency.as_ref().map_or(0, |q| q.processed)
+        ));
+    }
     let summary = String::from_utf8_lossy(&merge.stdout);
     say(&format!("the merged report:\n{summary}"));
     assert!(
