@@ -348,7 +348,7 @@ async fn build_harness_image(base: &str) -> Result<String, Failure> {
         .map_err(|e| {
             (
                 e,
-                Some("`tekup-harness images build` makes the runtime image first"),
+                Some("the harness image needs a docker daemon and the tekup-harness binary (cargo build -p tekup-harness)"),
             )
         })?;
     Ok(image.image)

@@ -15,6 +15,9 @@
 //!   judged on the report, not inside goose, so reports of several machines
 //!   merge into one whose percentiles and verdicts are those of the union
 //!   ([`LoadReport::merge`]; goose has no distributed mode since 0.17);
+//! - several generators run one plan as [`Shard`]s (`--shard I/N`): each
+//!   its share of the users with tenants of its own, its shard in its
+//!   report, so a merge counts every shard once (`deploy/README.md`);
 //! - goose keeps process-wide state (its kill switch, its Ctrl-C handler),
 //!   so runs in one process take turns.
 
