@@ -406,6 +406,38 @@ fn load_runtime_external_loads_the_deployment_its_file_describes() {
 }
 
 #[test]
+fn load_runtime_docker_starts_containers_and_names_a_missing_image() {
+    // An image nobody has: the docker runtime is chosen, looks for it,
+    // and the error says how to make the offline images.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("ecosystem.toml");
+    std::fs::write(
+        &file,
+        "[component.redis]\nkind = \"redis\"\nimage = \"tekup-harness/no-such-redis:0\"\n",
+    )
+    .expect("ecosystem file");
+    let output = std::process::Command::new(harness_bin())
+        .args(["load", "--runtime", "docker", "--profile", "lead-creation"])
+        .arg("--ecosystem")
+        .arg(&file)
+        .arg("--reports-dir")
+        .arg(dir.path().join("reports"))
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("runtime: docker (--runtime docker was asked for)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("failed to find an image for `redis`")
+            && stderr.contains("hint: run `tekup-harness images build`, or use --runtime process"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn load_runtime_is_a_usage_error_beside_host_and_when_unknown() {
     for (args, said) in [
         (
