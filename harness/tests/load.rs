@@ -2,7 +2,9 @@
 //! for a few seconds each): every profile meets the platform's targets and
 //! writes reports that parse; a latency toxic on flow-api's database link is
 //! caught as a p95 breach of `POST /leads`; `load merge` sums counts and
-//! reads the p95 of the union; bad input is an error, never a panic.
+//! reads the p95 of the union, and refuses a shard twice; a shard runs its
+//! share of the plan; `load --runtime external` loads the deployment its
+//! file describes; bad input is an error, never a panic.
 //!
 //! Speed targets at full size belong to the `load` bench; here a pass only
 //! means a handful of users on an idle machine stay far inside them.
@@ -17,7 +19,9 @@ use std::time::Duration;
 
 use tekup_harness::chaos::Toxic;
 use tekup_harness::env::{Ecosystem, Runtime};
-use tekup_harness::load::{self, Histogram, KindStats, LoadReport, Plan, Profile, Thresholds};
+use tekup_harness::load::{
+    self, Histogram, KindStats, LoadReport, Plan, Profile, Shard, Thresholds,
+};
 use tekup_harness::platform::{Platform, PlatformError};
 use tokio::sync::{OnceCell, RwLock};
 
@@ -220,7 +224,7 @@ fn load_merge_sums_counts_and_judges_the_p95_of_the_union() {
     let pa = a.write(&dir.path().join("a")).expect("a")[0].clone();
     let pb = b.write(&dir.path().join("b")).expect("b")[0].clone();
     let out = dir.path().join("merged/all.json");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tekup-harness"))
+    let output = std::process::Command::new(harness_bin())
         .args(["load", "merge"])
         .arg(&pa)
         .arg(&pb)
@@ -245,7 +249,7 @@ fn load_merge_sums_counts_and_judges_the_p95_of_the_union() {
     assert!(merged.requests[0].latency_ms.p95 > 800.0);
 
     // A looser limit given to merge judges the union again: it passes.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tekup-harness"))
+    let output = std::process::Command::new(harness_bin())
         .args(["load", "merge", "--p95-ms", "1000", "-o"])
         .arg(&out)
         .arg(&pa)
@@ -257,7 +261,7 @@ fn load_merge_sums_counts_and_judges_the_p95_of_the_union() {
 
 #[test]
 fn an_unknown_profile_is_a_usage_error_naming_the_profiles() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tekup-harness"))
+    let output = std::process::Command::new(harness_bin())
         .args(["load", "--profile", "soak"])
         .output()
         .expect("runs");
@@ -276,7 +280,7 @@ fn merging_a_file_that_is_not_a_report_says_which() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("load.json");
     std::fs::write(&bad, "{\"not\": \"a report\"}").expect("write");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tekup-harness"))
+    let output = std::process::Command::new(harness_bin())
         .args(["load", "merge"])
         .arg(&bad)
         .output()
@@ -287,4 +291,216 @@ fn merging_a_file_that_is_not_a_report_says_which() {
         stderr.contains(&format!("failed to read the load report {}", bad.display())),
         "{stderr}"
     );
+}
+
+/// The harness binary: `$TEKUP_HARNESS_BIN` when set, else the one cargo
+/// built for these tests.
+fn harness_bin() -> PathBuf {
+    std::env::var_os("TEKUP_HARNESS_BIN")
+        .map_or_else(|| env!("CARGO_BIN_EXE_tekup-harness").into(), PathBuf::from)
+}
+
+#[test]
+fn a_shard_runs_its_share_of_the_plan_with_tenants_of_its_own() {
+    rt().block_on(async {
+        let eco = eco().await;
+        let _shared = ALONE.read().await;
+        let dir = scratch().join("shard");
+        let mut plan = plan(Profile::LeadCreation, &dir);
+        plan.users = 5;
+        plan.shard = Some("1/2".parse().expect("shard"));
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let heard = std::sync::Arc::clone(&lines);
+        plan.progress = Box::new(move |l| heard.lock().expect("lines").push(l.to_owned()));
+        let platform = Platform::from_ecosystem(eco).expect("platform");
+        let report = load::run(&plan, &platform)
+            .await
+            .unwrap_or_else(|e| panic!("{}", tekup_harness::env::error_chain(&e)));
+        assert_eq!(report.users, 2, "shard 1 of 2 runs 2 of 5 users");
+        assert_eq!(report.shard, Some(Shard { index: 1, count: 2 }));
+        assert!(
+            report.machines[0].ends_with(" (shard 1/2)"),
+            "{:?}",
+            report.machines
+        );
+        assert!(report.total.count > 0 && report.passed, "{report:#?}");
+        let lines = lines.lock().expect("lines").join("\n");
+        assert!(
+            lines.contains("shard 1/2: 2 of the plan's 5 user(s)"),
+            "{lines}"
+        );
+        let back = LoadReport::read(&report.write(&dir).expect("written")[0]).expect("parses");
+        assert_eq!(back.shard, report.shard, "the shard is in load.json");
+    });
+}
+
+#[test]
+fn a_shard_without_a_user_is_an_error_before_any_tenant_is_made() {
+    rt().block_on(async {
+        // Nothing listens there: the error comes before any request.
+        let urls = [("flow-api".to_owned(), "http://127.0.0.1:9".to_owned())].into();
+        let platform = Platform::new(urls, "token".into()).expect("platform");
+        let mut plan = plan(Profile::LeadCreation, &scratch().join("empty-shard"));
+        plan.users = 2;
+        plan.shard = Some("2/3".parse().expect("shard"));
+        let err = load::run(&plan, &platform).await.expect_err("no user");
+        assert_eq!(
+            err.to_string(),
+            "shard 2/3 of a plan of 2 user(s) has no user: give --users at least 3"
+        );
+    });
+}
+
+#[test]
+fn load_runtime_external_loads_the_deployment_its_file_describes() {
+    rt().block_on(async {
+        let eco = eco().await;
+        let _shared = ALONE.read().await;
+        let dir = scratch().join("external");
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut file = String::new();
+        for c in eco.components() {
+            if let Some(url) = c.url() {
+                file.push_str(&format!("[component.{}]\nurl = \"{url}\"\n", c.name()));
+            }
+        }
+        let external = dir.join("external.toml");
+        std::fs::write(&external, file).expect("external file");
+        let output = tokio::process::Command::new(harness_bin())
+            .current_dir(root())
+            .args(["load", "--runtime", "external", "--external"])
+            .arg(&external)
+            .args([
+                "--profile",
+                "lead-creation",
+                "--users",
+                "2",
+                "--run-time",
+                "2s",
+            ])
+            .arg("--admin-token")
+            .arg(&eco.file().vars["admin-token"])
+            .arg("--reports-dir")
+            .arg(&dir)
+            .env_remove("TEKUP_EXTERNAL_FILE")
+            .output()
+            .await
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{}\n{stderr}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        assert!(
+            stderr.contains("runtime: external"),
+            "the external runtime is used: {stderr}"
+        );
+        let report = LoadReport::read(&dir.join("load.json")).expect("load.json");
+        assert_eq!(
+            report.targets[0],
+            eco.url("flow-api").expect("flow-api"),
+            "the deployment loaded is the one the file names"
+        );
+    });
+}
+
+#[test]
+fn load_runtime_docker_starts_containers_and_names_a_missing_image() {
+    // An image nobody has: the docker runtime is chosen, looks for it,
+    // and the error says how to make the offline images.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("ecosystem.toml");
+    std::fs::write(
+        &file,
+        "[component.redis]\nkind = \"redis\"\nimage = \"tekup-harness/no-such-redis:0\"\n",
+    )
+    .expect("ecosystem file");
+    let output = std::process::Command::new(harness_bin())
+        .args(["load", "--runtime", "docker", "--profile", "lead-creation"])
+        .arg("--ecosystem")
+        .arg(&file)
+        .arg("--reports-dir")
+        .arg(dir.path().join("reports"))
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("runtime: docker (--runtime docker was asked for)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("failed to find an image for `redis`")
+            && stderr.contains("hint: run `tekup-harness images build`, or use --runtime process"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn load_runtime_is_a_usage_error_beside_host_and_when_unknown() {
+    for (args, said) in [
+        (
+            &["--runtime", "docker", "--host", "http://127.0.0.1:9"][..],
+            "'--runtime <RUNTIME>' cannot be used with '--host <URL>'",
+        ),
+        (
+            &["--runtime", "podman"][..],
+            "unknown runtime \"podman\": use auto, process, docker or external",
+        ),
+        (
+            &["--shard", "3/3"][..],
+            "invalid shard `3/3`: INDEX counts from 0 and must be below COUNT",
+        ),
+    ] {
+        let output = std::process::Command::new(harness_bin())
+            .args(["load", "--profile", "mixed"])
+            .args(args)
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(said), "{args:?}: {stderr}");
+    }
+}
+
+fn shard_report(dir: &Path, machine: &str, shard: &str) -> PathBuf {
+    let mut r = synthetic(machine, 10, 0);
+    r.shard = Some(shard.parse().expect("shard"));
+    r.write(&dir.join(machine)).expect("written")[0].clone()
+}
+
+#[test]
+fn load_merge_refuses_a_shard_twice_and_fails_a_merge_that_lacks_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = shard_report(dir.path(), "a", "0/3");
+    let b = shard_report(dir.path(), "b", "0/3");
+    let c = shard_report(dir.path(), "c", "2/3");
+    let merge = |files: &[&PathBuf]| {
+        let output = std::process::Command::new(harness_bin())
+            .args(["load", "merge"])
+            .args(files)
+            .arg("-o")
+            .arg(dir.path().join("merged.json"))
+            .output()
+            .expect("runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = merge(&[&a, &b]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("shard 0/3 is in two reports (a and b)"),
+        "{stderr}"
+    );
+    let (code, stderr) = merge(&[&a, &c]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the merge lacks shard(s) 1/3 of the plan"),
+        "{stderr}"
+    );
+    let merged = LoadReport::read(&dir.path().join("merged.json")).expect("still written");
+    assert_eq!(merged.total.count, 20);
 }

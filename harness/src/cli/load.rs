@@ -3,8 +3,9 @@
 //! platform's targets; and `load merge`, which merges the reports of
 //! several machines that loaded one deployment at once.
 //!
-//! Exit codes: 0 every target met, 1 a target breached or the run could not
-//! be made (with the cause and a hint), 2 a usage error.
+//! Exit codes: 0 every target met, 1 a target breached, a merge lacking a
+//! shard of its plan, or a run that could not be made (with the cause and a
+//! hint), 2 a usage error.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,11 +22,14 @@ use crate::platform::Platform;
 #[command(
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    after_help = "Without --host, the reference ecosystem is started here (process runtime) and \
-        loaded. With --host, a running deployment is loaded: --host is flow-api (it also \
+    after_help = "Without --host, the ecosystem is started here (--runtime process, docker or \
+        auto) and loaded, or the deployment an external file describes is (--runtime external). \
+        With --host, a running deployment is loaded: --host is flow-api (it also \
         creates the tenants, so give the services' ADMIN_TOKEN with --admin-token); contact-sync \
         and mixed need --crm-host, ws-fanout needs --gateway-host, and lead-creation and mixed \
         measure the queue latency only when --gateway-host is given.\n\
+        Several generators at once: give each the same arguments and its own --shard \
+        (0/3, 1/3, 2/3), then `load merge` their load.json files.\n\
         Reports: <reports-dir>/load.json and load.html (ours) and goose.html (goose's).\n\
         Exit codes: 0 every target met, 1 a target breached or the run failed, 2 usage error."
 )]
@@ -47,13 +51,18 @@ pub(super) struct LoadArgs {
     /// The services' ADMIN_TOKEN (default for the local ecosystem: its file's `admin-token`).
     #[arg(long, env = "TEKUP_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    /// Simulated users, each with a tenant of its own.
+    /// Simulated users, each with a tenant of its own (of all shards together).
     #[arg(long, default_value_t = 10)]
     users: usize,
+    /// This generator's part of a plan run by several at once, INDEX/COUNT
+    /// counting from 0 (a Kubernetes Indexed Job's JOB_COMPLETION_INDEX):
+    /// its share of --users and --hatch-rate, tenants named after it.
+    #[arg(long, value_name = "INDEX/COUNT", env = "TEKUP_LOAD_SHARD")]
+    shard: Option<load::Shard>,
     /// How long the load runs, ramp-up included (whole seconds).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     run_time: Duration,
-    /// Users started per second (default: all in the first second).
+    /// Users started per second, of all shards together (default: all in the first second).
     #[arg(long, value_name = "R")]
     hatch_rate: Option<f64>,
     /// WebSocket clients per tenant in ws-fanout.
@@ -61,6 +70,12 @@ pub(super) struct LoadArgs {
     ws_clients: usize,
     #[command(flatten)]
     limits: LimitArgs,
+    /// Without --host: auto, process, docker or external [default: process].
+    #[arg(long, conflicts_with = "host")]
+    runtime: Option<Runtime>,
+    /// The deployment file of --runtime external (default: TEKUP_<COMPONENT>_URL variables).
+    #[arg(long, env = "TEKUP_EXTERNAL_FILE", value_name = "FILE")]
+    external: Option<PathBuf>,
     /// The ecosystem file (for the local ecosystem).
     #[arg(
         long,
@@ -176,6 +191,7 @@ async fn load(args: &LoadArgs, profile: Profile) -> Result<LoadReport, Failure> 
         )
     })?;
     let mut plan = Plan::new(profile, args.users, args.run_time);
+    plan.shard = args.shard;
     plan.hatch_rate = args.hatch_rate;
     plan.ws_clients = args.ws_clients;
     plan.thresholds = args.limits.over(Thresholds::default());
@@ -240,29 +256,49 @@ fn local_platform(
     }
 }
 
-/// Starts the local ecosystem (building the binaries first under `cargo run`).
+/// Starts the ecosystem on `--runtime` (building the binaries first under
+/// `cargo run`), or finds the external deployment.
 async fn start(args: &LoadArgs) -> Result<Ecosystem, Failure> {
+    let runtime = args.runtime.unwrap_or(Runtime::Process);
     let root = std::env::current_dir().unwrap_or_default();
-    if std::env::var_os("CARGO").is_some() && std::env::var_os("TEKUP_BIN_DIR").is_none() {
+    if runtime != Runtime::External
+        && std::env::var_os("CARGO").is_some()
+        && std::env::var_os("TEKUP_BIN_DIR").is_none()
+    {
         say("building the services and mocks …");
         crate::scenario::run::build_binaries(&root)
             .await
             .map_err(|e| (e, None))?;
     }
-    let builder = Ecosystem::builder()
+    let mut builder = Ecosystem::builder()
         .file(&args.ecosystem)
-        .runtime(Runtime::Process)
+        .runtime(runtime)
         .logs_dir(args.reports_dir.join("logs"))
         .on_progress(say_progress);
+    if let Some(file) = &args.external {
+        builder = builder.external_file(file);
+    }
     let mut stop = Stop::install();
     let eco = tokio::select! {
         eco = builder.start() => eco,
         () = stop.wait() => return Err(("interrupted while starting the ecosystem; what had started was stopped".into(), None)),
     };
     eco.map_err(|e| {
+        let hint = match &e {
+            crate::env::EnvError::ImageMissing { .. } => {
+                "run `tekup-harness images build`, or use --runtime process"
+            }
+            crate::env::EnvError::Model(_) => {
+                "fix the ecosystem file (--ecosystem) at the line shown"
+            }
+            _ if runtime == Runtime::External => {
+                "--external FILE (or TEKUP_EXTERNAL_FILE, or TEKUP_<COMPONENT>_URL variables) describes the deployment"
+            }
+            _ => "`tekup-harness doctor` says what this machine can run",
+        };
         (
             format!("the ecosystem did not start: {}", error_chain(&e)),
-            Some("`tekup-harness doctor` says what this machine can run"),
+            Some(hint),
         )
     })
 }
@@ -292,7 +328,21 @@ fn merge(paths: &[PathBuf], output: &Path, limits: &LimitArgs) -> ExitCode {
     let base = output
         .file_stem()
         .map_or_else(|| "merged".into(), |s| s.to_string_lossy().into_owned());
-    finish(&merged, |r| r.write_as(dir, &base))
+    let judged = finish(&merged, |r| r.write_as(dir, &base));
+    let missing = merged.missing_shards();
+    if missing.is_empty() {
+        return judged;
+    }
+    say(&format!(
+        "error: the merge lacks shard(s) {} of the plan: it is not the whole load",
+        missing
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    say("hint: merge the load.json of every shard (did a generator fail before writing it?)");
+    ExitCode::FAILURE
 }
 
 /// Writes the reports, prints the summary and a line per rule, and says

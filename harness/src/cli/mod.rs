@@ -171,7 +171,8 @@ struct DownArgs {
 
 #[derive(Debug, Subcommand)]
 enum ImagesCommand {
-    /// Builds tekup-harness/{postgres,redis,runtime} from Debian packages (no registry).
+    /// Builds tekup-harness/{postgres,redis,runtime} from Debian packages (no registry),
+    /// and tekup-harness/harness (this harness on the runtime image, for load generators).
     Build(ImagesArgs),
     /// Says which offline images exist.
     List(ImagesArgs),
@@ -295,6 +296,9 @@ async fn run(command: Command) -> Result<(), Failure> {
             for (step, took) in timings {
                 out(&format!("{step:<34} {took:>8.1?}"));
             }
+            let step = Instant::now();
+            let harness = build_harness_image(&options.runtime).await?;
+            out(&format!("{harness:<34} {:>8.1?}", step.elapsed()));
             out(&format!("{:<34} {:>8.1?}", "total", started.elapsed()));
             Ok(())
         }
@@ -302,7 +306,11 @@ async fn run(command: Command) -> Result<(), Failure> {
             let present = images::present(&images::ImageBuild::new(&args.images_dir))
                 .await
                 .map_err(|e| (e, None))?;
-            for (image, here) in present {
+            let harness = env::harness_image::IMAGE.to_owned();
+            let here = env::harness_image::present(&harness)
+                .await
+                .map_err(|e| (e, None))?;
+            for (image, here) in present.into_iter().chain([(harness, here)]) {
                 out(&format!(
                     "{image:<34} {}",
                     if here { "present" } else { "missing" }
@@ -327,6 +335,23 @@ async fn run(command: Command) -> Result<(), Failure> {
         | Command::Sweep(_)
         | Command::Prop(_) => Ok(()),
     }
+}
+
+/// `tekup-harness/harness`: this harness's binary on the runtime image
+/// `base`, for load generators in containers (`deploy/README.md`).
+async fn build_harness_image(base: &str) -> Result<String, Failure> {
+    let binary = env::harness_image::find_binary().map_err(|e| (e, None))?;
+    let image = env::harness_image::HarnessImage::new(binary, base);
+    image
+        .ensure(&|line| say(&format!("==> {line}")))
+        .await
+        .map_err(|e| {
+            (
+                e,
+                Some("the harness image needs a docker daemon and the tekup-harness binary (cargo build -p tekup-harness)"),
+            )
+        })?;
+    Ok(image.image)
 }
 
 async fn up(args: UpArgs) -> Result<(), Failure> {

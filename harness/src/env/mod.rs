@@ -21,6 +21,7 @@ mod ecosystem;
 mod error;
 pub mod external;
 mod handle;
+pub mod harness_image;
 pub mod images;
 pub mod model;
 pub(crate) mod ports;

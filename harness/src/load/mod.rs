@@ -15,6 +15,9 @@
 //!   judged on the report, not inside goose, so reports of several machines
 //!   merge into one whose percentiles and verdicts are those of the union
 //!   ([`LoadReport::merge`]; goose has no distributed mode since 0.17);
+//! - several generators run one plan as [`Shard`]s (`--shard I/N`): each
+//!   its share of the users with tenants of its own, its shard in its
+//!   report, so a merge counts every shard once (`deploy/README.md`);
 //! - goose keeps process-wide state (its kill switch, its Ctrl-C handler),
 //!   so runs in one process take turns.
 
@@ -24,6 +27,7 @@ pub mod html;
 mod profiles;
 pub mod report;
 mod run;
+pub mod shard;
 pub mod thresholds;
 
 use std::path::PathBuf;
@@ -32,6 +36,7 @@ pub use hist::Histogram;
 pub use profiles::Profile;
 pub use report::{DeliveryStats, KindStats, LoadReport, QueueStats};
 pub use run::{run, Plan};
+pub use shard::Shard;
 pub use thresholds::{Thresholds, Verdict};
 
 /// Why a load run (or a merge of reports) could not be made.
@@ -65,6 +70,8 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    #[error("shard {shard} of a plan of {users} user(s) has no user: give --users at least {}", shard.count)]
+    EmptyShard { shard: Shard, users: usize },
     #[error("failed to merge load reports: {0}")]
     Merge(String),
 }

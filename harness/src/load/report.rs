@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::hist::Histogram;
+use super::shard::Shard;
 use super::thresholds::{evaluate, Thresholds, Verdict};
 use super::LoadError;
 
@@ -101,6 +102,12 @@ pub struct LoadReport {
     /// Where each report came from (the machine's host name); several after
     /// a merge.
     pub machines: Vec<String>,
+    /// The part of a plan this run made (`--shard`); none after a merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// The shards a merge is made of, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<Shard>,
     pub started_at: String,
     /// The flow-api, crm-api and gateway URLs loaded.
     pub targets: Vec<String>,
@@ -154,10 +161,15 @@ impl LoadReport {
     /// counts, histograms, users and requests/s add up, the run time is the
     /// longest; then everything is judged again against `limits` (by
     /// default the first report's).
+    ///
+    /// A report given twice, or two reports of the same shard, would count
+    /// a run twice: both are refused, as are shards of plans split in
+    /// different numbers of parts.
     pub fn merge(reports: &[LoadReport], limits: Option<Thresholds>) -> Result<Self, LoadError> {
         let Some(first) = reports.first() else {
             return Err(LoadError::Merge("no report to merge".into()));
         };
+        check_distinct(reports)?;
         let mut merged = LoadReport {
             version: FORMAT_VERSION,
             profile: first.profile.clone(),
@@ -179,6 +191,8 @@ impl LoadReport {
             }
             merged.started_at = merged.started_at.clone().min(r.started_at.clone());
             merged.machines.extend(r.machines.iter().cloned());
+            merged.shards.extend(r.shard.iter().copied());
+            merged.shards.extend(r.shards.iter().copied());
             for t in &r.targets {
                 if !merged.targets.contains(t) {
                     merged.targets.push(t.clone());
@@ -218,8 +232,20 @@ impl LoadReport {
                 m.histogram.merge(&d.histogram);
             }
         }
+        merged.shards.sort();
         merged.judge(limits.unwrap_or(first.thresholds));
         Ok(merged)
+    }
+
+    /// The shards of the plan a merge lacks (none for unsharded runs).
+    pub fn missing_shards(&self) -> Vec<Shard> {
+        let Some(count) = self.shards.first().map(|s| s.count) else {
+            return Vec::new();
+        };
+        (0..count)
+            .map(|index| Shard { index, count })
+            .filter(|s| !self.shards.contains(s))
+            .collect()
     }
 
     /// Reads a `load.json`.
@@ -276,6 +302,38 @@ impl LoadReport {
     }
 }
 
+/// Refuses a report given twice and two reports of one shard.
+fn check_distinct(reports: &[LoadReport]) -> Result<(), LoadError> {
+    let mut shards: Vec<(Shard, &[String])> = Vec::new();
+    for (i, r) in reports.iter().enumerate() {
+        if reports[..i].contains(r) {
+            return Err(LoadError::Merge(format!(
+                "the report of {} (started {}) is given twice; each run counts once",
+                r.machines.join(", "),
+                r.started_at
+            )));
+        }
+        for &shard in r.shard.iter().chain(&r.shards) {
+            if let Some((_, other)) = shards.iter().find(|(s, _)| *s == shard) {
+                return Err(LoadError::Merge(format!(
+                    "shard {shard} is in two reports ({} and {}); each shard's report is merged once",
+                    other.join(", "),
+                    r.machines.join(", ")
+                )));
+            }
+            if let Some((s, other)) = shards.iter().find(|(s, _)| s.count != shard.count) {
+                return Err(LoadError::Merge(format!(
+                    "shard {shard} ({}) and shard {s} ({}) are parts of plans split differently",
+                    r.machines.join(", "),
+                    other.join(", ")
+                )));
+            }
+            shards.push((shard, &r.machines));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -328,6 +386,43 @@ mod tests {
         b.profile = "mixed".into();
         let err = LoadReport::merge(&[a, b], None).unwrap_err();
         assert!(err.to_string().contains("different profiles"), "{err}");
+    }
+
+    fn shard(machine: &str, shard: &str) -> LoadReport {
+        let mut r = run(machine, &[10, 20], 2.0);
+        r.shard = Some(shard.parse().unwrap());
+        r
+    }
+
+    #[test]
+    fn shards_merge_once_each_and_the_missing_are_named() {
+        let m = LoadReport::merge(&[shard("b", "2/3"), shard("a", "0/3")], None).unwrap();
+        assert_eq!(m.shards, ["0/3".parse().unwrap(), "2/3".parse().unwrap()]);
+        assert_eq!(m.missing_shards(), ["1/3".parse().unwrap()]);
+        assert_eq!(m.shard, None);
+        // A merge of merges keeps the shards, and still refuses repeats.
+        let all = LoadReport::merge(&[m.clone(), shard("c", "1/3")], None).unwrap();
+        assert!(all.missing_shards().is_empty());
+        let err = LoadReport::merge(&[m, shard("d", "2/3")], None).unwrap_err();
+        assert!(
+            err.to_string().contains("shard 2/3 is in two reports"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_shard_twice_or_a_report_twice_is_refused() {
+        let err = LoadReport::merge(&[shard("a", "1/3"), shard("b", "1/3")], None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("shard 1/3 is in two reports (a and b)"),
+            "{err}"
+        );
+        let err = LoadReport::merge(&[shard("a", "1/3"), shard("b", "0/2")], None).unwrap_err();
+        assert!(err.to_string().contains("split differently"), "{err}");
+        let a = run("a", &[1, 2], 1.0);
+        let err = LoadReport::merge(&[a.clone(), a], None).unwrap_err();
+        assert!(err.to_string().contains("given twice"), "{err}");
     }
 
     #[test]

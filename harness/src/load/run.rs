@@ -13,6 +13,7 @@ use super::events::{Clients, Watch};
 use super::hist::Histogram;
 use super::profiles::{self, Ctx, Profile};
 use super::report::{KindStats, LoadReport, FORMAT_VERSION};
+use super::shard::Shard;
 use super::thresholds::Thresholds;
 use super::LoadError;
 use crate::platform::{Platform, TenantKey};
@@ -23,10 +24,15 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// What to run and how it is judged.
 pub struct Plan {
     pub profile: Profile,
+    /// Simulated users of the whole plan (of all shards together).
     pub users: usize,
+    /// This generator's part of a plan run by several at once: it runs
+    /// its share of the users and of the hatch rate (see [`Shard`]).
+    pub shard: Option<Shard>,
     /// How long the load runs, ramp-up included (whole seconds, at least 1).
     pub run_time: Duration,
-    /// Users started per second (default: all within the first second).
+    /// Users started per second over the whole plan (default: all within
+    /// the first second).
     pub hatch_rate: Option<f64>,
     /// WebSocket clients per tenant in `ws-fanout`.
     pub ws_clients: usize,
@@ -43,6 +49,7 @@ impl std::fmt::Debug for Plan {
         f.debug_struct("Plan")
             .field("profile", &self.profile)
             .field("users", &self.users)
+            .field("shard", &self.shard)
             .field("run_time", &self.run_time)
             .field("thresholds", &self.thresholds)
             .finish_non_exhaustive()
@@ -55,6 +62,7 @@ impl Plan {
         Plan {
             profile,
             users,
+            shard: None,
             run_time,
             hatch_rate: None,
             ws_clients: 4,
@@ -102,11 +110,33 @@ pub async fn run(plan: &Plan, platform: &Platform) -> Result<LoadReport, LoadErr
             hint: "give its URL with --gateway-host",
         });
     }
+    let (users, hatch) = match plan.shard {
+        None => (plan.users.max(1), plan.hatch_rate),
+        Some(shard) => (
+            shard.share(plan.users),
+            plan.hatch_rate.map(|r| shard.share_rate(r)),
+        ),
+    };
+    if let (Some(shard), 0) = (plan.shard, users) {
+        return Err(LoadError::EmptyShard {
+            shard,
+            users: plan.users,
+        });
+    }
     let _alone = ONE_AT_A_TIME.lock().await;
     let say = &plan.progress;
-    let users = plan.users.max(1);
+    let prefix = match plan.shard {
+        None => "load".to_owned(),
+        Some(shard) => {
+            say(&format!(
+                "shard {shard}: {users} of the plan's {} user(s)",
+                plan.users
+            ));
+            format!("load-s{}", shard.index)
+        }
+    };
     say(&format!("creating {users} tenant(s) at {flow_api}"));
-    let tenants = create_tenants(platform, users).await?;
+    let tenants = create_tenants(platform, &prefix, users).await?;
 
     // Clients on the gateway: one per tenant to see leads processed, or
     // `ws_clients` per tenant for the fan-out.
@@ -136,7 +166,7 @@ pub async fn run(plan: &Plan, platform: &Platform) -> Result<LoadReport, LoadErr
         watch.clone(),
     ));
     let run_secs = plan.run_time.as_secs_f64().ceil().max(1.0) as usize;
-    let hatch = plan.hatch_rate.unwrap_or(users as f64).max(0.01);
+    let hatch = hatch.unwrap_or(users as f64).max(0.01);
     let mut attack = GooseAttack::initialize_with_config(GooseConfiguration::default())?
         .register_scenario(profiles::scenario(profile, &ctx)?)
         .set_default(GooseDefault::Host, flow_api.as_str())?
@@ -191,6 +221,11 @@ pub async fn run(plan: &Plan, platform: &Platform) -> Result<LoadReport, LoadErr
     report.profile = profile.name().to_owned();
     report.started_at = started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     report.users = users as u64;
+    report.shard = plan.shard;
+    if let Some(shard) = plan.shard {
+        // Containers on one host's network all have the host's name.
+        report.machines = vec![format!("{} (shard {shard})", machine())];
+    }
     report.targets = [
         Some(&flow_api),
         crm_api.as_ref().filter(|_| profile.needs_crm()),
@@ -225,11 +260,15 @@ pub async fn run(plan: &Plan, platform: &Platform) -> Result<LoadReport, LoadErr
     Ok(report)
 }
 
-async fn create_tenants(platform: &Platform, count: usize) -> Result<Vec<TenantKey>, LoadError> {
+async fn create_tenants(
+    platform: &Platform,
+    prefix: &str,
+    count: usize,
+) -> Result<Vec<TenantKey>, LoadError> {
     use futures::StreamExt as _;
     futures::stream::iter(0..count)
         .map(|i| async move {
-            let name = format!("load-{i}");
+            let name = format!("{prefix}-{i}");
             platform
                 .create_tenant_with_rate_limit(&name, LOAD_RATE_LIMIT_PER_MINUTE)
                 .await

@@ -1,9 +1,11 @@
 //! The ecosystem started for real: under `process` (Postgres, Redis, the
 //! mocks and the services as child processes) and under `docker` (the
 //! offline images from `tekup-harness images build`), plus the guarantee
-//! that nothing survives a harness killed with SIGKILL.
+//! that nothing survives a harness killed with SIGKILL, and distributed load
+//! from containers of the harness image.
 
 mod common;
+mod distributed_load;
 mod docker;
 mod external;
 mod process;
