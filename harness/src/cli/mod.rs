@@ -18,6 +18,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 
 use crate::env::{self, images, state, Ecosystem, Kind, Progress, Runtime};
+use crate::net::{ClientTls, TlsArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -97,21 +98,43 @@ pub(super) struct StartArgs {
         default_value = "fixtures/ecosystem.toml"
     )]
     pub(super) file: PathBuf,
+    #[command(flatten)]
+    pub(super) tls: TlsArgs,
 }
 
 impl StartArgs {
     /// A suite in the current directory with these settings. Under
     /// `cargo run` the services and mocks are built too, so the main job
     /// never runs stale binaries; an installed harness uses prebuilt ones.
-    pub(super) fn suite(&self) -> crate::scenario::run::Suite {
+    /// `Err` (after saying why) when the TLS files are wrong.
+    pub(super) fn suite(&self) -> Result<crate::scenario::run::Suite, ExitCode> {
         let mut suite =
             crate::scenario::run::Suite::new(std::env::current_dir().unwrap_or_default());
         suite.file = self.file.clone();
         suite.runtime = self.runtime;
         suite.reports_dir = self.reports_dir.clone();
+        suite.set_tls(client_tls(&self.tls)?);
         suite.build |=
             std::env::var_os("CARGO").is_some() && std::env::var_os("TEKUP_BIN_DIR").is_none();
-        suite
+        Ok(suite)
+    }
+}
+
+/// The TLS settings of a command's clients; `--insecure` is said on stderr,
+/// wrong files are an error naming them (exit 1).
+pub(super) fn client_tls(args: &TlsArgs) -> Result<ClientTls, ExitCode> {
+    match args.load() {
+        Ok(tls) => {
+            if tls.is_insecure() {
+                say(crate::net::INSECURE_WARNING);
+            }
+            Ok(tls)
+        }
+        Err(e) => {
+            say(&format!("error: {e}"));
+            say("hint: --ca-cert, --client-cert and --client-key (TEKUP_CA_CERT, TEKUP_CLIENT_CERT, TEKUP_CLIENT_KEY) take PEM files");
+            Err(ExitCode::FAILURE)
+        }
     }
 }
 
@@ -157,6 +180,8 @@ struct UpArgs {
     /// Where the environment's state is recorded (for `down`).
     #[arg(long, default_value = "reports/.tekup-env.json")]
     state_file: PathBuf,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -217,6 +242,16 @@ pub fn main() -> ExitCode {
         Err(e) => return fail(&env::EnvError::io("start the async runtime")(e), None),
     };
     let command = match cli.command {
+        Command::Up(args) => {
+            let tls = match client_tls(&args.tls) {
+                Ok(tls) => tls,
+                Err(code) => return code,
+            };
+            return match runtime.block_on(up(args, tls)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err((e, hint)) => fail(&e, hint),
+            };
+        }
         Command::Run(args) => return run::run(args, &runtime),
         Command::Load(args) => return load::run(*args, &runtime),
         Command::Chaos(args) => return chaos::run(args, &runtime),
@@ -270,7 +305,6 @@ fn out(line: &str) {
 
 async fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Up(args) => up(args).await,
         Command::Down(args) => {
             let report = state::down(&args.state_file, args.all)
                 .await
@@ -318,7 +352,8 @@ async fn run(command: Command) -> Result<(), Failure> {
             env::docker::reap(&run).await.map_err(|e| (e, None))?;
             Ok(())
         }
-        Command::Validate { .. }
+        Command::Up(_)
+        | Command::Validate { .. }
         | Command::Schema
         | Command::New(_)
         | Command::Run(_)
@@ -329,10 +364,11 @@ async fn run(command: Command) -> Result<(), Failure> {
     }
 }
 
-async fn up(args: UpArgs) -> Result<(), Failure> {
+async fn up(args: UpArgs, tls: ClientTls) -> Result<(), Failure> {
     let started = Instant::now();
     let mut builder = Ecosystem::builder()
         .file(&args.file.file)
+        .tls(tls)
         .runtime(args.runtime)
         .keep(args.keep)
         .logs_dir(&args.logs_dir)

@@ -42,7 +42,10 @@ pub(super) fn run(args: RunArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
     let Some(scenarios) = select(&args) else {
         return ExitCode::FAILURE;
     };
-    let suite = args.start.suite();
+    let suite = match args.start.suite() {
+        Ok(suite) => suite,
+        Err(code) => return code,
+    };
     let alone = scenarios
         .iter()
         .filter(|s| needs_ecosystem_alone(s))
