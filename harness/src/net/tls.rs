@@ -353,35 +353,33 @@ impl ServerCertVerifier for AcceptAnything {
 /// A TLS failure somewhere in `error`'s causes, in words a user
 /// understands, with the flag that fixes it; `None` when TLS is not why.
 pub fn explain(error: &(dyn StdError + 'static)) -> Option<String> {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if let Some(tls) = rustls_error(e) {
-            return Some(describe(tls));
-        }
-        next = e.source();
-    }
-    None
+    find_rustls(error, 0).map(describe)
 }
 
-/// The rustls error `e` is or wraps directly (an I/O error carrying one,
-/// tungstenite's TLS error).
-fn rustls_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+/// The rustls error among `e`'s causes. An I/O error's `source` skips the
+/// error it carries (and hyper wraps I/O errors in I/O errors), so those
+/// are opened by hand, as is tungstenite's TLS error.
+fn find_rustls<'a>(e: &'a (dyn StdError + 'static), depth: usize) -> Option<&'a rustls::Error> {
+    use tokio_tungstenite::tungstenite::error::{Error as WsError, TlsError as WsTlsError};
+    if depth > 16 {
+        return None;
+    }
     if let Some(tls) = e.downcast_ref::<rustls::Error>() {
         return Some(tls);
     }
-    if let Some(io) = e.downcast_ref::<std::io::Error>() {
-        return io
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    }
-    use tokio_tungstenite::tungstenite::error::{Error as WsError, TlsError as WsTlsError};
-    match e.downcast_ref::<WsError>()? {
-        WsError::Tls(WsTlsError::Rustls(tls)) => Some(tls),
-        WsError::Io(io) => io
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
-        _ => None,
-    }
+    let carried: Option<&'a (dyn StdError + 'static)> =
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            io.get_ref().map(|inner| inner as &(dyn StdError + 'static))
+        } else if let Some(WsError::Tls(WsTlsError::Rustls(tls))) = e.downcast_ref::<WsError>() {
+            return Some(tls);
+        } else if let Some(WsError::Io(io)) = e.downcast_ref::<WsError>() {
+            Some(io as &(dyn StdError + 'static))
+        } else {
+            None
+        };
+    carried
+        .and_then(|inner| find_rustls(inner, depth + 1))
+        .or_else(|| find_rustls(e.source()?, depth + 1))
 }
 
 const CA_HINT: &str = "give the CA that signed it with --ca-cert FILE (or TEKUP_CA_CERT), \
