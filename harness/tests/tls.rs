@@ -291,7 +291,10 @@ fn mtls_without_a_client_certificate_is_refused_naming_client_cert() {
         assert_eq!(ran.code, Some(1), "{}", ran.all());
         let said = ran.all();
         assert!(said.contains("requires a client certificate"), "{said}");
-        assert!(said.contains("--client-cert FILE --client-key FILE"), "{said}");
+        assert!(
+            said.contains("--client-cert FILE --client-key FILE"),
+            "{said}"
+        );
         assert!(f.mtls.refused_handshakes() > refused_before);
     });
 }
@@ -350,10 +353,16 @@ fn wrong_tls_files_are_errors_naming_the_file() {
                 )],
             ),
         ];
-        let (cert, wrong_key, good_key) = (mine.client_cert(), other.client_key(), mine.client_key());
+        let (cert, wrong_key, good_key) =
+            (mine.client_cert(), other.client_key(), mine.client_key());
         let mut cases = cases;
         cases.push((
-            vec!["--client-cert", path(&cert), "--client-key", path(&wrong_key)],
+            vec![
+                "--client-cert",
+                path(&cert),
+                "--client-key",
+                path(&wrong_key),
+            ],
             vec![format!(
                 "the client key {} does not match the client certificate {}",
                 wrong_key.display(),
@@ -361,7 +370,12 @@ fn wrong_tls_files_are_errors_naming_the_file() {
             )],
         ));
         cases.push((
-            vec!["--client-cert", path(&not_pem), "--client-key", path(&good_key)],
+            vec![
+                "--client-cert",
+                path(&not_pem),
+                "--client-key",
+                path(&good_key),
+            ],
             vec![format!(
                 "the client certificate {} is not PEM",
                 not_pem.display()
@@ -375,7 +389,11 @@ fn wrong_tls_files_are_errors_naming_the_file() {
             let ran = run_scenario(&no_urls, &flags, "bad-files").await;
             assert_eq!(ran.code, Some(1), "{flags:?}: {}", ran.all());
             for text in wanted {
-                assert!(ran.stderr.contains(&text), "{flags:?}: wanted {text:?} in {}", ran.all());
+                assert!(
+                    ran.stderr.contains(&text),
+                    "{flags:?}: wanted {text:?} in {}",
+                    ran.all()
+                );
             }
             assert!(!ran.stderr.contains("panicked"), "{}", ran.all());
         }
@@ -408,8 +426,14 @@ fn the_load_generator_runs_through_the_front() {
             .unwrap_or_else(|e| panic!("the load runs: {}", tekup_harness::env::error_chain(&e)));
         assert!(report.total.count > 0, "{report:#?}");
         assert_eq!(report.total.errors, 0, "{:?}", report.error_samples);
-        let delivery = report.event_delivery.as_ref().expect("ws-fanout counts deliveries");
-        assert_eq!(delivery.clients, 4, "2 tenants × 2 wss:// clients: {delivery:?}");
+        let delivery = report
+            .event_delivery
+            .as_ref()
+            .expect("ws-fanout counts deliveries");
+        assert_eq!(
+            delivery.clients, 4,
+            "2 tenants × 2 wss:// clients: {delivery:?}"
+        );
         assert!(delivery.delivered > 0, "{delivery:?}");
         assert_eq!(delivery.missed, 0, "{delivery:?}");
         assert!(
@@ -446,6 +470,55 @@ fn the_property_suite_runs_through_the_front() {
         )
         .await;
         assert_eq!(ran.code, Some(0), "{}", ran.all());
-        assert!(ran.stdout.contains("property holds: 2 cases"), "{}", ran.all());
+        assert!(
+            ran.stdout.contains("property holds: 2 cases"),
+            "{}",
+            ran.all()
+        );
+    });
+}
+
+#[test]
+fn gateway_websockets_say_what_is_wrong_with_tls() {
+    rt().block_on(async {
+        let f = fixture().await;
+        let within = Duration::from_secs(10);
+        let open = |tls: ClientTls, gateway: String| async move {
+            tekup_harness::platform::open_events(&tls, &gateway, "k", "t", "crm-web", within)
+                .await
+                .map(|_| ())
+        };
+        let unknown = open(ClientTls::default(), f.front.urls()["gateway"].clone())
+            .await
+            .expect_err("the test CA is not trusted by default");
+        assert!(unknown.url.starts_with("wss://127.0.0.1:"), "{unknown}");
+        assert!(
+            unknown.why.contains("unknown CA") && unknown.why.contains("--ca-cert FILE"),
+            "{unknown}"
+        );
+        let ca_only = ClientTls::builder()
+            .ca_cert(f.certs.ca_cert())
+            .build()
+            .expect("CA file");
+        let no_cert = open(ca_only, f.mtls.urls()["gateway"].clone())
+            .await
+            .expect_err("the mTLS front wants a client certificate");
+        assert!(
+            no_cert.why.contains("requires a client certificate")
+                && no_cert.why.contains("--client-cert FILE"),
+            "{no_cert}"
+        );
+        // Through TLS the gateway itself answers: a wrong key is refused by
+        // the gateway (an HTTP answer), not by TLS.
+        let full = ClientTls::builder()
+            .ca_cert(f.certs.ca_cert())
+            .client_cert(f.certs.client_cert(), f.certs.client_key())
+            .build()
+            .expect("TLS files");
+        let refused = open(full, f.mtls.urls()["gateway"].clone())
+            .await
+            .expect_err("no such tenant key");
+        assert!(!refused.why.contains("TLS"), "{refused}");
+        assert!(refused.why.contains("refused the connection"), "{refused}");
     });
 }

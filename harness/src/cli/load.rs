@@ -214,7 +214,8 @@ async fn load(args: &LoadArgs, profile: Profile, tls: &ClientTls) -> Result<Load
     .into_iter()
     .filter_map(|(name, url)| Some((name.to_owned(), url?.clone())))
     .collect();
-    let platform = Platform::with_tls(urls, admin_token, tls).map_err(|e| (error_chain(&e), None))?;
+    let platform =
+        Platform::with_tls(urls, admin_token, tls).map_err(|e| (error_chain(&e), None))?;
     load::run(&plan, &platform).await.map_err(|e| {
         let hint = match &e {
             load::LoadError::Tenants(crate::platform::PlatformError::Transport { .. }) => {

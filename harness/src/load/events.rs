@@ -207,12 +207,13 @@ async fn open(
     watch: Arc<Watch>,
 ) -> Result<(tokio::task::JoinHandle<()>, Duration), LoadError> {
     let started = Instant::now();
-    let (sink, mut source) = open_events(tls, gateway, &tenant.key, &tenant.id, app, CONNECT_TIMEOUT)
-        .await
-        .map_err(|e| LoadError::Gateway {
-            url: e.url,
-            why: e.why,
-        })?;
+    let (sink, mut source) =
+        open_events(tls, gateway, &tenant.key, &tenant.id, app, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| LoadError::Gateway {
+                url: e.url,
+                why: e.why,
+            })?;
     let took = started.elapsed();
     let reader = tokio::spawn(async move {
         // The write half lives as long as the reader: the client only

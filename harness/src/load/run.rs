@@ -122,7 +122,8 @@ pub async fn run(plan: &Plan, platform: &Platform) -> Result<LoadReport, LoadErr
                 per_tenant * tenants.len()
             ));
             let watch = Watch::new(per_tenant);
-            let clients = Clients::connect(platform.tls(), gateway, &tenants, per_tenant, &watch).await?;
+            let clients =
+                Clients::connect(platform.tls(), gateway, &tenants, per_tenant, &watch).await?;
             connects = Some(clients.connects.clone());
             (Some(watch), Some(clients))
         }

@@ -16,10 +16,20 @@ pub struct TlsArgs {
     #[arg(long, value_name = "FILE", env = "TEKUP_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
     /// Client certificate (PEM) for deployments that require mutual TLS; needs --client-key.
-    #[arg(long, value_name = "FILE", env = "TEKUP_CLIENT_CERT", requires = "client_key")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TEKUP_CLIENT_CERT",
+        requires = "client_key"
+    )]
     pub client_cert: Option<PathBuf>,
     /// The client certificate's private key (PEM); needs --client-cert.
-    #[arg(long, value_name = "FILE", env = "TEKUP_CLIENT_KEY", requires = "client_cert")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TEKUP_CLIENT_KEY",
+        requires = "client_cert"
+    )]
     pub client_key: Option<PathBuf>,
     /// Skip TLS certificate and host name verification (said on stderr at every start);
     /// prefer --ca-cert.

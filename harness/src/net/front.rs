@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::{TcpListener, TcpStream};
@@ -245,18 +245,17 @@ impl TlsFront {
                     url: url.clone(),
                 });
             }
-            let listener = TcpListener::bind("127.0.0.1:0")
-                .await
-                .map_err(|source| FrontError::Listen {
-                    name: name.clone(),
-                    source,
-                })?;
-            let at: SocketAddr = listener
-                .local_addr()
-                .map_err(|source| FrontError::Listen {
-                    name: name.clone(),
-                    source,
-                })?;
+            let listener =
+                TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .map_err(|source| FrontError::Listen {
+                        name: name.clone(),
+                        source,
+                    })?;
+            let at: SocketAddr = listener.local_addr().map_err(|source| FrontError::Listen {
+                name: name.clone(),
+                source,
+            })?;
             urls.insert(name.clone(), format!("https://127.0.0.1:{}", at.port()));
             tasks.spawn(serve(
                 listener,
@@ -325,9 +324,11 @@ async fn forward(
     acceptor: &tokio_rustls::TlsAcceptor,
     upstream: &str,
 ) -> Result<(), Refusal> {
-    let refusal = |handshake: bool| move |e: std::io::Error| Refusal {
-        handshake,
-        text: e.to_string(),
+    let refusal = |handshake: bool| {
+        move |e: std::io::Error| Refusal {
+            handshake,
+            text: e.to_string(),
+        }
     };
     let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(client))
         .await
@@ -336,9 +337,7 @@ async fn forward(
             text: "the client did not finish its TLS handshake".into(),
         })?
         .map_err(refusal(true))?;
-    let mut service = TcpStream::connect(upstream)
-        .await
-        .map_err(refusal(false))?;
+    let mut service = TcpStream::connect(upstream).await.map_err(refusal(false))?;
     let _ = service.set_nodelay(true);
     tokio::io::copy_bidirectional(&mut tls, &mut service)
         .await

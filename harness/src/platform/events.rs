@@ -123,14 +123,20 @@ impl Platform {
         app: &str,
         within: Duration,
     ) -> Result<Subscriber, PlatformError> {
-        let (sink, mut source) =
-            open_events(self.tls(), self.url(GATEWAY)?, &tenant.key, &tenant.id, app, within)
-                .await
-                .map_err(|e| PlatformError::Transport {
-                    method: reqwest::Method::GET,
-                    url: e.url,
-                    cause: e.why,
-                })?;
+        let (sink, mut source) = open_events(
+            self.tls(),
+            self.url(GATEWAY)?,
+            &tenant.key,
+            &tenant.id,
+            app,
+            within,
+        )
+        .await
+        .map_err(|e| PlatformError::Transport {
+            method: reqwest::Method::GET,
+            url: e.url,
+            cause: e.why,
+        })?;
         let inbox = Arc::new(Inbox::default());
         let keep = Arc::clone(&inbox);
         let reader = tokio::spawn(async move {
