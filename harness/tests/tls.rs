@@ -144,7 +144,11 @@ impl Ran {
 /// `tekup-harness ARGS` against the deployment at `urls` (external
 /// runtime), with no TLS settings from this process's environment.
 async fn harness(args: &[&str], urls: &BTreeMap<String, String>) -> Ran {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tekup-harness"));
+    // TEKUP_HARNESS_BIN: another build of the command (e.g. a copy kept
+    // away from a target directory that other builds overwrite).
+    let program = std::env::var_os("TEKUP_HARNESS_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_tekup-harness").into());
+    let mut command = tokio::process::Command::new(program);
     command
         .args(args)
         .current_dir(root())

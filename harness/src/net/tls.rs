@@ -174,9 +174,6 @@ impl ClientTlsBuilder {
             }
             _ => return Err(TlsError::HalfIdentity),
         };
-        if self.insecure {
-            tracing::warn!("{INSECURE_WARNING}");
-        }
         let client_cert = described.iter().any(|d| d.starts_with("client"));
         Ok(ClientTls {
             config: Arc::new(config),

@@ -47,6 +47,9 @@ pub struct Suite {
     /// Why the TLS settings of the environment could not be read, said when
     /// the suite starts.
     tls_error: Option<String>,
+    /// Whether the settings came from the environment (so `--insecure` is
+    /// said here; the command line says it itself).
+    tls_from_env: bool,
     state: tokio::sync::Mutex<Option<Result<Arc<Runner>, String>>>,
     watching: tokio::sync::Mutex<Option<Witness>>,
     started: Instant,
@@ -80,6 +83,7 @@ impl Suite {
             witness: true,
             tls,
             tls_error,
+            tls_from_env: true,
             state: tokio::sync::Mutex::new(None),
             watching: tokio::sync::Mutex::new(None),
             started: Instant::now(),
@@ -92,6 +96,7 @@ impl Suite {
     pub fn set_tls(&mut self, tls: ClientTls) {
         self.tls = tls;
         self.tls_error = None;
+        self.tls_from_env = false;
     }
 
     /// The TLS settings of the run.
@@ -128,6 +133,9 @@ impl Suite {
         );
         if let Some(e) = &self.tls_error {
             return Err(e.clone());
+        }
+        if self.tls.is_insecure() && self.tls_from_env {
+            eprintln!("tekup-harness: {}", crate::net::INSECURE_WARNING);
         }
         let mut builder = Ecosystem::builder()
             .file(&self.file)
