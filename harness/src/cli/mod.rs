@@ -182,6 +182,13 @@ struct UpArgs {
     state_file: PathBuf,
     #[command(flatten)]
     tls: TlsArgs,
+    /// Also serve every HTTP service over TLS (a front of the harness), with a CA,
+    /// server and client certificates made now and written to DIR; not with --keep.
+    #[arg(long, value_name = "DIR", conflicts_with = "keep")]
+    tls_front: Option<PathBuf>,
+    /// The TLS front requires client certificates signed by its CA (mTLS).
+    #[arg(long, requires = "tls_front")]
+    tls_front_mtls: bool,
 }
 
 #[derive(Debug, Args)]
@@ -406,6 +413,11 @@ async fn up(args: UpArgs, tls: ClientTls) -> Result<(), Failure> {
     ));
     print_components(&eco);
     out(&format!("logs: {}", eco.logs_dir().display()));
+    // Kept until Ctrl-C, like the ecosystem.
+    let _front = match &args.tls_front {
+        Some(dir) => Some(tls_front(&eco, dir, args.tls_front_mtls).await?),
+        None => None,
+    };
     if args.keep {
         out("kept running: stop it with `tekup-harness down`");
         return Ok(());
@@ -416,6 +428,40 @@ async fn up(args: UpArgs, tls: ClientTls) -> Result<(), Failure> {
     eco.shutdown().await;
     let _ = std::fs::remove_file(&args.state_file);
     Ok(())
+}
+
+/// `up --tls-front DIR`: the HTTP services behind the harness's TLS front,
+/// and how to reach them.
+async fn tls_front(
+    eco: &Ecosystem,
+    dir: &std::path::Path,
+    mtls: bool,
+) -> Result<crate::net::TlsFront, Failure> {
+    let failed = |e: crate::net::FrontError| (env::EnvError::other("start the TLS front", e), None);
+    let certs = crate::net::TestCerts::generate(dir).map_err(failed)?;
+    let upstreams = eco
+        .components()
+        .filter_map(|c| Some((c.name().to_owned(), c.url()?)))
+        .collect();
+    let front = crate::net::TlsFront::start(&upstreams, certs.server().require_client_cert(mtls))
+        .await
+        .map_err(failed)?;
+    out("through the TLS front:");
+    for (name, url) in front.urls() {
+        if url.starts_with("https://") {
+            out(&format!("{name:<16} {url}"));
+        }
+    }
+    let mut flags = format!("--ca-cert {}", certs.ca_cert().display());
+    if mtls {
+        flags.push_str(&format!(
+            " --client-cert {} --client-key {}",
+            certs.client_cert().display(),
+            certs.client_key().display()
+        ));
+    }
+    out(&format!("TLS flags for the harness's commands: {flags}"));
+    Ok(front)
 }
 
 fn print_components(eco: &Ecosystem) {
