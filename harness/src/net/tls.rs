@@ -407,11 +407,15 @@ fn describe(e: &rustls::Error) -> String {
             ),
             other => format!("TLS: the server's certificate was refused ({other}); {CA_HINT}"),
         },
-        rustls::Error::AlertReceived(
-            AlertDescription::CertificateRequired | AlertDescription::HandshakeFailure,
-        ) => format!(
+        rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => format!(
             "TLS: the server requires a client certificate (mutual TLS) and refused the \
              connection without one ({e}); {CLIENT_HINT}"
+        ),
+        // TLS 1.2 servers say this for a missing client certificate, and
+        // for having no cipher suite in common.
+        rustls::Error::AlertReceived(AlertDescription::HandshakeFailure) => format!(
+            "TLS: the server ended the handshake ({e}); most often it requires a client \
+             certificate (mutual TLS): {CLIENT_HINT}"
         ),
         rustls::Error::AlertReceived(
             AlertDescription::UnknownCA
@@ -427,5 +431,50 @@ fn describe(e: &rustls::Error) -> String {
              http:// or ws:// URL"
         ),
         other => format!("TLS: the handshake failed ({other})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_a_client_identity_is_refused() {
+        let err = ClientTls::builder()
+            .client_identity(Some("client.pem".into()), None)
+            .build()
+            .expect_err("a certificate without its key");
+        assert!(matches!(err, TlsError::HalfIdentity), "{err}");
+    }
+
+    #[test]
+    fn a_tls_failure_inside_nested_io_errors_is_explained() {
+        // How hyper hands a failed handshake to reqwest.
+        let inner = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+        );
+        let outer = std::io::Error::other(inner);
+        let said = explain(&outer).expect("a TLS failure");
+        assert!(
+            said.contains("unknown CA") && said.contains("--ca-cert FILE"),
+            "{said}"
+        );
+    }
+
+    #[test]
+    fn other_failures_are_not_called_tls() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(explain(&refused), None);
+    }
+
+    #[test]
+    fn the_default_settings_trust_the_public_roots_only() {
+        let tls = ClientTls::default();
+        assert!(!tls.is_insecure() && !tls.has_client_cert());
+        assert_eq!(
+            format!("{tls:?}"),
+            r#"ClientTls { settings: "public roots", .. }"#
+        );
     }
 }
