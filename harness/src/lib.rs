@@ -47,6 +47,10 @@
 //! - [`contract`]: the platform's contract as data (`fixtures/platform.yaml`):
 //!   the oracle every suite takes its expectations from, never the services' code.
 //!
+//! - [`net`]: the client TLS settings every client of the harness uses
+//!   (`--ca-cert`, `--client-cert`/`--client-key`, `--insecure`), and a
+//!   TLS-terminating front for tests.
+//!
 //! - [`sweep`]: every surface of the platform attacked (access, inputs,
 //!   limits, database, tokens), generated from the contract and the
 //!   services' OpenAPI documents (`tekup-harness sweep`).
@@ -57,6 +61,7 @@ pub mod contract;
 pub mod env;
 pub mod invariants;
 pub mod load;
+pub mod net;
 pub mod platform;
 pub mod property;
 pub mod report;

@@ -116,7 +116,10 @@ pub(super) fn run(args: ChaosArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
             }
         }
     }
-    let mut harness = args.start.suite();
+    let mut harness = match args.start.suite() {
+        Ok(suite) => suite,
+        Err(code) => return code,
+    };
     // No suite witness: each chaos suite sets up its own witness.
     harness.witness = false;
     rt.block_on(async {

@@ -16,6 +16,7 @@ use clap::{Args, Subcommand};
 use super::{out, say, say_progress, Stop};
 use crate::env::{error_chain, Ecosystem, Runtime};
 use crate::load::{self, LoadReport, Plan, Profile, Thresholds};
+use crate::net::ClientTls;
 use crate::platform::Platform;
 
 #[derive(Debug, Args)]
@@ -86,6 +87,8 @@ pub(super) struct LoadArgs {
     /// Where the reports (and the local ecosystem's logs) go.
     #[arg(long, default_value = "reports")]
     reports_dir: PathBuf,
+    #[command(flatten)]
+    tls: crate::net::TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -167,7 +170,11 @@ pub(super) fn run(args: LoadArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
         say("error: --profile is required");
         return ExitCode::FAILURE;
     };
-    let report = rt.block_on(load(&args, profile));
+    let tls = match super::client_tls(&args.tls) {
+        Ok(tls) => tls,
+        Err(code) => return code,
+    };
+    let report = rt.block_on(load(&args, profile, &tls));
     let report = match report {
         Ok(r) => r,
         Err((e, hint)) => {
@@ -183,7 +190,7 @@ pub(super) fn run(args: LoadArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
 
 type Failure = (String, Option<&'static str>);
 
-async fn load(args: &LoadArgs, profile: Profile) -> Result<LoadReport, Failure> {
+async fn load(args: &LoadArgs, profile: Profile, tls: &ClientTls) -> Result<LoadReport, Failure> {
     std::fs::create_dir_all(&args.reports_dir).map_err(|e| {
         (
             format!("failed to create {}: {e}", args.reports_dir.display()),
@@ -198,7 +205,7 @@ async fn load(args: &LoadArgs, profile: Profile) -> Result<LoadReport, Failure> 
     plan.goose_report = Some(args.reports_dir.join("goose.html"));
     plan.progress = Box::new(|line| say(&format!("load: {line}")));
     let Some(host) = &args.host else {
-        let mut eco = start(args).await?;
+        let mut eco = start(args, tls).await?;
         let report = match local_platform(&eco, args.admin_token.clone()) {
             Ok(platform) => load::run(&plan, &platform)
                 .await
@@ -223,7 +230,8 @@ async fn load(args: &LoadArgs, profile: Profile) -> Result<LoadReport, Failure> 
     .into_iter()
     .filter_map(|(name, url)| Some((name.to_owned(), url?.clone())))
     .collect();
-    let platform = Platform::new(urls, admin_token).map_err(|e| (error_chain(&e), None))?;
+    let platform =
+        Platform::with_tls(urls, admin_token, tls).map_err(|e| (error_chain(&e), None))?;
     load::run(&plan, &platform).await.map_err(|e| {
         let hint = match &e {
             load::LoadError::Tenants(crate::platform::PlatformError::Transport { .. }) => {
@@ -251,14 +259,14 @@ fn local_platform(
                 .components()
                 .filter_map(|c| Some((c.name().to_owned(), c.url()?)))
                 .collect();
-            Platform::new(urls, token)
+            Platform::with_tls(urls, token, eco.tls())
         }
     }
 }
 
 /// Starts the ecosystem on `--runtime` (building the binaries first under
 /// `cargo run`), or finds the external deployment.
-async fn start(args: &LoadArgs) -> Result<Ecosystem, Failure> {
+async fn start(args: &LoadArgs, tls: &ClientTls) -> Result<Ecosystem, Failure> {
     let runtime = args.runtime.unwrap_or(Runtime::Process);
     let root = std::env::current_dir().unwrap_or_default();
     if runtime != Runtime::External
@@ -273,6 +281,7 @@ async fn start(args: &LoadArgs) -> Result<Ecosystem, Failure> {
     let mut builder = Ecosystem::builder()
         .file(&args.ecosystem)
         .runtime(runtime)
+        .tls(tls.clone())
         .logs_dir(args.reports_dir.join("logs"))
         .on_progress(say_progress);
     if let Some(file) = &args.external {

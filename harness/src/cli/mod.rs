@@ -18,6 +18,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 
 use crate::env::{self, images, state, Ecosystem, Kind, Progress, Runtime};
+use crate::net::{ClientTls, TlsArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -97,21 +98,43 @@ pub(super) struct StartArgs {
         default_value = "fixtures/ecosystem.toml"
     )]
     pub(super) file: PathBuf,
+    #[command(flatten)]
+    pub(super) tls: TlsArgs,
 }
 
 impl StartArgs {
     /// A suite in the current directory with these settings. Under
     /// `cargo run` the services and mocks are built too, so the main job
     /// never runs stale binaries; an installed harness uses prebuilt ones.
-    pub(super) fn suite(&self) -> crate::scenario::run::Suite {
+    /// `Err` (after saying why) when the TLS files are wrong.
+    pub(super) fn suite(&self) -> Result<crate::scenario::run::Suite, ExitCode> {
         let mut suite =
             crate::scenario::run::Suite::new(std::env::current_dir().unwrap_or_default());
         suite.file = self.file.clone();
         suite.runtime = self.runtime;
         suite.reports_dir = self.reports_dir.clone();
+        suite.set_tls(client_tls(&self.tls)?);
         suite.build |=
             std::env::var_os("CARGO").is_some() && std::env::var_os("TEKUP_BIN_DIR").is_none();
-        suite
+        Ok(suite)
+    }
+}
+
+/// The TLS settings of a command's clients; `--insecure` is said on stderr,
+/// wrong files are an error naming them (exit 1).
+pub(super) fn client_tls(args: &TlsArgs) -> Result<ClientTls, ExitCode> {
+    match args.load() {
+        Ok(tls) => {
+            if tls.is_insecure() {
+                say(crate::net::INSECURE_WARNING);
+            }
+            Ok(tls)
+        }
+        Err(e) => {
+            say(&format!("error: {e}"));
+            say("hint: --ca-cert, --client-cert and --client-key (TEKUP_CA_CERT, TEKUP_CLIENT_CERT, TEKUP_CLIENT_KEY) take PEM files");
+            Err(ExitCode::FAILURE)
+        }
     }
 }
 
@@ -157,6 +180,15 @@ struct UpArgs {
     /// Where the environment's state is recorded (for `down`).
     #[arg(long, default_value = "reports/.tekup-env.json")]
     state_file: PathBuf,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// Also serve every HTTP service over TLS (a front of the harness), with a CA,
+    /// server and client certificates made now and written to DIR; not with --keep.
+    #[arg(long, value_name = "DIR", conflicts_with = "keep")]
+    tls_front: Option<PathBuf>,
+    /// The TLS front requires client certificates signed by its CA (mTLS).
+    #[arg(long, requires = "tls_front")]
+    tls_front_mtls: bool,
 }
 
 #[derive(Debug, Args)]
@@ -218,6 +250,16 @@ pub fn main() -> ExitCode {
         Err(e) => return fail(&env::EnvError::io("start the async runtime")(e), None),
     };
     let command = match cli.command {
+        Command::Up(args) => {
+            let tls = match client_tls(&args.tls) {
+                Ok(tls) => tls,
+                Err(code) => return code,
+            };
+            return match runtime.block_on(up(args, tls)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err((e, hint)) => fail(&e, hint),
+            };
+        }
         Command::Run(args) => return run::run(args, &runtime),
         Command::Load(args) => return load::run(*args, &runtime),
         Command::Chaos(args) => return chaos::run(args, &runtime),
@@ -271,7 +313,6 @@ fn out(line: &str) {
 
 async fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Up(args) => up(args).await,
         Command::Down(args) => {
             let report = state::down(&args.state_file, args.all)
                 .await
@@ -326,7 +367,8 @@ async fn run(command: Command) -> Result<(), Failure> {
             env::docker::reap(&run).await.map_err(|e| (e, None))?;
             Ok(())
         }
-        Command::Validate { .. }
+        Command::Up(_)
+        | Command::Validate { .. }
         | Command::Schema
         | Command::New(_)
         | Command::Run(_)
@@ -354,10 +396,11 @@ async fn build_harness_image(base: &str) -> Result<String, Failure> {
     Ok(image.image)
 }
 
-async fn up(args: UpArgs) -> Result<(), Failure> {
+async fn up(args: UpArgs, tls: ClientTls) -> Result<(), Failure> {
     let started = Instant::now();
     let mut builder = Ecosystem::builder()
         .file(&args.file.file)
+        .tls(tls)
         .runtime(args.runtime)
         .keep(args.keep)
         .logs_dir(&args.logs_dir)
@@ -395,6 +438,11 @@ async fn up(args: UpArgs) -> Result<(), Failure> {
     ));
     print_components(&eco);
     out(&format!("logs: {}", eco.logs_dir().display()));
+    // Kept until Ctrl-C, like the ecosystem.
+    let _front = match &args.tls_front {
+        Some(dir) => Some(tls_front(&eco, dir, args.tls_front_mtls).await?),
+        None => None,
+    };
     if args.keep {
         out("kept running: stop it with `tekup-harness down`");
         return Ok(());
@@ -405,6 +453,40 @@ async fn up(args: UpArgs) -> Result<(), Failure> {
     eco.shutdown().await;
     let _ = std::fs::remove_file(&args.state_file);
     Ok(())
+}
+
+/// `up --tls-front DIR`: the HTTP services behind the harness's TLS front,
+/// and how to reach them.
+async fn tls_front(
+    eco: &Ecosystem,
+    dir: &std::path::Path,
+    mtls: bool,
+) -> Result<crate::net::TlsFront, Failure> {
+    let failed = |e: crate::net::FrontError| (env::EnvError::other("start the TLS front", e), None);
+    let certs = crate::net::TestCerts::generate(dir).map_err(failed)?;
+    let upstreams = eco
+        .components()
+        .filter_map(|c| Some((c.name().to_owned(), c.url()?)))
+        .collect();
+    let front = crate::net::TlsFront::start(&upstreams, certs.server().require_client_cert(mtls))
+        .await
+        .map_err(failed)?;
+    out("through the TLS front:");
+    for (name, url) in front.urls() {
+        if url.starts_with("https://") {
+            out(&format!("{name:<16} {url}"));
+        }
+    }
+    let mut flags = format!("--ca-cert {}", certs.ca_cert().display());
+    if mtls {
+        flags.push_str(&format!(
+            " --client-cert {} --client-key {}",
+            certs.client_cert().display(),
+            certs.client_key().display()
+        ));
+    }
+    out(&format!("TLS flags for the harness's commands: {flags}"));
+    Ok(front)
 }
 
 fn print_components(eco: &Ecosystem) {

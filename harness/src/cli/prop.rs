@@ -43,7 +43,10 @@ pub(super) fn run(args: PropArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
     config.seed = args.seed.unwrap_or(config.seed);
     config.max_ops = args.max_ops.unwrap_or(config.max_ops);
     config.max_shrink = args.max_shrink.unwrap_or(config.max_shrink);
-    let mut suite = args.start.suite();
+    let mut suite = match args.start.suite() {
+        Ok(suite) => suite,
+        Err(code) => return code,
+    };
     // The search sets up its own witness, for its run of cases.
     suite.witness = false;
     say(&format!(

@@ -42,7 +42,10 @@ pub(super) fn run(args: RunArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
     let Some(scenarios) = select(&args) else {
         return ExitCode::FAILURE;
     };
-    let suite = args.start.suite();
+    let suite = match args.start.suite() {
+        Ok(suite) => suite,
+        Err(code) => return code,
+    };
     let alone = scenarios
         .iter()
         .filter(|s| needs_ecosystem_alone(s))
@@ -74,7 +77,11 @@ pub(super) fn run(args: RunArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             say(&format!("error: {e}"));
-            say("hint: `tekup-harness doctor` says what this machine can run; component logs are in the reports directory");
+            if e.contains("TLS: ") {
+                say("hint: the deployment's TLS settings: --ca-cert, --client-cert/--client-key, --insecure (see `tekup-harness run --help`)");
+            } else {
+                say("hint: `tekup-harness doctor` says what this machine can run; component logs are in the reports directory");
+            }
             rt.block_on(suite.finish(Vec::new(), args.jobs, &[]));
             return ExitCode::FAILURE;
         }

@@ -69,7 +69,10 @@ pub(super) fn run(args: SweepArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
     };
     let size = if args.full { Size::Full } else { Size::Bounded };
     let formats: Vec<Format> = args.report.into_iter().flatten().collect();
-    let mut harness = args.start.suite();
+    let mut harness = match args.start.suite() {
+        Ok(suite) => suite,
+        Err(code) => return code,
+    };
     // No suite witness: the sweep is not a run of scenarios; it keeps no witness.
     harness.witness = false;
     rt.block_on(async {

@@ -18,6 +18,7 @@ use super::resolve::{other_attr, own_attr};
 use super::runtime::{Backend, LaunchSpec, Placement, Runtime};
 use super::{docker, external, process};
 use crate::chaos::{parse_link, Link, Links, Proxy};
+use crate::net::ClientTls;
 
 /// What happens while the ecosystem starts, for progress displays.
 #[derive(Debug, Clone)]
@@ -48,6 +49,7 @@ pub struct EcosystemBuilder {
     progress: Option<ProgressFn>,
     links: Option<bool>,
     defects: Option<String>,
+    tls: ClientTls,
 }
 
 impl fmt::Debug for EcosystemBuilder {
@@ -114,6 +116,15 @@ impl EcosystemBuilder {
     /// `$TEKUP_EXTERNAL_FILE`, else environment variables only).
     pub fn external_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.external = Some(path.into());
+        self
+    }
+
+    /// The TLS settings of every client made for this ecosystem: its
+    /// readiness checks, and what is built from it later
+    /// ([`crate::platform::Platform::from_ecosystem`], the scenario
+    /// runner, the suites). Default: the public roots only.
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -211,6 +222,7 @@ impl EcosystemBuilder {
             torn_down: false,
             links: Links::default(),
             links_off,
+            tls: self.tls.clone(),
         };
         if let Err(e) = eco.start_all(&report).await {
             // A half-started environment is never kept.
@@ -322,6 +334,7 @@ pub struct Ecosystem {
     /// Declared after the backend's teardown runs (in `Drop`), so proxies
     /// stop after the components.
     links: Links,
+    tls: ClientTls,
     /// Why there are no links, when there are none.
     links_off: Option<String>,
 }
@@ -406,6 +419,7 @@ impl Ecosystem {
             admin_path: component.admin_path.clone(),
             credentials,
             runtime: self.backend.name(),
+            tls: self.tls.clone(),
         })
     }
 
@@ -517,6 +531,11 @@ impl Ecosystem {
     /// The ecosystem file it was started from.
     pub fn file(&self) -> &EcosystemFile {
         &self.file
+    }
+
+    /// The TLS settings every client of this ecosystem is built with.
+    pub fn tls(&self) -> &ClientTls {
+        &self.tls
     }
 
     /// Every component, by name.

@@ -21,6 +21,7 @@ pub struct ComponentHandle {
     /// Postgres: user, password, database.
     pub(crate) credentials: Option<(String, String, String)>,
     pub(crate) runtime: &'static str,
+    pub(crate) tls: crate::net::ClientTls,
 }
 
 impl fmt::Debug for ComponentHandle {
@@ -120,6 +121,7 @@ impl ComponentHandle {
                 .instance
                 .url_override()
                 .unwrap_or_else(|| format!("http://{}:{}", self.host(), self.port().unwrap_or(0))),
+            tls: self.tls.clone(),
         };
         ready::wait(
             &self.name,

@@ -42,14 +42,20 @@ pub use model::{EcosystemFile, Kind, ModelError, Ready};
 pub use postgres::{LocalPostgres, PostgresError};
 pub use runtime::{Backend, Instance, Runtime};
 
-/// An error and its causes on one line, for messages.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
+/// An error and its causes on one line, for messages; a TLS failure among
+/// them is then said in words with the flag that fixes it
+/// ([`crate::net::explain`]).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
         source = cause.source();
+    }
+    if let Some(tls) = crate::net::explain(error) {
+        text.push_str(" — ");
+        text.push_str(&tls);
     }
     text
 }

@@ -443,6 +443,7 @@ pub(crate) async fn init_for_ecosystem(
         port: Some(port),
         postgres_url: Some(admin.clone()),
         http_base: String::new(),
+        tls: crate::net::ClientTls::default(),
     };
     ready::wait(&c.name, &Ready::Postgres, &probe, instance, c.ready_timeout).await?;
     let fail = |e: sqlx::Error| EnvError::Start {

@@ -24,6 +24,8 @@ pub(crate) struct Probe {
     pub(crate) postgres_url: Option<String>,
     /// Base of HTTP checks (`http://host:port`, or an external deployment's URL).
     pub(crate) http_base: String,
+    /// The TLS settings of HTTP checks (an external deployment's `https://`).
+    pub(crate) tls: crate::net::ClientTls,
 }
 
 /// Waits until `ready` holds for `instance`, or fails after `timeout`.
@@ -35,7 +37,9 @@ pub(crate) async fn wait(
     timeout: Duration,
 ) -> Result<Duration, EnvError> {
     let started = Instant::now();
-    let http = reqwest::Client::builder()
+    let http = probe
+        .tls
+        .http()
         .timeout(Duration::from_secs(2))
         .build()
         .map_err(|e| EnvError::other("build an HTTP client", e))?;
@@ -51,8 +55,16 @@ pub(crate) async fn wait(
                 log: instance.log_tail(ERROR_LOG_LINES).await,
             });
         }
-        if check(ready, probe, instance, &http).await {
-            return Ok(started.elapsed());
+        match check(ready, probe, instance, &http).await {
+            Ok(true) => return Ok(started.elapsed()),
+            Ok(false) => {}
+            // A TLS failure does not go away by waiting: say it now.
+            Err(tls) => {
+                return Err(EnvError::other(
+                    format!("check that {component} is ready ({ready})"),
+                    tls,
+                ))
+            }
         }
         if started.elapsed() >= timeout {
             return Err(EnvError::NotReady {
@@ -66,15 +78,17 @@ pub(crate) async fn wait(
     }
 }
 
+/// Whether `ready` holds; `Err` with a TLS failure in words, which no
+/// amount of waiting mends.
 async fn check(
     ready: &Ready,
     probe: &Probe,
     instance: &dyn Instance,
     http: &reqwest::Client,
-) -> bool {
+) -> Result<bool, String> {
     let port = probe.port.unwrap_or(0);
     let bounded = Duration::from_secs(2);
-    match ready {
+    Ok(match ready {
         Ready::Exited => false,
         Ready::Tcp => matches!(
             tokio::time::timeout(
@@ -86,12 +100,18 @@ async fn check(
         ),
         Ready::Http(path) => {
             let url = format!("{}{path}", probe.http_base.trim_end_matches('/'));
-            matches!(http.get(url).send().await, Ok(r) if r.status().is_success())
+            match http.get(&url).send().await {
+                Ok(r) => r.status().is_success(),
+                Err(e) => match crate::net::explain(&e) {
+                    Some(tls) => return Err(format!("{url}: {tls}")),
+                    None => false,
+                },
+            }
         }
         Ready::Log(text) => instance.log_contains(text).await,
         Ready::Postgres => {
             let Some(url) = &probe.postgres_url else {
-                return false;
+                return Ok(false);
             };
             postgres_answers(url, bounded).await
         }
@@ -102,7 +122,7 @@ async fn check(
                 .unwrap_or_else(|| format!("redis://{}:{port}", probe.host));
             redis_answers(&url, bounded).await
         }
-    }
+    })
 }
 
 pub(crate) async fn postgres_answers(url: &str, bounded: Duration) -> bool {

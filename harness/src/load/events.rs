@@ -22,6 +22,8 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::net::ClientTls;
+
 use super::hist::Histogram;
 use super::report::{DeliveryStats, QueueStats};
 use super::LoadError;
@@ -175,6 +177,7 @@ impl Clients {
     /// Connects `per_tenant` clients for each tenant (alternately as
     /// `crm-web` and `flow-web`, the apps LEAD_CREATED is routed to).
     pub(crate) async fn connect(
+        tls: &ClientTls,
         gateway: &str,
         tenants: &[Tenant],
         per_tenant: usize,
@@ -185,7 +188,7 @@ impl Clients {
             .iter()
             .flat_map(|t| (0..per_tenant).map(move |i| (t, ["crm-web", "flow-web"][i % 2])));
         let mut opened = futures::stream::iter(wanted)
-            .map(|(tenant, app)| open(gateway, tenant, app, Arc::clone(watch)))
+            .map(|(tenant, app)| open(tls, gateway, tenant, app, Arc::clone(watch)))
             .buffer_unordered(16);
         while let Some(result) = opened.next().await {
             let (reader, took) = result?;
@@ -197,18 +200,20 @@ impl Clients {
 }
 
 async fn open(
+    tls: &ClientTls,
     gateway: &str,
     tenant: &Tenant,
     app: &str,
     watch: Arc<Watch>,
 ) -> Result<(tokio::task::JoinHandle<()>, Duration), LoadError> {
     let started = Instant::now();
-    let (sink, mut source) = open_events(gateway, &tenant.key, &tenant.id, app, CONNECT_TIMEOUT)
-        .await
-        .map_err(|e| LoadError::Gateway {
-            url: e.url,
-            why: e.why,
-        })?;
+    let (sink, mut source) =
+        open_events(tls, gateway, &tenant.key, &tenant.id, app, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| LoadError::Gateway {
+                url: e.url,
+                why: e.why,
+            })?;
     let took = started.elapsed();
     let reader = tokio::spawn(async move {
         // The write half lives as long as the reader: the client only

@@ -17,6 +17,7 @@ use goose::prelude::*;
 use serde_json::{json, Value};
 
 use super::events::Watch;
+use crate::net::ClientTls;
 use crate::platform::TenantKey as Tenant;
 
 /// A load profile: what each user does.
@@ -140,8 +141,18 @@ enum Kind {
     SyncContacts,
 }
 
-/// The goose scenario of `profile`.
-pub(crate) fn scenario(profile: Profile, ctx: &Arc<Ctx>) -> Result<Scenario, GooseError> {
+/// Every load user's HTTP client: the harness's TLS settings, goose's
+/// request timeout.
+const USER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The goose scenario of `profile`; each user's client is built from `tls`
+/// when it starts, so `https://` targets get the run's CA and client
+/// certificate.
+pub(crate) fn scenario(
+    profile: Profile,
+    ctx: &Arc<Ctx>,
+    tls: &ClientTls,
+) -> Result<Scenario, GooseError> {
     let weighted: &[(Kind, usize)] = match profile {
         Profile::LeadCreation | Profile::WsFanout => &[(Kind::CreateLead, 1)],
         Profile::ContactSync => &[(Kind::SyncContacts, 1)],
@@ -153,7 +164,16 @@ pub(crate) fn scenario(profile: Profile, ctx: &Arc<Ctx>) -> Result<Scenario, Goo
             (Kind::SyncContacts, 1),
         ],
     };
-    let mut scenario = Scenario::new(profile.name());
+    let tls = tls.clone();
+    let client: TransactionFunction = Arc::new(move |user| {
+        let builder = tls
+            .goose_http()
+            .timeout(USER_TIMEOUT)
+            .user_agent("tekup-harness load");
+        Box::pin(async move { user.set_client_builder(builder).await.map_err(Box::new) })
+    });
+    let mut scenario =
+        Scenario::new(profile.name()).register_transaction(Transaction::new(client).set_on_start());
     for &(kind, weight) in weighted {
         let shared = Arc::clone(ctx);
         let function: TransactionFunction = Arc::new(move |user| {

@@ -152,7 +152,8 @@ pub async fn run(plan: &Plan, platform: &Platform) -> Result<LoadReport, LoadErr
                 per_tenant * tenants.len()
             ));
             let watch = Watch::new(per_tenant);
-            let clients = Clients::connect(gateway, &tenants, per_tenant, &watch).await?;
+            let clients =
+                Clients::connect(platform.tls(), gateway, &tenants, per_tenant, &watch).await?;
             connects = Some(clients.connects.clone());
             (Some(watch), Some(clients))
         }
@@ -168,7 +169,7 @@ pub async fn run(plan: &Plan, platform: &Platform) -> Result<LoadReport, LoadErr
     let run_secs = plan.run_time.as_secs_f64().ceil().max(1.0) as usize;
     let hatch = hatch.unwrap_or(users as f64).max(0.01);
     let mut attack = GooseAttack::initialize_with_config(GooseConfiguration::default())?
-        .register_scenario(profiles::scenario(profile, &ctx)?)
+        .register_scenario(profiles::scenario(profile, &ctx, platform.tls())?)
         .set_default(GooseDefault::Host, flow_api.as_str())?
         .set_default(GooseDefault::Users, users)?
         .set_default(GooseDefault::RunTime, run_secs)?

@@ -42,8 +42,7 @@ pub type EventStream = (
     futures::stream::SplitSink<WsStream, Message>,
     futures::stream::SplitStream<WsStream>,
 );
-type WsStream =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::net::{ClientTls, WsStream};
 
 /// A failed handshake with the gateway: the URL and why.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -56,8 +55,9 @@ pub struct HandshakeError {
 /// Connects to `<gateway>/events` (its http base URL) as `app` of a tenant
 /// (key and id), and waits for the `welcome` frame; each wait is bounded by
 /// `within`. The one handshake of every gateway client of the harness
-/// (scenario runs, load, suites).
+/// (scenario runs, load, suites); `tls` for a `https://` gateway (`wss://`).
 pub async fn open_events(
+    tls: &ClientTls,
     gateway: &str,
     key: &str,
     tenant_id: &str,
@@ -89,14 +89,19 @@ pub async fn open_events(
             .map_err(|_| failed(format!("`{value}` is not a valid {name} header")))?;
         request.headers_mut().insert(name, value);
     }
-    let (stream, _) = tokio::time::timeout(within, tokio_tungstenite::connect_async(request))
+    let (stream, _) = tokio::time::timeout(within, tls.connect_ws(request))
         .await
         .map_err(|_| {
             failed(format!(
                 "the gateway did not accept the connection within {within:?}"
             ))
         })?
-        .map_err(|e| failed(format!("the gateway refused the connection: {e}")))?;
+        .map_err(|e| {
+            failed(match crate::net::explain(&e) {
+                Some(tls) => tls,
+                None => format!("the gateway refused the connection: {e}"),
+            })
+        })?;
     let (sink, mut source) = stream.split();
     match tokio::time::timeout(within, source.next()).await {
         Ok(Some(Ok(Message::Text(text)))) if text.contains("\"welcome\"") => Ok((sink, source)),
@@ -118,14 +123,20 @@ impl Platform {
         app: &str,
         within: Duration,
     ) -> Result<Subscriber, PlatformError> {
-        let (sink, mut source) =
-            open_events(self.url(GATEWAY)?, &tenant.key, &tenant.id, app, within)
-                .await
-                .map_err(|e| PlatformError::Transport {
-                    method: reqwest::Method::GET,
-                    url: e.url,
-                    cause: e.why,
-                })?;
+        let (sink, mut source) = open_events(
+            self.tls(),
+            self.url(GATEWAY)?,
+            &tenant.key,
+            &tenant.id,
+            app,
+            within,
+        )
+        .await
+        .map_err(|e| PlatformError::Transport {
+            method: reqwest::Method::GET,
+            url: e.url,
+            cause: e.why,
+        })?;
         let inbox = Arc::new(Inbox::default());
         let keep = Arc::clone(&inbox);
         let reader = tokio::spawn(async move {

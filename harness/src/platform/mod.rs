@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::env::{error_chain, Ecosystem};
+use crate::net::ClientTls;
 pub use events::{open_events, EventStream, HandshakeError, Subscriber, GATEWAY};
 pub use queues::Queues;
 
@@ -101,6 +102,7 @@ pub struct Platform {
 #[derive(Debug)]
 struct Inner {
     http: reqwest::Client,
+    tls: ClientTls,
     urls: BTreeMap<String, String>,
     admin_token: String,
 }
@@ -117,15 +119,27 @@ impl Platform {
             .components()
             .filter_map(|c| Some((c.name().to_owned(), c.url()?)))
             .collect();
-        Platform::new(urls, admin_token)
+        Platform::with_tls(urls, admin_token, eco.tls())
     }
 
-    /// Services by name (`flow-api` → `http://…`) and the admin token.
+    /// Services by name (`flow-api` → `http://…`) and the admin token,
+    /// with the default TLS settings (the public roots).
     pub fn new(
         urls: BTreeMap<String, String>,
         admin_token: String,
     ) -> Result<Platform, PlatformError> {
-        let http = reqwest::Client::builder()
+        Platform::with_tls(urls, admin_token, &ClientTls::default())
+    }
+
+    /// [`Self::new`] with these TLS settings for every request and
+    /// WebSocket of the platform (a private CA, a client certificate).
+    pub fn with_tls(
+        urls: BTreeMap<String, String>,
+        admin_token: String,
+        tls: &ClientTls,
+    ) -> Result<Platform, PlatformError> {
+        let http = tls
+            .http()
             .timeout(REQUEST_TIMEOUT)
             .user_agent("tekup-harness")
             .build()
@@ -137,6 +151,7 @@ impl Platform {
         Ok(Platform {
             inner: Arc::new(Inner {
                 http,
+                tls: tls.clone(),
                 urls,
                 admin_token,
             }),
@@ -155,6 +170,11 @@ impl Platform {
     /// The HTTP client every request of this platform goes through.
     pub fn http(&self) -> &reqwest::Client {
         &self.inner.http
+    }
+
+    /// The TLS settings of its clients, for more of them (WebSockets, load users).
+    pub fn tls(&self) -> &ClientTls {
+        &self.inner.tls
     }
 
     /// Creates a fresh tenant with the id `<name>-<8 hex>` and returns its

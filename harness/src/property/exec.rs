@@ -360,6 +360,7 @@ impl Executor {
             clock: Clock::start(),
         };
         Conn::open(
+            self.platform.tls(),
             &self.gateway,
             vars.get(&tenant_var(tenant))?,
             vars.get(&format!("{}.key", tenant_var(tenant)))?,

@@ -44,7 +44,7 @@ pub(super) async fn inject(
     timeline: &mut Timeline,
 ) -> Result<(), SuiteError> {
     let hold = plan.hold;
-    let fault = |what: &str, e: &dyn std::error::Error| SuiteError::Fault {
+    let fault = |what: &str, e: &(dyn std::error::Error + 'static)| SuiteError::Fault {
         suite: suite.as_str(),
         what: what.to_owned(),
         cause: error_chain(e),
@@ -71,7 +71,11 @@ pub(super) async fn inject(
         }
         SuiteName::MockFlaky => {
             let mock = flaky_mock(eco, suite)?;
-            let http = reqwest::Client::new();
+            let http = eco
+                .tls()
+                .http()
+                .build()
+                .map_err(|e| fault("build an HTTP client for", &e))?;
             let failed = |what: String, e: MockAdminError| SuiteError::Fault {
                 suite: suite.as_str(),
                 what: format!("{what} on the {FLAKY_MOCK} mock"),
@@ -168,7 +172,11 @@ pub(super) async fn restore(eco: &Ecosystem, suite: SuiteName) -> Vec<String> {
         problems.push(format!("healing the links: {}", error_chain(&e)));
     }
     if let Ok(mock) = flaky_mock(eco, suite) {
-        if let Err(e) = mock.clear_faults(&reqwest::Client::new()).await {
+        let cleared = match eco.tls().http().build() {
+            Ok(http) => mock.clear_faults(&http).await.map_err(|e| e.to_string()),
+            Err(e) => Err(error_chain(&e)),
+        };
+        if let Err(e) = cleared {
             problems.push(format!("clearing the {FLAKY_MOCK} mock's faults: {e}"));
         }
     }

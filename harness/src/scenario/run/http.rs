@@ -286,6 +286,7 @@ impl Run<'_> {
                 });
                 let started = Instant::now();
                 let conn = Conn::open(
+                    self.runner.platform.tls(),
                     &gateway,
                     &t.id,
                     &t.key,

@@ -78,7 +78,9 @@ impl Runner {
     pub async fn new(eco: Arc<Ecosystem>) -> Result<Runner, RunnerError> {
         let platform =
             Platform::from_ecosystem(&eco).map_err(|e| RunnerError::Setup(error_chain(&e)))?;
-        let http = reqwest::Client::builder()
+        let http = eco
+            .tls()
+            .http()
             .timeout(DEFAULT_STEP_TIMEOUT)
             .user_agent("tekup-harness")
             .build()

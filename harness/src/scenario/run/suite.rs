@@ -16,6 +16,7 @@ use std::time::Instant;
 use super::{needs_ecosystem_alone, Runner};
 use crate::env::{error_chain, Ecosystem, Progress, Runtime};
 use crate::invariants::{Witness, WitnessReport};
+use crate::net::{ClientTls, TlsArgs};
 use crate::report::{Failure, Format, RunReport, ScenarioReport, Status};
 use crate::scenario::Scenario;
 
@@ -41,6 +42,14 @@ pub struct Suite {
     /// [`Suite::finish`] (on by default; suites that bring their own, like
     /// the property and chaos suites, turn it off).
     pub witness: bool,
+    /// The TLS settings of every client of the run ([`Suite::set_tls`]).
+    tls: ClientTls,
+    /// Why the TLS settings of the environment could not be read, said when
+    /// the suite starts.
+    tls_error: Option<String>,
+    /// Whether the settings came from the environment (so `--insecure` is
+    /// said here; the command line says it itself).
+    tls_from_env: bool,
     state: tokio::sync::Mutex<Option<Result<Arc<Runner>, String>>>,
     watching: tokio::sync::Mutex<Option<Witness>>,
     started: Instant,
@@ -50,9 +59,15 @@ pub struct Suite {
 impl Suite {
     /// A suite in the workspace at `root`, configured from the environment:
     /// `TEKUP_ECOSYSTEM` (default `fixtures/ecosystem.toml`), `TEKUP_RUNTIME`
-    /// (default `process`), `TEKUP_REPORTS_DIR` (default `reports`), and
-    /// `TEKUP_BUILD=1` (build the binaries first).
+    /// (default `process`), `TEKUP_REPORTS_DIR` (default `reports`),
+    /// `TEKUP_BUILD=1` (build the binaries first), and the TLS settings
+    /// `TEKUP_CA_CERT`, `TEKUP_CLIENT_CERT`/`TEKUP_CLIENT_KEY`,
+    /// `TEKUP_INSECURE` (wrong files fail the start, naming them).
     pub fn new(root: PathBuf) -> Suite {
+        let (tls, tls_error) = match TlsArgs::from_env().load() {
+            Ok(tls) => (tls, None),
+            Err(e) => (ClientTls::default(), Some(e.to_string())),
+        };
         let var = |name: &str| std::env::var_os(name).map(PathBuf::from);
         let runtime = std::env::var("TEKUP_RUNTIME")
             .ok()
@@ -66,11 +81,27 @@ impl Suite {
             root,
             defects: String::new(),
             witness: true,
+            tls,
+            tls_error,
+            tls_from_env: true,
             state: tokio::sync::Mutex::new(None),
             watching: tokio::sync::Mutex::new(None),
             started: Instant::now(),
             started_at: chrono::Utc::now(),
         }
+    }
+
+    /// The TLS settings every client of the run is built with (the
+    /// ecosystem's readiness checks, HTTP steps, gateway WebSockets).
+    pub fn set_tls(&mut self, tls: ClientTls) {
+        self.tls = tls;
+        self.tls_error = None;
+        self.tls_from_env = false;
+    }
+
+    /// The TLS settings of the run.
+    pub fn tls(&self) -> &ClientTls {
+        &self.tls
     }
 
     /// The runner, starting the ecosystem on the first call. A failure to
@@ -100,7 +131,16 @@ impl Suite {
             self.runtime.as_str(),
             self.file.display()
         );
-        let mut builder = Ecosystem::builder().file(&self.file).runtime(self.runtime);
+        if let Some(e) = &self.tls_error {
+            return Err(e.clone());
+        }
+        if self.tls.is_insecure() && self.tls_from_env {
+            eprintln!("tekup-harness: {}", crate::net::INSECURE_WARNING);
+        }
+        let mut builder = Ecosystem::builder()
+            .file(&self.file)
+            .runtime(self.runtime)
+            .tls(self.tls.clone());
         if !self.defects.is_empty() {
             builder = builder.defects(&self.defects);
         }

@@ -63,6 +63,7 @@ impl Conn {
     /// Connects to `gateway` (its http base URL) as `app` of a tenant and
     /// waits for the `welcome` frame.
     pub(crate) async fn open(
+        tls: &crate::net::ClientTls,
         gateway: &str,
         tenant_id: &str,
         key: &str,
@@ -70,7 +71,7 @@ impl Conn {
         within: Duration,
         observer: Observer,
     ) -> Result<Conn, String> {
-        let (sink, source) = open_events(gateway, key, tenant_id, app, within)
+        let (sink, source) = open_events(tls, gateway, key, tenant_id, app, within)
             .await
             .map_err(|e| e.why)?;
         let inbox = Arc::new(Mutex::new(Inbox::default()));

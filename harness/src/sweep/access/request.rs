@@ -163,8 +163,7 @@ pub(super) async fn send(t: &Target, built: &Built, headers: &[(String, String)]
     (got, repro)
 }
 
-pub(super) type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(super) type Ws = crate::net::WsStream;
 
 /// The gateway's handshake with `headers`: the open connection, or the
 /// status it was refused with (0 when no answer came).
@@ -196,25 +195,21 @@ pub(super) async fn handshake(
             request.headers_mut().append(name, value);
         }
     }
-    let result = match tokio::time::timeout(
-        REQUEST_TIMEOUT,
-        tokio_tungstenite::connect_async(request),
-    )
-    .await
-    {
-        Err(_) => Err((0, format!("no answer within {REQUEST_TIMEOUT:?}"))),
-        Ok(Ok((ws, _))) => Ok(ws),
-        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
-            let status = response.status().as_u16();
-            let body = response
-                .body()
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            Err((status, body))
-        }
-        Ok(Err(e)) => Err((0, e.to_string())),
-    };
+    let result =
+        match tokio::time::timeout(REQUEST_TIMEOUT, t.platform.tls().connect_ws(request)).await {
+            Err(_) => Err((0, format!("no answer within {REQUEST_TIMEOUT:?}"))),
+            Ok(Ok((ws, _))) => Ok(ws),
+            Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+                let status = response.status().as_u16();
+                let body = response
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Err((status, body))
+            }
+            Ok(Err(e)) => Err((0, crate::net::explain(&e).unwrap_or_else(|| e.to_string()))),
+        };
     (result, repro)
 }
 

@@ -76,7 +76,16 @@ pub(super) async fn check(
     };
     let operation = format!("{GATEWAY} GET /events");
     report.operations.insert(operation.clone());
-    let connect = || open_events(url, &tenant.key, &tenant.id, app, WITHIN + MARGIN);
+    let connect = || {
+        open_events(
+            target.platform.tls(),
+            url,
+            &tenant.key,
+            &tenant.id,
+            app,
+            WITHIN + MARGIN,
+        )
+    };
     let bound = usize::try_from(limits.max_ws_frame).unwrap_or(usize::MAX);
     let as_who = format!("connected as {app} of a fresh tenant ({})", tenant.id);
 
