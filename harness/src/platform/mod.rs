@@ -25,6 +25,7 @@
 
 mod events;
 mod queues;
+mod tenants;
 pub mod token;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,7 @@ use serde_json::Value;
 use crate::env::{error_chain, Ecosystem};
 pub use events::{open_events, EventStream, HandshakeError, Subscriber, GATEWAY};
 pub use queues::Queues;
+pub use tenants::{release_tenants, TenantLedger, TenantRelease, TENANT_PREFIX};
 
 /// The service that creates tenants (`POST /admin/tenants`).
 pub const TENANT_SERVICE: &str = "flow-api";
@@ -103,6 +105,7 @@ struct Inner {
     http: reqwest::Client,
     urls: BTreeMap<String, String>,
     admin_token: String,
+    tenants: Arc<TenantLedger>,
 }
 
 impl Platform {
@@ -117,13 +120,25 @@ impl Platform {
             .components()
             .filter_map(|c| Some((c.name().to_owned(), c.url()?)))
             .collect();
-        Platform::new(urls, admin_token)
+        Platform::with_ledger(urls, admin_token, Arc::clone(eco.tenants()))
     }
 
-    /// Services by name (`flow-api` → `http://…`) and the admin token.
+    /// Services by name (`flow-api` → `http://…`) and the admin token;
+    /// its tenants are recorded in a ledger of its own (a fresh run id).
     pub fn new(
         urls: BTreeMap<String, String>,
         admin_token: String,
+    ) -> Result<Platform, PlatformError> {
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        Platform::with_ledger(urls, admin_token, Arc::new(TenantLedger::new(&run[..10])))
+    }
+
+    /// [`Platform::new`] recording its tenants in `tenants` (release them
+    /// at the end with [`release_tenants`]).
+    pub fn with_ledger(
+        urls: BTreeMap<String, String>,
+        admin_token: String,
+        tenants: Arc<TenantLedger>,
     ) -> Result<Platform, PlatformError> {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
@@ -139,6 +154,7 @@ impl Platform {
                 http,
                 urls,
                 admin_token,
+                tenants,
             }),
         })
     }
@@ -157,8 +173,13 @@ impl Platform {
         &self.inner.http
     }
 
-    /// Creates a fresh tenant with the id `<name>-<8 hex>` and returns its
-    /// first API key.
+    /// The tenants this platform made (and those of its ecosystem).
+    pub fn tenants(&self) -> &Arc<TenantLedger> {
+        &self.inner.tenants
+    }
+
+    /// Creates a fresh tenant with the id `tekup-harness-<run>-<name>-<8 hex>`
+    /// (see [`TenantLedger::fresh_id`]) and returns its first API key.
     pub async fn create_tenant(&self, name: &str) -> Result<TenantKey, PlatformError> {
         self.create(name, serde_json::json!({})).await
     }
@@ -202,11 +223,7 @@ impl Platform {
         name: &str,
         mut extra: Value,
     ) -> Result<Vec<TenantKey>, PlatformError> {
-        let id = format!(
-            "{}-{}",
-            sanitize(name),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let id = self.inner.tenants.fresh_id(name);
         let url = format!("{}/admin/tenants", self.url(TENANT_SERVICE)?);
         let answer = self
             .send(
@@ -234,7 +251,10 @@ impl Platform {
             })
             .collect();
         match keys.first() {
-            Some(_) if answer.ok() => Ok(keys),
+            Some(_) if answer.ok() => {
+                self.inner.tenants.record(&id);
+                Ok(keys)
+            }
             _ => Err(PlatformError::TenantRefused {
                 name: name.to_owned(),
                 status: answer.status,

@@ -41,6 +41,11 @@ pub struct Suite {
     /// [`Suite::finish`] (on by default; suites that bring their own, like
     /// the property and chaos suites, turn it off).
     pub witness: bool,
+    /// The external runtime's deployment file (default: `$TEKUP_EXTERNAL_FILE`).
+    pub external: Option<PathBuf>,
+    /// Leave the tenants made on an external deployment as they are
+    /// (`--keep-tenants`) instead of suspending them in [`Suite::finish`].
+    pub keep_tenants: bool,
     state: tokio::sync::Mutex<Option<Result<Arc<Runner>, String>>>,
     watching: tokio::sync::Mutex<Option<Witness>>,
     started: Instant,
@@ -66,6 +71,8 @@ impl Suite {
             root,
             defects: String::new(),
             witness: true,
+            external: None,
+            keep_tenants: false,
             state: tokio::sync::Mutex::new(None),
             watching: tokio::sync::Mutex::new(None),
             started: Instant::now(),
@@ -103,6 +110,9 @@ impl Suite {
         let mut builder = Ecosystem::builder().file(&self.file).runtime(self.runtime);
         if !self.defects.is_empty() {
             builder = builder.defects(&self.defects);
+        }
+        if let Some(file) = &self.external {
+            builder = builder.external_file(file);
         }
         let eco = builder
             .logs_dir(self.reports_dir.join("logs"))
@@ -179,9 +189,10 @@ impl Suite {
         Ok(done.into_iter().map(|(_, r)| r).collect())
     }
 
-    /// Checks the witness, writes the run report of `scenarios` (with a
-    /// failed `witness` entry when the witness found something) to the
-    /// reports directory, then stops the ecosystem.
+    /// Checks the witness, disposes of the tenants made (see
+    /// [`Ecosystem::release_tenants`]), writes the run report of
+    /// `scenarios` (with a failed `witness` entry when the witness found
+    /// something) to the reports directory, then stops the ecosystem.
     pub async fn finish(
         &self,
         mut scenarios: Vec<ScenarioReport>,
@@ -197,6 +208,10 @@ impl Suite {
             Some(w) => Some(w.check().await),
             None => None,
         };
+        let tenants = match &runner {
+            Some(Ok(r)) => Some(r.ecosystem().release_tenants(self.keep_tenants).await),
+            _ => None,
+        };
         drop(runner);
         let entry = witness.as_ref().filter(|w| !w.holds()).map(witness_entry);
         scenarios.extend(entry.clone());
@@ -205,6 +220,7 @@ impl Suite {
             written: Vec::new(),
             witness,
             entry,
+            tenants,
         };
         if scenarios.is_empty() {
             return finished;
@@ -236,6 +252,8 @@ pub struct Finished {
     pub witness: Option<WitnessReport>,
     /// The failed `witness` entry added to the report, when it found something.
     pub entry: Option<ScenarioReport>,
+    /// What became of the tenants made (none when the ecosystem never started).
+    pub tenants: Option<crate::platform::TenantRelease>,
 }
 
 impl Finished {
@@ -267,6 +285,7 @@ pub fn witness_entry(report: &WitnessReport) -> ScenarioReport {
             ),
             ..Failure::default()
         }),
+        skip_reason: None,
         messages: Vec::new(),
     }
 }
