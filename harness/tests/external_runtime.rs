@@ -268,9 +268,10 @@ fn an_external_deployment_given_by_urls_then_with_dsns() {
     }
 
     // ---- With the DSNs: the database and Redis scenarios run ----
-    // (before the sweep and load have been at the deployment: after them
+    // (before the sweep has been at the deployment: after it,
     // graph-throttling saw 4 reads of the Graph mock's mailbox where it
-    // counts 3, every time; not yet explained, see the branch's report)
+    // counts 3, every time, most likely a second page of a mailbox the
+    // sweep's requests had the services send mail to)
     let with_dsns = external_file(&staging, dir.path(), true);
     let reports = dir.path().join("dsns");
     let (ok, output) = run_scenarios(&with_dsns, &reports, &[]);
