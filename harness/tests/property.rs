@@ -217,7 +217,9 @@ fn a_gateway_without_its_tenant_filter_is_caught_leaking() {
     // The run's witness tenant, in every room, got the cases' events too.
     let witness = outcome.witness.describe(5);
     assert!(
-        witness.contains("LEAK: the witness's") && witness.contains("of tenant prop-t"),
+        witness.contains("LEAK: the witness's")
+            && witness.contains("of tenant tekup-harness-")
+            && witness.contains("-prop-t"),
         "{witness}"
     );
 }

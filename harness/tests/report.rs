@@ -49,6 +49,8 @@ fn scenario(name: &str, status: Status) -> ScenarioReport {
         tenants: BTreeMap::from([("acme".to_owned(), "t-acme-1".to_owned())]),
         steps: vec![step(1, Status::Passed), step(2, status)],
         failure: None,
+        skip_reason: (status == Status::Skipped)
+            .then(|| "step 2 `sql` needs the database".to_owned()),
         messages: vec![
             message(
                 1.0,
@@ -152,6 +154,15 @@ fn junit_has_one_testcase_per_scenario_with_its_outcome() {
     assert!(!child(0, "failure") && !child(0, "skipped"));
     assert!(child(1, "failure") && !child(1, "skipped"));
     assert!(child(2, "skipped") && !child(2, "failure"));
+    let skip = cases[2]
+        .children()
+        .find(|n| n.has_tag_name("skipped"))
+        .expect("skipped");
+    assert_eq!(
+        skip.attribute("message"),
+        Some("step 2 `sql` needs the database"),
+        "a skip says why"
+    );
 }
 
 #[test]

@@ -354,3 +354,39 @@ fn an_enqueue_step_names_unknown_queues_tenants_and_missing_fields() {
          s.yaml:4:82: unknown key `size` in `redis: enqueue` step\n  hint: the keys are enqueue, kind, tenant, payload"
     );
 }
+
+#[test]
+fn each_step_says_what_it_needs_beyond_the_services() {
+    use tekup_harness::scenario::Need;
+    let s = parse_str(
+        Path::new("s.yaml"),
+        r#"
+name: needs
+tenants: [acme]
+steps:
+  - http: { service: flow-api, request: { method: GET, path: /leads } }
+  - eventually:
+      within: 5s
+      sql: { admin: true, query: "SELECT 1", expect: [[1]] }
+  - redis: { queue: lead-processing, size: 0 }
+  - mock: { expect: gemini, request: { method: POST } }
+  - chaos: { kill: worker }
+  - chaos: { toxic: down, link: flow-api->redis }
+  - sleep: 1s
+"#,
+    )
+    .expect("valid");
+    let needs: Vec<Option<Need>> = s.steps.iter().map(|st| st.kind.needs()).collect();
+    assert_eq!(
+        needs,
+        [
+            None,
+            Some(Need::Database),
+            Some(Need::Redis),
+            Some(Need::Mock("gemini".into())),
+            Some(Need::Faults),
+            Some(Need::Links),
+            None,
+        ]
+    );
+}

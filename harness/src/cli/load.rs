@@ -77,6 +77,11 @@ pub(super) struct LoadArgs {
     /// The deployment file of --runtime external (default: TEKUP_<COMPONENT>_URL variables).
     #[arg(long, env = "TEKUP_EXTERNAL_FILE", value_name = "FILE")]
     external: Option<PathBuf>,
+    /// Leave the tenants made on a deployment as they are (by default they
+    /// are suspended through its database when the external file gives
+    /// one; the end of the run says what became of them).
+    #[arg(long)]
+    keep_tenants: bool,
     /// The ecosystem file (for the local ecosystem).
     #[arg(
         long,
@@ -212,6 +217,10 @@ async fn load(args: &LoadArgs, profile: Profile, tls: &ClientTls) -> Result<Load
                 .map_err(|e| (error_chain(&e), None)),
             Err(e) => Err((error_chain(&e), None)),
         };
+        say(&format!(
+            "tenants: {}",
+            eco.release_tenants(args.keep_tenants).await.describe()
+        ));
         say("stopping the ecosystem …");
         eco.shutdown().await;
         return report;
@@ -232,7 +241,17 @@ async fn load(args: &LoadArgs, profile: Profile, tls: &ClientTls) -> Result<Load
     .collect();
     let platform =
         Platform::with_tls(urls, admin_token, tls).map_err(|e| (error_chain(&e), None))?;
-    load::run(&plan, &platform).await.map_err(|e| {
+    let report = load::run(&plan, &platform).await;
+    let release = crate::platform::release_tenants(
+        platform.tenants().take(),
+        platform.tenants().prefix(),
+        args.keep_tenants,
+        None,
+        Some("--host gives the deployment's URLs only; use --runtime external with a file that gives the database"),
+    )
+    .await;
+    say(&format!("tenants: {}", release.describe()));
+    report.map_err(|e| {
         let hint = match &e {
             load::LoadError::Tenants(crate::platform::PlatformError::Transport { .. }) => {
                 Some("is --host the deployment's flow-api, reachable from here?")
@@ -259,7 +278,7 @@ fn local_platform(
                 .components()
                 .filter_map(|c| Some((c.name().to_owned(), c.url()?)))
                 .collect();
-            Platform::with_tls(urls, token, eco.tls())
+            Platform::with_ledger(urls, token, eco.tls(), std::sync::Arc::clone(eco.tenants()))
         }
     }
 }

@@ -100,6 +100,15 @@ pub(super) struct StartArgs {
     pub(super) file: PathBuf,
     #[command(flatten)]
     pub(super) tls: TlsArgs,
+    /// The external runtime's deployment file: component URLs, and `[vars]`
+    /// such as `admin-token` (see `--runtime external`).
+    #[arg(long, env = "TEKUP_EXTERNAL_FILE")]
+    pub(super) external: Option<PathBuf>,
+    /// Leave the tenants made on an external deployment as they are
+    /// (by default they are suspended through its database when the
+    /// external file gives one; the end of the run says what became of them).
+    #[arg(long)]
+    pub(super) keep_tenants: bool,
 }
 
 impl StartArgs {
@@ -114,6 +123,8 @@ impl StartArgs {
         suite.runtime = self.runtime;
         suite.reports_dir = self.reports_dir.clone();
         suite.set_tls(client_tls(&self.tls)?);
+        suite.external.clone_from(&self.external);
+        suite.keep_tenants = self.keep_tenants;
         suite.build |=
             std::env::var_os("CARGO").is_some() && std::env::var_os("TEKUP_BIN_DIR").is_none();
         Ok(suite)
@@ -493,7 +504,12 @@ fn print_components(eco: &Ecosystem) {
     let vars = &eco.file().vars;
     for c in eco.components() {
         let Some(url) = c.url() else {
-            out(&format!("{:<16} (job, done)", c.name()));
+            let what = if c.kind() == Kind::Job {
+                "(job, done)"
+            } else {
+                "(not offered by the deployment)"
+            };
+            out(&format!("{:<16} {what}", c.name()));
             continue;
         };
         let how = match c.kind() {

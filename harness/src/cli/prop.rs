@@ -26,7 +26,7 @@ pub(super) struct PropArgs {
     max_shrink: Option<u32>,
     /// Runtime, reports directory (also for `property/<seed>-minimal.yaml`)
     /// and ecosystem file (`--file`/`--ecosystem`); the checks read Postgres
-    /// and Redis, so process or docker.
+    /// and Redis, so process, docker, or external with both DSNs in its file.
     #[command(flatten)]
     start: StartArgs,
 }
@@ -66,7 +66,9 @@ pub(super) fn run(args: PropArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
         say(&progress(&p))
     });
     drop(runner);
-    rt.block_on(suite.finish(Vec::new(), 1, &[]));
+    if let Some(tenants) = rt.block_on(suite.finish(Vec::new(), 1, &[])).tenants {
+        say(&tenants.describe());
+    }
     let elapsed = started.elapsed().as_secs_f64();
     match result {
         Err(e) => {

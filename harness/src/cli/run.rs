@@ -95,7 +95,11 @@ pub(super) fn run(args: RunArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
         .iter()
         .filter(|r| r.status == Status::Failed)
         .count();
-    let passed = reports.len() - failed;
+    let skipped = reports
+        .iter()
+        .filter(|r| r.status == Status::Skipped)
+        .count();
+    let passed = reports.len() - failed - skipped;
     let finished = rt.block_on(suite.finish(reports, args.jobs, &args.report));
     if let Some(entry) = &finished.entry {
         failed += 1;
@@ -109,8 +113,16 @@ pub(super) fn run(args: RunArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
     for path in &finished.written {
         say(&format!("report: {}", path.display()));
     }
+    if let Some(tenants) = &finished.tenants {
+        say(&tenants.describe());
+    }
     out(&format!(
-        "{passed} passed, {failed} failed ({:.1} s)",
+        "{passed} passed, {failed} failed{} ({:.1} s)",
+        if skipped > 0 {
+            format!(", {skipped} skipped")
+        } else {
+            String::new()
+        },
         started.elapsed().as_secs_f64()
     ));
     if failed > 0 {
@@ -175,6 +187,9 @@ fn line(r: &ScenarioReport, n: usize, total: usize) -> String {
         r.name,
         r.duration_ms / 1000.0
     );
+    if let Some(why) = &r.skip_reason {
+        text.push_str(&format!("\n           skipped: {why}"));
+    }
     if let Some(f) = &r.failure {
         text.push_str(&format!(
             "\n           {}: {}",

@@ -116,6 +116,10 @@ pub(super) fn run(args: SweepArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
             }
             Err(e) => say(&format!("error: failed to write the reports: {e}")),
         }
+        drop(runner);
+        if let Some(tenants) = harness.finish(Vec::new(), 1, &[]).await.tenants {
+            say(&tenants.describe());
+        }
         if report.clean() {
             ExitCode::SUCCESS
         } else {

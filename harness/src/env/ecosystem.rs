@@ -16,9 +16,10 @@ use super::model::{Component, EcosystemFile, Kind, Template};
 use super::refs::{self, Ref};
 use super::resolve::{other_attr, own_attr};
 use super::runtime::{Backend, LaunchSpec, Placement, Runtime};
-use super::{docker, external, process};
+use super::{docker, error_chain, external, process};
 use crate::chaos::{parse_link, Link, Links, Proxy};
 use crate::net::ClientTls;
+use crate::platform::{TenantLedger, TenantRelease};
 
 /// What happens while the ecosystem starts, for progress displays.
 #[derive(Debug, Clone)]
@@ -207,9 +208,13 @@ impl EcosystemBuilder {
                 docker::DockerBackend::connect(&run_id, logs_dir.clone(), self.keep).await?,
             ),
             Runtime::External => {
-                Arc::new(external::ExternalBackend::load(self.external.as_deref())?)
+                let backend = external::ExternalBackend::load(self.external.as_deref())?;
+                file.vars
+                    .extend(backend.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+                Arc::new(backend)
             }
         };
+        let tenants = Arc::new(TenantLedger::new(&run_id));
         let mut eco = Ecosystem {
             file,
             runtime,
@@ -223,6 +228,7 @@ impl EcosystemBuilder {
             links: Links::default(),
             links_off,
             tls: self.tls.clone(),
+            tenants,
         };
         if let Err(e) = eco.start_all(&report).await {
             // A half-started environment is never kept.
@@ -337,6 +343,8 @@ pub struct Ecosystem {
     tls: ClientTls,
     /// Why there are no links, when there are none.
     links_off: Option<String>,
+    /// The tenants made on it through [`crate::platform::Platform`].
+    tenants: Arc<TenantLedger>,
 }
 
 impl fmt::Debug for Ecosystem {
@@ -571,9 +579,74 @@ impl Ecosystem {
             .ok_or_else(|| EnvError::NoSuchComponent(format!("(any {kind})")))
     }
 
+    /// The URL of the first component of `kind`, or why there is none.
+    fn url_of_kind(&self, kind: Kind) -> Result<String, EnvError> {
+        let c = self.first_of(kind)?;
+        c.url().ok_or_else(|| {
+            EnvError::other(
+                format!("reach the ecosystem's {kind}"),
+                format!(
+                    "the external deployment gives no URL for `{0}` (set {1} or `[component.{0}] url` in the external file)",
+                    c.name,
+                    external::env_var(&c.name)
+                ),
+            )
+        })
+    }
+
+    /// Whether the ecosystem offers a component of `kind` the harness can
+    /// reach (an external deployment may not give the database or Redis).
+    pub fn offers(&self, kind: Kind) -> bool {
+        self.components
+            .values()
+            .any(|c| c.kind == kind && c.offered())
+    }
+
+    /// Why components cannot be killed, paused or restarted here (`None`
+    /// when they can: the process and docker runtimes started them).
+    pub fn faults_unavailable(&self) -> Option<&'static str> {
+        (self.runtime == Runtime::External).then_some(
+            "an external deployment's components are not the harness's to kill, pause or restart",
+        )
+    }
+
+    /// Why there are no fault proxies on the links (`None` when there are).
+    pub fn links_unavailable(&self) -> Option<&str> {
+        self.links_off.as_deref()
+    }
+
+    /// The tenants made on this ecosystem through [`crate::platform::Platform`].
+    pub fn tenants(&self) -> &Arc<TenantLedger> {
+        &self.tenants
+    }
+
+    /// Disposes of the tenants made on it, and says how. The process and
+    /// docker runtimes throw the whole database away with the ecosystem;
+    /// on an external deployment they are suspended (see
+    /// [`crate::platform::release_tenants`]) unless `keep`.
+    pub async fn release_tenants(&self, keep: bool) -> TenantRelease {
+        let made = self.tenants.take();
+        if self.runtime != Runtime::External {
+            return TenantRelease::gone_with_ecosystem(made, self.tenants.prefix());
+        }
+        let pool = if keep || made.is_empty() {
+            Err(String::new())
+        } else {
+            self.postgres_pool().await.map_err(|e| error_chain(&e))
+        };
+        crate::platform::release_tenants(
+            made,
+            self.tenants.prefix(),
+            keep,
+            pool.as_ref().ok(),
+            pool.as_ref().err().map(String::as_str),
+        )
+        .await
+    }
+
     /// A pool on the Postgres component's database, as its superuser.
     pub async fn postgres_pool(&self) -> Result<sqlx::PgPool, EnvError> {
-        let url = self.first_of(Kind::Postgres)?.url().unwrap_or_default();
+        let url = self.url_of_kind(Kind::Postgres)?;
         sqlx::postgres::PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
@@ -584,7 +657,7 @@ impl Ecosystem {
 
     /// A connection to the Redis component.
     pub async fn redis(&self) -> Result<redis::aio::MultiplexedConnection, EnvError> {
-        let url = self.first_of(Kind::Redis)?.url().unwrap_or_default();
+        let url = self.url_of_kind(Kind::Redis)?;
         let client =
             redis::Client::open(url).map_err(|e| EnvError::other("open the Redis URL", e))?;
         client

@@ -6,14 +6,21 @@
 //! `$TEKUP_EXTERNAL_FILE`):
 //!
 //! ```toml
+//! [vars]
+//! admin-token = "the services' ADMIN_TOKEN"
 //! [component.flow-api]
 //! url = "https://flow.staging.example.com"
 //! [component.postgres]
 //! url = "postgres://tekup:secret@db.staging.example.com:5432/tekup"
 //! ```
 //!
-//! Environment variables win over the file. Jobs (migrations) are skipped;
-//! a component without a URL is an error naming the variable to set.
+//! `[vars]` overrides the ecosystem file's vars of the same name (the
+//! admin token, webhook secrets), for the deployment's values.
+//! Environment variables win over the file. Jobs (migrations) are skipped.
+//! A service without a URL is an error naming the variable to set; the
+//! database, Redis and the mocks are optional: a deployment rarely exposes
+//! them, and what needs one (a scenario's `sql` or `redis` step, a `mock`
+//! step, the sweep's `database` class) is skipped with the reason instead.
 //! Readiness is still checked (the deployment must answer), and faults
 //! (`kill`, `pause`, `restart`) are refused: this is someone's staging.
 
@@ -31,7 +38,10 @@ use super::runtime::{Backend, ExitInfo, Instance, LaunchSpec, Placement};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 struct ExternalFile {
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
     #[serde(default)]
     component: BTreeMap<String, ExternalComponent>,
 }
@@ -46,6 +56,8 @@ struct ExternalComponent {
 #[derive(Debug)]
 pub(crate) struct ExternalBackend {
     urls: BTreeMap<String, String>,
+    /// Vars of the deployment, over the ecosystem file's.
+    pub(crate) vars: BTreeMap<String, String>,
 }
 
 /// The environment variable holding `component`'s URL.
@@ -72,6 +84,7 @@ impl ExternalBackend {
             None => ExternalFile::default(),
         };
         Ok(Self {
+            vars: parsed.vars,
             urls: parsed
                 .component
                 .into_iter()
@@ -90,6 +103,7 @@ impl ExternalBackend {
 #[derive(Debug)]
 struct ExternalInstance {
     url: Option<String>,
+    job: bool,
     host: String,
     port: Option<u16>,
 }
@@ -112,7 +126,7 @@ impl Instance for ExternalInstance {
         self.url.clone()
     }
     fn exit_status(&self) -> BoxFuture<'_, Result<Option<ExitInfo>, EnvError>> {
-        let status = self.url.is_none().then(|| ExitInfo {
+        let status = self.job.then(|| ExitInfo {
             success: true,
             text: "skipped: jobs do not run against an external deployment".into(),
         });
@@ -166,7 +180,7 @@ impl Backend for ExternalBackend {
         async move {
             let name = &spec.component.name;
             let url = self.url_of(name);
-            if url.is_none() && spec.component.kind != Kind::Job {
+            if url.is_none() && spec.component.kind == Kind::Service && spec.component.admin_path.is_none() {
                 return Err(EnvError::Start {
                     component: name.clone(),
                     message: format!(
@@ -177,6 +191,7 @@ impl Backend for ExternalBackend {
             }
             Ok(Arc::new(ExternalInstance {
                 url,
+                job: spec.component.kind == Kind::Job,
                 host: spec.placement.inner_host,
                 port: spec.placement.inner_port,
             }) as Arc<dyn Instance>)

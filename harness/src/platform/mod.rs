@@ -25,6 +25,7 @@
 
 mod events;
 mod queues;
+mod tenants;
 pub mod token;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,7 @@ use crate::env::{error_chain, Ecosystem};
 use crate::net::ClientTls;
 pub use events::{open_events, EventStream, HandshakeError, Subscriber, GATEWAY};
 pub use queues::Queues;
+pub use tenants::{release_tenants, TenantLedger, TenantRelease, TENANT_PREFIX};
 
 /// The service that creates tenants (`POST /admin/tenants`).
 pub const TENANT_SERVICE: &str = "flow-api";
@@ -105,6 +107,7 @@ struct Inner {
     tls: ClientTls,
     urls: BTreeMap<String, String>,
     admin_token: String,
+    tenants: Arc<TenantLedger>,
 }
 
 impl Platform {
@@ -119,11 +122,12 @@ impl Platform {
             .components()
             .filter_map(|c| Some((c.name().to_owned(), c.url()?)))
             .collect();
-        Platform::with_tls(urls, admin_token, eco.tls())
+        Platform::build(urls, admin_token, eco.tls(), Arc::clone(eco.tenants()))
     }
 
     /// Services by name (`flow-api` → `http://…`) and the admin token,
-    /// with the default TLS settings (the public roots).
+    /// with the default TLS settings (the public roots); its tenants are
+    /// recorded in a ledger of its own (a fresh run id).
     pub fn new(
         urls: BTreeMap<String, String>,
         admin_token: String,
@@ -137,6 +141,32 @@ impl Platform {
         urls: BTreeMap<String, String>,
         admin_token: String,
         tls: &ClientTls,
+    ) -> Result<Platform, PlatformError> {
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        Platform::build(
+            urls,
+            admin_token,
+            tls,
+            Arc::new(TenantLedger::new(&run[..10])),
+        )
+    }
+
+    /// [`Platform::with_tls`] recording its tenants in `tenants` (release
+    /// them at the end with [`release_tenants`]).
+    pub fn with_ledger(
+        urls: BTreeMap<String, String>,
+        admin_token: String,
+        tls: &ClientTls,
+        tenants: Arc<TenantLedger>,
+    ) -> Result<Platform, PlatformError> {
+        Platform::build(urls, admin_token, tls, tenants)
+    }
+
+    fn build(
+        urls: BTreeMap<String, String>,
+        admin_token: String,
+        tls: &ClientTls,
+        tenants: Arc<TenantLedger>,
     ) -> Result<Platform, PlatformError> {
         let http = tls
             .http()
@@ -154,6 +184,7 @@ impl Platform {
                 tls: tls.clone(),
                 urls,
                 admin_token,
+                tenants,
             }),
         })
     }
@@ -177,8 +208,13 @@ impl Platform {
         &self.inner.tls
     }
 
-    /// Creates a fresh tenant with the id `<name>-<8 hex>` and returns its
-    /// first API key.
+    /// The tenants this platform made (and those of its ecosystem).
+    pub fn tenants(&self) -> &Arc<TenantLedger> {
+        &self.inner.tenants
+    }
+
+    /// Creates a fresh tenant with the id `tekup-harness-<run>-<name>-<8 hex>`
+    /// (see [`TenantLedger::fresh_id`]) and returns its first API key.
     pub async fn create_tenant(&self, name: &str) -> Result<TenantKey, PlatformError> {
         self.create(name, serde_json::json!({})).await
     }
@@ -222,11 +258,7 @@ impl Platform {
         name: &str,
         mut extra: Value,
     ) -> Result<Vec<TenantKey>, PlatformError> {
-        let id = format!(
-            "{}-{}",
-            sanitize(name),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let id = self.inner.tenants.fresh_id(name);
         let url = format!("{}/admin/tenants", self.url(TENANT_SERVICE)?);
         let answer = self
             .send(
@@ -254,7 +286,10 @@ impl Platform {
             })
             .collect();
         match keys.first() {
-            Some(_) if answer.ok() => Ok(keys),
+            Some(_) if answer.ok() => {
+                self.inner.tenants.record(&id);
+                Ok(keys)
+            }
             _ => Err(PlatformError::TenantRefused {
                 name: name.to_owned(),
                 status: answer.status,

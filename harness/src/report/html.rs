@@ -145,6 +145,13 @@ fn push_scenario(page: &mut String, index: usize, scenario: &ScenarioReport) {
         escape_text(&text::duration(scenario.duration_ms)),
     );
     push_overview(page, scenario);
+    if let Some(why) = &scenario.skip_reason {
+        let _ = writeln!(
+            page,
+            "<p class=\"skipped\">skipped: {}</p>",
+            escape_text(why)
+        );
+    }
     if let Some(failure) = &scenario.failure {
         push_failure(page, failure);
     }

@@ -11,7 +11,7 @@
 //!   per scenario with its `file`; a failed one has a `<failure message=..>`
 //!   whose text is everything needed to act on it (location, message, diff,
 //!   request, response, WebSocket events, component logs), a skipped one a
-//!   `<skipped/>`; each has a `<system-out>` listing its steps.
+//!   `<skipped message="why"/>`; each has a `<system-out>` listing its steps.
 
 use std::fmt::Write as _;
 
@@ -71,7 +71,12 @@ fn push_testcase(xml: &mut String, scenario: &ScenarioReport) {
     );
     match scenario.status {
         Status::Passed => {}
-        Status::Skipped => xml.push_str("      <skipped/>\n"),
+        Status::Skipped => match &scenario.skip_reason {
+            Some(why) => {
+                let _ = writeln!(xml, r#"      <skipped message="{}"/>"#, escape_attr(why));
+            }
+            None => xml.push_str("      <skipped/>\n"),
+        },
         Status::Failed => push_failure(xml, scenario.failure.as_ref()),
     }
     let _ = writeln!(

@@ -69,6 +69,9 @@ pub struct ScenarioReport {
     pub steps: Vec<StepReport>,
     /// Set when `status` is failed.
     pub failure: Option<Failure>,
+    /// Why it did not run, when `status` is skipped (`skipReason` in JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
     /// What was seen to happen across the ecosystem, in time order: the
     /// source of the sequence diagram.
     pub messages: Vec<Message>,

@@ -106,6 +106,44 @@ impl StepKind {
             StepKind::Sleep(_) => "sleep",
         }
     }
+
+    /// What the step needs of the ecosystem beyond the services' HTTP and
+    /// WebSocket APIs (which every runtime offers); `None` for nothing
+    /// more. The runner skips a scenario with a step whose need the
+    /// ecosystem does not meet (an external deployment without a database
+    /// DSN, say) rather than failing it.
+    pub fn needs(&self) -> Option<Need> {
+        match self {
+            StepKind::Http(_) | StepKind::Ws(_) | StepKind::Sleep(_) => None,
+            StepKind::Eventually(e) => e.step.kind.needs(),
+            StepKind::Sql(_) => Some(Need::Database),
+            StepKind::Redis(_) => Some(Need::Redis),
+            StepKind::Mock(
+                MockStep::Expect { mock, .. }
+                | MockStep::Set { mock, .. }
+                | MockStep::Fault { mock, .. },
+            ) => Some(Need::Mock(mock.clone())),
+            StepKind::Chaos(
+                ChaosStep::Kill { .. } | ChaosStep::Pause { .. } | ChaosStep::Restart { .. },
+            ) => Some(Need::Faults),
+            StepKind::Chaos(ChaosStep::Toxic { .. } | ChaosStep::Heal { .. }) => Some(Need::Links),
+        }
+    }
+}
+
+/// What a step needs beyond the services' APIs (see [`StepKind::needs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// The database, as its superuser (`sql`).
+    Database,
+    /// Redis (`redis`).
+    Redis,
+    /// The admin API of the named mock (`mock`).
+    Mock(String),
+    /// Killing, pausing or restarting components (`chaos` kill, pause, restart).
+    Faults,
+    /// The fault proxies on the links between components (`chaos` toxics, heal).
+    Links,
 }
 
 /// A request to a service as a tenant's app, with expectations.

@@ -74,6 +74,7 @@ fn case(class: &str, op: &str, findings: &[&Finding], skipped: Option<&str>) -> 
         tenants: BTreeMap::new(),
         steps: Vec::new(),
         failure,
+        skip_reason: skipped.map(str::to_owned),
         messages: Vec::new(),
     }
 }

@@ -65,8 +65,7 @@ impl Target {
         size: Size,
     ) -> Result<Target, SweepError> {
         let platform = Platform::from_ecosystem(eco)?;
-        let has_postgres = eco.components().any(|c| c.kind() == Kind::Postgres);
-        let superuser = if has_postgres {
+        let superuser = if eco.offers(Kind::Postgres) {
             Some(eco.postgres_pool().await?)
         } else {
             None

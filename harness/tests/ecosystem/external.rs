@@ -45,6 +45,38 @@ async fn an_external_deployment_is_used_as_it_is_and_never_harmed() {
         .expect_err("no faults on someone else's deployment");
     assert!(matches!(err, EnvError::Unsupported { .. }), "{err}");
     drop(eco);
+
+    // Services only: the database, Redis and the mocks are optional, and
+    // the file's [vars] override the ecosystem file's.
+    let mut services = String::from("[vars]\nadmin-token = \"the-deployment's\"\n");
+    for c in staging
+        .components()
+        .filter(|c| c.kind() == Kind::Service && c.admin_url().is_none())
+    {
+        let url = c.url().expect("url");
+        writeln!(services, "[component.{}]\nurl = \"{url}\"", c.name()).expect("write");
+    }
+    let path = dir.path().join("services.toml");
+    std::fs::write(&path, services).expect("write");
+    let eco = Ecosystem::builder()
+        .file(ecosystem_file())
+        .runtime(Runtime::External)
+        .external_file(&path)
+        .start()
+        .await
+        .expect("services alone are enough");
+    assert_eq!(eco.file().vars["admin-token"], "the-deployment's");
+    assert!(!eco.offers(Kind::Postgres) && !eco.offers(Kind::Redis));
+    assert!(!eco.component("gemini").expect("gemini").offered());
+    let err = eco.postgres_pool().await.expect_err("no database given");
+    let text = tekup_harness::env::error_chain(&err);
+    assert!(
+        text.contains(
+            "the external deployment gives no URL for `postgres` (set TEKUP_POSTGRES_URL"
+        ),
+        "{text}"
+    );
+    drop(eco);
     // Nothing was stopped: the deployment still answers.
     let health = reqwest::get(format!("{}/health", staging.url("crm-api").expect("url")))
         .await

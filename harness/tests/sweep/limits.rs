@@ -53,8 +53,9 @@ async fn the_limits_class_reports_each_of_its_defects() {
     // log-unbounded: the gateway logs the room name whole.
     let logs = matching(&report, "over max-log-line");
     assert!(
-        logs.iter()
-            .any(|f| f.operation == "gateway log" && f.detail.contains("tenant=\"sweep-limits-")),
+        logs.iter().any(|f| f.operation == "gateway log"
+            && f.detail.contains("tenant=\"tekup-harness-")
+            && f.detail.contains("-sweep-limits-")),
         "{all}"
     );
 }

@@ -36,8 +36,8 @@ pub use output::failure_text;
 pub(crate) use suite::build_binaries;
 pub use suite::{witness_entry, Finished, Suite};
 
-use super::model::{EventuallyStep, Scenario, Step, StepKind};
-use crate::env::{error_chain, Ecosystem};
+use super::model::{EventuallyStep, Need, Scenario, Step, StepKind};
+use crate::env::{error_chain, Ecosystem, Kind};
 use crate::platform::{Platform, PlatformError, TENANT_SERVICE};
 use crate::report::{Failure, Message, ScenarioReport, Section, Status, StepReport};
 use interp::{Tenant, Values};
@@ -111,13 +111,68 @@ impl Runner {
 
     /// Runs one scenario to its end (teardown and clean-up included) and
     /// reports it. Never panics on a failing system: failures are data.
+    /// A scenario with a step the ecosystem cannot serve (see
+    /// [`Runner::unmet`]) is skipped with the reason, not run.
     pub async fn run(&self, scenario: &Scenario) -> ScenarioReport {
+        if let Some(why) = self.unmet(scenario) {
+            return skipped(scenario, why);
+        }
         if needs_ecosystem_alone(scenario) {
             let _alone = self.gate.write().await;
             self.run_now(scenario).await
         } else {
             let _shared = self.gate.read().await;
             self.run_now(scenario).await
+        }
+    }
+
+    /// Why the ecosystem cannot run `scenario` (`None` when it can): the
+    /// first step whose [`StepKind::needs`] it does not meet. What a
+    /// runtime offers decides: an external deployment gives the database,
+    /// Redis and the mocks only when its file names them, and never its
+    /// components to kill; links exist only under the process runtime.
+    pub fn unmet(&self, scenario: &Scenario) -> Option<String> {
+        scenario.run_order().enumerate().find_map(|(i, step)| {
+            let why = self.unmet_need(&step.kind.needs()?)?;
+            Some(format!(
+                "step {} `{}` ({}) {why}",
+                i + 1,
+                step.kind.name(),
+                location(&step.file, step.pos.line)
+            ))
+        })
+    }
+
+    fn unmet_need(&self, need: &Need) -> Option<String> {
+        let eco = &*self.eco;
+        let give = |kind: Kind, what: &str| -> Option<String> {
+            if eco.offers(kind) {
+                return None;
+            }
+            let name = eco
+                .components()
+                .find(|c| c.kind() == kind)
+                .map_or_else(|| kind.to_string(), |c| c.name().to_owned());
+            Some(format!(
+                "needs {what}; give `component.{name}.url` in the external file"
+            ))
+        };
+        match need {
+            Need::Database => give(Kind::Postgres, "the database"),
+            Need::Redis => give(Kind::Redis, "Redis"),
+            Need::Mock(mock) => match eco.component(mock) {
+                Ok(c) if !c.offered() => Some(format!(
+                    "needs the admin API of the mock `{mock}`; give `component.{mock}.url` in the external file"
+                )),
+                // An unknown mock is the scenario's error: the step fails naming it.
+                _ => None,
+            },
+            Need::Faults => eco
+                .faults_unavailable()
+                .map(|why| format!("needs to kill, pause or restart a component: {why}")),
+            Need::Links => eco
+                .links_unavailable()
+                .map(|why| format!("needs the fault proxies on the links: {why}")),
         }
     }
 
@@ -140,6 +195,23 @@ impl Runner {
         }
         let _ = tokio::time::timeout(TEARDOWN_TIMEOUT, run.finish()).await;
         run.report(started.elapsed()).await
+    }
+}
+
+/// The report of a scenario not run, and why.
+fn skipped(scenario: &Scenario, why: String) -> ScenarioReport {
+    ScenarioReport {
+        name: scenario.name.clone(),
+        file: scenario.file.display().to_string(),
+        tags: scenario.tags.clone(),
+        status: Status::Skipped,
+        duration_ms: 0.0,
+        service_ms: 0.0,
+        tenants: BTreeMap::new(),
+        steps: Vec::new(),
+        failure: None,
+        skip_reason: Some(why),
+        messages: Vec::new(),
     }
 }
 
@@ -596,6 +668,7 @@ impl<'r> Run<'r> {
                 .collect(),
             steps: self.steps,
             failure: self.failure,
+            skip_reason: None,
             messages,
         }
     }

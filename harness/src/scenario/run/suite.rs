@@ -50,6 +50,11 @@ pub struct Suite {
     /// Whether the settings came from the environment (so `--insecure` is
     /// said here; the command line says it itself).
     tls_from_env: bool,
+    /// The external runtime's deployment file (default: `$TEKUP_EXTERNAL_FILE`).
+    pub external: Option<PathBuf>,
+    /// Leave the tenants made on an external deployment as they are
+    /// (`--keep-tenants`) instead of suspending them in [`Suite::finish`].
+    pub keep_tenants: bool,
     state: tokio::sync::Mutex<Option<Result<Arc<Runner>, String>>>,
     watching: tokio::sync::Mutex<Option<Witness>>,
     started: Instant,
@@ -84,6 +89,8 @@ impl Suite {
             tls,
             tls_error,
             tls_from_env: true,
+            external: None,
+            keep_tenants: false,
             state: tokio::sync::Mutex::new(None),
             watching: tokio::sync::Mutex::new(None),
             started: Instant::now(),
@@ -143,6 +150,9 @@ impl Suite {
             .tls(self.tls.clone());
         if !self.defects.is_empty() {
             builder = builder.defects(&self.defects);
+        }
+        if let Some(file) = &self.external {
+            builder = builder.external_file(file);
         }
         let eco = builder
             .logs_dir(self.reports_dir.join("logs"))
@@ -219,9 +229,10 @@ impl Suite {
         Ok(done.into_iter().map(|(_, r)| r).collect())
     }
 
-    /// Checks the witness, writes the run report of `scenarios` (with a
-    /// failed `witness` entry when the witness found something) to the
-    /// reports directory, then stops the ecosystem.
+    /// Checks the witness, disposes of the tenants made (see
+    /// [`Ecosystem::release_tenants`]), writes the run report of
+    /// `scenarios` (with a failed `witness` entry when the witness found
+    /// something) to the reports directory, then stops the ecosystem.
     pub async fn finish(
         &self,
         mut scenarios: Vec<ScenarioReport>,
@@ -237,6 +248,10 @@ impl Suite {
             Some(w) => Some(w.check().await),
             None => None,
         };
+        let tenants = match &runner {
+            Some(Ok(r)) => Some(r.ecosystem().release_tenants(self.keep_tenants).await),
+            _ => None,
+        };
         drop(runner);
         let entry = witness.as_ref().filter(|w| !w.holds()).map(witness_entry);
         scenarios.extend(entry.clone());
@@ -245,6 +260,7 @@ impl Suite {
             written: Vec::new(),
             witness,
             entry,
+            tenants,
         };
         if scenarios.is_empty() {
             return finished;
@@ -276,6 +292,8 @@ pub struct Finished {
     pub witness: Option<WitnessReport>,
     /// The failed `witness` entry added to the report, when it found something.
     pub entry: Option<ScenarioReport>,
+    /// What became of the tenants made (none when the ecosystem never started).
+    pub tenants: Option<crate::platform::TenantRelease>,
 }
 
 impl Finished {
@@ -307,6 +325,7 @@ pub fn witness_entry(report: &WitnessReport) -> ScenarioReport {
             ),
             ..Failure::default()
         }),
+        skip_reason: None,
         messages: Vec::new(),
     }
 }
