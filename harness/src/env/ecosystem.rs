@@ -186,6 +186,9 @@ impl EcosystemBuilder {
             .logs_dir
             .clone()
             .unwrap_or_else(|| root.join("reports").join("logs").join(&run_id));
+        if runtime == Runtime::Docker {
+            super::provision::ensure_offline_images_for_start(&file, &root.join("images")).await?;
+        }
         let backend: Arc<dyn Backend> = match runtime {
             Runtime::Process | Runtime::Auto => Arc::new(process::ProcessBackend::new(
                 std::env::temp_dir().join(format!("tekup-run-{run_id}")),
@@ -478,8 +481,11 @@ impl Ecosystem {
             None => None,
         };
         let program = match (c.kind, self.runtime) {
-            (Kind::Service | Kind::Job, Runtime::Process | Runtime::Docker) => {
+            (Kind::Service | Kind::Job, Runtime::Process) => {
                 Some(binaries::resolve(c, &self.file.base_dir, true)?)
+            }
+            (Kind::Service | Kind::Job, Runtime::Docker) => {
+                Some(docker::image_program(c, &self.file)?)
             }
             _ => None,
         };
