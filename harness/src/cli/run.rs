@@ -84,11 +84,12 @@ pub(super) fn run(args: RunArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
             out(&text);
         }
     }
-    let mut failed = reports
-        .iter()
-        .filter(|r| r.status == Status::Failed)
-        .count();
-    let passed = reports.len() - failed;
+    let count = |status: Status| reports.iter().filter(|r| r.status == status).count();
+    let (passed, mut failed, skipped) = (
+        count(Status::Passed),
+        count(Status::Failed),
+        count(Status::Skipped),
+    );
     let finished = rt.block_on(suite.finish(reports, args.jobs, &args.report));
     if let Some(entry) = &finished.entry {
         failed += 1;
@@ -102,8 +103,13 @@ pub(super) fn run(args: RunArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
     for path in &finished.written {
         say(&format!("report: {}", path.display()));
     }
+    let skipped = if skipped > 0 {
+        format!(", {skipped} skipped")
+    } else {
+        String::new()
+    };
     out(&format!(
-        "{passed} passed, {failed} failed ({:.1} s)",
+        "{passed} passed, {failed} failed{skipped} ({:.1} s)",
         started.elapsed().as_secs_f64()
     ));
     if failed > 0 {

@@ -214,6 +214,7 @@ impl EcosystemBuilder {
             torn_down: false,
             links: Links::default(),
             links_off,
+            placements: BTreeMap::new(),
         };
         if let Err(e) = eco.start_all(&report).await {
             // A half-started environment is never kept.
@@ -327,6 +328,8 @@ pub struct Ecosystem {
     links: Links,
     /// Why there are no links, when there are none.
     links_off: Option<String>,
+    /// Where each component is reached by the others (`${name.url}` of the file).
+    placements: BTreeMap<String, Placement>,
 }
 
 impl fmt::Debug for Ecosystem {
@@ -361,6 +364,7 @@ impl Ecosystem {
         if self.links_off.is_none() {
             self.links = Links::start(link_targets(&self.file, &placements)).await?;
         }
+        self.placements.clone_from(&placements);
         for layer in self.file.layers.clone() {
             let this = &*self;
             let starts = layer.iter().map(|name| {
@@ -542,6 +546,31 @@ impl Ecosystem {
         self.component(name)?
             .url()
             .ok_or_else(|| EnvError::other(format!("give the URL of `{name}`"), "it has no port"))
+    }
+
+    /// The base URL other components reach `name` on, for a URL the
+    /// harness hands to one of them (a webhook's target): under docker
+    /// `http://<name>:<port>` on the run's network, else what [`Self::url`]
+    /// gives.
+    pub fn peer_url(&self, name: &str) -> Result<String, EnvError> {
+        let url = self.url(name)?;
+        if self.runtime != Runtime::Docker {
+            return Ok(url);
+        }
+        match self.placements.get(name) {
+            Some(Placement {
+                inner_host,
+                inner_port: Some(port),
+                ..
+            }) if url.starts_with("http://") => Ok(format!("http://{inner_host}:{port}")),
+            _ => Ok(url),
+        }
+    }
+
+    /// Why this ecosystem has no links between its components (docker,
+    /// external, kept), or `None` when [`Self::link`] works.
+    pub fn links_off(&self) -> Option<&str> {
+        self.links_off.as_deref()
     }
 
     /// The mock called `name` (URL and admin URL).

@@ -6,5 +6,6 @@
 mod common;
 mod docker;
 mod external;
+mod fresh;
 mod process;
 mod sigkill;

@@ -36,7 +36,7 @@ pub use output::failure_text;
 pub(crate) use suite::build_binaries;
 pub use suite::{witness_entry, Finished, Suite};
 
-use super::model::{EventuallyStep, Scenario, Step, StepKind};
+use super::model::{ChaosStep, EventuallyStep, Scenario, Step, StepKind};
 use crate::env::{error_chain, Ecosystem};
 use crate::platform::{Platform, PlatformError, TENANT_SERVICE};
 use crate::report::{Failure, Message, ScenarioReport, Section, Status, StepReport};
@@ -70,6 +70,7 @@ pub struct Runner {
     /// Read by ordinary runs, written by runs that need the ecosystem alone.
     gate: tokio::sync::RwLock<()>,
     components: BTreeMap<String, String>,
+    peers: BTreeMap<String, String>,
 }
 
 impl Runner {
@@ -90,6 +91,10 @@ impl Runner {
             .components()
             .filter_map(|c| Some((c.name().to_owned(), c.url()?)))
             .collect();
+        let peers = eco
+            .components()
+            .filter_map(|c| Some((c.name().to_owned(), eco.peer_url(c.name()).ok()?)))
+            .collect();
         Ok(Runner {
             eco,
             http,
@@ -99,6 +104,7 @@ impl Runner {
             bus,
             gate: tokio::sync::RwLock::new(()),
             components,
+            peers,
         })
     }
 
@@ -110,6 +116,9 @@ impl Runner {
     /// Runs one scenario to its end (teardown and clean-up included) and
     /// reports it. Never panics on a failing system: failures are data.
     pub async fn run(&self, scenario: &Scenario) -> ScenarioReport {
+        if let Some(report) = self.skipped(scenario) {
+            return report;
+        }
         if needs_ecosystem_alone(scenario) {
             let _alone = self.gate.write().await;
             self.run_now(scenario).await
@@ -117,6 +126,40 @@ impl Runner {
             let _shared = self.gate.read().await;
             self.run_now(scenario).await
         }
+    }
+
+    /// A skipped scenario's report, when it needs what this ecosystem
+    /// cannot offer: a fault on a link (`chaos: { link: … }`) where the
+    /// ecosystem has no links (docker, external). The reason and the step
+    /// that needs it are in the report; nothing runs.
+    fn skipped(&self, scenario: &Scenario) -> Option<ScenarioReport> {
+        let why = self.eco.links_off()?;
+        let step = scenario.run_order().find(|s| {
+            let kind = match &s.kind {
+                StepKind::Eventually(e) => &e.step.kind,
+                k => k,
+            };
+            matches!(
+                kind,
+                StepKind::Chaos(ChaosStep::Toxic { .. } | ChaosStep::Heal { .. })
+            )
+        })?;
+        Some(ScenarioReport {
+            name: scenario.name.clone(),
+            file: scenario.file.display().to_string(),
+            tags: scenario.tags.clone(),
+            status: Status::Skipped,
+            duration_ms: 0.0,
+            service_ms: 0.0,
+            tenants: BTreeMap::new(),
+            steps: Vec::new(),
+            failure: Some(Failure {
+                location: location(&step.file, step.pos.line),
+                message: format!("skipped: it faults a link, and {why}"),
+                ..Failure::default()
+            }),
+            messages: Vec::new(),
+        })
     }
 
     async fn run_now(&self, scenario: &Scenario) -> ScenarioReport {
@@ -260,6 +303,7 @@ impl<'r> Run<'r> {
             prefix: format!("tkh-{}", &id[..10]),
             values: Values {
                 components: runner.components.clone(),
+                peers: runner.peers.clone(),
                 ecosystem: runner.eco.file().vars.clone(),
                 ..Values::default()
             },
