@@ -35,7 +35,11 @@ pub(super) struct DoctorArgs {
 /// The checks, after installing what is missing with `--fix`; fails when
 /// a fix failed (the checks still print what is there).
 pub(super) async fn run(args: &DoctorArgs) -> Result<(), Failure> {
-    let failed = if args.fix { fix(args).await } else { Vec::new() };
+    let failed = if args.fix {
+        fix(args).await
+    } else {
+        Vec::new()
+    };
     report(&args.file).await;
     if failed.is_empty() {
         return Ok(());

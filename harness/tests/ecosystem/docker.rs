@@ -153,11 +153,11 @@ async fn the_scenario_suite_passes_under_docker_with_release_program_images() {
             std::env::var_os("TEKUP_HARNESS_BIN")
                 .unwrap_or_else(|| env!("CARGO_BIN_EXE_tekup-harness").into()),
         )
-            .args(["run", "--runtime", "docker", "--reports-dir"])
-            .arg(reports.path())
-            .current_dir(crate::common::workspace())
-            .kill_on_drop(true)
-            .output(),
+        .args(["run", "--runtime", "docker", "--reports-dir"])
+        .arg(reports.path())
+        .current_dir(crate::common::workspace())
+        .kill_on_drop(true)
+        .output(),
     )
     .await
     .expect("the suite ends within 20 minutes")
@@ -175,8 +175,7 @@ async fn the_scenario_suite_passes_under_docker_with_release_program_images() {
         String::from_utf8_lossy(&run.stderr),
     );
     let scenarios =
-        tekup_harness::scenario::check_paths(&[crate::common::workspace().join("scenarios")])
-            .len();
+        tekup_harness::scenario::check_paths(&[crate::common::workspace().join("scenarios")]).len();
     assert!(
         stderr.contains("runtime: docker") || stderr.contains("(docker)"),
         "{stderr}"
@@ -232,7 +231,10 @@ async fn program_image_sizes() -> Vec<(String, i64)> {
             }))
             .await
             .expect("list images");
-        assert!(!images.is_empty(), "an image of {program} after a docker run");
+        assert!(
+            !images.is_empty(),
+            "an image of {program} after a docker run"
+        );
         sizes.extend(
             images
                 .into_iter()

@@ -54,7 +54,14 @@ async fn fresh_machine() {
 
     // Nothing there to begin with, and nothing installed when told not to.
     let absent = container
-        .exec("root", &["sh", "-c", "command -v redis-server initdb || ls /usr/lib/postgresql"])
+        .exec(
+            "root",
+            &[
+                "sh",
+                "-c",
+                "command -v redis-server initdb || ls /usr/lib/postgresql",
+            ],
+        )
         .await;
     assert_ne!(absent.code, 0, "a clean container: {absent:?}");
     let refused = container
@@ -62,7 +69,9 @@ async fn fresh_machine() {
         .await;
     assert_eq!(refused.code, 1, "{refused:?}");
     assert!(
-        refused.stderr.contains("installing was refused (--no-install")
+        refused
+            .stderr
+            .contains("installing was refused (--no-install")
             && refused
                 .stderr
                 .contains("run `apt-get update && apt-get install -y --no-install-recommends"),
@@ -77,16 +86,19 @@ async fn fresh_machine() {
     assert_eq!(not_root.code, 1, "{not_root:?}");
     assert!(
         not_root.stderr.contains("not running as root")
-            && not_root
-                .stderr
-                .contains("`sudo apt-get update && sudo apt-get install -y --no-install-recommends"),
+            && not_root.stderr.contains(
+                "`sudo apt-get update && sudo apt-get install -y --no-install-recommends"
+            ),
         "not as root, the command to run with sudo: {not_root:?}"
     );
 
     // The main command, as root: installs both, announced, and passes.
     let step = Instant::now();
     let run = container.exec("root", &["tekup-harness", "run"]).await;
-    say(&format!("`tekup-harness run` in the container: {:.0?}", step.elapsed()));
+    say(&format!(
+        "`tekup-harness run` in the container: {:.0?}",
+        step.elapsed()
+    ));
     for package in ["postgresql", "redis-server"] {
         assert!(
             run.stderr.contains(&format!(
@@ -103,7 +115,14 @@ async fn fresh_machine() {
     );
     assert_eq!(run.code, 0, "{run:?}");
     let installed = container
-        .exec("root", &["sh", "-c", "command -v redis-server && ls /usr/lib/postgresql"])
+        .exec(
+            "root",
+            &[
+                "sh",
+                "-c",
+                "command -v redis-server && ls /usr/lib/postgresql",
+            ],
+        )
         .await;
     assert_eq!(installed.code, 0, "{installed:?}");
 }
@@ -127,7 +146,9 @@ async fn ensure_image(docker: &Docker) {
     std::fs::create_dir_all(&cache).expect("the cache directory");
     let tarball = cache.join("fresh-bookworm.tar");
     if !tarball.is_file() {
-        say(&format!("building {IMAGE} with mmdebstrap (about a minute)"));
+        say(&format!(
+            "building {IMAGE} with mmdebstrap (about a minute)"
+        ));
         let partial = cache.join("fresh-bookworm.partial.tar");
         let out = Command::new("mmdebstrap")
             .args(["--variant=minbase", "--quiet"])
@@ -175,8 +196,10 @@ async fn ensure_image(docker: &Docker) {
 /// `scenarios/` and `fixtures/` in `/tekup` (writable by everyone, for
 /// the run as another user).
 fn payload() -> tempfile::NamedTempFile {
-    let harness = std::env::var_os("TEKUP_HARNESS_BIN")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tekup-harness")), PathBuf::from);
+    let harness = std::env::var_os("TEKUP_HARNESS_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_tekup-harness")),
+        PathBuf::from,
+    );
     let bin_dir = std::env::var_os("TEKUP_BIN_DIR").map_or_else(
         || harness.parent().expect("a directory").to_path_buf(),
         PathBuf::from,
@@ -198,9 +221,11 @@ fn payload() -> tempfile::NamedTempFile {
             host.display()
         );
         if host.is_dir() {
-            tar.append_dir_all(inner, host).expect("archive a directory");
+            tar.append_dir_all(inner, host)
+                .expect("archive a directory");
         } else {
-            tar.append_path_with_name(host, inner).expect("archive a file");
+            tar.append_path_with_name(host, inner)
+                .expect("archive a file");
         }
     };
     add(&harness, "usr/local/bin/tekup-harness");

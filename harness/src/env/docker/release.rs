@@ -28,7 +28,10 @@ static BUILT: Mutex<Option<HashMap<(PathBuf, String), PathBuf>>> = Mutex::new(No
 /// when it is there, else the workspace's release build (made now, with
 /// the file's other cargo programs, when this process has not made it),
 /// else what the process runtime would run.
-pub(crate) fn image_program(component: &Component, file: &EcosystemFile) -> Result<PathBuf, EnvError> {
+pub(crate) fn image_program(
+    component: &Component,
+    file: &EcosystemFile,
+) -> Result<PathBuf, EnvError> {
     let program = component.program.as_deref().unwrap_or_default();
     if let Some(dir) = std::env::var_os("TEKUP_BIN_DIR") {
         let pinned = Path::new(&dir).join(program);
@@ -49,7 +52,9 @@ pub(crate) fn image_program(component: &Component, file: &EcosystemFile) -> Resu
     let wanted: Vec<&Component> = file
         .components
         .values()
-        .filter(|c| c.cargo_package.is_some() && c.program.as_deref().is_some_and(|p| !p.contains('/')))
+        .filter(|c| {
+            c.cargo_package.is_some() && c.program.as_deref().is_some_and(|p| !p.contains('/'))
+        })
         .filter(|c| !built.contains_key(&(ws.clone(), c.program.clone().unwrap_or_default())))
         .collect();
     for (name, path) in build(&ws, &wanted, &component.name)? {
@@ -163,7 +168,10 @@ not json
 {"reason":"build-finished","success":true}"#;
         assert_eq!(
             executables(messages),
-            vec![("tekup-mocks".to_owned(), PathBuf::from("/t/release/tekup-mocks"))]
+            vec![(
+                "tekup-mocks".to_owned(),
+                PathBuf::from("/t/release/tekup-mocks")
+            )]
         );
     }
 
@@ -171,9 +179,9 @@ not json
     fn one_cargo_invocation_builds_every_program_with_its_features() {
         let file = EcosystemFile::parse(
             Path::new("/w/fixtures/ecosystem.toml"),
-            "[component.a]\nprogram = \"m\"\ncargo-package = \"pm\"\nport = 1\n\
-             [component.b]\nprogram = \"m\"\ncargo-package = \"pm\"\nport = 1\n\
-             [component.c]\nprogram = \"s\"\ncargo-package = \"ps\"\ncargo-features = [\"defects\"]\nport = 1\n",
+            "[component.a]\nprogram = \"m\"\ncargo-package = \"pm\"\nport = 1\nready = { tcp = true }\n\
+             [component.b]\nprogram = \"m\"\ncargo-package = \"pm\"\nport = 1\nready = { tcp = true }\n\
+             [component.c]\nprogram = \"s\"\ncargo-package = \"ps\"\ncargo-features = [\"defects\"]\nport = 1\nready = { tcp = true }\n",
         )
         .expect("a valid file");
         let all: Vec<&Component> = file.components.values().collect();
