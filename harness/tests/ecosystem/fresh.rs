@@ -77,6 +77,29 @@ async fn fresh_machine() {
                 .contains("run `apt-get update && apt-get install -y --no-install-recommends"),
         "--no-install names the command instead: {refused:?}"
     );
+    let doctor = container
+        .exec(
+            "root",
+            &["tekup-harness", "--no-install", "doctor", "--fix"],
+        )
+        .await;
+    assert_eq!(doctor.code, 1, "{doctor:?}");
+    for (what, package) in [
+        ("PostgreSQL", "postgresql"),
+        ("redis-server", "redis-server"),
+    ] {
+        assert!(
+            doctor
+                .stderr
+                .contains(&format!("fix: {what}: FAILED: `{package}` is needed for"))
+                && doctor.stderr.contains("installing was refused"),
+            "doctor --fix says what it could not install: {doctor:?}"
+        );
+    }
+    assert!(
+        doctor.stdout.contains("process:  cannot run here"),
+        "{doctor:?}"
+    );
     let not_root = container
         .exec(
             "65534:65534",
