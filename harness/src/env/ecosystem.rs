@@ -186,8 +186,13 @@ impl EcosystemBuilder {
             .logs_dir
             .clone()
             .unwrap_or_else(|| root.join("reports").join("logs").join(&run_id));
-        if runtime == Runtime::Docker {
-            super::provision::ensure_offline_images_for_start(&file, &root.join("images")).await?;
+        match runtime {
+            Runtime::Process => super::provision::ensure_for_process(&file).await?,
+            Runtime::Docker => {
+                super::provision::ensure_offline_images_for_start(&file, &root.join("images"))
+                    .await?;
+            }
+            Runtime::Auto | Runtime::External => {}
         }
         let backend: Arc<dyn Backend> = match runtime {
             Runtime::Process | Runtime::Auto => Arc::new(process::ProcessBackend::new(

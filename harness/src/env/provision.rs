@@ -180,6 +180,30 @@ pub async fn ensure_offline_images(
     super::docker::usable(file).await.map(drop)
 }
 
+/// Before a start under the process runtime: installs what the file's
+/// PostgreSQL and Redis components need when it is missing (see
+/// [`ensure`]), before any component starts and off the async workers. An
+/// install takes a minute; done while components start, it would block
+/// the workers and count against the readiness window of components that
+/// started meanwhile.
+pub async fn ensure_for_process(file: &super::EcosystemFile) -> Result<(), EnvError> {
+    use super::model::Kind;
+    let has = |kind: Kind| file.components.values().any(|c| c.kind == kind);
+    let (postgres, redis) = (has(Kind::Postgres), has(Kind::Redis));
+    tokio::task::spawn_blocking(move || {
+        if postgres {
+            super::postgres::find_bin_dir()
+                .map_err(|e| EnvError::other("set up PostgreSQL", e.to_string()))?;
+        }
+        if redis {
+            ensure_program(&REDIS)?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| EnvError::other("set up PostgreSQL and Redis", e))?
+}
+
 /// Before a start under docker: builds the offline images (as
 /// [`ensure_offline_images`] does) when a component can run from nothing
 /// but one of them and it is missing, so that `--runtime docker` works on
