@@ -1,12 +1,97 @@
 //! `tekup-harness doctor`: what is installed, which runtimes can work here,
-//! and what to install for the others.
+//! and what to install for the others; `doctor --fix` installs it (what a
+//! start would install on demand: see [`crate::env::provision`]) and then
+//! checks again.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::env::{self, docker, external, images, postgres, EcosystemFile, Kind};
+use clap::Args;
 
-use super::out;
+use crate::env::{self, docker, external, images, postgres, provision, EcosystemFile, Kind};
+
+use super::{out, say, Failure};
+
+#[derive(Debug, Args)]
+pub(super) struct DoctorArgs {
+    /// The ecosystem file.
+    #[arg(
+        long,
+        env = "TEKUP_ECOSYSTEM",
+        default_value = "fixtures/ecosystem.toml"
+    )]
+    file: PathBuf,
+    /// Install what is missing first: PostgreSQL and Redis (apt-get, as
+    /// root), and when a docker daemon answers, mmdebstrap and the docker
+    /// runtime's offline images. Each install is announced with its
+    /// command; `--no-install` refuses them.
+    #[arg(long)]
+    fix: bool,
+    /// Directory with the image files (postgres/docker-entrypoint.sh), for `--fix`.
+    #[arg(long, default_value = "images")]
+    images_dir: PathBuf,
+}
+
+/// The checks, after installing what is missing with `--fix`; fails when
+/// a fix failed (the checks still print what is there).
+pub(super) async fn run(args: &DoctorArgs) -> Result<(), Failure> {
+    let failed = if args.fix {
+        fix(args).await
+    } else {
+        Vec::new()
+    };
+    report(&args.file).await;
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err((
+        env::EnvError::other("fix this machine", failed.join("; ")),
+        Some("as root, with apt-get and the Debian mirror reachable; without --no-install"),
+    ))
+}
+
+/// Installs what is missing, saying what it does; returns what failed.
+async fn fix(args: &DoctorArgs) -> Vec<String> {
+    let mut failed = Vec::new();
+    let mut step = |what: &str, result: Result<String, String>| match result {
+        Ok(done) => say(&format!("fix: {what}: {done}")),
+        Err(why) => {
+            say(&format!("fix: {what}: FAILED: {why}"));
+            failed.push(format!("{what}: {why}"));
+        }
+    };
+    step(
+        "PostgreSQL",
+        provision::ensure(&provision::POSTGRES, || postgres::locate_bin_dir().ok())
+            .map(|dir| format!("in {}", dir.display()))
+            .map_err(|e| env::error_chain(&e)),
+    );
+    step(
+        "redis-server",
+        provision::ensure_program(&provision::REDIS)
+            .map(|p| p.display().to_string())
+            .map_err(|e| env::error_chain(&e)),
+    );
+    if docker::connect().await.is_err() {
+        step(
+            "docker runtime",
+            Ok("no docker daemon answers; nothing to set up for it".into()),
+        );
+        return failed;
+    }
+    let model = EcosystemFile::load(&args.file).map_err(|e| e.to_string());
+    let images = match model {
+        Ok(model) => {
+            let progress = |line: &str| say(&format!("fix: {line}"));
+            provision::ensure_offline_images(&model, &args.images_dir, &progress)
+                .await
+                .map(|()| "every image of the ecosystem file exists".to_owned())
+        }
+        Err(e) => Err(e),
+    };
+    step("the docker runtime's images", images);
+    failed
+}
 
 struct Check {
     ok: bool,
@@ -30,7 +115,7 @@ fn version_of(program: &Path, arg: &str) -> String {
         .unwrap_or_default()
 }
 
-pub(super) async fn run(file: &Path) {
+async fn report(file: &Path) {
     let model = EcosystemFile::load(file);
     out(&format!("ecosystem file {}:", file.display()));
     match &model {
@@ -51,7 +136,10 @@ pub(super) async fn run(file: &Path) {
         Err(e) => Check {
             ok: false,
             what: format!("PostgreSQL server binaries: {e}"),
-            fix: Some("apt-get install -y postgresql (or set PG_BIN)".into()),
+            fix: Some(format!(
+                "{} (or set PG_BIN), or `tekup-harness doctor --fix`",
+                provision::install_command(&provision::POSTGRES)
+            )),
         },
     };
     line(&pg);
@@ -68,7 +156,10 @@ pub(super) async fn run(file: &Path) {
             Some(p) => format!("redis-server: {}", version_of(p, "--version")),
             None => "redis-server".into(),
         },
-        fix: Some("apt-get install -y redis-server (stop the system service it starts)".into()),
+        fix: Some(format!(
+            "{} (stop the system service it starts), or `tekup-harness doctor --fix`",
+            provision::install_command(&provision::REDIS)
+        )),
     });
     let mut programs_ok = true;
     if let Ok(m) = &model {
@@ -125,7 +216,10 @@ pub(super) async fn run(file: &Path) {
             "offline image builder: {}",
             builder.unwrap_or("mmdebstrap or debootstrap")
         ),
-        fix: Some("apt-get install -y mmdebstrap".into()),
+        fix: Some(format!(
+            "{}, or `tekup-harness doctor --fix`",
+            provision::install_command(&provision::MMDEBSTRAP)
+        )),
     });
     let usable = match (&model, &daemon) {
         (Ok(m), Ok(_)) => docker::usable(m).await,
@@ -137,7 +231,7 @@ pub(super) async fn run(file: &Path) {
                 line(&Check {
                     ok: here,
                     what: format!("image {image}"),
-                    fix: Some("tekup-harness images build".into()),
+                    fix: Some("tekup-harness images build (or doctor --fix)".into()),
                 });
             }
         }

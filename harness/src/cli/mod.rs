@@ -36,6 +36,17 @@ struct Cli {
     /// The platform's contract (default: the reference platform's, fixtures/platform.yaml, built in).
     #[arg(long, global = true, env = "TEKUP_CONTRACT")]
     contract: Option<PathBuf>,
+    /// Install nothing. By default, as root, a missing PostgreSQL, Redis
+    /// (process runtime) or mmdebstrap (docker runtime's offline images) is
+    /// installed with apt-get, announced with the command first; with this
+    /// the start fails and prints the command to run instead.
+    #[arg(
+        long,
+        global = true,
+        env = "TEKUP_NO_INSTALL",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    no_install: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,8 +58,9 @@ enum Command {
     /// Offline images for the docker runtime.
     #[command(subcommand)]
     Images(ImagesCommand),
-    /// What is installed, which runtimes can work here, what to install for the others.
-    Doctor(FileArgs),
+    /// What is installed, which runtimes can work here, what to install for the others
+    /// (`--fix` installs it).
+    Doctor(doctor::DoctorArgs),
     /// Runs scenario files against the ecosystem (started here, or --runtime external).
     Run(run::RunArgs),
     /// Loads the ecosystem (or a deployment, --host) with a goose profile and judges it
@@ -237,6 +249,9 @@ struct ImagesArgs {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.no_install {
+        env::provision::refuse_installs();
+    }
     if let Some(path) = &cli.contract {
         if let Err(e) = crate::contract::use_file(path) {
             say(&format!("error: {e}"));
@@ -370,10 +385,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Doctor(args) => {
-            doctor::run(&args.file).await;
-            Ok(())
-        }
+        Command::Doctor(args) => doctor::run(&args).await,
         Command::Reap { run } => {
             env::docker::reap(&run).await.map_err(|e| (e, None))?;
             Ok(())

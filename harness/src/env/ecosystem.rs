@@ -198,6 +198,14 @@ impl EcosystemBuilder {
             .logs_dir
             .clone()
             .unwrap_or_else(|| root.join("reports").join("logs").join(&run_id));
+        match runtime {
+            Runtime::Process => super::provision::ensure_for_process(&file).await?,
+            Runtime::Docker => {
+                super::provision::ensure_offline_images_for_start(&file, &root.join("images"))
+                    .await?;
+            }
+            Runtime::Auto | Runtime::External => {}
+        }
         let backend: Arc<dyn Backend> = match runtime {
             Runtime::Process | Runtime::Auto => Arc::new(process::ProcessBackend::new(
                 std::env::temp_dir().join(format!("tekup-run-{run_id}")),
@@ -229,6 +237,7 @@ impl EcosystemBuilder {
             links_off,
             tls: self.tls.clone(),
             tenants,
+            placements: BTreeMap::new(),
         };
         if let Err(e) = eco.start_all(&report).await {
             // A half-started environment is never kept.
@@ -345,6 +354,8 @@ pub struct Ecosystem {
     links_off: Option<String>,
     /// The tenants made on it through [`crate::platform::Platform`].
     tenants: Arc<TenantLedger>,
+    /// Where each component is reached by the others (`${name.url}` of the file).
+    placements: BTreeMap<String, Placement>,
 }
 
 impl fmt::Debug for Ecosystem {
@@ -379,6 +390,7 @@ impl Ecosystem {
         if self.links_off.is_none() {
             self.links = Links::start(link_targets(&self.file, &placements)).await?;
         }
+        self.placements.clone_from(&placements);
         for layer in self.file.layers.clone() {
             let this = &*self;
             let starts = layer.iter().map(|name| {
@@ -500,8 +512,11 @@ impl Ecosystem {
             None => None,
         };
         let program = match (c.kind, self.runtime) {
-            (Kind::Service | Kind::Job, Runtime::Process | Runtime::Docker) => {
+            (Kind::Service | Kind::Job, Runtime::Process) => {
                 Some(binaries::resolve(c, &self.file.base_dir, true)?)
+            }
+            (Kind::Service | Kind::Job, Runtime::Docker) => {
+                Some(docker::image_program(c, &self.file)?)
             }
             _ => None,
         };
@@ -563,6 +578,31 @@ impl Ecosystem {
         self.component(name)?
             .url()
             .ok_or_else(|| EnvError::other(format!("give the URL of `{name}`"), "it has no port"))
+    }
+
+    /// The base URL other components reach `name` on, for a URL the
+    /// harness hands to one of them (a webhook's target): under docker
+    /// `http://<name>:<port>` on the run's network, else what [`Self::url`]
+    /// gives.
+    pub fn peer_url(&self, name: &str) -> Result<String, EnvError> {
+        let url = self.url(name)?;
+        if self.runtime != Runtime::Docker {
+            return Ok(url);
+        }
+        match self.placements.get(name) {
+            Some(Placement {
+                inner_host,
+                inner_port: Some(port),
+                ..
+            }) if url.starts_with("http://") => Ok(format!("http://{inner_host}:{port}")),
+            _ => Ok(url),
+        }
+    }
+
+    /// Why this ecosystem has no links between its components (docker,
+    /// external, kept), or `None` when [`Self::link`] works.
+    pub fn links_off(&self) -> Option<&str> {
+        self.links_off.as_deref()
     }
 
     /// The mock called `name` (URL and admin URL).

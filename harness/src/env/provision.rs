@@ -4,9 +4,10 @@
 //! program the process runtime or the tests need (`redis-server`,
 //! PostgreSQL's `initdb`, `mmdebstrap` for the offline images) is missing
 //! and the harness runs as root, it installs the system's package with
-//! `apt-get`, saying so with the exact command first. Not as root, or with
-//! `TEKUP_NO_INSTALL` set, it installs nothing and the error names the
-//! command to run. One install at a time on the machine (a lock file), so
+//! `apt-get`, saying so with the exact command first. Not as root, with
+//! `TEKUP_NO_INSTALL` set or after [`refuse_installs`] (the command line's
+//! `--no-install`), it installs nothing and the error names the command to
+//! run. One install at a time on the machine (a lock file), so
 //! parallel test binaries do not race `apt-get`.
 //!
 //! The Debian package of Redis starts a system server on port 6379; the
@@ -15,12 +16,41 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::error::EnvError;
 use super::process::which;
 
-/// Set to refuse installing anything.
+/// Set (to anything but `0`, `false`, `no`, `off` or nothing) to refuse
+/// installing anything.
 pub const NO_INSTALL: &str = "TEKUP_NO_INSTALL";
+
+static REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Refuses every install in this process from now on (`--no-install`).
+pub fn refuse_installs() {
+    REFUSED.store(true, Ordering::Relaxed);
+}
+
+/// Whether installs are refused: [`refuse_installs`] was called or
+/// `TEKUP_NO_INSTALL` is set to a true value.
+pub fn installs_refused() -> bool {
+    REFUSED.load(Ordering::Relaxed)
+        || std::env::var(NO_INSTALL).is_ok_and(|v| {
+            !matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "" | "0" | "false" | "no" | "off" | "n" | "f"
+            )
+        })
+}
+
+/// Whether this process runs as root (and so may run `apt-get`).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    #[expect(unsafe_code, reason = "geteuid(2), to know whether apt-get may run")]
+    let uid = unsafe { libc::geteuid() };
+    uid == 0
+}
 
 /// A program and the Debian package that brings it.
 #[derive(Debug, Clone, Copy)]
@@ -66,16 +96,13 @@ pub fn ensure<T>(need: &Need, found: impl Fn() -> Option<T>) -> Result<T, EnvErr
         purpose: need.purpose.to_owned(),
         why,
     };
-    if std::env::var_os(NO_INSTALL).is_some() {
+    if installs_refused() {
         return Err(refuse(format!(
-            "{NO_INSTALL} is set, so nothing is installed; run `{}` (as root)",
+            "installing was refused (--no-install or {NO_INSTALL}), so nothing is installed; run `{}` (as root)",
             install_command(need)
         )));
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    #[expect(unsafe_code, reason = "geteuid(2), to know whether apt-get may run")]
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
+    if !is_root() {
         return Err(refuse(format!(
             "not running as root, so nothing is installed; run `sudo {}`",
             install_command(need).replace("&& apt-get", "&& sudo apt-get")
@@ -151,6 +178,68 @@ pub async fn ensure_offline_images(
         .await
         .map_err(|e| super::error_chain(&e))?;
     super::docker::usable(file).await.map(drop)
+}
+
+/// Before a start under the process runtime: installs what the file's
+/// PostgreSQL and Redis components need when it is missing (see
+/// [`ensure`]), before any component starts and off the async workers. An
+/// install takes a minute; done while components start, it would block
+/// the workers and count against the readiness window of components that
+/// started meanwhile.
+pub async fn ensure_for_process(file: &super::EcosystemFile) -> Result<(), EnvError> {
+    use super::model::Kind;
+    let has = |kind: Kind| file.components.values().any(|c| c.kind == kind);
+    let (postgres, redis) = (has(Kind::Postgres), has(Kind::Redis));
+    tokio::task::spawn_blocking(move || {
+        if postgres {
+            super::postgres::find_bin_dir()
+                .map_err(|e| EnvError::other("set up PostgreSQL", e.to_string()))?;
+        }
+        if redis {
+            ensure_program(&REDIS)?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| EnvError::other("set up PostgreSQL and Redis", e))?
+}
+
+/// Before a start under docker: builds the offline images (as
+/// [`ensure_offline_images`] does) when a component can run from nothing
+/// but one of them and it is missing, so that `--runtime docker` works on
+/// a machine that never ran `tekup-harness images build`. Images the build
+/// does not make are left to the start, which pulls them or says which are
+/// missing; so is a machine without a docker daemon.
+pub async fn ensure_offline_images_for_start(
+    file: &super::EcosystemFile,
+    images_dir: &Path,
+) -> Result<(), EnvError> {
+    let Ok(docker) = super::docker::connect().await else {
+        return Ok(());
+    };
+    let build = super::images::ImageBuild::new(images_dir);
+    let made = [&build.postgres, &build.redis, &build.runtime];
+    let mut needed = false;
+    for c in file.components.values() {
+        let Some(offline) = &c.offline_image else {
+            continue;
+        };
+        if !made.contains(&offline) {
+            continue;
+        }
+        let mut found = false;
+        for image in c.image.iter().chain(c.offline_image.iter()) {
+            found |= super::docker::image_exists(&docker, image).await;
+        }
+        needed |= !found;
+    }
+    if !needed {
+        return Ok(());
+    }
+    let progress = |line: &str| say(&format!("tekup-harness: {line}"));
+    ensure_offline_images(file, images_dir, &progress)
+        .await
+        .map_err(|why| EnvError::other("prepare the docker runtime's offline images", why))
 }
 
 /// Makes sure `need.program` is on PATH; returns its path.

@@ -83,7 +83,7 @@ impl Scope {
         }
         match name.split_once('.') {
             Some((tenant, "id" | "key")) => self.tenants.contains(tenant),
-            Some((component, "url" | "host" | "port")) => !component.is_empty(),
+            Some((component, "url" | "peer-url" | "host" | "port")) => !component.is_empty(),
             _ => false,
         }
     }

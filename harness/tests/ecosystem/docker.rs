@@ -138,3 +138,108 @@ async fn auto_picks_docker_when_the_images_exist() {
         "a failed start removes what it created"
     );
 }
+
+/// `tekup-harness run --runtime docker`, as a team runs it: every scenario
+/// passes against the ecosystem in containers, whose program images hold
+/// release builds (a stripped service is a fraction of a debug build).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scenario_suite_passes_under_docker_with_release_program_images() {
+    require_docker_images().await;
+    let reports = tempfile::tempdir().expect("tempdir");
+    let started = std::time::Instant::now();
+    let run = tokio::time::timeout(
+        Duration::from_secs(20 * 60),
+        tokio::process::Command::new(
+            std::env::var_os("TEKUP_HARNESS_BIN")
+                .unwrap_or_else(|| env!("CARGO_BIN_EXE_tekup-harness").into()),
+        )
+        .args(["run", "--runtime", "docker", "--reports-dir"])
+        .arg(reports.path())
+        .current_dir(crate::common::workspace())
+        .kill_on_drop(true)
+        .output(),
+    )
+    .await
+    .expect("the suite ends within 20 minutes")
+    .expect("run tekup-harness");
+    {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "docker tests: the scenario suite under docker took {:.0?}",
+            started.elapsed()
+        );
+    }
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    let scenarios =
+        tekup_harness::scenario::check_paths(&[crate::common::workspace().join("scenarios")]).len();
+    assert!(
+        stderr.contains("runtime: docker") || stderr.contains("(docker)"),
+        "{stderr}"
+    );
+    // The one scenario that faults a link between components is skipped,
+    // with the reason: links need the process runtime.
+    assert_eq!(
+        stdout.lines().last().and_then(|l| l.split(" (").next()),
+        Some(format!("{} passed, 0 failed, 1 skipped", scenarios - 1).as_str()),
+        "every scenario passes under docker:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("skip redis-link-down")
+            && stderr.contains("skipped: it faults a link, and links need the process runtime"),
+        "{stderr}"
+    );
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+    assert!(reports.path().join("junit.xml").is_file());
+
+    // The program images: release builds, unless TEKUP_BIN_DIR pins others.
+    if std::env::var_os("TEKUP_BIN_DIR").is_none() {
+        for (program, size) in program_image_sizes().await {
+            assert!(
+                size < 80_000_000,
+                "the image of {program} adds {size} bytes to the runtime image: not a stripped release build"
+            );
+        }
+    }
+}
+
+/// What each program image adds to the runtime image, in bytes.
+async fn program_image_sizes() -> Vec<(String, i64)> {
+    use bollard::query_parameters::ListImagesOptions;
+    let docker = docker::connect().await.expect("docker");
+    let base = docker
+        .inspect_image("tekup-harness/runtime:bookworm")
+        .await
+        .expect("the runtime image")
+        .size
+        .unwrap_or_default();
+    let mut sizes = Vec::new();
+    for program in ["tekup-service", "tekup-mocks"] {
+        let images = docker
+            .list_images(Some(ListImagesOptions {
+                filters: Some(
+                    [(
+                        "label".to_owned(),
+                        vec![format!("tekup-harness.program={program}")],
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            }))
+            .await
+            .expect("list images");
+        assert!(
+            !images.is_empty(),
+            "an image of {program} after a docker run"
+        );
+        sizes.extend(
+            images
+                .into_iter()
+                .map(|i| (i.repo_tags.join(","), i.size - base)),
+        );
+    }
+    sizes
+}

@@ -8,5 +8,6 @@ mod common;
 mod distributed_load;
 mod docker;
 mod external;
+mod fresh;
 mod process;
 mod sigkill;

@@ -24,6 +24,7 @@
 mod bin_image;
 mod clean;
 mod instance;
+mod release;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,7 @@ pub use bin_image::remove_program_images;
 pub(crate) use clean::image_exists;
 pub use clean::{connect, reap, remove_runs, run_resources, usable};
 use instance::DockerInstance;
+pub(crate) use release::image_program;
 
 use super::error::EnvError;
 use super::model::{Component, Kind};

@@ -27,6 +27,8 @@ pub(crate) struct Values {
     pub(crate) tenants: BTreeMap<String, Tenant>,
     /// Component name → base URL as the harness reaches it.
     pub(crate) components: BTreeMap<String, String>,
+    /// Component name → base URL as the other components reach it.
+    pub(crate) peers: BTreeMap<String, String>,
     /// The ecosystem file's `[vars]` (`${vars.admin-token}`).
     pub(crate) ecosystem: BTreeMap<String, String>,
 }
@@ -101,6 +103,13 @@ impl Values {
         let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}`: {e}"))?;
         match field {
             "url" => Ok(Value::String(url.trim_end_matches('/').to_owned())),
+            "peer-url" => Ok(Value::String(
+                self.peers
+                    .get(owner)
+                    .unwrap_or(url)
+                    .trim_end_matches('/')
+                    .to_owned(),
+            )),
             "host" => Ok(Value::String(
                 parsed.host_str().unwrap_or_default().to_owned(),
             )),
@@ -108,7 +117,7 @@ impl Values {
                 .port_or_known_default()
                 .map_or(Value::Null, Value::from)),
             _ => Err(format!(
-                "`${{{name}}}`: a component has `.url`, `.host` and `.port`"
+                "`${{{name}}}`: a component has `.url`, `.peer-url`, `.host` and `.port`"
             )),
         }
     }

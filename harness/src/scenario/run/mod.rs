@@ -70,6 +70,7 @@ pub struct Runner {
     /// Read by ordinary runs, written by runs that need the ecosystem alone.
     gate: tokio::sync::RwLock<()>,
     components: BTreeMap<String, String>,
+    peers: BTreeMap<String, String>,
 }
 
 impl Runner {
@@ -92,6 +93,10 @@ impl Runner {
             .components()
             .filter_map(|c| Some((c.name().to_owned(), c.url()?)))
             .collect();
+        let peers = eco
+            .components()
+            .filter_map(|c| Some((c.name().to_owned(), eco.peer_url(c.name()).ok()?)))
+            .collect();
         Ok(Runner {
             eco,
             http,
@@ -101,6 +106,7 @@ impl Runner {
             bus,
             gate: tokio::sync::RwLock::new(()),
             components,
+            peers,
         })
     }
 
@@ -334,6 +340,7 @@ impl<'r> Run<'r> {
             prefix: format!("tkh-{}", &id[..10]),
             values: Values {
                 components: runner.components.clone(),
+                peers: runner.peers.clone(),
                 ecosystem: runner.eco.file().vars.clone(),
                 ..Values::default()
             },

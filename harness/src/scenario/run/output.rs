@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::ScenarioReport;
+use crate::report::{ScenarioReport, Status};
 
 /// Removes terminal colour codes (`ESC [ ... m`) from log lines.
 pub(crate) fn strip_ansi(text: &str) -> String {
@@ -78,6 +78,9 @@ fn redact_api_keys(text: &str) -> String {
 
 /// The failure of a scenario, or `None` when it passed.
 pub fn failure_text(report: &ScenarioReport) -> Option<String> {
+    if report.status != Status::Failed {
+        return None;
+    }
     let failure = report.failure.as_ref()?;
     let mut out = String::new();
     let _ = writeln!(out, "scenario `{}` failed ({})", report.name, report.file);

@@ -129,7 +129,8 @@ impl Suite {
         reason = "progress of a long start, for the test output"
     )]
     async fn start(&self) -> Result<Arc<Runner>, String> {
-        if self.build && self.runtime != Runtime::External {
+        // Docker starts build their own (release) programs; external starts none.
+        if self.build && !matches!(self.runtime, Runtime::External | Runtime::Docker) {
             self.build_binaries().await?;
         }
         let started = Instant::now();
