@@ -131,8 +131,11 @@ pub(super) async fn stripe_webhook(
             json!({ "received": true, "handled": false, "reason": "no deal with this payment intent" }),
         ));
     };
+    let data = serde_json::to_value(&paid).map_err(ApiError::internal)?;
+    // The deal is paid before anyone is told: a subscriber that reads the
+    // deal on PAYMENT_RECEIVED must find it paid.
+    tx.commit().await?;
     if let Some(events) = &state.events {
-        let data = serde_json::to_value(&paid).map_err(ApiError::internal)?;
         let event = CrossAppEvent::new(
             "PAYMENT_RECEIVED",
             ServiceName::CrmApi.as_str(),
@@ -140,9 +143,14 @@ pub(super) async fn stripe_webhook(
             data,
         )
         .with_stable_id(event_id);
-        events.publish(&event).await.map_err(ApiError::internal)?;
+        if let Err(e) = events.publish(&event).await {
+            // Nobody was told: give the claim back, so that Stripe's retry
+            // publishes again (the deal keeps its first `paid_at`, the
+            // event its stable id).
+            unclaim(&state.db, event_id).await;
+            return Err(ApiError::internal(e));
+        }
     }
-    tx.commit().await?;
     Ok(Json(
         json!({ "received": true, "handled": true, "dealId": paid.id }),
     ))
@@ -172,10 +180,10 @@ const REMEMBER_EVENTS: &str = "30 days";
 /// Claims `event_id` in `tx`: false when it was handled before (or is
 /// being handled by a transaction that then commits).
 ///
-/// The claim is made in the transaction that has the event's effect, and
-/// that transaction commits only once the event is published: a failure on
-/// the way leaves the id unclaimed, so Stripe's retry still goes through;
-/// two deliveries at once wait on the claim.
+/// The claim is made in the transaction that has the event's effect: a
+/// failure before the commit leaves the id unclaimed, and a failure to
+/// publish after it gives the claim back ([`unclaim`]), so Stripe's retry
+/// still goes through; two deliveries at once wait on the claim.
 async fn claim(
     tx: &mut Transaction<'static, Postgres>,
     event_id: &str,
@@ -195,6 +203,17 @@ async fn claim(
     .await?
     .rows_affected();
     Ok(claimed == 1)
+}
+
+/// Forgets that `event_id` was handled (its effect could not be announced).
+async fn unclaim(db: &sqlx::PgPool, event_id: &str) {
+    if let Err(e) = sqlx::query("DELETE FROM webhooks.stripe_events WHERE event_id = $1")
+        .bind(event_id)
+        .execute(db)
+        .await
+    {
+        tracing::error!(event_id, error = %e, "the event could not be published nor its id released: Stripe's retry will be taken as a duplicate");
+    }
 }
 
 fn duplicate(event_id: &str) -> Json<Value> {
