@@ -2,8 +2,10 @@
 //! the process runtime, stands in for a deployment; the harness then runs
 //! against it as `--runtime external` given only what a team has of its
 //! staging: the services' and mocks' URLs and the admin token, in an
-//! external file this test writes ([`deployment_urls`] is the one place
-//! those URLs come from, so a TLS-terminating front can be put before them).
+//! external file this test writes, and the CA of its certificates. As on a
+//! real deployment every service is reached over TLS: a TLS-terminating
+//! front ([`TlsFront`]) stands before each, so the file's URLs are
+//! `https://` (and the gateway's `wss://`), given with `--ca-cert`.
 //!
 //! - URLs only: the scenario suite runs what needs no database, Redis or
 //!   chaos, and skips the rest with the reason (console, JUnit, JSON); the
@@ -30,6 +32,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tekup_harness::env::{error_chain, Ecosystem, Kind, Runtime};
 use tekup_harness::load::{self, Plan, Profile};
+use tekup_harness::net::{ClientTls, TestCerts, TlsFront};
 use tekup_harness::platform::Platform;
 
 fn workspace() -> PathBuf {
@@ -53,21 +56,52 @@ async fn deployment(defects: Option<&str>, logs: &Path) -> Ecosystem {
         .unwrap_or_else(|e| panic!("the stand-in deployment starts: {}", error_chain(&e)))
 }
 
-/// The URLs an external run is given: every service and mock of the
-/// deployment (not its database nor Redis).
-fn deployment_urls(eco: &Ecosystem) -> BTreeMap<String, String> {
-    eco.components()
-        .filter(|c| c.kind() == Kind::Service)
-        .map(|c| (c.name().to_owned(), c.url().expect("a service has a URL")))
-        .collect()
+/// The deployment as a team sees it: its services behind TLS.
+struct Fronted {
+    /// The services' own `http://` URLs, which only the deployment's
+    /// components use.
+    plain: BTreeMap<String, String>,
+    front: TlsFront,
+    certs: TestCerts,
 }
 
-/// Writes the external file: the URLs, the admin token and, when
+impl Fronted {
+    /// Puts a TLS front with certificates of a private CA before every
+    /// service and mock of `eco` (not its database nor Redis).
+    async fn new(eco: &Ecosystem, dir: &Path) -> Fronted {
+        let plain: BTreeMap<String, String> = eco
+            .components()
+            .filter(|c| c.kind() == Kind::Service)
+            .map(|c| (c.name().to_owned(), c.url().expect("a service has a URL")))
+            .collect();
+        let certs = TestCerts::generate(dir.join("certs")).expect("certificates");
+        let front = TlsFront::start(&plain, certs.server())
+            .await
+            .expect("the TLS front starts");
+        Fronted {
+            plain,
+            front,
+            certs,
+        }
+    }
+
+    /// The `https://` URLs an external run is given.
+    fn urls(&self) -> BTreeMap<String, String> {
+        self.front.urls().clone()
+    }
+
+    fn ca(&self) -> String {
+        self.certs.ca_cert().to_str().expect("utf-8").to_owned()
+    }
+}
+
+/// Writes the external file: the front's URLs, the admin token and, when
 /// `dsns`, the database's and Redis's URLs.
-fn external_file(eco: &Ecosystem, dir: &Path, dsns: bool) -> PathBuf {
+fn external_file(eco: &Ecosystem, fronted: &Fronted, dir: &Path, dsns: bool) -> PathBuf {
     let token = &eco.file().vars["admin-token"];
     let mut text = format!("[vars]\nadmin-token = \"{token}\"\n");
-    let mut urls = deployment_urls(eco);
+    let mut urls = fronted.urls();
+    assert!(urls.values().all(|u| u.starts_with("https://")), "{urls:?}");
     if dsns {
         for c in eco
             .components()
@@ -78,6 +112,11 @@ fn external_file(eco: &Ecosystem, dir: &Path, dsns: bool) -> PathBuf {
     }
     for (name, url) in urls {
         writeln!(text, "[component.{name}]\nurl = \"{url}\"").expect("write");
+        // Inside the deployment its components reach each other without
+        // the front (the Stripe mock delivers webhooks to crm-api there).
+        if let Some(peer) = fronted.plain.get(&name) {
+            writeln!(text, "peer-url = \"{peer}\"").expect("write");
+        }
     }
     let path = dir.join(if dsns { "with-dsns.toml" } else { "urls.toml" });
     std::fs::write(&path, text).expect("write the external file");
@@ -107,13 +146,15 @@ fn harness(args: &[&str]) -> (bool, String) {
 }
 
 /// `run` of `scenarios/` against the deployment the file describes.
-fn run_scenarios(file: &Path, reports: &Path, extra: &[&str]) -> (bool, String) {
+fn run_scenarios(file: &Path, ca: &str, reports: &Path, extra: &[&str]) -> (bool, String) {
     let mut args = vec![
         "run",
         "--runtime",
         "external",
         "--external",
         file.to_str().expect("utf-8"),
+        "--ca-cert",
+        ca,
         "--reports-dir",
         reports.to_str().expect("utf-8"),
         "--report",
@@ -193,11 +234,13 @@ fn an_external_deployment_given_by_urls_then_with_dsns() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let staging = rt.block_on(deployment(None, &dir.path().join("logs")));
-    let urls_only = external_file(&staging, dir.path(), false);
+    let fronted = rt.block_on(Fronted::new(&staging, dir.path()));
+    let ca = fronted.ca();
+    let urls_only = external_file(&staging, &fronted, dir.path(), false);
 
     // ---- URLs only: the scenario suite ----
     let reports = dir.path().join("urls");
-    let (ok, output) = run_scenarios(&urls_only, &reports, &[]);
+    let (ok, output) = run_scenarios(&urls_only, &ca, &reports, &[]);
     assert!(ok, "nothing fails, the rest is skipped:\n{output}");
     let seen = outcomes(&reports);
     let needing = scenarios_using(&["sql", "redis", "chaos"]);
@@ -273,9 +316,9 @@ fn an_external_deployment_given_by_urls_then_with_dsns() {
     // of the Graph mock's mailbox where it counts one, every time; most
     // likely a second page of a mailbox grown by the mail the sweep had
     // the services send, not yet confirmed)
-    let with_dsns = external_file(&staging, dir.path(), true);
+    let with_dsns = external_file(&staging, &fronted, dir.path(), true);
     let reports = dir.path().join("dsns");
-    let (ok, output) = run_scenarios(&with_dsns, &reports, &[]);
+    let (ok, output) = run_scenarios(&with_dsns, &ca, &reports, &[]);
     assert!(ok, "{output}");
     let seen = outcomes(&reports);
     let chaos = scenarios_using(&["chaos"]);
@@ -314,6 +357,8 @@ fn an_external_deployment_given_by_urls_then_with_dsns() {
         "external",
         "--external",
         urls_only.to_str().expect("utf-8"),
+        "--ca-cert",
+        &ca,
         "--reports-dir",
         sweep_reports.to_str().expect("utf-8"),
     ]);
@@ -335,6 +380,8 @@ fn an_external_deployment_given_by_urls_then_with_dsns() {
         "external",
         "--external",
         urls_only.to_str().expect("utf-8"),
+        "--ca-cert",
+        &ca,
         "--reports-dir",
         dir.path().join("prop").to_str().expect("utf-8"),
         "--cases",
@@ -352,6 +399,12 @@ fn an_external_deployment_given_by_urls_then_with_dsns() {
             .file(workspace().join("fixtures/ecosystem.toml"))
             .runtime(Runtime::External)
             .external_file(&urls_only)
+            .tls(
+                ClientTls::builder()
+                    .ca_cert(fronted.certs.ca_cert())
+                    .build()
+                    .expect("the CA file"),
+            )
             .start()
             .await
             .expect("the external runtime connects");
@@ -377,6 +430,8 @@ fn an_external_deployment_given_by_urls_then_with_dsns() {
         "external",
         "--external",
         with_dsns.to_str().expect("utf-8"),
+        "--ca-cert",
+        &ca,
         "--reports-dir",
         dir.path().join("prop").to_str().expect("utf-8"),
         "--cases",
@@ -394,6 +449,7 @@ fn an_external_deployment_given_by_urls_then_with_dsns() {
     let reports = dir.path().join("kept");
     let (ok, output) = run_scenarios(
         &with_dsns,
+        &ca,
         &reports,
         &["--keep-tenants", "--filter", "voice-get-leads"],
     );
@@ -413,9 +469,15 @@ fn a_deployment_that_leaks_fails_the_run_against_it() {
         Some("cross-tenant-fanout"),
         &dir.path().join("logs"),
     ));
-    let urls_only = external_file(&staging, dir.path(), false);
+    let fronted = rt.block_on(Fronted::new(&staging, dir.path()));
+    let urls_only = external_file(&staging, &fronted, dir.path(), false);
     let reports = dir.path().join("reports");
-    let (ok, output) = run_scenarios(&urls_only, &reports, &["--filter", "voice-get-leads"]);
+    let (ok, output) = run_scenarios(
+        &urls_only,
+        &fronted.ca(),
+        &reports,
+        &["--filter", "voice-get-leads"],
+    );
     assert!(!ok, "the leak is reported:\n{output}");
     let seen = outcomes(&reports);
     assert_eq!(seen["voice-get-leads"].0, "failed", "{output}");

@@ -80,6 +80,97 @@ impl Default for ConnLimits {
     }
 }
 
+/// How much of a request the client is still sending a closing connection
+/// reads and throws away, and for how long at most (see [`Lingering`]).
+const LINGER_BYTES: usize = 4 << 20;
+const LINGER_FOR: Duration = Duration::from_secs(2);
+
+/// A connection's stream that closes the way a client can read an early
+/// answer.
+///
+/// A server that answers before it has read the whole request (413 for a
+/// body over the limit, 401 before a large upload) and then closes the
+/// socket with the rest of the request unread makes the kernel send a
+/// reset instead of an orderly close; a reset makes the peer drop what it
+/// had received and not yet read, the answer included, so the client sees
+/// "connection reset" instead of the 413. On loopback the answer usually
+/// wins the race; through a proxy or a TLS front it usually loses. So on
+/// close this sends its FIN, then reads and discards what the client still
+/// sends (up to [`LINGER_BYTES`], for at most [`LINGER_FOR`]) before the
+/// socket is dropped: the "lingering close" of HTTP/1.1 servers.
+struct Lingering<S> {
+    inner: S,
+    drain: Option<(usize, std::pin::Pin<Box<tokio::time::Sleep>>)>,
+}
+
+impl<S> Lingering<S> {
+    fn new(inner: S) -> Self {
+        Self { inner, drain: None }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Lingering<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite
+    for Lingering<S>
+{
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.drain.is_none() {
+            std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            this.drain = Some((LINGER_BYTES, Box::pin(tokio::time::sleep(LINGER_FOR))));
+        }
+        let Some((left, deadline)) = this.drain.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut scratch = [0u8; 16 * 1024];
+        loop {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = tokio::io::ReadBuf::new(&mut scratch);
+            match std::pin::Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => {
+                    *left = left.saturating_sub(buf.filled().len());
+                    if *left == 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then drains,
 /// with the default [`ConnLimits`].
 pub async fn serve(
@@ -130,7 +221,10 @@ pub async fn serve_with(
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(limits.header_read)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .serve_connection(
+                    hyper_util::rt::TokioIo::new(Lingering::new(stream)),
+                    service,
+                )
                 .with_upgrades();
             tokio::pin!(connection);
             let mut asked = false;

@@ -582,9 +582,13 @@ impl Ecosystem {
 
     /// The base URL other components reach `name` on, for a URL the
     /// harness hands to one of them (a webhook's target): under docker
-    /// `http://<name>:<port>` on the run's network, else what [`Self::url`]
-    /// gives.
+    /// `http://<name>:<port>` on the run's network, on an external
+    /// deployment the component's `peer-url` in the external file, else
+    /// what [`Self::url`] gives.
     pub fn peer_url(&self, name: &str) -> Result<String, EnvError> {
+        if let Some(url) = self.component(name)?.instance.peer_url_override() {
+            return Ok(url);
+        }
         let url = self.url(name)?;
         if self.runtime != Runtime::Docker {
             return Ok(url);

@@ -10,6 +10,9 @@
 //! admin-token = "the services' ADMIN_TOKEN"
 //! [component.flow-api]
 //! url = "https://flow.staging.example.com"
+//! [component.crm-api]
+//! url = "https://crm.staging.example.com"
+//! peer-url = "http://crm-api.tekup.svc:8080"   # optional, see below
 //! [component.postgres]
 //! url = "postgres://tekup:secret@db.staging.example.com:5432/tekup"
 //! ```
@@ -21,6 +24,11 @@
 //! database, Redis and the mocks are optional: a deployment rarely exposes
 //! them, and what needs one (a scenario's `sql` or `redis` step, a `mock`
 //! step, the sweep's `database` class) is skipped with the reason instead.
+//! `peer-url` is where the deployment's own components reach one of
+//! them, when that differs from `url` (an ingress terminating TLS before a
+//! service inside the cluster): a URL the harness hands to a component,
+//! like the webhook endpoint a scenario registers with the deployment's
+//! Stripe mock (`${crm-api.peer-url}`), is that one.
 //! Readiness is still checked (the deployment must answer), and faults
 //! (`kill`, `pause`, `restart`) are refused: this is someone's staging.
 
@@ -48,14 +56,21 @@ struct ExternalFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 struct ExternalComponent {
     url: String,
+    /// Where the deployment's own components reach it, when that is not
+    /// `url` (a webhook the harness registers with a mock of the
+    /// deployment points there): e.g. the service's address inside the
+    /// cluster, behind the TLS-terminating ingress that `url` names.
+    peer_url: Option<String>,
 }
 
 /// A running deployment described by URLs.
 #[derive(Debug)]
 pub(crate) struct ExternalBackend {
     urls: BTreeMap<String, String>,
+    peer_urls: BTreeMap<String, String>,
     /// Vars of the deployment, over the ecosystem file's.
     pub(crate) vars: BTreeMap<String, String>,
 }
@@ -83,6 +98,11 @@ impl ExternalBackend {
             }
             None => ExternalFile::default(),
         };
+        let peer_urls = parsed
+            .component
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.peer_url.clone()?)))
+            .collect();
         Ok(Self {
             vars: parsed.vars,
             urls: parsed
@@ -90,6 +110,7 @@ impl ExternalBackend {
                 .into_iter()
                 .map(|(k, v)| (k, v.url))
                 .collect(),
+            peer_urls,
         })
     }
 
@@ -103,6 +124,7 @@ impl ExternalBackend {
 #[derive(Debug)]
 struct ExternalInstance {
     url: Option<String>,
+    peer_url: Option<String>,
     job: bool,
     host: String,
     port: Option<u16>,
@@ -124,6 +146,9 @@ impl Instance for ExternalInstance {
     }
     fn url_override(&self) -> Option<String> {
         self.url.clone()
+    }
+    fn peer_url_override(&self) -> Option<String> {
+        self.peer_url.clone()
     }
     fn exit_status(&self) -> BoxFuture<'_, Result<Option<ExitInfo>, EnvError>> {
         let status = self.job.then(|| ExitInfo {
@@ -191,6 +216,7 @@ impl Backend for ExternalBackend {
             }
             Ok(Arc::new(ExternalInstance {
                 url,
+                peer_url: self.peer_urls.get(name).cloned(),
                 job: spec.component.kind == Kind::Job,
                 host: spec.placement.inner_host,
                 port: spec.placement.inner_port,

@@ -108,6 +108,11 @@ pub trait Instance: Send + Sync + fmt::Debug {
     fn url_override(&self) -> Option<String> {
         None
     }
+    /// The URL the deployment's other components reach it on, when the
+    /// runtime was told one (an external file's `peer-url`).
+    fn peer_url_override(&self) -> Option<String> {
+        None
+    }
     /// `Some` once it has exited.
     fn exit_status(&self) -> BoxFuture<'_, Result<Option<ExitInfo>, EnvError>>;
     /// The last `lines` lines of its output.
