@@ -189,7 +189,8 @@ async fn the_scenario_suite_passes_under_docker_with_release_program_images() {
     );
     assert!(
         stderr.contains("skip redis-link-down")
-            && stderr.contains("skipped: it faults a link, and links need the process runtime"),
+            && stderr
+                .contains("needs the fault proxies on the links: links need the process runtime"),
         "{stderr}"
     );
     assert!(run.status.success(), "{stdout}\n{stderr}");
