@@ -174,7 +174,7 @@ pub fn schema() -> Value {
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "tekup-harness scenario",
-        "description": "A scenario file (DESIGN.md, \"Scenario files\"). Strings may hold ${name}, ${env.X}, ${uuid}, ${email}, ${now}, tenant references and cross-app tokens minted at each use (${cross-app-token:iss=flow-api,aud=crm-api,sub=acme,scope=read:contacts}).",
+        "description": "A scenario file (scenarios/README.md). Strings may hold ${name}, ${env.X}, ${uuid}, ${email}, ${now}, tenant references and cross-app tokens minted at each use (${cross-app-token:iss=flow-api,aud=crm-api,sub=acme,scope=read:contacts}).",
         "type": "object",
         "additionalProperties": false,
         "required": ["name", "steps"],
