@@ -15,13 +15,18 @@
 //!   - when: { tool-result: get_weather }
 //!     reply: { text: "It is {{tool-result.temperature}} degrees." }
 //! default: { text: "Mock answer to: {{prompt}}" }
-//! transcripts: { default: "hello", by-file: { lead.wav: "create a lead" } }
+//! transcripts: { default: "hello", by-file: { lead.wav: "create a lead" }, by-tone: { 440: "show my new leads" } }
 //! ```
 //!
 //! A rule with a function call only fires when the request declares that tool
 //! (a real model cannot call an undeclared function); rules without
 //! `tool-result` never fire on a turn that answers a tool call, so a client's
 //! tool loop ends.
+//!
+//! Transcripts stand in for speech recognition: OpenAI's transcription
+//! endpoint looks them up by the uploaded file's name (`by-file`), the Gemini
+//! Live API by the pitch of the tone a test speaks (`by-tone`, see the Live
+//! module's audio source); both fall back to `default`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -127,6 +132,9 @@ struct TranscriptsFile {
     default: Option<String>,
     #[serde(default)]
     by_file: BTreeMap<String, String>,
+    /// Live audio: the pitch in Hz of a test tone and what it "says".
+    #[serde(default)]
+    by_tone: BTreeMap<u32, String>,
 }
 
 impl Script {
@@ -214,6 +222,23 @@ impl Script {
             .or(self.transcripts.default.as_ref())
             .cloned()
             .unwrap_or_else(|| "This is a mock transcription.".into())
+    }
+
+    /// The transcript of an utterance heard on a Live session whose pitch is
+    /// `tone_hz`: the `by-tone` entry within 5 % of it (the nearest if
+    /// several), else the default transcript.
+    #[must_use]
+    pub fn transcript_of_tone(&self, tone_hz: Option<f64>) -> String {
+        let by_tone = tone_hz.and_then(|hz| {
+            self.transcripts
+                .by_tone
+                .iter()
+                .map(|(&want, text)| ((hz - f64::from(want)).abs() / f64::from(want), text))
+                .filter(|(off, _)| *off <= 0.05)
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, text)| text.clone())
+        });
+        by_tone.unwrap_or_else(|| self.transcript(""))
     }
 }
 
@@ -409,6 +434,19 @@ default: { text: "Echo: {{prompt}}" }
             err.to_string().contains("rules[0].reply: exactly one of"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn transcripts_by_tone_match_within_five_percent() {
+        let s = Script::parse(
+            "transcripts: { default: plain, by-tone: { 440: four forty, 880: eight eighty } }\n",
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        assert_eq!(s.transcript_of_tone(Some(437.5)), "four forty");
+        assert_eq!(s.transcript_of_tone(Some(900.0)), "eight eighty");
+        assert_eq!(s.transcript_of_tone(Some(600.0)), "plain");
+        assert_eq!(s.transcript_of_tone(None), "plain");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! (the protobuf JSON mapping accepts both); answers are camelCase.
 
 mod live;
+mod models;
 mod rest;
 
 use std::sync::{Arc, OnceLock};
