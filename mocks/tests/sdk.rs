@@ -211,3 +211,38 @@ async fn genai_sdk_rest_and_live() {
     assert_eq!(upgrades[0].status, Some(101));
     assert_eq!(upgrades[0].header("x-goog-api-key"), Some("test-key"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn genai_sdk_live_voice_and_refusals() {
+    let ca = TestCa::generate().unwrap();
+    let live = Gemini::builder().tls(&ca).start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    ca.write_ca_pem(&ca_file).unwrap();
+    let out = run_script(
+        "test_genai_live.py",
+        &[
+            ("MOCK_GEMINI_TLS_URL", live.uri()),
+            ("SSL_CERT_FILE", ca_file.display().to_string()),
+        ],
+    )
+    .await;
+    for step in [
+        "ok: Live: 1.5 s of silence and audioStreamEnd get no turn",
+        "ok: Live: spoken PCM (realtimeInput.audio) -> inputTranscription -> toolCall get_leads {status: new}",
+        "ok: Live: spoken answer,",
+        "ok: Live: manual activity (activityStart, mediaChunks, activityEnd) -> toolCall create_activity",
+        "ok: Live: unknown or non-Live model refused at setup with APIError 1008",
+        "ok: Live: audio it cannot read closes with 1007",
+        "ok: Live: malformed JSON closes with 1007",
+        "ok: Live: an unknown message kind closes with 1007",
+    ] {
+        assert!(out.contains(step), "missing step {step:?} in:\n{out}");
+    }
+    let sessions = live
+        .journal()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/ws/") && r.status == Some(101))
+        .count();
+    assert_eq!(sessions, 8, "one upgrade per Live session of the script");
+}

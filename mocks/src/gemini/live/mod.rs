@@ -50,7 +50,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use self::audio::{Media, Utterance, Vad, VadConfig};
-use super::{google_error, models, normalize, prompt_of, tool_names, GeminiState};
+use super::{camel, google_error, models, normalize, prompt_of, tool_names, GeminiState};
 use crate::ids;
 use crate::script::{estimate_tokens, Reply};
 
@@ -153,15 +153,16 @@ fn invalid(reason: impl Into<String>) -> Close {
     (CLOSE_INVALID, reason.into())
 }
 
-/// The first key of `object` that is not in `allowed`, as the protobuf JSON
-/// parser names it.
+/// The first key of `object` that is not in `allowed` (camelCase names; a
+/// snake_case key counts as its camelCase twin), named as the client wrote it,
+/// as the protobuf JSON parser names it.
 fn unknown_field(object: &Value, allowed: &[&str], at: &str) -> Result<(), Close> {
     let Some(map) = object.as_object() else {
         return Err(invalid(format!(
             "Invalid JSON payload received. Expected an object at '{at}'."
         )));
     };
-    match map.keys().find(|k| !allowed.contains(&k.as_str())) {
+    match map.keys().find(|k| !allowed.contains(&camel(k).as_str())) {
         Some(key) if at.is_empty() => Err(invalid(format!(
             "Invalid JSON payload received. Unknown name \"{key}\": Cannot find field."
         ))),
@@ -170,6 +171,46 @@ fn unknown_field(object: &Value, allowed: &[&str], at: &str) -> Result<(), Close
         ))),
         None => Ok(()),
     }
+}
+
+/// `object[name]`, written in camelCase or snake_case.
+fn field<'a>(object: &'a Value, name: &str) -> Option<&'a Value> {
+    object
+        .as_object()?
+        .iter()
+        .find(|(k, _)| camel(k) == name)
+        .map(|(_, v)| v)
+}
+
+/// Checks the names of a client message as the client wrote them, before
+/// they are normalized: an unknown name is refused, never ignored.
+fn check_names(raw: &Value) -> Result<(), Close> {
+    unknown_field(raw, MESSAGE_KINDS, "")?;
+    if let Some(body) = field(raw, "clientContent") {
+        unknown_field(body, &["turns", "turnComplete"], "client_content")?;
+    }
+    if let Some(body) = field(raw, "toolResponse") {
+        unknown_field(body, &["functionResponses"], "tool_response")?;
+    }
+    if let Some(body) = field(raw, "contextUpdate") {
+        unknown_field(body, &["systemInstruction", "tools"], "context_update")?;
+    }
+    if let Some(body) = field(raw, "realtimeInput") {
+        unknown_field(body, REALTIME_FIELDS, "realtime_input")?;
+        let chunks = field(body, "mediaChunks").and_then(Value::as_array);
+        let blobs = chunks.into_iter().flatten().map(|b| ("media_chunks", b));
+        let single = ["audio", "video"]
+            .into_iter()
+            .filter_map(|f| field(body, f).map(|b| (f, b)));
+        for (name, blob) in blobs.chain(single) {
+            unknown_field(
+                blob,
+                &["data", "mimeType"],
+                &format!("realtime_input.{name}"),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 impl Session {
@@ -231,7 +272,10 @@ impl Session {
 
     fn handle(&mut self, bytes: &[u8]) -> Result<Vec<Value>, Close> {
         let message = match serde_json::from_slice::<Value>(bytes) {
-            Ok(v @ Value::Object(_)) => normalize(v),
+            Ok(v @ Value::Object(_)) => {
+                check_names(&v)?;
+                normalize(v)
+            }
             Ok(_) => {
                 return Err(invalid(
                     "Invalid JSON payload received. A client message must be a JSON object.",
@@ -239,7 +283,6 @@ impl Session {
             }
             Err(e) => return Err(invalid(format!("Invalid JSON payload received. {e}."))),
         };
-        unknown_field(&message, MESSAGE_KINDS, "")?;
         let kinds: Vec<&String> = message
             .as_object()
             .map(|o| o.keys().collect())
@@ -260,7 +303,6 @@ impl Session {
         }
         match kind {
             "clientContent" => {
-                unknown_field(body, &["turns", "turnComplete"], "client_content")?;
                 if let Some(turns) = body.get("turns").and_then(Value::as_array) {
                     self.history.extend(turns.iter().cloned());
                 }
@@ -274,7 +316,6 @@ impl Session {
             "realtimeInput" => self.realtime(body),
             "toolResponse" => self.tool_response(body),
             _ => {
-                unknown_field(body, &["systemInstruction", "tools"], "context_update")?;
                 let setup = self.setup.get_or_insert_with(|| json!({}));
                 if let Some(system) = body.get("systemInstruction") {
                     setup["systemInstruction"] = system.clone();
@@ -308,7 +349,6 @@ impl Session {
     }
 
     fn tool_response(&mut self, response: &Value) -> Result<Vec<Value>, Close> {
-        unknown_field(response, &["functionResponses"], "tool_response")?;
         let mut parts = Vec::new();
         for r in response
             .get("functionResponses")
@@ -337,7 +377,6 @@ impl Session {
     }
 
     fn realtime(&mut self, input: &Value) -> Result<Vec<Value>, Close> {
-        unknown_field(input, REALTIME_FIELDS, "realtime_input")?;
         let automatic =
             VadConfig::from_setup(self.setup.as_ref().unwrap_or(&Value::Null)).automatic;
         let mut heard = Vec::new();
@@ -394,8 +433,10 @@ impl Session {
         field: &str,
         automatic: bool,
     ) -> Result<Vec<Utterance>, Close> {
-        let at = format!("realtime_input.{field}");
-        unknown_field(blob, &["data", "mimeType"], &at)?;
+        let at = match field {
+            "mediaChunks" => "realtime_input.media_chunks".to_owned(),
+            other => format!("realtime_input.{other}"),
+        };
         let mime = blob
             .get("mimeType")
             .and_then(Value::as_str)
