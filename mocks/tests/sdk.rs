@@ -202,6 +202,27 @@ async fn genai_sdk_rest_and_live() {
     )
     .await;
     assert!(out.contains("ok: Live session over wss"), "{out}");
+    assert!(
+        out.contains(
+            "ok: a scripted reply that does not fit the schema is an error naming the rule"
+        ),
+        "{out}"
+    );
+    let structured: Vec<_> = rest
+        .journal()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/models/gemini-2.5-flash:generateContent"))
+        .collect();
+    let statuses: Vec<_> = structured.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [Some(200), Some(200), Some(200), Some(200), Some(200), Some(200), Some(500), Some(400)],
+        "structured-output calls: built, built again, list, enum, JSON Schema, scripted, misfit, text/plain"
+    );
+    assert!(
+        structured[0].body_json().unwrap()["generationConfig"]["responseSchema"]["type"]
+            == "OBJECT"
+    );
     let upgrades: Vec<_> = live
         .journal()
         .into_iter()

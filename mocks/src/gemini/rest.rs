@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{google_error, models, normalize, prompt_of, tool_names, GeminiState};
+use super::{google_error, models, normalize, prompt_of, structured, tool_names, GeminiState};
 use crate::ids;
 use crate::script::{estimate_tokens, Reply};
 
@@ -165,7 +165,9 @@ fn generate(s: &GeminiState, model: &str, request: &Value) -> Result<Generation,
         request.get("systemInstruction"),
         tool_names(request.get("tools")),
     );
-    let mut reply = s.script.answer(&prompt);
+    let format = structured::format_of(request)?;
+    let (mut reply, rule) = s.script.answer_by_rule(&prompt);
+    let mut rule = rule.map(str::to_owned);
     let mode = request
         .pointer("/toolConfig/functionCallingConfig/mode")
         .and_then(Value::as_str)
@@ -173,17 +175,10 @@ fn generate(s: &GeminiState, model: &str, request: &Value) -> Result<Generation,
     if mode == "NONE" {
         if let Reply::FunctionCall { .. } = reply {
             reply = Reply::Text(format!("This is a mock Gemini answer to: {}", prompt.user));
+            rule = None;
         }
     }
-    let json_mime = request
-        .pointer("/generationConfig/responseMimeType")
-        .and_then(Value::as_str)
-        == Some("application/json");
-    if let Reply::Text(text) = &reply {
-        if json_mime && serde_json::from_str::<Value>(text).is_err() {
-            reply = Reply::Text(json!({ "answer": text }).to_string());
-        }
-    }
+    let reply = structured::shape(&format, reply, rule.as_deref(), &prompt.user)?;
     Ok(Generation {
         model: model.to_owned(),
         reply,

@@ -382,7 +382,7 @@ impl Session {
         let mut heard = Vec::new();
         if input.get("activityStart").is_some() {
             if automatic {
-                return Err(invalid(activity_refused("activityStart")));
+                return Err(invalid(activity_refused("activity_start")));
             }
             self.vad.clear();
             self.in_activity = true;
@@ -411,7 +411,7 @@ impl Session {
         }
         if input.get("activityEnd").is_some() {
             if automatic {
-                return Err(invalid(activity_refused("activityEnd")));
+                return Err(invalid(activity_refused("activity_end")));
             }
             self.in_activity = false;
             if let Some(u) = self.vad.finish() {
