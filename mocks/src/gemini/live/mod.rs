@@ -38,6 +38,7 @@
 //! close code.
 
 mod audio;
+mod names;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,7 +51,8 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use self::audio::{Media, Utterance, Vad, VadConfig};
-use super::{camel, google_error, models, normalize, prompt_of, tool_names, GeminiState};
+use self::names::{activity_refused, check_names};
+use super::{google_error, models, normalize, prompt_of, tool_names, GeminiState};
 use crate::ids;
 use crate::script::{estimate_tokens, Reply};
 
@@ -61,23 +63,6 @@ const CLOSE_AWAY: u16 = 1001;
 const REASON_MAX: usize = 123;
 /// Model audio is sent in chunks of at most this many bytes (0.5 s).
 const AUDIO_CHUNK: usize = audio::OUTPUT_RATE as usize;
-
-const MESSAGE_KINDS: &[&str] = &[
-    "setup",
-    "clientContent",
-    "realtimeInput",
-    "toolResponse",
-    "contextUpdate",
-];
-const REALTIME_FIELDS: &[&str] = &[
-    "mediaChunks",
-    "audio",
-    "video",
-    "text",
-    "activityStart",
-    "activityEnd",
-    "audioStreamEnd",
-];
 
 pub(super) async fn upgrade(
     State(s): State<Arc<GeminiState>>,
@@ -151,66 +136,6 @@ type Close = (u16, String);
 
 fn invalid(reason: impl Into<String>) -> Close {
     (CLOSE_INVALID, reason.into())
-}
-
-/// The first key of `object` that is not in `allowed` (camelCase names; a
-/// snake_case key counts as its camelCase twin), named as the client wrote it,
-/// as the protobuf JSON parser names it.
-fn unknown_field(object: &Value, allowed: &[&str], at: &str) -> Result<(), Close> {
-    let Some(map) = object.as_object() else {
-        return Err(invalid(format!(
-            "Invalid JSON payload received. Expected an object at '{at}'."
-        )));
-    };
-    match map.keys().find(|k| !allowed.contains(&camel(k).as_str())) {
-        Some(key) if at.is_empty() => Err(invalid(format!(
-            "Invalid JSON payload received. Unknown name \"{key}\": Cannot find field."
-        ))),
-        Some(key) => Err(invalid(format!(
-            "Invalid JSON payload received. Unknown name \"{key}\" at '{at}': Cannot find field."
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// `object[name]`, written in camelCase or snake_case.
-fn field<'a>(object: &'a Value, name: &str) -> Option<&'a Value> {
-    object
-        .as_object()?
-        .iter()
-        .find(|(k, _)| camel(k) == name)
-        .map(|(_, v)| v)
-}
-
-/// Checks the names of a client message as the client wrote them, before
-/// they are normalized: an unknown name is refused, never ignored.
-fn check_names(raw: &Value) -> Result<(), Close> {
-    unknown_field(raw, MESSAGE_KINDS, "")?;
-    if let Some(body) = field(raw, "clientContent") {
-        unknown_field(body, &["turns", "turnComplete"], "client_content")?;
-    }
-    if let Some(body) = field(raw, "toolResponse") {
-        unknown_field(body, &["functionResponses"], "tool_response")?;
-    }
-    if let Some(body) = field(raw, "contextUpdate") {
-        unknown_field(body, &["systemInstruction", "tools"], "context_update")?;
-    }
-    if let Some(body) = field(raw, "realtimeInput") {
-        unknown_field(body, REALTIME_FIELDS, "realtime_input")?;
-        let chunks = field(body, "mediaChunks").and_then(Value::as_array);
-        let blobs = chunks.into_iter().flatten().map(|b| ("media_chunks", b));
-        let single = ["audio", "video"]
-            .into_iter()
-            .filter_map(|f| field(body, f).map(|b| (f, b)));
-        for (name, blob) in blobs.chain(single) {
-            unknown_field(
-                blob,
-                &["data", "mimeType"],
-                &format!("realtime_input.{name}"),
-            )?;
-        }
-    }
-    Ok(())
 }
 
 impl Session {
@@ -529,8 +454,4 @@ impl Session {
         }));
         out
     }
-}
-
-fn activity_refused(signal: &str) -> String {
-    format!("realtime_input.{signal} needs setup.realtimeInputConfig.automaticActivityDetection.disabled = true.")
 }
