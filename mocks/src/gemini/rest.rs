@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::{google_error, models, normalize, prompt_of, structured, tool_names, GeminiState};
 use crate::ids;
 use crate::script::{estimate_tokens, Reply};
+use crate::server::not_mocked_message;
 
 pub(super) async fn list_models(
     State(s): State<Arc<GeminiState>>,
@@ -55,19 +56,21 @@ pub(super) async fn model_action(
     if let Err((status, m)) = s.check_key(&headers, q.as_deref()) {
         return google_error(status, &m);
     }
+    let not_mocked = || {
+        let path = format!("/{version}/models/{name}");
+        google_error(
+            StatusCode::NOT_FOUND,
+            &not_mocked_message("gemini", &Method::POST, &path),
+        )
+    };
     let Some((model, action)) = name.split_once(':') else {
-        return google_error(StatusCode::NOT_FOUND, "Method not found.");
+        return not_mocked();
     };
     let method = match action {
         "generateContent" | "streamGenerateContent" => "generateContent",
         "embedContent" | "batchEmbedContents" => "embedContent",
         "countTokens" => "countTokens",
-        other => {
-            return google_error(
-                StatusCode::NOT_FOUND,
-                &format!("Method not found: {other}."),
-            )
-        }
+        _ => return not_mocked(),
     };
     if let Err(message) = models::check(model, method, &version) {
         return google_error(StatusCode::NOT_FOUND, &message);
@@ -131,10 +134,7 @@ pub(super) async fn model_action(
                 .unwrap_or_default();
             Json(json!({ "embeddings": embeddings })).into_response()
         }
-        other => google_error(
-            StatusCode::NOT_FOUND,
-            &format!("Method not found: {other}."),
-        ),
+        _ => not_mocked(),
     }
 }
 

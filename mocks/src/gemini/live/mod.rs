@@ -45,7 +45,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -55,6 +55,7 @@ use self::names::{activity_refused, check_names};
 use super::{google_error, models, normalize, prompt_of, tool_names, GeminiState};
 use crate::ids;
 use crate::script::{estimate_tokens, Reply};
+use crate::server::not_mocked_message;
 
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_INVALID: u16 = 1007;
@@ -71,11 +72,18 @@ pub(super) async fn upgrade(
     RawQuery(q): RawQuery,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let not_mocked = || {
+        let path = format!("/ws/{method}");
+        google_error(
+            StatusCode::NOT_FOUND,
+            &not_mocked_message("gemini", &Method::GET, &path),
+        )
+    };
     let Some(rest) = method.strip_prefix("google.ai.generativelanguage.") else {
-        return google_error(StatusCode::NOT_FOUND, "Method not found.");
+        return not_mocked();
     };
     let Some((version, rpc)) = rest.split_once(".GenerativeService.") else {
-        return google_error(StatusCode::NOT_FOUND, "Method not found.");
+        return not_mocked();
     };
     if !matches!(version, "v1alpha" | "v1beta" | "v1")
         || !matches!(
@@ -83,7 +91,7 @@ pub(super) async fn upgrade(
             "BidiGenerateContent" | "BidiGenerateContentConstrained"
         )
     {
-        return google_error(StatusCode::NOT_FOUND, "Method not found.");
+        return not_mocked();
     }
     let auth = if rpc == "BidiGenerateContentConstrained" {
         let token = crate::server::header_str(&headers, "authorization")
