@@ -13,10 +13,14 @@ use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
 use super::billing::{
-    cancel_intent, confirm_intent, create_intent, create_invoice, create_item, delete_invoice,
-    get_intent, get_invoice, invoice_action, list_intents, list_invoices, list_items,
-    update_intent,
+    create_invoice, create_item, delete_invoice, get_invoice, invoice_action, list_invoices,
+    list_items,
 };
+use super::payments::{
+    authenticate, cancel_intent, capture_intent, confirm_intent, create_intent,
+    create_payment_method, get_intent, get_payment_method, list_intents, update_intent,
+};
+use super::search;
 use super::webhook::WebhookEndpoint;
 use super::{form, missing, param_invalid, param_missing, stripe_error, RequestMeta, StripeState};
 use crate::ids;
@@ -27,6 +31,7 @@ type Meta = Extension<RequestMeta>;
 pub(super) fn router(state: Arc<StripeState>) -> Router {
     let api = Router::new()
         .route("/v1/customers", get(list_customers).post(create_customer))
+        .route("/v1/customers/search", get(search::customers))
         .route(
             "/v1/customers/{id}",
             get(get_customer)
@@ -38,9 +43,14 @@ pub(super) fn router(state: Arc<StripeState>) -> Router {
             "/v1/payment_intents/{id}",
             get(get_intent).post(update_intent),
         )
+        .route("/v1/payment_intents/search", get(search::payment_intents))
         .route("/v1/payment_intents/{id}/confirm", post(confirm_intent))
+        .route("/v1/payment_intents/{id}/capture", post(capture_intent))
         .route("/v1/payment_intents/{id}/cancel", post(cancel_intent))
+        .route("/v1/payment_methods", post(create_payment_method))
+        .route("/v1/payment_methods/{id}", get(get_payment_method))
         .route("/v1/invoices", get(list_invoices).post(create_invoice))
+        .route("/v1/invoices/search", get(search::invoices))
         .route("/v1/invoices/{id}", get(get_invoice).delete(delete_invoice))
         .route("/v1/invoices/{id}/{action}", post(invoice_action))
         .route("/v1/invoiceitems", get(list_items).post(create_item))
@@ -67,6 +77,7 @@ pub(super) fn router(state: Arc<StripeState>) -> Router {
         )
         .route("/__admin/stripe/deliveries", get(admin_deliveries))
         .route("/__admin/stripe/events", post(admin_trigger))
+        .route("/__admin/stripe/authenticate/{id}", get(authenticate))
         .with_state(state);
     api.merge(admin)
 }

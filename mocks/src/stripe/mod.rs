@@ -1,5 +1,7 @@
-//! The Stripe mock: customers, payment intents, invoices (and invoice items),
-//! events, webhook endpoints, and signed outgoing webhooks.
+//! The Stripe mock: customers, payment intents and payment methods (with
+//! Stripe's test cards, [`cards`]), invoices (and invoice items), search
+//! ([`search`], over the query language in [`query`]), events, webhook
+//! endpoints, and signed outgoing webhooks.
 //!
 //! Requests are form-encoded with bracket notation and authenticated with
 //! `Authorization: Bearer sk_test_...`; every answer carries `Request-Id`;
@@ -10,7 +12,11 @@
 
 mod api;
 mod billing;
+mod cards;
 mod form;
+mod payments;
+mod query;
+mod search;
 mod webhook;
 
 use std::collections::HashMap;
@@ -159,6 +165,8 @@ impl StripeBuilder {
 #[derive(Debug, Default)]
 pub(crate) struct Store {
     pub(crate) objects: HashMap<&'static str, Vec<Value>>,
+    /// The test card behind each payment method created from a raw number.
+    pub(crate) cards: HashMap<String, &'static cards::TestCard>,
 }
 
 impl Store {
