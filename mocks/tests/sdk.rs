@@ -191,7 +191,11 @@ async fn stripe_sdk_test_cards() {
         .into_iter()
         .filter(|r| r.status == Some(402))
         .count();
-    assert_eq!(declines, 10 + 1 + 2, "ten decline cards, one after 3-D Secure, two raw numbers");
+    assert_eq!(
+        declines,
+        10 + 1 + 2,
+        "ten decline cards, one after 3-D Secure, two raw numbers"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -161,7 +161,11 @@ pub(crate) fn by_number(number: &str) -> Option<&'static TestCard> {
 /// Whether `number` passes the Luhn check card numbers carry.
 pub(crate) fn luhn_valid(number: &str) -> bool {
     let digits: Vec<u32> = number.chars().filter_map(|c| c.to_digit(10)).collect();
-    if digits.len() < 12 || number.chars().any(|c| !(c.is_ascii_digit() || c == ' ' || c == '-')) {
+    if digits.len() < 12
+        || number
+            .chars()
+            .any(|c| !(c.is_ascii_digit() || c == ' ' || c == '-'))
+    {
         return false;
     }
     let sum: u32 = digits
@@ -181,7 +185,7 @@ pub(crate) fn luhn_valid(number: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// The decline for a real (non-test) card number used in test mode.
@@ -209,16 +213,19 @@ pub(crate) fn markdown_table() -> String {
         };
         let (what, decline) = match c.outcome {
             Outcome::Succeeds => ("succeeds".to_owned(), None),
-            Outcome::Declines(d) if c.refused_on_creation => {
-                ("refused when the PaymentMethod is created".to_owned(), Some(d))
-            }
+            Outcome::Declines(d) if c.refused_on_creation => (
+                "refused when the PaymentMethod is created".to_owned(),
+                Some(d),
+            ),
             Outcome::Declines(d) => ("declined".to_owned(), Some(d)),
-            Outcome::Authenticates { then: None, .. } => {
-                ("`requires_action` (3-D Secure), then succeeds".to_owned(), None)
-            }
-            Outcome::Authenticates { then: Some(d), .. } => {
-                ("`requires_action` (3-D Secure), then declined".to_owned(), Some(d))
-            }
+            Outcome::Authenticates { then: None, .. } => (
+                "`requires_action` (3-D Secure), then succeeds".to_owned(),
+                None,
+            ),
+            Outcome::Authenticates { then: Some(d), .. } => (
+                "`requires_action` (3-D Secure), then declined".to_owned(),
+                Some(d),
+            ),
         };
         let code = decline.map_or("—".to_owned(), |d| format!("`{}`", d.code));
         let decline_code = decline
@@ -256,8 +263,14 @@ mod tests {
 
     #[test]
     fn lookups_find_names_aliases_and_numbers() {
-        assert_eq!(by_payment_method("pm_card_chargeDeclined").map(|c| c.number), Some("4000000000000002"));
-        assert_eq!(by_number("4000 0027 6000 3184").and_then(|c| c.payment_method), Some("pm_card_authenticationRequired"));
+        assert_eq!(
+            by_payment_method("pm_card_chargeDeclined").map(|c| c.number),
+            Some("4000000000000002")
+        );
+        assert_eq!(
+            by_number("4000 0027 6000 3184").and_then(|c| c.payment_method),
+            Some("pm_card_authenticationRequired")
+        );
         assert!(by_payment_method("pm_card_nonsense").is_none());
     }
 

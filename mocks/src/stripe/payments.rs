@@ -23,7 +23,7 @@ use serde_json::{json, Map, Value};
 
 use super::api::{bool_param, expand, int_param, list_where, merge_metadata, query, str_param};
 use super::cards::{self, Authentication, Decline, Outcome, TestCard};
-use super::{form, missing, param_missing, stripe_error, RequestMeta, StripeState, Store};
+use super::{form, missing, param_missing, stripe_error, RequestMeta, Store, StripeState};
 use crate::ids;
 use crate::server::Origin;
 
@@ -75,8 +75,15 @@ pub(super) async fn create_payment_method(State(s): S, body: Bytes) -> Response 
         None => return param_missing("type"),
         Some("card") => {}
         Some(other) => {
-            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("parameter_invalid_string"),
-                &format!("Invalid type: the mock creates payment methods of type card only, not {other}."), Some("type"))
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("parameter_invalid_string"),
+                &format!(
+                "Invalid type: the mock creates payment methods of type card only, not {other}."
+            ),
+                Some("type"),
+            )
         }
     }
     let Some(number) = p.pointer("/card/number").and_then(Value::as_str) else {
@@ -88,15 +95,30 @@ pub(super) async fn create_payment_method(State(s): S, body: Bytes) -> Response 
         }
     }
     let card = match cards::by_number(number) {
-        Some(c) if c.refused_on_creation => return decline_response(&decline_body(outcome_decline(c), None, None), None),
+        Some(c) if c.refused_on_creation => {
+            return decline_response(&decline_body(outcome_decline(c), None, None), None)
+        }
         Some(c) => c,
         None if cards::luhn_valid(number) => {
-            return decline_response(&decline_body(cards::LIVE_CARD_IN_TEST_MODE, None, None), None)
+            return decline_response(
+                &decline_body(cards::LIVE_CARD_IN_TEST_MODE, None, None),
+                None,
+            )
         }
         None => {
-            return decline_response(&decline_body(
-                Decline { code: "incorrect_number", decline_code: None, message: "Your card number is incorrect.", param: Some("number") },
-                None, None), None)
+            return decline_response(
+                &decline_body(
+                    Decline {
+                        code: "incorrect_number",
+                        decline_code: None,
+                        message: "Your card number is incorrect.",
+                        param: Some("number"),
+                    },
+                    None,
+                    None,
+                ),
+                None,
+            )
         }
     };
     let id = ids::alnum_id("pm_", 24);
@@ -283,10 +305,20 @@ fn confirm(s: &StripeState, meta: &RequestMeta, origin: &str, id: &str, p: &Valu
             return missing("payment_intent", id, "intent");
         };
         let status = current["status"].as_str().unwrap_or_default().to_owned();
-        if !matches!(status.as_str(), "requires_payment_method" | "requires_confirmation" | "requires_action") {
-            return unexpected_state("confirm", &status, "requires_payment_method, requires_confirmation, requires_action");
+        if !matches!(
+            status.as_str(),
+            "requires_payment_method" | "requires_confirmation" | "requires_action"
+        ) {
+            return unexpected_state(
+                "confirm",
+                &status,
+                "requires_payment_method, requires_confirmation, requires_action",
+            );
         }
-        let Some(pm) = new_pm.map(str::to_owned).or_else(|| current["payment_method"].as_str().map(str::to_owned)) else {
+        let Some(pm) = new_pm
+            .map(str::to_owned)
+            .or_else(|| current["payment_method"].as_str().map(str::to_owned))
+        else {
             return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("payment_intent_unexpected_state"),
                 "You cannot confirm this PaymentIntent because it's missing a payment method. To confirm the PaymentIntent with cus_xxx, specify a payment method attached to this customer along with the customer ID.", None);
         };
@@ -301,7 +333,9 @@ fn confirm(s: &StripeState, meta: &RequestMeta, origin: &str, id: &str, p: &Valu
         // customer completing it (unless a new payment method was given).
         let authenticated = status == "requires_action" && new_pm.is_none();
         match (card.outcome, authenticated) {
-            (Outcome::Succeeds, _) | (Outcome::Authenticates { then: None, .. }, true) => succeed(pi),
+            (Outcome::Succeeds, _) | (Outcome::Authenticates { then: None, .. }, true) => {
+                succeed(pi)
+            }
             (Outcome::Declines(d), _) | (Outcome::Authenticates { then: Some(d), .. }, true) => {
                 fail(pi, d, card, &pm)
             }
@@ -358,7 +392,11 @@ fn decline_response(error: &Value, intent: Option<Value>) -> Response {
 
 fn fail(pi: &mut Value, d: Decline, card: &TestCard, pm: &str) -> Step {
     let charge = ids::alnum_id("ch_", 24);
-    let error = decline_body(d, Some(payment_method_object(pm, card, &Value::Null)), Some(&charge));
+    let error = decline_body(
+        d,
+        Some(payment_method_object(pm, card, &Value::Null)),
+        Some(&charge),
+    );
     pi["status"] = Value::from("requires_payment_method");
     pi["last_payment_error"] = error.clone();
     pi["payment_method"] = Value::Null;
@@ -367,7 +405,12 @@ fn fail(pi: &mut Value, d: Decline, card: &TestCard, pm: &str) -> Step {
     Step::Failed(pi.clone(), error)
 }
 
-fn require_action(pi: &mut Value, flow: Authentication, origin: &str, return_url: Option<&str>) -> Step {
+fn require_action(
+    pi: &mut Value,
+    flow: Authentication,
+    origin: &str,
+    return_url: Option<&str>,
+) -> Step {
     let id = pi["id"].as_str().unwrap_or_default().to_owned();
     let source = ids::alnum_id("src_", 24);
     let page = format!("{origin}/__admin/stripe/authenticate/{id}");
@@ -395,11 +438,21 @@ fn require_action(pi: &mut Value, flow: Authentication, origin: &str, return_url
 fn finish(s: &StripeState, meta: &RequestMeta, step: Step) -> Response {
     match step {
         Step::Moved(event, pi) => {
-            s.emit(event, &pi, Some(&meta.request_id), meta.idempotency_key.as_deref());
+            s.emit(
+                event,
+                &pi,
+                Some(&meta.request_id),
+                meta.idempotency_key.as_deref(),
+            );
             Json(pi).into_response()
         }
         Step::Failed(pi, error) => {
-            s.emit("payment_intent.payment_failed", &pi, Some(&meta.request_id), meta.idempotency_key.as_deref());
+            s.emit(
+                "payment_intent.payment_failed",
+                &pi,
+                Some(&meta.request_id),
+                meta.idempotency_key.as_deref(),
+            );
             decline_response(&error, Some(pi))
         }
     }
@@ -414,7 +467,11 @@ pub(super) struct AuthenticateQuery {
 /// 3-D Secure page. `complete` moves the intent on as the card documents;
 /// `fail` returns it to `requires_payment_method` with
 /// `payment_intent_authentication_failure`. Redirects to the `return_url`.
-pub(super) async fn authenticate(State(s): S, Path(id): Path<String>, Query(q): Query<AuthenticateQuery>) -> Response {
+pub(super) async fn authenticate(
+    State(s): S,
+    Path(id): Path<String>,
+    Query(q): Query<AuthenticateQuery>,
+) -> Response {
     let (step, return_url) = {
         let mut store = s.store();
         let card = store
@@ -425,12 +482,19 @@ pub(super) async fn authenticate(State(s): S, Path(id): Path<String>, Query(q): 
             return missing("payment_intent", &id, "intent");
         };
         if pi["status"] != "requires_action" {
-            return unexpected_state("authenticate", pi["status"].as_str().unwrap_or_default(), "requires_action");
+            return unexpected_state(
+                "authenticate",
+                pi["status"].as_str().unwrap_or_default(),
+                "requires_action",
+            );
         }
         let Some(card) = card else {
             return no_such_payment_method(pi["payment_method"].as_str().unwrap_or_default());
         };
-        let return_url = pi.pointer("/next_action/redirect_to_url/return_url").and_then(Value::as_str).map(str::to_owned);
+        let return_url = pi
+            .pointer("/next_action/redirect_to_url/return_url")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let pm = pi["payment_method"].as_str().unwrap_or_default().to_owned();
         let step = match (q.result.as_deref(), card.outcome) {
             (Some("complete"), Outcome::Authenticates { then: Some(d), .. }) => fail(pi, d, card, &pm),
@@ -439,7 +503,7 @@ pub(super) async fn authenticate(State(s): S, Path(id): Path<String>, Query(q): 
                 code: "payment_intent_authentication_failure", decline_code: None, param: None,
                 message: "The provided PaymentMethod has failed authentication. You can provide payment_method_data or a new PaymentMethod to attempt to fulfill this PaymentIntent again.",
             }, card, &pm),
-            (other, _) => return crate::admin::bad_request(&format!("result must be complete or fail, not {}", other.unwrap_or("missing"))),
+            (other, _) => return crate::admin::bad_request(format!("result must be complete or fail, not {}", other.unwrap_or("missing"))),
         };
         (step, return_url)
     };
@@ -454,7 +518,12 @@ pub(super) async fn authenticate(State(s): S, Path(id): Path<String>, Query(q): 
     }
 }
 
-pub(super) async fn capture_intent(State(s): S, Extension(meta): Meta, Path(id): Path<String>, body: Bytes) -> Response {
+pub(super) async fn capture_intent(
+    State(s): S,
+    Extension(meta): Meta,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let p = form::decode(&body);
     let amount = match int_param(&p, "amount_to_capture") {
         Ok(a) => a,
@@ -466,7 +535,11 @@ pub(super) async fn capture_intent(State(s): S, Extension(meta): Meta, Path(id):
             return missing("payment_intent", &id, "intent");
         };
         if pi["status"] != "requires_capture" {
-            return unexpected_state("capture", pi["status"].as_str().unwrap_or_default(), "requires_capture");
+            return unexpected_state(
+                "capture",
+                pi["status"].as_str().unwrap_or_default(),
+                "requires_capture",
+            );
         }
         let capturable = pi["amount_capturable"].as_i64().unwrap_or(0);
         let amount = amount.unwrap_or(capturable);
@@ -479,7 +552,12 @@ pub(super) async fn capture_intent(State(s): S, Extension(meta): Meta, Path(id):
         pi["amount_capturable"] = Value::from(0);
         pi.clone()
     };
-    s.emit("payment_intent.succeeded", &pi, Some(&meta.request_id), meta.idempotency_key.as_deref());
+    s.emit(
+        "payment_intent.succeeded",
+        &pi,
+        Some(&meta.request_id),
+        meta.idempotency_key.as_deref(),
+    );
     Json(pi).into_response()
 }
 

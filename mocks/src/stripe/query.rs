@@ -49,7 +49,10 @@ pub(crate) struct Fields {
 
 impl Fields {
     fn kind(&self, name: &str) -> Option<FieldKind> {
-        self.fields.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+        self.fields
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, k)| *k)
     }
 }
 
@@ -242,7 +245,10 @@ impl Parser<'_> {
     fn query(&mut self) -> Result<Query, QueryError> {
         self.skip_spaces();
         if self.peek().is_none() {
-            return self.error(0, "the query is empty; write at least one clause such as `email:'amy@example.com'`");
+            return self.error(
+                0,
+                "the query is empty; write at least one clause such as `email:'amy@example.com'`",
+            );
         }
         let mut clauses = vec![self.clause()?];
         let mut joiner: Option<(Joiner, usize)> = None;
@@ -335,7 +341,9 @@ impl Parser<'_> {
             return match self.peek() {
                 Some(c) => self.error(
                     start,
-                    format!("expected a field name such as `email` or `metadata['key']`, found `{c}`"),
+                    format!(
+                        "expected a field name such as `email` or `metadata['key']`, found `{c}`"
+                    ),
                 ),
                 None => self.error(start, "expected a field name at the end of the query"),
             };
@@ -351,7 +359,9 @@ impl Parser<'_> {
             let key_at = self.at;
             let key = match self.peek() {
                 Some('\'' | '"') => self.quoted()?,
-                _ => return self.error(key_at, "the metadata key must be quoted: `metadata['key']`"),
+                _ => {
+                    return self.error(key_at, "the metadata key must be quoted: `metadata['key']`")
+                }
             };
             if self.peek() != Some(']') {
                 return self.error(self.at, "expected `]` after the metadata key");
@@ -411,9 +421,9 @@ impl Parser<'_> {
                         "a value that is not a number must be in quotes: `field:'value'`",
                     );
                 }
-                text.parse().map(Operand::Number).or_else(|_| {
-                    self.error(at, format!("`{text}` is not an integer"))
-                })
+                text.parse()
+                    .map(Operand::Number)
+                    .or_else(|_| self.error(at, format!("`{text}` is not an integer")))
             }
             Some(_) => {
                 let end = self.chars[at..]
@@ -430,7 +440,10 @@ impl Parser<'_> {
                     format!("the value `{word}` must be in quotes: `'{word}'` (only numbers and null go unquoted)"),
                 )
             }
-            None => self.error(at, "expected a value after the operator, found the end of the query"),
+            None => self.error(
+                at,
+                "expected a value after the operator, found the end of the query",
+            ),
         }
     }
 
@@ -452,7 +465,12 @@ impl Parser<'_> {
                     self.at += 1;
                     match self.peek() {
                         Some(c) => text.push(c),
-                        None => return self.error(self.at - 1, "a backslash at the end of the query escapes nothing"),
+                        None => {
+                            return self.error(
+                                self.at - 1,
+                                "a backslash at the end of the query escapes nothing",
+                            )
+                        }
                     }
                 }
                 Some(c) if c == quote => {
@@ -541,22 +559,37 @@ mod tests {
     fn clauses_match_as_stripe_documents() {
         let ada = json!({"email": "Ada@Example.com", "name": "Ada Lovelace", "created": 1_700_000_100,
             "status": "active", "metadata": {"tier": "gold"}, "phone": null});
-        assert!(matches("email:'ada@example.com'", &ada), "exact string is case-insensitive");
+        assert!(
+            matches("email:'ada@example.com'", &ada),
+            "exact string is case-insensitive"
+        );
         assert!(matches(r#"email:"ADA@example.com""#, &ada));
-        assert!(!matches("email:'ada@example'", &ada), ": is not a substring match");
+        assert!(
+            !matches("email:'ada@example'", &ada),
+            ": is not a substring match"
+        );
         assert!(matches("name~'lovel'", &ada));
-        assert!(!matches("status:'Active'", &ada), "tokens are case-sensitive");
+        assert!(
+            !matches("status:'Active'", &ada),
+            "tokens are case-sensitive"
+        );
         assert!(matches("metadata['tier']:'gold'", &ada));
         assert!(!matches("metadata['tier']:'silver'", &ada));
         assert!(matches(r#"metadata["missing"]:null"#, &ada));
         assert!(matches("created>1700000000 created<=1700000100", &ada));
         assert!(!matches("created>=1700000101", &ada));
-        assert!(matches("created:'1700000100'", &ada), "numbers may be quoted");
+        assert!(
+            matches("created:'1700000100'", &ada),
+            "numbers may be quoted"
+        );
         assert!(matches("-email:'eve@example.com'", &ada));
         assert!(!matches("-name~'ada'", &ada));
         assert!(matches("email:'eve@x.com' OR name:'ada lovelace'", &ada));
         assert!(!matches("email:'eve@x.com' and name:'ada lovelace'", &ada));
-        assert!(matches(r"name:'it\'s'", &json!({"name": "It's"})), "backslash escapes");
+        assert!(
+            matches(r"name:'it\'s'", &json!({"name": "It's"})),
+            "backslash escapes"
+        );
     }
 
     #[test]
@@ -574,14 +607,16 @@ mod tests {
         assert_eq!(e.position, 6);
         assert!(e.message.contains("never closed"), "{e}");
         assert!(refused("email~'ab'").message.contains("at least 3"));
-        assert!(refused("status~'act'").message.contains("does not support substring"));
+        assert!(refused("status~'act'")
+            .message
+            .contains("does not support substring"));
         assert!(refused("email>'a'").message.contains("cannot be compared"));
         assert!(refused("created>'soon'").message.contains("not an integer"));
         assert_eq!(refused("email").position, 5);
         assert_eq!(refused("email:'a' AND").position, 10);
         assert_eq!(refused("   ").position, 0);
         assert!(refused("metadata:'x'").message.contains("metadata['key']"));
-        let eleven = vec!["created>1"; 11].join(" ");
+        let eleven = ["created>1"; 11].join(" ");
         assert!(refused(&eleven).message.contains("at most 10"));
         assert_eq!(refused("email:'a'name:'b'").position, 9);
     }

@@ -161,7 +161,8 @@ fn search(s: &StripeState, what: &Searchable, raw: Option<String>) -> Response {
         "object": "search_result", "url": what.url, "has_more": has_more,
         "next_page": next_page, "data": page,
     });
-    let expand_total = matches!(p.get("expand"), Some(Value::Array(a)) if a.iter().any(|e| e == "total_count"));
+    let expand_total =
+        matches!(p.get("expand"), Some(Value::Array(a)) if a.iter().any(|e| e == "total_count"));
     if expand_total {
         body["total_count"] = Value::from(matching().count());
     }
