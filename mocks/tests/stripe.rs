@@ -406,3 +406,62 @@ async fn three_d_secure_then_authentication_emits_stripes_events() {
         "a succeeded intent cannot be confirmed again"
     );
 }
+
+#[tokio::test]
+async fn an_unserved_url_gets_stripes_unrecognized_url_error_naming_it_not_mocked() {
+    let stripe = Stripe::start().await.unwrap();
+    let (status, body) = get_json(&stripe, "/v1/products?limit=3").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert_eq!(
+        body["error"]["message"],
+        "Unrecognized request URL (GET: /v1/products). GET /v1/products is not mocked by tekup-mocks: \
+         the stripe mock does not serve this endpoint (mocks/README.md lists what each mock serves)"
+    );
+    let wrong_method = client()
+        .delete(format!("{}/v1/payment_intents/pi_123", stripe.uri()))
+        .bearer_auth("sk_test_1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 404);
+    let body: Value = wrong_method.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Unrecognized request URL (DELETE: /v1/payment_intents/pi_123)."),
+        "{body}"
+    );
+    let c: Value = post(&stripe, "/v1/customers", &[], None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let inv: Value = post(
+        &stripe,
+        "/v1/invoices",
+        &[("customer", c["id"].as_str().unwrap())],
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let action = post(
+        &stripe,
+        &format!("/v1/invoices/{}/send_to_moon", inv["id"].as_str().unwrap()),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(action.status(), 404);
+    let body: Value = action.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/send_to_moon is not mocked by tekup-mocks"),
+        "{body}"
+    );
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,13 +16,14 @@ use super::billing::{
     create_invoice, create_item, delete_invoice, get_invoice, invoice_action, list_invoices,
     list_items,
 };
+use super::payment_methods::{create_payment_method, get_payment_method};
 use super::payments::{
-    authenticate, cancel_intent, capture_intent, confirm_intent, create_intent,
-    create_payment_method, get_intent, get_payment_method, list_intents, update_intent,
+    authenticate, cancel_intent, capture_intent, confirm_intent, create_intent, get_intent,
+    list_intents, update_intent,
 };
 use super::search;
 use super::webhook::WebhookEndpoint;
-use super::{form, missing, param_invalid, param_missing, stripe_error, RequestMeta, StripeState};
+use super::{form, missing, param_invalid, param_missing, RequestMeta, StripeState};
 use crate::ids;
 
 type S = State<Arc<StripeState>>;
@@ -64,7 +65,6 @@ pub(super) fn router(state: Arc<StripeState>) -> Router {
             "/v1/webhook_endpoints/{id}",
             get(get_endpoint).delete(delete_endpoint),
         )
-        .fallback(unrecognized)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::middleware,
@@ -80,20 +80,6 @@ pub(super) fn router(state: Arc<StripeState>) -> Router {
         .route("/__admin/stripe/authenticate/{id}", get(authenticate))
         .with_state(state);
     api.merge(admin)
-}
-
-async fn unrecognized(request: Request) -> Response {
-    stripe_error(
-        StatusCode::NOT_FOUND,
-        "invalid_request_error",
-        None,
-        &format!(
-            "Unrecognized request URL ({}: {}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.",
-            request.method(),
-            request.uri().path()
-        ),
-        None,
-    )
 }
 
 pub(super) fn query(raw: Option<String>) -> Value {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
@@ -13,7 +13,7 @@ use super::api::{
     bool_param, expand, int_param, list, list_where, merge_metadata, query, str_param,
 };
 use super::payments::customer_exists;
-use super::{form, missing, param_missing, stripe_error, RequestMeta, StripeState};
+use super::{form, missing, param_missing, stripe_error, unrecognized, RequestMeta, StripeState};
 use crate::ids;
 
 type S = State<Arc<StripeState>>;
@@ -249,7 +249,7 @@ pub(super) async fn invoice_action(
                 events.push("invoice.voided");
             }
             ("void", _) => return unexpected("voided"),
-            _ => return unrecognized_action(&id, &action),
+            _ => return unrecognized(&Method::POST, &format!("/v1/invoices/{id}/{action}")),
         }
         (events, inv.clone())
     };
@@ -262,11 +262,6 @@ pub(super) async fn invoice_action(
         );
     }
     Json(invoice).into_response()
-}
-
-fn unrecognized_action(id: &str, action: &str) -> Response {
-    stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", None,
-        &format!("Unrecognized request URL (POST: /v1/invoices/{id}/{action}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/."), None)
 }
 
 pub(super) async fn list_invoices(State(s): S, RawQuery(q): RawQuery) -> Response {

@@ -1,4 +1,5 @@
-//! Payment intents and payment methods, with Stripe's test-mode outcomes.
+//! Payment intents, with Stripe's test-mode outcomes (payment methods:
+//! [`super::payment_methods`]).
 //!
 //! Confirming an intent looks its payment method up in the test-card table
 //! ([`super::cards`]) and does what Stripe documents for that card: succeed
@@ -22,8 +23,11 @@ use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
 
 use super::api::{bool_param, expand, int_param, list_where, merge_metadata, query, str_param};
-use super::cards::{self, Authentication, Decline, Outcome, TestCard};
-use super::{form, missing, param_missing, stripe_error, RequestMeta, Store, StripeState};
+use super::cards::{Authentication, Decline, Outcome, TestCard};
+use super::payment_methods::{
+    card_of, decline_body, decline_response, no_such_payment_method, payment_method_object,
+};
+use super::{form, missing, param_missing, stripe_error, RequestMeta, StripeState};
 use crate::ids;
 use crate::server::Origin;
 
@@ -34,117 +38,6 @@ pub(super) fn customer_exists(s: &StripeState, id: &str) -> bool {
     s.store()
         .get("customer", id)
         .is_some_and(|c| c["deleted"] != true)
-}
-
-/// The test card behind payment method `id`: a documented `pm_card_*` or one
-/// created through `POST /v1/payment_methods`.
-fn card_of(store: &Store, id: &str) -> Option<&'static TestCard> {
-    cards::by_payment_method(id).or_else(|| store.cards.get(id).copied())
-}
-
-fn no_such_payment_method(id: &str) -> Response {
-    missing("PaymentMethod", id, "payment_method")
-}
-
-fn payment_method_object(id: &str, card: &TestCard, p: &Value) -> Value {
-    let exp = |key: &str, default: i64| {
-        p.pointer(&format!("/card/{key}"))
-            .and_then(Value::as_str)
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(default)
-    };
-    json!({
-        "id": id, "object": "payment_method", "allow_redisplay": "unspecified",
-        "billing_details": { "address": { "city": null, "country": null, "line1": null, "line2": null, "postal_code": null, "state": null },
-            "email": null, "name": null, "phone": null },
-        "card": { "brand": card.brand, "checks": { "address_line1_check": null, "address_postal_code_check": null, "cvc_check": "unchecked" },
-            "country": "US", "display_brand": card.brand, "exp_month": exp("exp_month", 12), "exp_year": exp("exp_year", 2034),
-            "fingerprint": hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(card.number.as_bytes())[..8]),
-            "funding": if card.payment_method == Some("pm_card_visa_debit") { "debit" } else { "credit" },
-            "last4": &card.number[card.number.len() - 4..],
-            "networks": { "available": [card.brand], "preferred": null },
-            "three_d_secure_usage": { "supported": true }, "wallet": null },
-        "created": ids::unix_now(), "customer": null, "livemode": false, "metadata": {}, "type": "card"
-    })
-}
-
-/// `POST /v1/payment_methods` with a raw test card number.
-pub(super) async fn create_payment_method(State(s): S, body: Bytes) -> Response {
-    let p = form::decode(&body);
-    match str_param(&p, "type") {
-        None => return param_missing("type"),
-        Some("card") => {}
-        Some(other) => {
-            return stripe_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                Some("parameter_invalid_string"),
-                &format!(
-                "Invalid type: the mock creates payment methods of type card only, not {other}."
-            ),
-                Some("type"),
-            )
-        }
-    }
-    let Some(number) = p.pointer("/card/number").and_then(Value::as_str) else {
-        return param_missing("card[number]");
-    };
-    for key in ["exp_month", "exp_year"] {
-        if p.pointer(&format!("/card/{key}")).is_none() {
-            return param_missing(&format!("card[{key}]"));
-        }
-    }
-    let card = match cards::by_number(number) {
-        Some(c) if c.refused_on_creation => {
-            return decline_response(&decline_body(outcome_decline(c), None, None), None)
-        }
-        Some(c) => c,
-        None if cards::luhn_valid(number) => {
-            return decline_response(
-                &decline_body(cards::LIVE_CARD_IN_TEST_MODE, None, None),
-                None,
-            )
-        }
-        None => {
-            return decline_response(
-                &decline_body(
-                    Decline {
-                        code: "incorrect_number",
-                        decline_code: None,
-                        message: "Your card number is incorrect.",
-                        param: Some("number"),
-                    },
-                    None,
-                    None,
-                ),
-                None,
-            )
-        }
-    };
-    let id = ids::alnum_id("pm_", 24);
-    let pm = payment_method_object(&id, card, &p);
-    let mut store = s.store();
-    store.cards.insert(id, card);
-    store.insert("payment_method", pm.clone());
-    Json(pm).into_response()
-}
-
-fn outcome_decline(card: &TestCard) -> Decline {
-    match card.outcome {
-        Outcome::Declines(d) | Outcome::Authenticates { then: Some(d), .. } => d,
-        _ => cards::LIVE_CARD_IN_TEST_MODE,
-    }
-}
-
-pub(super) async fn get_payment_method(State(s): S, Path(id): Path<String>) -> Response {
-    let store = s.store();
-    if let Some(pm) = store.get("payment_method", &id) {
-        return Json(pm.clone()).into_response();
-    }
-    match cards::by_payment_method(&id) {
-        Some(card) => Json(payment_method_object(&id, card, &Value::Null)).into_response(),
-        None => no_such_payment_method(&id),
-    }
 }
 
 // ---- payment intents -------------------------------------------------------
@@ -360,34 +253,6 @@ fn succeed(pi: &mut Value) -> Step {
         pi["amount_received"] = pi["amount"].clone();
         Step::Moved("payment_intent.succeeded", pi.clone())
     }
-}
-
-fn decline_body(d: Decline, pm: Option<Value>, charge: Option<&str>) -> Value {
-    let mut error = json!({
-        "type": "card_error", "code": d.code, "message": d.message,
-        "doc_url": format!("https://stripe.com/docs/error-codes/{}", d.code.replace('_', "-")),
-    });
-    if let Some(dc) = d.decline_code {
-        error["decline_code"] = Value::from(dc);
-    }
-    if let Some(param) = d.param {
-        error["param"] = Value::from(param);
-    }
-    if let Some(charge) = charge {
-        error["charge"] = Value::from(charge);
-    }
-    if let Some(pm) = pm {
-        error["payment_method"] = pm;
-    }
-    error
-}
-
-fn decline_response(error: &Value, intent: Option<Value>) -> Response {
-    let mut body = error.clone();
-    if let Some(pi) = intent {
-        body["payment_intent"] = pi;
-    }
-    (StatusCode::PAYMENT_REQUIRED, Json(json!({ "error": body }))).into_response()
 }
 
 fn fail(pi: &mut Value, d: Decline, card: &TestCard, pm: &str) -> Step {
