@@ -1,6 +1,6 @@
 //! The Stripe mock: customers, payment intents and payment methods (with
-//! Stripe's test cards, [`cards`]), invoices (and invoice items), search
-//! ([`search`], over the query language in [`query`]), events, webhook
+//! Stripe's test cards, `cards.rs`), invoices (and invoice items), search
+//! (`search.rs`, over the query language in `query.rs`), events, webhook
 //! endpoints, and signed outgoing webhooks.
 //!
 //! Requests are form-encoded with bracket notation and authenticated with
