@@ -1,5 +1,6 @@
-//! The OpenAI mock: chat completions (plain, SSE stream, tool calls),
-//! embeddings (float and base64), audio transcriptions and models.
+//! The OpenAI mock: chat completions (plain, SSE stream, tool calls), the
+//! Responses API (stored responses, `previous_response_id`, typed stream
+//! events), embeddings (float and base64), audio transcriptions and models.
 //!
 //! Wire format as the official clients expect it: bodies as in the API
 //! reference, errors as `{"error": {"message", "type", "param", "code"}}`,
@@ -8,8 +9,11 @@
 //! enforced (`OpenAiBuilder::requests_per_minute`), answering 429
 //! `rate_limit_exceeded` like the real service.
 
+mod answer;
 mod chat;
 mod misc;
+mod models;
+mod responses;
 pub(crate) use misc::embed;
 
 use std::collections::VecDeque;
@@ -25,6 +29,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+use self::responses::ResponseStore;
 use crate::error::MockError;
 use crate::ids;
 use crate::script::Script;
@@ -132,6 +137,7 @@ impl OpenAiBuilder {
             api_keys: self.api_keys,
             rpm: self.rpm,
             window: Mutex::new(VecDeque::new()),
+            responses: ResponseStore::default(),
         });
         let server = MockServer::serve(state.clone(), router(state), self.options).await?;
         Ok(OpenAi { server })
@@ -143,6 +149,7 @@ pub(crate) struct OpenAiState {
     api_keys: Vec<String>,
     rpm: Option<u64>,
     window: Mutex<VecDeque<Instant>>,
+    responses: ResponseStore,
 }
 
 impl OpenAiState {
@@ -213,6 +220,7 @@ impl Api for OpenAiState {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clear();
+        self.responses.clear();
     }
 }
 
@@ -269,6 +277,11 @@ fn router(state: Arc<OpenAiState>) -> Router {
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/embeddings", post(misc::embeddings))
         .route("/v1/audio/transcriptions", post(misc::transcriptions))
+        .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
         .route("/v1/models", get(misc::list_models))
         .route("/v1/models/{model}", get(misc::get_model))
         .fallback(not_found)
