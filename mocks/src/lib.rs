@@ -11,13 +11,6 @@ mod ids;
 mod journal;
 mod net;
 mod openai;
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the structured-output work of the OpenAI and Gemini mocks uses it as it lands"
-    )
-)]
 mod schema;
 pub mod script;
 mod server;

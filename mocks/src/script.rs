@@ -22,6 +22,23 @@
 //! (a real model cannot call an undeclared function); rules without
 //! `tool-result` never fire on a turn that answers a tool call, so a client's
 //! tool loop ends.
+//!
+//! A rule may instead reply with `json:` — a structured answer for requests
+//! that ask for one (OpenAI's `json_schema` formats, Gemini's response
+//! schemas). Such requests only consider `json` and function-call rules
+//! ([`Script::answer_structured`]): a text reply cannot fit a schema. The
+//! mock checks a scripted value against the request's schema and reports a
+//! mismatch naming the rule, rather than sending an answer the client's
+//! parser would reject; when no rule gives one, the mock builds the value
+//! from the schema. To a plain request a `json` rule answers with its JSON
+//! as text.
+//!
+//! ```yaml
+//! rules:
+//!   - name: lead-extraction
+//!     when: { prompt-contains: "extract the lead" }
+//!     reply: { json: { name: "{{prompt}}", score: 80, tags: [hot] } }
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -62,6 +79,25 @@ pub enum Reply {
     },
 }
 
+/// A scripted reply to a request for structured output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StructuredReply {
+    /// A `json` rule matched.
+    Json {
+        /// The value, templates filled in.
+        value: Value,
+        /// Which rule: `rules[2] (lead-extraction)`, or `default`.
+        rule: String,
+    },
+    /// A function-call rule matched first.
+    FunctionCall {
+        /// Function name.
+        name: String,
+        /// Arguments object.
+        arguments: Value,
+    },
+}
+
 /// A loaded script.
 #[derive(Debug, Clone)]
 pub struct Script {
@@ -72,6 +108,8 @@ pub struct Script {
 
 #[derive(Debug, Clone)]
 struct Rule {
+    /// `rules[i]` with the rule's name, for messages.
+    label: String,
     when: When,
     regex: Option<Regex>,
     reply: ReplyFile,
@@ -91,7 +129,6 @@ struct ScriptFile {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct RuleFile {
     #[serde(default)]
-    #[expect(dead_code, reason = "documentation for humans reading the fixture")]
     name: Option<String>,
     when: When,
     reply: ReplyFile,
@@ -111,6 +148,7 @@ struct When {
 struct ReplyFile {
     text: Option<String>,
     function_call: Option<FunctionCallFile>,
+    json: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -176,7 +214,12 @@ impl Script {
                 ),
                 None => None,
             };
+            let label = match &rule.name {
+                Some(name) => format!("rules[{i}] ({name})"),
+                None => format!("rules[{i}]"),
+            };
             rules.push(Rule {
+                label,
                 when: rule.when,
                 regex,
                 reply: rule.reply,
@@ -185,6 +228,7 @@ impl Script {
         let default = file.default.unwrap_or(ReplyFile {
             text: Some("This is a mock answer to: {{prompt}}".into()),
             function_call: None,
+            json: None,
         });
         check_reply(&default).map_err(|m| fail(format!("default: {m}")))?;
         Ok(Self {
@@ -205,6 +249,41 @@ impl Script {
         render(&self.default, prompt, &BTreeMap::new())
     }
 
+    /// The reply to a request for structured output: the first matching rule
+    /// with a `json` or function-call reply (text rules are passed over), or
+    /// the default if it is `json`. `None` when the script has no structured
+    /// answer, and the value is to be built from the request's schema.
+    #[must_use]
+    pub fn answer_structured(&self, prompt: &Prompt) -> Option<StructuredReply> {
+        let structured = |reply: &ReplyFile| reply.json.is_some() || reply.function_call.is_some();
+        let (reply, label, vars) = self
+            .rules
+            .iter()
+            .filter(|rule| structured(&rule.reply))
+            .find_map(|rule| {
+                rule.matches(prompt)
+                    .map(|vars| (&rule.reply, rule.label.as_str(), vars))
+            })
+            .or_else(|| {
+                self.default
+                    .json
+                    .is_some()
+                    .then(|| (&self.default, "default", BTreeMap::new()))
+            })?;
+        Some(match &reply.json {
+            Some(value) => StructuredReply::Json {
+                value: render_value(value, prompt, &vars),
+                rule: label.to_owned(),
+            },
+            None => match render(reply, prompt, &vars) {
+                Reply::FunctionCall { name, arguments } => {
+                    StructuredReply::FunctionCall { name, arguments }
+                }
+                Reply::Text(_) => return None,
+            },
+        })
+    }
+
     /// The transcript for an uploaded audio file called `file_name`.
     #[must_use]
     pub fn transcript(&self, file_name: &str) -> String {
@@ -218,9 +297,9 @@ impl Script {
 }
 
 fn check_reply(reply: &ReplyFile) -> Result<(), String> {
-    match (&reply.text, &reply.function_call) {
-        (Some(_), None) | (None, Some(_)) => Ok(()),
-        _ => Err("exactly one of `text` or `function-call` is required".into()),
+    match (&reply.text, &reply.function_call, &reply.json) {
+        (Some(_), None, None) | (None, Some(_), None) | (None, None, Some(_)) => Ok(()),
+        _ => Err("exactly one of `text`, `function-call` or `json` is required".into()),
     }
 }
 
@@ -265,10 +344,16 @@ impl Rule {
 }
 
 fn render(reply: &ReplyFile, prompt: &Prompt, vars: &BTreeMap<String, String>) -> Reply {
+    if let Some(value) = &reply.json {
+        return Reply::Text(render_value(value, prompt, vars).to_string());
+    }
     if let Some(call) = &reply.function_call {
         return Reply::FunctionCall {
             name: call.name.clone(),
-            arguments: render_value(&call.arguments, prompt, vars),
+            arguments: match &call.arguments {
+                Value::Null => Value::Object(serde_json::Map::new()),
+                arguments => render_value(arguments, prompt, vars),
+            },
         };
     }
     Reply::Text(fill(
@@ -287,7 +372,6 @@ fn render_value(value: &Value, prompt: &Prompt, vars: &BTreeMap<String, String>)
                 .map(|(k, v)| (k.clone(), render_value(v, prompt, vars)))
                 .collect(),
         ),
-        Value::Null => Value::Object(serde_json::Map::new()),
         other => other.clone(),
     }
 }
@@ -406,9 +490,43 @@ default: { text: "Echo: {{prompt}}" }
         let err = Script::parse("rules:\n  - when: {}\n    reply: {}\n", Path::new("b.yaml"))
             .unwrap_err();
         assert!(
-            err.to_string().contains("rules[0].reply: exactly one of"),
+            err.to_string()
+                .contains("rules[0].reply: exactly one of `text`, `function-call` or `json`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn structured_requests_pass_over_text_rules() {
+        let script = Script::parse(
+            r#"
+rules:
+  - when: { prompt-contains: lead }
+    reply: { text: "a lead" }
+  - name: extraction
+    when: { prompt-matches: "lead (?P<who>\\w+)" }
+    reply: { json: { name: "{{who}}", score: 3 } }
+"#,
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        let p = Prompt {
+            user: "the lead Ada".into(),
+            ..Prompt::default()
+        };
+        assert_eq!(script.answer(&p), Reply::Text("a lead".into()));
+        assert_eq!(
+            script.answer_structured(&p),
+            Some(StructuredReply::Json {
+                value: json!({"name": "Ada", "score": 3}),
+                rule: "rules[1] (extraction)".into()
+            })
+        );
+        let other = Prompt {
+            user: "nothing".into(),
+            ..Prompt::default()
+        };
+        assert_eq!(script.answer_structured(&other), None);
     }
 
     #[test]

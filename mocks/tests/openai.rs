@@ -575,3 +575,65 @@ async fn an_unknown_model_is_refused_on_every_endpoint() {
         assert_eq!(response.json::<Value>().await.unwrap(), expected, "{route}");
     }
 }
+
+#[tokio::test]
+async fn structured_replies_fit_the_schema_or_name_the_rule_that_does_not() {
+    let script = tekup_mocks::Script::parse(
+        r#"
+rules:
+  - name: order
+    when: { prompt-matches: "order (?P<sku>\\w+)" }
+    reply: { json: { sku: "{{sku}}", quantity: 2, note: null } }
+"#,
+        std::path::Path::new("orders.yaml"),
+    )
+    .unwrap();
+    let mock = OpenAi::builder().script(script).start().await.unwrap();
+    let schema = json!({"type": "object", "additionalProperties": false,
+        "required": ["sku", "quantity", "note"],
+        "properties": {"sku": {"type": "string"}, "quantity": {"type": "integer", "minimum": 1},
+                       "note": {"anyOf": [{"type": "string"}, {"type": "null"}]}}});
+    let format = json!({"type": "json_schema", "json_schema": {"name": "order", "strict": true, "schema": schema}});
+    let ask = |prompt: &str| {
+        json!({"model": "gpt-4o", "response_format": format,
+        "messages": [{"role": "user", "content": prompt}]})
+    };
+    let scripted: Value = chat(&mock, ask("order AB12")).await.json().await.unwrap();
+    let content = scripted["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(content).unwrap(),
+        json!({"sku": "AB12", "quantity": 2, "note": null})
+    );
+    let built: Value = chat(&mock, ask("something else"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let built: Value =
+        serde_json::from_str(built["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    assert!(
+        built["sku"].is_string() && built["quantity"].as_i64().unwrap() >= 1,
+        "{built}"
+    );
+
+    let mut narrow = format.clone();
+    narrow["json_schema"]["schema"]["properties"]["quantity"]["minimum"] = json!(5);
+    let refused = chat(
+        &mock,
+        json!({"model": "gpt-4o", "response_format": narrow,
+               "messages": [{"role": "user", "content": "order AB12"}]}),
+    )
+    .await;
+    assert_eq!(refused.status(), 500);
+    assert_eq!(refused.headers()["x-should-retry"], "false");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "mock_script_mismatch");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("script rules[0] (order) replies with JSON that does not fit the response schema 'order'")
+            && message.contains("$.quantity"),
+        "{message}"
+    );
+}

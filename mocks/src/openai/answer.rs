@@ -6,18 +6,22 @@
 //! the answer where the limit falls (and says so). Keeping this in one place
 //! keeps the two endpoints from drifting apart.
 
+use axum::response::Response;
 use serde_json::{json, Value};
 
+use super::structured::JsonSchema;
 use super::OpenAiState;
 use crate::script::{estimate_tokens, Prompt, Reply};
 
 /// The output format the request asks for.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum Format {
     /// Free text (the default).
     Text,
     /// Any JSON object (`json_object`, the older JSON mode).
     JsonObject,
+    /// JSON valid against a schema (structured outputs).
+    JsonSchema(JsonSchema),
 }
 
 /// The answer, ready to be put on the wire.
@@ -38,7 +42,7 @@ pub(super) struct Answer {
 }
 
 /// What the request constrains.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Constraints {
     pub(super) tool_choice_none: bool,
     pub(super) format: Format,
@@ -56,8 +60,27 @@ impl Answer {
     }
 }
 
-/// The scripted answer to `prompt` under `constraints`.
-pub(super) fn answer(state: &OpenAiState, prompt: &Prompt, constraints: Constraints) -> Answer {
+/// The scripted answer to `prompt` under `constraints`, or the error
+/// response when a structured answer cannot be given.
+#[expect(
+    clippy::result_large_err,
+    reason = "an axum Response is the natural rejection of a handler helper"
+)]
+pub(super) fn answer(
+    state: &OpenAiState,
+    prompt: &Prompt,
+    constraints: &Constraints,
+) -> Result<Answer, Response> {
+    if let Format::JsonSchema(schema) = &constraints.format {
+        let output = match schema.answer(&state.script, prompt, !constraints.tool_choice_none)? {
+            Ok(json) => Output::Text(json),
+            Err((name, arguments)) => Output::Call {
+                name,
+                arguments: arguments.to_string(),
+            },
+        };
+        return Ok(limit(output, constraints.max_tokens));
+    }
     let mut reply = state.script.answer(prompt);
     if constraints.tool_choice_none {
         if let Reply::FunctionCall { .. } = reply {
@@ -79,7 +102,7 @@ pub(super) fn answer(state: &OpenAiState, prompt: &Prompt, constraints: Constrai
             arguments: arguments.to_string(),
         },
     };
-    limit(output, constraints.max_tokens)
+    Ok(limit(output, constraints.max_tokens))
 }
 
 /// Cuts `output` to `max_tokens` (at about four characters a token, the

@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::answer::{self, split_chars, split_words, Answer, Constraints, Format, Output};
 use super::models::{self, Model};
+use super::structured::{Dialect, JsonSchema};
 use super::{invalid, OpenAiState};
 use crate::ids;
 use crate::script::{estimate_tokens, Prompt};
@@ -78,7 +79,10 @@ pub(super) async fn completions(State(state): State<Arc<OpenAiState>>, body: Byt
         format,
         max_tokens,
     };
-    let answer = answer::answer(&state, &prompt, constraints);
+    let answer = match answer::answer(&state, &prompt, &constraints) {
+        Ok(a) => a,
+        Err(refused) => return refused,
+    };
     let n = request
         .get("n")
         .and_then(Value::as_u64)
@@ -151,6 +155,16 @@ fn response_format(request: &Value) -> Result<Format, Response> {
     match format.get("type").and_then(Value::as_str) {
         Some("text") => Ok(Format::Text),
         Some("json_object") => Ok(Format::JsonObject),
+        Some("json_schema") => match format.get("json_schema") {
+            Some(inner) if inner.is_object() => {
+                JsonSchema::parse(inner, Dialect::Chat).map(Format::JsonSchema)
+            }
+            _ => Err(invalid(
+                "Missing required parameter: 'response_format.json_schema'.",
+                "response_format.json_schema",
+                Some("missing_required_parameter"),
+            )),
+        },
         Some(other) => Err(invalid(
             &format!("Invalid value: '{other}'. Supported values are: 'json_object', 'json_schema', and 'text'."),
             "response_format.type",

@@ -14,6 +14,7 @@ mod chat;
 mod misc;
 mod models;
 mod responses;
+mod structured;
 pub(crate) use misc::embed;
 
 use std::collections::VecDeque;

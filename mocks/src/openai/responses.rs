@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 use super::answer::{self, split_chars, split_words, Answer, Constraints, Format, Output};
 use super::chat::{prompt_of, text_of};
+use super::structured::{Dialect, JsonSchema};
 use super::{error_response, invalid, models, OpenAiState};
 use crate::ids;
 use crate::script::estimate_tokens;
@@ -220,7 +221,7 @@ fn respond(state: &OpenAiState, request: &Value) -> Result<Created, Response> {
         format,
         max_tokens: max_output_tokens,
     };
-    let answer = answer::answer(state, &prompt, constraints);
+    let answer = answer::answer(state, &prompt, &constraints)?;
 
     let id = ids::hex_id("resp_", 48);
     let item_id = match answer.output {
@@ -387,6 +388,11 @@ fn text_format(request: &Value) -> Result<(Format, Value), Response> {
     match format.get("type").and_then(Value::as_str) {
         Some("text") => Ok((Format::Text, json!({ "type": "text" }))),
         Some("json_object") => Ok((Format::JsonObject, json!({ "type": "json_object" }))),
+        Some("json_schema") => {
+            let schema = JsonSchema::parse(format, Dialect::Responses)?;
+            let echo = schema.echo();
+            Ok((Format::JsonSchema(schema), echo))
+        }
         Some(other) => Err(invalid(
             &format!("Invalid value: '{other}'. Supported values are: 'text', 'json_object', and 'json_schema'."),
             "text.format.type",
