@@ -272,3 +272,32 @@ async fn genai_sdk_rest_and_live() {
     assert_eq!(upgrades[0].status, Some(101));
     assert_eq!(upgrades[0].header("x-goog-api-key"), Some("test-key"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sdk_surfaces_a_not_mocked_endpoint_as_its_own_error() {
+    let openai = OpenAi::start().await.unwrap();
+    let stripe = Stripe::start().await.unwrap();
+    let gemini = Gemini::start().await.unwrap();
+    let graph = Graph::builder().accept_any_token().start().await.unwrap();
+    let out = run_script(
+        "test_not_mocked.py",
+        &[
+            ("MOCK_OPENAI_URL", openai.uri()),
+            ("MOCK_STRIPE_URL", stripe.uri()),
+            ("MOCK_GEMINI_URL", gemini.uri()),
+            ("MOCK_GRAPH_URL", graph.uri()),
+        ],
+    )
+    .await;
+    assert!(
+        out.contains("ok: the not-mocked calls are in the journals"),
+        "{out}"
+    );
+    let calendars: Vec<_> = graph
+        .journal()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/calendars"))
+        .collect();
+    assert_eq!(calendars.len(), 1, "journaled once, not retried");
+    assert!(calendars[0].status.is_some_and(|s| s >= 400));
+}

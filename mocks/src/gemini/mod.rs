@@ -219,7 +219,6 @@ fn router(state: Arc<GeminiState>) -> Router {
             get(rest::get_model).post(rest::model_action),
         )
         .route("/ws/{method}", get(live::upgrade))
-        .fallback(|| async { google_error(StatusCode::NOT_FOUND, "Method not found.") })
         .with_state(state)
 }
 
