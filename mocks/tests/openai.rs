@@ -638,3 +638,20 @@ rules:
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn an_unserved_endpoint_keeps_openais_invalid_url_wording() {
+    let mock = OpenAi::start().await.unwrap();
+    let response = post(&mock, "batches", json!({"input_file_id": "file-1"})).await;
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "Invalid URL (POST /v1/batches); POST /v1/batches is not mocked by tekup-mocks"
+        ),
+        "{message}"
+    );
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert_eq!(body["error"]["code"], Value::Null);
+}

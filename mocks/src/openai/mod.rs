@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -34,7 +34,7 @@ use self::responses::ResponseStore;
 use crate::error::MockError;
 use crate::ids;
 use crate::script::Script;
-use crate::server::{header_str, Api, MockServer, ServeOptions};
+use crate::server::{header_str, not_mocked_message, Api, MockServer, ServeOptions};
 use crate::tls::TestCa;
 
 /// Window of the requests-per-minute limit.
@@ -216,6 +216,21 @@ impl Api for OpenAiState {
         response
     }
 
+    /// The API's own wording, `Invalid URL (POST /v1/foo)`, which clients
+    /// may match on, followed by the shared note that the mock lacks it.
+    fn not_mocked(&self, method: &Method, path: &str) -> Response {
+        error_response(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "Invalid URL ({method} {path}); {}",
+                not_mocked_message(self.name(), method, path)
+            ),
+            "invalid_request_error",
+            Value::Null,
+            Value::Null,
+        )
+    }
+
     fn reset(&self) {
         self.window
             .lock()
@@ -285,26 +300,11 @@ fn router(state: Arc<OpenAiState>) -> Router {
         )
         .route("/v1/models", get(misc::list_models))
         .route("/v1/models/{model}", get(misc::get_model))
-        .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth_and_headers,
         ))
         .with_state(state)
-}
-
-async fn not_found(request: Request) -> Response {
-    error_response(
-        StatusCode::NOT_FOUND,
-        &format!(
-            "Invalid URL ({} {})",
-            request.method(),
-            request.uri().path()
-        ),
-        "invalid_request_error",
-        Value::Null,
-        Value::Null,
-    )
 }
 
 /// Checks the API key and the rate limit, and adds the headers every answer has.
