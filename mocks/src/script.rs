@@ -14,8 +14,11 @@
 //!     reply: { function-call: { name: get_weather, arguments: { city: "{{city}}" } } }
 //!   - when: { tool-result: get_weather }
 //!     reply: { text: "It is {{tool-result.temperature}} degrees." }
+//!   - name: lead-json            # structured output: a JSON reply
+//!     when: { prompt-contains: "extract the lead" }
+//!     reply: { json: { name: "Ada Lovelace", score: 90 } }
 //! default: { text: "Mock answer to: {{prompt}}" }
-//! transcripts: { default: "hello", by-file: { lead.wav: "create a lead" } }
+//! transcripts: { default: "hello", by-file: { lead.wav: "create a lead" }, by-tone: { 440: "show my new leads" } }
 //! ```
 //!
 //! A rule with a function call only fires when the request declares that tool
@@ -23,22 +26,17 @@
 //! `tool-result` never fire on a turn that answers a tool call, so a client's
 //! tool loop ends.
 //!
-//! A rule may instead reply with `json:` — a structured answer for requests
-//! that ask for one (OpenAI's `json_schema` formats, Gemini's response
-//! schemas). Such requests only consider `json` and function-call rules
-//! ([`Script::answer_structured`]): a text reply cannot fit a schema. The
-//! mock checks a scripted value against the request's schema and reports a
-//! mismatch naming the rule, rather than sending an answer the client's
-//! parser would reject; when no rule gives one, the mock builds the value
-//! from the schema. To a plain request a `json` rule answers with its JSON
-//! as text.
+//! For requests that ask for structured output, OpenAI's `json_schema`
+//! formats consider only `json` and function-call rules
+//! ([`Script::answer_structured`]): a text reply cannot fit a schema, so text
+//! rules are passed over, and when no rule gives a value the mock builds one
+//! from the request's schema. A scripted value that does not fit the schema
+//! is reported naming the rule, never sent.
 //!
-//! ```yaml
-//! rules:
-//!   - name: lead-extraction
-//!     when: { prompt-contains: "extract the lead" }
-//!     reply: { json: { name: "{{prompt}}", score: 80, tags: [hot] } }
-//! ```
+//! Transcripts stand in for speech recognition: OpenAI's transcription
+//! endpoint looks them up by the uploaded file's name (`by-file`), the Gemini
+//! Live API by the pitch of the tone a test speaks (`by-tone`, see the Live
+//! module's audio source); both fall back to `default`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -86,7 +84,7 @@ pub enum StructuredReply {
     Json {
         /// The value, templates filled in.
         value: Value,
-        /// Which rule: `rules[2] (lead-extraction)`, or `default`.
+        /// Which rule: its `name`, else `rules[i]`; `default` for the default reply.
         rule: String,
     },
     /// A function-call rule matched first.
@@ -108,7 +106,7 @@ pub struct Script {
 
 #[derive(Debug, Clone)]
 struct Rule {
-    /// `rules[i]` with the rule's name, for messages.
+    /// `name`, else `rules[i]`: how errors name the rule.
     label: String,
     when: When,
     regex: Option<Regex>,
@@ -148,6 +146,7 @@ struct When {
 struct ReplyFile {
     text: Option<String>,
     function_call: Option<FunctionCallFile>,
+    /// A JSON answer (structured output), sent as its text.
     json: Option<Value>,
 }
 
@@ -165,6 +164,9 @@ struct TranscriptsFile {
     default: Option<String>,
     #[serde(default)]
     by_file: BTreeMap<String, String>,
+    /// Live audio: the pitch in Hz of a test tone and what it "says".
+    #[serde(default)]
+    by_tone: BTreeMap<u32, String>,
 }
 
 impl Script {
@@ -214,12 +216,8 @@ impl Script {
                 ),
                 None => None,
             };
-            let label = match &rule.name {
-                Some(name) => format!("rules[{i}] ({name})"),
-                None => format!("rules[{i}]"),
-            };
             rules.push(Rule {
-                label,
+                label: rule.name.unwrap_or_else(|| format!("rules[{i}]")),
                 when: rule.when,
                 regex,
                 reply: rule.reply,
@@ -241,18 +239,25 @@ impl Script {
     /// The reply to `prompt`: the first matching rule's, else the default.
     #[must_use]
     pub fn answer(&self, prompt: &Prompt) -> Reply {
+        self.answer_by_rule(prompt).0
+    }
+
+    /// The reply to `prompt` and the rule that gave it (its `name`, else
+    /// `rules[i]`); `None` when it is the default reply.
+    #[must_use]
+    pub fn answer_by_rule(&self, prompt: &Prompt) -> (Reply, Option<&str>) {
         for rule in &self.rules {
             if let Some(vars) = rule.matches(prompt) {
-                return render(&rule.reply, prompt, &vars);
+                return (render(&rule.reply, prompt, &vars), Some(&rule.label));
             }
         }
-        render(&self.default, prompt, &BTreeMap::new())
+        (render(&self.default, prompt, &BTreeMap::new()), None)
     }
 
     /// The reply to a request for structured output: the first matching rule
     /// with a `json` or function-call reply (text rules are passed over), or
     /// the default if it is `json`. `None` when the script has no structured
-    /// answer, and the value is to be built from the request's schema.
+    /// answer and the value is to be built from the request's schema.
     #[must_use]
     pub fn answer_structured(&self, prompt: &Prompt) -> Option<StructuredReply> {
         let structured = |reply: &ReplyFile| reply.json.is_some() || reply.function_call.is_some();
@@ -272,7 +277,7 @@ impl Script {
             })?;
         Some(match &reply.json {
             Some(value) => StructuredReply::Json {
-                value: render_value(value, prompt, &vars),
+                value: render_json(value, prompt, &vars),
                 rule: label.to_owned(),
             },
             None => match render(reply, prompt, &vars) {
@@ -294,12 +299,35 @@ impl Script {
             .cloned()
             .unwrap_or_else(|| "This is a mock transcription.".into())
     }
+
+    /// The transcript of an utterance heard on a Live session whose pitch is
+    /// `tone_hz`: the `by-tone` entry within 5 % of it (the nearest if
+    /// several), else the default transcript.
+    #[must_use]
+    pub fn transcript_of_tone(&self, tone_hz: Option<f64>) -> String {
+        let by_tone = tone_hz.and_then(|hz| {
+            self.transcripts
+                .by_tone
+                .iter()
+                .map(|(&want, text)| ((hz - f64::from(want)).abs() / f64::from(want), text))
+                .filter(|(off, _)| *off <= 0.05)
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, text)| text.clone())
+        });
+        by_tone.unwrap_or_else(|| self.transcript(""))
+    }
 }
 
 fn check_reply(reply: &ReplyFile) -> Result<(), String> {
-    match (&reply.text, &reply.function_call, &reply.json) {
-        (Some(_), None, None) | (None, Some(_), None) | (None, None, Some(_)) => Ok(()),
-        _ => Err("exactly one of `text`, `function-call` or `json` is required".into()),
+    let set = [
+        reply.text.is_some(),
+        reply.function_call.is_some(),
+        reply.json.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() == 1 {
+        Ok(())
+    } else {
+        Err("exactly one of `text`, `function-call` or `json` is required".into())
     }
 }
 
@@ -344,17 +372,14 @@ impl Rule {
 }
 
 fn render(reply: &ReplyFile, prompt: &Prompt, vars: &BTreeMap<String, String>) -> Reply {
-    if let Some(value) = &reply.json {
-        return Reply::Text(render_value(value, prompt, vars).to_string());
-    }
     if let Some(call) = &reply.function_call {
         return Reply::FunctionCall {
             name: call.name.clone(),
-            arguments: match &call.arguments {
-                Value::Null => Value::Object(serde_json::Map::new()),
-                arguments => render_value(arguments, prompt, vars),
-            },
+            arguments: render_value(&call.arguments, prompt, vars),
         };
+    }
+    if let Some(json) = &reply.json {
+        return Reply::Text(render_json(json, prompt, vars).to_string());
     }
     Reply::Text(fill(
         reply.text.as_deref().unwrap_or_default(),
@@ -370,6 +395,21 @@ fn render_value(value: &Value, prompt: &Prompt, vars: &BTreeMap<String, String>)
         Value::Object(o) => Value::Object(
             o.iter()
                 .map(|(k, v)| (k.clone(), render_value(v, prompt, vars)))
+                .collect(),
+        ),
+        Value::Null => Value::Object(serde_json::Map::new()),
+        other => other.clone(),
+    }
+}
+
+/// A JSON reply with its strings filled in; `null` stays `null`.
+fn render_json(value: &Value, prompt: &Prompt, vars: &BTreeMap<String, String>) -> Value {
+    match value {
+        Value::String(s) => Value::String(fill(s, prompt, vars)),
+        Value::Array(a) => Value::Array(a.iter().map(|v| render_json(v, prompt, vars)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), render_json(v, prompt, vars)))
                 .collect(),
         ),
         other => other.clone(),
@@ -490,10 +530,50 @@ default: { text: "Echo: {{prompt}}" }
         let err = Script::parse("rules:\n  - when: {}\n    reply: {}\n", Path::new("b.yaml"))
             .unwrap_err();
         assert!(
-            err.to_string()
-                .contains("rules[0].reply: exactly one of `text`, `function-call` or `json`"),
+            err.to_string().contains("rules[0].reply: exactly one of"),
             "{err}"
         );
+        let err = Script::parse(
+            "rules:\n  - when: {}\n    reply: { text: a, json: {} }\n",
+            Path::new("b.yaml"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("exactly one of `text`, `function-call` or `json`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn json_replies_are_filled_and_rules_named() {
+        let s = Script::parse(
+            r#"
+rules:
+  - name: lead-json
+    when: { prompt-matches: "lead (?P<who>\\w+)" }
+    reply: { json: { name: "{{who}}", score: 3, email: null } }
+  - when: { prompt-contains: plain }
+    reply: { text: plain }
+"#,
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        let ask = |user: &str| Prompt {
+            user: user.into(),
+            ..Prompt::default()
+        };
+        let (reply, rule) = s.answer_by_rule(&ask("a lead Ada"));
+        assert_eq!(rule, Some("lead-json"));
+        let Reply::Text(text) = reply else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            json!({"name": "Ada", "score": 3, "email": null})
+        );
+        assert_eq!(s.answer_by_rule(&ask("plain")).1, Some("rules[1]"));
+        assert_eq!(s.answer_by_rule(&ask("other")).1, None);
     }
 
     #[test]
@@ -505,7 +585,7 @@ rules:
     reply: { text: "a lead" }
   - name: extraction
     when: { prompt-matches: "lead (?P<who>\\w+)" }
-    reply: { json: { name: "{{who}}", score: 3 } }
+    reply: { json: { name: "{{who}}", score: 3, note: null } }
 "#,
             Path::new("t.yaml"),
         )
@@ -518,8 +598,8 @@ rules:
         assert_eq!(
             script.answer_structured(&p),
             Some(StructuredReply::Json {
-                value: json!({"name": "Ada", "score": 3}),
-                rule: "rules[1] (extraction)".into()
+                value: json!({"name": "Ada", "score": 3, "note": null}),
+                rule: "extraction".into()
             })
         );
         let other = Prompt {
@@ -527,6 +607,19 @@ rules:
             ..Prompt::default()
         };
         assert_eq!(script.answer_structured(&other), None);
+    }
+
+    #[test]
+    fn transcripts_by_tone_match_within_five_percent() {
+        let s = Script::parse(
+            "transcripts: { default: plain, by-tone: { 440: four forty, 880: eight eighty } }\n",
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        assert_eq!(s.transcript_of_tone(Some(437.5)), "four forty");
+        assert_eq!(s.transcript_of_tone(Some(900.0)), "eight eighty");
+        assert_eq!(s.transcript_of_tone(Some(600.0)), "plain");
+        assert_eq!(s.transcript_of_tone(None), "plain");
     }
 
     #[test]

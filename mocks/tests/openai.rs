@@ -633,8 +633,9 @@ rules:
     assert_eq!(body["error"]["code"], "mock_script_mismatch");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains("script rules[0] (order) replies with JSON that does not fit the response schema 'order'")
-            && message.contains("$.quantity"),
+        message.contains(
+            "script rule `order` replies with JSON that does not fit the response schema 'order'"
+        ) && message.contains("$.quantity"),
         "{message}"
     );
 }

@@ -223,6 +223,43 @@ async fn stripe_sdk() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_sdk_search() {
+    let mock = Stripe::start().await.unwrap();
+    let out = run_script("test_stripe_search.py", &[("MOCK_STRIPE_URL", mock.uri())]).await;
+    assert!(out.contains("ok: malformed queries refused"), "{out}");
+    let searches: Vec<_> = mock
+        .journal()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/search"))
+        .collect();
+    let refused = searches.iter().filter(|r| r.status == Some(400)).count();
+    assert_eq!(refused, 9, "the refused queries and the foreign cursor");
+    assert!(
+        searches
+            .iter()
+            .any(|r| r.query.as_deref().is_some_and(|q| q.contains("page="))),
+        "the SDK paged with page=next_page"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_sdk_test_cards() {
+    let mock = Stripe::start().await.unwrap();
+    let out = run_script("test_stripe_cards.py", &[("MOCK_STRIPE_URL", mock.uri())]).await;
+    assert!(out.contains("ok: raw numbers"), "{out}");
+    let declines = mock
+        .journal()
+        .into_iter()
+        .filter(|r| r.status == Some(402))
+        .count();
+    assert_eq!(
+        declines,
+        10 + 1 + 2,
+        "ten decline cards, one after 3-D Secure, two raw numbers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graph_sdk() {
     let mock = Graph::start().await.unwrap();
     let out = run_script(
@@ -263,6 +300,27 @@ async fn genai_sdk_rest_and_live() {
     )
     .await;
     assert!(out.contains("ok: Live session over wss"), "{out}");
+    assert!(
+        out.contains(
+            "ok: a scripted reply that does not fit the schema is an error naming the rule"
+        ),
+        "{out}"
+    );
+    let structured: Vec<_> = rest
+        .journal()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/models/gemini-2.5-flash:generateContent"))
+        .collect();
+    let statuses: Vec<_> = structured.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [Some(200), Some(200), Some(200), Some(200), Some(200), Some(200), Some(500), Some(400)],
+        "structured-output calls: built, built again, list, enum, JSON Schema, scripted, misfit, text/plain"
+    );
+    assert!(
+        structured[0].body_json().unwrap()["generationConfig"]["responseSchema"]["type"]
+            == "OBJECT"
+    );
     let upgrades: Vec<_> = live
         .journal()
         .into_iter()
@@ -271,6 +329,41 @@ async fn genai_sdk_rest_and_live() {
     assert_eq!(upgrades.len(), 1, "one Live session");
     assert_eq!(upgrades[0].status, Some(101));
     assert_eq!(upgrades[0].header("x-goog-api-key"), Some("test-key"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn genai_sdk_live_voice_and_refusals() {
+    let ca = TestCa::generate().unwrap();
+    let live = Gemini::builder().tls(&ca).start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    ca.write_ca_pem(&ca_file).unwrap();
+    let out = run_script(
+        "test_genai_live.py",
+        &[
+            ("MOCK_GEMINI_TLS_URL", live.uri()),
+            ("SSL_CERT_FILE", ca_file.display().to_string()),
+        ],
+    )
+    .await;
+    for step in [
+        "ok: Live: 1.5 s of silence and audioStreamEnd get no turn",
+        "ok: Live: spoken PCM (realtimeInput.audio) -> inputTranscription -> toolCall get_leads {status: new}",
+        "ok: Live: spoken answer,",
+        "ok: Live: manual activity (activityStart, mediaChunks, activityEnd) -> toolCall create_activity",
+        "ok: Live: unknown or non-Live model refused at setup with APIError 1008",
+        "ok: Live: audio it cannot read closes with 1007",
+        "ok: Live: malformed JSON closes with 1007",
+        "ok: Live: an unknown message kind closes with 1007",
+    ] {
+        assert!(out.contains(step), "missing step {step:?} in:\n{out}");
+    }
+    let sessions = live
+        .journal()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/ws/") && r.status == Some(101))
+        .count();
+    assert_eq!(sessions, 8, "one upgrade per Live session of the script");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -157,7 +157,7 @@ impl JsonSchema {
                 match schema::validate(&self.schema, &value) {
                     Ok(()) => Ok(Ok(value.to_string())),
                     Err(e) => Err(mock_error("mock_script_mismatch", &format!(
-                        "tekup-mocks: script {rule} replies with JSON that does not fit the response schema '{}' of this request ({e}); fix the rule's `json` reply or its `when`",
+                        "tekup-mocks: script rule `{rule}` replies with JSON that does not fit the response schema '{}' of this request ({e}); fix the rule's `json` reply or its `when`",
                         self.name
                     ))),
                 }

@@ -97,7 +97,7 @@ try:
     raise AssertionError("a scripted reply that does not fit must be an error")
 except openai.InternalServerError as e:
     assert e.code == "mock_script_mismatch", e.body
-    assert "rules[5] (lead-extraction)" in e.body["message"] and "'Invoice'" in e.body["message"], e.body
+    assert "rule `lead-extraction`" in e.body["message"] and "'Invoice'" in e.body["message"], e.body
 assert len(journal(BASE, "/v1/chat/completions")) == 1, "not retried"
 step("a scripted reply that does not fit names the rule and is not retried")
 
