@@ -26,6 +26,13 @@
 //! `tool-result` never fire on a turn that answers a tool call, so a client's
 //! tool loop ends.
 //!
+//! For requests that ask for structured output, OpenAI's `json_schema`
+//! formats consider only `json` and function-call rules
+//! ([`Script::answer_structured`]): a text reply cannot fit a schema, so text
+//! rules are passed over, and when no rule gives a value the mock builds one
+//! from the request's schema. A scripted value that does not fit the schema
+//! is reported naming the rule, never sent.
+//!
 //! Transcripts stand in for speech recognition: OpenAI's transcription
 //! endpoint looks them up by the uploaded file's name (`by-file`), the Gemini
 //! Live API by the pitch of the tone a test speaks (`by-tone`, see the Live
@@ -62,6 +69,25 @@ pub enum Reply {
     /// A text answer.
     Text(String),
     /// A function call with JSON arguments.
+    FunctionCall {
+        /// Function name.
+        name: String,
+        /// Arguments object.
+        arguments: Value,
+    },
+}
+
+/// A scripted reply to a request for structured output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StructuredReply {
+    /// A `json` rule matched.
+    Json {
+        /// The value, templates filled in.
+        value: Value,
+        /// Which rule: its `name`, else `rules[i]`; `default` for the default reply.
+        rule: String,
+    },
+    /// A function-call rule matched first.
     FunctionCall {
         /// Function name.
         name: String,
@@ -226,6 +252,41 @@ impl Script {
             }
         }
         (render(&self.default, prompt, &BTreeMap::new()), None)
+    }
+
+    /// The reply to a request for structured output: the first matching rule
+    /// with a `json` or function-call reply (text rules are passed over), or
+    /// the default if it is `json`. `None` when the script has no structured
+    /// answer and the value is to be built from the request's schema.
+    #[must_use]
+    pub fn answer_structured(&self, prompt: &Prompt) -> Option<StructuredReply> {
+        let structured = |reply: &ReplyFile| reply.json.is_some() || reply.function_call.is_some();
+        let (reply, label, vars) = self
+            .rules
+            .iter()
+            .filter(|rule| structured(&rule.reply))
+            .find_map(|rule| {
+                rule.matches(prompt)
+                    .map(|vars| (&rule.reply, rule.label.as_str(), vars))
+            })
+            .or_else(|| {
+                self.default
+                    .json
+                    .is_some()
+                    .then(|| (&self.default, "default", BTreeMap::new()))
+            })?;
+        Some(match &reply.json {
+            Some(value) => StructuredReply::Json {
+                value: render_json(value, prompt, &vars),
+                rule: label.to_owned(),
+            },
+            None => match render(reply, prompt, &vars) {
+                Reply::FunctionCall { name, arguments } => {
+                    StructuredReply::FunctionCall { name, arguments }
+                }
+                Reply::Text(_) => return None,
+            },
+        })
     }
 
     /// The transcript for an uploaded audio file called `file_name`.
@@ -513,6 +574,39 @@ rules:
         );
         assert_eq!(s.answer_by_rule(&ask("plain")).1, Some("rules[1]"));
         assert_eq!(s.answer_by_rule(&ask("other")).1, None);
+    }
+
+    #[test]
+    fn structured_requests_pass_over_text_rules() {
+        let script = Script::parse(
+            r#"
+rules:
+  - when: { prompt-contains: lead }
+    reply: { text: "a lead" }
+  - name: extraction
+    when: { prompt-matches: "lead (?P<who>\\w+)" }
+    reply: { json: { name: "{{who}}", score: 3, note: null } }
+"#,
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        let p = Prompt {
+            user: "the lead Ada".into(),
+            ..Prompt::default()
+        };
+        assert_eq!(script.answer(&p), Reply::Text("a lead".into()));
+        assert_eq!(
+            script.answer_structured(&p),
+            Some(StructuredReply::Json {
+                value: json!({"name": "Ada", "score": 3, "note": null}),
+                rule: "extraction".into()
+            })
+        );
+        let other = Prompt {
+            user: "nothing".into(),
+            ..Prompt::default()
+        };
+        assert_eq!(script.answer_structured(&other), None);
     }
 
     #[test]

@@ -424,3 +424,235 @@ async fn admin_api_drives_faults_expectations_and_reset() {
     );
     assert_eq!(c.get(admin("verify")).send().await.unwrap().status(), 200);
 }
+
+async fn post(mock: &OpenAi, route: &str, body: Value) -> reqwest::Response {
+    client()
+        .post(format!("{}/{route}", mock.base_url()))
+        .bearer_auth("sk-test")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn responses_stream_frames_name_their_event_and_end_without_done() {
+    let mock = OpenAi::start().await.unwrap();
+    let response = post(
+        &mock,
+        "responses",
+        json!({"model": "gpt-4o", "input": "stream me", "stream": true}),
+    )
+    .await;
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
+    let text = response.text().await.unwrap();
+    let frames: Vec<&str> = text.split("\n\n").filter(|f| !f.is_empty()).collect();
+    for (n, frame) in frames.iter().enumerate() {
+        let (event, data) = frame.split_once('\n').unwrap();
+        let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(
+            event.strip_prefix("event: "),
+            data["type"].as_str(),
+            "{frame}"
+        );
+        assert_eq!(data["sequence_number"], n, "{frame}");
+    }
+    let last: Value =
+        serde_json::from_str(frames.last().unwrap().split_once("data: ").unwrap().1).unwrap();
+    assert_eq!(last["type"], "response.completed");
+    assert_eq!(
+        last["response"]["output"][0]["content"][0]["text"],
+        "This is a mock answer to: stream me"
+    );
+    let id = last["response"]["id"].as_str().unwrap();
+    let stored: Value = client()
+        .get(format!("{}/responses/{id}", mock.base_url()))
+        .bearer_auth("sk-test")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stored, last["response"],
+        "GET returns what the stream completed with"
+    );
+    mock.reset();
+    let gone = client()
+        .get(format!("{}/responses/{id}", mock.base_url()))
+        .bearer_auth("sk-test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404, "reset forgets stored responses");
+}
+
+#[tokio::test]
+async fn chat_token_limits_cut_the_answer_and_reasoning_models_refuse_max_tokens() {
+    let mock = OpenAi::start().await.unwrap();
+    let body: Value = chat(
+        &mock,
+        json!({"model": "gpt-4o", "max_completion_tokens": 3,
+               "messages": [{"role": "user", "content": "a long question about leads"}]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
+    assert_eq!(body["choices"][0]["message"]["content"], "This is a mo");
+    assert_eq!(body["usage"]["completion_tokens"], 3);
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
+    let cut_call: Value = chat(
+        &mock,
+        json!({"model": "gpt-4o", "max_tokens": 4, "tools": tools,
+               "messages": [{"role": "user", "content": "weather in Paris"}]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(cut_call["choices"][0]["finish_reason"], "length");
+    let arguments = cut_call["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+        .as_str()
+        .unwrap();
+    assert!(
+        serde_json::from_str::<Value>(arguments).is_err(),
+        "cut arguments are incomplete JSON, as the API sends them: {arguments}"
+    );
+    let refused = chat(
+        &mock,
+        json!({"model": "o4-mini", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(refused.status(), 400);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap(),
+        json!({"error": {
+            "message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+            "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}})
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_model_is_refused_on_every_endpoint() {
+    let mock = OpenAi::start().await.unwrap();
+    let expected = json!({"error": {
+        "message": "The model `gpt-9` does not exist or you do not have access to it.",
+        "type": "invalid_request_error", "param": null, "code": "model_not_found"}});
+    let calls = [
+        post(
+            &mock,
+            "chat/completions",
+            json!({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await,
+        post(&mock, "responses", json!({"model": "gpt-9", "input": "x"})).await,
+        post(&mock, "embeddings", json!({"model": "gpt-9", "input": "x"})).await,
+        client()
+            .post(format!("{}/audio/transcriptions", mock.base_url()))
+            .bearer_auth("sk-test")
+            .multipart(reqwest::multipart::Form::new().text("model", "gpt-9").part(
+                "file",
+                reqwest::multipart::Part::bytes(vec![1u8; 16]).file_name("a.wav"),
+            ))
+            .send()
+            .await
+            .unwrap(),
+        client()
+            .get(format!("{}/models/gpt-9", mock.base_url()))
+            .bearer_auth("sk-test")
+            .send()
+            .await
+            .unwrap(),
+    ];
+    for response in calls {
+        let route = response.url().path().to_owned();
+        assert_eq!(response.status(), 404, "{route}");
+        assert_eq!(response.json::<Value>().await.unwrap(), expected, "{route}");
+    }
+}
+
+#[tokio::test]
+async fn structured_replies_fit_the_schema_or_name_the_rule_that_does_not() {
+    let script = tekup_mocks::Script::parse(
+        r#"
+rules:
+  - name: order
+    when: { prompt-matches: "order (?P<sku>\\w+)" }
+    reply: { json: { sku: "{{sku}}", quantity: 2, note: null } }
+"#,
+        std::path::Path::new("orders.yaml"),
+    )
+    .unwrap();
+    let mock = OpenAi::builder().script(script).start().await.unwrap();
+    let schema = json!({"type": "object", "additionalProperties": false,
+        "required": ["sku", "quantity", "note"],
+        "properties": {"sku": {"type": "string"}, "quantity": {"type": "integer", "minimum": 1},
+                       "note": {"anyOf": [{"type": "string"}, {"type": "null"}]}}});
+    let format = json!({"type": "json_schema", "json_schema": {"name": "order", "strict": true, "schema": schema}});
+    let ask = |prompt: &str| {
+        json!({"model": "gpt-4o", "response_format": format,
+        "messages": [{"role": "user", "content": prompt}]})
+    };
+    let scripted: Value = chat(&mock, ask("order AB12")).await.json().await.unwrap();
+    let content = scripted["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(content).unwrap(),
+        json!({"sku": "AB12", "quantity": 2, "note": null})
+    );
+    let built: Value = chat(&mock, ask("something else"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let built: Value =
+        serde_json::from_str(built["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    assert!(
+        built["sku"].is_string() && built["quantity"].as_i64().unwrap() >= 1,
+        "{built}"
+    );
+
+    let mut narrow = format.clone();
+    narrow["json_schema"]["schema"]["properties"]["quantity"]["minimum"] = json!(5);
+    let refused = chat(
+        &mock,
+        json!({"model": "gpt-4o", "response_format": narrow,
+               "messages": [{"role": "user", "content": "order AB12"}]}),
+    )
+    .await;
+    assert_eq!(refused.status(), 500);
+    assert_eq!(refused.headers()["x-should-retry"], "false");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "mock_script_mismatch");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "script rule `order` replies with JSON that does not fit the response schema 'order'"
+        ) && message.contains("$.quantity"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn an_unserved_endpoint_keeps_openais_invalid_url_wording() {
+    let mock = OpenAi::start().await.unwrap();
+    let response = post(&mock, "batches", json!({"input_file_id": "file-1"})).await;
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "Invalid URL (POST /v1/batches); POST /v1/batches is not mocked by tekup-mocks"
+        ),
+        "{message}"
+    );
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert_eq!(body["error"]["code"], Value::Null);
+}

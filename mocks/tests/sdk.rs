@@ -138,6 +138,67 @@ async fn openai_sdk() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_responses() {
+    let mock = OpenAi::builder().api_key("sk-test").start().await.unwrap();
+    let out = run_script(
+        "test_openai_responses.py",
+        &[("MOCK_OPENAI_URL", mock.uri())],
+    )
+    .await;
+    assert!(
+        out.contains("ok: unknown model refused with model_not_found"),
+        "{out}"
+    );
+    let follow_up = mock
+        .journal()
+        .into_iter()
+        .find(|r| {
+            r.path == "/v1/responses"
+                && r.body_json()
+                    .is_some_and(|b| b["previous_response_id"].is_string())
+        })
+        .expect("a follow-up with previous_response_id was journaled");
+    assert_eq!(follow_up.status, Some(200));
+    let streams: Vec<_> = mock
+        .journal()
+        .into_iter()
+        .filter(|r| r.path == "/v1/responses" && r.body_json().is_some_and(|b| b["stream"] == true))
+        .collect();
+    assert!(
+        streams.len() >= 3,
+        "three streamed responses: {}",
+        streams.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_structured_outputs() {
+    let mock = OpenAi::builder().api_key("sk-test").start().await.unwrap();
+    let out = run_script(
+        "test_openai_structured.py",
+        &[("MOCK_OPENAI_URL", mock.uri())],
+    )
+    .await;
+    assert!(
+        out.contains("ok: responses.parse and text.format json_schema"),
+        "{out}"
+    );
+    let parsed = mock
+        .journal()
+        .into_iter()
+        .filter(|r| {
+            r.path == "/v1/responses"
+                && r.body_json()
+                    .is_some_and(|b| b["text"]["format"]["name"] == "Contact")
+        })
+        .count();
+    assert_eq!(
+        parsed, 2,
+        "responses.parse and responses.stream with text_format=Contact"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripe_sdk() {
     let mock = Stripe::start().await.unwrap();
     let out = run_script("test_stripe.py", &[("MOCK_STRIPE_URL", mock.uri())]).await;

@@ -10,9 +10,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
+use super::answer::{self, split_chars, split_words, Answer, Constraints, Format, Output};
+use super::models::{self, Model};
+use super::structured::{Dialect, JsonSchema};
 use super::{invalid, OpenAiState};
 use crate::ids;
-use crate::script::{estimate_tokens, Prompt, Reply};
+use crate::script::{estimate_tokens, Prompt};
 
 pub(super) async fn completions(State(state): State<Arc<OpenAiState>>, body: Bytes) -> Response {
     let request: Value = match serde_json::from_slice(&body) {
@@ -58,23 +61,28 @@ pub(super) async fn completions(State(state): State<Arc<OpenAiState>>, body: Byt
             );
         }
     }
+    let known = match models::require(model) {
+        Ok(m) => m,
+        Err(refused) => return refused,
+    };
+    let max_tokens = match token_limit(&request, known) {
+        Ok(limit) => limit,
+        Err(refused) => return refused,
+    };
+    let format = match response_format(&request) {
+        Ok(f) => f,
+        Err(refused) => return refused,
+    };
     let prompt = prompt_of(&request, messages);
-    let tool_choice_none = request.get("tool_choice").and_then(Value::as_str) == Some("none");
-    let mut reply = state.script.answer(&prompt);
-    if tool_choice_none {
-        if let Reply::FunctionCall { .. } = reply {
-            reply = Reply::Text(format!("This is a mock answer to: {}", prompt.user));
-        }
-    }
-    if let Reply::Text(text) = &reply {
-        let wants_json = request
-            .pointer("/response_format/type")
-            .and_then(Value::as_str)
-            .is_some_and(|t| t != "text");
-        if wants_json && serde_json::from_str::<Value>(text).is_err() {
-            reply = Reply::Text(json!({ "answer": text }).to_string());
-        }
-    }
+    let constraints = Constraints {
+        tool_choice_none: request.get("tool_choice").and_then(Value::as_str) == Some("none"),
+        format,
+        max_tokens,
+    };
+    let answer = match answer::answer(&state, &prompt, &constraints) {
+        Ok(a) => a,
+        Err(refused) => return refused,
+    };
     let n = request
         .get("n")
         .and_then(Value::as_u64)
@@ -88,7 +96,7 @@ pub(super) async fn completions(State(state): State<Arc<OpenAiState>>, body: Byt
         id: ids::alnum_id("chatcmpl-", 29),
         created: ids::unix_now(),
         model: model.to_owned(),
-        reply,
+        answer,
         tool_call_id: ids::alnum_id("call_", 24),
         n,
         prompt_tokens,
@@ -103,8 +111,75 @@ pub(super) async fn completions(State(state): State<Arc<OpenAiState>>, body: Byt
     Json(completion.whole()).into_response()
 }
 
+/// `max_completion_tokens`, or the older `max_tokens` that reasoning models refuse.
+#[expect(
+    clippy::result_large_err,
+    reason = "an axum Response is the natural rejection of a handler helper"
+)]
+fn token_limit(request: &Value, model: &Model) -> Result<Option<u64>, Response> {
+    let legacy = request.get("max_tokens").filter(|v| !v.is_null());
+    if legacy.is_some() && model.reasoning {
+        return Err(invalid(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+            "max_tokens",
+            Some("unsupported_parameter"),
+        ));
+    }
+    for name in ["max_completion_tokens", "max_tokens"] {
+        match request.get(name) {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_u64() {
+                Some(n) if n >= 1 => return Ok(Some(n)),
+                _ => {
+                    return Err(invalid(
+                        &format!("Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {v} instead."),
+                        name,
+                        Some("integer_below_min_value"),
+                    ))
+                }
+            },
+        }
+    }
+    Ok(None)
+}
+
+/// `response_format`: `text`, `json_object` or `json_schema`.
+#[expect(
+    clippy::result_large_err,
+    reason = "an axum Response is the natural rejection of a handler helper"
+)]
+fn response_format(request: &Value) -> Result<Format, Response> {
+    let Some(format) = request.get("response_format").filter(|v| !v.is_null()) else {
+        return Ok(Format::Text);
+    };
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(Format::Text),
+        Some("json_object") => Ok(Format::JsonObject),
+        Some("json_schema") => match format.get("json_schema") {
+            Some(inner) if inner.is_object() => {
+                JsonSchema::parse(inner, Dialect::Chat).map(Format::JsonSchema)
+            }
+            _ => Err(invalid(
+                "Missing required parameter: 'response_format.json_schema'.",
+                "response_format.json_schema",
+                Some("missing_required_parameter"),
+            )),
+        },
+        Some(other) => Err(invalid(
+            &format!("Invalid value: '{other}'. Supported values are: 'json_object', 'json_schema', and 'text'."),
+            "response_format.type",
+            Some("invalid_value"),
+        )),
+        None => Err(invalid(
+            "Missing required parameter: 'response_format.type'.",
+            "response_format.type",
+            Some("missing_required_parameter"),
+        )),
+    }
+}
+
 /// Reduces the conversation to what the script looks at.
-fn prompt_of(request: &Value, messages: &[Value]) -> Prompt {
+pub(super) fn prompt_of(request: &Value, messages: &[Value]) -> Prompt {
     let tools = request
         .get("tools")
         .and_then(Value::as_array)
@@ -163,7 +238,7 @@ fn prompt_of(request: &Value, messages: &[Value]) -> Prompt {
 }
 
 /// Message content: a string, or an array of parts of which the text ones count.
-fn text_of(content: Option<&Value>) -> String {
+pub(super) fn text_of(content: Option<&Value>) -> String {
     match content {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(parts)) => parts
@@ -179,24 +254,15 @@ struct Completion {
     id: String,
     created: i64,
     model: String,
-    reply: Reply,
+    answer: Answer,
     tool_call_id: String,
     n: usize,
     prompt_tokens: u64,
 }
 
 impl Completion {
-    fn completion_tokens(&self) -> u64 {
-        match &self.reply {
-            Reply::Text(t) => estimate_tokens(t),
-            Reply::FunctionCall { name, arguments } => {
-                estimate_tokens(name) + estimate_tokens(&arguments.to_string())
-            }
-        }
-    }
-
     fn usage(&self) -> Value {
-        let completion = self.completion_tokens() * self.n as u64;
+        let completion = self.answer.tokens() * self.n as u64;
         json!({
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,
@@ -210,22 +276,23 @@ impl Completion {
     }
 
     fn finish_reason(&self) -> &'static str {
-        match self.reply {
-            Reply::Text(_) => "stop",
-            Reply::FunctionCall { .. } => "tool_calls",
+        match (&self.answer.output, self.answer.truncated) {
+            (_, true) => "length",
+            (Output::Text(_), false) => "stop",
+            (Output::Call { .. }, false) => "tool_calls",
         }
     }
 
     fn whole(&self) -> Value {
-        let message = match &self.reply {
-            Reply::Text(text) => {
+        let message = match &self.answer.output {
+            Output::Text(text) => {
                 json!({ "role": "assistant", "content": text, "refusal": null, "annotations": [] })
             }
-            Reply::FunctionCall { name, arguments } => json!({
+            Output::Call { name, arguments } => json!({
                 "role": "assistant", "content": null, "refusal": null, "annotations": [],
                 "tool_calls": [{
                     "id": self.tool_call_id, "type": "function",
-                    "function": { "name": name, "arguments": arguments.to_string() }
+                    "function": { "name": name, "arguments": arguments }
                 }]
             }),
         };
@@ -256,8 +323,8 @@ impl Completion {
 
     /// The deltas of one choice, in order.
     fn deltas(&self) -> Vec<Value> {
-        match &self.reply {
-            Reply::Text(text) => {
+        match &self.answer.output {
+            Output::Text(text) => {
                 let mut deltas =
                     vec![json!({ "role": "assistant", "content": "", "refusal": null })];
                 deltas.extend(
@@ -267,38 +334,19 @@ impl Completion {
                 );
                 deltas
             }
-            Reply::FunctionCall { name, arguments } => {
+            Output::Call { name, arguments } => {
                 let mut deltas = vec![json!({
                     "role": "assistant", "content": null,
                     "tool_calls": [{ "index": 0, "id": self.tool_call_id, "type": "function",
                                      "function": { "name": name, "arguments": "" } }]
                 })];
-                let args = arguments.to_string();
-                let chars: Vec<char> = args.chars().collect();
-                for piece in chars.chunks(8) {
-                    let piece: String = piece.iter().collect();
+                for piece in split_chars(arguments, 8) {
                     deltas.push(json!({ "tool_calls": [{ "index": 0, "function": { "arguments": piece } }] }));
                 }
                 deltas
             }
         }
     }
-}
-
-/// Splits text into word-sized pieces that concatenate back to it.
-fn split_words(text: &str) -> Vec<String> {
-    let mut pieces = Vec::new();
-    let mut current = String::new();
-    for c in text.chars() {
-        if c == ' ' && !current.is_empty() && !current.ends_with(' ') {
-            pieces.push(std::mem::take(&mut current));
-        }
-        current.push(c);
-    }
-    if !current.is_empty() {
-        pieces.push(current);
-    }
-    pieces
 }
 
 /// Server-sent events: one `data:` line per chunk, then `data: [DONE]`.
@@ -337,13 +385,6 @@ fn stream(completion: Completion, include_usage: bool) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn words_concatenate_back() {
-        let text = "It is  21 degrees, says the mock.";
-        assert_eq!(split_words(text).concat(), text);
-        assert!(split_words(text).len() > 4);
-    }
 
     #[test]
     fn tool_results_are_named_by_their_call() {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Multipart, Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
@@ -12,21 +12,8 @@ use rand::{Rng as _, SeedableRng as _};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use super::{error_response, invalid, OpenAiState};
+use super::{invalid, models, OpenAiState};
 use crate::script::estimate_tokens;
-
-const MODELS: &[&str] = &[
-    "gpt-4o",
-    "gpt-4o-mini",
-    "gpt-4.1",
-    "gpt-4.1-mini",
-    "o4-mini",
-    "text-embedding-3-small",
-    "text-embedding-3-large",
-    "text-embedding-ada-002",
-    "whisper-1",
-    "gpt-4o-transcribe",
-];
 
 pub(super) async fn embeddings(body: Bytes) -> Response {
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
@@ -39,6 +26,9 @@ pub(super) async fn embeddings(body: Bytes) -> Response {
     let Some(model) = request.get("model").and_then(Value::as_str) else {
         return invalid("you must provide a model parameter", "model", None);
     };
+    if let Err(refused) = models::require(model) {
+        return refused;
+    }
     let inputs: Vec<String> = match request.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) if a.iter().all(Value::is_string) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
@@ -150,8 +140,11 @@ pub(super) async fn transcriptions(
             Some("missing_required_parameter"),
         );
     };
-    if model.is_none() {
+    let Some(model) = model else {
         return invalid("you must provide a model parameter", "model", None);
+    };
+    if let Err(refused) = models::require(&model) {
+        return refused;
     }
     if file_len == 0 {
         return invalid(
@@ -195,27 +188,14 @@ fn timestamp(secs: f64, sep: char) -> String {
     )
 }
 
-fn model_object(id: &str) -> Value {
-    json!({ "id": id, "object": "model", "created": 1_715_367_049, "owned_by": "system" })
-}
-
 pub(super) async fn list_models() -> Json<Value> {
-    Json(
-        json!({ "object": "list", "data": MODELS.iter().map(|m| model_object(m)).collect::<Vec<_>>() }),
-    )
+    Json(models::list())
 }
 
 pub(super) async fn get_model(Path(model): Path<String>) -> Response {
-    if MODELS.contains(&model.as_str()) {
-        Json(model_object(&model)).into_response()
-    } else {
-        error_response(
-            StatusCode::NOT_FOUND,
-            &format!("The model '{model}' does not exist or you do not have access to it."),
-            "invalid_request_error",
-            Value::Null,
-            Value::from("model_not_found"),
-        )
+    match models::require(&model) {
+        Ok(known) => Json(known.object()).into_response(),
+        Err(refused) => refused,
     }
 }
 

@@ -1,5 +1,6 @@
-//! The OpenAI mock: chat completions (plain, SSE stream, tool calls),
-//! embeddings (float and base64), audio transcriptions and models.
+//! The OpenAI mock: chat completions (plain, SSE stream, tool calls), the
+//! Responses API (stored responses, `previous_response_id`, typed stream
+//! events), embeddings (float and base64), audio transcriptions and models.
 //!
 //! Wire format as the official clients expect it: bodies as in the API
 //! reference, errors as `{"error": {"message", "type", "param", "code"}}`,
@@ -8,8 +9,12 @@
 //! enforced (`OpenAiBuilder::requests_per_minute`), answering 429
 //! `rate_limit_exceeded` like the real service.
 
+mod answer;
 mod chat;
 mod misc;
+mod models;
+mod responses;
+mod structured;
 pub(crate) use misc::embed;
 
 use std::collections::VecDeque;
@@ -17,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,10 +30,11 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+use self::responses::ResponseStore;
 use crate::error::MockError;
 use crate::ids;
 use crate::script::Script;
-use crate::server::{header_str, Api, MockServer, ServeOptions};
+use crate::server::{header_str, not_mocked_message, Api, MockServer, ServeOptions};
 use crate::tls::TestCa;
 
 /// Window of the requests-per-minute limit.
@@ -132,6 +138,7 @@ impl OpenAiBuilder {
             api_keys: self.api_keys,
             rpm: self.rpm,
             window: Mutex::new(VecDeque::new()),
+            responses: ResponseStore::default(),
         });
         let server = MockServer::serve(state.clone(), router(state), self.options).await?;
         Ok(OpenAi { server })
@@ -143,6 +150,7 @@ pub(crate) struct OpenAiState {
     api_keys: Vec<String>,
     rpm: Option<u64>,
     window: Mutex<VecDeque<Instant>>,
+    responses: ResponseStore,
 }
 
 impl OpenAiState {
@@ -208,11 +216,27 @@ impl Api for OpenAiState {
         response
     }
 
+    /// The API's own wording, `Invalid URL (POST /v1/foo)`, which clients
+    /// may match on, followed by the shared note that the mock lacks it.
+    fn not_mocked(&self, method: &Method, path: &str) -> Response {
+        error_response(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "Invalid URL ({method} {path}); {}",
+                not_mocked_message(self.name(), method, path)
+            ),
+            "invalid_request_error",
+            Value::Null,
+            Value::Null,
+        )
+    }
+
     fn reset(&self) {
         self.window
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clear();
+        self.responses.clear();
     }
 }
 
@@ -269,28 +293,18 @@ fn router(state: Arc<OpenAiState>) -> Router {
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/embeddings", post(misc::embeddings))
         .route("/v1/audio/transcriptions", post(misc::transcriptions))
+        .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
         .route("/v1/models", get(misc::list_models))
         .route("/v1/models/{model}", get(misc::get_model))
-        .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth_and_headers,
         ))
         .with_state(state)
-}
-
-async fn not_found(request: Request) -> Response {
-    error_response(
-        StatusCode::NOT_FOUND,
-        &format!(
-            "Invalid URL ({} {})",
-            request.method(),
-            request.uri().path()
-        ),
-        "invalid_request_error",
-        Value::Null,
-        Value::Null,
-    )
 }
 
 /// Checks the API key and the rate limit, and adds the headers every answer has.

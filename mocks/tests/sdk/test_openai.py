@@ -95,6 +95,38 @@ except openai.BadRequestError as e:
     assert e.param == "messages" and e.code == "empty_array", e.body
 step("errors raise AuthenticationError and BadRequestError")
 
+# Token limits cut a chat answer (finish_reason "length", usage counts what was produced);
+# reasoning models refuse the older max_tokens.
+cut = client.chat.completions.create(model="gpt-4.1", max_completion_tokens=4,
+                                     messages=[{"role": "user", "content": "a long question about the pipeline"}])
+assert cut.choices[0].finish_reason == "length" and cut.usage.completion_tokens == 4, cut
+assert cut.choices[0].message.content == "This is a mock a", cut.choices[0].message.content
+legacy = client.chat.completions.create(model="gpt-4o", max_tokens=2, messages=[{"role": "user", "content": "hi"}])
+assert legacy.choices[0].finish_reason == "length" and legacy.usage.completion_tokens == 2
+try:
+    client.chat.completions.create(model="gpt-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    raise AssertionError("a reasoning model must refuse max_tokens")
+except openai.BadRequestError as e:
+    assert e.param == "max_tokens" and e.code == "unsupported_parameter", e.body
+step("token limits cut chat answers with finish_reason length")
+
+# An unknown model is refused on every endpoint, as the API refuses it.
+unknown = "The model `gpt-4o-typo` does not exist or you do not have access to it."
+calls = {
+    "chat": lambda: client.chat.completions.create(model="gpt-4o-typo", messages=[{"role": "user", "content": "x"}]),
+    "responses": lambda: client.responses.create(model="gpt-4o-typo", input="x"),
+    "embeddings": lambda: client.embeddings.create(model="gpt-4o-typo", input="x", encoding_format="float"),
+    "transcriptions": lambda: client.audio.transcriptions.create(model="gpt-4o-typo", file=("a.wav", b"RIFF0000WAVE", "audio/wav")),
+    "models": lambda: client.models.retrieve("gpt-4o-typo"),
+}
+for name, call in calls.items():
+    try:
+        call()
+        raise AssertionError(f"{name}: an unknown model must be refused")
+    except openai.NotFoundError as e:
+        assert e.code == "model_not_found" and e.body["message"] == unknown, (name, e.body)
+step("unknown model refused on chat, responses, embeddings, transcriptions and models")
+
 # The SDK retries our 429s (Retry-After honoured); the journal counts them.
 admin(BASE, "DELETE", "journal")
 admin(BASE, "POST", "faults", {"kind": "rate-limit", "retry-after": "1s", "times": 2, "path": "/v1/chat/completions"})
@@ -104,3 +136,4 @@ assert answer.choices[0].message.content == "This is a mock answer to: retry me"
 statuses = [r["status"] for r in journal(BASE, "/v1/chat/completions")]
 assert statuses == [429, 429, 200], statuses
 step("SDK retried two 429s, journal shows [429, 429, 200]")
+
