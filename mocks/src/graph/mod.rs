@@ -1,6 +1,11 @@
 //! The Microsoft Graph mock: the OAuth2 client-credentials token endpoint,
-//! users, mail (messages, mail folders, `sendMail`), contacts and events,
-//! with paging, delta queries and Graph's error shape.
+//! users, mail (messages, mail folders, `sendMail`, attachments), contacts
+//! and events, with paging, delta queries (`delta` and the SDKs' `delta()`),
+//! `$count`, `$search`, JSON batching and Graph's error shape.
+//!
+//! One module per concern: `routes` (users, mail, contacts, events),
+//! `query` (collections, paging, delta), `search` (`$search`), `count` (the
+//! `$count` segment), `attachments`, `batch` (`$batch`), `store` (the data).
 //!
 //! Paging links are absolute and point at the mock itself (from the request's
 //! `Host`), so SDK page iterators follow them; a delta round ends with an
@@ -9,13 +14,17 @@
 //! "client-request-id"}}}` with `request-id` and `client-request-id` headers.
 //! Throttling (a rate-limit fault) is a 429 with `Retry-After`, as Graph does.
 
+mod attachments;
+mod batch;
+mod count;
 mod query;
 mod routes;
+mod search;
 mod store;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -145,9 +154,12 @@ impl GraphBuilder {
             clients: self.clients,
             any_token: self.any_token,
             tokens: Mutex::default(),
+            local: OnceLock::new(),
+            loopback: OnceLock::new(),
         });
         let server =
             MockServer::serve(state.clone(), routes::router(state.clone()), self.options).await?;
+        let _ = state.local.set(server.uri());
         Ok(Graph { server, state })
     }
 }
@@ -167,6 +179,9 @@ pub(crate) struct GraphState {
     clients: Vec<(String, String)>,
     any_token: bool,
     tokens: Mutex<HashSet<String>>,
+    /// The mock's own base URL, where `$batch` sends its inner requests.
+    local: OnceLock<String>,
+    loopback: OnceLock<reqwest::Client>,
 }
 
 impl GraphState {
@@ -174,6 +189,18 @@ impl GraphState {
         self.store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The HTTP client `$batch` uses to call this mock itself: no proxy, and
+    /// the mock's own (test-CA) certificate accepted when it serves TLS.
+    pub(crate) fn loopback(&self) -> &reqwest::Client {
+        self.loopback.get_or_init(|| {
+            reqwest::Client::builder()
+                .no_proxy()
+                .danger_accept_invalid_certs(true)
+                .build()
+                .unwrap_or_default()
+        })
     }
 }
 
