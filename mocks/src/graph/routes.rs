@@ -51,6 +51,12 @@ pub(super) fn router(state: Arc<GraphState>) -> Router {
             "/v1.0/users/{user}/mailFolders/{folder}/messages/delta()",
             get(delta_folder),
         )
+        .route(
+            "/v1.0/users/{user}/mailFolders/{folder}/messages/{id}",
+            get(get_folder_message)
+                .patch(patch_folder_message)
+                .delete(delete_folder_message),
+        )
         .route("/v1.0/users/{user}/sendMail", post(send_mail))
         .route(
             "/v1.0/users/{user}/contacts",
@@ -284,6 +290,32 @@ async fn patch_message(
 async fn delete_message(
     State(s): S,
     Path((user, id)): Path<(String, String)>,
+    h: HeaderMap,
+) -> Response {
+    delete(&s, &h, &user, Kind::Message, &id)
+}
+
+// A message's id is unique in the mailbox, so its folder in the path only
+// says where the client found it.
+async fn get_folder_message(
+    State(s): S,
+    Path((user, _folder, id)): Path<(String, String, String)>,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Response {
+    get_item(&s, &h, &user, Kind::Message, &id, q.as_deref())
+}
+async fn patch_folder_message(
+    State(s): S,
+    Path((user, _folder, id)): Path<(String, String, String)>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    patch(&s, &h, &user, Kind::Message, &id, &body)
+}
+async fn delete_folder_message(
+    State(s): S,
+    Path((user, _folder, id)): Path<(String, String, String)>,
     h: HeaderMap,
 ) -> Response {
     delete(&s, &h, &user, Kind::Message, &id)

@@ -7,14 +7,15 @@
 //! `$orderby` (`SearchWithOrderBy`) on messages, and `$search` on users
 //! without `ConsistencyLevel: eventual` (`Request_UnsupportedQuery`). Forms
 //! Graph accepts but this mock does not model (KQL properties such as
-//! `received:` or `size:`, `NOT`, wildcards, phrases; `$search` on contacts
+//! `received:` or `size:`, `NOT`, parentheses, wildcards; `$search` on contacts
 //! and events) answer 501 `NotImplemented` naming what is supported, so a
 //! test can tell a mock limit from a Graph refusal.
 //!
 //! Messages: a bare term matches `from`, `subject` and `body` (Graph's
 //! default search properties); `subject:`, `body:`, `from:`, `to:`, `cc:`,
-//! `bcc:`, `participants:` and `recipients:` narrow it. Terms are joined by
-//! `AND` (also implicit, by a space) and `OR` (binding looser). Matching is a
+//! `bcc:`, `participants:` and `recipients:` narrow it. A term is a word or
+//! a quoted phrase; terms are joined by `AND` (also implicit, by a space)
+//! and `OR` (binding looser). Matching is a
 //! case-insensitive substring, where Exchange matches word prefixes: close
 //! enough for tests, and it never matches less than Graph would.
 //!
@@ -119,8 +120,7 @@ pub(super) fn users(
         "jobTitle",
     ];
     // Directory search quotes each clause: "displayName:ad" OR "mail:ad".
-    let unquoted = raw.replace('"', " ");
-    let groups = parse(&format!("\"{unquoted}\""), |prop| {
+    let groups = parse(raw, |prop| {
         let Some(prop) = prop else {
             return Err(Refusal::not_modelled(
                 "tekup-mocks supports $search on users as \"property:value\" clauses, e.g. $search=\"displayName:adele\".",
@@ -160,25 +160,67 @@ pub(super) fn unsupported(set: &str) -> Refusal {
     ))
 }
 
+/// Splits a `$search` value into terms and operators. One pair of quotes
+/// around the whole value is Graph's usual wrapping (`"pizza"`,
+/// `"from:ana AND subject:quote"`); inside, or between clauses quoted one by
+/// one (`"displayName:wa" OR "displayName:ad"`), a quoted run (also
+/// `\"…\"`, or after `property:`) is one term with its spaces.
+fn tokens(raw: &str) -> Result<Vec<String>, Refusal> {
+    let trimmed = raw.trim();
+    let wrapped = trimmed.len() >= 2
+        && trimmed.starts_with('"')
+        && trimmed.ends_with('"')
+        && !trimmed.ends_with("\\\"")
+        && !trimmed[1..trimmed.len() - 1]
+            .replace("\\\"", "")
+            .contains('"');
+    let text = if wrapped {
+        &trimmed[1..trimmed.len() - 1]
+    } else {
+        trimmed
+    }
+    .replace("\\\"", "\"");
+    if text.matches('"').count() % 2 == 1 {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("Syntax error: unbalanced quotes in the $search expression {raw}."),
+        ));
+    }
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if !current.is_empty() {
+                    out.push(std::mem::take(&mut current));
+                }
+            }
+            c => current.push(c),
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    if out.iter().any(|t| t.contains(['(', ')', '*'])) {
+        return Err(Refusal::not_modelled(format!(
+            "tekup-mocks supports $search terms and phrases joined by AND/OR, without parentheses or wildcards; got {raw}."
+        )));
+    }
+    Ok(out)
+}
+
 /// Parses a KQL subset into OR-groups of AND-ed `(field, lower-case value)`
 /// terms; `field` resolves a term's property (`None` for a bare term).
 fn parse<F>(
     raw: &str,
     field: impl Fn(Option<&str>) -> Result<F, Refusal>,
 ) -> Result<Vec<Vec<(F, String)>>, Refusal> {
-    let trimmed = raw.trim();
-    let inner = trimmed
-        .strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(trimmed);
-    if inner.contains(['"', '(', ')', '*']) {
-        return Err(Refusal::not_modelled(format!(
-            "tekup-mocks supports $search terms joined by AND/OR, without phrases, parentheses or wildcards; got {raw}."
-        )));
-    }
     let mut groups = vec![Vec::new()];
-    for token in inner.split_whitespace() {
-        match token {
+    for token in tokens(raw)? {
+        match token.as_str() {
             "OR" => groups.push(Vec::new()),
             "AND" => {}
             "NOT" => {
@@ -188,8 +230,10 @@ fn parse<F>(
             }
             _ => {
                 let (prop, value) = match token.split_once(':') {
-                    Some((p, v)) => (Some(p), v),
-                    None => (None, token),
+                    Some((p, v)) if !p.is_empty() && p.chars().all(char::is_alphanumeric) => {
+                        (Some(p), v)
+                    }
+                    _ => (None, token.as_str()),
                 };
                 if value.is_empty() {
                     return Err(Refusal::new(
@@ -209,7 +253,9 @@ fn parse<F>(
         return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "BadRequest",
-            format!("Syntax error: the $search expression {raw} is empty or has a dangling OR."),
+            format!(
+                "Syntax error: the $search expression {raw} is empty or has a dangling AND/OR."
+            ),
         ));
     }
     Ok(groups)
