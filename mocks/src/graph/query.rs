@@ -172,6 +172,10 @@ fn predicate(p: &BTreeMap<String, String>, kind: Kind) -> Result<Option<Predicat
 
 /// The live items of one kind (in `folder`, if given) that the request's
 /// `$filter` or `$search` selects, newest message first.
+#[expect(
+    clippy::result_large_err,
+    reason = "an axum Response is the natural rejection of a handler helper"
+)]
 pub(super) fn matching(
     state: &GraphState,
     c: &Ctx,

@@ -87,7 +87,7 @@ pub(super) fn messages(p: &BTreeMap<String, String>) -> Result<Option<Predicate>
             "The query parameter '$orderBy' is not supported with '$search'.",
         ));
     }
-    let groups = parse(raw, |prop| MessageField::parse(prop))?;
+    let groups = parse(raw, MessageField::parse)?;
     Ok(Some(Box::new(move |m| {
         groups.iter().any(|all| {
             all.iter()
