@@ -11,6 +11,7 @@ mod ids;
 mod journal;
 mod net;
 mod openai;
+mod schema;
 pub mod script;
 mod server;
 pub mod stripe;

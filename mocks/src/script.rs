@@ -14,14 +14,22 @@
 //!     reply: { function-call: { name: get_weather, arguments: { city: "{{city}}" } } }
 //!   - when: { tool-result: get_weather }
 //!     reply: { text: "It is {{tool-result.temperature}} degrees." }
+//!   - name: lead-json            # structured output: a JSON reply
+//!     when: { prompt-contains: "extract the lead" }
+//!     reply: { json: { name: "Ada Lovelace", score: 90 } }
 //! default: { text: "Mock answer to: {{prompt}}" }
-//! transcripts: { default: "hello", by-file: { lead.wav: "create a lead" } }
+//! transcripts: { default: "hello", by-file: { lead.wav: "create a lead" }, by-tone: { 440: "show my new leads" } }
 //! ```
 //!
 //! A rule with a function call only fires when the request declares that tool
 //! (a real model cannot call an undeclared function); rules without
 //! `tool-result` never fire on a turn that answers a tool call, so a client's
 //! tool loop ends.
+//!
+//! Transcripts stand in for speech recognition: OpenAI's transcription
+//! endpoint looks them up by the uploaded file's name (`by-file`), the Gemini
+//! Live API by the pitch of the tone a test speaks (`by-tone`, see the Live
+//! module's audio source); both fall back to `default`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,6 +80,8 @@ pub struct Script {
 
 #[derive(Debug, Clone)]
 struct Rule {
+    /// `name`, else `rules[i]`: how errors name the rule.
+    label: String,
     when: When,
     regex: Option<Regex>,
     reply: ReplyFile,
@@ -91,7 +101,6 @@ struct ScriptFile {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct RuleFile {
     #[serde(default)]
-    #[expect(dead_code, reason = "documentation for humans reading the fixture")]
     name: Option<String>,
     when: When,
     reply: ReplyFile,
@@ -111,6 +120,8 @@ struct When {
 struct ReplyFile {
     text: Option<String>,
     function_call: Option<FunctionCallFile>,
+    /// A JSON answer (structured output), sent as its text.
+    json: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,6 +138,9 @@ struct TranscriptsFile {
     default: Option<String>,
     #[serde(default)]
     by_file: BTreeMap<String, String>,
+    /// Live audio: the pitch in Hz of a test tone and what it "says".
+    #[serde(default)]
+    by_tone: BTreeMap<u32, String>,
 }
 
 impl Script {
@@ -177,6 +191,7 @@ impl Script {
                 None => None,
             };
             rules.push(Rule {
+                label: rule.name.unwrap_or_else(|| format!("rules[{i}]")),
                 when: rule.when,
                 regex,
                 reply: rule.reply,
@@ -185,6 +200,7 @@ impl Script {
         let default = file.default.unwrap_or(ReplyFile {
             text: Some("This is a mock answer to: {{prompt}}".into()),
             function_call: None,
+            json: None,
         });
         check_reply(&default).map_err(|m| fail(format!("default: {m}")))?;
         Ok(Self {
@@ -197,12 +213,19 @@ impl Script {
     /// The reply to `prompt`: the first matching rule's, else the default.
     #[must_use]
     pub fn answer(&self, prompt: &Prompt) -> Reply {
+        self.answer_by_rule(prompt).0
+    }
+
+    /// The reply to `prompt` and the rule that gave it (its `name`, else
+    /// `rules[i]`); `None` when it is the default reply.
+    #[must_use]
+    pub fn answer_by_rule(&self, prompt: &Prompt) -> (Reply, Option<&str>) {
         for rule in &self.rules {
             if let Some(vars) = rule.matches(prompt) {
-                return render(&rule.reply, prompt, &vars);
+                return (render(&rule.reply, prompt, &vars), Some(&rule.label));
             }
         }
-        render(&self.default, prompt, &BTreeMap::new())
+        (render(&self.default, prompt, &BTreeMap::new()), None)
     }
 
     /// The transcript for an uploaded audio file called `file_name`.
@@ -215,12 +238,35 @@ impl Script {
             .cloned()
             .unwrap_or_else(|| "This is a mock transcription.".into())
     }
+
+    /// The transcript of an utterance heard on a Live session whose pitch is
+    /// `tone_hz`: the `by-tone` entry within 5 % of it (the nearest if
+    /// several), else the default transcript.
+    #[must_use]
+    pub fn transcript_of_tone(&self, tone_hz: Option<f64>) -> String {
+        let by_tone = tone_hz.and_then(|hz| {
+            self.transcripts
+                .by_tone
+                .iter()
+                .map(|(&want, text)| ((hz - f64::from(want)).abs() / f64::from(want), text))
+                .filter(|(off, _)| *off <= 0.05)
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, text)| text.clone())
+        });
+        by_tone.unwrap_or_else(|| self.transcript(""))
+    }
 }
 
 fn check_reply(reply: &ReplyFile) -> Result<(), String> {
-    match (&reply.text, &reply.function_call) {
-        (Some(_), None) | (None, Some(_)) => Ok(()),
-        _ => Err("exactly one of `text` or `function-call` is required".into()),
+    let set = [
+        reply.text.is_some(),
+        reply.function_call.is_some(),
+        reply.json.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() == 1 {
+        Ok(())
+    } else {
+        Err("exactly one of `text`, `function-call` or `json` is required".into())
     }
 }
 
@@ -271,6 +317,9 @@ fn render(reply: &ReplyFile, prompt: &Prompt, vars: &BTreeMap<String, String>) -
             arguments: render_value(&call.arguments, prompt, vars),
         };
     }
+    if let Some(json) = &reply.json {
+        return Reply::Text(render_json(json, prompt, vars).to_string());
+    }
     Reply::Text(fill(
         reply.text.as_deref().unwrap_or_default(),
         prompt,
@@ -288,6 +337,20 @@ fn render_value(value: &Value, prompt: &Prompt, vars: &BTreeMap<String, String>)
                 .collect(),
         ),
         Value::Null => Value::Object(serde_json::Map::new()),
+        other => other.clone(),
+    }
+}
+
+/// A JSON reply with its strings filled in; `null` stays `null`.
+fn render_json(value: &Value, prompt: &Prompt, vars: &BTreeMap<String, String>) -> Value {
+    match value {
+        Value::String(s) => Value::String(fill(s, prompt, vars)),
+        Value::Array(a) => Value::Array(a.iter().map(|v| render_json(v, prompt, vars)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), render_json(v, prompt, vars)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -409,6 +472,60 @@ default: { text: "Echo: {{prompt}}" }
             err.to_string().contains("rules[0].reply: exactly one of"),
             "{err}"
         );
+        let err = Script::parse(
+            "rules:\n  - when: {}\n    reply: { text: a, json: {} }\n",
+            Path::new("b.yaml"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("exactly one of `text`, `function-call` or `json`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn json_replies_are_filled_and_rules_named() {
+        let s = Script::parse(
+            r#"
+rules:
+  - name: lead-json
+    when: { prompt-matches: "lead (?P<who>\\w+)" }
+    reply: { json: { name: "{{who}}", score: 3, email: null } }
+  - when: { prompt-contains: plain }
+    reply: { text: plain }
+"#,
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        let ask = |user: &str| Prompt {
+            user: user.into(),
+            ..Prompt::default()
+        };
+        let (reply, rule) = s.answer_by_rule(&ask("a lead Ada"));
+        assert_eq!(rule, Some("lead-json"));
+        let Reply::Text(text) = reply else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            json!({"name": "Ada", "score": 3, "email": null})
+        );
+        assert_eq!(s.answer_by_rule(&ask("plain")).1, Some("rules[1]"));
+        assert_eq!(s.answer_by_rule(&ask("other")).1, None);
+    }
+
+    #[test]
+    fn transcripts_by_tone_match_within_five_percent() {
+        let s = Script::parse(
+            "transcripts: { default: plain, by-tone: { 440: four forty, 880: eight eighty } }\n",
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        assert_eq!(s.transcript_of_tone(Some(437.5)), "four forty");
+        assert_eq!(s.transcript_of_tone(Some(900.0)), "eight eighty");
+        assert_eq!(s.transcript_of_tone(Some(600.0)), "plain");
+        assert_eq!(s.transcript_of_tone(None), "plain");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -53,12 +53,31 @@ pub(crate) trait Api: Send + Sync + 'static {
         response
     }
 
+    /// The answer to a request no route of this mock serves: the API's own
+    /// error shape (so the SDK raises its usual error type) with a message
+    /// naming the call as not mocked, never a bare 404 that an SDK misreads
+    /// as "this object does not exist".
+    fn not_mocked(&self, method: &Method, path: &str) -> Response {
+        self.error(
+            StatusCode::NOT_FOUND,
+            &not_mocked_message(self.name(), method, path),
+        )
+    }
+
     /// Forgets all state (created objects, counters) and reloads the seed.
     fn reset(&self);
 
     /// Called once when serving starts, with a receiver that turns `true` on
     /// shutdown (long-lived handlers such as WebSockets watch it).
     fn started(&self, _shutdown: watch::Receiver<bool>) {}
+}
+
+/// The message of [`Api::not_mocked`]: which call, and where to look.
+pub(crate) fn not_mocked_message(mock: &str, method: &Method, path: &str) -> String {
+    format!(
+        "{method} {path} is not mocked by tekup-mocks: the {mock} mock does not serve this \
+         endpoint (mocks/README.md lists what each mock serves)"
+    )
 }
 
 /// State shared by the middleware, the admin API and the handle.
@@ -130,6 +149,13 @@ impl ServeOptions {
 
 /// A running mock. Dropping it stops the server (unless [`MockServer::keep`]
 /// was called); the typed mocks ([`crate::OpenAi`], ...) dereference to it.
+///
+/// Dropping it also checks its [`Expectation`]s, as wiremock's `MockServer`
+/// does: an unmet one panics with the same report as
+/// [`MockServer::verify`], so a test that forgets to call `verify()` cannot
+/// pass silently. The check is skipped while the thread is already panicking
+/// (the test has failed anyway, and a panic in a panic aborts) and for a
+/// kept server, whose expectations are the admin API's business.
 #[derive(Debug)]
 pub struct MockServer {
     shared: Arc<Shared>,
@@ -137,6 +163,7 @@ pub struct MockServer {
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
     keep: bool,
+    verify_on_drop: bool,
 }
 
 impl MockServer {
@@ -179,8 +206,17 @@ impl MockServer {
             shutdown,
             tls: is_tls,
         });
+        let fallback = {
+            let api = shared.api.clone();
+            move |method: Method, uri: Uri| {
+                let api = api.clone();
+                async move { api.not_mocked(&method, uri.path()) }
+            }
+        };
         let app = Router::new()
             .merge(routes)
+            .fallback(fallback.clone())
+            .method_not_allowed_fallback(fallback)
             .layer(axum::middleware::from_fn_with_state(
                 shared.clone(),
                 journal_and_faults,
@@ -206,6 +242,7 @@ impl MockServer {
             stop,
             task: Some(task),
             keep: false,
+            verify_on_drop: true,
         })
     }
 
@@ -280,6 +317,12 @@ impl MockServer {
         self.keep = true;
     }
 
+    /// No expectation check on drop: for the standalone binary, whose
+    /// expectations are registered and verified by clients over the admin API.
+    pub(crate) fn skip_verify_on_drop(&mut self) {
+        self.verify_on_drop = false;
+    }
+
     /// Stops the server and waits (bounded) for open connections to finish.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
@@ -303,6 +346,15 @@ impl Drop for MockServer {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
             task.abort();
+        }
+        if self.verify_on_drop && !std::thread::panicking() {
+            if let Err(e) = self.verify() {
+                panic!(
+                    "the {} mock was dropped with unmet expectations \
+                     (call verify() to check them where it suits the test): {e}",
+                    self.name()
+                );
+            }
         }
     }
 }

@@ -66,8 +66,29 @@ async fn all_mocks_start_and_are_driven_over_the_admin_api() {
         .unwrap();
     assert_eq!(journal.len(), 1);
     assert_eq!(journal[0]["fault"], "status");
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
+
+    // An unmet expectation is the admin client's to verify: SIGTERM still
+    // shuts down cleanly (the in-process drop check stays out of the binary).
+    let unmet = client
+        .post(format!("{stripe}/__admin/expectations"))
+        .json(&json!({"path": "/v1/refunds"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unmet.status(), 201);
+    let pid = child.id().expect("still running").to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the binary exits after SIGTERM")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}\n{stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[tokio::test]

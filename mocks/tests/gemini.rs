@@ -136,6 +136,22 @@ async fn errors_have_the_google_shape() {
     let body: Value = unknown.json().await.unwrap();
     assert_eq!(body["error"]["code"], 404);
     assert_eq!(body["error"]["status"], "NOT_FOUND");
+    // A Live-only model does not generateContent: the same list as the Live API's.
+    let live_only = client
+        .post(format!(
+            "{}/v1beta/models/gemini-2.0-flash-live-001:generateContent?key=good",
+            gemini.uri()
+        ))
+        .json(&json!({"contents": [{"parts": [{"text": "hi"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live_only.status(), 404);
+    let body: Value = live_only.json().await.unwrap();
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("models/gemini-2.0-flash-live-001 is not found for API version v1beta, or is not supported for generateContent."));
 }
 
 async fn next_json<S>(ws: &mut S) -> Value
@@ -244,4 +260,190 @@ async fn live_without_key_is_closed_with_policy_violation() {
         Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1008),
         other => panic!("expected a close frame, got {other:?}"),
     }
+}
+
+/// Opens a Live session, sends `messages` and returns the close frame's code and reason.
+async fn closed_with(gemini: &Gemini, messages: &[&str]) -> (u16, String) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}?key=k", gemini.live_url()))
+        .await
+        .unwrap();
+    for m in messages {
+        ws.send(Message::text(*m)).await.unwrap();
+    }
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return (u16::from(frame.code), frame.reason.to_string())
+            }
+            Some(Ok(Message::Binary(_) | Message::Text(_))) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn live_refuses_what_it_cannot_use_with_a_reason() {
+    let gemini = Gemini::start().await.unwrap();
+    let setup = r#"{"setup": {"model": "models/gemini-2.0-flash-live-001"}}"#;
+    let cases: &[(&[&str], u16, &str)] = &[
+        (
+            &[r#"{"realtime_input": {"text": "hi"}}"#],
+            1007,
+            "The first message of a session must be setup, got realtimeInput.",
+        ),
+        (
+            &[r#"{"setup": {"model": "models/gemini-2.5-pro"}}"#],
+            1008,
+            "models/gemini-2.5-pro is not found for API version v1beta, or is not supported for bidiGenerateContent.",
+        ),
+        (
+            &[setup, r#"{"realtime_input": {"audio": {"data": "AAAA", "mime_type": "audio/pcm", "rate": 16000}}}"#],
+            1007,
+            "Invalid JSON payload received. Unknown name \"rate\" at 'realtime_input.audio': Cannot find field.",
+        ),
+        (
+            &[setup, r#"{"realtimeInput": {"audio": {"data": "%%%", "mimeType": "audio/pcm;rate=16000"}}}"#],
+            1007,
+            "Invalid value at 'realtime_input.audio.data' (TYPE_BYTES), Base64 decoding failed.",
+        ),
+        (
+            &[setup, r#"{"realtimeInput": {"audio": {"data": "AAAA", "mimeType": "audio/wav"}}}"#],
+            1007,
+            "Unsupported mime type \"audio/wav\" for realtime_input.audio",
+        ),
+        (&[setup, "[1, 2]"], 1007, "A client message must be a JSON object."),
+        (&[setup, "{}"], 1007, "Empty client message"),
+        (&[setup, setup], 1007, "Setup may only be sent once"),
+    ];
+    for (messages, code, reason) in cases {
+        let (got_code, got_reason) = closed_with(&gemini, messages).await;
+        assert_eq!(got_code, *code, "{messages:?}: {got_reason}");
+        assert!(got_reason.contains(reason), "{messages:?}: {got_reason:?}");
+        assert!(got_reason.len() <= 123, "a close reason holds 123 bytes");
+    }
+}
+
+/// 16-bit PCM at 16 kHz, base64 as the standard alphabet writes it.
+fn pcm_b64(hz: f64, ms: u32) -> String {
+    use base64::Engine as _;
+    let n = 16 * ms;
+    let bytes: Vec<u8> = (0..n)
+        .flat_map(|i| {
+            let s = 8000.0 * (std::f64::consts::TAU * hz * f64::from(i) / 16000.0).sin();
+            (s as i16).to_le_bytes()
+        })
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[tokio::test]
+async fn live_answers_speech_once_and_never_silence() {
+    let gemini = Gemini::start().await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}?key=k", gemini.live_url()))
+        .await
+        .unwrap();
+    ws.send(Message::text(
+        json!({"setup": {"model": "models/gemini-2.0-flash-live-001",
+        "generationConfig": {"responseModalities": ["TEXT"]}, "inputAudioTranscription": {}}})
+        .to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_json(&mut ws).await, json!({"setupComplete": {}}));
+    let audio = |hz: f64, ms: u32| {
+        Message::text(json!({"realtimeInput": {"audio": {"data": pcm_b64(hz, ms), "mimeType": "audio/pcm;rate=16000"}}}).to_string())
+    };
+    for _ in 0..10 {
+        ws.send(audio(0.0, 200)).await.unwrap();
+    }
+    ws.send(audio(500.0, 600)).await.unwrap();
+    ws.send(Message::text(
+        r#"{"realtimeInput": {"audioStreamEnd": true}}"#,
+    ))
+    .await
+    .unwrap();
+    // The first thing back is the transcript of the speech: the 2 s of silence before it made no turn.
+    let first = next_json(&mut ws).await;
+    assert_eq!(
+        first["serverContent"]["inputTranscription"]["text"],
+        "Create a lead for John Smith, email john@example.com.",
+        "the script's default transcript for a tone it has no entry for"
+    );
+    let mut text = String::new();
+    loop {
+        let m = next_json(&mut ws).await;
+        if let Some(t) = m
+            .pointer("/serverContent/modelTurn/parts/0/text")
+            .and_then(Value::as_str)
+        {
+            text.push_str(t);
+        }
+        if m.pointer("/serverContent/turnComplete") == Some(&json!(true)) {
+            break;
+        }
+    }
+    assert_eq!(
+        text,
+        "This is a mock Gemini answer to: Create a lead for John Smith, email john@example.com."
+    );
+    // Silence after the turn: the session waits, it does not answer.
+    ws.send(audio(0.0, 2000)).await.unwrap();
+    ws.send(Message::text(
+        r#"{"realtimeInput": {"audioStreamEnd": true}}"#,
+    ))
+    .await
+    .unwrap();
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), ws.next()).await;
+    assert!(quiet.is_err(), "silence was answered: {quiet:?}");
+}
+
+#[tokio::test]
+async fn structured_output_fits_the_schema_whole_and_streamed() {
+    let gemini = Gemini::start().await.unwrap();
+    let schema = json!({"type": "OBJECT", "properties": {
+        "intent": {"type": "STRING", "enum": ["buy", "churn"]},
+        "amount": {"type": "NUMBER", "nullable": true, "minimum": 10}},
+        "required": ["intent", "amount"], "propertyOrdering": ["intent", "amount"]});
+    let body = json!({"contents": [{"parts": [{"text": "classify this call"}]}],
+        "generationConfig": {"responseMimeType": "application/json", "responseSchema": schema}});
+    let whole: Value = generate(&gemini, "generateContent", body.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let text = whole["candidates"][0]["content"]["parts"][0]["text"]
+        .as_str()
+        .unwrap();
+    let value: Value = serde_json::from_str(text).unwrap();
+    assert!(
+        ["buy", "churn"].contains(&value["intent"].as_str().unwrap()),
+        "{value}"
+    );
+    assert!(
+        value["amount"].is_null() || value["amount"].as_f64().unwrap() >= 10.0,
+        "{value}"
+    );
+    let streamed: Vec<Value> = generate(&gemini, "streamGenerateContent", body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let joined: String = streamed
+        .iter()
+        .map(|c| {
+            c["candidates"][0]["content"]["parts"][0]["text"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        joined, text,
+        "the same prompt gets the same value, streamed or not"
+    );
+    // Both kinds of schema at once are refused, as the service refuses them.
+    let both = generate(&gemini, "generateContent", json!({"contents": [{"parts": [{"text": "x"}]}],
+        "generationConfig": {"responseMimeType": "application/json", "responseSchema": {"type": "STRING"},
+            "responseJsonSchema": {"type": "string"}}}))
+    .await;
+    assert_eq!(both.status(), 400);
 }

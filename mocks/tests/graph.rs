@@ -206,6 +206,8 @@ async fn batch_mirrors_graph_on_urls_dependencies_and_malformed_batches() {
         {"id": "rel", "method": "GET", "url": format!("users/{ADELE}?$select=displayName")},
         // msgraph-core's snake_case `depends_on` is not Graph's property: ignored, the request runs.
         {"id": "snake", "method": "GET", "url": "/users", "depends_on": ["abs"]},
+        // A path the mock does not serve answers as Graph does, naming the call as not mocked.
+        {"id": "gap", "method": "GET", "url": format!("/users/{ADELE}/calendars")},
     ]}))
     .await;
     assert_eq!(status, 200);
@@ -226,6 +228,18 @@ async fn batch_mirrors_graph_on_urls_dependencies_and_malformed_batches() {
     assert_eq!(by_id("rel")["body"]["displayName"], "Adele Vance");
     assert_eq!(by_id("rel")["headers"]["Content-Type"], "application/json");
     assert_eq!(by_id("snake")["status"], 200);
+    assert_eq!(by_id("gap")["status"], 400);
+    let gap = by_id("gap")["body"]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        gap.starts_with("Resource not found for the segment 'calendars'.")
+            && gap.contains(
+                "GET /v1.0/users/adele.vance@contoso.test/calendars is not mocked by tekup-mocks"
+            ),
+        "{gap}"
+    );
 
     for (requests, wanted) in [
         (

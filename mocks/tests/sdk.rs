@@ -275,6 +275,27 @@ async fn genai_sdk_rest_and_live() {
     )
     .await;
     assert!(out.contains("ok: Live session over wss"), "{out}");
+    assert!(
+        out.contains(
+            "ok: a scripted reply that does not fit the schema is an error naming the rule"
+        ),
+        "{out}"
+    );
+    let structured: Vec<_> = rest
+        .journal()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/models/gemini-2.5-flash:generateContent"))
+        .collect();
+    let statuses: Vec<_> = structured.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [Some(200), Some(200), Some(200), Some(200), Some(200), Some(200), Some(500), Some(400)],
+        "structured-output calls: built, built again, list, enum, JSON Schema, scripted, misfit, text/plain"
+    );
+    assert!(
+        structured[0].body_json().unwrap()["generationConfig"]["responseSchema"]["type"]
+            == "OBJECT"
+    );
     let upgrades: Vec<_> = live
         .journal()
         .into_iter()
@@ -283,4 +304,68 @@ async fn genai_sdk_rest_and_live() {
     assert_eq!(upgrades.len(), 1, "one Live session");
     assert_eq!(upgrades[0].status, Some(101));
     assert_eq!(upgrades[0].header("x-goog-api-key"), Some("test-key"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn genai_sdk_live_voice_and_refusals() {
+    let ca = TestCa::generate().unwrap();
+    let live = Gemini::builder().tls(&ca).start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    ca.write_ca_pem(&ca_file).unwrap();
+    let out = run_script(
+        "test_genai_live.py",
+        &[
+            ("MOCK_GEMINI_TLS_URL", live.uri()),
+            ("SSL_CERT_FILE", ca_file.display().to_string()),
+        ],
+    )
+    .await;
+    for step in [
+        "ok: Live: 1.5 s of silence and audioStreamEnd get no turn",
+        "ok: Live: spoken PCM (realtimeInput.audio) -> inputTranscription -> toolCall get_leads {status: new}",
+        "ok: Live: spoken answer,",
+        "ok: Live: manual activity (activityStart, mediaChunks, activityEnd) -> toolCall create_activity",
+        "ok: Live: unknown or non-Live model refused at setup with APIError 1008",
+        "ok: Live: audio it cannot read closes with 1007",
+        "ok: Live: malformed JSON closes with 1007",
+        "ok: Live: an unknown message kind closes with 1007",
+    ] {
+        assert!(out.contains(step), "missing step {step:?} in:\n{out}");
+    }
+    let sessions = live
+        .journal()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/ws/") && r.status == Some(101))
+        .count();
+    assert_eq!(sessions, 8, "one upgrade per Live session of the script");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sdk_surfaces_a_not_mocked_endpoint_as_its_own_error() {
+    let openai = OpenAi::start().await.unwrap();
+    let stripe = Stripe::start().await.unwrap();
+    let gemini = Gemini::start().await.unwrap();
+    let graph = Graph::builder().accept_any_token().start().await.unwrap();
+    let out = run_script(
+        "test_not_mocked.py",
+        &[
+            ("MOCK_OPENAI_URL", openai.uri()),
+            ("MOCK_STRIPE_URL", stripe.uri()),
+            ("MOCK_GEMINI_URL", gemini.uri()),
+            ("MOCK_GRAPH_URL", graph.uri()),
+        ],
+    )
+    .await;
+    assert!(
+        out.contains("ok: the not-mocked calls are in the journals"),
+        "{out}"
+    );
+    let calendars: Vec<_> = graph
+        .journal()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/calendars"))
+        .collect();
+    assert_eq!(calendars.len(), 1, "journaled once, not retried");
+    assert!(calendars[0].status.is_some_and(|s| s >= 400));
 }

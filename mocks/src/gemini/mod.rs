@@ -6,9 +6,14 @@
 //! `x-goog-api-key`; errors are `{"error": {"code", "message", "status"}}`
 //! with Google's canonical status names. Keys may be camelCase or snake_case
 //! (the protobuf JSON mapping accepts both); answers are camelCase.
+//! Structured output (`responseSchema`, `responseJsonSchema`) is answered with
+//! JSON valid against the schema (see the `structured` module source). One
+//! model list (the `models` module) serves REST and Live alike.
 
 mod live;
+mod models;
 mod rest;
+mod structured;
 
 use std::sync::{Arc, OnceLock};
 
@@ -219,7 +224,6 @@ fn router(state: Arc<GeminiState>) -> Router {
             get(rest::get_model).post(rest::model_action),
         )
         .route("/ws/{method}", get(live::upgrade))
-        .fallback(|| async { google_error(StatusCode::NOT_FOUND, "Method not found.") })
         .with_state(state)
 }
 

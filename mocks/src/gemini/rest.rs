@@ -6,40 +6,15 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{google_error, normalize, prompt_of, tool_names, GeminiState};
+use super::{google_error, models, normalize, prompt_of, structured, tool_names, GeminiState};
 use crate::ids;
 use crate::script::{estimate_tokens, Reply};
-
-const MODELS: &[&str] = &[
-    "gemini-2.5-flash",
-    "gemini-2.5-pro",
-    "gemini-2.0-flash",
-    "gemini-2.0-flash-001",
-    "gemini-1.5-flash",
-    "gemini-live-2.5-flash-preview",
-    "gemini-2.0-flash-live-001",
-    "text-embedding-004",
-    "gemini-embedding-001",
-];
-
-fn known(model: &str) -> bool {
-    MODELS.contains(&model) || model.starts_with("gemini-")
-}
-
-fn model_object(name: &str) -> Value {
-    let embedding = name.contains("embedding");
-    json!({
-        "name": format!("models/{name}"), "version": "001", "displayName": name, "description": format!("Mock of {name}"),
-        "inputTokenLimit": 1_048_576, "outputTokenLimit": if embedding { 1 } else { 8192 },
-        "supportedGenerationMethods": if embedding { json!(["embedContent", "batchEmbedContents"]) } else { json!(["generateContent", "countTokens"]) },
-        "temperature": 1.0, "topP": 0.95, "topK": 40
-    })
-}
+use crate::server::not_mocked_message;
 
 pub(super) async fn list_models(
     State(s): State<Arc<GeminiState>>,
@@ -49,7 +24,7 @@ pub(super) async fn list_models(
     if let Err((status, m)) = s.check_key(&headers, q.as_deref()) {
         return google_error(status, &m);
     }
-    Json(json!({ "models": MODELS.iter().map(|m| model_object(m)).collect::<Vec<_>>() }))
+    Json(json!({ "models": models::MODELS.iter().map(models::object).collect::<Vec<_>>() }))
         .into_response()
 }
 
@@ -57,15 +32,17 @@ pub(super) async fn get_model(
     State(s): State<Arc<GeminiState>>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-    Path((_v, name)): Path<(String, String)>,
+    Path((version, name)): Path<(String, String)>,
 ) -> Response {
     if let Err((status, m)) = s.check_key(&headers, q.as_deref()) {
         return google_error(status, &m);
     }
-    if known(&name) {
-        Json(model_object(&name)).into_response()
-    } else {
-        google_error(StatusCode::NOT_FOUND, &format!("models/{name} is not found for API version v1beta, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods."))
+    match models::find(&name) {
+        Some(model) => Json(models::object(model)).into_response(),
+        None => google_error(
+            StatusCode::NOT_FOUND,
+            &format!("models/{name} is not found for API version {version}."),
+        ),
     }
 }
 
@@ -79,11 +56,24 @@ pub(super) async fn model_action(
     if let Err((status, m)) = s.check_key(&headers, q.as_deref()) {
         return google_error(status, &m);
     }
-    let Some((model, action)) = name.split_once(':') else {
-        return google_error(StatusCode::NOT_FOUND, "Method not found.");
+    let not_mocked = || {
+        let path = format!("/{version}/models/{name}");
+        google_error(
+            StatusCode::NOT_FOUND,
+            &not_mocked_message("gemini", &Method::POST, &path),
+        )
     };
-    if !known(model) {
-        return google_error(StatusCode::NOT_FOUND, &format!("models/{model} is not found for API version {version}, or is not supported for {action}. Call ListModels to see the list of available models and their supported methods."));
+    let Some((model, action)) = name.split_once(':') else {
+        return not_mocked();
+    };
+    let method = match action {
+        "generateContent" | "streamGenerateContent" => "generateContent",
+        "embedContent" | "batchEmbedContents" => "embedContent",
+        "countTokens" => "countTokens",
+        _ => return not_mocked(),
+    };
+    if let Err(message) = models::check(model, method, &version) {
+        return google_error(StatusCode::NOT_FOUND, &message);
     }
     let request = match serde_json::from_slice::<Value>(&body) {
         Ok(v @ Value::Object(_)) => normalize(v),
@@ -144,10 +134,7 @@ pub(super) async fn model_action(
                 .unwrap_or_default();
             Json(json!({ "embeddings": embeddings })).into_response()
         }
-        other => google_error(
-            StatusCode::NOT_FOUND,
-            &format!("Method not found: {other}."),
-        ),
+        _ => not_mocked(),
     }
 }
 
@@ -178,7 +165,9 @@ fn generate(s: &GeminiState, model: &str, request: &Value) -> Result<Generation,
         request.get("systemInstruction"),
         tool_names(request.get("tools")),
     );
-    let mut reply = s.script.answer(&prompt);
+    let format = structured::format_of(request)?;
+    let (mut reply, rule) = s.script.answer_by_rule(&prompt);
+    let mut rule = rule.map(str::to_owned);
     let mode = request
         .pointer("/toolConfig/functionCallingConfig/mode")
         .and_then(Value::as_str)
@@ -186,17 +175,10 @@ fn generate(s: &GeminiState, model: &str, request: &Value) -> Result<Generation,
     if mode == "NONE" {
         if let Reply::FunctionCall { .. } = reply {
             reply = Reply::Text(format!("This is a mock Gemini answer to: {}", prompt.user));
+            rule = None;
         }
     }
-    let json_mime = request
-        .pointer("/generationConfig/responseMimeType")
-        .and_then(Value::as_str)
-        == Some("application/json");
-    if let Reply::Text(text) = &reply {
-        if json_mime && serde_json::from_str::<Value>(text).is_err() {
-            reply = Reply::Text(json!({ "answer": text }).to_string());
-        }
-    }
+    let reply = structured::shape(&format, reply, rule.as_deref(), &prompt.user)?;
     Ok(Generation {
         model: model.to_owned(),
         reply,

@@ -27,7 +27,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -35,7 +35,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::error::MockError;
-use crate::server::{header_str, Api, MockServer, ServeOptions};
+use crate::server::{header_str, not_mocked_message, Api, MockServer, ServeOptions};
 use crate::tls::TestCa;
 
 pub use store::GraphSeed;
@@ -221,6 +221,28 @@ impl Api for GraphState {
         graph_error(status, code, message, None)
     }
 
+    /// Graph answers a path it does not know with a 400 naming the segment
+    /// ("Resource not found for the segment 'calendars'."); the mock keeps
+    /// that status, code and sentence, which clients match on, and adds
+    /// which call is not mocked.
+    fn not_mocked(&self, method: &Method, path: &str) -> Response {
+        let segment = path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
+        let segment = percent_decode(segment);
+        graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!(
+                "Resource not found for the segment '{segment}'. {}",
+                not_mocked_message(self.name(), method, path)
+            ),
+            None,
+        )
+    }
+
     fn reset(&self) {
         *self.store() = store::Store::seeded(&self.seed);
         self.tokens
@@ -254,6 +276,13 @@ pub(crate) fn graph_error(
         HeaderValue::from_str(&client_id).unwrap_or(HeaderValue::from_static("0")),
     );
     response
+}
+
+/// `%40` → `@` and the like, for a path segment quoted in a message.
+fn percent_decode(segment: &str) -> String {
+    form_urlencoded::parse(format!("s={}", segment.replace('+', "%2B")).as_bytes())
+        .next()
+        .map_or_else(|| segment.to_owned(), |(_, v)| v.into_owned())
 }
 
 /// An Azure AD (v2 endpoint) OAuth error.

@@ -89,7 +89,6 @@ pub(super) fn router(state: Arc<GraphState>) -> Router {
         .merge(super::count::routes())
         .merge(super::attachments::routes())
         .merge(super::batch::routes())
-        .fallback(unknown_segment)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::auth,
@@ -115,22 +114,6 @@ async fn me(headers: HeaderMap) -> Response {
         "BadRequest",
         "/me request is only valid with delegated authentication flow.",
         crid(&headers),
-    )
-}
-
-async fn unknown_segment(request: Request) -> Response {
-    let segment = request
-        .uri()
-        .path()
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    graph_error(
-        StatusCode::BAD_REQUEST,
-        "BadRequest",
-        &format!("Resource not found for the segment '{segment}'."),
-        crid(request.headers()),
     )
 }
 

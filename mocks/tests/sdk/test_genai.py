@@ -1,6 +1,10 @@
 """The official `google-genai` SDK against the Gemini mock: REST and a Live session over wss."""
 
 import asyncio
+import enum
+from typing import Optional
+
+import pydantic
 
 from google import genai
 from google.genai import errors, types
@@ -54,6 +58,66 @@ try:
 except errors.ClientError as e:
     assert e.code == 404 and e.status == "NOT_FOUND", e
 step("ClientError 404 NOT_FOUND")
+
+
+class Status(enum.Enum):
+    NEW = "new"
+    CONTACTED = "contacted"
+    WON = "won"
+
+
+class Lead(pydantic.BaseModel):
+    name: str
+    email: Optional[str] = None
+    score: int = pydantic.Field(ge=0, le=100)
+    status: Status
+    tags: list[str]
+
+
+def structured(prompt, schema, mime="application/json", field="response_schema"):
+    config = types.GenerateContentConfig(response_mime_type=mime, **{field: schema})
+    return client.models.generate_content(model="gemini-2.5-flash", contents=prompt, config=config)
+
+
+lead = structured("Who should I call today?", Lead).parsed
+assert isinstance(lead, Lead) and isinstance(lead.status, Status) and 0 <= lead.score <= 100, lead
+again = structured("Who should I call today?", Lead).parsed
+assert again == lead, (again, lead)
+step(f"response_schema=Pydantic model built from the schema, parsed: {lead!r}")
+
+leads = structured("List the leads to call", list[Lead]).parsed
+assert isinstance(leads, list) and all(isinstance(x, Lead) for x in leads), leads
+status = structured("What is the status of the Acme lead?", Status, mime="text/x.enum").parsed
+assert isinstance(status, Status), status
+step(f"response_schema=list[Lead] ({len(leads)} leads) and an Enum with text/x.enum ({status!r}) parsed")
+
+as_json = structured("Who should I call today?", Lead.model_json_schema(), field="response_json_schema")
+assert Lead.model_validate(as_json.parsed), as_json.parsed
+step("response_json_schema (a JSON Schema with $defs/$ref, anyOf null) parsed and valid")
+
+scripted = structured("Extract the lead from: Ada Lovelace called about pricing", Lead).parsed
+assert scripted == Lead(name="Ada Lovelace", email=None, score=90, status=Status.NEW, tags=["voice"]), scripted
+step("a scripted JSON reply (rule extract-lead-json) that fits the schema, parsed")
+
+
+class Invoice(pydantic.BaseModel):
+    number: str
+    amount: float
+
+
+try:
+    structured("Extract the lead from: Ada Lovelace called about pricing", Invoice)
+    raise AssertionError("a scripted reply that does not fit the schema must fail")
+except errors.ServerError as e:
+    assert e.code == 500 and "rule `extract-lead-json`" in e.message and "responseSchema" in e.message, e
+    step(f"a scripted reply that does not fit the schema is an error naming the rule: {e.message}")
+
+try:
+    structured("anything", Lead, mime="text/plain")
+    raise AssertionError("a schema with text/plain must be refused")
+except errors.ClientError as e:
+    assert e.code == 400 and e.status == "INVALID_ARGUMENT" and "response_mime_type" in e.message, e
+step("a schema with response_mime_type text/plain is 400 INVALID_ARGUMENT")
 
 
 async def live():
