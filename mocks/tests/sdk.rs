@@ -162,6 +162,43 @@ async fn stripe_sdk() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_sdk_search() {
+    let mock = Stripe::start().await.unwrap();
+    let out = run_script("test_stripe_search.py", &[("MOCK_STRIPE_URL", mock.uri())]).await;
+    assert!(out.contains("ok: malformed queries refused"), "{out}");
+    let searches: Vec<_> = mock
+        .journal()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/search"))
+        .collect();
+    let refused = searches.iter().filter(|r| r.status == Some(400)).count();
+    assert_eq!(refused, 9, "the refused queries and the foreign cursor");
+    assert!(
+        searches
+            .iter()
+            .any(|r| r.query.as_deref().is_some_and(|q| q.contains("page="))),
+        "the SDK paged with page=next_page"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_sdk_test_cards() {
+    let mock = Stripe::start().await.unwrap();
+    let out = run_script("test_stripe_cards.py", &[("MOCK_STRIPE_URL", mock.uri())]).await;
+    assert!(out.contains("ok: raw numbers"), "{out}");
+    let declines = mock
+        .journal()
+        .into_iter()
+        .filter(|r| r.status == Some(402))
+        .count();
+    assert_eq!(
+        declines,
+        10 + 1 + 2,
+        "ten decline cards, one after 3-D Secure, two raw numbers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graph_sdk() {
     let mock = Graph::start().await.unwrap();
     let out = run_script(

@@ -275,3 +275,193 @@ async fn webhooks_are_signed_with_the_endpoint_secret() {
     assert_eq!(event["type"], "customer.created");
     assert_eq!(event["data"]["object"]["email"], "hook@example.com");
 }
+
+async fn get_json(stripe: &Stripe, path_and_query: &str) -> (u16, Value) {
+    let response = client()
+        .get(format!("{}{path_and_query}", stripe.uri()))
+        .bearer_auth("sk_test_1")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn search_refuses_what_does_not_parse_and_never_matches_all() {
+    let stripe = Stripe::start().await.unwrap();
+    post(
+        &stripe,
+        "/v1/customers",
+        &[("email", "a@example.com")],
+        None,
+    )
+    .await;
+    let (status, body) = get_json(
+        &stripe,
+        "/v1/customers/search?query=email%3Aa%40example.com",
+    )
+    .await;
+    assert_eq!(
+        status, 400,
+        "an unquoted value is refused, not matched: {body}"
+    );
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert_eq!(body["error"]["param"], "query");
+    assert_eq!(
+        body["error"]["message"],
+        "Invalid search query at position 6: the value `a@example.com` must be in quotes: `'a@example.com'` (only numbers and null go unquoted)"
+    );
+    let (status, body) = get_json(
+        &stripe,
+        "/v1/payment_intents/search?query=status%3A%27succeeded%27+OR+amount%3E100+amount%3C5",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("position 33: AND and OR cannot be combined"),
+        "{body}"
+    );
+    let (status, body) = get_json(
+        &stripe,
+        "/v1/invoices/search?query=customer%3A%27cus_x%27&limit=0",
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["param"].as_str()),
+        (400, Some("limit"))
+    );
+    let (status, body) = get_json(
+        &stripe,
+        "/v1/customers/search?query=email%3A%27A%40example.com%27",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["object"], "search_result");
+    assert_eq!(body["data"][0]["email"], "a@example.com");
+    assert_eq!(body["next_page"], Value::Null);
+}
+
+#[tokio::test]
+async fn three_d_secure_then_authentication_emits_stripes_events() {
+    let stripe = Stripe::start().await.unwrap();
+    let intent: Value = post(
+        &stripe,
+        "/v1/payment_intents",
+        &[
+            ("amount", "900"),
+            ("currency", "eur"),
+            ("payment_method", "pm_card_threeDSecure2Required"),
+            ("confirm", "true"),
+        ],
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(intent["status"], "requires_action");
+    assert_eq!(intent["next_action"]["type"], "use_stripe_sdk");
+    let id = intent["id"].as_str().unwrap();
+    let done: Value = post(
+        &stripe,
+        &format!("/v1/payment_intents/{id}/confirm"),
+        &[],
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(done["status"], "succeeded");
+    let (_, events) = get_json(&stripe, "/v1/events?limit=10").await;
+    let types: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "payment_intent.created",
+            "payment_intent.requires_action",
+            "payment_intent.succeeded"
+        ]
+    );
+    let again = post(
+        &stripe,
+        &format!("/v1/payment_intents/{id}/confirm"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        again.status(),
+        400,
+        "a succeeded intent cannot be confirmed again"
+    );
+}
+
+#[tokio::test]
+async fn an_unserved_url_gets_stripes_unrecognized_url_error_naming_it_not_mocked() {
+    let stripe = Stripe::start().await.unwrap();
+    let (status, body) = get_json(&stripe, "/v1/products?limit=3").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert_eq!(
+        body["error"]["message"],
+        "Unrecognized request URL (GET: /v1/products). GET /v1/products is not mocked by tekup-mocks: \
+         the stripe mock does not serve this endpoint (mocks/README.md lists what each mock serves)"
+    );
+    let wrong_method = client()
+        .delete(format!("{}/v1/payment_intents/pi_123", stripe.uri()))
+        .bearer_auth("sk_test_1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 404);
+    let body: Value = wrong_method.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Unrecognized request URL (DELETE: /v1/payment_intents/pi_123)."),
+        "{body}"
+    );
+    let c: Value = post(&stripe, "/v1/customers", &[], None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let inv: Value = post(
+        &stripe,
+        "/v1/invoices",
+        &[("customer", c["id"].as_str().unwrap())],
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let action = post(
+        &stripe,
+        &format!("/v1/invoices/{}/send_to_moon", inv["id"].as_str().unwrap()),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(action.status(), 404);
+    let body: Value = action.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/send_to_moon is not mocked by tekup-mocks"),
+        "{body}"
+    );
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,12 +13,17 @@ use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
 use super::billing::{
-    cancel_intent, confirm_intent, create_intent, create_invoice, create_item, delete_invoice,
-    get_intent, get_invoice, invoice_action, list_intents, list_invoices, list_items,
-    update_intent,
+    create_invoice, create_item, delete_invoice, get_invoice, invoice_action, list_invoices,
+    list_items,
 };
+use super::payment_methods::{create_payment_method, get_payment_method};
+use super::payments::{
+    authenticate, cancel_intent, capture_intent, confirm_intent, create_intent, get_intent,
+    list_intents, update_intent,
+};
+use super::search;
 use super::webhook::WebhookEndpoint;
-use super::{form, missing, param_invalid, param_missing, stripe_error, RequestMeta, StripeState};
+use super::{form, missing, param_invalid, param_missing, RequestMeta, StripeState};
 use crate::ids;
 
 type S = State<Arc<StripeState>>;
@@ -27,6 +32,7 @@ type Meta = Extension<RequestMeta>;
 pub(super) fn router(state: Arc<StripeState>) -> Router {
     let api = Router::new()
         .route("/v1/customers", get(list_customers).post(create_customer))
+        .route("/v1/customers/search", get(search::customers))
         .route(
             "/v1/customers/{id}",
             get(get_customer)
@@ -38,9 +44,14 @@ pub(super) fn router(state: Arc<StripeState>) -> Router {
             "/v1/payment_intents/{id}",
             get(get_intent).post(update_intent),
         )
+        .route("/v1/payment_intents/search", get(search::payment_intents))
         .route("/v1/payment_intents/{id}/confirm", post(confirm_intent))
+        .route("/v1/payment_intents/{id}/capture", post(capture_intent))
         .route("/v1/payment_intents/{id}/cancel", post(cancel_intent))
+        .route("/v1/payment_methods", post(create_payment_method))
+        .route("/v1/payment_methods/{id}", get(get_payment_method))
         .route("/v1/invoices", get(list_invoices).post(create_invoice))
+        .route("/v1/invoices/search", get(search::invoices))
         .route("/v1/invoices/{id}", get(get_invoice).delete(delete_invoice))
         .route("/v1/invoices/{id}/{action}", post(invoice_action))
         .route("/v1/invoiceitems", get(list_items).post(create_item))
@@ -54,7 +65,6 @@ pub(super) fn router(state: Arc<StripeState>) -> Router {
             "/v1/webhook_endpoints/{id}",
             get(get_endpoint).delete(delete_endpoint),
         )
-        .fallback(unrecognized)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::middleware,
@@ -67,22 +77,9 @@ pub(super) fn router(state: Arc<StripeState>) -> Router {
         )
         .route("/__admin/stripe/deliveries", get(admin_deliveries))
         .route("/__admin/stripe/events", post(admin_trigger))
+        .route("/__admin/stripe/authenticate/{id}", get(authenticate))
         .with_state(state);
     api.merge(admin)
-}
-
-async fn unrecognized(request: Request) -> Response {
-    stripe_error(
-        StatusCode::NOT_FOUND,
-        "invalid_request_error",
-        None,
-        &format!(
-            "Unrecognized request URL ({}: {}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.",
-            request.method(),
-            request.uri().path()
-        ),
-        None,
-    )
 }
 
 pub(super) fn query(raw: Option<String>) -> Value {

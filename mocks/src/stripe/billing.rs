@@ -1,241 +1,23 @@
-//! Stripe payment intents, invoices and invoice items.
+//! Stripe invoices and invoice items (payment intents: [`super::payments`]).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::api::{
     bool_param, expand, int_param, list, list_where, merge_metadata, query, str_param,
 };
-use super::{form, missing, param_missing, stripe_error, RequestMeta, StripeState};
+use super::payments::customer_exists;
+use super::{form, missing, param_missing, stripe_error, unrecognized, RequestMeta, StripeState};
 use crate::ids;
 
 type S = State<Arc<StripeState>>;
 type Meta = Extension<RequestMeta>;
-
-// ---- payment intents -------------------------------------------------------
-
-fn customer_exists(s: &StripeState, id: &str) -> bool {
-    s.store()
-        .get("customer", id)
-        .is_some_and(|c| c["deleted"] != true)
-}
-
-pub(super) async fn create_intent(State(s): S, Extension(meta): Meta, body: Bytes) -> Response {
-    let p = form::decode(&body);
-    let amount = match int_param(&p, "amount") {
-        Ok(Some(a)) => a,
-        Ok(None) => return param_missing("amount"),
-        Err(r) => return r,
-    };
-    if amount < 50 {
-        return stripe_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            Some("amount_too_small"),
-            "Amount must be at least $0.50 usd",
-            Some("amount"),
-        );
-    }
-    let Some(currency) = str_param(&p, "currency") else {
-        return param_missing("currency");
-    };
-    if let Some(c) = str_param(&p, "customer") {
-        if !customer_exists(&s, c) {
-            return missing("customer", c, "customer");
-        }
-    }
-    let id = ids::alnum_id("pi_", 24);
-    let payment_method = str_param(&p, "payment_method");
-    let mut pi = json!({
-        "id": id, "object": "payment_intent", "amount": amount, "amount_capturable": 0,
-        "amount_details": { "tip": {} }, "amount_received": 0, "application": null,
-        "automatic_payment_methods": if bool_param(&p, "automatic_payment_methods[enabled]") || p.pointer("/automatic_payment_methods/enabled").and_then(Value::as_str) == Some("true") { json!({"allow_redirects": "always", "enabled": true}) } else { Value::Null },
-        "canceled_at": null, "cancellation_reason": null, "capture_method": "automatic",
-        "client_secret": format!("{id}_secret_{}", ids::alnum_id("", 25)), "confirmation_method": "automatic",
-        "created": ids::unix_now(), "currency": currency.to_lowercase(), "customer": str_param(&p, "customer"),
-        "description": str_param(&p, "description"), "last_payment_error": null, "latest_charge": null,
-        "livemode": false, "metadata": {}, "next_action": null, "payment_method": payment_method,
-        "payment_method_types": ["card"], "receipt_email": str_param(&p, "receipt_email"),
-        "setup_future_usage": null, "shipping": null, "statement_descriptor": null,
-        "status": if payment_method.is_some() { "requires_confirmation" } else { "requires_payment_method" }
-    });
-    merge_metadata(&mut pi, &p);
-    s.store().insert("payment_intent", pi.clone());
-    s.emit(
-        "payment_intent.created",
-        &pi,
-        Some(&meta.request_id),
-        meta.idempotency_key.as_deref(),
-    );
-    if bool_param(&p, "confirm") {
-        return confirm(&s, &meta, &id, &Value::Object(Map::new()));
-    }
-    Json(expand(&s, pi, &p)).into_response()
-}
-
-pub(super) async fn get_intent(
-    State(s): S,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let found = s.store().get("payment_intent", &id).cloned();
-    match found {
-        Some(pi) => Json(expand(&s, pi, &query(q))).into_response(),
-        None => missing("payment_intent", &id, "intent"),
-    }
-}
-
-pub(super) async fn update_intent(State(s): S, Path(id): Path<String>, body: Bytes) -> Response {
-    let p = form::decode(&body);
-    let amount = match int_param(&p, "amount") {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let mut store = s.store();
-    let Some(pi) = store.get_mut("payment_intent", &id) else {
-        return missing("payment_intent", &id, "intent");
-    };
-    if let Some(a) = amount {
-        pi["amount"] = Value::from(a);
-    }
-    for key in [
-        "currency",
-        "description",
-        "customer",
-        "payment_method",
-        "receipt_email",
-    ] {
-        if let Some(v) = str_param(&p, key) {
-            pi[key] = Value::from(v);
-        }
-    }
-    if pi["payment_method"].is_string() && pi["status"] == "requires_payment_method" {
-        pi["status"] = Value::from("requires_confirmation");
-    }
-    merge_metadata(pi, &p);
-    Json(pi.clone()).into_response()
-}
-
-pub(super) async fn confirm_intent(
-    State(s): S,
-    Extension(meta): Meta,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    confirm(&s, &meta, &id, &form::decode(&body))
-}
-
-/// Test payment methods decide the outcome, as in Stripe's test mode.
-fn confirm(s: &StripeState, meta: &RequestMeta, id: &str, p: &Value) -> Response {
-    let (event, result) = {
-        let mut store = s.store();
-        let Some(pi) = store.get_mut("payment_intent", id) else {
-            return missing("payment_intent", id, "intent");
-        };
-        if let Some(pm) = str_param(p, "payment_method") {
-            pi["payment_method"] = Value::from(pm);
-        }
-        let status = pi["status"].as_str().unwrap_or_default().to_owned();
-        if matches!(status.as_str(), "succeeded" | "canceled") {
-            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("payment_intent_unexpected_state"),
-                &format!("This PaymentIntent's payment_method could not be updated because it has a status of {status}. You may only update the payment_method of a PaymentIntent with one of the following statuses: requires_payment_method, requires_confirmation, requires_action."), None);
-        }
-        let Some(pm) = pi["payment_method"].as_str().map(str::to_owned) else {
-            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("payment_intent_unexpected_state"),
-                "You cannot confirm this PaymentIntent because it's missing a payment method. To confirm the PaymentIntent with cus_xxx, specify a payment method attached to this customer along with the customer ID.", None);
-        };
-        if pm.contains("Declined") || pm.contains("declined") {
-            let error = json!({
-                "code": "card_declined", "decline_code": "generic_decline", "doc_url": "https://stripe.com/docs/error-codes/card-declined",
-                "message": "Your card was declined.", "type": "card_error", "payment_method": { "id": pm, "object": "payment_method" }
-            });
-            pi["status"] = Value::from("requires_payment_method");
-            pi["last_payment_error"] = error.clone();
-            pi["payment_method"] = Value::Null;
-            let mut body = error;
-            body["payment_intent"] = pi.clone();
-            ("payment_intent.payment_failed", Err((pi.clone(), body)))
-        } else {
-            pi["status"] = Value::from("succeeded");
-            pi["amount_received"] = pi["amount"].clone();
-            pi["latest_charge"] = Value::from(ids::alnum_id("ch_", 24));
-            pi["last_payment_error"] = Value::Null;
-            ("payment_intent.succeeded", Ok(pi.clone()))
-        }
-    };
-    match result {
-        Ok(pi) => {
-            s.emit(
-                event,
-                &pi,
-                Some(&meta.request_id),
-                meta.idempotency_key.as_deref(),
-            );
-            Json(pi).into_response()
-        }
-        Err((pi, error)) => {
-            s.emit(
-                event,
-                &pi,
-                Some(&meta.request_id),
-                meta.idempotency_key.as_deref(),
-            );
-            (
-                StatusCode::PAYMENT_REQUIRED,
-                Json(json!({ "error": error })),
-            )
-                .into_response()
-        }
-    }
-}
-
-pub(super) async fn cancel_intent(
-    State(s): S,
-    Extension(meta): Meta,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let p = form::decode(&body);
-    let pi = {
-        let mut store = s.store();
-        let Some(pi) = store.get_mut("payment_intent", &id) else {
-            return missing("payment_intent", &id, "intent");
-        };
-        if matches!(pi["status"].as_str(), Some("succeeded" | "canceled")) {
-            return stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("payment_intent_unexpected_state"),
-                &format!("You cannot cancel this PaymentIntent because it has a status of {}. Only a PaymentIntent with one of the following statuses may be canceled: requires_payment_method, requires_capture, requires_confirmation, requires_action, processing.", pi["status"].as_str().unwrap_or_default()), None);
-        }
-        pi["status"] = Value::from("canceled");
-        pi["canceled_at"] = Value::from(ids::unix_now());
-        pi["cancellation_reason"] =
-            str_param(&p, "cancellation_reason").map_or(Value::Null, Value::from);
-        pi.clone()
-    };
-    s.emit(
-        "payment_intent.canceled",
-        &pi,
-        Some(&meta.request_id),
-        meta.idempotency_key.as_deref(),
-    );
-    Json(pi).into_response()
-}
-
-pub(super) async fn list_intents(State(s): S, RawQuery(q): RawQuery) -> Response {
-    list_where(
-        &s,
-        "payment_intent",
-        q,
-        "/v1/payment_intents",
-        &["customer"],
-        |_| true,
-    )
-}
 
 // ---- invoices and invoice items --------------------------------------------
 
@@ -467,7 +249,7 @@ pub(super) async fn invoice_action(
                 events.push("invoice.voided");
             }
             ("void", _) => return unexpected("voided"),
-            _ => return unrecognized_action(&id, &action),
+            _ => return unrecognized(&Method::POST, &format!("/v1/invoices/{id}/{action}")),
         }
         (events, inv.clone())
     };
@@ -480,11 +262,6 @@ pub(super) async fn invoice_action(
         );
     }
     Json(invoice).into_response()
-}
-
-fn unrecognized_action(id: &str, action: &str) -> Response {
-    stripe_error(StatusCode::NOT_FOUND, "invalid_request_error", None,
-        &format!("Unrecognized request URL (POST: /v1/invoices/{id}/{action}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/."), None)
 }
 
 pub(super) async fn list_invoices(State(s): S, RawQuery(q): RawQuery) -> Response {

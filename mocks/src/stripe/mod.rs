@@ -1,5 +1,7 @@
-//! The Stripe mock: customers, payment intents, invoices (and invoice items),
-//! events, webhook endpoints, and signed outgoing webhooks.
+//! The Stripe mock: customers, payment intents and payment methods (with
+//! Stripe's test cards, `cards.rs`), invoices (and invoice items), search
+//! (`search.rs`, over the query language in `query.rs`), events, webhook
+//! endpoints, and signed outgoing webhooks.
 //!
 //! Requests are form-encoded with bracket notation and authenticated with
 //! `Authorization: Bearer sk_test_...`; every answer carries `Request-Id`;
@@ -10,7 +12,12 @@
 
 mod api;
 mod billing;
+mod cards;
 mod form;
+mod payment_methods;
+mod payments;
+mod query;
+mod search;
 mod webhook;
 
 use std::collections::HashMap;
@@ -19,7 +26,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -30,7 +37,7 @@ use tokio::net::TcpListener;
 
 use crate::error::MockError;
 use crate::ids;
-use crate::server::{header_str, Api, MockServer, ServeOptions};
+use crate::server::{header_str, not_mocked_message, Api, MockServer, ServeOptions};
 use crate::tls::TestCa;
 
 pub use webhook::{stripe_signature, Delivery, WebhookEndpoint};
@@ -159,6 +166,8 @@ impl StripeBuilder {
 #[derive(Debug, Default)]
 pub(crate) struct Store {
     pub(crate) objects: HashMap<&'static str, Vec<Value>>,
+    /// The test card behind each payment method created from a raw number.
+    pub(crate) cards: HashMap<String, &'static cards::TestCard>,
 }
 
 impl Store {
@@ -245,6 +254,12 @@ impl Api for StripeState {
         response
     }
 
+    /// Stripe's own wording for an unknown URL, followed by the mock's
+    /// "not mocked" sentence, so both kinds of reader recognise it.
+    fn not_mocked(&self, method: &Method, path: &str) -> Response {
+        unrecognized(method, path)
+    }
+
     fn reset(&self) {
         *self.store() = Store::default();
         self.idempotency
@@ -289,6 +304,22 @@ pub(crate) fn stripe_error(
         HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("req_x")),
     );
     response
+}
+
+/// 404 for a URL the mock does not serve: Stripe's `Unrecognized request URL
+/// (GET: /v1/...)` with the harness's not-mocked sentence in place of
+/// Stripe's pointer to its documentation.
+pub(crate) fn unrecognized(method: &Method, path: &str) -> Response {
+    stripe_error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        None,
+        &format!(
+            "Unrecognized request URL ({method}: {path}). {}",
+            not_mocked_message("stripe", method, path)
+        ),
+        None,
+    )
 }
 
 /// 404 `resource_missing` for `kind` `id`.

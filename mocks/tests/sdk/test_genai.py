@@ -60,6 +60,18 @@ except errors.ClientError as e:
 step("ClientError 404 NOT_FOUND")
 
 
+counted = client.models.count_tokens(model="gemini-2.0-flash", contents="count these five words")
+assert counted.total_tokens and counted.total_tokens > 0, counted
+embedded = client.models.embed_content(model="gemini-embedding-001", contents=["first lead", "second lead"])
+assert len(embedded.embeddings) == 2 and len(embedded.embeddings[0].values) > 0, embedded
+assert embedded.embeddings[0].values != embedded.embeddings[1].values, "different texts, different vectors"
+names = [m.name for m in client.models.list()]
+assert "models/gemini-2.0-flash" in names, names
+model = client.models.get(model="gemini-2.0-flash")
+assert model.name == "models/gemini-2.0-flash" and "generateContent" in (model.supported_actions or []), model
+step(f"count_tokens ({counted.total_tokens}), embed_content of two texts, models.list ({len(names)}) and models.get")
+
+
 class Status(enum.Enum):
     NEW = "new"
     CONTACTED = "contacted"

@@ -112,3 +112,13 @@ assert len(keys) == 1, keys
 assert [c.id for c in client.v1.customers.list(params={"email": "retry@example.com"}).data] == [retried.id]
 step("reset connection retried with the same Idempotency-Key, one customer created")
 server.shutdown()
+
+# An endpoint the mock does not serve: Stripe's own wording, naming it as not mocked.
+try:
+    client.v1.products.list()
+    raise AssertionError("GET /v1/products is not served")
+except stripe.InvalidRequestError as e:
+    assert e.http_status == 404, e
+    assert e.user_message.startswith("Unrecognized request URL (GET: /v1/products)."), e.user_message
+    assert "not mocked by tekup-mocks" in e.user_message, e.user_message
+step("an unserved endpoint answers Stripe's Unrecognized request URL, naming it as not mocked")
