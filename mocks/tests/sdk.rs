@@ -282,6 +282,79 @@ async fn graph_sdk() {
     );
 }
 
+/// Runs a Graph SDK script against a fresh Graph mock, which it returns
+/// for the journal checks.
+async fn graph_script(script: &str, expect: &str) -> Graph {
+    let mock = Graph::start().await.unwrap();
+    let out = run_script(
+        script,
+        &[
+            ("MOCK_GRAPH_URL", mock.uri()),
+            ("MOCK_GRAPH_TENANT", mock.tenant()),
+        ],
+    )
+    .await;
+    assert!(out.contains(expect), "{out}");
+    mock
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_sdk_delta_functions() {
+    let mock = graph_script(
+        "test_graph_delta.py",
+        "ok: mailFolders/inbox/messages/delta()",
+    )
+    .await;
+    let delta: Vec<_> = mock
+        .journal()
+        .into_iter()
+        .filter(|r| r.path.contains("/delta"))
+        .collect();
+    assert!(
+        delta
+            .iter()
+            .all(|r| r.path.ends_with("/delta()") && r.status == Some(200)),
+        "every delta call of the SDK was delta() and served: {:?}",
+        delta
+            .iter()
+            .map(|r| (&r.path, r.status))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_sdk_batch() {
+    let mock = graph_script("test_graph_batch.py", "ok: per-request throttling").await;
+    let inner: Vec<_> = mock
+        .journal()
+        .into_iter()
+        .filter(|r| r.header("x-tekup-batch-request-id").is_some())
+        .collect();
+    assert!(
+        inner
+            .iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("/contacts")),
+        "inner requests are journaled with their batch headers: {:?}",
+        inner
+            .iter()
+            .map(|r| (&r.method, &r.path))
+            .collect::<Vec<_>>()
+    );
+    assert!(inner.iter().all(|r| r
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("Bearer "))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_sdk_count_and_search() {
+    graph_script("test_graph_query.py", "ok: $search on users").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_sdk_attachments() {
+    graph_script("test_graph_attachments.py", "ok: attachment deleted").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn genai_sdk_rest_and_live() {
     let rest = Gemini::start().await.unwrap();

@@ -1,6 +1,11 @@
 //! The Microsoft Graph mock: the OAuth2 client-credentials token endpoint,
-//! users, mail (messages, mail folders, `sendMail`), contacts and events,
-//! with paging, delta queries and Graph's error shape.
+//! users, mail (messages, mail folders, `sendMail`, attachments), contacts
+//! and events, with paging, delta queries (`delta` and the SDKs' `delta()`),
+//! `$count`, `$search`, JSON batching and Graph's error shape.
+//!
+//! One module per concern: `routes` (users, mail, contacts, events),
+//! `query` (collections, paging, delta), `search` (`$search`), `count` (the
+//! `$count` segment), `attachments`, `batch` (`$batch`), `store` (the data).
 //!
 //! Paging links are absolute and point at the mock itself (from the request's
 //! `Host`), so SDK page iterators follow them; a delta round ends with an
@@ -9,16 +14,20 @@
 //! "client-request-id"}}}` with `request-id` and `client-request-id` headers.
 //! Throttling (a rate-limit fault) is a 429 with `Retry-After`, as Graph does.
 
+mod attachments;
+mod batch;
+mod count;
 mod query;
 mod routes;
+mod search;
 mod store;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -26,7 +35,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::error::MockError;
-use crate::server::{header_str, Api, MockServer, ServeOptions};
+use crate::server::{header_str, not_mocked_message, Api, MockServer, ServeOptions};
 use crate::tls::TestCa;
 
 pub use store::GraphSeed;
@@ -145,9 +154,12 @@ impl GraphBuilder {
             clients: self.clients,
             any_token: self.any_token,
             tokens: Mutex::default(),
+            local: OnceLock::new(),
+            loopback: OnceLock::new(),
         });
         let server =
             MockServer::serve(state.clone(), routes::router(state.clone()), self.options).await?;
+        let _ = state.local.set(server.uri());
         Ok(Graph { server, state })
     }
 }
@@ -167,6 +179,9 @@ pub(crate) struct GraphState {
     clients: Vec<(String, String)>,
     any_token: bool,
     tokens: Mutex<HashSet<String>>,
+    /// The mock's own base URL, where `$batch` sends its inner requests.
+    local: OnceLock<String>,
+    loopback: OnceLock<reqwest::Client>,
 }
 
 impl GraphState {
@@ -174,6 +189,18 @@ impl GraphState {
         self.store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The HTTP client `$batch` uses to call this mock itself: no proxy, and
+    /// the mock's own (test-CA) certificate accepted when it serves TLS.
+    pub(crate) fn loopback(&self) -> &reqwest::Client {
+        self.loopback.get_or_init(|| {
+            reqwest::Client::builder()
+                .no_proxy()
+                .danger_accept_invalid_certs(true)
+                .build()
+                .unwrap_or_default()
+        })
     }
 }
 
@@ -192,6 +219,28 @@ impl Api for GraphState {
             _ => "generalException",
         };
         graph_error(status, code, message, None)
+    }
+
+    /// Graph answers a path it does not know with a 400 naming the segment
+    /// ("Resource not found for the segment 'calendars'."); the mock keeps
+    /// that status, code and sentence, which clients match on, and adds
+    /// which call is not mocked.
+    fn not_mocked(&self, method: &Method, path: &str) -> Response {
+        let segment = path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
+        let segment = percent_decode(segment);
+        graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!(
+                "Resource not found for the segment '{segment}'. {}",
+                not_mocked_message(self.name(), method, path)
+            ),
+            None,
+        )
     }
 
     fn reset(&self) {
@@ -227,6 +276,13 @@ pub(crate) fn graph_error(
         HeaderValue::from_str(&client_id).unwrap_or(HeaderValue::from_static("0")),
     );
     response
+}
+
+/// `%40` → `@` and the like, for a path segment quoted in a message.
+fn percent_decode(segment: &str) -> String {
+    form_urlencoded::parse(format!("s={}", segment.replace('+', "%2B")).as_bytes())
+        .next()
+        .map_or_else(|| segment.to_owned(), |(_, v)| v.into_owned())
 }
 
 /// An Azure AD (v2 endpoint) OAuth error.

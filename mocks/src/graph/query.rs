@@ -1,5 +1,6 @@
-//! Graph collections: paged lists (`$top`, `$skip`, `$filter`, `$select`,
-//! absolute `@odata.nextLink`), delta rounds, and item create/read/update/delete.
+//! Graph collections: paged lists (`$top`, `$skip`, `$filter`, `$search`,
+//! `$select`, `$count=true`, absolute `@odata.nextLink`), delta rounds
+//! (with `changeType`), and item create/read/update/delete.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::routes::{crid, invalid_user, item_not_found};
+use super::search::{self, Refusal};
 use super::store::{self, Item, Kind};
 use super::{graph_error, GraphState};
 use crate::server::{header_str, Origin};
@@ -57,10 +59,10 @@ pub(super) fn field<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('/').try_fold(object, |v, k| v.get(k))
 }
 
-/// The `$filter` forms clients of this platform use.
-/// A compiled `$filter`.
+/// A compiled `$filter` or `$search`.
 pub(super) type Predicate = Box<dyn Fn(&Value) -> bool + Send>;
 
+/// The `$filter` forms clients of this platform use.
 pub(super) fn filter(expr: &str) -> Result<Predicate, String> {
     let expr = expr.trim().to_owned();
     let any = regex::Regex::new(r"^emailAddresses/any\((\w+):\s*\w+/address eq '(.*)'\)$")
@@ -151,7 +153,65 @@ pub(super) async fn ctx(request: Request) -> Ctx {
     }
 }
 
-/// A paged list of one kind of item.
+/// The `$filter`/`$search` predicate of a request on a collection of `kind`.
+fn predicate(p: &BTreeMap<String, String>, kind: Kind) -> Result<Option<Predicate>, Refusal> {
+    let searched = match kind {
+        Kind::Message => search::messages(p)?,
+        Kind::Contact if p.contains_key("$search") => return Err(search::unsupported("contacts")),
+        Kind::Event if p.contains_key("$search") => return Err(search::unsupported("events")),
+        Kind::Contact | Kind::Event => None,
+    };
+    if searched.is_some() {
+        return Ok(searched);
+    }
+    p.get("$filter")
+        .map(|f| filter(f))
+        .transpose()
+        .map_err(|m| Refusal::new(StatusCode::BAD_REQUEST, "ErrorInvalidUrlQueryFilter", m))
+}
+
+/// The live items of one kind (in `folder`, if given) that the request's
+/// `$filter` or `$search` selects, newest message first.
+#[expect(
+    clippy::result_large_err,
+    reason = "an axum Response is the natural rejection of a handler helper"
+)]
+pub(super) fn matching(
+    state: &GraphState,
+    c: &Ctx,
+    user: &str,
+    kind: Kind,
+    folder: Option<&str>,
+) -> Result<Vec<Value>, Response> {
+    let p = params(c.query.as_deref());
+    let predicate = predicate(&p, kind).map_err(|r| r.respond(&c.headers))?;
+    let mut store = state.store();
+    let Some(u) = store.user_mut(user) else {
+        return Err(invalid_user(user, &c.headers));
+    };
+    let mut items: Vec<Value> = u
+        .items
+        .iter()
+        .filter(|i| {
+            i.kind == kind && !i.deleted && folder.is_none_or(|f| i.folder.eq_ignore_ascii_case(f))
+        })
+        .map(|i| &i.object)
+        .filter(|o| predicate.as_ref().is_none_or(|f| f(o)))
+        .cloned()
+        .collect();
+    if kind == Kind::Message {
+        items.sort_by(|a, b| {
+            b["receivedDateTime"]
+                .as_str()
+                .cmp(&a["receivedDateTime"].as_str())
+        });
+    }
+    Ok(items)
+}
+
+/// A paged list of one kind of item; `$count=true` adds `@odata.count` (the
+/// whole match, not the page), which mailbox items serve without
+/// `ConsistencyLevel` as Graph does.
 pub(super) fn list(
     state: &GraphState,
     c: &Ctx,
@@ -165,45 +225,23 @@ pub(super) fn list(
         Err(m) => return graph_error(StatusCode::BAD_REQUEST, "BadRequest", &m, crid(&c.headers)),
     };
     let skip: usize = p.get("$skip").and_then(|s| s.parse().ok()).unwrap_or(0);
-    let predicate = match p.get("$filter").map(|f| filter(f)).transpose() {
-        Ok(f) => f,
-        Err(m) => {
-            return graph_error(
-                StatusCode::BAD_REQUEST,
-                "ErrorInvalidUrlQueryFilter",
-                &m,
-                crid(&c.headers),
-            )
-        }
+    let items = match matching(state, c, user, kind, folder) {
+        Ok(i) => i,
+        Err(r) => return r,
     };
-    let mut store = state.store();
-    let Some(u) = store.user_mut(user) else {
-        return invalid_user(user, &c.headers);
-    };
-    let mut items: Vec<&Value> = u
-        .items
-        .iter()
-        .filter(|i| {
-            i.kind == kind && !i.deleted && folder.is_none_or(|f| i.folder.eq_ignore_ascii_case(f))
-        })
-        .map(|i| &i.object)
-        .filter(|o| predicate.as_ref().is_none_or(|f| f(o)))
-        .collect();
-    if kind == Kind::Message {
-        items.sort_by(|a, b| {
-            b["receivedDateTime"]
-                .as_str()
-                .cmp(&a["receivedDateTime"].as_str())
-        });
-    }
     let total = items.len();
     let page: Vec<Value> = items
-        .into_iter()
+        .iter()
         .skip(skip)
         .take(top)
         .map(|o| select(o, p.get("$select")))
         .collect();
     let mut body = json!({ "@odata.context": context(kind, user), "value": page });
+    if p.get("$count")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        body["@odata.count"] = Value::from(total);
+    }
     if skip + top < total {
         let mut q: Vec<(String, String)> = p
             .iter()
@@ -226,6 +264,18 @@ pub(super) fn delta(
 ) -> Response {
     let p = params(c.query.as_deref());
     let top = page_size(&p, &c.headers, 10).unwrap_or(10);
+    let change_type = p.get("changeType").map(|t| t.to_ascii_lowercase());
+    if let Some(t) = change_type
+        .as_deref()
+        .filter(|t| !matches!(*t, "created" | "updated" | "deleted"))
+    {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("Invalid value '{t}' for changeType: use created, updated or deleted."),
+            crid(&c.headers),
+        );
+    }
     let mut store = state.store();
     let current = store.seq;
     let (since, offset, upto) = if let Some(token) = p.get("$skiptoken") {
@@ -269,6 +319,12 @@ pub(super) fn delta(
                 && folder.is_none_or(|f| i.folder.eq_ignore_ascii_case(f))
         })
         .filter(|i| since > 0 || !i.deleted)
+        .filter(|i| match change_type.as_deref() {
+            Some("created") => !i.deleted && i.created > since,
+            Some("updated") => !i.deleted && i.created <= since,
+            Some("deleted") => i.deleted,
+            _ => true,
+        })
         .collect();
     changed.sort_by_key(|i| i.seq);
     let total = changed.len();
@@ -293,20 +349,29 @@ pub(super) fn delta(
         .collect();
     let mut body =
         json!({ "@odata.context": format!("{}/delta", context(kind, user)), "value": page });
+    // Graph keeps `$select` and `changeType` in its opaque state token; the
+    // mock carries them beside its own token so later rounds keep them.
+    let kept = |token: (String, String)| -> Vec<(String, String)> {
+        ["$select", "changeType"]
+            .iter()
+            .filter_map(|k| p.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .chain(std::iter::once(token))
+            .collect()
+    };
     if offset + top < total {
         body["@odata.nextLink"] = Value::from(link(
             &c.origin,
             &c.path,
-            &[(
+            &kept((
                 "$skiptoken".into(),
                 format!("{since}.{}.{upto}", offset + top),
-            )],
+            )),
         ));
     } else {
         body["@odata.deltaLink"] = Value::from(link(
             &c.origin,
             &c.path,
-            &[("$deltatoken".into(), upto.to_string())],
+            &kept(("$deltatoken".into(), upto.to_string())),
         ));
     }
     Json(body).into_response()
@@ -370,6 +435,7 @@ pub(super) fn create(
         kind,
         folder: folder.to_owned(),
         seq,
+        created: seq,
         deleted: false,
         object: object.clone(),
     });

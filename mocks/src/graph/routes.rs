@@ -1,5 +1,7 @@
 //! Graph routes: users, messages, mail folders, sendMail, contacts, events,
-//! paging (`$top`/`$skip` with absolute `@odata.nextLink`) and delta queries.
+//! paging (`$top`/`$skip` with absolute `@odata.nextLink`) and delta queries;
+//! the routes of `count`, `attachments` and `batch` are merged in here, under
+//! the same bearer-token check.
 
 use std::sync::Arc;
 
@@ -13,7 +15,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::query::{
-    create, ctx, delete, delta, get_item, link, list, page_size, params, patch, select,
+    create, ctx, delete, delta, filter, get_item, link, list, page_size, params, patch, select,
 };
 use super::store::{self, Item, Kind};
 use super::{graph_error, GraphState};
@@ -29,7 +31,10 @@ pub(super) fn router(state: Arc<GraphState>) -> Router {
             "/v1.0/users/{user}/messages",
             get(list_messages).post(create_message),
         )
+        // The SDKs call OData functions with parentheses (`delta()`); plain
+        // `delta` is what older clients and hand-written URLs use.
         .route("/v1.0/users/{user}/messages/delta", get(delta_messages))
+        .route("/v1.0/users/{user}/messages/delta()", get(delta_messages))
         .route(
             "/v1.0/users/{user}/messages/{id}",
             get(get_message).patch(patch_message).delete(delete_message),
@@ -42,14 +47,29 @@ pub(super) fn router(state: Arc<GraphState>) -> Router {
             "/v1.0/users/{user}/mailFolders/{folder}/messages/delta",
             get(delta_folder),
         )
+        .route(
+            "/v1.0/users/{user}/mailFolders/{folder}/messages/delta()",
+            get(delta_folder),
+        )
+        .route(
+            "/v1.0/users/{user}/mailFolders/{folder}/messages/{id}",
+            get(get_folder_message)
+                .patch(patch_folder_message)
+                .delete(delete_folder_message),
+        )
         .route("/v1.0/users/{user}/sendMail", post(send_mail))
         .route(
             "/v1.0/users/{user}/contacts",
             get(list_contacts).post(create_contact),
         )
         .route("/v1.0/users/{user}/contacts/delta", get(delta_contacts))
+        .route("/v1.0/users/{user}/contacts/delta()", get(delta_contacts))
         .route(
             "/v1.0/users/{user}/contactFolders/{folder}/contacts/delta",
+            get(delta_contact_folder),
+        )
+        .route(
+            "/v1.0/users/{user}/contactFolders/{folder}/contacts/delta()",
             get(delta_contact_folder),
         )
         .route(
@@ -66,7 +86,9 @@ pub(super) fn router(state: Arc<GraphState>) -> Router {
         )
         .route("/v1.0/me", get(me))
         .route("/v1.0/me/{*rest}", get(me).post(me).patch(me).delete(me))
-        .fallback(unknown_segment)
+        .merge(super::count::routes())
+        .merge(super::attachments::routes())
+        .merge(super::batch::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::auth,
@@ -95,22 +117,6 @@ async fn me(headers: HeaderMap) -> Response {
     )
 }
 
-async fn unknown_segment(request: Request) -> Response {
-    let segment = request
-        .uri()
-        .path()
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    graph_error(
-        StatusCode::BAD_REQUEST,
-        "BadRequest",
-        &format!("Resource not found for the segment '{segment}'."),
-        crid(request.headers()),
-    )
-}
-
 pub(super) fn invalid_user(user: &str, headers: &HeaderMap) -> Response {
     graph_error(
         StatusCode::NOT_FOUND,
@@ -131,6 +137,10 @@ pub(super) fn item_not_found(headers: &HeaderMap) -> Response {
 
 // ---- users -----------------------------------------------------------------
 
+/// `GET /users`: `$filter` (the forms of [`super::query::filter`]),
+/// `$search` and `$count=true` (both advanced queries: with
+/// `ConsistencyLevel: eventual` only; without it Graph refuses `$search` and
+/// silently leaves `@odata.count` out), `$select`, `$top` and `$skiptoken`.
 async fn list_users(
     State(s): S,
     Extension(Origin(origin)): Extension<Origin>,
@@ -143,24 +153,48 @@ async fn list_users(
         .get("$skiptoken")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    let searched = match super::search::users(&p, &headers) {
+        Ok(f) => f,
+        Err(r) => return r.respond(&headers),
+    };
+    let filtered = match p.get("$filter").map(|f| filter(f)).transpose() {
+        Ok(f) => f,
+        Err(m) => {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "Request_UnsupportedQuery",
+                &m,
+                crid(&headers),
+            )
+        }
+    };
     let store = s.store();
-    let users: Vec<Value> = store
+    let matched: Vec<&Value> = store
         .users
+        .iter()
+        .map(|u| &u.object)
+        .filter(|u| searched.as_ref().is_none_or(|f| f(u)))
+        .filter(|u| filtered.as_ref().is_none_or(|f| f(u)))
+        .collect();
+    let users: Vec<Value> = matched
         .iter()
         .skip(skip)
         .take(top)
-        .map(|u| select(&u.object, p.get("$select")))
+        .map(|u| select(u, p.get("$select")))
         .collect();
     let mut body = json!({ "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users", "value": users });
-    if skip + top < store.users.len() {
-        body["@odata.nextLink"] = Value::from(link(
-            &origin,
-            "/v1.0/users",
-            &[
-                ("$top".into(), top.to_string()),
-                ("$skiptoken".into(), (skip + top).to_string()),
-            ],
-        ));
+    if super::search::eventual(&headers) && p.get("$count").is_some_and(|c| c == "true") {
+        body["@odata.count"] = Value::from(matched.len());
+    }
+    if skip + top < matched.len() {
+        let mut q: Vec<(String, String)> = p
+            .iter()
+            .filter(|(k, _)| *k != "$skiptoken" && *k != "$top")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        q.push(("$top".into(), top.to_string()));
+        q.push(("$skiptoken".into(), (skip + top).to_string()));
+        body["@odata.nextLink"] = Value::from(link(&origin, "/v1.0/users", &q));
     }
     Json(body).into_response()
 }
@@ -244,6 +278,32 @@ async fn delete_message(
     delete(&s, &h, &user, Kind::Message, &id)
 }
 
+// A message's id is unique in the mailbox, so its folder in the path only
+// says where the client found it.
+async fn get_folder_message(
+    State(s): S,
+    Path((user, _folder, id)): Path<(String, String, String)>,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Response {
+    get_item(&s, &h, &user, Kind::Message, &id, q.as_deref())
+}
+async fn patch_folder_message(
+    State(s): S,
+    Path((user, _folder, id)): Path<(String, String, String)>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    patch(&s, &h, &user, Kind::Message, &id, &body)
+}
+async fn delete_folder_message(
+    State(s): S,
+    Path((user, _folder, id)): Path<(String, String, String)>,
+    h: HeaderMap,
+) -> Response {
+    delete(&s, &h, &user, Kind::Message, &id)
+}
+
 /// `POST /users/{id}/sendMail`: 202, a copy in Sent Items, delivery to known users.
 async fn send_mail(State(s): S, Path(user): Path<String>, h: HeaderMap, body: Bytes) -> Response {
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
@@ -318,6 +378,7 @@ async fn send_mail(State(s): S, Path(user): Path<String>, h: HeaderMap, body: By
                 kind: Kind::Message,
                 folder: "sentitems".into(),
                 seq,
+                created: seq,
                 deleted: false,
                 object,
             });
@@ -331,6 +392,7 @@ async fn send_mail(State(s): S, Path(user): Path<String>, h: HeaderMap, body: By
                 kind: Kind::Message,
                 folder: "inbox".into(),
                 seq,
+                created: seq,
                 deleted: false,
                 object,
             });

@@ -1,6 +1,8 @@
-//! Graph data: users with their mail folders, contacts and events, and a
-//! change sequence per object so that delta queries can tell what changed.
+//! Graph data: users with their mail folders, contacts and events, message
+//! attachments, and a change sequence per object so that delta queries can
+//! tell what changed (and, from the sequence at creation, how).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::{Duration as ChronoDuration, TimeZone as _, Utc};
@@ -34,6 +36,18 @@ struct SeedUser {
     contacts: Vec<SeedContact>,
     #[serde(default)]
     events: Vec<SeedEvent>,
+    #[serde(default)]
+    attachments: Vec<SeedAttachment>,
+}
+
+/// A file attached to the `message`-th generated message (from 1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct SeedAttachment {
+    message: usize,
+    name: String,
+    content_type: String,
+    text: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,10 +89,27 @@ impl GraphSeed {
     }
 
     fn parse(text: &str, path: &Path) -> Result<Self, MockError> {
-        serde_yaml::from_str(text).map_err(|e| MockError::ParseFixture {
+        let seed: Self = serde_yaml::from_str(text).map_err(|e| MockError::ParseFixture {
             path: path.to_owned(),
             message: e.to_string(),
-        })
+        })?;
+        for (i, u) in seed.users.iter().enumerate() {
+            if let Some((j, a)) = u
+                .attachments
+                .iter()
+                .enumerate()
+                .find(|(_, a)| a.message == 0 || a.message > u.messages)
+            {
+                return Err(MockError::ParseFixture {
+                    path: path.to_owned(),
+                    message: format!(
+                        "users[{i}].attachments[{j}].message: {} names no message of {} (it has messages 1 to {})",
+                        a.message, u.user_principal_name, u.messages
+                    ),
+                });
+            }
+        }
+        Ok(seed)
     }
 
     /// The tenant id the seed declares.
@@ -101,7 +132,10 @@ pub(crate) enum Kind {
 pub(crate) struct Item {
     pub(crate) kind: Kind,
     pub(crate) folder: String,
+    /// Sequence of the last change.
     pub(crate) seq: u64,
+    /// Sequence at creation (a delta's `changeType=created` compares it).
+    pub(crate) created: u64,
     pub(crate) deleted: bool,
     pub(crate) object: Value,
 }
@@ -116,6 +150,8 @@ pub(crate) struct User {
 pub(crate) struct Store {
     pub(crate) users: Vec<User>,
     pub(crate) seq: u64,
+    /// Attachments by message id, in the order they were added.
+    pub(crate) attachments: HashMap<String, Vec<Value>>,
 }
 
 pub(crate) fn graph_id() -> String {
@@ -177,6 +213,7 @@ impl Store {
                     kind: Kind::Message,
                     folder: "inbox".into(),
                     seq: store.seq,
+                    created: store.seq,
                     deleted: false,
                     object,
                 });
@@ -191,6 +228,7 @@ impl Store {
                     kind: Kind::Contact,
                     folder: "contacts".into(),
                     seq: store.seq,
+                    created: store.seq,
                     deleted: false,
                     object,
                 });
@@ -209,9 +247,28 @@ impl Store {
                     kind: Kind::Event,
                     folder: "calendar".into(),
                     seq: store.seq,
+                    created: store.seq,
                     deleted: false,
                     object,
                 });
+            }
+            for a in &u.attachments {
+                let message = user
+                    .items
+                    .iter_mut()
+                    .filter(|i| i.kind == Kind::Message)
+                    .nth(a.message.saturating_sub(1));
+                if let Some(m) = message {
+                    m.object["hasAttachments"] = Value::Bool(true);
+                    let id = m.object["id"].as_str().unwrap_or_default().to_owned();
+                    let attachment = super::attachments::file_attachment(
+                        &a.name,
+                        &a.content_type,
+                        a.text.as_bytes(),
+                        m.object["receivedDateTime"].as_str().unwrap_or_default(),
+                    );
+                    store.attachments.entry(id).or_default().push(attachment);
+                }
             }
             store.users.push(user);
         }

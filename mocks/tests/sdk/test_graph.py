@@ -1,12 +1,8 @@
 """The official `msgraph-sdk` against the Graph mock: token, paging, mail, contacts, errors, throttling."""
 
 import asyncio
-import urllib.parse
 
-import httpx
-from kiota_abstractions.authentication import AccessTokenProvider, AllowedHostsValidator, BaseBearerTokenAuthenticationProvider
 from kiota_abstractions.base_request_configuration import RequestConfiguration
-from msgraph import GraphRequestAdapter, GraphServiceClient
 from msgraph.generated.models.body_type import BodyType
 from msgraph.generated.models.contact import Contact
 from msgraph.generated.models.email_address import EmailAddress
@@ -18,42 +14,13 @@ from msgraph.generated.users.item.messages.messages_request_builder import Messa
 from msgraph.generated.users.item.send_mail.send_mail_post_request_body import SendMailPostRequestBody
 from msgraph_core.tasks.page_iterator import PageIterator
 
-from _mocks import admin, env, journal, step
-
-BASE = env("MOCK_GRAPH_URL")
-TENANT = env("MOCK_GRAPH_TENANT")
-ADELE = "adele.vance@contoso.test"
-MEGAN = "megan.bowen@contoso.test"
-ADELE_PATH = urllib.parse.quote(ADELE)  # as the SDK sends it: adele.vance%40contoso.test
-
-
-class ClientCredentials(AccessTokenProvider):
-    """OAuth2 client-credentials against the mock's token endpoint, cached like a real provider."""
-
-    def __init__(self):
-        self.token = None
-        self.fetches = 0
-
-    async def get_authorization_token(self, uri, additional_authentication_context=None):
-        if self.token is None:
-            async with httpx.AsyncClient() as http:
-                response = await http.post(f"{BASE}/{TENANT}/oauth2/v2.0/token", data={
-                    "grant_type": "client_credentials", "client_id": "tekup-app", "client_secret": "s3cret",
-                    "scope": "https://graph.microsoft.com/.default"})
-                response.raise_for_status()
-                self.token = response.json()["access_token"]
-                self.fetches += 1
-        return self.token
-
-    def get_allowed_hosts_validator(self):
-        return AllowedHostsValidator([urllib.parse.urlparse(BASE).netloc])
+from _graph import ADELE, ADELE_PATH, BASE, MEGAN
+from _graph import client as new_client
+from _mocks import admin, journal, step
 
 
 async def main():
-    tokens = ClientCredentials()
-    adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(tokens))
-    adapter.base_url = f"{BASE}/v1.0"
-    client = GraphServiceClient(request_adapter=adapter)
+    client, adapter, tokens = new_client()
 
     user = await client.users.by_user_id(ADELE).get()
     assert user.display_name == "Adele Vance", user
