@@ -744,7 +744,8 @@ fn describe(map: &Map<String, Value>) -> String {
     }
 }
 
-fn kind(value: &Value) -> &'static str {
+/// A value's JSON type in words ("an object"), for error messages.
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

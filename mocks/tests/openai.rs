@@ -14,13 +14,7 @@ fn client() -> reqwest::Client {
 }
 
 async fn chat(mock: &OpenAi, body: Value) -> reqwest::Response {
-    client()
-        .post(format!("{}/chat/completions", mock.base_url()))
-        .bearer_auth("sk-test")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    post(mock, "chat/completions", body).await
 }
 
 #[tokio::test]

@@ -178,7 +178,7 @@ fn respond(state: &OpenAiState, request: &Value) -> Result<Created, Response> {
         }
         Some(other) => {
             return Err(invalid(
-                &format!("Invalid type for 'input': expected one of a string or array of input items, but got {} instead.", type_name(other)),
+                &format!("Invalid type for 'input': expected one of a string or array of input items, but got {} instead.", crate::schema::kind(other)),
                 "input",
                 Some("invalid_type"),
             ))
@@ -405,17 +405,6 @@ fn text_format(request: &Value) -> Result<(Format, Value), Response> {
             "text.format.type",
             Some("missing_required_parameter"),
         )),
-    }
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
