@@ -97,7 +97,10 @@ fn run_refuses_a_malformed_tag_expression_before_starting_anything() {
     );
     assert!(!stderr.contains("starting the ecosystem"), "{stderr}");
     // A well-formed expression that selects nothing says so, also before starting.
-    let o = harness(dir.path(), &["run", "a.yaml", "--tag", "smoke and not smoke"]);
+    let o = harness(
+        dir.path(),
+        &["run", "a.yaml", "--tag", "smoke and not smoke"],
+    );
     assert_eq!(o.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(

@@ -35,7 +35,10 @@ fn examples_make_one_case_per_row_named_by_its_values_or_label() {
     let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names,
-        ["perms[app=crm-web,svc=crm-api,status=200]", "perms[flow-refused]"]
+        [
+            "perms[app=crm-web,svc=crm-api,status=200]",
+            "perms[flow-refused]"
+        ]
     );
     assert_eq!(s.name, "perms", "the file keeps its own name");
     let (first, second) = (http(&cases[0]), http(&cases[1]));
@@ -152,8 +155,10 @@ fn empty_tables_are_refused() {
         errors("name: x\nmatrix: {}\nsteps:\n  - sleep: 1s\n"),
         "s.yaml:2:9: `matrix` is empty\n  hint: give at least one name with a list of values, or remove `matrix`"
     );
-    assert!(errors("name: x\nmatrix: { a: [] }\nsteps:\n  - sleep: \"${a}\"\n")
-        .starts_with("s.yaml:2:14: `matrix.a` is empty: the matrix would have no case"));
+    assert!(
+        errors("name: x\nmatrix: { a: [] }\nsteps:\n  - sleep: \"${a}\"\n")
+            .starts_with("s.yaml:2:14: `matrix.a` is empty: the matrix would have no case")
+    );
 }
 
 #[test]
@@ -171,31 +176,44 @@ fn duplicate_labels_are_refused_naming_the_first() {
         "s.yaml:4:14: two rows of `examples` are both labelled `one`\n  \
          hint: line 3 has it too; the label names the test case `name[one]`: make it unique (an explicit `label:`)"
     );
-    assert!(errors("name: x\nmatrix: { d: [1s, 1s] }\nsteps:\n  - sleep: \"${d}\"\n")
-        .starts_with("s.yaml:2:19: `matrix` makes the case `[d=1s]` twice"));
+    assert!(
+        errors("name: x\nmatrix: { d: [1s, 1s] }\nsteps:\n  - sleep: \"${d}\"\n")
+            .starts_with("s.yaml:2:19: `matrix` makes the case `[d=1s]` twice")
+    );
 }
 
 #[test]
 fn row_keys_are_checked() {
-    assert!(errors("name: x\nmatrix: { unused: [a, b] }\nsteps:\n  - sleep: 1s\n")
-        .starts_with("s.yaml:2:11: row value `unused` is used by no step"));
-    assert!(errors("name: x\nexamples: [ { email: a } ]\nsteps:\n  - sleep: \"${email}\"\n")
-        .starts_with("s.yaml:2:15: row value `email` hides the generated `${email}`"));
+    assert!(
+        errors("name: x\nmatrix: { unused: [a, b] }\nsteps:\n  - sleep: 1s\n")
+            .starts_with("s.yaml:2:11: row value `unused` is used by no step")
+    );
+    assert!(
+        errors("name: x\nexamples: [ { email: a } ]\nsteps:\n  - sleep: \"${email}\"\n")
+            .starts_with("s.yaml:2:15: row value `email` hides the generated `${email}`")
+    );
     assert!(errors(
         "name: x\ntenants: [acme]\nmatrix: { acme: [a] }\nsteps:\n  - sleep: \"${acme}\"\n"
     )
     .contains("s.yaml:3:11: row value `acme` hides a tenant or a var of the same name"));
-    assert!(errors("name: x\nmatrix: { a.b: [1s] }\nsteps:\n  - sleep: 1s\n")
-        .starts_with("s.yaml:2:11: `a.b` cannot name a row value"));
+    assert!(
+        errors("name: x\nmatrix: { a.b: [1s] }\nsteps:\n  - sleep: 1s\n")
+            .starts_with("s.yaml:2:11: `a.b` cannot name a row value")
+    );
     assert!(errors("name: x\nexamples: [ 3 ]\nsteps:\n  - sleep: 1s\n")
         .starts_with("s.yaml:2:13: a row of `examples` must be a map, found a number"));
-    assert!(errors("name: x\nmatrix: { a: 1s }\nsteps:\n  - sleep: \"${a}\"\n")
-        .starts_with("s.yaml:2:14: `matrix.a` must be a list, found a string"));
+    assert!(
+        errors("name: x\nmatrix: { a: 1s }\nsteps:\n  - sleep: \"${a}\"\n")
+            .starts_with("s.yaml:2:14: `matrix.a` must be a list, found a string")
+    );
 }
 
 #[test]
 fn a_matrix_too_large_is_refused() {
-    let list = (0..40).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    let list = (0..40)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let e = errors(&format!(
         "name: x\nmatrix:\n  a: [{list}]\n  b: [{list}]\nsteps:\n  - http: {{ service: s, request: {{ method: GET, path: \"/${{a}}/${{b}}\" }} }}\n"
     ));
@@ -243,10 +261,8 @@ fn the_shipped_permission_matrix_walks_every_app() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/permission-matrix.yaml");
     let s = parse_file(&path).expect("valid");
     let cases = s.cases();
-    let apps: std::collections::BTreeSet<String> = cases
-        .iter()
-        .filter_map(|c| http(c).app.clone())
-        .collect();
+    let apps: std::collections::BTreeSet<String> =
+        cases.iter().filter_map(|c| http(c).app.clone()).collect();
     assert_eq!(
         apps.len(),
         tekup_harness::contract::active().apps.len(),

@@ -30,9 +30,12 @@ pub(crate) struct Row {
     pub(crate) values: Vec<(String, Node)>,
 }
 
+/// The rows of a table and its keys, each where it is written.
+pub(crate) type Table = (Vec<Row>, Vec<(String, Pos)>);
+
 /// The rows of `examples:` or `matrix:`; `None` for a plain scenario, an
 /// empty list when the table is wrong (the errors are recorded).
-pub(crate) fn rows(cx: &mut Cx<'_>, f: &Fields<'_>) -> Option<(Vec<Row>, Vec<(String, Pos)>)> {
+pub(crate) fn rows(cx: &mut Cx<'_>, f: &Fields<'_>) -> Option<Table> {
     let examples = f.get("examples");
     let matrix = f.get("matrix");
     match (examples, matrix) {
@@ -80,11 +83,14 @@ fn check_key(cx: &mut Cx<'_>, name: &str, pos: Pos) -> bool {
     true
 }
 
-fn examples_rows(cx: &mut Cx<'_>, node: &Node) -> (Vec<Row>, Vec<(String, Pos)>) {
+fn examples_rows(cx: &mut Cx<'_>, node: &Node) -> Table {
     let Value::Seq(items) = &node.value else {
         cx.error(
             node.pos,
-            format!("`examples` must be a list of rows, found {}", node.describe()),
+            format!(
+                "`examples` must be a list of rows, found {}",
+                node.describe()
+            ),
             "write `examples: [ { app: crm-web, status: 200 }, { app: flow-web, status: 403 } ]`",
         );
         return (Vec::new(), Vec::new());
@@ -104,7 +110,10 @@ fn examples_rows(cx: &mut Cx<'_>, node: &Node) -> (Vec<Row>, Vec<(String, Pos)>)
         let Value::Map(entries) = &item.value else {
             cx.error(
                 item.pos,
-                format!("a row of `examples` must be a map, found {}", item.describe()),
+                format!(
+                    "a row of `examples` must be a map, found {}",
+                    item.describe()
+                ),
                 "write a row as `{ app: crm-web, status: 200 }`",
             );
             continue;
@@ -147,7 +156,10 @@ fn examples_rows(cx: &mut Cx<'_>, node: &Node) -> (Vec<Row>, Vec<(String, Pos)>)
                         what.push(format!("lacks `{}`", missing.join("`, `")));
                     }
                     if !extra.is_empty() {
-                        what.push(format!("has `{}` the first row has not", extra.join("`, `")));
+                        what.push(format!(
+                            "has `{}` the first row has not",
+                            extra.join("`, `")
+                        ));
                     }
                     cx.error(
                         item.pos,
@@ -183,11 +195,14 @@ fn examples_rows(cx: &mut Cx<'_>, node: &Node) -> (Vec<Row>, Vec<(String, Pos)>)
     (rows, keys.unwrap_or_default())
 }
 
-fn matrix_rows(cx: &mut Cx<'_>, node: &Node) -> (Vec<Row>, Vec<(String, Pos)>) {
+fn matrix_rows(cx: &mut Cx<'_>, node: &Node) -> Table {
     let Value::Map(entries) = &node.value else {
         cx.error(
             node.pos,
-            format!("`matrix` must be a map of names to lists, found {}", node.describe()),
+            format!(
+                "`matrix` must be a map of names to lists, found {}",
+                node.describe()
+            ),
             "write `matrix: { app: [crm-web, flow-web], verb: [GET, POST] }`",
         );
         return (Vec::new(), Vec::new());

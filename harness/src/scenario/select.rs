@@ -240,7 +240,11 @@ mod tests {
             ("smoke and", 10, "expected a tag after `and`"),
             ("smoke slow", 7, "unexpected tag `slow`"),
             ("(smoke or crm", 14, "`(` at column 1 is never closed"),
-            ("smoke and or crm", 11, "expected a tag after `and`, found `or`"),
+            (
+                "smoke and or crm",
+                11,
+                "expected a tag after `and`, found `or`",
+            ),
             ("smoke & crm", 7, "`&` is not part of a tag"),
             ("smoke)", 6, "unexpected `)`"),
             ("", 1, "expected a tag"),
