@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeSet;
 
 use super::cases::{self, Row};
+use super::defaults::{self, Defaults};
 use super::model::{Include, Need, Scenario, SkipIf};
 use super::read::{boolean, duration, fields, string_list, Cx, Fields};
-use super::steps::steps;
+use super::uses::{self, Env};
 use super::vars::Scope;
 use super::yaml::{self, Node, Pos};
 use super::{Diagnostic, ScenarioError};
@@ -17,8 +18,9 @@ use super::{Diagnostic, ScenarioError};
 /// Shared step files end with this; a directory walk does not take them for scenarios.
 pub const INCLUDE_SUFFIX: &str = ".steps.yaml";
 
-const TOP_KEYS: [&str; 13] = [
+const TOP_KEYS: [&str; 14] = [
     "name",
+    "defaults",
     "tags",
     "skip-if",
     "examples",
@@ -206,17 +208,38 @@ fn decode(
         .and_then(|n| boolean(cx, n, "exclusive"))
         .unwrap_or(false);
     let timeout = f.get("timeout").and_then(|n| duration(cx, n, "timeout"));
+    let defaults = f
+        .get("defaults")
+        .map(|n| defaults::file_defaults(cx, n))
+        .unwrap_or_default();
+    let mut env = Env::default();
     let setup = f
         .get("setup")
-        .map(|n| steps(cx, n, "setup", &mut scope))
+        .map(|n| {
+            uses::block(
+                cx,
+                n,
+                "setup",
+                &mut scope,
+                &mut env,
+                &defaults.block("setup"),
+            )
+        })
         .unwrap_or_default();
     let include = f
         .get("include")
-        .map(|n| includes(cx, n, &mut scope, row, used))
+        .map(|n| includes(cx, n, &mut scope, row, used, &mut env, &defaults.file))
         .unwrap_or_default();
-    let main = f
-        .require(cx, "steps", "steps: [ - sleep: 1s ]")
-        .map(|n| steps(cx, n, "steps", &mut scope));
+    let main = f.require(cx, "steps", "steps: [ - sleep: 1s ]").map(|n| {
+        uses::block(
+            cx,
+            n,
+            "steps",
+            &mut scope,
+            &mut env,
+            &defaults.block("steps"),
+        )
+    });
     if let (Some(n), Some(main)) = (f.get("steps"), &main) {
         if main.is_empty() && matches!(&n.value, yaml::Value::Seq(items) if items.is_empty()) {
             cx.error(
@@ -228,7 +251,16 @@ fn decode(
     }
     let teardown = f
         .get("teardown")
-        .map(|n| steps(cx, n, "teardown", &mut scope))
+        .map(|n| {
+            uses::block(
+                cx,
+                n,
+                "teardown",
+                &mut scope,
+                &mut env,
+                &defaults.block("teardown"),
+            )
+        })
         .unwrap_or_default();
     Some(Scenario {
         name: name?,
@@ -345,6 +377,8 @@ fn includes(
     scope: &mut Scope,
     row: Option<&Row>,
     used: &mut BTreeSet<String>,
+    env: &mut Env,
+    defaults: &Defaults,
 ) -> Vec<Include> {
     let base = cx.file.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut out = Vec::new();
@@ -377,7 +411,7 @@ fn includes(
         let Some(list) = f.require(&mut sub, "steps", "steps: [ - sleep: 1s ]") else {
             continue;
         };
-        let steps = steps(&mut sub, list, "steps", scope);
+        let steps = uses::block(&mut sub, list, "steps", scope, env, defaults);
         out.push(Include { path, pos, steps });
     }
     out
@@ -444,7 +478,10 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
             .and_then(|n| n.to_str())
             .unwrap_or_default();
         if path.is_dir() {
-            collect(&path, out);
+            // Step files (`use:`) are checked through the scenarios that use them.
+            if name != super::uses::STEP_DIR {
+                collect(&path, out);
+            }
         } else if (name.ends_with(".yaml") || name.ends_with(".yml"))
             && !name.ends_with(INCLUDE_SUFFIX)
         {

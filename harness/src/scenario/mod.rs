@@ -15,6 +15,7 @@
 //! names the step kind") give "data did not match any variant" messages.
 
 mod cases;
+mod defaults;
 mod file;
 pub mod model;
 mod read;
@@ -24,6 +25,7 @@ pub mod select;
 mod steps;
 mod template;
 mod token;
+mod uses;
 pub mod vars;
 mod yaml;
 
@@ -36,6 +38,7 @@ pub use read::parse_duration;
 pub use schema::schema;
 pub use select::{TagExpr, TagExprError};
 pub use template::template;
+pub use uses::STEP_DIR;
 
 /// One problem in a scenario file, with where it is and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -108,6 +108,29 @@ pub struct Step {
     /// `timeout: 5s` beside the kind: the step fails when it takes longer.
     pub timeout: Option<Duration>,
     pub kind: StepKind,
+    /// The `use:` steps this step was expanded from, outermost first (empty
+    /// for a step written in the scenario itself).
+    pub via: Vec<Call>,
+}
+
+/// Where a `use:` step is written: the caller's file and the `use` key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub file: PathBuf,
+    pub pos: Pos,
+}
+
+impl Step {
+    /// `file:line` of the step, after the `file:line` of each `use:` it was
+    /// expanded from: `s.yaml:12 → steps/create-deal.yaml:9`.
+    pub fn location(&self) -> String {
+        let mut out = String::new();
+        for call in &self.via {
+            out.push_str(&format!("{}:{} → ", call.file.display(), call.pos.line));
+        }
+        out.push_str(&format!("{}:{}", self.file.display(), self.pos.line));
+        out
+    }
 }
 
 /// What a step does.

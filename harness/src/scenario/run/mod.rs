@@ -147,7 +147,7 @@ impl Runner {
                 "step {} `{}` ({}) {why}",
                 i + 1,
                 step.kind.name(),
-                location(&step.file, step.pos.line)
+                step.location()
             ))
         })
     }
@@ -445,7 +445,7 @@ impl<'r> Run<'r> {
     /// Runs one step with its deadline; records it; `false` when it failed.
     async fn step(&mut self, section: Section, step: &Step) -> bool {
         let index = self.steps.len() + 1;
-        let at = location(&step.file, step.pos.line);
+        let at = step.location();
         self.current = Some((index, at.clone()));
         self.service = Duration::ZERO;
         self.note = None;

@@ -109,6 +109,7 @@ pub(crate) fn step(
         pos: key.pos,
         timeout,
         kind,
+        via: Vec::new(),
     })
 }
 
