@@ -315,3 +315,53 @@ fn the_shipped_circuit_breaker_states_its_service_once_and_creates_deals_with_a_
         assert!(h.save.contains_key(&format!("d{}", i + 1)), "{:?}", h.save);
     }
 }
+
+#[test]
+fn the_schema_takes_uses_defaults_and_step_files_and_refuses_their_typos() {
+    let schema = tekup_harness::scenario::schema();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let yaml = |p: &Path| -> serde_json::Value {
+        serde_yaml::from_str(&std::fs::read_to_string(p).expect("read")).expect("yaml")
+    };
+    let scenarios = jsonschema::validator_for(&schema).expect("a valid schema");
+    let scenario = yaml(&root.join("circuit-breaker.yaml"));
+    assert!(
+        scenarios.is_valid(&scenario),
+        "{:?}",
+        scenarios
+            .iter_errors(&scenario)
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    );
+    let mut typo = scenario.clone();
+    typo["defaults"]["http"]["servce"] = "crm-api".into();
+    assert!(!scenarios.is_valid(&typo));
+    let mut typo = scenario;
+    typo["setup"][0]["wiht"] = serde_json::json!({});
+    assert!(!scenarios.is_valid(&typo));
+
+    let mut step_file = schema.clone();
+    step_file["$ref"] = "#/$defs/step-file".into();
+    for key in [
+        "required",
+        "properties",
+        "additionalProperties",
+        "not",
+        "type",
+    ] {
+        step_file.as_object_mut().expect("object").remove(key);
+    }
+    let step_files = jsonschema::validator_for(&step_file).expect("a valid schema");
+    let create = yaml(&root.join("steps/create-deal.yaml"));
+    assert!(
+        step_files.is_valid(&create),
+        "{:?}",
+        step_files
+            .iter_errors(&create)
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    );
+    let mut typo = create;
+    typo["return"] = serde_json::json!(["deal"]);
+    assert!(!step_files.is_valid(&typo));
+}

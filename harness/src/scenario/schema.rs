@@ -32,10 +32,12 @@ pub fn schema() -> Value {
             "method": text, "path": text, "json": {}, "headers": headers,
         }),
     );
+    // `service` may come from `defaults`; `tenant: null` takes none of them.
+    let or_none = json!({ "type": ["string", "number", "boolean", "null"] });
     let http = obj(
-        &["service", "request"],
+        &["request"],
         json!({
-            "service": text, "tenant": text, "app": text,
+            "service": text, "tenant": or_none, "app": or_none,
             "request": request,
             "expect": obj(&[], json!({ "status": status, "headers": headers, "json": {}, "json-schema": {},
                 "body-contains": { "oneOf": [text, { "type": "array", "items": text }] } })),
@@ -173,6 +175,8 @@ pub fn schema() -> Value {
         props["timeout"] = duration.clone();
         json!({ "type": "object", "additionalProperties": false, "minProperties": 1, "maxProperties": 2, "properties": props })
     };
+    let reuse = reuse();
+    let step = json!({ "anyOf": [step, { "$ref": "#/$defs/use" }] });
     let steps = json!({ "type": "array", "items": { "$ref": "#/$defs/step" } });
     let names = json!({ "type": "array", "items": { "type": "string" } });
     let data_driven = data_driven();
@@ -198,10 +202,12 @@ pub fn schema() -> Value {
             "examples": data_driven["examples"],
             "matrix": data_driven["matrix"],
             "skip-if": data_driven["skip-if"],
+            "defaults": reuse["defaults"],
         },
         "$defs": {
             "text": text, "step": step, "http": http, "ws": ws, "sql": sql,
             "redis": redis, "mock": mock, "chaos": chaos,
+            "use": reuse["use"], "step-file": reuse["step-file"],
         },
     })
 }
@@ -233,6 +239,44 @@ fn data_driven() -> Value {
                 "runtime": one_or_list(json!({ "enum": ["process", "docker", "external"] })),
                 "lacks": one_or_list(json!({ "type": "string", "pattern": "^(database|redis|faults|links|mock:.+)$" })),
                 "because": { "type": "string" },
+            },
+        },
+    })
+}
+
+/// `use:` of a step file, `defaults:`, and the step file itself
+/// (`$defs/step-file`, for editors that map `steps/*.yaml` to it).
+fn reuse() -> Value {
+    let text = json!({ "type": ["string", "number", "boolean"] });
+    let http = json!({ "type": "object", "additionalProperties": false,
+        "properties": { "service": text, "tenant": text, "app": text } });
+    let block =
+        json!({ "type": "object", "additionalProperties": false, "properties": { "http": http } });
+    let name = json!({ "type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_-]*$" });
+    json!({
+        "defaults": {
+            "description": "What the `http` steps have in common (`service`, `tenant`, `app`), for the whole file and per block; a step's own value wins, `tenant: null` takes none.",
+            "type": "object", "additionalProperties": false,
+            "properties": { "http": http, "setup": block, "steps": block, "teardown": block },
+        },
+        "use": {
+            "description": "Runs the steps of the step file `steps/NAME.yaml` (looked up from this file's directory upwards) with `with` as its parameters; the values it `returns` are saved, under their own names or as `save: { mine: returned }` says.",
+            "type": "object", "additionalProperties": false, "required": ["use"],
+            "properties": {
+                "use": { "type": "string" },
+                "with": { "type": "object", "propertyNames": { "pattern": "^[A-Za-z_][A-Za-z0-9_-]*$" } },
+                "save": { "type": "object", "additionalProperties": { "type": "string" } },
+            },
+        },
+        "step-file": {
+            "description": "A reusable step file (`scenarios/steps/NAME.yaml`): `params` (a bare name is required, `{ name: default }` optional), `defaults`, `steps`, and the saved values it `returns`.",
+            "type": "object", "additionalProperties": false, "required": ["steps"],
+            "properties": {
+                "params": { "type": "array", "items": { "oneOf": [name,
+                    { "type": "object", "minProperties": 1, "maxProperties": 1, "propertyNames": { "pattern": "^[A-Za-z_][A-Za-z0-9_-]*$" } }] } },
+                "defaults": { "type": "object", "additionalProperties": false, "properties": { "http": http } },
+                "steps": { "type": "array", "items": { "$ref": "#/$defs/step" } },
+                "returns": { "type": "array", "items": name },
             },
         },
     })
