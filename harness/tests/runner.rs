@@ -214,3 +214,46 @@ fn skip_if_skips_with_the_authors_reason_only_when_it_holds() {
         assert_eq!(ran.status, Status::Passed, "{:?}", ran.skip_reason);
     });
 }
+
+#[test]
+fn a_used_step_file_returns_its_values_and_a_failure_in_it_names_the_call_chain() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("steps")).expect("steps/");
+        std::fs::write(
+            dir.path().join("steps/new-lead.yaml"),
+            "params: [tenant, { status: 201 }]\n\
+             defaults: { http: { service: flow-api, tenant: \"${tenant}\", app: flow-web } }\n\
+             steps:\n\
+             \x20 - http:\n\
+             \x20     request: { method: POST, path: /leads, json: { firstName: Ada, email: \"${email}\" } }\n\
+             \x20     expect: { status: \"${status}\" }\n\
+             \x20     save: { lead: $.id }\n\
+             returns: [lead]\n",
+        )
+        .expect("write the step file");
+        let path = dir.path().join("t.yaml");
+        // The second use expects a status the service does not answer: it fails.
+        let s = parse_str(
+            &path,
+            "name: uses\ntenants: [acme]\ndefaults: { http: { service: flow-api, tenant: acme, app: flow-web } }\nsteps:\n\
+             \x20 - use: new-lead\n    with: { tenant: acme }\n\
+             \x20 - http: { request: { method: GET, path: \"/leads/${lead}\" }, expect: { status: 200, json: { id: \"${lead}\" } } }\n\
+             \x20 - use: new-lead\n    with: { tenant: acme, status: 409 }\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let report = runner().await.run(&s).await;
+        assert_eq!(report.status, Status::Failed);
+        let passed = report.steps.iter().filter(|s| s.status == Status::Passed).count();
+        assert_eq!(passed, 2, "the returned `${{lead}}` reached the caller's GET");
+        let failure = report.failure.as_ref().expect("a failure");
+        let chain = format!(
+            "{}:8 → {}:4",
+            path.display(),
+            dir.path().join("steps/new-lead.yaml").display()
+        );
+        assert_eq!(failure.location, chain);
+        assert!(failure.message.contains("409"), "{}", failure.message);
+        assert_eq!(report.steps[2].location, chain);
+    });
+}
