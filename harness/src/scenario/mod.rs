@@ -14,6 +14,7 @@
 //! a `serde_yaml::Value`, and `untagged` enums (the natural shape of "one key
 //! names the step kind") give "data did not match any variant" messages.
 
+mod computed;
 mod file;
 pub mod model;
 mod read;

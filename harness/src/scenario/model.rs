@@ -41,11 +41,24 @@ pub struct Scenario {
     /// Runs alone (chaos scenarios).
     pub exclusive: bool,
     pub timeout: Option<Duration>,
+    /// Values redacted from everything the run prints or writes (`secrets:`).
+    pub secrets: Vec<Secret>,
     /// Run first; then the steps of the included files, then `steps`.
     pub setup: Vec<Step>,
     pub steps: Vec<Step>,
     /// Run last, also after a failure.
     pub teardown: Vec<Step>,
+}
+
+/// One entry of `secrets:`: what is redacted, in every encoding (see
+/// `scenarios/README.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Secret {
+    /// A `vars:` entry or a saved value, by name: its value when known.
+    Name(String),
+    /// A value (`{ value: "..." }`), a template expanded when the run starts
+    /// (`{ value: "${env.SMTP_PASSWORD}" }`).
+    Value(String),
 }
 
 /// A shared step file and its steps.
@@ -76,6 +89,11 @@ pub struct Step {
     pub pos: Pos,
     /// `timeout: 5s` beside the kind: the step fails when it takes longer.
     pub timeout: Option<Duration>,
+    /// `name:` beside the kind: what the step is for, shown in progress,
+    /// failures and reports.
+    pub name: Option<String>,
+    /// `because:` beside the kind: printed with the step's failure.
+    pub because: Option<String>,
     pub kind: StepKind,
 }
 
@@ -115,7 +133,11 @@ impl StepKind {
     pub fn needs(&self) -> Option<Need> {
         match self {
             StepKind::Http(_) | StepKind::Ws(_) | StepKind::Sleep(_) => None,
-            StepKind::Eventually(e) => e.step.kind.needs(),
+            StepKind::Eventually(e) => e
+                .step
+                .kind
+                .needs()
+                .or_else(|| e.fail_fast_on.as_ref()?.kind.needs()),
             StepKind::Sql(_) => Some(Need::Database),
             StepKind::Redis(_) => Some(Need::Redis),
             StepKind::Mock(
@@ -216,6 +238,12 @@ pub enum WsStep {
 pub struct EventuallyStep {
     pub within: Duration,
     pub step: Box<Step>,
+    /// `fail-fast-on:` a known-bad state: when this step passes while the
+    /// inner one still fails, the retrying stops at once with a failure.
+    pub fail_fast_on: Option<Box<Step>>,
+    /// `holds-for:` once the inner step passes, it must keep passing for
+    /// this long (checked again and again; the first failure fails it).
+    pub holds_for: Option<Duration>,
 }
 
 /// Who a query runs as.

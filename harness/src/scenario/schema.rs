@@ -155,11 +155,21 @@ pub fn schema() -> Value {
         "sql": { "$ref": "#/$defs/sql" }, "redis": { "$ref": "#/$defs/redis" },
         "mock": { "$ref": "#/$defs/mock" },
     });
+    let label = json!({ "type": "string", "minLength": 1, "pattern": "^[^\\n]*$" });
+    let because = json!({ "type": "string", "minLength": 1,
+        "description": "Printed with the step's failure: why the check matters." });
     let eventually = {
         let mut props = kinds.clone();
         props["within"] = duration.clone();
+        props["holds-for"] = json!({ "$ref": "#/$defs/duration",
+            "description": "Once the step passes, it must keep passing for this long (checked again and again)." });
+        let mut condition = kinds.clone();
+        condition["name"] = label;
+        props["fail-fast-on"] = json!({ "type": "object", "additionalProperties": false,
+            "minProperties": 1, "maxProperties": 2, "properties": condition,
+            "description": "A known-bad state: when this step passes while the retried one fails, the retrying stops with a failure." });
         json!({ "type": "object", "additionalProperties": false, "required": ["within"],
-                "minProperties": 2, "maxProperties": 2, "properties": props })
+                "minProperties": 2, "maxProperties": 4, "properties": props })
     };
     let step = {
         let mut props = kinds;
@@ -167,14 +177,17 @@ pub fn schema() -> Value {
         props["chaos"] = json!({ "$ref": "#/$defs/chaos" });
         props["sleep"] = duration.clone();
         props["timeout"] = duration.clone();
-        json!({ "type": "object", "additionalProperties": false, "minProperties": 1, "maxProperties": 2, "properties": props })
+        props["name"] = json!({ "type": "string", "minLength": 1, "pattern": "^[^\\n]*$",
+            "description": "What the step is for: shown in progress, failures, JUnit and HTML reports." });
+        props["because"] = because;
+        json!({ "type": "object", "additionalProperties": false, "minProperties": 1, "maxProperties": 4, "properties": props })
     };
     let steps = json!({ "type": "array", "items": { "$ref": "#/$defs/step" } });
     let names = json!({ "type": "array", "items": { "type": "string" } });
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "tekup-harness scenario",
-        "description": "A scenario file (scenarios/README.md). Strings may hold ${name}, ${env.X}, ${uuid}, ${email}, ${now}, tenant references and cross-app tokens minted at each use (${cross-app-token:iss=flow-api,aud=crm-api,sub=acme,scope=read:contacts}).",
+        "description": "A scenario file (scenarios/README.md). Strings may hold ${name}, ${env.X}, ${uuid}, ${email}, ${now}, ${now+5m} (s, m, h, d; :unix for epoch seconds), ${base64:text} (may hold references; base64url: for the URL-safe alphabet), tenant references and cross-app tokens minted at each use (${cross-app-token:iss=flow-api,aud=crm-api,sub=acme,scope=read:contacts}).",
         "type": "object",
         "additionalProperties": false,
         "required": ["name", "steps"],
@@ -183,6 +196,9 @@ pub fn schema() -> Value {
             "tags": names,
             "tenants": names,
             "vars": { "type": "object" },
+            "secrets": { "type": "array", "description": "Redacted from everything the run prints or writes, also base64- and URL-encoded: names of vars or saved values, or { value: ... }.",
+                "items": { "oneOf": [ { "type": "string" },
+                    obj(&["value"], json!({ "value": { "type": "string", "minLength": 1 } })) ] } },
             "include": names,
             "exclusive": { "type": "boolean" },
             "timeout": duration,
@@ -191,7 +207,7 @@ pub fn schema() -> Value {
             "teardown": steps,
         },
         "$defs": {
-            "text": text, "step": step, "http": http, "ws": ws, "sql": sql,
+            "text": text, "duration": duration, "step": step, "http": http, "ws": ws, "sql": sql,
             "redis": redis, "mock": mock, "chaos": chaos,
         },
     })
