@@ -175,7 +175,7 @@ impl Scope {
             format!(
                 "{guess}{saved}; also usable: a tenant (`${{acme}}`, `${{acme.key}}`), \
                  `${{env.NAME}}`, `${{crm-api.url}}`, `${{uuid}}`, `${{email}}`, `${{now}}`, \
-                 `${{now+5m}}`, `${{base64:text}}`, `${{cross-app-token:iss=..,aud=..,sub=..}}`"
+                 `${{cross-app-token:iss=..,aud=..,sub=..}}`"
             ),
         );
     }

@@ -66,7 +66,7 @@ pub(crate) fn step(
         let given: Vec<String> = BESIDE_KIND
             .iter()
             .filter(|k| beside(k).is_some())
-            .map(|k| format!("`{k}`"))
+            .map(|k| format!("a `{k}`"))
             .collect();
         cx.error(
             node.pos,
