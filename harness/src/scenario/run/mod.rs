@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 pub use output::failure_text;
+pub(crate) use output::redact;
 pub(crate) use suite::build_binaries;
 pub use suite::{witness_entry, Finished, Suite};
 
