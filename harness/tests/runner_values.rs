@@ -104,7 +104,8 @@ fn a_declared_secret_reaches_no_report_in_any_encoding() {
     });
 }
 
-const LEADS: &str = "service: flow-api, tenant: acme, app: flow-web, request: { method: GET, path: /leads }";
+const LEADS: &str =
+    "service: flow-api, tenant: acme, app: flow-web, request: { method: GET, path: /leads }";
 
 #[test]
 fn fail_fast_on_stops_the_retrying_at_the_known_bad_state() {
@@ -138,7 +139,12 @@ fn fail_fast_on_does_not_fire_while_the_bad_state_is_absent() {
              fail-fast-on: {{ http: {{ {LEADS}, expect: {{ status: 500 }} }} }}\n"
         ))
         .await;
-        assert_eq!(report.status, Status::Passed, "{}", failure_text(&report).unwrap_or_default());
+        assert_eq!(
+            report.status,
+            Status::Passed,
+            "{}",
+            failure_text(&report).unwrap_or_default()
+        );
     });
 }
 
@@ -154,10 +160,19 @@ fn until(var: &str, holds_for: &str) -> String {
 fn holds_for_passes_when_the_condition_stays_true_for_the_period() {
     rt().block_on(async {
         let report = run(&until("now+1h", "1s")).await;
-        assert_eq!(report.status, Status::Passed, "{}", failure_text(&report).unwrap_or_default());
+        assert_eq!(
+            report.status,
+            Status::Passed,
+            "{}",
+            failure_text(&report).unwrap_or_default()
+        );
         let step = &report.steps[0];
         assert!(step.attempts >= 2, "checked again: {}", step.attempts);
-        assert!(step.duration_ms >= 1000.0, "held for the period: {}", step.duration_ms);
+        assert!(
+            step.duration_ms >= 1000.0,
+            "held for the period: {}",
+            step.duration_ms
+        );
         assert_eq!(step.name.as_deref(), Some("the window is open"));
     });
 }
@@ -168,8 +183,17 @@ fn holds_for_fails_at_the_first_check_that_does_not_hold() {
         let report = run(&until("now+2s", "60s")).await;
         assert_eq!(report.status, Status::Failed, "{report:?}");
         let message = &report.failure.as_ref().expect("failure").message;
-        assert!(message.starts_with("the window is open: held for "), "{message}");
-        assert!(message.contains("of its 60s (`holds-for`), then failed at check"), "{message}");
-        assert!(report.steps[0].duration_ms < 30_000.0, "failed when it stopped holding, not at the window's end");
+        assert!(
+            message.starts_with("the window is open: held for "),
+            "{message}"
+        );
+        assert!(
+            message.contains("of its 60s (`holds-for`), then failed at check"),
+            "{message}"
+        );
+        assert!(
+            report.steps[0].duration_ms < 30_000.0,
+            "failed when it stopped holding, not at the window's end"
+        );
     });
 }

@@ -13,7 +13,8 @@
 use std::time::Duration;
 
 /// The hint of every error about a computed value.
-pub(crate) const HINT: &str = "write `${now+5m}`, `${now-1h}`, `${now+2d:unix}` (units s, m, h, d), \
+pub(crate) const HINT: &str =
+    "write `${now+5m}`, `${now-1h}`, `${now+2d:unix}` (units s, m, h, d), \
      `${base64:text}` or `${base64:user:${password}}` (`base64url:` for the URL-safe alphabet)";
 
 /// A computed reference, parsed.
@@ -61,11 +62,9 @@ fn now(offset: &str, format: Option<&str>) -> Result<Computed<'static>, String> 
     let unix = match format {
         None | Some("rfc3339") => false,
         Some("unix") => true,
-        Some(other) => {
-            return Err(format!(
-                "unknown format `{other}` (`:unix` for seconds since the epoch, or none for RFC 3339)"
-            ))
-        }
+        Some(other) => return Err(format!(
+            "unknown format `{other}` (`:unix` for seconds since the epoch, or none for RFC 3339)"
+        )),
     };
     let offset_secs = if offset.is_empty() {
         0
@@ -154,7 +153,11 @@ mod tests {
     #[test]
     fn bad_times_say_what_is_wrong() {
         let error = |text: &str| parse(text).unwrap().unwrap_err();
-        assert!(error("now+5x").contains("not an offset like"), "{}", error("now+5x"));
+        assert!(
+            error("now+5x").contains("not an offset like"),
+            "{}",
+            error("now+5x")
+        );
         assert!(error("now+").contains("not an offset"));
         assert!(error("now+m").contains("not an offset"));
         assert!(error("now+5").contains("not an offset"));
@@ -178,10 +181,7 @@ mod tests {
                 of: "x"
             }))
         );
-        assert_eq!(
-            parse("base64:").unwrap().unwrap_err(),
-            "nothing to encode"
-        );
+        assert_eq!(parse("base64:").unwrap().unwrap_err(), "nothing to encode");
         assert_eq!(encode(b"\xfb\xff?", false), "+/8/");
         assert_eq!(encode(b"\xfb\xff?", true), "-_8_");
     }

@@ -117,9 +117,14 @@ mod tests {
         let spec = parse("cross-app-token:app=flow-api,audience=crm-api,tenant=acme,lifetime=30s")
             .unwrap()
             .unwrap();
-        assert_eq!((spec.iss.as_str(), spec.aud.as_str(), spec.sub.as_str()), ("flow-api", "crm-api", "acme"));
         assert_eq!(
-            parse("cross-app-token:app=a,iss=b,aud=c,sub=d").unwrap().unwrap_err(),
+            (spec.iss.as_str(), spec.aud.as_str(), spec.sub.as_str()),
+            ("flow-api", "crm-api", "acme")
+        );
+        assert_eq!(
+            parse("cross-app-token:app=a,iss=b,aud=c,sub=d")
+                .unwrap()
+                .unwrap_err(),
             "`iss` is given twice (`app` is `iss`, `audience` is `aud`, `tenant` is `sub`)"
         );
     }

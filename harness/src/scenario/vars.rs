@@ -130,11 +130,7 @@ impl Scope {
     fn check_ref(&self, cx: &mut Cx<'_>, node: &Node, name: &str) {
         if let Some(spec) = super::token::parse(name) {
             if let Err(e) = spec {
-                cx.error(
-                    node.pos,
-                    format!("`${{{name}}}`: {e}"),
-                    super::token::HINT,
-                );
+                cx.error(node.pos, format!("`${{{name}}}`: {e}"), super::token::HINT);
             }
             return;
         }
@@ -146,7 +142,11 @@ impl Scope {
             ),
             Some(Ok(Computed::Base64 { of, .. })) => match references(of) {
                 Ok(inner) => inner.iter().for_each(|n| self.check_ref(cx, node, n)),
-                Err(message) => cx.error(node.pos, format!("`${{{name}}}`: {message}"), super::computed::HINT),
+                Err(message) => cx.error(
+                    node.pos,
+                    format!("`${{{name}}}`: {message}"),
+                    super::computed::HINT,
+                ),
             },
             Some(Ok(Computed::Now { .. })) => {}
             None if !self.defines(name) => self.undefined(cx, node, name),

@@ -24,7 +24,10 @@ fn a_step_carries_a_name_and_a_because_beside_its_kind() {
     assert_eq!(step.because.as_deref(), Some("every app starts here"));
     assert_eq!(step.timeout, Some(Duration::from_secs(2)));
     assert_eq!((step.pos.line, step.pos.col), (5, 5), "the kind's position");
-    assert_eq!((s.steps[1].name.clone(), s.steps[1].because.clone()), (None, None));
+    assert_eq!(
+        (s.steps[1].name.clone(), s.steps[1].because.clone()),
+        (None, None)
+    );
 }
 
 #[test]
@@ -59,13 +62,21 @@ fn computed_values_are_accepted_and_checked_at_parse_time() {
         "s.yaml:3:55: `${now+5x}`: `5x` is not an offset like `5m`, `90s`, `1h30m` or `2d`\n  hint: write `${now+5m}`, `${now-1h}`, `${now+2d:unix}` (units s, m, h, d), `${base64:text}` or `${base64:user:${password}}` (`base64url:` for the URL-safe alphabet)"
     );
     let e = errors("name: x\nsteps:\n  - http: { service: a, request: { method: GET, path: /t, headers: { at: \"${now+1h:iso}\" } } }\n");
-    assert!(e.starts_with("s.yaml:3:74: `${now+1h:iso}`: unknown format `iso`"), "{e}");
+    assert!(
+        e.starts_with("s.yaml:3:74: `${now+1h:iso}`: unknown format `iso`"),
+        "{e}"
+    );
     let e = errors("name: x\nsteps:\n  - http: { service: a, request: { method: GET, path: /t, headers: { a: \"${base64:}\" } } }\n");
-    assert!(e.starts_with("s.yaml:3:73: `${base64:}`: nothing to encode"), "{e}");
+    assert!(
+        e.starts_with("s.yaml:3:73: `${base64:}`: nothing to encode"),
+        "{e}"
+    );
     // A reference inside base64's text is checked like any other.
     let e = errors("name: x\nvars: { password: p }\nsteps:\n  - http: { service: a, request: { method: GET, path: /t, headers: { a: \"Basic ${base64:ops:${pasword}}\" } } }\n");
     assert!(
-        e.starts_with("s.yaml:4:73: `${pasword}` is not defined here\n  hint: did you mean `${password}`?"),
+        e.starts_with(
+            "s.yaml:4:73: `${pasword}` is not defined here\n  hint: did you mean `${password}`?"
+        ),
         "{e}"
     );
     let e = errors("name: x\nsteps:\n  - http: { service: a, request: { method: GET, path: \"${base64:${uuid}\" } }\n");
@@ -95,9 +106,15 @@ fn secrets_name_vars_saved_values_or_values() {
         "s.yaml:2:10: `secrets` must be a list, found a string\n  hint: list var or saved-value names, or values: `secrets: [password, { value: \"${env.SMTP_PASSWORD}\" }]`"
     );
     let e = errors("name: x\nsecrets: [{ vaule: x }]\nsteps:\n  - sleep: 1s\n");
-    assert!(e.contains("s.yaml:2:13: unknown key `vaule` in a `secrets` entry"), "{e}");
+    assert!(
+        e.contains("s.yaml:2:13: unknown key `vaule` in a `secrets` entry"),
+        "{e}"
+    );
     let e = errors("name: x\nsecrets: [{ value: \"${nope}\" }]\nsteps:\n  - sleep: 1s\n");
-    assert!(e.starts_with("s.yaml:2:20: `${nope}` is not defined here"), "{e}");
+    assert!(
+        e.starts_with("s.yaml:2:20: `${nope}` is not defined here"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -146,8 +163,16 @@ fn eventually_conditions_are_checked_where_they_are_written() {
         errors(&format!("{prefix}      fail-fast-on: lead rejected\n")),
         "s.yaml:6:21: `fail-fast-on` must be a map with one step, found a string\n  hint: write the known-bad state as one step: `fail-fast-on: { name: lead rejected, http: { ... } }`"
     );
-    let e = errors(&format!("{prefix}      fail-fast-on: {{ http: {{ service: a }} }}\n"));
-    assert!(e.starts_with("s.yaml:6:29: `http` step needs `request`"), "{e}");
+    let e = errors(&format!(
+        "{prefix}      fail-fast-on: {{ http: {{ service: a }} }}\n"
+    ));
+    assert!(
+        e.starts_with("s.yaml:6:29: `http` step needs `request`"),
+        "{e}"
+    );
     let e = errors(&format!("{prefix}      fail-fast-on: {{ http: {{ service: a, request: {{ method: GET, path: \"${{nope}}\" }} }} }}\n"));
-    assert!(e.starts_with("s.yaml:6:") && e.contains("`${nope}` is not defined here"), "{e}");
+    assert!(
+        e.starts_with("s.yaml:6:") && e.contains("`${nope}` is not defined here"),
+        "{e}"
+    );
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::platform::token::Claims;
-use crate::scenario::model::Secret;
 use crate::scenario::computed::{self, Computed};
+use crate::scenario::model::Secret;
 use crate::scenario::token::{self, TokenSpec};
 use crate::scenario::vars::{map_strings, pieces, Piece};
 
@@ -315,16 +315,23 @@ mod tests {
         let v = values();
         let before = chrono::Utc::now();
         let soon = v.text("${now+5m}").unwrap();
-        let soon = chrono::DateTime::parse_from_rfc3339(&soon).unwrap().to_utc();
+        let soon = chrono::DateTime::parse_from_rfc3339(&soon)
+            .unwrap()
+            .to_utc();
         let after = chrono::Utc::now();
         // Shown to the millisecond.
         let before = before - chrono::TimeDelta::milliseconds(1);
         assert!(soon >= before + chrono::TimeDelta::minutes(5), "{soon}");
         assert!(soon <= after + chrono::TimeDelta::minutes(5), "{soon}");
         let past = v.json(&json!("${now-1h:unix}")).unwrap();
-        let past = past.as_i64().expect("a whole `:unix` reference is a number");
+        let past = past
+            .as_i64()
+            .expect("a whole `:unix` reference is a number");
         assert!((before.timestamp() - 3600 - past).abs() <= 1, "{past}");
-        assert_eq!(v.text("${base64:ada:lovelace}").unwrap(), "YWRhOmxvdmVsYWNl");
+        assert_eq!(
+            v.text("${base64:ada:lovelace}").unwrap(),
+            "YWRhOmxvdmVsYWNl"
+        );
         assert_eq!(
             v.text("Basic ${base64:${lead}:${acme.key}}").unwrap(),
             "Basic TC0xOnRrX2Ffc2VjcmV0",

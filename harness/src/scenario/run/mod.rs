@@ -541,10 +541,7 @@ impl<'r> Run<'r> {
                 let bad_holds = self.once(&bad.kind).await.is_ok();
                 self.note = note;
                 if bad_holds {
-                    let what = bad
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| label(&bad.kind));
+                    let what = bad.name.clone().unwrap_or_else(|| label(&bad.kind));
                     error.message = format!(
                         "stopped after {attempts} attempt(s): the known-bad state `{what}` ({}) holds \
                          (`fail-fast-on`); the step was still failing: {}",

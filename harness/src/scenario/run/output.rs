@@ -63,7 +63,11 @@ pub(crate) fn forms(secret: &str) -> Vec<String> {
     let mut base64: Vec<String> = [STANDARD, URL_SAFE]
         .iter()
         .map(|e| e.encode(bytes))
-        .chain([STANDARD_NO_PAD, URL_SAFE_NO_PAD].iter().map(|e| e.encode(bytes)))
+        .chain(
+            [STANDARD_NO_PAD, URL_SAFE_NO_PAD]
+                .iter()
+                .map(|e| e.encode(bytes)),
+        )
         .collect();
     for offset in 0..3usize {
         let mut shifted = vec![0u8; offset];
@@ -289,19 +293,28 @@ mod tests {
         let secrets = [secret.to_owned()];
         let texts = [
             secret.to_owned(),
-            format!("q={}", form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>()),
+            format!(
+                "q={}",
+                form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>()
+            ),
             format!("q={}", percent(secret, "-._~", true)),
             format!("q={}", percent(secret, "-._~", false)),
             STANDARD.encode(secret),
             URL_SAFE_NO_PAD.encode(secret),
             format!("Basic {}", STANDARD.encode(format!("ops:{secret}"))),
             format!("Basic {}", STANDARD.encode(format!("o:{secret}"))),
-            format!("x {}", URL_SAFE_NO_PAD.encode(format!("{{\"p\":\"{secret}\"}}"))),
+            format!(
+                "x {}",
+                URL_SAFE_NO_PAD.encode(format!("{{\"p\":\"{secret}\"}}"))
+            ),
             form_urlencoded::byte_serialize(STANDARD.encode(secret).as_bytes()).collect(),
         ];
         for text in texts {
             let out = redact(&format!("before {text} after"), &secrets);
-            assert!(out.contains("[redacted]") && out.starts_with("before ") && out.ends_with(" after"), "{text} -> {out}");
+            assert!(
+                out.contains("[redacted]") && out.starts_with("before ") && out.ends_with(" after"),
+                "{text} -> {out}"
+            );
             // What is left of an encoded secret is at most the few
             // characters it shares with its neighbours.
             let left = out.replace("[redacted]", "");

@@ -135,7 +135,9 @@ fn label_text(cx: &mut Cx<'_>, node: &Node, key: &str) -> Option<String> {
     } else if key == "name" && text.contains('\n') {
         Some("`name` is one line".to_owned())
     } else if text.contains("${") {
-        Some(format!("`{key}` is shown as written; `${{...}}` is not expanded in it"))
+        Some(format!(
+            "`{key}` is shown as written; `${{...}}` is not expanded in it"
+        ))
     } else {
         None
     };
@@ -143,7 +145,14 @@ fn label_text(cx: &mut Cx<'_>, node: &Node, key: &str) -> Option<String> {
         cx.error(
             node.pos,
             message,
-            format!("write plain text, e.g. `{key}: {}`", if key == "name" { "create the lead" } else { "a lead must reach the CRM within a minute" }),
+            format!(
+                "write plain text, e.g. `{key}: {}`",
+                if key == "name" {
+                    "create the lead"
+                } else {
+                    "a lead must reach the CRM within a minute"
+                }
+            ),
         );
         return None;
     }
@@ -438,7 +447,9 @@ fn eventually(
         ],
     )?;
     let within = f.req_duration(cx, "within");
-    let holds_for = f.get("holds-for").and_then(|n| duration(cx, n, "holds-for"));
+    let holds_for = f
+        .get("holds-for")
+        .and_then(|n| duration(cx, n, "holds-for"));
     if holds_for == Some(std::time::Duration::ZERO) {
         cx.error(
             f.key_pos("holds-for").unwrap_or(f.pos),
@@ -496,7 +507,10 @@ fn condition(cx: &mut Cx<'_>, node: &Node, scope: &mut Scope) -> Option<Step> {
     let Value::Map(entries) = &node.value else {
         cx.error(
             node.pos,
-            format!("`fail-fast-on` must be a map with one step, found {}", node.describe()),
+            format!(
+                "`fail-fast-on` must be a map with one step, found {}",
+                node.describe()
+            ),
             hint,
         );
         return None;
