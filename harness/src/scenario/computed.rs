@@ -62,9 +62,11 @@ fn now(offset: &str, format: Option<&str>) -> Result<Computed<'static>, String> 
     let unix = match format {
         None | Some("rfc3339") => false,
         Some("unix") => true,
-        Some(other) => return Err(format!(
+        Some(other) => {
+            return Err(format!(
             "unknown format `{other}` (`:unix` for seconds since the epoch, or none for RFC 3339)"
-        )),
+        ))
+        }
     };
     let offset_secs = if offset.is_empty() {
         0
