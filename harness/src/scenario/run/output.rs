@@ -46,7 +46,7 @@ pub(crate) fn redact(text: &str, secrets: &[String]) -> String {
 /// still redacted (shorter pieces would hide ordinary text).
 const MIN_PIECE: usize = 6;
 
-/// The texts a secret may show up as: itself; URL-encoded (form encoding
+/// The texts a secret may show up as: itself; JSON-escaped; URL-encoded (form encoding
 /// with `+` or `%20` for spaces, RFC 3986 and `encodeURIComponent` sets,
 /// upper- and lower-case hex); base64 in the standard and URL-safe
 /// alphabets, padded or not, of the secret alone, and, for a secret inside
@@ -83,6 +83,11 @@ pub(crate) fn forms(secret: &str) -> Vec<String> {
         }
     }
     let mut out = vec![secret.to_owned()];
+    // Inside a JSON string (a response body quoting it): `"` and `\` escaped.
+    let quoted = serde_json::Value::from(secret).to_string();
+    if let Some(escaped) = quoted.get(1..quoted.len() - 1).filter(|e| *e != secret) {
+        out.push(escaped.to_owned());
+    }
     for text in std::iter::once(secret).chain(base64.iter().map(String::as_str)) {
         out.extend(url_encodings(text));
     }
@@ -321,6 +326,11 @@ mod tests {
             assert!(left.len() <= "before  after".len() + 16, "{text} -> {out}");
         }
         assert_eq!(redact("nothing here", &secrets), "nothing here");
+        let quoting = [r#"pa"ss\word"#.to_owned()];
+        assert_eq!(
+            redact(r#"{"p":"pa\"ss\\word"}"#, &quoting),
+            r#"{"p":"[redacted]"}"#
+        );
     }
 
     #[test]
