@@ -2,8 +2,8 @@
 //! the types of their values, and the names it uses (tenants, connections).
 
 use super::model::{
-    EventuallyStep, HttpExpect, HttpStep, Request, SqlAs, SqlStep, Step, StepKind, WsStep,
-    STEP_KINDS,
+    EventuallyStep, HttpExpect, HttpStep, MockStep, RedisStep, Request, SqlAs, SqlStep, Step,
+    StepKind, WsStep, STEP_KINDS,
 };
 use super::read::{boolean, closest, duration, fields, string, string_list, uint, Cx, Fields};
 use super::vars::Scope;
@@ -534,7 +534,22 @@ fn condition(cx: &mut Cx<'_>, node: &Node, scope: &mut Scope) -> Option<Step> {
             return None;
         }
     }
-    step(cx, node, scope, false)
+    let step = step(cx, node, scope, false)?;
+    let acts = match &step.kind {
+        StepKind::Mock(MockStep::Set { .. } | MockStep::Fault { .. }) => Some("changes a mock"),
+        StepKind::Ws(WsStep::Connect { .. } | WsStep::Send { .. }) => Some("acts on a connection"),
+        StepKind::Redis(RedisStep::Enqueue { .. }) => Some("adds a job"),
+        _ => None,
+    };
+    if let Some(acts) = acts {
+        cx.error(
+            step.pos,
+            format!("`fail-fast-on` checks a state; this `{}` step {acts}", step.kind.name()),
+            "check with `http`, `sql`, `redis` (queue, key), `mock: { expect: ... }` or `ws` expect",
+        );
+        return None;
+    }
+    Some(step)
 }
 
 fn sql(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option<SqlStep> {
