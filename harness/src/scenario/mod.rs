@@ -16,6 +16,7 @@
 
 mod file;
 pub mod model;
+mod ops;
 mod read;
 pub mod run;
 mod schema;
