@@ -196,10 +196,13 @@ fn operator(cx: &mut Cx<'_>, key: &Node, arg: &Node, place: Place) {
                     }
                 }
             }
-            _ => wrong(
-                cx,
-                "a whole number or a comparison",
-                "2` or `{ $len: { $gte: 1 } }",
+            _ => cx.error(
+                arg.pos,
+                format!(
+                    "`$len` takes a whole number or a comparison, found {}",
+                    arg.describe()
+                ),
+                "write e.g. `{ $len: 2 }` or `{ $len: { $gte: 1 } }`",
             ),
         },
         "$type" => match json.as_str() {
