@@ -79,11 +79,11 @@ fn a_bad_regex_and_wrong_arguments_are_refused_where_written() {
     );
     assert_eq!(
         errors(&http("{ json: { n: { $one-of: a } } }")),
-        "s.yaml:6:41: `$one-of` takes a non-empty list of values, found a string\n  hint: write e.g. `{ $one-of: [open, won] }`"
+        "s.yaml:6:39: `$one-of` takes a non-empty list of values, found a string\n  hint: write e.g. `{ $one-of: [open, won] }`"
     );
     assert_eq!(
         errors(&http("{ json: { n: { $exact: 1 } } }")),
-        "s.yaml:6:40: `$exact` takes a map or a list, found a number\n  hint: write e.g. `{ $exact: { id: 1, name: a } }`"
+        "s.yaml:6:38: `$exact` takes a map or a list, found a number\n  hint: write e.g. `{ $exact: { id: 1, name: a } }`"
     );
 }
 
