@@ -22,18 +22,32 @@ pub fn schema() -> Value {
     let duration = json!({ "type": "string", "pattern": "^([0-9]+(ms|s|m|h))+$", "examples": ["500ms", "30s", "1m30s"] });
     let headers = json!({ "type": "object", "additionalProperties": { "$ref": "#/$defs/text" } });
     let status = json!({ "type": "integer", "minimum": 100, "maximum": 599 });
+    let pairs = json!({ "type": "object", "additionalProperties": { "oneOf": [text, { "type": "array", "items": text }] } });
+    let part = json!({ "oneOf": [text, { "type": "object", "additionalProperties": false,
+        "properties": { "file": text, "text": text, "filename": text, "content-type": text } }] });
     let request = obj(
         &["method", "path"],
         json!({
             "method": text, "path": text, "json": {}, "headers": headers,
+            "query": { "description": "Pairs appended URL-encoded to `path`; a list repeats the name.", "allOf": [pairs] },
+            "cookies": { "type": "object", "description": "Sent as one `cookie` header.", "additionalProperties": text },
+            "form": { "description": "An application/x-www-form-urlencoded body (one body per request).", "allOf": [pairs] },
+            "multipart": { "type": "object", "description": "A multipart/form-data body: a part is text, or { file (relative to the scenario file) | text, filename, content-type }.",
+                "additionalProperties": part },
+            "body": { "type": "string", "description": "A raw body; needs `content-type`." },
+            "content-type": text,
         }),
     );
+    let expected = json!({ "$ref": "#/$defs/expected" });
+    let operator = json!({ "type": "object", "minProperties": 1,
+        "propertyNames": { "enum": ["$regex", "$gt", "$gte", "$lt", "$lte", "$len", "$type", "$one-of"] } });
+    let header_expect = json!({ "type": "object", "additionalProperties": { "anyOf": [text, operator] } });
     let http = obj(
         &["service", "request"],
         json!({
             "service": text, "tenant": text, "app": text,
             "request": request,
-            "expect": obj(&[], json!({ "status": status, "headers": headers, "json": {}, "json-schema": {},
+            "expect": obj(&[], json!({ "status": status, "headers": header_expect, "json": expected, "json-schema": {},
                 "body-contains": { "oneOf": [text, { "type": "array", "items": text }] } })),
             "save": { "type": "object", "additionalProperties": { "type": "string", "pattern": "^\\$" } },
         }),
@@ -50,7 +64,7 @@ pub fn schema() -> Value {
             "expect",
             obj(
                 &["event", "within"],
-                json!({ "expect": text, "event": text, "within": duration, "data": {}, "envelope": {} }),
+                json!({ "expect": text, "event": text, "within": duration, "data": expected, "envelope": expected }),
             ),
         ),
         (
@@ -191,6 +205,7 @@ pub fn schema() -> Value {
             "teardown": steps,
         },
         "$defs": {
+            "expected": { "description": "An expected value, matched as a subset. Operators: { $regex: \"^lead_\" }, { $gt|$gte|$lt|$lte: number or RFC 3339 time }, { $len: n or { $gte: n } }, { $type: string|number|integer|boolean|null|array|object }, { $one-of: [a, b] }, { $exact: {...} or [...] }; the words $absent (key must not be there) and $any; `$$` escapes a literal `$` key or word (scenarios/README.md, Operators)." },
             "text": text, "step": step, "http": http, "ws": ws, "sql": sql,
             "redis": redis, "mock": mock, "chaos": chaos,
         },
