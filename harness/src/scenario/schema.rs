@@ -41,7 +41,8 @@ pub fn schema() -> Value {
     let expected = json!({ "$ref": "#/$defs/expected" });
     let operator = json!({ "type": "object", "minProperties": 1,
         "propertyNames": { "enum": ["$regex", "$gt", "$gte", "$lt", "$lte", "$len", "$type", "$one-of"] } });
-    let header_expect = json!({ "type": "object", "additionalProperties": { "anyOf": [text, operator] } });
+    let header_expect =
+        json!({ "type": "object", "additionalProperties": { "anyOf": [text, operator] } });
     let http = obj(
         &["service", "request"],
         json!({
