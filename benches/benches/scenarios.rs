@@ -39,7 +39,7 @@ fn main() {
         std::env::var_os("TEKUP_SCENARIOS").map_or_else(|| root.join("scenarios"), Into::into);
     let scenarios: Vec<_> = check_paths(&[dir])
         .into_iter()
-        .map(|f| f.result.unwrap_or_else(|e| panic!("{e}")))
+        .flat_map(|f| f.result.unwrap_or_else(|e| panic!("{e}")).cases())
         .collect();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut suite = Suite::new(root.clone());

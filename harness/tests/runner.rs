@@ -160,3 +160,57 @@ fn a_missing_component_is_named_with_the_known_ones() {
         assert!(message.contains("no component `crm`") && message.contains("crm-api"), "{message}");
     });
 }
+
+#[test]
+fn each_case_of_a_data_driven_file_runs_and_reports_on_its_own() {
+    rt().block_on(async {
+        // The second row's expectation is wrong on purpose: only its case fails.
+        let file = scenario(
+            "dd",
+            "name: dd\ntenants: [acme]\nexamples:\n\
+             \x20 - { app: flow-web, status: 200 }\n\
+             \x20 - { label: wrong, app: crm-web, status: 200 }\n\
+             steps:\n  - http: { service: flow-api, tenant: acme, app: \"${app}\", request: { method: GET, path: /leads }, expect: { status: \"${status}\" } }\n",
+        );
+        let runner = runner().await;
+        let cases = file.cases();
+        let reports =
+            futures::future::join_all(cases.iter().map(|c| runner.run(c))).await;
+        assert_eq!(reports[0].name, "dd[app=flow-web,status=200]");
+        assert_eq!(reports[0].status, Status::Passed, "{:?}", reports[0].failure);
+        assert_eq!(reports[1].name, "dd[wrong]");
+        assert_eq!(reports[1].status, Status::Failed);
+        let failure = reports[1].failure.as_ref().expect("a failure");
+        assert!(failure.message.contains("403"), "{}", failure.message);
+        assert_ne!(
+            reports[0].tenants["acme"], reports[1].tenants["acme"],
+            "each case has its own tenants"
+        );
+    });
+}
+
+#[test]
+fn skip_if_skips_with_the_authors_reason_only_when_it_holds() {
+    rt().block_on(async {
+        let runner = runner().await;
+        let skipped = runner
+            .run(&scenario(
+                "skip",
+                "name: skip\nskip-if: { runtime: [docker, process], because: \"needs a real deployment\" }\nsteps:\n  - http: { service: nowhere, request: { method: GET, path: / } }\n",
+            ))
+            .await;
+        assert_eq!(skipped.status, Status::Skipped);
+        assert_eq!(
+            skipped.skip_reason.as_deref(),
+            Some("needs a real deployment (skip-if at skip.yaml:2: the runtime is process)")
+        );
+        // The process runtime offers the database and links: the scenario runs.
+        let ran = runner
+            .run(&scenario(
+                "run",
+                "name: run\nskip-if: { runtime: external, lacks: [database, links], because: x }\nsteps:\n  - sleep: 1ms\n",
+            ))
+            .await;
+        assert_eq!(ran.status, Status::Passed, "{:?}", ran.skip_reason);
+    });
+}

@@ -77,3 +77,46 @@ fn validate_reports_each_file_duplicates_and_a_summary() {
          1 valid, 2 invalid\n"
     );
 }
+
+#[test]
+fn run_refuses_a_malformed_tag_expression_before_starting_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "name: a\ntags: [smoke]\nsteps:\n  - sleep: 1ms\n",
+    )
+    .expect("write");
+    let o = harness(dir.path(), &["run", "a.yaml", "--tag", "smoke and (not"]);
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(
+            "error: invalid tag expression `smoke and (not`: expected a tag after `not` at column 15"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("starting the ecosystem"), "{stderr}");
+    // A well-formed expression that selects nothing says so, also before starting.
+    let o = harness(
+        dir.path(),
+        &["run", "a.yaml", "--tag", "smoke and not smoke"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("error: no scenario to run (1 found in a.yaml, none selected)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn validate_counts_the_cases_of_a_data_driven_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        "name: m\nmatrix: { d: [1ms, 2ms], e: [a, b, c] }\nsteps:\n  - sleep: \"${d}\"\n  - http: { service: s, request: { method: GET, path: \"/${e}\" } }\n",
+    )
+    .expect("write");
+    let o = harness(dir.path(), &["validate", "m.yaml"]);
+    assert_eq!(stdout(&o), "OK      m.yaml (6 cases)\n1 valid, 0 invalid\n");
+}

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo test -p tekup-harness --test scenarios                 # all of them
 //! cargo test -p tekup-harness --test scenarios -- lead-to      # by name
+//! cargo test -p tekup-harness --test scenarios -- 'matrix[app=crm-web'  # cases of a data-driven file
 //! cargo test -p tekup-harness --test scenarios -- --list       # what there is
 //! ```
 //!
@@ -63,16 +64,19 @@ fn main() -> ExitCode {
             .unwrap_or_default();
         match file.result {
             Err(e) => trials.push(Trial::test(name, move || Err(Failed::from(e.to_string())))),
-            Ok(scenario) => {
-                let (rt, suite, reports) =
-                    (Arc::clone(&rt), Arc::clone(&suite), Arc::clone(&reports));
-                let tags = scenario.tags.join(",");
-                trials.push(
-                    Trial::test(scenario.name.clone(), move || {
-                        run(&rt, &suite, &reports, &scenario)
-                    })
-                    .with_kind(tags),
-                );
+            Ok(file) => {
+                // A data-driven file is one trial per case (`name[row]`).
+                for scenario in file.cases() {
+                    let (rt, suite, reports) =
+                        (Arc::clone(&rt), Arc::clone(&suite), Arc::clone(&reports));
+                    let tags = scenario.tags.join(",");
+                    trials.push(
+                        Trial::test(scenario.name.clone(), move || {
+                            run(&rt, &suite, &reports, &scenario)
+                        })
+                        .with_kind(tags),
+                    );
+                }
             }
         }
     }

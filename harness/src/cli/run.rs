@@ -15,17 +15,20 @@ use clap::Args;
 use super::{out, say, StartArgs};
 use crate::report::{Format, ScenarioReport, Status};
 use crate::scenario::run::{failure_text, needs_ecosystem_alone};
-use crate::scenario::{check_paths, Scenario};
+use crate::scenario::{check_paths, Scenario, TagExpr};
 
 #[derive(Debug, Args)]
 pub(super) struct RunArgs {
     /// Scenario files or directories (recursively; `*.steps.yaml` are includes).
     #[arg(default_value = "scenarios")]
     paths: Vec<PathBuf>,
-    /// Only scenarios with this tag (repeat for any of several).
-    #[arg(long = "tag", value_name = "TAG")]
+    /// Only scenarios whose tags fit this expression: a tag, or tags with
+    /// `and`, `or`, `not` and parentheses (`'smoke and not slow'`); repeat
+    /// for any of several.
+    #[arg(long = "tag", value_name = "EXPR")]
     tags: Vec<String>,
-    /// Only scenarios whose name contains this text.
+    /// Only scenarios whose name contains this text (a data-driven file's
+    /// cases are named `name[row]`).
     #[arg(long, value_name = "TEXT")]
     filter: Option<String>,
     /// Scenarios run at once (those that need the ecosystem alone run alone).
@@ -135,11 +138,22 @@ pub(super) fn run(args: RunArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
 /// The valid scenarios the arguments select; `None` (after saying why) when
 /// a file is invalid or nothing is selected.
 fn select(args: &RunArgs) -> Option<Vec<Scenario>> {
+    let mut exprs = Vec::new();
+    for text in &args.tags {
+        match TagExpr::parse(text) {
+            Ok(e) => exprs.push(e),
+            Err(e) => {
+                say(&format!("error: {e}"));
+                say("hint: a tag, or tags combined with and, or, not and parentheses: --tag 'smoke and not slow'");
+                return None;
+            }
+        }
+    }
     let mut scenarios = Vec::new();
     let mut invalid = 0;
     for file in check_paths(&args.paths) {
         match file.result {
-            Ok(s) => scenarios.push(s),
+            Ok(s) => scenarios.extend(s.cases()),
             Err(e) => {
                 invalid += 1;
                 out(&e.to_string());
@@ -155,7 +169,7 @@ fn select(args: &RunArgs) -> Option<Vec<Scenario>> {
     }
     let total = scenarios.len();
     scenarios.retain(|s| {
-        (args.tags.is_empty() || s.tags.iter().any(|t| args.tags.contains(t)))
+        (exprs.is_empty() || exprs.iter().any(|e| e.matches(&s.tags)))
             && args
                 .filter
                 .as_ref()

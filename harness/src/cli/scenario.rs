@@ -15,9 +15,14 @@ pub(super) fn validate(paths: &[PathBuf]) -> ExitCode {
     let mut invalid = 0;
     for report in &reports {
         match &report.result {
-            Ok(_) => {
+            Ok(s) => {
                 valid += 1;
-                out(&format!("OK      {}", report.path.display()));
+                let cases = if s.cases.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} cases)", s.cases.len())
+                };
+                out(&format!("OK      {}{cases}", report.path.display()));
             }
             Err(e) => {
                 invalid += 1;

@@ -4,8 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::model::{Include, Scenario};
-use super::read::{boolean, duration, fields, string_list, Cx};
+use std::collections::BTreeSet;
+
+use super::cases::{self, Row};
+use super::model::{Include, Need, Scenario, SkipIf};
+use super::read::{boolean, duration, fields, string_list, Cx, Fields};
 use super::steps::steps;
 use super::vars::Scope;
 use super::yaml::{self, Node, Pos};
@@ -14,9 +17,12 @@ use super::{Diagnostic, ScenarioError};
 /// Shared step files end with this; a directory walk does not take them for scenarios.
 pub const INCLUDE_SUFFIX: &str = ".steps.yaml";
 
-const TOP_KEYS: [&str; 10] = [
+const TOP_KEYS: [&str; 13] = [
     "name",
     "tags",
+    "skip-if",
+    "examples",
+    "matrix",
     "tenants",
     "vars",
     "include",
@@ -88,12 +94,95 @@ fn document(cx: &mut Cx<'_>, text: &str) -> Option<Node> {
 
 fn scenario(cx: &mut Cx<'_>, root: &Node) -> Option<Scenario> {
     let f = fields(cx, root, "a scenario", &TOP_KEYS)?;
+    let Some((rows, keys)) = cases::rows(cx, &f) else {
+        return decode(cx, &f, None, &mut BTreeSet::new());
+    };
+    reserved(cx, &f, &keys);
+    // Each case is decoded on its own copy of the file. A problem every
+    // case has is reported once, as written; one only some rows have names
+    // the case.
+    let mut per_case: Vec<(Option<Scenario>, Vec<Diagnostic>, &Row)> = Vec::new();
+    let mut used = BTreeSet::new();
+    for row in &rows {
+        let tree = cases::substitute(root, row, &mut used);
+        let mut errors = Vec::new();
+        let mut sub = Cx {
+            file: cx.file.clone(),
+            errors: &mut errors,
+        };
+        let case = fields(&mut sub, &tree, "a scenario", &TOP_KEYS)
+            .and_then(|f| decode(&mut sub, &f, Some(row), &mut used));
+        per_case.push((case, errors, row));
+    }
+    for (_, errors, row) in &per_case {
+        for d in errors {
+            let everywhere = per_case
+                .iter()
+                .all(|(_, e, _)| e.iter().any(|o| o.pos == d.pos && o.message == d.message));
+            let mut d = d.clone();
+            if !everywhere {
+                d.message = format!("{} (in case `[{}]`)", d.message, row.label);
+            }
+            cx.errors.push(d);
+        }
+    }
+    for (key, pos) in &keys {
+        if !used.contains(key) {
+            cx.error(
+                *pos,
+                format!("row value `{key}` is used by no step"),
+                format!("use it as `${{{key}}}`, or remove it (its cases would repeat each other)"),
+            );
+        }
+    }
+    let name = f.string(cx, "name")?;
+    let mut cases = Vec::new();
+    for (case, _, row) in per_case {
+        let mut case = case?;
+        case.name = format!("{name}[{}]", row.label);
+        cases.push(case);
+    }
+    let mut file = cases.first()?.clone();
+    file.name = name;
+    file.cases = cases;
+    Some(file)
+}
+
+/// Row keys may not hide a tenant or a var (which one a `${x}` meant would
+/// depend on the order of substitution).
+fn reserved(cx: &mut Cx<'_>, f: &Fields<'_>, keys: &[(String, Pos)]) {
+    let mut taken: Vec<String> = Vec::new();
+    if let Some(yaml::Value::Seq(items)) = f.get("tenants").map(|n| &n.value) {
+        taken.extend(items.iter().map(Node::key_text));
+    }
+    if let Some(yaml::Value::Map(entries)) = f.get("vars").map(|n| &n.value) {
+        taken.extend(entries.iter().map(|(k, _)| k.key_text()));
+    }
+    for (key, pos) in keys {
+        if taken.contains(key) {
+            cx.error(
+                *pos,
+                format!("row value `{key}` hides a tenant or a var of the same name"),
+                "give it another name",
+            );
+        }
+    }
+}
+
+/// The scenario of a (substituted) file.
+fn decode(
+    cx: &mut Cx<'_>,
+    f: &Fields<'_>,
+    row: Option<&Row>,
+    used: &mut BTreeSet<String>,
+) -> Option<Scenario> {
     let name = f.req_string(cx, "name", "name: lead-to-contact");
     let name_pos = f.get("name").map_or(f.pos, |n| n.pos);
     let tags = f
         .get("tags")
         .map(|n| string_list(cx, n, "tags"))
         .unwrap_or_default();
+    let skip_if = f.get("skip-if").and_then(|n| skip_if(cx, n));
     let tenants = f
         .get("tenants")
         .map(|n| string_list(cx, n, "tenants"))
@@ -123,7 +212,7 @@ fn scenario(cx: &mut Cx<'_>, root: &Node) -> Option<Scenario> {
         .unwrap_or_default();
     let include = f
         .get("include")
-        .map(|n| includes(cx, n, &mut scope))
+        .map(|n| includes(cx, n, &mut scope, row, used))
         .unwrap_or_default();
     let main = f
         .require(cx, "steps", "steps: [ - sleep: 1s ]")
@@ -154,6 +243,66 @@ fn scenario(cx: &mut Cx<'_>, root: &Node) -> Option<Scenario> {
         setup,
         steps: main?,
         teardown,
+        skip_if,
+        cases: Vec::new(),
+    })
+}
+
+/// The runtimes `skip-if: { runtime: ... }` names.
+const RUNTIMES: [&str; 3] = ["process", "docker", "external"];
+
+/// `skip-if: { runtime: external, lacks: [database], because: "..." }`.
+fn skip_if(cx: &mut Cx<'_>, node: &Node) -> Option<SkipIf> {
+    let f = fields(cx, node, "`skip-if`", &["runtime", "lacks", "because"])?;
+    let one_or_list = |cx: &mut Cx<'_>, key: &str| -> Vec<(String, Pos)> {
+        match f.get(key) {
+            None => Vec::new(),
+            Some(n) if matches!(n.value, yaml::Value::Seq(_)) => string_list(cx, n, key),
+            Some(n) => super::read::string(cx, n, key)
+                .map(|s| vec![(s, n.pos)])
+                .unwrap_or_default(),
+        }
+    };
+    let mut runtimes = Vec::new();
+    for (r, pos) in one_or_list(cx, "runtime") {
+        if RUNTIMES.contains(&r.as_str()) {
+            runtimes.push(r);
+        } else {
+            cx.error(
+                pos,
+                format!("unknown runtime `{r}` in `skip-if`"),
+                format!("the runtimes are {}", RUNTIMES.join(", ")),
+            );
+        }
+    }
+    let mut lacks = Vec::new();
+    for (l, pos) in one_or_list(cx, "lacks") {
+        match Need::parse(&l) {
+            Some(need) => lacks.push(need),
+            None => cx.error(
+                pos,
+                format!("`skip-if` cannot check whether the ecosystem lacks `{l}`"),
+                format!("it can check {}", Need::NAMES.join(", ")),
+            ),
+        }
+    }
+    if f.get("runtime").is_none() && f.get("lacks").is_none() {
+        cx.error(
+            f.pos,
+            "`skip-if` needs a condition: `runtime` or `lacks`",
+            "write `skip-if: { runtime: external, because: \"needs chaos\" }`",
+        );
+    }
+    let because = f.req_string(
+        cx,
+        "because",
+        "because: \"the external deployment cannot be killed\"",
+    )?;
+    Some(SkipIf {
+        pos: node.pos,
+        runtimes,
+        lacks,
+        because,
     })
 }
 
@@ -190,7 +339,13 @@ fn vars(cx: &mut Cx<'_>, node: &Node, scope: &mut Scope) -> Vec<(String, serde_j
 }
 
 /// Loads the shared step files (`*.steps.yaml`, a map with `steps` only).
-fn includes(cx: &mut Cx<'_>, node: &Node, scope: &mut Scope) -> Vec<Include> {
+fn includes(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    scope: &mut Scope,
+    row: Option<&Row>,
+    used: &mut BTreeSet<String>,
+) -> Vec<Include> {
     let base = cx.file.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut out = Vec::new();
     for (rel, pos) in string_list(cx, node, "include") {
@@ -210,9 +365,12 @@ fn includes(cx: &mut Cx<'_>, node: &Node, scope: &mut Scope) -> Vec<Include> {
             file: path.clone(),
             errors: &mut *cx.errors,
         };
-        let Some(root) = document(&mut sub, &text) else {
+        let Some(mut root) = document(&mut sub, &text) else {
             continue;
         };
+        if let Some(row) = row {
+            root = cases::substitute(&root, row, used);
+        }
         let Some(f) = fields(&mut sub, &root, "a shared step file", &["steps"]) else {
             continue;
         };

@@ -14,12 +14,14 @@
 //! a `serde_yaml::Value`, and `untagged` enums (the natural shape of "one key
 //! names the step kind") give "data did not match any variant" messages.
 
+mod cases;
 mod file;
 pub mod model;
 mod ops;
 mod read;
 pub mod run;
 mod schema;
+pub mod select;
 mod steps;
 mod template;
 mod token;
@@ -33,6 +35,7 @@ pub use file::{check_paths, parse_file, parse_str, FileReport, INCLUDE_SUFFIX};
 pub use model::*;
 pub use read::parse_duration;
 pub use schema::schema;
+pub use select::{TagExpr, TagExprError};
 pub use template::template;
 
 /// One problem in a scenario file, with where it is and what to do.

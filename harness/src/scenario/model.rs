@@ -46,6 +46,27 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     /// Run last, also after a failure.
     pub teardown: Vec<Step>,
+    /// `skip-if:`: when the scenario is not run, and why.
+    pub skip_if: Option<SkipIf>,
+    /// The cases of a data-driven file (`examples:` or `matrix:`), each a
+    /// whole scenario named `name[row]`; empty for a plain file. The file's
+    /// own fields are those of its first case, under the file's name: run
+    /// the cases ([`Scenario::cases`]), never the file.
+    pub cases: Vec<Scenario>,
+}
+
+/// `skip-if: { runtime: external, because: "..." }`: a scenario the
+/// runner reports as skipped, with the reason, when any condition holds.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SkipIf {
+    /// Where `skip-if` is written.
+    pub pos: Pos,
+    /// The runtimes (`process`, `docker`, `external`) it is skipped under.
+    pub runtimes: Vec<String>,
+    /// What the ecosystem must offer for it to run.
+    pub lacks: Vec<Need>,
+    /// Why, in the scenario author's words.
+    pub because: String,
 }
 
 /// A shared step file and its steps.
@@ -57,6 +78,16 @@ pub struct Include {
 }
 
 impl Scenario {
+    /// The test cases of the file: its `examples`/`matrix` cases, or the
+    /// scenario itself.
+    pub fn cases(&self) -> Vec<Scenario> {
+        if self.cases.is_empty() {
+            vec![self.clone()]
+        } else {
+            self.cases.clone()
+        }
+    }
+
     /// Every step in the order a run executes them.
     pub fn run_order(&self) -> impl Iterator<Item = &Step> {
         self.setup
@@ -148,6 +179,26 @@ pub enum Need {
     Faults,
     /// The fault proxies on the links between components (`chaos` toxics, heal).
     Links,
+}
+
+impl Need {
+    /// The names `skip-if: { lacks: ... }` gives the needs (`mock:NAME` for a mock).
+    pub const NAMES: [&'static str; 5] = ["database", "redis", "faults", "links", "mock:NAME"];
+
+    /// The need a `skip-if` name stands for.
+    pub fn parse(name: &str) -> Option<Need> {
+        Some(match name {
+            "database" => Need::Database,
+            "redis" => Need::Redis,
+            "faults" => Need::Faults,
+            "links" => Need::Links,
+            _ => Need::Mock(
+                name.strip_prefix("mock:")
+                    .filter(|m| !m.is_empty())?
+                    .to_owned(),
+            ),
+        })
+    }
 }
 
 /// A request to a service as a tenant's app, with expectations.

@@ -21,7 +21,11 @@ pub fn schema() -> Value {
     let text = json!({ "type": ["string", "number", "boolean"] });
     let duration = json!({ "type": "string", "pattern": "^([0-9]+(ms|s|m|h))+$", "examples": ["500ms", "30s", "1m30s"] });
     let headers = json!({ "type": "object", "additionalProperties": { "$ref": "#/$defs/text" } });
-    let status = json!({ "type": "integer", "minimum": 100, "maximum": 599 });
+    // A status may be a data-driven row's value, `"${status}"`.
+    let status = json!({ "anyOf": [
+        { "type": "integer", "minimum": 100, "maximum": 599 },
+        { "type": "string", "pattern": "^\\$\\{[A-Za-z_][A-Za-z0-9_-]*\\}$" },
+    ] });
     let pairs = json!({ "type": "object", "additionalProperties": { "oneOf": [text, { "type": "array", "items": text }] } });
     let part = json!({ "oneOf": [text, { "type": "object", "additionalProperties": false,
         "properties": { "file": text, "text": text, "filename": text, "content-type": text } }] });
@@ -186,6 +190,7 @@ pub fn schema() -> Value {
     };
     let steps = json!({ "type": "array", "items": { "$ref": "#/$defs/step" } });
     let names = json!({ "type": "array", "items": { "type": "string" } });
+    let data_driven = data_driven();
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "tekup-harness scenario",
@@ -193,6 +198,7 @@ pub fn schema() -> Value {
         "type": "object",
         "additionalProperties": false,
         "required": ["name", "steps"],
+        "not": { "required": ["examples", "matrix"] },
         "properties": {
             "name": { "type": "string" },
             "tags": names,
@@ -204,11 +210,46 @@ pub fn schema() -> Value {
             "setup": steps,
             "steps": { "type": "array", "minItems": 1, "items": { "$ref": "#/$defs/step" } },
             "teardown": steps,
+            "examples": data_driven["examples"],
+            "matrix": data_driven["matrix"],
+            "skip-if": data_driven["skip-if"],
         },
         "$defs": {
             "expected": { "description": "An expected value, matched as a subset. Operators: { $regex: \"^lead_\" }, { $gt|$gte|$lt|$lte: number or RFC 3339 time }, { $len: n or { $gte: n } }, { $type: string|number|integer|boolean|null|array|object }, { $one-of: [a, b] }, { $exact: {...} or [...] }; the words $absent (key must not be there) and $any; `$$` escapes a literal `$` key or word (scenarios/README.md, Operators)." },
             "text": text, "step": step, "http": http, "ws": ws, "sql": sql,
             "redis": redis, "mock": mock, "chaos": chaos,
+        },
+    })
+}
+
+/// `examples`, `matrix` and `skip-if`: one file as many cases, and when a
+/// scenario is not run.
+fn data_driven() -> Value {
+    let row_key = "^[A-Za-z_][A-Za-z0-9_-]*$";
+    let one_or_list = |item: Value| json!({ "oneOf": [item, { "type": "array", "items": item }] });
+    json!({
+        "examples": {
+            "description": "One test case per row, named `name[label]`; each key of a row is `${key}` in the steps. Every row has the same keys; `label` names the case (default `key=value,...`).",
+            "type": "array", "minItems": 1,
+            "items": { "type": "object", "minProperties": 1,
+                       "properties": { "label": { "type": "string" } },
+                       "propertyNames": { "pattern": row_key } },
+        },
+        "matrix": {
+            "description": "One test case per combination of the lists' values, named `name[key=value,...]`.",
+            "type": "object", "minProperties": 1,
+            "propertyNames": { "pattern": row_key },
+            "additionalProperties": { "type": "array", "minItems": 1 },
+        },
+        "skip-if": {
+            "description": "The scenario is reported as skipped, with `because`, when the runtime is one of `runtime` or the ecosystem lacks one of `lacks`.",
+            "type": "object", "additionalProperties": false, "required": ["because"],
+            "minProperties": 2,
+            "properties": {
+                "runtime": one_or_list(json!({ "enum": ["process", "docker", "external"] })),
+                "lacks": one_or_list(json!({ "type": "string", "pattern": "^(database|redis|faults|links|mock:.+)$" })),
+                "because": { "type": "string" },
+            },
         },
     })
 }

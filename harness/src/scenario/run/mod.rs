@@ -122,6 +122,9 @@ impl Runner {
     /// A scenario with a step the ecosystem cannot serve (see
     /// [`Runner::unmet`]) is skipped with the reason, not run.
     pub async fn run(&self, scenario: &Scenario) -> ScenarioReport {
+        if let Some(why) = self.skipped_by_author(scenario) {
+            return skipped(scenario, why);
+        }
         if let Some(why) = self.unmet(scenario) {
             return skipped(scenario, why);
         }
@@ -149,6 +152,23 @@ impl Runner {
                 location(&step.file, step.pos.line)
             ))
         })
+    }
+
+    /// Why the scenario's `skip-if` holds here (`None` when it does not):
+    /// its reason, and the condition that held.
+    pub fn skipped_by_author(&self, scenario: &Scenario) -> Option<String> {
+        let skip = scenario.skip_if.as_ref()?;
+        let runtime = self.eco.runtime().as_str();
+        let held = if skip.runtimes.iter().any(|r| r == runtime) {
+            format!("the runtime is {runtime}")
+        } else {
+            skip.lacks.iter().find_map(|need| self.unmet_need(need))?
+        };
+        Some(format!(
+            "{} (skip-if at {}: {held})",
+            skip.because,
+            location(&scenario.file, skip.pos.line)
+        ))
     }
 
     fn unmet_need(&self, need: &Need) -> Option<String> {
