@@ -18,6 +18,7 @@ mod cases;
 mod computed;
 mod file;
 pub mod model;
+mod ops;
 mod read;
 pub mod run;
 mod schema;

@@ -130,6 +130,10 @@ pub struct Step {
 
 /// What a step does.
 #[derive(Debug, Clone, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "steps are decoded once per file and borrowed while they run, never moved in bulk"
+)]
 pub enum StepKind {
     Http(HttpStep),
     Ws(WsStep),
@@ -236,15 +240,53 @@ pub struct HttpStep {
 pub struct Request {
     pub method: String,
     pub path: String,
+    /// `query:` pairs in file order, appended URL-encoded to `path` (a list
+    /// value gives the name once per item).
+    pub query: Vec<(String, String)>,
     pub json: Option<serde_json::Value>,
+    /// A body other than JSON (at most one of `json` and `body`).
+    pub body: Option<Body>,
     pub headers: BTreeMap<String, String>,
+    /// `cookies:` sent as one `cookie` header.
+    pub cookies: Vec<(String, String)>,
+}
+
+/// A request body other than JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// `form:`, sent as `application/x-www-form-urlencoded`.
+    Form(Vec<(String, String)>),
+    /// `multipart:`, sent as `multipart/form-data`.
+    Multipart(Vec<Part>),
+    /// `body:` with its `content-type:`, sent as written.
+    Raw { text: String, content_type: String },
+}
+
+/// One part of a multipart body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    pub name: String,
+    pub content: PartContent,
+    pub filename: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// Where a part's content comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PartContent {
+    /// Text written in the file (`${...}` expanded).
+    Text(String),
+    /// A file's bytes, the path resolved against the scenario file's directory.
+    File(PathBuf),
 }
 
 /// What a response must be; `json` matches as a subset.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct HttpExpect {
     pub status: Option<u16>,
-    pub headers: BTreeMap<String, String>,
+    /// Header name → text (a trailing `*` matches a prefix) or operators
+    /// (`{ $regex: ... }`, `$absent`), as JSON.
+    pub headers: BTreeMap<String, serde_json::Value>,
     pub json: Option<serde_json::Value>,
     pub json_schema: Option<serde_json::Value>,
     /// Texts the body must contain (for bodies that are not JSON, e.g. `/metrics`).

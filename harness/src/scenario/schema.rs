@@ -26,18 +26,33 @@ pub fn schema() -> Value {
         { "type": "integer", "minimum": 100, "maximum": 599 },
         { "type": "string", "pattern": "^\\$\\{[A-Za-z_][A-Za-z0-9_-]*\\}$" },
     ] });
+    let pairs = json!({ "type": "object", "additionalProperties": { "oneOf": [text, { "type": "array", "items": text }] } });
+    let part = json!({ "oneOf": [text, { "type": "object", "additionalProperties": false,
+        "properties": { "file": text, "text": text, "filename": text, "content-type": text } }] });
     let request = obj(
         &["method", "path"],
         json!({
             "method": text, "path": text, "json": {}, "headers": headers,
+            "query": { "description": "Pairs appended URL-encoded to `path`; a list repeats the name.", "allOf": [pairs] },
+            "cookies": { "type": "object", "description": "Sent as one `cookie` header.", "additionalProperties": text },
+            "form": { "description": "An application/x-www-form-urlencoded body (one body per request).", "allOf": [pairs] },
+            "multipart": { "type": "object", "description": "A multipart/form-data body: a part is text, or { file (relative to the scenario file) | text, filename, content-type }.",
+                "additionalProperties": part },
+            "body": { "type": "string", "description": "A raw body; needs `content-type`." },
+            "content-type": text,
         }),
     );
+    let expected = json!({ "$ref": "#/$defs/expected" });
+    let operator = json!({ "type": "object", "minProperties": 1,
+        "propertyNames": { "enum": ["$regex", "$gt", "$gte", "$lt", "$lte", "$len", "$type", "$one-of"] } });
+    let header_expect =
+        json!({ "type": "object", "additionalProperties": { "anyOf": [text, operator] } });
     let http = obj(
         &["service", "request"],
         json!({
             "service": text, "tenant": text, "app": text,
             "request": request,
-            "expect": obj(&[], json!({ "status": status, "headers": headers, "json": {}, "json-schema": {},
+            "expect": obj(&[], json!({ "status": status, "headers": header_expect, "json": expected, "json-schema": {},
                 "body-contains": { "oneOf": [text, { "type": "array", "items": text }] } })),
             "save": { "type": "object", "additionalProperties": { "type": "string", "pattern": "^\\$" } },
         }),
@@ -54,7 +69,7 @@ pub fn schema() -> Value {
             "expect",
             obj(
                 &["event", "within"],
-                json!({ "expect": text, "event": text, "within": duration, "data": {}, "envelope": {} }),
+                json!({ "expect": text, "event": text, "within": duration, "data": expected, "envelope": expected }),
             ),
         ),
         (
@@ -216,7 +231,12 @@ pub fn schema() -> Value {
             "skip-if": data_driven["skip-if"],
         },
         "$defs": {
+<<<<<<< HEAD
             "text": text, "duration": duration, "step": step, "http": http, "ws": ws, "sql": sql,
+=======
+            "expected": { "description": "An expected value, matched as a subset. Operators: { $regex: \"^lead_\" }, { $gt|$gte|$lt|$lte: number or RFC 3339 time }, { $len: n or { $gte: n } }, { $type: string|number|integer|boolean|null|array|object }, { $one-of: [a, b] }, { $exact: {...} or [...] }; the words $absent (key must not be there) and $any; `$$` escapes a literal `$` key or word (scenarios/README.md, Operators)." },
+            "text": text, "step": step, "http": http, "ws": ws, "sql": sql,
+>>>>>>> main
             "redis": redis, "mock": mock, "chaos": chaos,
         },
     })

@@ -15,11 +15,13 @@
 //!   sequence diagram and to wake `eventually` without fixed polling;
 //! - `output`: a failure as text for a terminal.
 
+mod body;
 mod check;
 mod effects;
 mod http;
 mod interp;
 mod observe;
+mod ops;
 mod output;
 pub(crate) mod queue;
 mod sql;

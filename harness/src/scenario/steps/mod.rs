@@ -2,13 +2,19 @@
 //! the types of their values, and the names it uses (tenants, connections).
 
 use super::model::{
+<<<<<<< HEAD
     EventuallyStep, HttpExpect, HttpStep, MockStep, RedisStep, Request, SqlAs, SqlStep, Step,
     StepKind, WsStep, STEP_KINDS,
+=======
+    EventuallyStep, HttpExpect, HttpStep, SqlAs, SqlStep, Step, StepKind, WsStep, STEP_KINDS,
+>>>>>>> main
 };
+use super::ops::{self, Place};
 use super::read::{boolean, closest, duration, fields, string, string_list, uint, Cx, Fields};
 use super::vars::Scope;
 
 mod effects;
+mod request;
 
 use super::yaml::{Node, Pos, Value};
 use effects::{chaos, mock, redis};
@@ -196,7 +202,7 @@ fn http(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option<H
     let app = f.string(cx, "app");
     let request = f
         .require(cx, "request", "request: { method: GET, path: /health }")
-        .and_then(|n| request(cx, n));
+        .and_then(|n| request::request(cx, n));
     let expect = f.get("expect").and_then(|n| {
         let e = fields(
             cx,
@@ -219,8 +225,8 @@ fn http(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option<H
         };
         Some(HttpExpect {
             status: e.get("status").and_then(|s| status(cx, s)),
-            headers: e.string_map(cx, "headers"),
-            json: e.json("json"),
+            headers: request::expected_headers(cx, &e),
+            json: e.get("json").map(|n| expected(cx, n, Place::Json)),
             json_schema: e.json("json-schema"),
             body_contains,
         })
@@ -278,21 +284,10 @@ pub(super) fn status(cx: &mut Cx<'_>, node: &Node) -> Option<u16> {
     u16::try_from(n).ok()
 }
 
-fn request(cx: &mut Cx<'_>, node: &Node) -> Option<Request> {
-    let r = fields(
-        cx,
-        node,
-        "`request`",
-        &["method", "path", "json", "headers"],
-    )?;
-    let method = r.req_string(cx, "method", "method: GET");
-    let path = r.req_string(cx, "path", "path: /health");
-    Some(Request {
-        method: method?.to_ascii_uppercase(),
-        path: path?,
-        json: r.json("json"),
-        headers: r.string_map(cx, "headers"),
-    })
+/// An expected value: its operators checked, kept as JSON.
+pub(super) fn expected(cx: &mut Cx<'_>, node: &Node, place: Place) -> serde_json::Value {
+    ops::check(cx, node, place);
+    node.to_json()
 }
 
 /// Exactly one of `actions` among the keys: which, and its value.
@@ -393,8 +388,8 @@ fn ws(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option<WsS
                 name,
                 event: event?,
                 within: within?,
-                data: f.json("data"),
-                envelope: f.json("envelope"),
+                data: f.get("data").map(|n| expected(cx, n, Place::Json)),
+                envelope: f.get("envelope").map(|n| expected(cx, n, Place::Json)),
             })
         }
         "expect-none" => {
@@ -620,7 +615,9 @@ fn rows(cx: &mut Cx<'_>, node: &Node) -> Option<Vec<Vec<serde_json::Value>>> {
     let mut out = Vec::new();
     for row in items {
         match &row.value {
-            Value::Seq(cells) => out.push(cells.iter().map(Node::to_json).collect()),
+            Value::Seq(cells) => {
+                out.push(cells.iter().map(|c| expected(cx, c, Place::Cell)).collect())
+            }
             _ => {
                 cx.error(
                     row.pos,
