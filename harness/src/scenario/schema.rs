@@ -231,12 +231,8 @@ pub fn schema() -> Value {
             "skip-if": data_driven["skip-if"],
         },
         "$defs": {
-<<<<<<< HEAD
-            "text": text, "duration": duration, "step": step, "http": http, "ws": ws, "sql": sql,
-=======
             "expected": { "description": "An expected value, matched as a subset. Operators: { $regex: \"^lead_\" }, { $gt|$gte|$lt|$lte: number or RFC 3339 time }, { $len: n or { $gte: n } }, { $type: string|number|integer|boolean|null|array|object }, { $one-of: [a, b] }, { $exact: {...} or [...] }; the words $absent (key must not be there) and $any; `$$` escapes a literal `$` key or word (scenarios/README.md, Operators)." },
-            "text": text, "step": step, "http": http, "ws": ws, "sql": sql,
->>>>>>> main
+            "text": text, "duration": duration, "step": step, "http": http, "ws": ws, "sql": sql,
             "redis": redis, "mock": mock, "chaos": chaos,
         },
     })

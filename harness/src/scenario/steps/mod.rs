@@ -2,12 +2,8 @@
 //! the types of their values, and the names it uses (tenants, connections).
 
 use super::model::{
-<<<<<<< HEAD
-    EventuallyStep, HttpExpect, HttpStep, MockStep, RedisStep, Request, SqlAs, SqlStep, Step,
-    StepKind, WsStep, STEP_KINDS,
-=======
-    EventuallyStep, HttpExpect, HttpStep, SqlAs, SqlStep, Step, StepKind, WsStep, STEP_KINDS,
->>>>>>> main
+    EventuallyStep, HttpExpect, HttpStep, MockStep, RedisStep, SqlAs, SqlStep, Step, StepKind,
+    WsStep, STEP_KINDS,
 };
 use super::ops::{self, Place};
 use super::read::{boolean, closest, duration, fields, string, string_list, uint, Cx, Fields};
