@@ -15,9 +15,11 @@
 //! names the step kind") give "data did not match any variant" messages.
 
 mod cases;
+mod computed;
 mod defaults;
 mod file;
 pub mod model;
+mod ops;
 mod read;
 pub mod run;
 mod schema;
