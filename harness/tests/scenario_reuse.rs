@@ -241,7 +241,7 @@ fn cycles_missing_files_bad_saves_and_bad_params_are_refused() {
 #[test]
 fn defaults_fill_http_steps_per_file_and_block_and_a_steps_own_value_wins() {
     let d = Dir::new(&[]);
-    let s = d.ok("name: t\ntenants: [shop, other]\ndefaults:\n  http: { service: crm-api, tenant: shop, app: crm-web }\n  teardown: { http: { service: flow-api } }\nsteps:\n  - http: { request: { method: GET, path: /a } }\n  - http: { service: flow-api, tenant: other, request: { method: GET, path: /b } }\n  - http: { tenant: null, app: null, request: { method: GET, path: /metrics } }\n  - eventually:\n      within: 1s\n      http: { request: { method: GET, path: /c } }\nteardown:\n  - http: { request: { method: GET, path: /d } }\n");
+    let s = d.ok("name: t\ntenants: [shop, other]\ndefaults:\n  http: { service: crm-api, tenant: shop, app: crm-web }\n  teardown: { http: { service: flow-api } }\nsteps:\n  - http: { request: { method: GET, path: /a } }\n  - http: { service: flow-api, tenant: other, request: { method: GET, path: /b } }\n  - http: { tenant: null, app: null, request: { method: GET, path: /metrics } }\n  - eventually:\n      within: 1s\n      http: { request: { method: GET, path: /c } }\n      fail-fast-on: { http: { request: { method: GET, path: /e } } }\nteardown:\n  - http: { request: { method: GET, path: /d } }\n");
     let a = http(&s.steps[0]);
     assert_eq!(
         (a.service.as_str(), a.tenant.as_deref(), a.app.as_deref()),
@@ -261,6 +261,12 @@ fn defaults_fill_http_steps_per_file_and_block_and_a_steps_own_value_wins() {
         panic!("eventually")
     };
     assert_eq!(http(&e.step).tenant.as_deref(), Some("shop"));
+    let bad = e.fail_fast_on.as_ref().expect("fail-fast-on");
+    assert_eq!(
+        http(bad).service,
+        "crm-api",
+        "also the step `eventually` fails fast on"
+    );
     let t = http(&s.teardown[0]);
     assert_eq!(
         (t.service.as_str(), t.tenant.as_deref()),

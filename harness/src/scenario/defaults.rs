@@ -101,7 +101,7 @@ fn http(cx: &mut Cx<'_>, node: &Node, what: &str) -> Vec<(Node, Node)> {
 
 impl Defaults {
     /// The step with the defaults put in: into an `http` step, and into
-    /// the `http` step an `eventually` retries.
+    /// the `http` step an `eventually` retries or fails fast on.
     pub(crate) fn apply(&self, step: &Node) -> Node {
         let Value::Map(entries) = &step.value else {
             return step.clone();
@@ -118,10 +118,11 @@ impl Defaults {
                                 inner
                                     .iter()
                                     .map(|(ik, iv)| {
-                                        if ik.key_text() == "http" {
-                                            (ik.clone(), self.fill(iv))
-                                        } else {
-                                            (ik.clone(), iv.clone())
+                                        match ik.key_text().as_str() {
+                                            "http" => (ik.clone(), self.fill(iv)),
+                                            // One step, of the kinds `eventually` retries.
+                                            "fail-fast-on" => (ik.clone(), self.apply(iv)),
+                                            _ => (ik.clone(), iv.clone()),
                                         }
                                     })
                                     .collect(),
