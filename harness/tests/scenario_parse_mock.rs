@@ -195,3 +195,39 @@ fn malformed_faults_are_positioned() {
         "s.yaml:3:58: a 429 with `retry-after` answers in the API's own shape\n  hint: remove `json`, or `retry-after` to answer 429 with this body"
     );
 }
+
+#[test]
+fn shipped_scenarios_with_mock_steps_and_readme_forms_fit_the_schema() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("scenario.schema.json")).expect("committed schema"),
+    )
+    .expect("json");
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    let check = |name: &str, text: &str| {
+        let doc: serde_json::Value = serde_yaml::from_str(text).expect("yaml");
+        let problems: Vec<String> = validator
+            .iter_errors(&doc)
+            .map(|e| format!("{}: {e}", e.instance_path))
+            .collect();
+        assert!(problems.is_empty(), "{name}: {problems:#?}");
+    };
+    for name in ["circuit-breaker.yaml", "graph-throttling.yaml"] {
+        check(
+            name,
+            &std::fs::read_to_string(root.join(name)).expect("shipped scenario"),
+        );
+    }
+    check(
+        "forms",
+        "name: x\nsteps:\n  - mock: { expect-none: stripe, request: { method: POST, path: /v1/refunds }, for: 2s }\n  \
+         - mock: { clear: stripe }\n  - mock: { clear: stripe, only: [journal, faults] }\n  \
+         - mock: { expect: graph, answered: { status: 429, fault: rate-limit }, times: 2 }\n  \
+         - mock: { fault: stripe, truncated: true }\n  - mock: { fault: stripe, stall: forever }\n  \
+         - mock: { fault: stripe, stall: 5s, times: 1 }\n  - mock: { fault: stripe, status: 402, json: { error: { code: card_declined } } }\n",
+    );
+    // And it refuses what the decoder refuses.
+    let doc: serde_json::Value =
+        serde_yaml::from_str("name: x\nsteps:\n  - mock: { expect-none: stripe }\n").expect("yaml");
+    assert!(!validator.is_valid(&doc), "expect-none without `for`");
+}

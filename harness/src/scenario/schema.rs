@@ -23,7 +23,7 @@ fn mock_schema(text: &Value, duration: &Value, status: &Value) -> Value {
     let times = json!({ "type": "integer", "minimum": 0 });
     let flag = |what: &str| json!({ "const": true, "description": what });
     let part = json!({ "enum": ["journal", "faults", "expectations"] });
-    one_of_keys(&[
+    let mut mock = one_of_keys(&[
         (
             "expect",
             obj(
@@ -77,7 +77,24 @@ fn mock_schema(text: &Value, duration: &Value, status: &Value) -> Value {
                         "only": { "anyOf": [part, { "type": "array", "items": part, "minItems": 1 }] } }),
             ),
         ),
-    ])
+    ]);
+    // `one_of_keys` makes each variant's key its only required one; keep
+    // the variants' own required keys as well.
+    if let Some(variants) = mock["oneOf"].as_array_mut() {
+        for v in variants {
+            if let Some(key) = v["required"][0].as_str() {
+                let more: &[&str] = match key {
+                    "expect-none" => &["for"],
+                    "set" => &["respond"],
+                    _ => &[],
+                };
+                let mut required = vec![key.to_owned()];
+                required.extend(more.iter().map(|m| (*m).to_owned()));
+                v["required"] = json!(required);
+            }
+        }
+    }
+    mock
 }
 
 /// The schema, as a JSON value.
