@@ -231,3 +231,27 @@ fn shipped_scenarios_with_mock_steps_and_readme_forms_fit_the_schema() {
         serde_yaml::from_str("name: x\nsteps:\n  - mock: { expect-none: stripe }\n").expect("yaml");
     assert!(!validator.is_valid(&doc), "expect-none without `for`");
 }
+
+#[test]
+fn the_readme_examples_of_mock_steps_parse() {
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/README.md"),
+    )
+    .expect("README");
+    let section = readme
+        .split("## Mock steps")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("a Mock steps section");
+    let blocks: Vec<&str> = section
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .collect();
+    assert!(blocks.len() >= 4, "{blocks:?}");
+    for block in blocks {
+        let body: String = block.lines().map(|l| format!("  {l}\n")).collect();
+        let text = format!("name: x\nvars: {{ messages: /v1.0/me/messages }}\nsteps:\n{body}");
+        parse_str(Path::new("README.md"), &text).unwrap_or_else(|e| panic!("{block}\n{e}"));
+    }
+}
