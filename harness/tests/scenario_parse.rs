@@ -390,3 +390,8 @@ steps:
         ]
     );
 }
+
+/// Step names and messages, computed values, declared secrets and the
+/// `eventually` conditions.
+#[path = "scenario_parse/values.rs"]
+mod values;

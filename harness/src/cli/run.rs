@@ -210,6 +210,9 @@ fn line(r: &ScenarioReport, n: usize, total: usize) -> String {
             f.location,
             f.message.lines().next().unwrap_or_default()
         ));
+        if let Some(because) = &f.because {
+            text.push_str(&format!("\n           because: {because}"));
+        }
     }
     text
 }

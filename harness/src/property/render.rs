@@ -36,6 +36,9 @@ pub fn scenario(
     }
     line(w, "# What failed:");
     for finding in findings {
+        // A finding may quote a response: no API key or bearer token is
+        // written into the file.
+        let finding = crate::scenario::run::redact(finding, &[]);
         for (k, text) in finding.lines().enumerate() {
             line(w, &format!("#   {} {text}", if k == 0 { "-" } else { " " }));
         }

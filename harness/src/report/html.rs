@@ -227,7 +227,7 @@ fn step_row(step: &StepReport) -> String {
         step.index,
         text::section(step.section),
         escape_text(&step.kind),
-        escape_text(&step.label),
+        escape_text(&step.title()),
         escape_text(&step.location),
         text::duration(step.started_ms),
         text::duration(step.duration_ms),
@@ -249,6 +249,13 @@ fn push_failure(page: &mut String, failure: &Failure) {
         escape_text(&failure.location),
         escape_text(&failure.message)
     );
+    if let Some(because) = &failure.because {
+        let _ = writeln!(
+            page,
+            "<p class=\"because\">because: {}</p>",
+            escape_text(because)
+        );
+    }
     if let Some(diff) = &failure.diff {
         let _ = writeln!(
             page,

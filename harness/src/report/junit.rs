@@ -110,6 +110,9 @@ fn failure_text(failure: &Failure) -> String {
         let _ = write!(out, " (step {step})");
     }
     let _ = write!(out, "\n{}\n", failure.message);
+    if let Some(because) = &failure.because {
+        let _ = writeln!(out, "because: {because}");
+    }
     let blocks = [
         ("diff (- expected, + got)", failure.diff.as_deref()),
         ("request", failure.request.as_deref()),
@@ -166,7 +169,7 @@ fn step_line(step: &StepReport) -> String {
         "{:>4}. {:<7} {} [{} {}] at {} ({}{attempts})\n",
         step.index,
         text::status(step.status),
-        step.label,
+        step.title(),
         text::section(step.section),
         step.kind,
         step.location,

@@ -96,6 +96,9 @@ pub struct StepReport {
     pub section: Section,
     /// The step kind (`http`, `ws`, ...).
     pub kind: String,
+    /// The step's `name:`, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// One line saying what it did: `POST flow-api /leads → 201`.
     pub label: String,
     /// `file:line` of the step.
@@ -110,6 +113,17 @@ pub struct StepReport {
     pub attempts: u32,
 }
 
+impl StepReport {
+    /// The step as shown to people: its name and what it did
+    /// (`create the lead: POST flow-api /leads → 201`), or only the latter.
+    pub fn title(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{name}: {}", self.label),
+            None => self.label.clone(),
+        }
+    }
+}
+
 /// Why a scenario failed, with what a user needs to act on it.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -119,6 +133,9 @@ pub struct Failure {
     /// `file:line` of the failed step, or of the scenario.
     pub location: String,
     pub message: String,
+    /// The failed step's `because:`: why the check matters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub because: Option<String>,
     /// Expected vs got, as a unified diff (`-` expected, `+` got).
     pub diff: Option<String>,
     /// The last request, with secrets and API keys redacted.

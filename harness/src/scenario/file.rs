@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeSet;
 
 use super::cases::{self, Row};
-use super::model::{Include, Need, Scenario, SkipIf};
+use super::model::{Include, Need, Scenario, Secret, SkipIf};
 use super::read::{boolean, duration, fields, string_list, Cx, Fields};
 use super::steps::steps;
 use super::vars::Scope;
@@ -17,7 +17,7 @@ use super::{Diagnostic, ScenarioError};
 /// Shared step files end with this; a directory walk does not take them for scenarios.
 pub const INCLUDE_SUFFIX: &str = ".steps.yaml";
 
-const TOP_KEYS: [&str; 13] = [
+const TOP_KEYS: [&str; 14] = [
     "name",
     "tags",
     "skip-if",
@@ -25,6 +25,7 @@ const TOP_KEYS: [&str; 13] = [
     "matrix",
     "tenants",
     "vars",
+    "secrets",
     "include",
     "exclusive",
     "timeout",
@@ -230,6 +231,11 @@ fn decode(
         .get("teardown")
         .map(|n| steps(cx, n, "teardown", &mut scope))
         .unwrap_or_default();
+    // After the steps: a secret may name a value a step saves.
+    let secrets = f
+        .get("secrets")
+        .map(|n| secrets(cx, n, &scope))
+        .unwrap_or_default();
     Some(Scenario {
         name: name?,
         name_pos,
@@ -240,6 +246,7 @@ fn decode(
         include,
         exclusive,
         timeout,
+        secrets,
         setup,
         steps: main?,
         teardown,
@@ -334,6 +341,55 @@ fn vars(cx: &mut Cx<'_>, node: &Node, scope: &mut Scope) -> Vec<(String, serde_j
         scope.check(cx, v);
         scope.saved.insert(name.clone());
         out.push((name, v.to_json()));
+    }
+    out
+}
+
+/// `secrets: [password, { value: "${env.SMTP_PASSWORD}" }]`: the names of
+/// vars or saved values, or values, redacted from all output.
+fn secrets(cx: &mut Cx<'_>, node: &Node, scope: &Scope) -> Vec<Secret> {
+    let hint = "list var or saved-value names, or values: `secrets: [password, { value: \"${env.SMTP_PASSWORD}\" }]`";
+    let yaml::Value::Seq(items) = &node.value else {
+        cx.error(
+            node.pos,
+            format!("`secrets` must be a list, found {}", node.describe()),
+            hint,
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        if let yaml::Value::Map(_) = &item.value {
+            let Some(f) = fields(cx, item, "a `secrets` entry", &["value"]) else {
+                continue;
+            };
+            let Some(value) = f.req_string(cx, "value", "value: \"${env.SMTP_PASSWORD}\"") else {
+                continue;
+            };
+            if value.is_empty() {
+                cx.error(item.pos, "an empty secret", "give the value to redact");
+                continue;
+            }
+            scope.check(cx, item);
+            out.push(Secret::Value(value));
+            continue;
+        }
+        let Some(name) = super::read::string(cx, item, "secrets") else {
+            continue;
+        };
+        if !scope.saved.contains(&name) {
+            let known: Vec<&str> = scope.saved.iter().map(String::as_str).collect();
+            let guess = super::read::closest(&name, &known)
+                .map(|k| format!("did you mean `{k}`? "))
+                .unwrap_or_default();
+            cx.error(
+                item.pos,
+                format!("secret `{name}` is not a var or a saved value of this scenario"),
+                format!("{guess}a value itself is written `{{ value: \"...\" }}`"),
+            );
+            continue;
+        }
+        out.push(Secret::Name(name));
     }
     out
 }

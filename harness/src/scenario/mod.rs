@@ -15,8 +15,10 @@
 //! names the step kind") give "data did not match any variant" messages.
 
 mod cases;
+mod computed;
 mod file;
 pub mod model;
+mod ops;
 mod read;
 pub mod run;
 mod schema;

@@ -41,6 +41,8 @@ pub struct Scenario {
     /// Runs alone (chaos scenarios).
     pub exclusive: bool,
     pub timeout: Option<Duration>,
+    /// Values redacted from everything the run prints or writes (`secrets:`).
+    pub secrets: Vec<Secret>,
     /// Run first; then the steps of the included files, then `steps`.
     pub setup: Vec<Step>,
     pub steps: Vec<Step>,
@@ -67,6 +69,17 @@ pub struct SkipIf {
     pub lacks: Vec<Need>,
     /// Why, in the scenario author's words.
     pub because: String,
+}
+
+/// One entry of `secrets:`: what is redacted, in every encoding (see
+/// `scenarios/README.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Secret {
+    /// A `vars:` entry or a saved value, by name: its value when known.
+    Name(String),
+    /// A value (`{ value: "..." }`), a template expanded when the run starts
+    /// (`{ value: "${env.SMTP_PASSWORD}" }`).
+    Value(String),
 }
 
 /// A shared step file and its steps.
@@ -107,11 +120,20 @@ pub struct Step {
     pub pos: Pos,
     /// `timeout: 5s` beside the kind: the step fails when it takes longer.
     pub timeout: Option<Duration>,
+    /// `name:` beside the kind: what the step is for, shown in progress,
+    /// failures and reports.
+    pub name: Option<String>,
+    /// `because:` beside the kind: printed with the step's failure.
+    pub because: Option<String>,
     pub kind: StepKind,
 }
 
 /// What a step does.
 #[derive(Debug, Clone, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "steps are decoded once per file and borrowed while they run, never moved in bulk"
+)]
 pub enum StepKind {
     Http(HttpStep),
     Ws(WsStep),
@@ -146,7 +168,11 @@ impl StepKind {
     pub fn needs(&self) -> Option<Need> {
         match self {
             StepKind::Http(_) | StepKind::Ws(_) | StepKind::Sleep(_) => None,
-            StepKind::Eventually(e) => e.step.kind.needs(),
+            StepKind::Eventually(e) => e
+                .step
+                .kind
+                .needs()
+                .or_else(|| e.fail_fast_on.as_ref()?.kind.needs()),
             StepKind::Sql(_) => Some(Need::Database),
             StepKind::Redis(_) => Some(Need::Redis),
             StepKind::Mock(m) => Some(Need::Mock(m.mock().to_owned())),
@@ -210,15 +236,53 @@ pub struct HttpStep {
 pub struct Request {
     pub method: String,
     pub path: String,
+    /// `query:` pairs in file order, appended URL-encoded to `path` (a list
+    /// value gives the name once per item).
+    pub query: Vec<(String, String)>,
     pub json: Option<serde_json::Value>,
+    /// A body other than JSON (at most one of `json` and `body`).
+    pub body: Option<Body>,
     pub headers: BTreeMap<String, String>,
+    /// `cookies:` sent as one `cookie` header.
+    pub cookies: Vec<(String, String)>,
+}
+
+/// A request body other than JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// `form:`, sent as `application/x-www-form-urlencoded`.
+    Form(Vec<(String, String)>),
+    /// `multipart:`, sent as `multipart/form-data`.
+    Multipart(Vec<Part>),
+    /// `body:` with its `content-type:`, sent as written.
+    Raw { text: String, content_type: String },
+}
+
+/// One part of a multipart body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    pub name: String,
+    pub content: PartContent,
+    pub filename: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// Where a part's content comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PartContent {
+    /// Text written in the file (`${...}` expanded).
+    Text(String),
+    /// A file's bytes, the path resolved against the scenario file's directory.
+    File(PathBuf),
 }
 
 /// What a response must be; `json` matches as a subset.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct HttpExpect {
     pub status: Option<u16>,
-    pub headers: BTreeMap<String, String>,
+    /// Header name → text (a trailing `*` matches a prefix) or operators
+    /// (`{ $regex: ... }`, `$absent`), as JSON.
+    pub headers: BTreeMap<String, serde_json::Value>,
     pub json: Option<serde_json::Value>,
     pub json_schema: Option<serde_json::Value>,
     /// Texts the body must contain (for bodies that are not JSON, e.g. `/metrics`).
@@ -263,6 +327,12 @@ pub enum WsStep {
 pub struct EventuallyStep {
     pub within: Duration,
     pub step: Box<Step>,
+    /// `fail-fast-on:` a known-bad state: when this step passes while the
+    /// inner one still fails, the retrying stops at once with a failure.
+    pub fail_fast_on: Option<Box<Step>>,
+    /// `holds-for:` once the inner step passes, it must keep passing for
+    /// this long (checked again and again; the first failure fails it).
+    pub holds_for: Option<Duration>,
 }
 
 /// Who a query runs as.

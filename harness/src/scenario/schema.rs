@@ -107,18 +107,33 @@ pub fn schema() -> Value {
         { "type": "integer", "minimum": 100, "maximum": 599 },
         { "type": "string", "pattern": "^\\$\\{[A-Za-z_][A-Za-z0-9_-]*\\}$" },
     ] });
+    let pairs = json!({ "type": "object", "additionalProperties": { "oneOf": [text, { "type": "array", "items": text }] } });
+    let part = json!({ "oneOf": [text, { "type": "object", "additionalProperties": false,
+        "properties": { "file": text, "text": text, "filename": text, "content-type": text } }] });
     let request = obj(
         &["method", "path"],
         json!({
             "method": text, "path": text, "json": {}, "headers": headers,
+            "query": { "description": "Pairs appended URL-encoded to `path`; a list repeats the name.", "allOf": [pairs] },
+            "cookies": { "type": "object", "description": "Sent as one `cookie` header.", "additionalProperties": text },
+            "form": { "description": "An application/x-www-form-urlencoded body (one body per request).", "allOf": [pairs] },
+            "multipart": { "type": "object", "description": "A multipart/form-data body: a part is text, or { file (relative to the scenario file) | text, filename, content-type }.",
+                "additionalProperties": part },
+            "body": { "type": "string", "description": "A raw body; needs `content-type`." },
+            "content-type": text,
         }),
     );
+    let expected = json!({ "$ref": "#/$defs/expected" });
+    let operator = json!({ "type": "object", "minProperties": 1,
+        "propertyNames": { "enum": ["$regex", "$gt", "$gte", "$lt", "$lte", "$len", "$type", "$one-of"] } });
+    let header_expect =
+        json!({ "type": "object", "additionalProperties": { "anyOf": [text, operator] } });
     let http = obj(
         &["service", "request"],
         json!({
             "service": text, "tenant": text, "app": text,
             "request": request,
-            "expect": obj(&[], json!({ "status": status, "headers": headers, "json": {}, "json-schema": {},
+            "expect": obj(&[], json!({ "status": status, "headers": header_expect, "json": expected, "json-schema": {},
                 "body-contains": { "oneOf": [text, { "type": "array", "items": text }] } })),
             "save": { "type": "object", "additionalProperties": { "type": "string", "pattern": "^\\$" } },
         }),
@@ -135,7 +150,7 @@ pub fn schema() -> Value {
             "expect",
             obj(
                 &["event", "within"],
-                json!({ "expect": text, "event": text, "within": duration, "data": {}, "envelope": {} }),
+                json!({ "expect": text, "event": text, "within": duration, "data": expected, "envelope": expected }),
             ),
         ),
         (
@@ -212,11 +227,21 @@ pub fn schema() -> Value {
         "sql": { "$ref": "#/$defs/sql" }, "redis": { "$ref": "#/$defs/redis" },
         "mock": { "$ref": "#/$defs/mock" },
     });
+    let label = json!({ "type": "string", "minLength": 1, "pattern": "^[^\\n]*$" });
+    let because = json!({ "type": "string", "minLength": 1,
+        "description": "Printed with the step's failure: why the check matters." });
     let eventually = {
         let mut props = kinds.clone();
         props["within"] = duration.clone();
+        props["holds-for"] = json!({ "$ref": "#/$defs/duration",
+            "description": "Once the step passes, it must keep passing for this long (checked again and again)." });
+        let mut condition = kinds.clone();
+        condition["name"] = label;
+        props["fail-fast-on"] = json!({ "type": "object", "additionalProperties": false,
+            "minProperties": 1, "maxProperties": 2, "properties": condition,
+            "description": "A known-bad state: when this step passes while the retried one fails, the retrying stops with a failure." });
         json!({ "type": "object", "additionalProperties": false, "required": ["within"],
-                "minProperties": 2, "maxProperties": 2, "properties": props })
+                "minProperties": 2, "maxProperties": 4, "properties": props })
     };
     let step = {
         let mut props = kinds;
@@ -224,7 +249,10 @@ pub fn schema() -> Value {
         props["chaos"] = json!({ "$ref": "#/$defs/chaos" });
         props["sleep"] = duration.clone();
         props["timeout"] = duration.clone();
-        json!({ "type": "object", "additionalProperties": false, "minProperties": 1, "maxProperties": 2, "properties": props })
+        props["name"] = json!({ "type": "string", "minLength": 1, "pattern": "^[^\\n]*$",
+            "description": "What the step is for: shown in progress, failures, JUnit and HTML reports." });
+        props["because"] = because;
+        json!({ "type": "object", "additionalProperties": false, "minProperties": 1, "maxProperties": 4, "properties": props })
     };
     let steps = json!({ "type": "array", "items": { "$ref": "#/$defs/step" } });
     let names = json!({ "type": "array", "items": { "type": "string" } });
@@ -232,7 +260,7 @@ pub fn schema() -> Value {
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "tekup-harness scenario",
-        "description": "A scenario file (scenarios/README.md). Strings may hold ${name}, ${env.X}, ${uuid}, ${email}, ${now}, tenant references and cross-app tokens minted at each use (${cross-app-token:iss=flow-api,aud=crm-api,sub=acme,scope=read:contacts}).",
+        "description": "A scenario file (scenarios/README.md). Strings may hold ${name}, ${env.X}, ${uuid}, ${email}, ${now}, ${now+5m} (s, m, h, d; :unix for epoch seconds), ${base64:text} (may hold references; base64url: for the URL-safe alphabet), tenant references and cross-app tokens minted at each use (${cross-app-token:iss=flow-api,aud=crm-api,sub=acme,scope=read:contacts}).",
         "type": "object",
         "additionalProperties": false,
         "required": ["name", "steps"],
@@ -242,6 +270,9 @@ pub fn schema() -> Value {
             "tags": names,
             "tenants": names,
             "vars": { "type": "object" },
+            "secrets": { "type": "array", "description": "Redacted from everything the run prints or writes, also base64- and URL-encoded: names of vars or saved values, or { value: ... }.",
+                "items": { "oneOf": [ { "type": "string" },
+                    obj(&["value"], json!({ "value": { "type": "string", "minLength": 1 } })) ] } },
             "include": names,
             "exclusive": { "type": "boolean" },
             "timeout": duration,
@@ -253,7 +284,8 @@ pub fn schema() -> Value {
             "skip-if": data_driven["skip-if"],
         },
         "$defs": {
-            "text": text, "step": step, "http": http, "ws": ws, "sql": sql,
+            "expected": { "description": "An expected value, matched as a subset. Operators: { $regex: \"^lead_\" }, { $gt|$gte|$lt|$lte: number or RFC 3339 time }, { $len: n or { $gte: n } }, { $type: string|number|integer|boolean|null|array|object }, { $one-of: [a, b] }, { $exact: {...} or [...] }; the words $absent (key must not be there) and $any; `$$` escapes a literal `$` key or word (scenarios/README.md, Operators)." },
+            "text": text, "duration": duration, "step": step, "http": http, "ws": ws, "sql": sql,
             "redis": redis, "mock": mock, "chaos": chaos,
         },
     })

@@ -20,7 +20,7 @@ pub(crate) const PREFIX: &str = "cross-app-token:";
 /// The hint of every error about a token reference.
 pub(crate) const HINT: &str =
     "write `${cross-app-token:iss=flow-api,aud=crm-api,sub=acme,scope=read:contacts}` \
-     (options iss, aud, sub, scope, lifetime, forged)";
+     (options iss or app, aud or audience, sub or tenant, scope, lifetime, forged)";
 
 /// The claims a reference asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,9 +62,9 @@ fn parse_options(options: &str) -> Result<TokenSpec, String> {
                 spec.forged = true;
                 continue;
             }
-            ("iss", Some(_)) => &mut spec.iss,
-            ("aud", Some(_)) => &mut spec.aud,
-            ("sub", Some(_)) => &mut spec.sub,
+            ("iss" | "app", Some(_)) => &mut spec.iss,
+            ("aud" | "audience", Some(_)) => &mut spec.aud,
+            ("sub" | "tenant", Some(_)) => &mut spec.sub,
             ("scope", Some(_)) => &mut spec.scope,
             ("lifetime", Some(v)) => {
                 spec.lifetime = Some(parse_duration(v).map_err(|e| format!("lifetime: {e}"))?);
@@ -74,6 +74,11 @@ fn parse_options(options: &str) -> Result<TokenSpec, String> {
             (_, None) => return Err(format!("option `{key}` needs a value (`{key}=...`)")),
             (_, Some(_)) => return Err(format!("unknown option `{key}`")),
         };
+        if !slot.is_empty() {
+            return Err(format!(
+                "`{key}` is given twice (`app` is `iss`, `audience` is `aud`, `tenant` is `sub`)"
+            ));
+        }
         *slot = value.unwrap_or_default().to_owned();
     }
     for (name, value) in [("iss", &spec.iss), ("aud", &spec.aud), ("sub", &spec.sub)] {
@@ -105,6 +110,23 @@ mod tests {
             }
         );
         assert_eq!(parse("email"), None);
+    }
+
+    #[test]
+    fn app_audience_and_tenant_name_the_claims_too() {
+        let spec = parse("cross-app-token:app=flow-api,audience=crm-api,tenant=acme,lifetime=30s")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (spec.iss.as_str(), spec.aud.as_str(), spec.sub.as_str()),
+            ("flow-api", "crm-api", "acme")
+        );
+        assert_eq!(
+            parse("cross-app-token:app=a,iss=b,aud=c,sub=d")
+                .unwrap()
+                .unwrap_err(),
+            "`iss` is given twice (`app` is `iss`, `audience` is `aud`, `tenant` is `sub`)"
+        );
     }
 
     #[test]

@@ -8,11 +8,15 @@
 //! starts), a `vars:` entry, a name saved by an earlier step, or a
 //! cross-app token minted at each use
 //! (`${cross-app-token:iss=flow-api,aud=crm-api,sub=acme,scope=read:contacts}`,
-//! see `scenario::token`).
+//! see `scenario::token`), or a value computed at each use: a time
+//! relative to now (`${now+5m}`, `${now-1h:unix}`) or the base64 of a text
+//! (`${base64:user:${password}}`, see `scenario::computed`). Braces nest,
+//! so a reference's argument may hold references.
 //! `$${` writes a literal `${`.
 
 use std::collections::BTreeSet;
 
+use super::computed::Computed;
 use super::read::{closest, Cx};
 use super::yaml::{Node, Value};
 
@@ -49,7 +53,21 @@ pub(crate) fn pieces(text: &str) -> Result<Vec<Piece<'_>>, String> {
         }
         out.push(Piece::Text(&rest[..at]));
         let after = &rest[at + 2..];
-        let Some(end) = after.find('}') else {
+        // Braces nest, so a reference may hold references
+        // (`${base64:user:${password}}`).
+        let mut depth = 0usize;
+        let Some(end) = after.char_indices().find_map(|(i, c)| match c {
+            '{' => {
+                depth += 1;
+                None
+            }
+            '}' if depth == 0 => Some(i),
+            '}' => {
+                depth -= 1;
+                None
+            }
+            _ => None,
+        }) else {
             return Err("unterminated `${` (no closing `}`)".to_owned());
         };
         out.push(Piece::Ref(after[..end].trim()));
@@ -99,21 +117,40 @@ impl Scope {
                 ),
                 Ok(names) => {
                     for name in &names {
-                        match super::token::parse(name) {
-                            Some(Ok(_)) => {}
-                            Some(Err(e)) => cx.error(
-                                node.pos,
-                                format!("`${{{name}}}`: {e}"),
-                                super::token::HINT,
-                            ),
-                            None if !self.defines(name) => self.undefined(cx, node, name),
-                            None => {}
-                        }
+                        self.check_ref(cx, node, name);
                     }
                 }
             },
             Value::Seq(items) => items.iter().for_each(|n| self.check(cx, n)),
             Value::Map(entries) => entries.iter().for_each(|(_, v)| self.check(cx, v)),
+        }
+    }
+
+    /// Checks one reference (and those inside a computed value's argument).
+    fn check_ref(&self, cx: &mut Cx<'_>, node: &Node, name: &str) {
+        if let Some(spec) = super::token::parse(name) {
+            if let Err(e) = spec {
+                cx.error(node.pos, format!("`${{{name}}}`: {e}"), super::token::HINT);
+            }
+            return;
+        }
+        match super::computed::parse(name) {
+            Some(Err(e)) => cx.error(
+                node.pos,
+                format!("`${{{name}}}`: {e}"),
+                super::computed::HINT,
+            ),
+            Some(Ok(Computed::Base64 { of, .. })) => match references(of) {
+                Ok(inner) => inner.iter().for_each(|n| self.check_ref(cx, node, n)),
+                Err(message) => cx.error(
+                    node.pos,
+                    format!("`${{{name}}}`: {message}"),
+                    super::computed::HINT,
+                ),
+            },
+            Some(Ok(Computed::Now { .. })) => {}
+            None if !self.defines(name) => self.undefined(cx, node, name),
+            None => {}
         }
     }
 

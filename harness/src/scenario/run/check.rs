@@ -7,24 +7,74 @@
 //! - an array matches when each expected element matches a different
 //!   element of the actual array, in any order (extra elements ignored);
 //!   an empty expected array `[]` matches only an empty array;
-//! - numbers compare by value (`1` matches `1.0`); everything else by equality.
+//! - numbers compare by value (`1` matches `1.0`); everything else by equality;
+//! - operators (`{ $regex: ... }`, `$absent`, `{ $exact: ... }`, see
+//!   `scenario::ops`) are evaluated in `super::ops`.
 
 use serde_json::Value;
 
+use super::ops;
+use crate::scenario::ops::{key_kind, literal_text};
+
 /// Where `expected` is not a subset of `got`, as `$.path: reason`; `None` when it is.
 pub(crate) fn subset(expected: &Value, got: &Value) -> Option<String> {
-    mismatch(expected, got, "$")
+    mismatch(expected, got, "$", Mode::Subset)
 }
 
-fn mismatch(expected: &Value, got: &Value, at: &str) -> Option<String> {
+/// How far an expected object or array must agree with what came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Extra keys and elements are ignored; elements in any order.
+    Subset,
+    /// The same keys, the same elements in the same order (`$exact`, SQL cells).
+    Exact,
+}
+
+/// Where `got` (at the path `at`) does not match `expected`, operators
+/// included (`super::ops`).
+pub(crate) fn mismatch(expected: &Value, got: &Value, at: &str, mode: Mode) -> Option<String> {
+    if let Some(operators) = ops::operators(expected) {
+        return operators
+            .iter()
+            .find_map(|(op, arg)| ops::apply(op, arg, got, at, mode));
+    }
     match (expected, got) {
-        (Value::Object(want), Value::Object(have)) => want.iter().find_map(|(k, w)| {
-            let path = format!("{at}.{k}");
-            match have.get(k) {
-                None => Some(format!("{path}: missing (expected {})", short(w))),
-                Some(h) => mismatch(w, h, &path),
+        (Value::String(w), _) if w == "$any" => None,
+        (Value::String(w), h) if w == "$absent" => {
+            Some(format!("{at}: expected absent ($absent), got {}", short(h)))
+        }
+        (Value::Object(want), Value::Object(have)) => {
+            let named = |k: &str| key_kind(k).unwrap_or_else(|literal| literal).to_owned();
+            let missing = want.iter().find_map(|(k, w)| {
+                let key = named(k);
+                let path = format!("{at}.{key}");
+                match have.get(&key) {
+                    None if w == "$absent" => None,
+                    None => Some(format!("{path}: missing (expected {})", short(w))),
+                    Some(h) => mismatch(w, h, &path, mode),
+                }
+            });
+            if missing.is_some() || mode == Mode::Subset {
+                return missing;
             }
-        }),
+            let wanted: Vec<String> = want.keys().map(|k| named(k)).collect();
+            have.iter()
+                .find(|(k, _)| !wanted.contains(k))
+                .map(|(k, v)| format!("{at}: unexpected key `{k}` ($exact), with {}", short(v)))
+        }
+        (Value::Array(want), Value::Array(have)) if mode == Mode::Exact => {
+            if want.len() != have.len() {
+                return Some(format!(
+                    "{at}: expected {} ($exact), got {}",
+                    plural(want.len(), "element"),
+                    have.len()
+                ));
+            }
+            want.iter()
+                .zip(have)
+                .enumerate()
+                .find_map(|(i, (w, h))| mismatch(w, h, &format!("{at}[{i}]"), mode))
+        }
         (Value::Array(want), Value::Array(have)) if want.is_empty() && !have.is_empty() => {
             Some(format!(
                 "{at}: expected an empty array, got {}",
@@ -37,7 +87,7 @@ fn mismatch(expected: &Value, got: &Value, at: &str) -> Option<String> {
                 let found = have
                     .iter()
                     .enumerate()
-                    .find(|(j, h)| !used[*j] && mismatch(w, h, at).is_none());
+                    .find(|(j, h)| !used[*j] && mismatch(w, h, at, mode).is_none());
                 match found {
                     Some((j, _)) => used[j] = true,
                     None => {
@@ -52,20 +102,63 @@ fn mismatch(expected: &Value, got: &Value, at: &str) -> Option<String> {
             None
         }
         (Value::Number(a), Value::Number(b)) if a.as_f64() == b.as_f64() => None,
+        (Value::String(w), Value::String(h)) if literal_text(w) == h => None,
         (w, h) if w == h => None,
+        (Value::String(w), h) => Some(format!(
+            "{at}: expected {}, got {}",
+            short(&Value::from(literal_text(w))),
+            short(h)
+        )),
         (w, h) => Some(format!("{at}: expected {}, got {}", short(w), short(h))),
     }
 }
 
-/// Two values equal as SQL cells: numbers by value, else by equality.
-pub(crate) fn same_cell(expected: &Value, got: &Value) -> bool {
+/// Where an SQL cell differs from its expectation: numbers by value (also
+/// a count written as text), objects and arrays (`jsonb`) exactly, and
+/// operators as everywhere else.
+pub(crate) fn cell(expected: &Value, got: &Value, at: &str) -> Option<String> {
     match (expected, got) {
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        // A count written as a string in YAML, or a uuid/text compared to a string.
-        (Value::String(a), Value::Number(b)) | (Value::Number(b), Value::String(a)) => {
-            a.parse::<f64>().ok() == b.as_f64()
+        (Value::String(a), Value::Number(b)) | (Value::Number(b), Value::String(a))
+            if a.parse::<f64>().ok() == b.as_f64() =>
+        {
+            None
         }
-        _ => expected == got,
+        _ => mismatch(expected, got, at, Mode::Exact),
+    }
+}
+
+/// Where a response header differs from its expectation: text (a trailing
+/// `*` matches a prefix), `$absent`, `$any`, or operators on its value.
+pub(crate) fn header(name: &str, want: &Value, got: Option<&str>) -> Option<String> {
+    let want = match want {
+        Value::Number(_) | Value::Bool(_) => Value::String(want.to_string()),
+        other => other.clone(),
+    };
+    match (&want, got) {
+        (Value::String(w), None) if w == "$absent" => None,
+        (Value::String(w), Some(v)) if w == "$absent" => Some(format!(
+            "header `{name}`: expected absent ($absent), got `{v}`"
+        )),
+        (Value::String(w), None) => Some(format!(
+            "header `{name}` is missing (expected `{}`)",
+            literal_text(w)
+        )),
+        (Value::String(w), Some(_)) if w == "$any" => None,
+        (Value::String(w), Some(v)) => {
+            let w = literal_text(w);
+            let prefix = w.strip_suffix('*').is_some_and(|p| v.starts_with(p));
+            (v != w && !prefix).then(|| format!("header `{name}`: expected `{w}`, got `{v}`"))
+        }
+        (w, None) => Some(format!(
+            "header `{name}` is missing (expected {})",
+            short(w)
+        )),
+        (w, Some(v)) => mismatch(
+            w,
+            &Value::String(v.to_owned()),
+            &format!("header `{name}`"),
+            Mode::Subset,
+        ),
     }
 }
 
@@ -104,9 +197,13 @@ pub(crate) fn diff(expected: &Value, got: &Value) -> String {
 /// keys; arrays keep, for each expected element, its closest match.
 fn project(expected: &Value, got: &Value) -> Value {
     match (expected, got) {
+        (w, h) if ops::operators(w).is_some() => h.clone(),
         (Value::Object(want), Value::Object(have)) => Value::Object(
             want.iter()
-                .filter_map(|(k, w)| have.get(k).map(|h| (k.clone(), project(w, h))))
+                .filter_map(|(k, w)| {
+                    let key = key_kind(k).unwrap_or_else(|literal| literal);
+                    have.get(key).map(|h| (key.to_owned(), project(w, h)))
+                })
                 .collect(),
         ),
         (Value::Array(want), Value::Array(have)) if !have.is_empty() => {
@@ -118,7 +215,7 @@ fn project(expected: &Value, got: &Value) -> Value {
                 }
                 let best = left
                     .iter()
-                    .position(|h| mismatch(w, h, "$").is_none())
+                    .position(|h| mismatch(w, h, "$", Mode::Subset).is_none())
                     .unwrap_or(0);
                 out.push(project(w, left.remove(best)));
             }
@@ -246,9 +343,15 @@ mod tests {
     fn numbers_compare_by_value() {
         assert_eq!(subset(&json!(1), &json!(1.0)), None);
         assert!(subset(&json!(1), &json!("1")).is_some());
-        assert!(same_cell(&json!(1), &json!(1.0)));
-        assert!(same_cell(&json!("3"), &json!(3)));
-        assert!(!same_cell(&json!("a"), &json!(3)));
+        assert_eq!(cell(&json!(1), &json!(1.0), "c"), None);
+        assert_eq!(cell(&json!("3"), &json!(3), "c"), None);
+        assert!(cell(&json!("a"), &json!(3), "c").is_some());
+        assert_eq!(cell(&json!({ "$gt": 2 }), &json!(3), "c"), None);
+        let e = cell(&json!({ "a": 1 }), &json!({ "a": 1, "b": 2 }), "c").unwrap();
+        assert_eq!(
+            e, "c: unexpected key `b` ($exact), with 2",
+            "jsonb cells compare exactly"
+        );
     }
 
     #[test]

@@ -97,19 +97,32 @@ impl Run<'_> {
                             .collect::<Result<_, _>>()
                     })
                     .collect::<Result<_, _>>()?;
-                let same = want.len() == rows.len()
-                    && want.iter().zip(&rows).all(|(w, g)| {
-                        w.len() == g.len() && w.iter().zip(g).all(|(a, b)| check::same_cell(a, b))
-                    });
-                if same {
+                let first_difference = if want.len() == rows.len() {
+                    want.iter().zip(&rows).enumerate().find_map(|(i, (w, g))| {
+                        if w.len() != g.len() {
+                            return Some(format!(
+                                "row {}: {} column(s) expected, {} returned",
+                                i + 1,
+                                w.len(),
+                                g.len()
+                            ));
+                        }
+                        w.iter().zip(g).enumerate().find_map(|(j, (a, b))| {
+                            check::cell(a, b, &format!("row {} column {}", i + 1, j + 1))
+                        })
+                    })
+                } else {
+                    Some(String::new())
+                };
+                let Some(why) = first_difference else {
                     return Ok(());
-                }
+                };
                 let as_json = |r: &[Vec<Value>]| {
                     Value::from(r.iter().cloned().map(Value::from).collect::<Vec<_>>())
                 };
                 let what = if want.len() == rows.len() {
                     format!(
-                        "the query's {} row(s) differ from the expected ones",
+                        "the query's {} row(s) differ from the expected ones: {why}",
                         rows.len()
                     )
                 } else {

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::check;
 use super::ws::{Conn, Observer};
+use super::{body, check};
 use super::{Run, StepError};
 use crate::report::{Message, MessageKind};
 use crate::scenario::model::{HttpExpect, HttpStep, WsStep};
@@ -47,7 +47,11 @@ impl Run<'_> {
             .clone();
         self.involved.insert(step.service.clone());
         let path = self.values.text(&step.request.path)?;
-        let url = format!("{}{}", base.trim_end_matches('/'), path);
+        let url = body::url(
+            &self.values,
+            &format!("{}{}", base.trim_end_matches('/'), path),
+            &step.request.query,
+        )?;
         let method = reqwest::Method::from_bytes(step.request.method.as_bytes())
             .map_err(|_| format!("`{}` is not an HTTP method", step.request.method))?;
         let mut headers: Vec<(String, String)> = Vec::new();
@@ -66,6 +70,16 @@ impl Run<'_> {
         }
         let correlation = self.correlation_id();
         headers.push(("x-correlation-id".into(), correlation.clone()));
+        if let Some(cookie) = body::cookie(&self.values, &step.request.cookies)? {
+            headers.push(("cookie".into(), cookie));
+        }
+        let encoded = match &step.request.body {
+            Some(b) => Some(body::encode(&self.values, b).await?),
+            None => None,
+        };
+        if let Some(encoded) = &encoded {
+            headers.push(("content-type".into(), encoded.content_type.clone()));
+        }
         for (name, value) in &step.request.headers {
             let value = self.values.text(value)?;
             let name = name.to_ascii_lowercase();
@@ -78,13 +92,20 @@ impl Run<'_> {
             .as_ref()
             .map(|j| self.values.json(j))
             .transpose()?;
-        let request_text = request_text(&method, &url, &headers, body.as_ref());
+        let shown = match (&body, &encoded) {
+            (Some(json), _) => Some(serde_json::to_string_pretty(json).unwrap_or_default()),
+            (None, Some(e)) => Some(String::from_utf8_lossy(&e.bytes).into_owned()),
+            (None, None) => None,
+        };
+        let request_text = request_text(&method, &url, &headers, shown.as_deref());
         let mut request = self.runner.http.request(method.clone(), &url);
         for (name, value) in &headers {
             request = request.header(name.as_str(), value.as_str());
         }
         if let Some(body) = &body {
             request = request.json(body);
+        } else if let Some(encoded) = encoded {
+            request = request.body(encoded.bytes);
         }
         let target = step.service.clone();
         self.observe(Message {
@@ -194,27 +215,13 @@ impl Run<'_> {
             }
         }
         for (name, want) in &expect.headers {
-            let want = self.values.text(want).map_err(|e| (e, None))?;
+            let want = self.values.json(want).map_err(|e| (e, None))?;
             let got = headers
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.as_str());
-            match got {
-                Some(v)
-                    if v == want
-                        || (want.ends_with('*') && v.starts_with(&want[..want.len() - 1])) => {}
-                Some(v) => {
-                    return Err((
-                        format!("header `{name}`: expected `{want}`, got `{v}`"),
-                        None,
-                    ))
-                }
-                None => {
-                    return Err((
-                        format!("header `{name}` is missing (expected `{want}`)"),
-                        None,
-                    ))
-                }
+            if let Some(why) = check::header(name, &want, got) {
+                return Err((why, None));
             }
         }
         if let Some(want) = &expect.json {
@@ -364,7 +371,7 @@ fn request_text(
     method: &reqwest::Method,
     url: &str,
     headers: &[(String, String)],
-    body: Option<&Value>,
+    body: Option<&str>,
 ) -> String {
     let mut out = format!("{method} {url}\n");
     for (name, value) in headers {
@@ -372,7 +379,7 @@ fn request_text(
     }
     if let Some(body) = body {
         out.push('\n');
-        out.push_str(&serde_json::to_string_pretty(body).unwrap_or_default());
+        out.push_str(&check::cut(body.to_owned(), BODY_LIMIT));
         out.push('\n');
     }
     out

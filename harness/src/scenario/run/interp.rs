@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::platform::token::Claims;
+use crate::scenario::computed::{self, Computed};
+use crate::scenario::model::Secret;
 use crate::scenario::token::{self, TokenSpec};
 use crate::scenario::vars::{map_strings, pieces, Piece};
 
@@ -31,6 +33,8 @@ pub(crate) struct Values {
     pub(crate) peers: BTreeMap<String, String>,
     /// The ecosystem file's `[vars]` (`${vars.admin-token}`).
     pub(crate) ecosystem: BTreeMap<String, String>,
+    /// The scenario's `secrets:`.
+    pub(crate) declared: Vec<Secret>,
 }
 
 impl Values {
@@ -54,6 +58,17 @@ impl Values {
                 ))
             }
             _ => {}
+        }
+        match computed::parse(name) {
+            Some(Err(e)) => return Err(format!("`${{{name}}}`: {e}")),
+            Some(Ok(Computed::Now { offset_secs, unix })) => {
+                return Ok(computed::time(chrono::Utc::now(), offset_secs, unix))
+            }
+            Some(Ok(Computed::Base64 { url_safe, of })) => {
+                let text = self.text(of)?;
+                return Ok(Value::String(computed::encode(text.as_bytes(), url_safe)));
+            }
+            None => {}
         }
         if let Some(spec) = token::parse(name) {
             return self
@@ -174,18 +189,31 @@ impl Values {
         })
     }
 
-    /// Every secret the run knows (tenant keys, and the ecosystem file's
-    /// vars that look like secrets), to redact from output.
+    /// Every secret the run knows, to redact from output: tenant keys, the
+    /// ecosystem file's vars that look like secrets, and the scenario's
+    /// `secrets:` (a named one once it has a value; a value expanded now).
+    /// Each as written; the forms it may take on the way out (base64,
+    /// URL encoding) are added by `output::Redactor`.
     pub(crate) fn secrets(&self) -> Vec<String> {
-        let secret_vars = self.ecosystem.iter().filter(|(k, _)| {
+        let secret_vars = self.ecosystem.iter().filter(|(k, v)| {
             ["token", "secret", "password", "key"]
                 .iter()
                 .any(|w| k.contains(w))
+                && v.len() >= 8
+        });
+        let declared = self.declared.iter().filter_map(|s| match s {
+            Secret::Name(name) => self.saved.get(name).map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }),
+            Secret::Value(text) => self.text(text).ok(),
         });
         self.tenants
             .values()
             .map(|t| t.key.clone())
             .chain(secret_vars.map(|(_, v)| v.clone()))
+            .chain(declared)
+            .filter(|s| !s.is_empty())
             .collect()
     }
 }
@@ -280,6 +308,50 @@ mod tests {
         );
         let e = v.text("${env.TEKUP_SURELY_NOT_SET_42}").unwrap_err();
         assert!(e.contains("TEKUP_SURELY_NOT_SET_42 is not set"), "{e}");
+    }
+
+    #[test]
+    fn computed_values_are_made_at_each_use() {
+        let v = values();
+        let before = chrono::Utc::now();
+        let soon = v.text("${now+5m}").unwrap();
+        let soon = chrono::DateTime::parse_from_rfc3339(&soon)
+            .unwrap()
+            .to_utc();
+        let after = chrono::Utc::now();
+        // Shown to the millisecond.
+        let before = before - chrono::TimeDelta::milliseconds(1);
+        assert!(soon >= before + chrono::TimeDelta::minutes(5), "{soon}");
+        assert!(soon <= after + chrono::TimeDelta::minutes(5), "{soon}");
+        let past = v.json(&json!("${now-1h:unix}")).unwrap();
+        let past = past
+            .as_i64()
+            .expect("a whole `:unix` reference is a number");
+        assert!((before.timestamp() - 3600 - past).abs() <= 1, "{past}");
+        assert_eq!(
+            v.text("${base64:ada:lovelace}").unwrap(),
+            "YWRhOmxvdmVsYWNl"
+        );
+        assert_eq!(
+            v.text("Basic ${base64:${lead}:${acme.key}}").unwrap(),
+            "Basic TC0xOnRrX2Ffc2VjcmV0",
+            "of `L-1:tk_a_secret`"
+        );
+        assert_eq!(v.text("${base64url:\u{fb}\u{ff}}").unwrap(), "w7vDvw");
+        assert!(v.text("${base64:${nope}}").unwrap_err().contains("nope"));
+    }
+
+    #[test]
+    fn declared_secrets_are_secrets_once_known() {
+        let mut v = values();
+        v.declared = vec![
+            Secret::Name("password".into()),
+            Secret::Value("lit-${lead}".into()),
+        ];
+        assert!(v.secrets().contains(&"lit-L-1".to_owned()));
+        assert!(!v.secrets().iter().any(|s| s.is_empty()));
+        v.saved.insert("password".into(), json!("hunter2-pw"));
+        assert!(v.secrets().contains(&"hunter2-pw".to_owned()));
     }
 
     #[test]

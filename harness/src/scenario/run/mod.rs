@@ -15,11 +15,13 @@
 //!   sequence diagram and to wake `eventually` without fixed polling;
 //! - `output`: a failure as text for a terminal.
 
+mod body;
 mod check;
 mod effects;
 mod http;
 mod interp;
 mod observe;
+mod ops;
 mod output;
 pub(crate) mod queue;
 mod sql;
@@ -33,6 +35,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 pub use output::failure_text;
+pub(crate) use output::redact;
 pub(crate) use suite::build_binaries;
 pub use suite::{witness_entry, Finished, Suite};
 
@@ -364,6 +367,7 @@ impl<'r> Run<'r> {
                 components: runner.components.clone(),
                 peers: runner.peers.clone(),
                 ecosystem: runner.eco.file().vars.clone(),
+                declared: scenario.secrets.clone(),
                 ..Values::default()
             },
             conns: BTreeMap::new(),
@@ -483,6 +487,7 @@ impl<'r> Run<'r> {
             index,
             section,
             kind: step.kind.name().to_owned(),
+            name: step.name.clone(),
             label,
             location: at.clone(),
             status,
@@ -494,8 +499,14 @@ impl<'r> Run<'r> {
         match result {
             Ok(()) => true,
             Err(e) => {
-                let message = e.message.clone();
+                let message = match &step.name {
+                    Some(name) => format!("{name}: {}", e.message),
+                    None => e.message.clone(),
+                };
                 self.fail(Some(index), at, message, e);
+                if let Some(f) = self.failure.as_mut().filter(|f| f.step == Some(index)) {
+                    f.because.clone_from(&step.because);
+                }
                 false
             }
         }
@@ -529,6 +540,8 @@ impl<'r> Run<'r> {
     /// Retries the inner step until it passes or `within` runs out. Between
     /// attempts it waits for something to happen (a bus event of the run's
     /// tenants, a WebSocket frame) or a short backoff, whichever is first.
+    /// After each failed attempt, a `fail-fast-on` step that passes stops
+    /// it at once; a pass is followed by the `holds-for` period.
     async fn eventually(&mut self, e: &EventuallyStep) -> (Result<(), StepError>, u32) {
         let deadline = tokio::time::Instant::now() + e.within;
         let mut backoff = Duration::from_millis(20);
@@ -541,8 +554,27 @@ impl<'r> Run<'r> {
             notified.as_mut().enable();
             let result = self.once(&e.step.kind).await;
             let Err(mut error) = result else {
-                return (Ok(()), attempts);
+                return match e.holds_for {
+                    None => (Ok(()), attempts),
+                    Some(period) => self.holds(&e.step, period, attempts).await,
+                };
             };
+            if let Some(bad) = &e.fail_fast_on {
+                // Its own result is not the step's: keep the note of the inner step.
+                let note = self.note.take();
+                let bad_holds = self.once(&bad.kind).await.is_ok();
+                self.note = note;
+                if bad_holds {
+                    let what = bad.name.clone().unwrap_or_else(|| label(&bad.kind));
+                    error.message = format!(
+                        "stopped after {attempts} attempt(s): the known-bad state `{what}` ({}) holds \
+                         (`fail-fast-on`); the step was still failing: {}",
+                        location(&bad.file, bad.pos.line),
+                        error.message
+                    );
+                    return (Err(error), attempts);
+                }
+            }
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 error.message = format!(
@@ -552,14 +584,61 @@ impl<'r> Run<'r> {
                 return (Err(error), attempts);
             }
             let wait = backoff.min(deadline - now);
-            let waited = Instant::now();
-            tokio::select! {
-                () = &mut notified => {}
-                () = tokio::time::sleep(wait) => {}
-            }
-            self.service += waited.elapsed();
+            self.wait_for_change(notified, wait).await;
             backoff = (backoff * 2).min(Duration::from_millis(500));
         }
+    }
+
+    /// `holds-for`: the step passed; it is checked again whenever
+    /// something happens or after a short backoff, and once more when the
+    /// period has passed. The clock only bounds the window: the verdict is
+    /// the checks', the first failing one fails the step.
+    async fn holds(
+        &mut self,
+        step: &Step,
+        period: Duration,
+        mut attempts: u32,
+    ) -> (Result<(), StepError>, u32) {
+        let started = tokio::time::Instant::now();
+        let end = started + period;
+        let mut backoff = Duration::from_millis(20);
+        let mut checks = 1;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= end {
+                return (Ok(()), attempts);
+            }
+            let changed = Arc::clone(&self.changed);
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            self.wait_for_change(notified, backoff.min(end - now)).await;
+            attempts += 1;
+            checks += 1;
+            if let Err(mut error) = self.once(&step.kind).await {
+                error.message = format!(
+                    "held for {:?} of its {period:?} (`holds-for`), then failed at check {checks}: {}",
+                    started.elapsed(),
+                    error.message
+                );
+                return (Err(error), attempts);
+            }
+            backoff = (backoff * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    /// Waits until something the run can observe happened, or `wait`.
+    async fn wait_for_change(
+        &mut self,
+        notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+        wait: Duration,
+    ) {
+        let waited = Instant::now();
+        tokio::select! {
+            () = notified => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+        self.service += waited.elapsed();
     }
 
     /// Creates a fresh tenant for every name of `tenants:`.
@@ -610,6 +689,7 @@ impl<'r> Run<'r> {
             step,
             location: at,
             message: output::redact(&message, &secrets),
+            because: None,
             diff: e.diff.map(|d| output::redact(&d, &secrets)),
             request: e.request.map(|r| output::redact(&r, &secrets)),
             response: e.response.map(|r| output::redact(&r, &secrets)),
@@ -682,7 +762,7 @@ impl<'r> Run<'r> {
                 }
             }
         }
-        ScenarioReport {
+        let mut report = ScenarioReport {
             name: self.scenario.name.clone(),
             file: self.scenario.file.display().to_string(),
             tags: self.scenario.tags.clone(),
@@ -699,7 +779,11 @@ impl<'r> Run<'r> {
             failure: self.failure,
             skip_reason: None,
             messages,
-        }
+        };
+        // Every writer (console, JUnit, JSON, HTML) renders this report:
+        // one pass here, with every secret the run came to know.
+        output::redact_report(&mut report, &self.values.secrets());
+        report
     }
 
     /// Adds a message to the sequence diagram.
@@ -743,7 +827,7 @@ impl<'r> Run<'r> {
 fn natural_wait(kind: &StepKind) -> Duration {
     use super::model::{ChaosStep, WsStep};
     match kind {
-        StepKind::Eventually(e) => e.within,
+        StepKind::Eventually(e) => e.within + e.holds_for.unwrap_or_default(),
         StepKind::Ws(WsStep::Expect { within, .. }) => *within,
         StepKind::Ws(WsStep::ExpectNone { duration, .. }) => *duration,
         StepKind::Sleep(d) => *d,
@@ -775,7 +859,23 @@ fn label(kind: &StepKind) -> String {
         ),
         StepKind::Ws(WsStep::Send { name, event, .. }) => format!("ws {name} sends {event}"),
         StepKind::Eventually(e) => {
-            format!("eventually within {:?}: {}", e.within, label(&e.step.kind))
+            let holds = e
+                .holds_for
+                .map(|d| format!(", holding for {d:?}"))
+                .unwrap_or_default();
+            let bad = e
+                .fail_fast_on
+                .as_ref()
+                .map(|b| {
+                    let what = b.name.clone().unwrap_or_else(|| label(&b.kind));
+                    format!(" (fails fast on: {what})")
+                })
+                .unwrap_or_default();
+            format!(
+                "eventually within {:?}{holds}: {}{bad}",
+                e.within,
+                label(&e.step.kind)
+            )
         }
         StepKind::Sql(s) => {
             let who = match &s.run_as {

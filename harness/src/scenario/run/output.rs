@@ -24,14 +24,142 @@ pub(crate) fn strip_ansi(text: &str) -> String {
     out
 }
 
-/// Replaces the run's secrets (tenant API keys) and anything shaped like a
-/// TekUp API key (`tk_<id>_<secret>`) or a bearer token with `[redacted]`.
+/// Replaces the run's secrets (tenant API keys, secret-looking ecosystem
+/// vars, the scenario's `secrets:`), in the forms they take on the way out
+/// (see [`forms`]), and anything shaped like a TekUp API key
+/// (`tk_<id>_<secret>`) or a bearer token with `[redacted]`.
 pub(crate) fn redact(text: &str, secrets: &[String]) -> String {
+    let mut forms: Vec<String> = secrets.iter().flat_map(|s| forms(s)).collect();
+    // Longest first, so a form is not half-replaced by a shorter one.
+    forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    forms.dedup();
     let mut out = text.to_owned();
-    for s in secrets.iter().filter(|s| s.len() >= 8) {
-        out = out.replace(s.as_str(), "[redacted]");
+    for form in &forms {
+        if out.contains(form.as_str()) {
+            out = out.replace(form.as_str(), "[redacted]");
+        }
     }
     redact_api_keys(&redact_bearer(&out))
+}
+
+/// Shortest base64 piece of a secret inside a longer encoded text that is
+/// still redacted (shorter pieces would hide ordinary text).
+const MIN_PIECE: usize = 6;
+
+/// The texts a secret may show up as: itself; JSON-escaped; URL-encoded (form encoding
+/// with `+` or `%20` for spaces, RFC 3986 and `encodeURIComponent` sets,
+/// upper- and lower-case hex); base64 in the standard and URL-safe
+/// alphabets, padded or not, of the secret alone, and, for a secret inside
+/// a longer encoded text (`Basic base64(user:secret)`), the characters that
+/// encode only the secret at each of the three byte alignments; and those
+/// base64 texts URL-encoded.
+pub(crate) fn forms(secret: &str) -> Vec<String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+    if secret.is_empty() {
+        return Vec::new();
+    }
+    let bytes = secret.as_bytes();
+    let mut base64: Vec<String> = [STANDARD, URL_SAFE]
+        .iter()
+        .map(|e| e.encode(bytes))
+        .chain(
+            [STANDARD_NO_PAD, URL_SAFE_NO_PAD]
+                .iter()
+                .map(|e| e.encode(bytes)),
+        )
+        .collect();
+    for offset in 0..3usize {
+        let mut shifted = vec![0u8; offset];
+        shifted.extend_from_slice(bytes);
+        let encoded = STANDARD_NO_PAD.encode(&shifted);
+        // Characters whose six bits all come from the secret.
+        let first = (8 * offset).div_ceil(6);
+        let end = (8 * (offset + bytes.len())) / 6;
+        if end >= first + MIN_PIECE {
+            let piece = &encoded[first..end];
+            base64.push(piece.to_owned());
+            base64.push(piece.replace('+', "-").replace('/', "_"));
+        }
+    }
+    let mut out = vec![secret.to_owned()];
+    // Inside a JSON string (a response body quoting it): `"` and `\` escaped.
+    let quoted = serde_json::Value::from(secret).to_string();
+    if let Some(escaped) = quoted.get(1..quoted.len() - 1).filter(|e| *e != secret) {
+        out.push(escaped.to_owned());
+    }
+    for text in std::iter::once(secret).chain(base64.iter().map(String::as_str)) {
+        out.extend(url_encodings(text));
+    }
+    out.extend(base64);
+    out.retain(|f| !f.is_empty());
+    out
+}
+
+/// `text` percent-encoded the ways clients do it.
+fn url_encodings(text: &str) -> Vec<String> {
+    const FORM: &str = "*-._";
+    const RFC3986: &str = "-._~";
+    const URI_COMPONENT: &str = "-_.!~*'()";
+    let mut out = Vec::new();
+    for keep in [FORM, RFC3986, URI_COMPONENT] {
+        for upper in [true, false] {
+            let encoded = percent(text, keep, upper);
+            if encoded != text {
+                if keep == FORM {
+                    out.push(encoded.replace("%20", "+"));
+                }
+                out.push(encoded);
+            }
+        }
+    }
+    out
+}
+
+fn percent(text: &str, keep: &str, upper: bool) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || keep.as_bytes().contains(&b) {
+            out.push(char::from(b));
+        } else if upper {
+            let _ = write!(out, "%{b:02X}");
+        } else {
+            let _ = write!(out, "%{b:02x}");
+        }
+    }
+    out
+}
+
+/// Redacts every text of a scenario's report (steps, failure, sequence
+/// diagram), so every writer (console, JUnit, JSON, HTML) gets it clean.
+pub(crate) fn redact_report(report: &mut ScenarioReport, secrets: &[String]) {
+    let r = |t: &mut String| *t = redact(t, secrets);
+    for step in &mut report.steps {
+        r(&mut step.label);
+        if let Some(name) = &mut step.name {
+            r(name);
+        }
+    }
+    if let Some(why) = &mut report.skip_reason {
+        r(why);
+    }
+    for m in &mut report.messages {
+        r(&mut m.label);
+    }
+    if let Some(f) = &mut report.failure {
+        r(&mut f.message);
+        for t in [&mut f.because, &mut f.diff, &mut f.request, &mut f.response]
+            .into_iter()
+            .flatten()
+        {
+            r(t);
+        }
+        f.ws_events
+            .values_mut()
+            .flat_map(|events| events.iter_mut())
+            .for_each(r);
+        f.logs.values_mut().for_each(r);
+    }
 }
 
 fn redact_bearer(text: &str) -> String {
@@ -85,8 +213,11 @@ pub fn failure_text(report: &ScenarioReport) -> Option<String> {
     let mut out = String::new();
     let _ = writeln!(out, "scenario `{}` failed ({})", report.name, report.file);
     let _ = writeln!(out, "  at {}: {}", failure.location, failure.message);
+    if let Some(because) = &failure.because {
+        let _ = writeln!(out, "  because: {because}");
+    }
     if let Some(step) = failure.step.and_then(|i| report.steps.get(i - 1)) {
-        let _ = writeln!(out, "  step {}: {}", step.index, step.label);
+        let _ = writeln!(out, "  step {}: {}", step.index, step.title());
     }
     if !report.tenants.is_empty() {
         let tenants: Vec<String> = report
@@ -128,7 +259,7 @@ pub fn failure_text(report: &ScenarioReport) -> Option<String> {
                     s.index,
                     format!("{:?}", s.status).to_lowercase(),
                     s.duration_ms,
-                    s.label,
+                    s.title(),
                     s.location
                 )
             })
@@ -157,6 +288,49 @@ mod tests {
         );
         assert!(!out.contains("mysecretvalue"), "{out}");
         assert_eq!(redact("tk_ and tk_x", &[]), "tk_ and tk_x");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_their_encoded_forms() {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        use base64::Engine as _;
+        let secret = "hunter2 S3cret/+?~>";
+        let secrets = [secret.to_owned()];
+        let texts = [
+            secret.to_owned(),
+            format!(
+                "q={}",
+                form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>()
+            ),
+            format!("q={}", percent(secret, "-._~", true)),
+            format!("q={}", percent(secret, "-._~", false)),
+            STANDARD.encode(secret),
+            URL_SAFE_NO_PAD.encode(secret),
+            format!("Basic {}", STANDARD.encode(format!("ops:{secret}"))),
+            format!("Basic {}", STANDARD.encode(format!("o:{secret}"))),
+            format!(
+                "x {}",
+                URL_SAFE_NO_PAD.encode(format!("{{\"p\":\"{secret}\"}}"))
+            ),
+            form_urlencoded::byte_serialize(STANDARD.encode(secret).as_bytes()).collect(),
+        ];
+        for text in texts {
+            let out = redact(&format!("before {text} after"), &secrets);
+            assert!(
+                out.contains("[redacted]") && out.starts_with("before ") && out.ends_with(" after"),
+                "{text} -> {out}"
+            );
+            // What is left of an encoded secret is at most the few
+            // characters it shares with its neighbours.
+            let left = out.replace("[redacted]", "");
+            assert!(left.len() <= "before  after".len() + 16, "{text} -> {out}");
+        }
+        assert_eq!(redact("nothing here", &secrets), "nothing here");
+        let quoting = [r#"pa"ss\word"#.to_owned()];
+        assert_eq!(
+            redact(r#"{"p":"pa\"ss\\word"}"#, &quoting),
+            r#"{"p":"[redacted]"}"#
+        );
     }
 
     #[test]

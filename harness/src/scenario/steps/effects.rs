@@ -104,7 +104,9 @@ fn enqueue(cx: &mut Cx<'_>, node: &Node, target: &Node, scope: &Scope) -> Option
     })
 }
 
-fn mock_request(cx: &mut Cx<'_>, f: &Fields<'_>) -> Option<MockRequest> {
+/// `expected`: the request of `mock: expect` (its `json` may hold
+/// operators); `set`'s is matched by the mock itself, literally.
+fn mock_request(cx: &mut Cx<'_>, f: &Fields<'_>, expected: bool) -> Option<MockRequest> {
     let Some(n) = f.get("request") else {
         return Some(MockRequest::default());
     };
@@ -117,7 +119,12 @@ fn mock_request(cx: &mut Cx<'_>, f: &Fields<'_>) -> Option<MockRequest> {
     Some(MockRequest {
         method: r.string(cx, "method").map(|m| m.to_ascii_uppercase()),
         path: r.string(cx, "path"),
-        json: r.json("json"),
+        json: if expected {
+            r.get("json")
+                .map(|n| super::expected(cx, n, super::super::ops::Place::Json))
+        } else {
+            r.json("json")
+        },
     })
 }
 
@@ -163,7 +170,7 @@ pub(super) fn mock(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<MockStep>
     let mock = string(cx, target, act)?;
     match act {
         "expect" => {
-            let request = mock_request(cx, &f);
+            let request = mock_request(cx, &f, true);
             let answered = answered(cx, &f);
             let times = times(cx, &f);
             Some(MockStep::Expect {
@@ -174,7 +181,7 @@ pub(super) fn mock(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<MockStep>
             })
         }
         "expect-none" => {
-            let request = mock_request(cx, &f);
+            let request = mock_request(cx, &f, true);
             let period = f
                 .require(cx, "for", "for: 2s")
                 .and_then(|n| duration(cx, n, "for"));
@@ -185,7 +192,7 @@ pub(super) fn mock(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<MockStep>
             })
         }
         "set" => {
-            let request = mock_request(cx, &f);
+            let request = mock_request(cx, &f, false);
             let respond = f
                 .require(cx, "respond", "respond: { status: 500 }")
                 .and_then(|n| {

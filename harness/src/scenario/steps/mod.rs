@@ -2,13 +2,15 @@
 //! the types of their values, and the names it uses (tenants, connections).
 
 use super::model::{
-    EventuallyStep, HttpExpect, HttpStep, Request, SqlAs, SqlStep, Step, StepKind, WsStep,
-    STEP_KINDS,
+    EventuallyStep, HttpExpect, HttpStep, MockStep, RedisStep, SqlAs, SqlStep, Step, StepKind,
+    WsStep, STEP_KINDS,
 };
+use super::ops::{self, Place};
 use super::read::{boolean, closest, duration, fields, string, string_list, uint, Cx, Fields};
 use super::vars::Scope;
 
 mod effects;
+mod request;
 
 use super::yaml::{Node, Pos, Value};
 use effects::{chaos, mock, redis};
@@ -52,17 +54,25 @@ pub(crate) fn step(
             return None;
         }
     };
-    // `timeout` may stand beside the kind: `- http: {...}` / `  timeout: 5s`.
-    let timeout_entry = entries.iter().find(|(k, _)| k.key_text() == "timeout");
-    let timeout = timeout_entry.and_then(|(_, v)| duration(cx, v, "timeout"));
+    // `timeout`, `name` and `because` may stand beside the kind:
+    // `- http: {...}` / `  timeout: 5s` / `  name: create a lead`.
+    let beside = |key: &str| entries.iter().find(|(k, _)| k.key_text() == key);
+    let timeout = beside("timeout").and_then(|(_, v)| duration(cx, v, "timeout"));
+    let name = beside("name").and_then(|(_, v)| label_text(cx, v, "name"));
+    let because = beside("because").and_then(|(_, v)| label_text(cx, v, "because"));
     let entries: Vec<&(Node, Node)> = entries
         .iter()
-        .filter(|(k, _)| k.key_text() != "timeout")
+        .filter(|(k, _)| !BESIDE_KIND.contains(&k.key_text().as_str()))
         .collect();
     let Some((key, value)) = entries.first().map(|e| (&e.0, &e.1)) else {
+        let given: Vec<String> = BESIDE_KIND
+            .iter()
+            .filter(|k| beside(k).is_some())
+            .map(|k| format!("a `{k}`"))
+            .collect();
         cx.error(
             node.pos,
-            "a step has a `timeout` but no kind",
+            format!("a step has {} but no kind", given.join(" and ")),
             format!("add the step beside it, e.g. `http: {{ ... }}`; the kinds are {kinds}"),
         );
         return None;
@@ -108,8 +118,47 @@ pub(crate) fn step(
         file: cx.file.clone(),
         pos: key.pos,
         timeout,
+        name,
+        because,
         kind,
     })
+}
+
+/// The keys that may stand beside a step's kind.
+pub(crate) const BESIDE_KIND: [&str; 3] = ["timeout", "name", "because"];
+
+/// A `name` or `because`: one non-empty line of plain text (it labels the
+/// step in reports; `${...}` would print values, maybe secrets, so it is
+/// not expanded and `${` is refused).
+fn label_text(cx: &mut Cx<'_>, node: &Node, key: &str) -> Option<String> {
+    let text = string(cx, node, key)?;
+    let problem = if text.trim().is_empty() {
+        Some(format!("`{key}` is empty"))
+    } else if key == "name" && text.contains('\n') {
+        Some("`name` is one line".to_owned())
+    } else if text.contains("${") {
+        Some(format!(
+            "`{key}` is shown as written; `${{...}}` is not expanded in it"
+        ))
+    } else {
+        None
+    };
+    if let Some(message) = problem {
+        cx.error(
+            node.pos,
+            message,
+            format!(
+                "write plain text, e.g. `{key}: {}`",
+                if key == "name" {
+                    "create the lead"
+                } else {
+                    "a lead must reach the CRM within a minute"
+                }
+            ),
+        );
+        return None;
+    }
+    Some(text.trim().to_owned())
 }
 
 /// A `tenant` that must be one of the scenario's tenants.
@@ -149,7 +198,7 @@ fn http(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option<H
     let app = f.string(cx, "app");
     let request = f
         .require(cx, "request", "request: { method: GET, path: /health }")
-        .and_then(|n| request(cx, n));
+        .and_then(|n| request::request(cx, n));
     let expect = f.get("expect").and_then(|n| {
         let e = fields(
             cx,
@@ -172,8 +221,8 @@ fn http(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option<H
         };
         Some(HttpExpect {
             status: e.get("status").and_then(|s| status(cx, s)),
-            headers: e.string_map(cx, "headers"),
-            json: e.json("json"),
+            headers: request::expected_headers(cx, &e),
+            json: e.get("json").map(|n| expected(cx, n, Place::Json)),
             json_schema: e.json("json-schema"),
             body_contains,
         })
@@ -231,21 +280,10 @@ pub(super) fn status(cx: &mut Cx<'_>, node: &Node) -> Option<u16> {
     u16::try_from(n).ok()
 }
 
-fn request(cx: &mut Cx<'_>, node: &Node) -> Option<Request> {
-    let r = fields(
-        cx,
-        node,
-        "`request`",
-        &["method", "path", "json", "headers"],
-    )?;
-    let method = r.req_string(cx, "method", "method: GET");
-    let path = r.req_string(cx, "path", "path: /health");
-    Some(Request {
-        method: method?.to_ascii_uppercase(),
-        path: path?,
-        json: r.json("json"),
-        headers: r.string_map(cx, "headers"),
-    })
+/// An expected value: its operators checked, kept as JSON.
+pub(super) fn expected(cx: &mut Cx<'_>, node: &Node, place: Place) -> serde_json::Value {
+    ops::check(cx, node, place);
+    node.to_json()
 }
 
 /// Exactly one of `actions` among the keys: which, and its value.
@@ -346,8 +384,8 @@ fn ws(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option<WsS
                 name,
                 event: event?,
                 within: within?,
-                data: f.json("data"),
-                envelope: f.json("envelope"),
+                data: f.get("data").map(|n| expected(cx, n, Place::Json)),
+                envelope: f.get("envelope").map(|n| expected(cx, n, Place::Json)),
             })
         }
         "expect-none" => {
@@ -388,12 +426,35 @@ fn eventually(
         cx,
         node,
         what,
-        &["within", "http", "ws", "sql", "redis", "mock"],
+        &[
+            "within",
+            "fail-fast-on",
+            "holds-for",
+            "http",
+            "ws",
+            "sql",
+            "redis",
+            "mock",
+        ],
     )?;
     let within = f.req_duration(cx, "within");
+    let holds_for = f
+        .get("holds-for")
+        .and_then(|n| duration(cx, n, "holds-for"));
+    if holds_for == Some(std::time::Duration::ZERO) {
+        cx.error(
+            f.key_pos("holds-for").unwrap_or(f.pos),
+            "`holds-for: 0s` holds for no time",
+            "give the period the step must keep passing, e.g. `holds-for: 2s`, or leave it out",
+        );
+    }
+    let fail_fast_on = match f.get("fail-fast-on") {
+        None => None,
+        Some(n) => Some(condition(cx, n, scope)?),
+    };
     let inner: Vec<&(Node, Node)> = entries
         .iter()
-        .filter(|(k, _)| k.key_text() != "within")
+        .filter(|(k, _)| !["within", "fail-fast-on", "holds-for"].contains(&k.key_text().as_str()))
         .collect();
     let step_node = match inner.as_slice() {
         [one] => Node {
@@ -415,7 +476,7 @@ fn eventually(
                     "{what} retries one step, found a second (`{}`)",
                     k.key_text()
                 ),
-                "use one `eventually` per step",
+                "use one `eventually` per step; a known-bad state goes under `fail-fast-on:`",
             );
             return None;
         }
@@ -424,7 +485,64 @@ fn eventually(
     Some(EventuallyStep {
         within: within?,
         step: Box::new(step),
+        fail_fast_on: fail_fast_on.map(Box::new),
+        holds_for,
     })
+}
+
+/// `fail-fast-on: { http: {...} }`: a step that checks a known-bad state
+/// (one of the kinds `eventually` retries; it may carry `name`).
+fn condition(cx: &mut Cx<'_>, node: &Node, scope: &mut Scope) -> Option<Step> {
+    const CHECKS: [&str; 5] = ["http", "ws", "sql", "redis", "mock"];
+    let hint = "write the known-bad state as one step: `fail-fast-on: { name: lead rejected, http: { ... } }`";
+    let Value::Map(entries) = &node.value else {
+        cx.error(
+            node.pos,
+            format!(
+                "`fail-fast-on` must be a map with one step, found {}",
+                node.describe()
+            ),
+            hint,
+        );
+        return None;
+    };
+    for (k, _) in entries {
+        let key = k.key_text();
+        if key == "timeout" || key == "because" {
+            cx.error(
+                k.pos,
+                format!("`{key}` does not apply to `fail-fast-on`"),
+                "the step under `fail-fast-on` runs within the `eventually`'s deadline; name it with `name:`",
+            );
+            return None;
+        }
+        if STEP_KINDS.contains(&key.as_str()) && !CHECKS.contains(&key.as_str()) {
+            cx.error(
+                k.pos,
+                format!("`fail-fast-on` checks a state; `{key}` does not"),
+                format!("use one of {}", CHECKS.join(", ")),
+            );
+            return None;
+        }
+    }
+    let step = step(cx, node, scope, false)?;
+    let acts = match &step.kind {
+        StepKind::Mock(MockStep::Set { .. } | MockStep::Fault { .. } | MockStep::Clear { .. }) => {
+            Some("changes a mock")
+        }
+        StepKind::Ws(WsStep::Connect { .. } | WsStep::Send { .. }) => Some("acts on a connection"),
+        StepKind::Redis(RedisStep::Enqueue { .. }) => Some("adds a job"),
+        _ => None,
+    };
+    if let Some(acts) = acts {
+        cx.error(
+            step.pos,
+            format!("`fail-fast-on` checks a state; this `{}` step {acts}", step.kind.name()),
+            "check with `http`, `sql`, `redis` (queue, key), `mock: { expect: ... }` or `ws` expect",
+        );
+        return None;
+    }
+    Some(step)
 }
 
 fn sql(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option<SqlStep> {
@@ -495,7 +613,9 @@ fn rows(cx: &mut Cx<'_>, node: &Node) -> Option<Vec<Vec<serde_json::Value>>> {
     let mut out = Vec::new();
     for row in items {
         match &row.value {
-            Value::Seq(cells) => out.push(cells.iter().map(Node::to_json).collect()),
+            Value::Seq(cells) => {
+                out.push(cells.iter().map(|c| expected(cx, c, Place::Cell)).collect())
+            }
             _ => {
                 cx.error(
                     row.pos,
