@@ -10,8 +10,13 @@ fn obj(required: &[&str], props: Value) -> Value {
 
 fn one_of_keys(variants: &[(&str, Value)]) -> Value {
     json!({ "oneOf": variants.iter().map(|(k, v)| {
+        // The variant's key first, then the keys the variant itself requires.
+        let mut required = vec![json!(k)];
+        if let Some(own) = v["required"].as_array() {
+            required.extend(own.iter().filter(|r| r.as_str() != Some(k)).cloned());
+        }
         let mut v = v.clone();
-        v["required"] = json!([k]);
+        v["required"] = Value::Array(required);
         v
     }).collect::<Vec<_>>() })
 }
@@ -23,7 +28,7 @@ fn mock_schema(text: &Value, duration: &Value, status: &Value) -> Value {
     let times = json!({ "type": "integer", "minimum": 0 });
     let flag = |what: &str| json!({ "const": true, "description": what });
     let part = json!({ "enum": ["journal", "faults", "expectations"] });
-    let mut mock = one_of_keys(&[
+    let mock = one_of_keys(&[
         (
             "expect",
             obj(
@@ -78,22 +83,6 @@ fn mock_schema(text: &Value, duration: &Value, status: &Value) -> Value {
             ),
         ),
     ]);
-    // `one_of_keys` makes each variant's key its only required one; keep
-    // the variants' own required keys as well.
-    if let Some(variants) = mock["oneOf"].as_array_mut() {
-        for v in variants {
-            if let Some(key) = v["required"][0].as_str() {
-                let more: &[&str] = match key {
-                    "expect-none" => &["for"],
-                    "set" => &["respond"],
-                    _ => &[],
-                };
-                let mut required = vec![key.to_owned()];
-                required.extend(more.iter().map(|m| (*m).to_owned()));
-                v["required"] = json!(required);
-            }
-        }
-    }
     mock
 }
 
