@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::MockError;
 
-/// What happens to a call hit by a fault.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What happens to a call hit by a fault. Serialized as the admin API lists
+/// it (`GET /__admin/faults`), durations as `"250ms"`; it reads back the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum FaultKind {
     /// Answer normally, but only after `delay`.
@@ -48,7 +49,7 @@ pub enum FaultKind {
     /// Send nothing for `duration` (or until the mock shuts down).
     Stall {
         /// How long to stall; `None` is forever.
-        #[serde(with = "opt_duration_ms")]
+        #[serde(with = "opt_duration_ms", default)]
         duration: Option<Duration>,
     },
 }
@@ -71,7 +72,7 @@ impl FaultKind {
 
 /// A fault with its scope. Built as a sentence:
 /// `Fault::status(503).on_path("/v1/chat").times(2)`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Fault {
     /// What the fault does.
@@ -237,23 +238,69 @@ impl FaultSet {
 /// A fault as written in JSON for the admin API (`POST /__admin/faults`):
 /// `{"kind": "status", "status": 503, "times": 2, "path": "/v1/chat"}`.
 /// Durations are humantime strings (`"1s"`, `"250ms"`) or milliseconds.
-#[derive(Debug, Deserialize)]
+///
+/// A client builds one from a [`Fault`] (`FaultSpec::from(&fault)`) rather
+/// than writing the JSON by hand; the admin API turns it back into the same
+/// fault.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct FaultSpec {
     kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     body: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     delay: Option<DurationSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     retry_after: Option<DurationSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     duration: Option<DurationSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     times: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     ratio: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     method: Option<String>,
 }
 
+impl From<&Fault> for FaultSpec {
+    fn from(fault: &Fault) -> Self {
+        let ms = |d: &Duration| Some(DurationSpec::Millis(millis(*d)));
+        let mut spec = FaultSpec {
+            kind: fault.kind.name().to_owned(),
+            status: None,
+            body: None,
+            delay: None,
+            retry_after: None,
+            duration: None,
+            times: fault.remaining,
+            ratio: (fault.ratio < 1.0).then_some(fault.ratio),
+            path: fault.path.clone(),
+            method: fault.method.clone(),
+        };
+        match &fault.kind {
+            FaultKind::Latency { delay } => spec.delay = ms(delay),
+            FaultKind::Status { status, body } => {
+                spec.status = Some(*status);
+                spec.body.clone_from(body);
+            }
+            FaultKind::RateLimit { retry_after } => spec.retry_after = ms(retry_after),
+            FaultKind::Stall { duration } => spec.duration = duration.as_ref().and_then(ms),
+            FaultKind::Malformed | FaultKind::Truncated | FaultKind::Reset => {}
+        }
+        spec
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A duration: a humantime-like string or a number of milliseconds.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 enum DurationSpec {
     Millis(u64),
@@ -345,13 +392,33 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 mod duration_ms {
     use std::time::Duration;
 
+    use serde::Deserialize as _;
+
     pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{}ms", d.as_millis()))
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        let spec = super::DurationSpec::deserialize(d)?;
+        spec.get("duration").map_err(serde::de::Error::custom)
     }
 }
 
 mod opt_duration_ms {
     use std::time::Duration;
+
+    use serde::Deserialize as _;
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Option::<super::DurationSpec>::deserialize(d)?
+            .map(|spec| spec.get("duration"))
+            .transpose()
+            .map_err(serde::de::Error::custom)
+    }
 
     pub(super) fn serialize<S: serde::Serializer>(
         d: &Option<Duration>,

@@ -11,13 +11,15 @@ use axum::http::{HeaderMap, Method, Uri};
 use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Entries kept before the oldest are dropped.
 const DEFAULT_CAPACITY: usize = 100_000;
 
-/// One request received by a mock, with the outcome it got.
-#[derive(Debug, Clone, Serialize)]
+/// One request received by a mock, with the outcome it got. Serialized as the
+/// admin API lists it (`GET /__admin/journal`); a client reads the list back
+/// into this type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordedRequest {
     /// Position in the journal, from 1; never reused, also after a reset.
@@ -33,7 +35,11 @@ pub struct RecordedRequest {
     /// Headers with lower-case names; repeated headers joined by `, `.
     pub headers: BTreeMap<String, String>,
     /// The request body (text if UTF-8, else `bodyBase64` in JSON).
-    #[serde(serialize_with = "serialize_body", rename = "body")]
+    #[serde(
+        serialize_with = "serialize_body",
+        deserialize_with = "deserialize_body",
+        rename = "body"
+    )]
     pub body: Bytes,
     /// Status code the mock answered with (`None` for a reset or stalled call).
     pub status: Option<u16>,
@@ -48,6 +54,17 @@ fn serialize_body<S: Serializer>(body: &Bytes, s: S) -> Result<S::Ok, S::Error> 
             "base64:{}",
             base64::engine::general_purpose::STANDARD.encode(body)
         )),
+    }
+}
+
+fn deserialize_body<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.strip_prefix("base64:") {
+        Some(encoded) => base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map(Bytes::from)
+            .map_err(|e| serde::de::Error::custom(format!("`body`: bad base64: {e}"))),
+        None => Ok(Bytes::from(text)),
     }
 }
 

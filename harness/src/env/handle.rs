@@ -172,16 +172,16 @@ pub enum MockAdminError {
 }
 
 impl MockHandle {
-    /// Adds a fault (the mocks' fault spec, e.g.
-    /// `{"kind": "status", "status": 500, "ratio": 0.5}`).
+    /// Adds a fault, sent as the mocks' own [`tekup_mocks::FaultSpec`] so
+    /// that the two sides cannot drift apart.
     pub async fn add_fault(
         &self,
         http: &reqwest::Client,
-        spec: &serde_json::Value,
+        fault: &tekup_mocks::Fault,
     ) -> Result<(), MockAdminError> {
         let sent = http
             .post(format!("{}/faults", self.admin_url))
-            .json(spec)
+            .json(&tekup_mocks::FaultSpec::from(fault))
             .send()
             .await;
         Self::answered(sent).await
@@ -189,11 +189,60 @@ impl MockHandle {
 
     /// Removes every fault.
     pub async fn clear_faults(&self, http: &reqwest::Client) -> Result<(), MockAdminError> {
+        self.delete(http, "faults").await
+    }
+
+    /// Empties the journal (sequence numbers keep growing).
+    pub async fn clear_journal(&self, http: &reqwest::Client) -> Result<(), MockAdminError> {
+        self.delete(http, "journal").await
+    }
+
+    /// Removes every expectation.
+    pub async fn clear_expectations(&self, http: &reqwest::Client) -> Result<(), MockAdminError> {
+        self.delete(http, "expectations").await
+    }
+
+    async fn delete(&self, http: &reqwest::Client, what: &str) -> Result<(), MockAdminError> {
         let sent = http
-            .delete(format!("{}/faults", self.admin_url))
+            .delete(format!("{}/{what}", self.admin_url))
             .send()
             .await;
         Self::answered(sent).await
+    }
+
+    /// The journal, oldest first; `method` and `path` (a prefix) filter it
+    /// on the mock's side.
+    pub async fn journal(
+        &self,
+        http: &reqwest::Client,
+        method: Option<&str>,
+        path: Option<&str>,
+    ) -> Result<Vec<tekup_mocks::RecordedRequest>, MockAdminError> {
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(m) = method {
+            query.push(("method", m));
+        }
+        if let Some(p) = path {
+            query.push(("path", p));
+        }
+        let response = http
+            .get(format!("{}/journal", self.admin_url))
+            .query(&query)
+            .send()
+            .await
+            .map_err(|e| MockAdminError::Unreachable(super::error_chain(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(MockAdminError::Refused {
+                status,
+                body: response.text().await.unwrap_or_default(),
+            });
+        }
+        response.json().await.map_err(|e| {
+            MockAdminError::Unreachable(format!(
+                "its journal did not read as a list of requests: {e}"
+            ))
+        })
     }
 
     async fn answered(sent: reqwest::Result<reqwest::Response>) -> Result<(), MockAdminError> {

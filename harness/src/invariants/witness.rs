@@ -302,7 +302,7 @@ impl Live {
             let Some(admin) = c.admin_url() else { continue };
             match journal(&http, &admin).await {
                 Ok(entries) => {
-                    let last = entries.iter().filter_map(|e| e["seq"].as_u64()).max();
+                    let last = entries.iter().map(|e| e.seq).max();
                     self.mocks
                         .push((c.name().to_owned(), admin, last.unwrap_or(0)));
                 }
@@ -363,8 +363,11 @@ async fn table_print(
     .map_err(|e| format!("reading {table}: {}", error_chain(&e)))
 }
 
-/// A mock's journal (`GET <admin>/journal`).
-async fn journal(http: &reqwest::Client, admin: &str) -> Result<Vec<Value>, String> {
+/// A mock's journal (`GET <admin>/journal`), in the mocks' own type.
+async fn journal(
+    http: &reqwest::Client,
+    admin: &str,
+) -> Result<Vec<tekup_mocks::RecordedRequest>, String> {
     let url = format!("{admin}/journal");
     let response = http
         .get(&url)

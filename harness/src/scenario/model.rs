@@ -198,11 +198,7 @@ impl StepKind {
                 .or_else(|| e.fail_fast_on.as_ref()?.kind.needs()),
             StepKind::Sql(_) => Some(Need::Database),
             StepKind::Redis(_) => Some(Need::Redis),
-            StepKind::Mock(
-                MockStep::Expect { mock, .. }
-                | MockStep::Set { mock, .. }
-                | MockStep::Fault { mock, .. },
-            ) => Some(Need::Mock(mock.clone())),
+            StepKind::Mock(m) => Some(Need::Mock(m.mock().to_owned())),
             StepKind::Chaos(
                 ChaosStep::Kill { .. } | ChaosStep::Pause { .. } | ChaosStep::Restart { .. },
             ) => Some(Need::Faults),
@@ -428,11 +424,20 @@ pub struct MockResponse {
 /// An action on one of the external API mocks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MockStep {
-    /// The mock's journal holds matching requests (`times` of them, if given).
+    /// The mock's journal holds matching requests (`times` of them, if
+    /// given) that got the `answered` outcome.
     Expect {
         mock: String,
         request: MockRequest,
+        answered: MockAnswer,
         times: Option<u32>,
+    },
+    /// No matching request reaches the mock for `period`, counted from the
+    /// step's start: requests journaled before it do not count.
+    ExpectNone {
+        mock: String,
+        request: MockRequest,
+        period: Duration,
     },
     /// Matching requests get this response.
     Set {
@@ -450,21 +455,73 @@ pub enum MockStep {
         times: Option<u32>,
         ratio: Option<f64>,
     },
+    /// Empties what the mock holds through its admin API.
+    Clear { mock: String, parts: MockParts },
 }
 
-/// What a mock does instead of answering normally.
+impl MockStep {
+    /// The mock the step acts on.
+    pub fn mock(&self) -> &str {
+        match self {
+            MockStep::Expect { mock, .. }
+            | MockStep::ExpectNone { mock, .. }
+            | MockStep::Set { mock, .. }
+            | MockStep::Fault { mock, .. }
+            | MockStep::Clear { mock, .. } => mock,
+        }
+    }
+}
+
+/// The outcome a journaled request got, for `mock: expect` to filter on.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MockAnswer {
+    /// The status the mock answered with.
+    pub status: Option<u16>,
+    /// The fault injected into the call (`rate-limit`, `reset`, ...).
+    pub fault: Option<String>,
+}
+
+/// What `mock: clear` empties (all three unless `only:` narrows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MockParts {
+    pub journal: bool,
+    pub faults: bool,
+    pub expectations: bool,
+}
+
+impl MockParts {
+    /// The names `only:` takes.
+    pub const NAMES: [&'static str; 3] = ["journal", "faults", "expectations"];
+
+    /// Everything.
+    pub const ALL: MockParts = MockParts {
+        journal: true,
+        faults: true,
+        expectations: true,
+    };
+}
+
+/// What a mock does instead of answering normally: each of the mocks'
+/// fault kinds (`tekup_mocks::FaultKind`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum MockFault {
     /// Answers normally after the delay.
     Latency(Duration),
-    /// Answers with the status in the API's own error shape.
-    Status(u16),
+    /// Answers with the status, in the API's own error shape or with `json`.
+    Status {
+        status: u16,
+        json: Option<serde_json::Value>,
+    },
     /// 429 with `Retry-After`.
     RateLimit { retry_after: Duration },
     /// Resets the connection without answering.
     Reset,
     /// A body cut short that does not parse.
     Malformed,
+    /// Announces the full body, sends half of it, then closes the connection.
+    Truncated,
+    /// Sends nothing for the duration (`None`: until the mock shuts down).
+    Stall(Option<Duration>),
 }
 
 /// A network fault on a link between two components, on the Toxiproxy

@@ -10,10 +10,80 @@ fn obj(required: &[&str], props: Value) -> Value {
 
 fn one_of_keys(variants: &[(&str, Value)]) -> Value {
     json!({ "oneOf": variants.iter().map(|(k, v)| {
+        // The variant's key first, then the keys the variant itself requires.
+        let mut required = vec![json!(k)];
+        if let Some(own) = v["required"].as_array() {
+            required.extend(own.iter().filter(|r| r.as_str() != Some(k)).cloned());
+        }
         let mut v = v.clone();
-        v["required"] = json!([k]);
+        v["required"] = Value::Array(required);
         v
     }).collect::<Vec<_>>() })
+}
+
+/// The `mock` step: its five actions, each fault kind of the mocks, and
+/// the `expect-none` window and `clear` parts.
+fn mock_schema(text: &Value, duration: &Value, status: &Value) -> Value {
+    let mock_request = obj(&[], json!({ "method": text, "path": text, "json": {} }));
+    let times = json!({ "type": "integer", "minimum": 0 });
+    let flag = |what: &str| json!({ "const": true, "description": what });
+    let part = json!({ "enum": ["journal", "faults", "expectations"] });
+    let mock = one_of_keys(&[
+        (
+            "expect",
+            obj(
+                &[],
+                json!({ "expect": text, "request": mock_request, "times": times,
+                        "answered": obj(&[], json!({
+                            "status": status,
+                            "fault": { "enum": ["latency", "status", "rate-limit", "malformed",
+                                                "truncated", "reset", "stall"] } })) }),
+            ),
+        ),
+        (
+            "expect-none",
+            obj(
+                &["for"],
+                json!({ "expect-none": { "description": "the mock that must receive no matching call", "type": text["type"] },
+                        "request": mock_request,
+                        "for": { "description": "the window, counted from the step's start; calls journaled before it do not count",
+                                 "type": "string", "pattern": duration["pattern"] } }),
+            ),
+        ),
+        (
+            "set",
+            obj(
+                &["respond"],
+                json!({ "set": text, "request": mock_request,
+            "respond": obj(&[], json!({ "status": status, "json": {} })) }),
+            ),
+        ),
+        (
+            "fault",
+            obj(
+                &[],
+                json!({ "fault": text, "method": text, "path": text, "status": status,
+                        "json": { "description": "the body of a `status` fault instead of the API's error shape" },
+                        "delay": duration, "retry-after": duration,
+                        "stall": { "description": "send nothing for this long, or `forever`",
+                                   "anyOf": [duration, { "const": "forever" }] },
+                        "reset": flag("reset the connection without answering"),
+                        "malformed": flag("answer with a body that does not parse"),
+                        "truncated": flag("announce the whole body, send half, close"),
+                        "times": times,
+                        "ratio": { "type": "number", "minimum": 0, "maximum": 1 } }),
+            ),
+        ),
+        (
+            "clear",
+            obj(
+                &[],
+                json!({ "clear": { "description": "the mock whose journal, faults and expectations to empty", "type": text["type"] },
+                        "only": { "anyOf": [part, { "type": "array", "items": part, "minItems": 1 }] } }),
+            ),
+        ),
+    ]);
+    mock
 }
 
 /// The schema, as a JSON value.
@@ -122,35 +192,7 @@ pub fn schema() -> Value {
             ),
         ),
     ]);
-    let mock_request = obj(&[], json!({ "method": text, "path": text, "json": {} }));
-    let times = json!({ "type": "integer", "minimum": 0 });
-    let mock = one_of_keys(&[
-        (
-            "expect",
-            obj(
-                &[],
-                json!({ "expect": text, "request": mock_request, "times": times }),
-            ),
-        ),
-        (
-            "set",
-            obj(
-                &["respond"],
-                json!({ "set": text, "request": mock_request,
-            "respond": obj(&[], json!({ "status": status, "json": {} })) }),
-            ),
-        ),
-        (
-            "fault",
-            obj(
-                &[],
-                json!({ "fault": text, "method": text, "path": text, "status": status,
-                        "delay": duration, "retry-after": duration, "reset": { "type": "boolean" },
-                        "malformed": { "type": "boolean" }, "times": times,
-                        "ratio": { "type": "number", "minimum": 0, "maximum": 1 } }),
-            ),
-        ),
-    ]);
+    let mock = mock_schema(&text, &duration, &status);
     let chaos = one_of_keys(&[
         ("kill", obj(&[], json!({ "kill": text }))),
         ("pause", obj(&[], json!({ "pause": text, "for": duration }))),

@@ -3,8 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use super::{Plan, SuiteError, SuiteName};
 use crate::env::{error_chain, Ecosystem, MockAdminError, MockHandle};
 
@@ -85,11 +83,11 @@ pub(super) async fn inject(
             let share = format!("{:.0} %", ratio * 100.0);
             let phases = [
                 (
-                    json!({ "kind": "status", "status": 500, "ratio": ratio }),
+                    tekup_mocks::Fault::status(500).ratio(ratio),
                     format!("{share} 500s"),
                 ),
                 (
-                    json!({ "kind": "rate-limit", "retry-after": 1000, "ratio": ratio }),
+                    tekup_mocks::Fault::rate_limit(Duration::from_secs(1)).ratio(ratio),
                     format!("{share} 429s with Retry-After: 1"),
                 ),
             ];
@@ -99,7 +97,7 @@ pub(super) async fn inject(
                     .map_err(|e| failed("clear the faults".into(), e))?;
                 mock.add_fault(&http, &spec)
                     .await
-                    .map_err(|e| failed(format!("set the fault {spec}"), e))?;
+                    .map_err(|e| failed(format!("set the fault {spec:?}"), e))?;
                 timeline.note(format!("{FLAKY_MOCK} answers {label}"));
                 tokio::time::sleep(hold).await;
             }

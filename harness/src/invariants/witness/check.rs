@@ -86,11 +86,9 @@ impl Live {
                     continue;
                 }
             };
-            for entry in entries
-                .iter()
-                .filter(|e| e["seq"].as_u64().is_some_and(|s| s > *last))
-            {
-                let text = entry.to_string();
+            for entry in entries.iter().filter(|e| e.seq > *last) {
+                // The entry as the admin API shows it: path, query, headers, body.
+                let text = serde_json::to_string(entry).unwrap_or_default();
                 let naming = if text.contains(&self.tenant.id) {
                     "tenant id"
                 } else if text.contains(&format!("{}-", self.prefix)) {
@@ -100,12 +98,10 @@ impl Live {
                 };
                 report.findings.push(WitnessFinding::MockCall {
                     mock: name.clone(),
-                    call: format!(
-                        "{} {}",
-                        entry["method"].as_str().unwrap_or("?"),
-                        entry["path"].as_str().unwrap_or("?")
-                    ),
-                    at: entry["receivedAt"].as_str().unwrap_or("?").to_owned(),
+                    call: format!("{} {}", entry.method, entry.path),
+                    at: entry
+                        .received_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
                     naming: naming.to_owned(),
                 });
             }

@@ -2,16 +2,21 @@
 //! `sql`, `redis`, `mock` and `chaos`.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redis::AsyncCommands as _;
-use serde_json::{json, Value};
+use serde_json::Value;
+use tekup_mocks::{Fault, FaultSpec};
 
+use super::observe::Call;
 use super::sql::SqlError;
 use super::{check, Run, StepError};
 use crate::env::{MockAdminError, MockHandle};
 use crate::report::{Message, MessageKind};
-use crate::scenario::model::{ChaosStep, MockFault, MockStep, RedisStep, SqlAs, SqlStep, Toxic};
+use crate::scenario::model::{
+    ChaosStep, MockAnswer, MockFault, MockParts, MockRequest, MockStep, RedisStep, SqlAs, SqlStep,
+    Toxic,
+};
 
 impl Run<'_> {
     pub(super) async fn sql(&mut self, step: &SqlStep) -> Result<(), StepError> {
@@ -234,93 +239,40 @@ impl Run<'_> {
     }
 
     pub(super) async fn mock(&mut self, step: &MockStep) -> Result<(), StepError> {
-        let name = match step {
-            MockStep::Expect { mock, .. }
-            | MockStep::Set { mock, .. }
-            | MockStep::Fault { mock, .. } => mock,
-        };
+        let name = step.mock().to_owned();
         let handle = self
             .runner
             .eco
-            .mock(name)
+            .mock(&name)
             .map_err(|e| StepError::from(crate::env::error_chain(&e)))?;
-        let admin = handle.admin_url.clone();
         self.involved.insert(name.clone());
         let started = Instant::now();
         let result = match step {
-            MockStep::Expect { request, times, .. } => {
-                let json = request
-                    .json
-                    .as_ref()
-                    .map(|j| self.values.json(j))
-                    .transpose()?;
-                let path = request
-                    .path
-                    .as_ref()
-                    .map(|p| self.values.text(p))
-                    .transpose()?;
-                let calls = super::observe::journal(self.runner, &admin, &self.prefix).await?;
-                let matching: Vec<&super::observe::Call> = calls
-                    .iter()
-                    .filter(|c| {
-                        request.method.as_ref().is_none_or(|m| c.method == *m)
-                            && path.as_ref().is_none_or(|p| c.path == *p)
-                            && json.as_ref().is_none_or(|j| {
-                                c.json
-                                    .as_ref()
-                                    .is_some_and(|b| check::subset(j, b).is_none())
-                            })
-                    })
-                    .collect();
-                self.note = Some(format!("{} call(s)", matching.len()));
-                let ok = match times {
-                    Some(t) => matching.len() == *t as usize,
-                    None => !matching.is_empty(),
-                };
-                if ok {
-                    Ok(())
-                } else {
-                    let seen: Vec<String> = calls
-                        .iter()
-                        .map(|c| {
-                            format!(
-                                "{} {} from {} → {}",
-                                c.method,
-                                c.path,
-                                c.caller,
-                                c.status.map_or("-".into(), |s| s.to_string())
-                            )
-                        })
-                        .collect();
-                    Err(StepError {
-                        message: format!(
-                            "mock `{name}` received {} matching call(s) from this scenario, expected {}",
-                            matching.len(),
-                            times.map_or("at least 1".to_owned(), |t| t.to_string())
-                        ),
-                        response: Some(format!(
-                            "calls of this scenario to `{name}`:\n{}",
-                            if seen.is_empty() { "(none)".to_owned() } else { seen.join("\n") }
-                        )),
-                        ..StepError::default()
-                    })
-                }
+            MockStep::Expect {
+                request,
+                answered,
+                times,
+                ..
+            } => {
+                self.expect_calls(&name, &handle, request, answered, *times)
+                    .await
             }
+            MockStep::ExpectNone {
+                request, period, ..
+            } => self.expect_none(&name, &handle, request, *period).await,
             MockStep::Set {
                 request, respond, ..
             } => {
-                let mut spec = json!({ "kind": "status", "status": respond.status.unwrap_or(200) });
+                let mut fault = Fault::status(respond.status.unwrap_or(200));
                 if let Some(body) = &respond.json {
-                    spec["body"] = self.values.json(body)?;
+                    fault = fault.with_body(self.values.json(body)?);
                 }
                 self.add_fault(
-                    name,
+                    &name,
                     &handle,
-                    spec,
+                    fault,
                     request.method.as_deref(),
                     request.path.as_deref(),
-                    None,
-                    None,
                 )
                 .await
             }
@@ -332,65 +284,222 @@ impl Run<'_> {
                 ratio,
                 ..
             } => {
-                let spec = match fault {
-                    MockFault::Latency(d) => json!({ "kind": "latency", "delay": millis(*d) }),
-                    MockFault::Status(s) => json!({ "kind": "status", "status": s }),
-                    MockFault::RateLimit { retry_after } => {
-                        json!({ "kind": "rate-limit", "retry-after": millis(*retry_after) })
-                    }
-                    MockFault::Reset => json!({ "kind": "reset" }),
-                    MockFault::Malformed => json!({ "kind": "malformed" }),
+                let mut fault = match fault {
+                    MockFault::Latency(d) => Fault::latency(*d),
+                    MockFault::Status { status, json } => match json {
+                        Some(body) => Fault::status(*status).with_body(self.values.json(body)?),
+                        None => Fault::status(*status),
+                    },
+                    MockFault::RateLimit { retry_after } => Fault::rate_limit(*retry_after),
+                    MockFault::Reset => Fault::reset(),
+                    MockFault::Malformed => Fault::malformed(),
+                    MockFault::Truncated => Fault::truncated(),
+                    MockFault::Stall(d) => Fault::stall(*d),
                 };
-                self.add_fault(
-                    name,
-                    &handle,
-                    spec,
-                    method.as_deref(),
-                    path.as_deref(),
-                    *times,
-                    *ratio,
-                )
-                .await
+                if let Some(t) = times {
+                    fault = fault.times(*t);
+                }
+                if let Some(r) = ratio {
+                    fault = fault.ratio(*r);
+                }
+                self.add_fault(&name, &handle, fault, method.as_deref(), path.as_deref())
+                    .await
             }
+            MockStep::Clear { parts, .. } => self.clear_mock(&name, &handle, *parts).await,
         };
         self.service += started.elapsed();
         result
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one fault's scope, spelled out")]
+    /// `mock: expect`: the run's calls in the journal, counted.
+    async fn expect_calls(
+        &mut self,
+        name: &str,
+        handle: &MockHandle,
+        request: &MockRequest,
+        answered: &MockAnswer,
+        times: Option<u32>,
+    ) -> Result<(), StepError> {
+        let filter = self.call_filter(request)?;
+        let calls = super::observe::journal(self.runner, &handle.admin_url, &self.prefix).await?;
+        let matching: Vec<&Call> = calls
+            .iter()
+            .filter(|c| {
+                filter.matches(c)
+                    && answered.status.is_none_or(|s| c.status == Some(s))
+                    && answered
+                        .fault
+                        .as_ref()
+                        .is_none_or(|f| c.fault.as_ref() == Some(f))
+            })
+            .collect();
+        self.note = Some(format!("{} call(s)", matching.len()));
+        let ok = match times {
+            Some(t) => matching.len() == t as usize,
+            None => !matching.is_empty(),
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(StepError {
+            message: format!(
+                "mock `{name}` received {} matching call(s) from this scenario, expected {}",
+                matching.len(),
+                times.map_or("at least 1".to_owned(), |t| t.to_string())
+            ),
+            response: Some(format!(
+                "calls of this scenario to `{name}`:\n{}",
+                shown(calls.iter())
+            )),
+            ..StepError::default()
+        })
+    }
+
+    /// `mock: expect-none`: no matching call of the run reaches the mock
+    /// within `period` from the step's start. The journal is read once at
+    /// the start (what is in it then does not count: its sequence numbers
+    /// are the baseline) and again until the period is over, failing on the
+    /// first new match; the last read starts after the period ends, so a
+    /// call journaled just before the end is seen however slow the reads are.
+    async fn expect_none(
+        &mut self,
+        name: &str,
+        handle: &MockHandle,
+        request: &MockRequest,
+        period: Duration,
+    ) -> Result<(), StepError> {
+        let filter = self.call_filter(request)?;
+        let started = Instant::now();
+        let deadline = started + period;
+        let read = |this: &Self| {
+            let http = this.runner.http.clone();
+            let prefix = this.prefix.clone();
+            let method = filter.method.clone();
+            let path = filter.path.clone();
+            async move {
+                handle
+                    .journal(&http, method.as_deref(), path.as_deref())
+                    .await
+                    .map(|entries| super::observe::calls_of_run(entries, &prefix))
+                    .map_err(|e| StepError::from(format!("mock `{name}`: {e}")))
+            }
+        };
+        let baseline = read(self).await?.iter().map(|c| c.seq).max().unwrap_or(0);
+        let mut reads = 1;
+        loop {
+            let read_at = Instant::now();
+            let calls = read(self).await?;
+            reads += 1;
+            let new: Vec<&Call> = calls
+                .iter()
+                .filter(|c| c.seq > baseline && filter.matches(c))
+                .collect();
+            if !new.is_empty() {
+                return Err(StepError {
+                    message: format!(
+                        "mock `{name}` received {} matching call(s) from this scenario {:.1} s into \
+                         the {:.1} s it had to receive none",
+                        new.len(),
+                        started.elapsed().as_secs_f64(),
+                        period.as_secs_f64()
+                    ),
+                    response: Some(format!("the calls:\n{}", shown(new.into_iter()))),
+                    ..StepError::default()
+                });
+            }
+            if read_at >= deadline {
+                self.note = Some(format!("none in {period:?} ({reads} reads)"));
+                return Ok(());
+            }
+            let next = (Instant::now() + NONE_POLL).min(deadline);
+            tokio::time::sleep_until(next.into()).await;
+        }
+    }
+
+    /// `mock: clear`: empties the journal, faults and expectations (or the
+    /// ones `only` names) through the admin API.
+    async fn clear_mock(
+        &mut self,
+        name: &str,
+        handle: &MockHandle,
+        parts: MockParts,
+    ) -> Result<(), StepError> {
+        let http = &self.runner.http;
+        let mut cleared = Vec::new();
+        let refused = |what: &str, e: MockAdminError| {
+            StepError::from(format!("mock `{name}`: failed to clear its {what}: {e}"))
+        };
+        if parts.faults {
+            handle
+                .clear_faults(http)
+                .await
+                .map_err(|e| refused("faults", e))?;
+            cleared.push("faults");
+        }
+        if parts.journal {
+            handle
+                .clear_journal(http)
+                .await
+                .map_err(|e| refused("journal", e))?;
+            cleared.push("journal");
+        }
+        if parts.expectations {
+            handle
+                .clear_expectations(http)
+                .await
+                .map_err(|e| refused("expectations", e))?;
+            cleared.push("expectations");
+        }
+        self.observe(self.fault_message("harness", name, &format!("clear {}", cleared.join(", "))));
+        Ok(())
+    }
+
+    /// The request filter of a `mock` step, with the run's values filled in.
+    fn call_filter(&self, request: &MockRequest) -> Result<CallFilter, StepError> {
+        Ok(CallFilter {
+            method: request.method.clone(),
+            path: request
+                .path
+                .as_ref()
+                .map(|p| self.values.text(p))
+                .transpose()?,
+            json: request
+                .json
+                .as_ref()
+                .map(|j| self.values.json(j))
+                .transpose()?,
+        })
+    }
+
     async fn add_fault(
         &mut self,
         mock: &str,
         handle: &MockHandle,
-        mut spec: Value,
+        mut fault: Fault,
         method: Option<&str>,
         path: Option<&str>,
-        times: Option<u32>,
-        ratio: Option<f64>,
     ) -> Result<(), StepError> {
         if let Some(m) = method {
-            spec["method"] = json!(m);
+            fault = fault.on_method(m);
         }
         if let Some(p) = path {
-            spec["path"] = json!(self.values.text(p)?);
-        }
-        if let Some(t) = times {
-            spec["times"] = json!(t);
-        }
-        if let Some(r) = ratio {
-            spec["ratio"] = json!(r);
+            fault = fault.on_path(self.values.text(p)?);
         }
         self.cleanup.faulted_mocks.insert(mock.to_owned());
-        let label = format!("fault {}", spec["kind"].as_str().unwrap_or_default());
+        let label = format!("fault {}", fault.kind.name());
         self.observe(self.fault_message("harness", mock, &label));
-        match handle.add_fault(&self.runner.http, &spec).await {
+        match handle.add_fault(&self.runner.http, &fault).await {
             Ok(()) => Ok(()),
             Err(MockAdminError::Unreachable(cause)) => {
                 Err(format!("mock `{mock}`'s admin API: {cause}").into())
             }
             Err(MockAdminError::Refused { status, body }) => Err(StepError {
                 message: format!("mock `{mock}` refused the fault ({status}): {body}"),
-                request: Some(format!("POST {}/faults\n\n{spec}", handle.admin_url)),
+                request: Some(format!(
+                    "POST {}/faults\n\n{}",
+                    handle.admin_url,
+                    serde_json::to_string_pretty(&FaultSpec::from(&fault)).unwrap_or_default()
+                )),
                 ..StepError::default()
             }),
         }
@@ -448,8 +557,51 @@ impl Run<'_> {
     }
 }
 
-fn millis(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+/// How often `mock: expect-none` reads the journal within its period.
+const NONE_POLL: Duration = Duration::from_millis(50);
+
+/// Which calls a `mock` step is about: the method, the exact path, and a
+/// JSON body containing `json`.
+struct CallFilter {
+    method: Option<String>,
+    path: Option<String>,
+    json: Option<Value>,
+}
+
+impl CallFilter {
+    fn matches(&self, c: &Call) -> bool {
+        self.method.as_ref().is_none_or(|m| c.method == *m)
+            && self.path.as_ref().is_none_or(|p| c.path == *p)
+            && self.json.as_ref().is_none_or(|j| {
+                c.json
+                    .as_ref()
+                    .is_some_and(|b| check::subset(j, b).is_none())
+            })
+    }
+}
+
+/// Calls, one a line, for a failure report.
+fn shown<'c>(calls: impl Iterator<Item = &'c Call>) -> String {
+    let lines: Vec<String> = calls
+        .map(|c| {
+            format!(
+                "{} {} from {} → {}{}",
+                c.method,
+                c.path,
+                c.caller,
+                c.status.map_or("-".into(), |s| s.to_string()),
+                c.fault
+                    .as_ref()
+                    .map(|f| format!(" ({f})"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    if lines.is_empty() {
+        "(none)".to_owned()
+    } else {
+        lines.join("\n")
+    }
 }
 
 impl Run<'_> {

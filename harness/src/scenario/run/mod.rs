@@ -257,7 +257,9 @@ pub fn needs_ecosystem_alone(scenario: &Scenario) -> bool {
                 kind,
                 StepKind::Chaos(_)
                     | StepKind::Mock(
-                        super::model::MockStep::Fault { .. } | super::model::MockStep::Set { .. }
+                        super::model::MockStep::Fault { .. }
+                            | super::model::MockStep::Set { .. }
+                            | super::model::MockStep::Clear { .. }
                     )
             )
         })
@@ -907,6 +909,7 @@ fn label(kind: &StepKind) -> String {
             mock,
             request,
             times,
+            ..
         }) => format!(
             "mock {mock} received {} {}{}",
             request.method.as_deref().unwrap_or("*"),
@@ -923,6 +926,16 @@ fn label(kind: &StepKind) -> String {
             "mock {mock} fault {fault:?} on {}",
             path.as_deref().unwrap_or("every path")
         ),
+        StepKind::Mock(MockStep::ExpectNone {
+            mock,
+            request,
+            period,
+        }) => format!(
+            "mock {mock} receives no {} {} for {period:?}",
+            request.method.as_deref().unwrap_or("*"),
+            request.path.as_deref().unwrap_or("*"),
+        ),
+        StepKind::Mock(MockStep::Clear { mock, .. }) => format!("mock {mock} cleared"),
         StepKind::Chaos(ChaosStep::Kill { component }) => format!("chaos kill {component}"),
         StepKind::Chaos(ChaosStep::Pause { component, .. }) => format!("chaos pause {component}"),
         StepKind::Chaos(ChaosStep::Restart { component }) => format!("chaos restart {component}"),

@@ -175,6 +175,8 @@ fn seen(stream: &str, entry: &redis::streams::StreamId) -> Option<Seen> {
 /// A call a mock received, as its journal tells.
 #[derive(Debug)]
 pub(crate) struct Call {
+    /// Its place in the mock's journal (grows, never reused).
+    pub(crate) seq: u64,
     pub(crate) at: Option<chrono::DateTime<chrono::Utc>>,
     pub(crate) method: String,
     pub(crate) path: String,
@@ -198,37 +200,38 @@ pub(crate) async fn journal(
         .send()
         .await
         .map_err(|e| format!("GET {url}: {}", crate::env::error_chain(&e)))?;
-    let entries: Vec<Value> = response
+    let entries: Vec<tekup_mocks::RecordedRequest> = response
         .json()
         .await
         .map_err(|e| format!("GET {url}: not a journal: {e}"))?;
+    Ok(calls_of_run(entries, prefix))
+}
+
+/// The journal entries that carry a correlation id of the run (`prefix-…`),
+/// as calls.
+pub(crate) fn calls_of_run(entries: Vec<tekup_mocks::RecordedRequest>, prefix: &str) -> Vec<Call> {
     let mine = format!("{prefix}-");
-    Ok(entries
-        .iter()
+    entries
+        .into_iter()
         .filter(|e| {
-            e["headers"]["x-correlation-id"]
-                .as_str()
+            e.header("x-correlation-id")
                 .is_some_and(|c| c.starts_with(&mine))
         })
         .map(|e| Call {
-            at: e["receivedAt"]
-                .as_str()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&chrono::Utc)),
-            method: e["method"].as_str().unwrap_or_default().to_owned(),
-            path: e["path"].as_str().unwrap_or_default().to_owned(),
-            caller: e["headers"]["user-agent"]
-                .as_str()
+            seq: e.seq,
+            at: Some(e.received_at),
+            json: e.body_json(),
+            caller: e
+                .header("user-agent")
                 .and_then(|ua| ua.strip_prefix("tekup-service/"))
                 .unwrap_or("?")
                 .to_owned(),
-            status: e["status"].as_u64().and_then(|s| u16::try_from(s).ok()),
-            json: e["body"]
-                .as_str()
-                .and_then(|b| serde_json::from_str(b).ok()),
-            fault: e["fault"].as_str().map(str::to_owned),
+            method: e.method,
+            path: e.path,
+            status: e.status,
+            fault: e.fault,
         })
-        .collect())
+        .collect()
 }
 
 /// Every mock's calls of the run, as sequence-diagram messages.

@@ -2,11 +2,14 @@
 //! HTTP: Redis, the external API mocks, and chaos faults.
 
 use super::super::model::{
-    ChaosStep, MockFault, MockRequest, MockResponse, MockStep, RedisStep, Toxic,
+    ChaosStep, MockAnswer, MockFault, MockParts, MockRequest, MockResponse, MockStep, RedisStep,
+    Toxic,
 };
 use std::time::Duration;
 
-use super::super::read::{boolean, closest, fields, string, uint, Cx, Fields};
+use super::super::read::{
+    self, boolean, closest, duration, fields, string, string_list, uint, Cx, Fields,
+};
 use super::super::vars::Scope;
 use super::super::yaml::{Node, Value};
 use super::{action, status, tenant};
@@ -135,20 +138,30 @@ fn times(cx: &mut Cx<'_>, f: &Fields<'_>) -> Option<Option<u32>> {
 }
 
 pub(super) fn mock(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<MockStep> {
-    let (act, target) = action(cx, node, what, &["expect", "set", "fault"])?;
+    let (act, target) = action(
+        cx,
+        node,
+        what,
+        &["expect", "expect-none", "set", "fault", "clear"],
+    )?;
     let what = format!("`mock: {act}` step");
     let allowed: &[&str] = match act {
-        "expect" => &["expect", "request", "times"],
+        "expect" => &["expect", "request", "answered", "times"],
+        "expect-none" => &["expect-none", "request", "for"],
         "set" => &["set", "request", "respond"],
+        "clear" => &["clear", "only"],
         _ => &[
             "fault",
             "method",
             "path",
             "status",
+            "json",
             "delay",
             "retry-after",
             "reset",
             "malformed",
+            "truncated",
+            "stall",
             "times",
             "ratio",
         ],
@@ -158,11 +171,24 @@ pub(super) fn mock(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<MockStep>
     match act {
         "expect" => {
             let request = mock_request(cx, &f, true);
+            let answered = answered(cx, &f);
             let times = times(cx, &f);
             Some(MockStep::Expect {
                 mock,
                 request: request?,
+                answered: answered?,
                 times: times?,
+            })
+        }
+        "expect-none" => {
+            let request = mock_request(cx, &f, true);
+            let period = f
+                .require(cx, "for", "for: 2s")
+                .and_then(|n| duration(cx, n, "for"));
+            Some(MockStep::ExpectNone {
+                mock,
+                request: request?,
+                period: period?,
             })
         }
         "set" => {
@@ -182,6 +208,10 @@ pub(super) fn mock(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<MockStep>
                 respond: respond?,
             })
         }
+        "clear" => Some(MockStep::Clear {
+            mock,
+            parts: parts(cx, &f)?,
+        }),
         _ => {
             let fault = mock_fault(cx, &f, &what)?;
             let times = times(cx, &f)?;
@@ -201,15 +231,138 @@ pub(super) fn mock(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<MockStep>
     }
 }
 
+/// The fault kinds a journal entry can name (`tekup_mocks::FaultKind::name`).
+const FAULT_NAMES: [&str; 7] = [
+    "latency",
+    "status",
+    "rate-limit",
+    "malformed",
+    "truncated",
+    "reset",
+    "stall",
+];
+
+/// `answered: { status: 429, fault: rate-limit }` of a `mock: expect` step.
+fn answered(cx: &mut Cx<'_>, f: &Fields<'_>) -> Option<MockAnswer> {
+    let Some(n) = f.get("answered") else {
+        return Some(MockAnswer::default());
+    };
+    let a = fields(
+        cx,
+        n,
+        "`answered` of a `mock: expect` step",
+        &["status", "fault"],
+    )?;
+    let code = match a.get("status") {
+        Some(s) => Some(status(cx, s)?),
+        None => None,
+    };
+    let fault = match a.get("fault") {
+        None => None,
+        Some(node) => {
+            let name = string(cx, node, "fault")?;
+            if !FAULT_NAMES.contains(&name.as_str()) {
+                let guess = closest(&name, &FAULT_NAMES)
+                    .map(|k| format!("did you mean `{k}`? "))
+                    .unwrap_or_default();
+                cx.error(
+                    node.pos,
+                    format!("unknown fault `{name}`"),
+                    format!("{guess}the faults are {}", FAULT_NAMES.join(", ")),
+                );
+                return None;
+            }
+            Some(name)
+        }
+    };
+    Some(MockAnswer {
+        status: code,
+        fault,
+    })
+}
+
+/// `only: faults` or `only: [journal, faults]` of a `mock: clear` step.
+fn parts(cx: &mut Cx<'_>, f: &Fields<'_>) -> Option<MockParts> {
+    let Some(n) = f.get("only") else {
+        return Some(MockParts::ALL);
+    };
+    let names = match &n.value {
+        Value::Seq(_) => string_list(cx, n, "only"),
+        _ => vec![(string(cx, n, "only")?, n.pos)],
+    };
+    let mut parts = MockParts {
+        journal: false,
+        faults: false,
+        expectations: false,
+    };
+    for (name, pos) in names {
+        match name.as_str() {
+            "journal" => parts.journal = true,
+            "faults" => parts.faults = true,
+            "expectations" => parts.expectations = true,
+            other => {
+                let guess = closest(other, &MockParts::NAMES)
+                    .map(|k| format!("did you mean `{k}`? "))
+                    .unwrap_or_default();
+                cx.error(
+                    pos,
+                    format!("a mock holds no `{other}` to clear"),
+                    format!("{guess}write any of {}", MockParts::NAMES.join(", ")),
+                );
+                return None;
+            }
+        }
+    }
+    if parts
+        == (MockParts {
+            journal: false,
+            faults: false,
+            expectations: false,
+        })
+    {
+        cx.error(
+            n.pos,
+            "`only` names nothing to clear",
+            format!(
+                "write any of {}, or leave `only` out to clear all",
+                MockParts::NAMES.join(", ")
+            ),
+        );
+        return None;
+    }
+    Some(parts)
+}
+
 /// The one fault a `mock: fault` step names: `delay`, `status` (with
-/// `retry-after` for a 429), `reset: true` or `malformed: true`.
+/// `retry-after` for a 429, or a `json` body), `stall` (a duration or
+/// `forever`), or one of the flags `reset`, `malformed`, `truncated`. These
+/// are all the kinds `tekup_mocks::FaultKind` has.
 fn mock_fault(cx: &mut Cx<'_>, f: &Fields<'_>, what: &str) -> Option<MockFault> {
-    let given: Vec<&str> = ["delay", "status", "reset", "malformed"]
-        .into_iter()
-        .filter(|k| f.get(k).is_some())
-        .collect();
+    let given: Vec<&str> = [
+        "delay",
+        "status",
+        "stall",
+        "reset",
+        "malformed",
+        "truncated",
+    ]
+    .into_iter()
+    .filter(|k| f.get(k).is_some())
+    .collect();
     let hint = "write one of `status: 503`, `status: 429, retry-after: 2s`, `delay: 2s`, \
-                `reset: true`, `malformed: true`";
+                `stall: 5s`, `stall: forever`, `reset: true`, `malformed: true`, `truncated: true`";
+    if given.first() != Some(&"status") {
+        for key in ["retry-after", "json"] {
+            if f.get(key).is_some() {
+                cx.error(
+                    f.key_pos(key).unwrap_or(f.pos),
+                    format!("`{key}` goes with `status`"),
+                    "remove it, or inject a `status` fault",
+                );
+                return None;
+            }
+        }
+    }
     match given.as_slice() {
         [] => {
             cx.error(f.pos, format!("{what} needs a fault"), hint);
@@ -227,9 +380,36 @@ fn mock_fault(cx: &mut Cx<'_>, f: &Fields<'_>, what: &str) -> Option<MockFault> 
             None
         }
         ["delay"] => f.duration(cx, "delay").map(MockFault::Latency),
+        ["stall"] => {
+            let n = f.get("stall")?;
+            let text = string(cx, n, "stall")?;
+            if text == "forever" {
+                return Some(MockFault::Stall(None));
+            }
+            match read::parse_duration(&text) {
+                Ok(d) => Some(MockFault::Stall(Some(d))),
+                Err(_) => {
+                    cx.error(
+                        n.pos,
+                        format!("`stall` must be a duration or `forever`, found `{text}`"),
+                        "write e.g. `stall: 5s`, or `stall: forever` to hold calls until the mock stops",
+                    );
+                    None
+                }
+            }
+        }
         ["status"] => {
             let code = f.get("status").and_then(|n| status(cx, n))?;
+            let json = f.json("json");
             match (code, f.get("retry-after")) {
+                (429, Some(_)) if json.is_some() => {
+                    cx.error(
+                        f.key_pos("json").unwrap_or(f.pos),
+                        "a 429 with `retry-after` answers in the API's own shape",
+                        "remove `json`, or `retry-after` to answer 429 with this body",
+                    );
+                    None
+                }
                 (429, Some(_)) => f
                     .duration(cx, "retry-after")
                     .map(|retry_after| MockFault::RateLimit { retry_after }),
@@ -241,7 +421,7 @@ fn mock_fault(cx: &mut Cx<'_>, f: &Fields<'_>, what: &str) -> Option<MockFault> 
                     );
                     None
                 }
-                (code, None) => Some(MockFault::Status(code)),
+                (status, None) => Some(MockFault::Status { status, json }),
             }
         }
         [flag] => {
@@ -254,10 +434,10 @@ fn mock_fault(cx: &mut Cx<'_>, f: &Fields<'_>, what: &str) -> Option<MockFault> 
                 );
                 return None;
             }
-            Some(if *flag == "reset" {
-                MockFault::Reset
-            } else {
-                MockFault::Malformed
+            Some(match *flag {
+                "reset" => MockFault::Reset,
+                "malformed" => MockFault::Malformed,
+                _ => MockFault::Truncated,
             })
         }
     }

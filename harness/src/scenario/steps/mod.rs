@@ -528,7 +528,9 @@ fn condition(cx: &mut Cx<'_>, node: &Node, scope: &mut Scope) -> Option<Step> {
     }
     let step = step(cx, node, scope, false)?;
     let acts = match &step.kind {
-        StepKind::Mock(MockStep::Set { .. } | MockStep::Fault { .. }) => Some("changes a mock"),
+        StepKind::Mock(MockStep::Set { .. } | MockStep::Fault { .. } | MockStep::Clear { .. }) => {
+            Some("changes a mock")
+        }
         StepKind::Ws(WsStep::Connect { .. } | WsStep::Send { .. }) => Some("acts on a connection"),
         StepKind::Redis(RedisStep::Enqueue { .. }) => Some("adds a job"),
         _ => None,

@@ -1,0 +1,99 @@
+//! The admin API's typed form: a client (the harness) builds faults with
+//! [`Fault`]'s builder, sends them as [`FaultSpec`], and reads the faults and
+//! the journal back as [`Fault`] and [`RecordedRequest`]. These tests go
+//! through the real admin API over HTTP, so a field renamed on one side only
+//! fails here.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tekup_mocks::{Fault, FaultSpec, OpenAi, RecordedRequest};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_fault_kind_round_trips_through_the_admin_api() {
+    let mock = OpenAi::start().await.unwrap();
+    let http = client();
+    let faults = vec![
+        Fault::latency(Duration::from_millis(250)).on_path("/v1/chat"),
+        Fault::status(503).times(2),
+        Fault::status(400)
+            .with_body(json!({"error": {"message": "no", "type": "invalid_request_error"}}))
+            .on_method("post"),
+        Fault::rate_limit(Duration::from_secs(2)).ratio(0.25),
+        Fault::malformed(),
+        Fault::truncated().on_path("/v1/embeddings"),
+        Fault::reset().times(1),
+        Fault::stall(Some(Duration::from_millis(1500))),
+        Fault::stall(None).on_path("/never"),
+    ];
+    for fault in &faults {
+        let response = http
+            .post(format!("{}/__admin/faults", mock.uri()))
+            .json(&FaultSpec::from(fault))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{fault:?}");
+        let created: Fault = response.json().await.unwrap();
+        assert_eq!(&created, fault);
+    }
+    let listed: Vec<Fault> = http
+        .get(format!("{}/__admin/faults", mock.uri()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, faults);
+    // Admin calls are not journaled.
+    assert_eq!(mock.journal().len(), 0);
+}
+
+#[tokio::test]
+async fn journal_entries_read_back_as_recorded_requests() {
+    let mock = OpenAi::start().await.unwrap();
+    let http = client();
+    let sent = http
+        .post(format!("{}/v1/embeddings", mock.uri()))
+        .header("authorization", "Bearer sk-test")
+        .header("x-correlation-id", "run-1")
+        .json(&json!({"model": "text-embedding-3-small", "input": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let entries: Vec<RecordedRequest> = http
+        .get(format!("{}/__admin/journal", mock.uri()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(entries, mock.journal());
+    assert_eq!(entries[0].header("x-correlation-id"), Some("run-1"));
+    assert_eq!(
+        entries[0].body_json(),
+        Some(json!({"model": "text-embedding-3-small", "input": "hi"}))
+    );
+    assert_eq!(entries[0].status, Some(200));
+}
+
+#[test]
+fn binary_bodies_survive_the_json_form() {
+    let text = json!({
+        "seq": 7, "receivedAt": "2026-01-01T00:00:00Z", "method": "POST", "path": "/x",
+        "query": null, "headers": {}, "body": "base64:AP8=", "status": null, "fault": "reset"
+    });
+    let entry: RecordedRequest = serde_json::from_value(text.clone()).unwrap();
+    assert_eq!(&entry.body[..], &[0x00, 0xff]);
+    assert_eq!(serde_json::to_value(&entry).unwrap(), text);
+}
