@@ -28,7 +28,7 @@ fn mock_schema(text: &Value, duration: &Value, status: &Value) -> Value {
     let times = json!({ "type": "integer", "minimum": 0 });
     let flag = |what: &str| json!({ "const": true, "description": what });
     let part = json!({ "enum": ["journal", "faults", "expectations"] });
-    let mock = one_of_keys(&[
+    one_of_keys(&[
         (
             "expect",
             obj(
@@ -82,8 +82,7 @@ fn mock_schema(text: &Value, duration: &Value, status: &Value) -> Value {
                         "only": { "anyOf": [part, { "type": "array", "items": part, "minItems": 1 }] } }),
             ),
         ),
-    ]);
-    mock
+    ])
 }
 
 /// The schema, as a JSON value.
