@@ -39,7 +39,12 @@ pub(crate) fn step(
     scope: &mut Scope,
     check_refs: bool,
 ) -> Option<Step> {
-    let kinds = STEP_KINDS.join(", ");
+    // A `use:` of a step file is expanded before steps are decoded; a step
+    // that reaches here is a kind, or a typo of a kind or of `use`.
+    let kinds = format!(
+        "{}; `use: <step file>` calls a step file",
+        STEP_KINDS.join(", ")
+    );
     let entries = match &node.value {
         Value::Map(entries) if !entries.is_empty() => entries,
         _ => {
@@ -79,7 +84,9 @@ pub(crate) fn step(
     };
     let kind = key.key_text();
     if !STEP_KINDS.contains(&kind.as_str()) {
-        let guess = closest(&kind, &STEP_KINDS)
+        let mut known = STEP_KINDS.to_vec();
+        known.push("use");
+        let guess = closest(&kind, &known)
             .map(|k| format!("did you mean `{k}`? "))
             .unwrap_or_default();
         cx.error(
