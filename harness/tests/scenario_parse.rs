@@ -18,7 +18,7 @@ fn errors(text: &str) -> String {
 fn the_design_example_parses_into_the_model() {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenario_fixtures/lead-to-contact.yaml");
-    let s = parse_file(&path).expect("DESIGN.md's example is valid");
+    let s = parse_file(&path).expect("the example fixture is valid");
     assert_eq!(s.name, "lead-to-contact");
     assert_eq!(s.tags, ["smoke", "crm"]);
     assert_eq!(s.tenants, ["acme", "globex"]);

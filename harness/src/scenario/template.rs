@@ -8,7 +8,7 @@ pub fn template(name: &str) -> String {
 
 const TEMPLATE: &str = r#"# {{name}}: say in one sentence what this scenario proves.
 #
-# The format: DESIGN.md, "Scenario files"; the JSON Schema: `tekup-harness schema`.
+# The format: scenarios/README.md; the JSON Schema: `tekup-harness schema`.
 # Check this file: `tekup-harness validate scenarios/{{name}}.yaml`.
 name: {{name}}
 tags: [smoke]
@@ -17,7 +17,10 @@ tags: [smoke]
 tenants: [acme]
 # timeout: 60s        # the whole scenario's deadline
 # exclusive: true     # run alone (chaos scenarios)
-# include: [common.steps.yaml]   # shared steps: a file with `steps:` only
+# defaults: { http: { service: flow-api, tenant: acme, app: flow-web } }
+#                     # what every http step leaves out
+# examples: [ { status: new }, { status: won } ]
+#                     # one case per row, named {{name}}[status=new]; `${status}`
 steps:
   # A request as tenant acme's flow-web app; `save` keeps a value of the
   # response (a JSONPath) for later steps as `${lead}`.
@@ -37,5 +40,6 @@ steps:
         app: flow-web
         request: { method: GET, path: "/leads/${lead}" }
         expect: { status: 200, json: { id: "${lead}" } }
-  # Other kinds: ws, sql, redis, mock, chaos, sleep (see DESIGN.md).
+  # Other kinds: ws, sql, redis, mock, chaos, sleep, and `use:` of a step
+  # file under scenarios/steps/ (see scenarios/README.md).
 "#;
