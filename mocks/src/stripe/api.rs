@@ -221,12 +221,7 @@ async fn create_customer(State(s): S, Extension(meta): Meta, body: Bytes) -> Res
     });
     merge_metadata(&mut c, &p);
     s.store().insert("customer", c.clone());
-    s.emit(
-        "customer.created",
-        &c,
-        Some(&meta.request_id),
-        meta.idempotency_key.as_deref(),
-    );
+    s.emit_for("customer.created", &c, &meta);
     Json(c).into_response()
 }
 
@@ -264,12 +259,7 @@ async fn update_customer(
         merge_metadata(c, &p);
         c.clone()
     };
-    s.emit(
-        "customer.updated",
-        &updated,
-        Some(&meta.request_id),
-        meta.idempotency_key.as_deref(),
-    );
+    s.emit_for("customer.updated", &updated, &meta);
     Json(updated).into_response()
 }
 
@@ -285,12 +275,7 @@ async fn delete_customer(State(s): S, Extension(meta): Meta, Path(id): Path<Stri
         };
         std::mem::replace(c, deleted.clone())
     };
-    s.emit(
-        "customer.deleted",
-        &before,
-        Some(&meta.request_id),
-        meta.idempotency_key.as_deref(),
-    );
+    s.emit_for("customer.deleted", &before, &meta);
     Json(deleted).into_response()
 }
 

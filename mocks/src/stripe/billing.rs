@@ -81,12 +81,7 @@ pub(super) async fn create_item(State(s): S, Extension(meta): Meta, body: Bytes)
         }
         store.insert("invoiceitem", item.clone());
     }
-    s.emit(
-        "invoiceitem.created",
-        &item,
-        Some(&meta.request_id),
-        meta.idempotency_key.as_deref(),
-    );
+    s.emit_for("invoiceitem.created", &item, &meta);
     Json(item).into_response()
 }
 
@@ -139,12 +134,7 @@ pub(super) async fn create_invoice(State(s): S, Extension(meta): Meta, body: Byt
         store.insert("invoice", invoice.clone());
         invoice
     };
-    s.emit(
-        "invoice.created",
-        &invoice,
-        Some(&meta.request_id),
-        meta.idempotency_key.as_deref(),
-    );
+    s.emit_for("invoice.created", &invoice, &meta);
     Json(invoice).into_response()
 }
 
@@ -254,12 +244,7 @@ pub(super) async fn invoice_action(
         (events, inv.clone())
     };
     for event in events {
-        s.emit(
-            event,
-            &invoice,
-            Some(&meta.request_id),
-            meta.idempotency_key.as_deref(),
-        );
+        s.emit_for(event, &invoice, &meta);
     }
     Json(invoice).into_response()
 }

@@ -214,6 +214,17 @@ impl StripeState {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// [`Self::emit`] for an event a request caused: the event names the
+    /// request's id and idempotency key, as Stripe's `request` field does.
+    pub(crate) fn emit_for(&self, event_type: &str, object: &Value, meta: &RequestMeta) -> Value {
+        self.emit(
+            event_type,
+            object,
+            Some(&meta.request_id),
+            meta.idempotency_key.as_deref(),
+        )
+    }
+
     /// Records an event and dispatches it to the webhook endpoints.
     pub(crate) fn emit(
         &self,

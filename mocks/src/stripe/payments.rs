@@ -101,12 +101,7 @@ pub(super) async fn create_intent(
     });
     merge_metadata(&mut pi, &p);
     s.store().insert("payment_intent", pi.clone());
-    s.emit(
-        "payment_intent.created",
-        &pi,
-        Some(&meta.request_id),
-        meta.idempotency_key.as_deref(),
-    );
+    s.emit_for("payment_intent.created", &pi, &meta);
     if bool_param(&p, "confirm") {
         let mut confirm_params = Map::new();
         if let Some(url) = str_param(&p, "return_url") {
@@ -303,21 +298,11 @@ fn require_action(
 fn finish(s: &StripeState, meta: &RequestMeta, step: Step) -> Response {
     match step {
         Step::Moved(event, pi) => {
-            s.emit(
-                event,
-                &pi,
-                Some(&meta.request_id),
-                meta.idempotency_key.as_deref(),
-            );
+            s.emit_for(event, &pi, meta);
             Json(pi).into_response()
         }
         Step::Failed(pi, error) => {
-            s.emit(
-                "payment_intent.payment_failed",
-                &pi,
-                Some(&meta.request_id),
-                meta.idempotency_key.as_deref(),
-            );
+            s.emit_for("payment_intent.payment_failed", &pi, meta);
             decline_response(&error, Some(pi))
         }
     }
@@ -417,12 +402,7 @@ pub(super) async fn capture_intent(
         pi["amount_capturable"] = Value::from(0);
         pi.clone()
     };
-    s.emit(
-        "payment_intent.succeeded",
-        &pi,
-        Some(&meta.request_id),
-        meta.idempotency_key.as_deref(),
-    );
+    s.emit_for("payment_intent.succeeded", &pi, &meta);
     Json(pi).into_response()
 }
 
@@ -450,12 +430,7 @@ pub(super) async fn cancel_intent(
             str_param(&p, "cancellation_reason").map_or(Value::Null, Value::from);
         pi.clone()
     };
-    s.emit(
-        "payment_intent.canceled",
-        &pi,
-        Some(&meta.request_id),
-        meta.idempotency_key.as_deref(),
-    );
+    s.emit_for("payment_intent.canceled", &pi, &meta);
     Json(pi).into_response()
 }
 
