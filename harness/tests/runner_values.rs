@@ -3,37 +3,23 @@
 //! ecosystem (process runtime; one serves every test of this binary).
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use tekup_harness::report::{Format, RunReport, ScenarioReport, Status};
 use tekup_harness::scenario::parse_str;
-use tekup_harness::scenario::run::{failure_text, Runner, Suite};
+use tekup_harness::scenario::run::{failure_text, Runner};
 
-fn rt() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-    })
-}
+mod runner_common;
 
-fn suite() -> &'static Suite {
-    static SUITE: OnceLock<Suite> = OnceLock::new();
-    SUITE.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let mut suite = Suite::new(root.canonicalize().expect("workspace"));
-        suite.reports_dir =
-            std::env::temp_dir().join(format!("tekup-runner-values-{}", std::process::id()));
-        suite
-    })
-}
+use runner_common::rt;
+
+/// This binary's reports directory prefix.
+const REPORTS: &str = "tekup-runner-values";
 
 async fn runner() -> Arc<Runner> {
-    suite().runner().await.expect("the ecosystem starts")
+    runner_common::runner(REPORTS).await
 }
 
 async fn run(text: &str) -> ScenarioReport {
