@@ -18,6 +18,7 @@ mod cases;
 mod computed;
 mod defaults;
 mod file;
+pub(crate) mod kinds;
 pub mod model;
 mod ops;
 mod read;

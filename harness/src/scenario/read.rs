@@ -82,6 +82,17 @@ pub(crate) fn fields<'n>(
     })
 }
 
+/// Reads `node` as a map with the keys of a kind's key table (see
+/// [`super::schema::Key`]: the same table gives the schema).
+pub(crate) fn keyed<'n>(
+    cx: &mut Cx<'_>,
+    node: &'n Node,
+    what: &'n str,
+    keys: &[super::schema::Key],
+) -> Option<Fields<'n>> {
+    fields(cx, node, what, &super::schema::names(keys))
+}
+
 impl<'n> Fields<'n> {
     pub(crate) fn get(&self, key: &str) -> Option<&'n Node> {
         self.entries

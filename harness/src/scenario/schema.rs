@@ -1,8 +1,125 @@
 //! The JSON Schema of the scenario format (`tekup-harness schema`), for
-//! editors. The checker in this module is the authority: it also checks what
-//! a schema cannot (references, tenants, connections, unique names).
+//! editors. The checker is the authority: it also checks what a schema
+//! cannot (references, tenants, connections, unique names).
+//!
+//! The step kinds' parts come from the kinds' own modules
+//! ([`super::kinds`]): each describes its keys once, as a table of [`Key`]s
+//! that its decoder accepts (`read::keyed`) and this module turns into
+//! schema, so a key the decoder takes is a key the schema shows, with the
+//! same help.
 
 use serde_json::{json, Value};
+
+/// One key of a map in a scenario file: the decoder accepts it and the
+/// schema describes it, from one table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Key {
+    pub(crate) name: &'static str,
+    /// Listed in the schema's `required`.
+    pub(crate) required: bool,
+    /// The value's schema.
+    pub(crate) schema: fn() -> Value,
+    /// The description editors show.
+    pub(crate) help: &'static str,
+}
+
+impl Key {
+    pub(crate) const fn new(name: &'static str, schema: fn() -> Value) -> Key {
+        Key {
+            name,
+            required: false,
+            schema,
+            help: "",
+        }
+    }
+
+    pub(crate) const fn required(self) -> Key {
+        Key {
+            required: true,
+            ..self
+        }
+    }
+
+    pub(crate) const fn help(self, help: &'static str) -> Key {
+        Key { help, ..self }
+    }
+}
+
+/// The names of `keys`, for the decoder.
+pub(crate) fn names(keys: &[Key]) -> Vec<&'static str> {
+    keys.iter().map(|k| k.name).collect()
+}
+
+/// A map with exactly `keys`.
+pub(crate) fn object(keys: &[Key]) -> Value {
+    let mut props = serde_json::Map::new();
+    for k in keys {
+        let mut v = (k.schema)();
+        if !k.help.is_empty() {
+            // A `$ref` with siblings is fine in 2020-12; a description
+            // beside it is what editors show.
+            v["description"] = json!(k.help);
+        }
+        props.insert(k.name.to_owned(), v);
+    }
+    let required: Vec<&str> = keys.iter().filter(|k| k.required).map(|k| k.name).collect();
+    json!({ "type": "object", "additionalProperties": false, "required": required, "properties": props })
+}
+
+/// A map that does one of several actions, each named by its key
+/// (`ws: { connect: c, ... }`): one variant per action, its key required.
+pub(crate) fn actions(variants: &[(&str, &[Key])]) -> Value {
+    one_of_keys(
+        &variants
+            .iter()
+            .map(|(k, keys)| (*k, object(keys)))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Text (a number or boolean is taken as its text); may hold `${...}`.
+pub(crate) fn text() -> Value {
+    json!({ "$ref": "#/$defs/text" })
+}
+
+/// A duration: `500ms`, `30s`, `1m30s`.
+pub(crate) fn duration() -> Value {
+    json!({ "$ref": "#/$defs/duration" })
+}
+
+/// An HTTP status, or a data-driven row's value (`"${status}"`).
+pub(crate) fn status() -> Value {
+    json!({ "$ref": "#/$defs/status" })
+}
+
+/// An expected value, matched as a subset, with operators.
+pub(crate) fn expected() -> Value {
+    json!({ "$ref": "#/$defs/expected" })
+}
+
+/// Any JSON value (`${...}` expanded in its strings).
+pub(crate) fn any() -> Value {
+    json!({})
+}
+
+pub(crate) fn boolean() -> Value {
+    json!({ "type": "boolean" })
+}
+
+/// A count: an integer from 0.
+pub(crate) fn count() -> Value {
+    json!({ "type": "integer", "minimum": 0 })
+}
+
+/// A share: a number from 0 to 1.
+pub(crate) fn share() -> Value {
+    json!({ "type": "number", "minimum": 0, "maximum": 1 })
+}
+
+/// A flag that is either given as `true` or left out.
+pub(crate) fn flag() -> Value {
+    json!({ "const": true })
+}
 
 fn obj(required: &[&str], props: Value) -> Value {
     json!({ "type": "object", "additionalProperties": false, "required": required, "properties": props })
@@ -21,231 +138,44 @@ fn one_of_keys(variants: &[(&str, Value)]) -> Value {
     }).collect::<Vec<_>>() })
 }
 
-/// The `mock` step: its five actions, each fault kind of the mocks, and
-/// the `expect-none` window and `clear` parts.
-fn mock_schema(text: &Value, duration: &Value, status: &Value) -> Value {
-    let mock_request = obj(&[], json!({ "method": text, "path": text, "json": {} }));
-    let times = json!({ "type": "integer", "minimum": 0 });
-    let flag = |what: &str| json!({ "const": true, "description": what });
-    let part = json!({ "enum": ["journal", "faults", "expectations"] });
-    one_of_keys(&[
-        (
-            "expect",
-            obj(
-                &[],
-                json!({ "expect": text, "request": mock_request, "times": times,
-                        "answered": obj(&[], json!({
-                            "status": status,
-                            "fault": { "enum": ["latency", "status", "rate-limit", "malformed",
-                                                "truncated", "reset", "stall"] } })) }),
-            ),
-        ),
-        (
-            "expect-none",
-            obj(
-                &["for"],
-                json!({ "expect-none": { "description": "the mock that must receive no matching call", "type": text["type"] },
-                        "request": mock_request,
-                        "for": { "description": "the window, counted from the step's start; calls journaled before it do not count",
-                                 "type": "string", "pattern": duration["pattern"] } }),
-            ),
-        ),
-        (
-            "set",
-            obj(
-                &["respond"],
-                json!({ "set": text, "request": mock_request,
-            "respond": obj(&[], json!({ "status": status, "json": {} })) }),
-            ),
-        ),
-        (
-            "fault",
-            obj(
-                &[],
-                json!({ "fault": text, "method": text, "path": text, "status": status,
-                        "json": { "description": "the body of a `status` fault instead of the API's error shape" },
-                        "delay": duration, "retry-after": duration,
-                        "stall": { "description": "send nothing for this long, or `forever`",
-                                   "anyOf": [duration, { "const": "forever" }] },
-                        "reset": flag("reset the connection without answering"),
-                        "malformed": flag("answer with a body that does not parse"),
-                        "truncated": flag("announce the whole body, send half, close"),
-                        "times": times,
-                        "ratio": { "type": "number", "minimum": 0, "maximum": 1 } }),
-            ),
-        ),
-        (
-            "clear",
-            obj(
-                &[],
-                json!({ "clear": { "description": "the mock whose journal, faults and expectations to empty", "type": text["type"] },
-                        "only": { "anyOf": [part, { "type": "array", "items": part, "minItems": 1 }] } }),
-            ),
-        ),
-    ])
-}
-
 /// The schema, as a JSON value.
 pub fn schema() -> Value {
     let text = json!({ "type": ["string", "number", "boolean"] });
     let duration = json!({ "type": "string", "pattern": "^([0-9]+(ms|s|m|h))+$", "examples": ["500ms", "30s", "1m30s"] });
-    let headers = json!({ "type": "object", "additionalProperties": { "$ref": "#/$defs/text" } });
     // A status may be a data-driven row's value, `"${status}"`.
     let status = json!({ "anyOf": [
         { "type": "integer", "minimum": 100, "maximum": 599 },
         { "type": "string", "pattern": "^\\$\\{[A-Za-z_][A-Za-z0-9_-]*\\}$" },
     ] });
-    let pairs = json!({ "type": "object", "additionalProperties": { "oneOf": [text, { "type": "array", "items": text }] } });
-    let part = json!({ "oneOf": [text, { "type": "object", "additionalProperties": false,
-        "properties": { "file": text, "text": text, "filename": text, "content-type": text } }] });
-    let request = obj(
-        &["method", "path"],
-        json!({
-            "method": text, "path": text, "json": {}, "headers": headers,
-            "query": { "description": "Pairs appended URL-encoded to `path`; a list repeats the name.", "allOf": [pairs] },
-            "cookies": { "type": "object", "description": "Sent as one `cookie` header.", "additionalProperties": text },
-            "form": { "description": "An application/x-www-form-urlencoded body (one body per request).", "allOf": [pairs] },
-            "multipart": { "type": "object", "description": "A multipart/form-data body: a part is text, or { file (relative to the scenario file) | text, filename, content-type }.",
-                "additionalProperties": part },
-            "body": { "type": "string", "description": "A raw body; needs `content-type`." },
-            "content-type": text,
-        }),
-    );
-    // `service` may come from `defaults`; `tenant: null` takes none of them.
-    let or_none = json!({ "type": ["string", "number", "boolean", "null"] });
-    let expected = json!({ "$ref": "#/$defs/expected" });
-    let operator = json!({ "type": "object", "minProperties": 1,
-        "propertyNames": { "enum": ["$regex", "$gt", "$gte", "$lt", "$lte", "$len", "$type", "$one-of"] } });
-    let header_expect =
-        json!({ "type": "object", "additionalProperties": { "anyOf": [text, operator] } });
-    let http = obj(
-        &["request"],
-        json!({
-            "service": text, "tenant": or_none, "app": or_none,
-            "request": request,
-            "expect": obj(&[], json!({ "status": status, "headers": header_expect, "json": expected, "json-schema": {},
-                "body-contains": { "oneOf": [text, { "type": "array", "items": text }] } })),
-            "save": { "type": "object", "additionalProperties": { "type": "string", "pattern": "^\\$" } },
-        }),
-    );
-    let ws = one_of_keys(&[
-        (
-            "connect",
-            obj(
-                &["tenant", "app"],
-                json!({ "connect": text, "tenant": text, "app": text }),
-            ),
-        ),
-        (
-            "expect",
-            obj(
-                &["event", "within"],
-                json!({ "expect": text, "event": text, "within": duration, "data": expected, "envelope": expected }),
-            ),
-        ),
-        (
-            "expect-none",
-            obj(
-                &["for"],
-                json!({ "expect-none": text, "event": text, "for": duration }),
-            ),
-        ),
-        (
-            "send",
-            obj(
-                &["event"],
-                json!({ "send": text, "event": text, "data": {} }),
-            ),
-        ),
-    ]);
-    let sql_props = |who: &str, v: Value| {
-        let mut p = json!({ "query": text, "args": { "type": "array" }, "expect": { "type": "array", "items": { "type": "array" } }, "error": text });
-        p[who] = v;
-        obj(&["query"], p)
-    };
-    let sql = one_of_keys(&[
-        ("tenant", sql_props("tenant", text.clone())),
-        ("admin", sql_props("admin", json!({ "const": true }))),
-    ]);
-    let redis = one_of_keys(&[
-        (
-            "queue",
-            obj(
-                &["size"],
-                json!({ "queue": text, "dead-letter": { "type": "boolean" }, "size": { "type": "integer", "minimum": 0 } }),
-            ),
-        ),
-        (
-            "key",
-            obj(
-                &[],
-                json!({ "key": text, "exists": { "type": "boolean" }, "value": text }),
-            ),
-        ),
-        (
-            "enqueue",
-            obj(
-                &["kind", "tenant", "payload"],
-                json!({ "enqueue": { "enum": crate::contract::active().queue_names() },
-                        "kind": text, "tenant": text, "payload": { "type": "object" } }),
-            ),
-        ),
-    ]);
-    let mock = mock_schema(&text, &duration, &status);
-    let chaos = one_of_keys(&[
-        ("kill", obj(&[], json!({ "kill": text }))),
-        ("pause", obj(&[], json!({ "pause": text, "for": duration }))),
-        ("restart", obj(&[], json!({ "restart": text }))),
-        ("heal", obj(&[], json!({ "heal": text }))),
-        (
-            "toxic",
-            obj(
-                &["link"],
-                json!({ "toxic": { "enum": crate::scenario::Toxic::NAMES }, "link": text,
-                        "stream": { "enum": ["upstream", "downstream"] },
-                        "toxicity": { "type": "number", "minimum": 0, "maximum": 1 }, "for": duration,
-                        "latency": duration, "jitter": duration, "rate": { "type": "integer", "minimum": 0 },
-                        "delay": duration, "timeout": duration,
-                        "average-size": { "type": "integer", "minimum": 0 },
-                        "size-variation": { "type": "integer", "minimum": 0 },
-                        "bytes": { "type": "integer", "minimum": 0 } }),
-            ),
-        ),
-    ]);
-    let kinds = json!({
-        "http": { "$ref": "#/$defs/http" }, "ws": { "$ref": "#/$defs/ws" },
-        "sql": { "$ref": "#/$defs/sql" }, "redis": { "$ref": "#/$defs/redis" },
-        "mock": { "$ref": "#/$defs/mock" },
-    });
-    let label = json!({ "type": "string", "minLength": 1, "pattern": "^[^\\n]*$" });
-    let because = json!({ "type": "string", "minLength": 1,
-        "description": "Printed with the step's failure: why the check matters." });
-    let eventually = {
-        let mut props = kinds.clone();
-        props["within"] = duration.clone();
-        props["holds-for"] = json!({ "$ref": "#/$defs/duration",
-            "description": "Once the step passes, it must keep passing for this long (checked again and again)." });
-        let mut condition = kinds.clone();
-        condition["name"] = label;
-        props["fail-fast-on"] = json!({ "type": "object", "additionalProperties": false,
-            "minProperties": 1, "maxProperties": 2, "properties": condition,
-            "description": "A known-bad state: when this step passes while the retried one fails, the retrying stops with a failure." });
-        json!({ "type": "object", "additionalProperties": false, "required": ["within"],
-                "minProperties": 2, "maxProperties": 4, "properties": props })
-    };
-    let step = {
-        let mut props = kinds;
-        props["eventually"] = eventually;
-        props["chaos"] = json!({ "$ref": "#/$defs/chaos" });
-        props["sleep"] = duration.clone();
-        props["timeout"] = duration.clone();
-        props["name"] = json!({ "type": "string", "minLength": 1, "pattern": "^[^\\n]*$",
-            "description": "What the step is for: shown in progress, failures, JUnit and HTML reports." });
-        props["because"] = because;
-        json!({ "type": "object", "additionalProperties": false, "minProperties": 1, "maxProperties": 4, "properties": props })
-    };
     let reuse = reuse();
-    let step = json!({ "anyOf": [step, { "$ref": "#/$defs/use" }] });
+    let mut defs = json!({
+        "expected": { "description": "An expected value, matched as a subset. Operators: { $regex: \"^lead_\" }, { $gt|$gte|$lt|$lte: number or RFC 3339 time }, { $len: n or { $gte: n } }, { $type: string|number|integer|boolean|null|array|object }, { $one-of: [a, b] }, { $exact: {...} or [...] }; the words $absent (key must not be there) and $any; `$$` escapes a literal `$` key or word (scenarios/README.md, Operators)." },
+        "text": text, "duration": duration, "status": status,
+        "use": reuse["use"], "step-file": reuse["step-file"],
+    });
+    // A step: one kind (each kind's schema is its module's, under
+    // `$defs/<kind>`), and what may stand beside it.
+    let mut step = serde_json::Map::new();
+    for (name, about, kind) in super::kinds::schemas() {
+        let mut kind = kind;
+        kind["description"] = json!(about);
+        defs[name] = kind;
+        step.insert(
+            name.to_owned(),
+            json!({ "$ref": format!("#/$defs/{name}") }),
+        );
+    }
+    step.insert("timeout".to_owned(), json!({ "$ref": "#/$defs/duration",
+        "description": "The step fails when it takes longer (its own `within`/`for` adds to it)." }));
+    step.insert("name".to_owned(), json!({ "type": "string", "minLength": 1, "pattern": "^[^\\n]*$",
+        "description": "What the step is for: shown in progress, failures, JUnit and HTML reports." }));
+    step.insert(
+        "because".to_owned(),
+        json!({ "type": "string", "minLength": 1,
+        "description": "Printed with the step's failure: why the check matters." }),
+    );
+    let step = json!({ "type": "object", "additionalProperties": false, "minProperties": 1, "maxProperties": 4, "properties": step });
+    defs["step"] = json!({ "anyOf": [step, { "$ref": "#/$defs/use" }] });
     let steps = json!({ "type": "array", "items": { "$ref": "#/$defs/step" } });
     let names = json!({ "type": "array", "items": { "type": "string" } });
     let data_driven = data_driven();
@@ -267,7 +197,7 @@ pub fn schema() -> Value {
                     obj(&["value"], json!({ "value": { "type": "string", "minLength": 1 } })) ] } },
             "include": names,
             "exclusive": { "type": "boolean" },
-            "timeout": duration,
+            "timeout": { "$ref": "#/$defs/duration" },
             "setup": steps,
             "steps": { "type": "array", "minItems": 1, "items": { "$ref": "#/$defs/step" } },
             "teardown": steps,
@@ -276,12 +206,7 @@ pub fn schema() -> Value {
             "skip-if": data_driven["skip-if"],
             "defaults": reuse["defaults"],
         },
-        "$defs": {
-            "expected": { "description": "An expected value, matched as a subset. Operators: { $regex: \"^lead_\" }, { $gt|$gte|$lt|$lte: number or RFC 3339 time }, { $len: n or { $gte: n } }, { $type: string|number|integer|boolean|null|array|object }, { $one-of: [a, b] }, { $exact: {...} or [...] }; the words $absent (key must not be there) and $any; `$$` escapes a literal `$` key or word (scenarios/README.md, Operators)." },
-            "text": text, "duration": duration, "step": step, "http": http, "ws": ws, "sql": sql,
-            "redis": redis, "mock": mock, "chaos": chaos,
-            "use": reuse["use"], "step-file": reuse["step-file"],
-        },
+        "$defs": defs,
     })
 }
 

@@ -9,18 +9,19 @@
 //! runner's gate exclusively and run alone.
 //!
 //! Where the parts are:
+//! - the step kinds themselves are in `scenario/kinds/`, one module each;
+//!   they run against a [`StepCx`] (`cx`), the part of a run they may use;
 //! - `interp`: `${...}` values; `check`: subset matching, diffs, JSONPath;
-//! - `http`, `ws`, `sql`, `effects` (redis, mock, chaos): one step kind each;
+//! - `ws`: the run's WebSocket connections; `sql`: queries with bound
+//!   arguments; `queue`: the platform's Redis queues;
 //! - `observe`: what the run saw happen (bus events, mock calls), for the
 //!   sequence diagram and to wake `eventually` without fixed polling;
 //! - `output`: a failure as text for a terminal.
 
-mod body;
-mod check;
-mod effects;
-mod http;
+pub(crate) mod check;
+mod cx;
 mod interp;
-mod observe;
+pub(crate) mod observe;
 mod ops;
 mod output;
 pub(crate) mod queue;
@@ -34,16 +35,21 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+pub(crate) use cx::StepCx;
+pub(crate) use interp::Values;
+pub(crate) use observe::Call;
 pub use output::failure_text;
 pub(crate) use output::redact;
+pub(crate) use sql::{query, SqlError};
 pub(crate) use suite::build_binaries;
 pub use suite::{witness_entry, Finished, Suite};
+pub(crate) use ws::Conn;
 
-use super::model::{EventuallyStep, Need, Scenario, Step, StepKind};
+use super::model::{Need, Scenario, Step};
 use crate::env::{error_chain, Ecosystem, Kind};
 use crate::platform::{Platform, PlatformError, TENANT_SERVICE};
 use crate::report::{Failure, Message, ScenarioReport, Section, Status, StepReport};
-use interp::{Tenant, Values};
+use interp::Tenant;
 
 /// A scenario's deadline when it sets none.
 pub const DEFAULT_SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
@@ -247,22 +253,7 @@ fn skipped(scenario: &Scenario, why: String) -> ScenarioReport {
 /// Whether a scenario changes what other scenarios share: faults on mocks,
 /// chaos, or it says so.
 pub fn needs_ecosystem_alone(scenario: &Scenario) -> bool {
-    scenario.exclusive
-        || scenario.run_order().any(|s| {
-            let kind = match &s.kind {
-                StepKind::Eventually(e) => &e.step.kind,
-                k => k,
-            };
-            matches!(
-                kind,
-                StepKind::Chaos(_)
-                    | StepKind::Mock(
-                        super::model::MockStep::Fault { .. }
-                            | super::model::MockStep::Set { .. }
-                            | super::model::MockStep::Clear { .. }
-                    )
-            )
-        })
+    scenario.exclusive || scenario.run_order().any(|s| s.kind.alone())
 }
 
 /// Offsets of a run's observations from its start.
@@ -311,12 +302,12 @@ impl From<String> for StepError {
 
 /// What a run cleans up at its end, whatever happened.
 #[derive(Debug, Default)]
-struct Cleanup {
+pub(crate) struct Cleanup {
     /// Toxics were put on links: every link is healed at the end.
-    links: bool,
-    killed: BTreeSet<String>,
-    paused: BTreeSet<String>,
-    faulted_mocks: BTreeSet<String>,
+    pub(crate) links: bool,
+    pub(crate) killed: BTreeSet<String>,
+    pub(crate) paused: BTreeSet<String>,
+    pub(crate) faulted_mocks: BTreeSet<String>,
 }
 
 /// One scenario's run: its values, connections and observations.
@@ -457,7 +448,7 @@ impl<'r> Run<'r> {
         self.note = None;
         let started_ms = self.clock.now_ms();
         let started = Instant::now();
-        let limit = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT) + natural_wait(&step.kind);
+        let limit = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT) + step.kind.natural_wait();
         let (result, attempts) = match tokio::time::timeout(limit, self.execute(step)).await {
             Ok(r) => r,
             Err(_) => (
@@ -477,7 +468,7 @@ impl<'r> Run<'r> {
         } else {
             Status::Failed
         };
-        let mut label = label(&step.kind);
+        let mut label = step.kind.label();
         if let Some(note) = self.note.take() {
             label.push_str(" → ");
             label.push_str(&note);
@@ -512,133 +503,11 @@ impl<'r> Run<'r> {
         }
     }
 
-    /// One attempt of a step, or the attempts of an `eventually`.
+    /// Runs a step against its context: the result and the attempts it took.
     async fn execute(&mut self, step: &Step) -> (Result<(), StepError>, u32) {
-        match &step.kind {
-            StepKind::Eventually(e) => self.eventually(e).await,
-            kind => (self.once(kind).await, 1),
-        }
-    }
-
-    async fn once(&mut self, kind: &StepKind) -> Result<(), StepError> {
-        match kind {
-            StepKind::Http(h) => self.http(h).await,
-            StepKind::Ws(w) => self.ws(w).await,
-            StepKind::Sql(s) => self.sql(s).await,
-            StepKind::Redis(r) => self.redis(r).await,
-            StepKind::Mock(m) => self.mock(m).await,
-            StepKind::Chaos(c) => self.chaos(c).await,
-            StepKind::Sleep(d) => {
-                tokio::time::sleep(*d).await;
-                self.service += *d;
-                Ok(())
-            }
-            StepKind::Eventually(e) => Box::pin(self.eventually(e)).await.0,
-        }
-    }
-
-    /// Retries the inner step until it passes or `within` runs out. Between
-    /// attempts it waits for something to happen (a bus event of the run's
-    /// tenants, a WebSocket frame) or a short backoff, whichever is first.
-    /// After each failed attempt, a `fail-fast-on` step that passes stops
-    /// it at once; a pass is followed by the `holds-for` period.
-    async fn eventually(&mut self, e: &EventuallyStep) -> (Result<(), StepError>, u32) {
-        let deadline = tokio::time::Instant::now() + e.within;
-        let mut backoff = Duration::from_millis(20);
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let changed = Arc::clone(&self.changed);
-            let notified = changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let result = self.once(&e.step.kind).await;
-            let Err(mut error) = result else {
-                return match e.holds_for {
-                    None => (Ok(()), attempts),
-                    Some(period) => self.holds(&e.step, period, attempts).await,
-                };
-            };
-            if let Some(bad) = &e.fail_fast_on {
-                // Its own result is not the step's: keep the note of the inner step.
-                let note = self.note.take();
-                let bad_holds = self.once(&bad.kind).await.is_ok();
-                self.note = note;
-                if bad_holds {
-                    let what = bad.name.clone().unwrap_or_else(|| label(&bad.kind));
-                    error.message = format!(
-                        "stopped after {attempts} attempt(s): the known-bad state `{what}` ({}) holds \
-                         (`fail-fast-on`); the step was still failing: {}",
-                        location(&bad.file, bad.pos.line),
-                        error.message
-                    );
-                    return (Err(error), attempts);
-                }
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                error.message = format!(
-                    "still failing after {attempts} attempt(s) within {:?}: {}",
-                    e.within, error.message
-                );
-                return (Err(error), attempts);
-            }
-            let wait = backoff.min(deadline - now);
-            self.wait_for_change(notified, wait).await;
-            backoff = (backoff * 2).min(Duration::from_millis(500));
-        }
-    }
-
-    /// `holds-for`: the step passed; it is checked again whenever
-    /// something happens or after a short backoff, and once more when the
-    /// period has passed. The clock only bounds the window: the verdict is
-    /// the checks', the first failing one fails the step.
-    async fn holds(
-        &mut self,
-        step: &Step,
-        period: Duration,
-        mut attempts: u32,
-    ) -> (Result<(), StepError>, u32) {
-        let started = tokio::time::Instant::now();
-        let end = started + period;
-        let mut backoff = Duration::from_millis(20);
-        let mut checks = 1;
-        loop {
-            let now = tokio::time::Instant::now();
-            if now >= end {
-                return (Ok(()), attempts);
-            }
-            let changed = Arc::clone(&self.changed);
-            let notified = changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            self.wait_for_change(notified, backoff.min(end - now)).await;
-            attempts += 1;
-            checks += 1;
-            if let Err(mut error) = self.once(&step.kind).await {
-                error.message = format!(
-                    "held for {:?} of its {period:?} (`holds-for`), then failed at check {checks}: {}",
-                    started.elapsed(),
-                    error.message
-                );
-                return (Err(error), attempts);
-            }
-            backoff = (backoff * 2).min(Duration::from_millis(250));
-        }
-    }
-
-    /// Waits until something the run can observe happened, or `wait`.
-    async fn wait_for_change(
-        &mut self,
-        notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
-        wait: Duration,
-    ) {
-        let waited = Instant::now();
-        tokio::select! {
-            () = notified => {}
-            () = tokio::time::sleep(wait) => {}
-        }
-        self.service += waited.elapsed();
+        let mut cx = self.step_cx();
+        let result = step.kind.run(&mut cx).await;
+        (result, cx.attempts)
     }
 
     /// Creates a fresh tenant for every name of `tenants:`.
@@ -784,166 +653,6 @@ impl<'r> Run<'r> {
         // one pass here, with every secret the run came to know.
         output::redact_report(&mut report, &self.values.secrets());
         report
-    }
-
-    /// Adds a message to the sequence diagram.
-    fn observe(&self, message: Message) {
-        self.messages
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(message);
-    }
-
-    /// A new correlation id for a request of this run.
-    fn correlation_id(&mut self) -> String {
-        self.requests += 1;
-        format!("{}-{}", self.prefix, self.requests)
-    }
-
-    /// A component's handle, or an error naming the known ones.
-    fn component(&self, name: &str) -> Result<&'r crate::env::ComponentHandle, StepError> {
-        self.runner.eco.component(name).map_err(|_| {
-            StepError::from(format!(
-                "no component `{name}` in the ecosystem (it has {})",
-                self.runner
-                    .eco
-                    .components()
-                    .map(|c| c.name().to_owned())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })
-    }
-
-    fn pg(&self) -> Result<&'r sqlx::PgPool, StepError> {
-        self.runner
-            .pg
-            .as_ref()
-            .map_err(|e| StepError::from(format!("no Postgres to query: {e}")))
-    }
-}
-
-/// What a step waits for by its nature, beyond the per-step deadline.
-fn natural_wait(kind: &StepKind) -> Duration {
-    use super::model::{ChaosStep, WsStep};
-    match kind {
-        StepKind::Eventually(e) => e.within + e.holds_for.unwrap_or_default(),
-        StepKind::Ws(WsStep::Expect { within, .. }) => *within,
-        StepKind::Ws(WsStep::ExpectNone { duration, .. }) => *duration,
-        StepKind::Sleep(d) => *d,
-        StepKind::Chaos(ChaosStep::Pause {
-            duration: Some(d), ..
-        }) => *d,
-        // A restart waits for readiness, which has its own deadline.
-        StepKind::Chaos(_) => Duration::from_secs(90),
-        _ => Duration::ZERO,
-    }
-}
-
-/// One line saying what a step does, from its definition.
-fn label(kind: &StepKind) -> String {
-    use super::model::{ChaosStep, MockStep, RedisStep, SqlAs, WsStep};
-    match kind {
-        StepKind::Http(h) => format!("{} {} {}", h.request.method, h.service, h.request.path),
-        StepKind::Ws(WsStep::Connect { name, tenant, app }) => {
-            format!("ws connect {name} as {tenant}/{app}")
-        }
-        StepKind::Ws(WsStep::Expect { name, event, .. }) => format!("ws {name} expects {event}"),
-        StepKind::Ws(WsStep::ExpectNone {
-            name,
-            event,
-            duration,
-        }) => format!(
-            "ws {name} expects no {} for {duration:?}",
-            event.as_deref().unwrap_or("event")
-        ),
-        StepKind::Ws(WsStep::Send { name, event, .. }) => format!("ws {name} sends {event}"),
-        StepKind::Eventually(e) => {
-            let holds = e
-                .holds_for
-                .map(|d| format!(", holding for {d:?}"))
-                .unwrap_or_default();
-            let bad = e
-                .fail_fast_on
-                .as_ref()
-                .map(|b| {
-                    let what = b.name.clone().unwrap_or_else(|| label(&b.kind));
-                    format!(" (fails fast on: {what})")
-                })
-                .unwrap_or_default();
-            format!(
-                "eventually within {:?}{holds}: {}{bad}",
-                e.within,
-                label(&e.step.kind)
-            )
-        }
-        StepKind::Sql(s) => {
-            let who = match &s.run_as {
-                SqlAs::Tenant(t) => format!("as {t}"),
-                SqlAs::Admin => "as admin".to_owned(),
-            };
-            let q: String = s.query.chars().take(60).collect();
-            format!("sql {who}: {q}")
-        }
-        StepKind::Redis(RedisStep::QueueSize {
-            queue,
-            dead_letter,
-            size,
-        }) => format!(
-            "redis {queue}{} holds {size}",
-            if *dead_letter { " dead letters" } else { "" }
-        ),
-        StepKind::Redis(RedisStep::Enqueue {
-            queue,
-            kind,
-            tenant,
-            ..
-        }) => format!("redis enqueue {kind} on {queue} for {tenant}"),
-        StepKind::Redis(RedisStep::Key { key, exists, .. }) => {
-            format!(
-                "redis key {key} {}",
-                if *exists { "exists" } else { "absent" }
-            )
-        }
-        StepKind::Mock(MockStep::Expect {
-            mock,
-            request,
-            times,
-            ..
-        }) => format!(
-            "mock {mock} received {} {}{}",
-            request.method.as_deref().unwrap_or("*"),
-            request.path.as_deref().unwrap_or("*"),
-            times.map(|t| format!(" ×{t}")).unwrap_or_default()
-        ),
-        StepKind::Mock(MockStep::Set { mock, request, .. }) => format!(
-            "mock {mock} answers {}",
-            request.path.as_deref().unwrap_or("every path")
-        ),
-        StepKind::Mock(MockStep::Fault {
-            mock, path, fault, ..
-        }) => format!(
-            "mock {mock} fault {fault:?} on {}",
-            path.as_deref().unwrap_or("every path")
-        ),
-        StepKind::Mock(MockStep::ExpectNone {
-            mock,
-            request,
-            period,
-        }) => format!(
-            "mock {mock} receives no {} {} for {period:?}",
-            request.method.as_deref().unwrap_or("*"),
-            request.path.as_deref().unwrap_or("*"),
-        ),
-        StepKind::Mock(MockStep::Clear { mock, .. }) => format!("mock {mock} cleared"),
-        StepKind::Chaos(ChaosStep::Kill { component }) => format!("chaos kill {component}"),
-        StepKind::Chaos(ChaosStep::Pause { component, .. }) => format!("chaos pause {component}"),
-        StepKind::Chaos(ChaosStep::Restart { component }) => format!("chaos restart {component}"),
-        StepKind::Chaos(ChaosStep::Toxic { toxic, link, .. }) => {
-            format!("chaos {toxic:?} on {link}")
-        }
-        StepKind::Chaos(ChaosStep::Heal { link }) => format!("chaos heal {link}"),
-        StepKind::Sleep(d) => format!("sleep {d:?}"),
     }
 }
 

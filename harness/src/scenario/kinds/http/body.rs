@@ -3,8 +3,8 @@
 //! than by reqwest's optional features so that the bytes (and the failure
 //! output that shows them) are the harness's own.
 
-use super::interp::Values;
-use crate::scenario::model::{Body, PartContent};
+use super::{Body, PartContent};
+use crate::scenario::run::Values;
 
 /// A body ready to send.
 pub(crate) struct Encoded {

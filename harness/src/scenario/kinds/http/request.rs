@@ -5,32 +5,71 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::super::model::{Body, Part, PartContent, Request};
-use super::super::ops::{self, Place};
-use super::super::read::{fields, string, Cx, Fields};
-use super::super::yaml::{Node, Value};
+use serde_json::{json, Value as Json};
+
+use super::{Body, Part, PartContent, Request};
+use crate::scenario::ops::{self, Place};
+use crate::scenario::read::{fields, keyed, string, Cx, Fields};
+use crate::scenario::schema::{self, Key};
+use crate::scenario::yaml::{Node, Value};
+
+/// The keys of a `request`.
+const KEYS: [Key; 10] = [
+    Key::new("method", schema::text).required(),
+    Key::new("path", schema::text).required(),
+    Key::new("query", pairs_schema).help("Pairs appended URL-encoded to `path`; a list repeats the name."),
+    Key::new("headers", headers),
+    Key::new("cookies", cookies).help("Sent as one `cookie` header."),
+    Key::new("json", schema::any),
+    Key::new("form", pairs_schema).help("An application/x-www-form-urlencoded body (one body per request)."),
+    Key::new("multipart", multipart_schema).help(
+        "A multipart/form-data body: a part is text, or { file (relative to the scenario file) | text, filename, content-type }.",
+    ),
+    Key::new("body", raw).help("A raw body; needs `content-type`."),
+    Key::new("content-type", schema::text),
+];
+
+/// The schema of a `request`.
+pub(super) fn schema() -> Json {
+    schema::object(&KEYS)
+}
+
+/// The schema of `expect.headers`: text or operators per header.
+pub(super) fn header_expect_schema() -> Json {
+    let operator = json!({ "type": "object", "minProperties": 1,
+        "propertyNames": { "enum": ["$regex", "$gt", "$gte", "$lt", "$lte", "$len", "$type", "$one-of"] } });
+    json!({ "type": "object", "additionalProperties": { "anyOf": [schema::text(), operator] } })
+}
+
+fn pairs_schema() -> Json {
+    let text = schema::text();
+    json!({ "type": "object", "additionalProperties": { "oneOf": [text, { "type": "array", "items": text }] } })
+}
+
+fn headers() -> Json {
+    json!({ "type": "object", "additionalProperties": schema::text() })
+}
+
+fn cookies() -> Json {
+    json!({ "type": "object", "additionalProperties": schema::text() })
+}
+
+fn raw() -> Json {
+    json!({ "type": "string" })
+}
+
+fn multipart_schema() -> Json {
+    let text = schema::text();
+    let part = json!({ "oneOf": [text, { "type": "object", "additionalProperties": false,
+        "properties": { "file": text, "text": text, "filename": text, "content-type": text } }] });
+    json!({ "type": "object", "additionalProperties": part })
+}
 
 /// The keys that give a request its body; one at most.
 const BODIES: [&str; 4] = ["json", "form", "multipart", "body"];
 
 pub(super) fn request(cx: &mut Cx<'_>, node: &Node) -> Option<Request> {
-    let r = fields(
-        cx,
-        node,
-        "`request`",
-        &[
-            "method",
-            "path",
-            "query",
-            "headers",
-            "cookies",
-            "json",
-            "form",
-            "multipart",
-            "body",
-            "content-type",
-        ],
-    )?;
+    let r = keyed(cx, node, "`request`", &KEYS)?;
     let method = r.req_string(cx, "method", "method: GET");
     let path = r.req_string(cx, "path", "path: /health");
     let given: Vec<&str> = BODIES
