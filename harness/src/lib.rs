@@ -1,6 +1,9 @@
 //! tekup-harness: starts the TekUp ecosystem, mocks its external APIs and runs
 //! declarative scenarios, property, load and chaos tests against it.
 //!
+//! `docs/ARCHITECTURE.md` in the repository is the map of the crates, of a
+//! scenario's way from file to report, and of the extension points.
+//!
 //! What is here today:
 //! - [`env`]: the ecosystem file (`fixtures/ecosystem.toml`), the `process`,
 //!   `docker` and `external` runtimes behind one trait, readiness and

@@ -1,5 +1,7 @@
 //! Scenario files: the declarative format of `scenarios/README.md`,
-//! its model, its checker, and the runner ([`run`]).
+//! its model, its checker, and the runner ([`run`]). The step kinds are
+//! one module each under `kinds/`; `docs/ARCHITECTURE.md` follows a file
+//! from reading to report and shows how to add a kind.
 //!
 //! The checker reports every problem it finds as `file:line:col: message`
 //! with a `hint:` line, never panics on any input, and checks at parse time
