@@ -11,7 +11,8 @@
 //! - Engine overhead of a scenario = its run time minus the time it spent
 //!   waiting on the system under test (HTTP round trips, queries, WebSocket
 //!   and `eventually` waits, `sleep`), as the runner accounts it. Reported
-//!   per scenario (median over the `--jobs 1` runs, where nothing competes).
+//!   per scenario (median over the `--jobs 1` runs, where nothing competes)
+//!   and per step (a scenario's overhead over the steps it ran).
 //! - Suite wall time with `--jobs 1` vs `--jobs 4`, median and ratio.
 
 use std::collections::BTreeMap;
@@ -48,6 +49,7 @@ fn main() {
     let quiet = |_: &ScenarioReport| {};
     let mut walls: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut overhead: BTreeMap<String, Vec<(f64, f64, f64)>> = BTreeMap::new();
+    let mut steps: BTreeMap<String, usize> = BTreeMap::new();
     rt.block_on(async {
         suite.runner().await.expect("the ecosystem starts");
         // One unmeasured round: connections, caches, first-use costs.
@@ -75,6 +77,7 @@ fn main() {
                 walls.entry(jobs).or_default().push(wall);
                 if jobs == 1 {
                     for r in reports {
+                        steps.insert(r.name.clone(), r.steps.len().max(1));
                         overhead.entry(r.name.clone()).or_default().push((
                             r.duration_ms,
                             r.service_ms,
@@ -88,23 +91,35 @@ fn main() {
     });
     println!("\nper scenario, --jobs 1, median of {runs} (ms):");
     println!(
-        "{:<34} {:>10} {:>12} {:>10} {:>8}",
-        "scenario", "run", "in system", "engine", "engine%"
+        "{:<34} {:>10} {:>12} {:>10} {:>8} {:>6} {:>12}",
+        "scenario", "run", "in system", "engine", "engine%", "steps", "engine/step"
     );
     let mut engine_all = Vec::new();
+    let mut per_step_all = Vec::new();
+    let (mut engine_sum, mut steps_sum) = (0.0, 0);
     for (name, samples) in &overhead {
         let run = median(samples.iter().map(|s| s.0).collect());
         let system = median(samples.iter().map(|s| s.1).collect());
         let engine = median(samples.iter().map(|s| s.2).collect());
+        let n = steps.get(name).copied().unwrap_or(1);
         engine_all.push(engine);
+        per_step_all.push(engine / n as f64);
+        engine_sum += engine;
+        steps_sum += n;
         println!(
-            "{name:<34} {run:>10.1} {system:>12.1} {engine:>10.2} {:>7.2}%",
-            100.0 * engine / run.max(f64::EPSILON)
+            "{name:<34} {run:>10.1} {system:>12.1} {engine:>10.2} {:>7.2}% {n:>6} {:>12.3}",
+            100.0 * engine / run.max(f64::EPSILON),
+            engine / n as f64
         );
     }
     println!(
         "median engine overhead per scenario: {:.2} ms",
         median(engine_all)
+    );
+    println!(
+        "engine overhead per step: median {:.3} ms, all scenarios together {:.3} ms ({steps_sum} steps)",
+        median(per_step_all),
+        engine_sum / steps_sum.max(1) as f64
     );
     let one = median(walls[&1].clone());
     let many = median(walls[&DEFAULT_JOBS].clone());

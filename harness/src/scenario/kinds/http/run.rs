@@ -28,7 +28,7 @@ pub(super) async fn http(cx: &mut StepCx<'_, '_>, step: &HttpStep) -> Result<(),
     cx.involve(&step.service);
     let path = cx.values.text(&step.request.path)?;
     let url = body::url(
-        &cx.values,
+        cx.values,
         &format!("{}{}", base.trim_end_matches('/'), path),
         &step.request.query,
     )?;
@@ -50,11 +50,11 @@ pub(super) async fn http(cx: &mut StepCx<'_, '_>, step: &HttpStep) -> Result<(),
     }
     let correlation = cx.correlation_id();
     headers.push(("x-correlation-id".into(), correlation.clone()));
-    if let Some(cookie) = body::cookie(&cx.values, &step.request.cookies)? {
+    if let Some(cookie) = body::cookie(cx.values, &step.request.cookies)? {
         headers.push(("cookie".into(), cookie));
     }
     let encoded = match &step.request.body {
-        Some(b) => Some(body::encode(&cx.values, b).await?),
+        Some(b) => Some(body::encode(cx.values, b).await?),
         None => None,
     };
     if let Some(encoded) = &encoded {

@@ -100,7 +100,7 @@ async fn expect_calls(
     times: Option<u32>,
 ) -> Result<(), StepError> {
     let filter = call_filter(cx.values, request)?;
-    let calls = observe::journal(cx.runner(), &handle.admin_url, &cx.prefix()).await?;
+    let calls = observe::journal(cx.runner(), &handle.admin_url, cx.prefix()).await?;
     let matching: Vec<&Call> = calls
         .iter()
         .filter(|c| {
