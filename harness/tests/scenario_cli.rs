@@ -1,7 +1,9 @@
-//! `validate`, `schema` and `new scenario` as users run them.
+//! `validate`, `schema`, `new scenario` and `run`'s refusals as users run
+//! them, and the `scenarios` test binary's `TEKUP_TAGS` selection.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 fn harness(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tekup-harness"))
@@ -119,4 +121,156 @@ fn validate_counts_the_cases_of_a_data_driven_file() {
     .expect("write");
     let o = harness(dir.path(), &["validate", "m.yaml"]);
     assert_eq!(stdout(&o), "OK      m.yaml (6 cases)\n1 valid, 0 invalid\n");
+}
+
+/// The `scenarios` test binary, built as this one was.
+///
+/// Cargo tells a test where the `[[bin]]` targets are, not the other
+/// tests. Guessing `target/<profile>/deps/scenarios-<hash>` is ambiguous
+/// (old builds leave other hashes) and may find a stale binary, or none,
+/// when only this file was built. So cargo is asked: `cargo test --no-run
+/// --message-format=json` builds it if needed (nothing to do after `cargo
+/// test`: same profile, and the environment, `CARGO_TARGET_DIR` included,
+/// is inherited) and names the executable. That runs directly, so its own
+/// exit code and stderr are seen, where `cargo test -- --list` would turn
+/// any failure into cargo's 101.
+fn scenarios_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        // This test is `target/[<triple>/]<profile>/deps/<name>`; `dev` builds to `debug`.
+        let exe = std::env::current_exe().expect("the test's own path");
+        let profile = exe
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::file_name)
+            .and_then(|p| p.to_str())
+            .expect("the test binary is in target/<profile>/deps");
+        let profile = if profile == "debug" { "dev" } else { profile };
+        let o = Command::new(env!("CARGO"))
+            .args(["test", "-p", "tekup-harness", "--test", "scenarios"])
+            .args(["--no-run", "--message-format=json", "--profile", profile])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run cargo");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        stdout(&o)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|m| m["target"]["name"] == "scenarios" && m["executable"].is_string())
+            .and_then(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo names the scenarios test executable")
+    })
+}
+
+/// The `scenarios` test binary on the scenario files in `dir/scenarios`,
+/// with `TEKUP_TAGS` set to `tags` (unset for `None`). The ecosystem file
+/// does not exist: a run that tried to start anything would fail at once.
+fn scenarios_test(dir: &Path, tags: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(scenarios_binary());
+    cmd.args(args)
+        .env("TEKUP_SCENARIOS", dir.join("scenarios"))
+        .env("TEKUP_REPORTS_DIR", dir.join("reports"))
+        .env("TEKUP_ECOSYSTEM", dir.join("no-ecosystem.toml"))
+        .env_remove("TEKUP_BUILD");
+    match tags {
+        Some(t) => cmd.env("TEKUP_TAGS", t),
+        None => cmd.env_remove("TEKUP_TAGS"),
+    };
+    cmd.output().expect("run the scenarios test binary")
+}
+
+/// Five cases with different tags, two of them from one data-driven file.
+fn tagged_scenarios() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = dir.path().join("scenarios");
+    std::fs::create_dir_all(&s).expect("mkdir");
+    let files = [
+        ("a.yaml", "name: fast-smoke\ntags: [smoke]\n"),
+        ("b.yaml", "name: slow-smoke\ntags: [smoke, slow]\n"),
+        ("c.yaml", "name: untagged\n"),
+        (
+            "d.yaml",
+            "name: matrix\ntags: [crm, slow]\nmatrix: { d: [1ms, 2ms] }\n",
+        ),
+    ];
+    for (file, head) in files {
+        let sleep = if file == "d.yaml" { "\"${d}\"" } else { "1ms" };
+        std::fs::write(s.join(file), format!("{head}steps:\n  - sleep: {sleep}\n")).expect("write");
+    }
+    dir
+}
+
+#[test]
+fn tekup_tags_selects_the_trials_of_the_scenarios_test_binary() {
+    let dir = tagged_scenarios();
+    let all = "[smoke] fast-smoke: test\n\
+               [smoke,slow] slow-smoke: test\n\
+               untagged: test\n\
+               [crm,slow] matrix[d=1ms]: test\n\
+               [crm,slow] matrix[d=2ms]: test\n";
+    let cases = [
+        (None, all, None),
+        (Some(" "), all, None),
+        (
+            Some("smoke and not slow"),
+            "[smoke] fast-smoke: test\n",
+            Some("tekup-harness: TEKUP_TAGS='smoke and not slow' selects 1 of 5 cases"),
+        ),
+        (
+            Some("slow and not smoke"),
+            "[crm,slow] matrix[d=1ms]: test\n[crm,slow] matrix[d=2ms]: test\n",
+            Some("tekup-harness: TEKUP_TAGS='slow and not smoke' selects 2 of 5 cases"),
+        ),
+        (
+            Some("not (crm or smoke)"),
+            "untagged: test\n",
+            Some("tekup-harness: TEKUP_TAGS='not (crm or smoke)' selects 1 of 5 cases"),
+        ),
+    ];
+    for (tags, listed, line) in cases {
+        let o = scenarios_test(dir.path(), tags, &["--list"]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{tags:?}: {stderr}");
+        assert_eq!(stdout(&o), listed, "{tags:?}");
+        match line {
+            Some(line) => assert!(stderr.contains(line), "{tags:?}: {stderr}"),
+            None => assert!(!stderr.contains("TEKUP_TAGS"), "{tags:?}: {stderr}"),
+        }
+    }
+    // A file that does not parse stays a (failing) trial: its tags are unknown.
+    std::fs::write(
+        dir.path().join("scenarios/e.yaml"),
+        "name: broken\nsteps:\n  - slep: 1s\n",
+    )
+    .expect("write");
+    let o = scenarios_test(dir.path(), Some("smoke and not slow"), &["--list"]);
+    assert_eq!(stdout(&o), "[smoke] fast-smoke: test\ne: test\n");
+}
+
+#[test]
+fn the_scenarios_test_binary_refuses_a_bad_tekup_tags_before_starting_anything() {
+    let dir = tagged_scenarios();
+    // Without `--list`: had it got as far as a trial, the missing ecosystem file would say so.
+    let o = scenarios_test(dir.path(), Some("smoke and (not"), &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout(&o), "");
+    assert!(
+        stderr.contains(
+            "tekup-harness: error: TEKUP_TAGS: invalid tag expression `smoke and (not`: \
+             expected a tag after `not` at column 15\n"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // A well-formed expression that selects nothing is refused too.
+    let o = scenarios_test(dir.path(), Some("smoke and not smoke"), &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout(&o), "");
+    assert!(
+        stderr.contains("TEKUP_TAGS='smoke and not smoke' selects 0 of 5 cases\n"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ecosystem"), "{stderr}");
 }

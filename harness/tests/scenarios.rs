@@ -5,7 +5,19 @@
 //! cargo test -p tekup-harness --test scenarios -- lead-to      # by name
 //! cargo test -p tekup-harness --test scenarios -- 'matrix[app=crm-web'  # cases of a data-driven file
 //! cargo test -p tekup-harness --test scenarios -- --list       # what there is
+//! TEKUP_TAGS='smoke and not slow' cargo test -p tekup-harness --test scenarios   # by tags
 //! ```
+//!
+//! `TEKUP_TAGS` is a tag expression, as for `tekup-harness run --tag` (see
+//! `tekup_harness::scenario::select`); it comes from the environment
+//! because libtest-mimic refuses flags it does not know. The cases it does
+//! not select are not trials at all, so `--list` shows only the selected
+//! ones, and a line on stderr says how many it selected of how many. A file
+//! that does not parse stays a (failing) trial whatever the expression: its
+//! tags are unknown, and a selection must not hide it. Unset or blank
+//! selects everything. A malformed expression, or one that leaves no trial,
+//! ends the binary with exit code 1 before anything starts: a selection
+//! that ran nothing would pass.
 //!
 //! The ecosystem (`fixtures/ecosystem.toml`, runtime `TEKUP_RUNTIME`,
 //! default `process`) is started once for the binary, when the first
@@ -21,6 +33,7 @@
 //! when it saw or suffered something, the binary fails after the trials,
 //! with its findings, even if every scenario passed.
 
+use std::env::VarError;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,7 +41,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use libtest_mimic::{Arguments, Failed, Trial};
 use tekup_harness::report::ScenarioReport;
 use tekup_harness::scenario::run::{failure_text, Runner, Suite};
-use tekup_harness::scenario::{check_paths, Scenario};
+use tekup_harness::scenario::{check_paths, Scenario, TagExpr};
+
+/// The variable that holds the tag expression.
+const TAGS: &str = "TEKUP_TAGS";
 
 fn workspace() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -44,6 +60,14 @@ fn main() -> ExitCode {
     if args.test_threads.is_none() {
         args.test_threads = Some(4);
     }
+    let selection = match tag_selection() {
+        Ok(selection) => selection,
+        Err(e) => {
+            eprintln!("tekup-harness: error: {e}");
+            eprintln!("tekup-harness: hint: a tag, or tags combined with and, or, not and parentheses: {TAGS}='smoke and not slow'");
+            return ExitCode::FAILURE;
+        }
+    };
     let root = workspace();
     let dir =
         std::env::var_os("TEKUP_SCENARIOS").map_or_else(|| root.join("scenarios"), PathBuf::from);
@@ -56,6 +80,7 @@ fn main() -> ExitCode {
     let suite = Arc::new(Suite::new(root.clone()));
     let reports: Arc<Mutex<Vec<ScenarioReport>>> = Arc::default();
     let mut trials = Vec::new();
+    let (mut cases, mut selected) = (0, 0);
     for file in check_paths(&[dir]) {
         let name = file
             .path
@@ -67,6 +92,14 @@ fn main() -> ExitCode {
             Ok(file) => {
                 // A data-driven file is one trial per case (`name[row]`).
                 for scenario in file.cases() {
+                    cases += 1;
+                    if selection
+                        .as_ref()
+                        .is_some_and(|(_, e)| !e.matches(&scenario.tags))
+                    {
+                        continue;
+                    }
+                    selected += 1;
                     let (rt, suite, reports) =
                         (Arc::clone(&rt), Arc::clone(&suite), Arc::clone(&reports));
                     let tags = scenario.tags.join(",");
@@ -78,6 +111,13 @@ fn main() -> ExitCode {
                     );
                 }
             }
+        }
+    }
+    if let Some((text, _)) = &selection {
+        eprintln!("tekup-harness: {TAGS}='{text}' selects {selected} of {cases} cases");
+        if trials.is_empty() {
+            eprintln!("tekup-harness: error: no case to run: no case has tags that fit {TAGS}");
+            return ExitCode::FAILURE;
         }
     }
     let conclusion = libtest_mimic::run(&args, trials);
@@ -103,6 +143,20 @@ fn main() -> ExitCode {
         eprintln!("tekup-harness: {}", witness.describe(0));
     }
     conclusion.exit_code()
+}
+
+/// The expression in `TEKUP_TAGS` with its text; `None` when it is unset
+/// or blank. The error names the variable and what is wrong.
+fn tag_selection() -> Result<Option<(String, TagExpr)>, String> {
+    let text = match std::env::var(TAGS) {
+        Ok(text) if !text.trim().is_empty() => text,
+        Ok(_) | Err(VarError::NotPresent) => return Ok(None),
+        Err(VarError::NotUnicode(_)) => return Err(format!("{TAGS} is not valid UTF-8")),
+    };
+    match TagExpr::parse(&text) {
+        Ok(expr) => Ok(Some((text, expr))),
+        Err(e) => Err(format!("{TAGS}: {e}")),
+    }
 }
 
 fn run(
