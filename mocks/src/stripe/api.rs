@@ -22,7 +22,7 @@ use super::payments::{
     list_intents, update_intent,
 };
 use super::search;
-use super::webhook::WebhookEndpoint;
+use super::webhook::{EndpointSpec, TriggerSpec, WebhookEndpoint};
 use super::{form, missing, param_invalid, param_missing, RequestMeta, StripeState};
 use crate::ids;
 
@@ -349,15 +349,6 @@ async fn delete_endpoint(State(s): S, Path(id): Path<String>) -> Response {
 
 // ---- admin -----------------------------------------------------------------
 
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-struct EndpointSpec {
-    url: String,
-    secret: Option<String>,
-    #[serde(default)]
-    enabled_events: Vec<String>,
-}
-
 async fn admin_add_endpoint(State(s): S, body: Bytes) -> Response {
     let spec: EndpointSpec = match crate::admin::parse_json(&body) {
         Ok(s) => s,
@@ -392,23 +383,12 @@ async fn admin_deliveries(
     let deliveries = match q.wait_for {
         Some(n) => {
             s.webhooks
-                .wait(timeout, |d| {
-                    d.iter().filter(|d| d.delivered || d.attempts >= 3).count() >= n
-                })
+                .wait(timeout, |d| d.iter().filter(|d| d.finished()).count() >= n)
                 .await
         }
         None => s.webhooks.deliveries(),
     };
     Json(deliveries).into_response()
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-struct TriggerSpec {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    object: Value,
 }
 
 async fn admin_trigger(State(s): S, body: Bytes) -> Response {

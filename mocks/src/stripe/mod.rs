@@ -40,7 +40,7 @@ use crate::ids;
 use crate::server::{header_str, not_mocked_message, Api, MockServer, ServeOptions};
 use crate::tls::TestCa;
 
-pub use webhook::{stripe_signature, Delivery, WebhookEndpoint};
+pub use webhook::{stripe_signature, Delivery, EndpointSpec, TriggerSpec, WebhookEndpoint};
 
 /// A running Stripe mock; dereferences to [`MockServer`].
 #[derive(Debug)]
@@ -103,9 +103,7 @@ impl Stripe {
     pub async fn wait_for_deliveries(&self, n: usize, timeout: Duration) -> Vec<Delivery> {
         self.state
             .webhooks
-            .wait(timeout, |d| {
-                d.iter().filter(|d| d.delivered || d.attempts >= 3).count() >= n
-            })
+            .wait(timeout, |d| d.iter().filter(|d| d.finished()).count() >= n)
             .await
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac as _};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::sync::Notify;
@@ -36,8 +36,9 @@ pub fn stripe_signature(secret: &str, timestamp: i64, payload: &str) -> String {
     )
 }
 
-/// A configured webhook endpoint.
-#[derive(Debug, Clone, Serialize)]
+/// A configured webhook endpoint, as `POST /__admin/stripe/webhooks`
+/// answers it (and `GET` lists them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WebhookEndpoint {
     /// `we_...`.
     pub id: String,
@@ -78,8 +79,9 @@ impl WebhookEndpoint {
     }
 }
 
-/// One delivery of one event to one endpoint.
-#[derive(Debug, Clone, Serialize)]
+/// One delivery of one event to one endpoint, as
+/// `GET /__admin/stripe/deliveries` lists them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     /// `evt_...`.
@@ -100,6 +102,45 @@ pub struct Delivery {
     pub payload: String,
     /// The `Stripe-Signature` header of the last attempt.
     pub signature: String,
+}
+
+impl Delivery {
+    /// Whether the mock is done with it: delivered, or given up after its
+    /// last attempt (no further attempt will change it).
+    #[must_use]
+    pub fn finished(&self) -> bool {
+        self.delivered || self.attempts >= ATTEMPTS
+    }
+}
+
+/// The body of `POST /__admin/stripe/webhooks`: a webhook endpoint to add.
+/// Shared with the harness (its `stripe` step sends it), so the two sides
+/// cannot drift apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// Where events are POSTed.
+    pub url: String,
+    /// The signing secret (`whsec_...`); generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Event types sent; all (`*`) when empty.
+    #[serde(default)]
+    pub enabled_events: Vec<String>,
+}
+
+/// The body of `POST /__admin/stripe/events`: an event to create and send
+/// to the endpoints that enabled its type, like `stripe trigger`. The
+/// answer is the event (`evt_...`) as Stripe shapes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    /// The event type, e.g. `payment_intent.succeeded`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The resource after the change: the event's `data.object`.
+    #[serde(default)]
+    pub object: Value,
 }
 
 /// Endpoints, delivery log and the HTTP client that sends.
