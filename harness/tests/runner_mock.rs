@@ -1,7 +1,10 @@
 //! The `mock` step against a real ecosystem (process runtime): `expect-none`
 //! fails as soon as a matching call arrives within its window and counts
 //! only calls from its start, `clear` empties the journal, and a fault kind
-//! written in YAML reaches the mock (its journal names it).
+//! written in YAML reaches the mock (its journal names it); the `stripe`
+//! step registers a webhook endpoint, emits a signed event to it, checks
+//! its delivery and saves what Stripe signed, and fails naming the event
+//! it cannot find or the answer the endpoint gave.
 //!
 //! One ecosystem serves every test of this binary (started by the first).
 
@@ -115,5 +118,109 @@ fn a_truncated_fault_written_in_yaml_hits_the_next_call() {
             .await
             .expect("typed faults");
         assert!(faults.is_empty(), "{faults:?}");
+    });
+}
+
+/// crm-api's Stripe webhook (`tag` tells this test's endpoint from others).
+fn hook(tag: &str) -> String {
+    format!("\"${{crm-api.peer-url}}/webhooks/stripe?test={tag}\"")
+}
+
+/// The Stripe mock's endpoints at `url` after a run (its teardown removes them).
+async fn endpoints_at(url_part: &str) -> Vec<tekup_mocks::stripe::WebhookEndpoint> {
+    let admin = runner()
+        .await
+        .ecosystem()
+        .mock("stripe")
+        .expect("mock")
+        .admin_url;
+    let all: Vec<tekup_mocks::stripe::WebhookEndpoint> =
+        reqwest::get(format!("{admin}/stripe/webhooks"))
+            .await
+            .expect("admin")
+            .json()
+            .await
+            .expect("typed endpoints");
+    all.into_iter()
+        .filter(|e| e.url.contains(url_part))
+        .collect()
+}
+
+const REMOVE: &str = "teardown:\n  - http: { service: stripe, request: { method: DELETE, path: \"/v1/webhook_endpoints/${endpoint}\", \
+                      headers: { authorization: Bearer sk_test_harness } }, expect: { status: 200 } }\n";
+
+#[test]
+fn the_stripe_step_delivers_a_signed_event_and_saves_what_was_sent() {
+    rt().block_on(async {
+        let report = run(&format!(
+            "name: stripe-delivered\nsetup:\n  - stripe: {{ webhook: {hook}, secret: \"${{vars.stripe-webhook-secret}}\", \
+             events: [tekup.test], save: {{ endpoint: id }} }}\nsteps:\n  \
+             - stripe: {{ event: tekup.test, object: {{ id: obj_1, object: test }}, save: {{ event: id }} }}\n  \
+             - eventually:\n      within: 5s\n      \
+             stripe: {{ delivered: \"${{event}}\", to: {hook}, status: 200, save: {{ payload: payload, signature: signature }} }}\n  \
+             # What the mock sent, sent again: crm-api takes the signature as Stripe's (and the event as seen).\n  \
+             - http:\n      service: crm-api\n      \
+             request: {{ method: POST, path: /webhooks/stripe, headers: {{ stripe-signature: \"${{signature}}\" }}, body: \"${{payload}}\", content-type: application/json }}\n      \
+             expect: {{ status: 200, json: {{ received: true, duplicate: true }} }}\n{REMOVE}",
+            hook = hook("delivered")
+        ))
+        .await;
+        assert_eq!(report.status, Status::Passed, "{}", failure_text(&report).unwrap_or_default());
+        let labels: Vec<&str> = report.steps.iter().map(|s| s.label.as_str()).collect();
+        assert!(labels[1].starts_with("stripe event tekup.test → evt_"), "{labels:?}");
+        assert!(labels[2].contains("200 after 1 attempt(s)"), "{labels:?}");
+        // The delivery is an arrow of the sequence diagram, to crm-api.
+        assert!(
+            report.messages.iter().any(|m| m.from == "stripe" && m.to == "crm-api" && m.label == "webhook tekup.test → 200"),
+            "{:?}",
+            report.messages
+        );
+        assert!(endpoints_at("test=delivered").await.is_empty(), "the teardown removed the endpoint");
+    });
+}
+
+#[test]
+fn the_stripe_step_fails_naming_an_event_that_was_never_emitted() {
+    rt().block_on(async {
+        let report = run(
+            "name: stripe-never\nsteps:\n  - eventually:\n      within: 300ms\n      stripe: { delivered: evt_never_emitted }\n",
+        )
+        .await;
+        assert_eq!(report.status, Status::Failed, "{report:?}");
+        let failure = report.failure.as_ref().expect("a failure");
+        assert_eq!(failure.location, "t.yaml:3");
+        assert!(
+            failure.message.ends_with(
+                "event `evt_never_emitted` was never sent to a webhook endpoint of mock `stripe`: \
+                 it was not emitted there, or no endpoint enabled its type"
+            ),
+            "{}",
+            failure.message
+        );
+    });
+}
+
+#[test]
+fn the_stripe_step_checks_what_the_endpoint_answered() {
+    rt().block_on(async {
+        // Signed with a secret crm-api does not know: it refuses every attempt.
+        let report = run(&format!(
+            "name: stripe-refused\nsetup:\n  - stripe: {{ webhook: {hook}, secret: whsec_not_crm_apis, events: [tekup.test], \
+             save: {{ endpoint: id }} }}\nsteps:\n  \
+             - stripe: {{ event: tekup.test, object: {{ id: obj_2 }}, save: {{ event: id }} }}\n  \
+             - eventually: {{ within: 5s, stripe: {{ delivered: \"${{event}}\", status: 400 }} }}\n  \
+             - eventually: {{ within: 5s, stripe: {{ delivered: \"${{event}}\" }} }}\n{REMOVE}",
+            hook = hook("refused")
+        ))
+        .await;
+        assert_eq!(report.status, Status::Failed, "{report:?}");
+        let failure = report.failure.as_ref().expect("a failure");
+        assert_eq!(failure.location, "t.yaml:7", "{}", failure.message);
+        assert!(
+            failure.message.contains("/webhooks/stripe?test=refused`: the endpoint answered 400 at the last of 3 attempt(s), expected a 2xx"),
+            "{}",
+            failure.message
+        );
+        assert!(endpoints_at("test=refused").await.is_empty(), "the teardown ran after the failure");
     });
 }

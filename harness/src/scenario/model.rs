@@ -19,6 +19,7 @@ pub use super::kinds::mock::{
 };
 pub use super::kinds::redis::RedisStep;
 pub use super::kinds::sql::{SqlAs, SqlStep};
+pub use super::kinds::stripe::{StripeAction, StripeStep};
 pub use super::kinds::ws::WsStep;
 pub use super::kinds::{StepKind, STEP_KINDS};
 

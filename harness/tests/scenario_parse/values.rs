@@ -34,7 +34,7 @@ fn a_step_carries_a_name_and_a_because_beside_its_kind() {
 fn names_and_messages_are_checked_where_they_are_written() {
     assert_eq!(
         errors("name: x\nsteps:\n  - name: lonely\n    because: why\n"),
-        "s.yaml:3:5: a step has a `name` and a `because` but no kind\n  hint: add the step beside it, e.g. `http: { ... }`; the kinds are http, ws, eventually, sql, redis, mock, chaos, sleep; `use: <step file>` calls a step file"
+        "s.yaml:3:5: a step has a `name` and a `because` but no kind\n  hint: add the step beside it, e.g. `http: { ... }`; the kinds are http, ws, eventually, sql, redis, mock, stripe, chaos, sleep; `use: <step file>` calls a step file"
     );
     assert_eq!(
         errors("name: x\nsteps:\n  - sleep: 1s\n    name: \"\"\n"),
@@ -153,7 +153,7 @@ fn eventually_conditions_are_checked_where_they_are_written() {
     );
     assert_eq!(
         errors(&format!("{prefix}      fail-fast-on: {{ sleep: 1s }}\n")),
-        "s.yaml:6:23: `fail-fast-on` checks a state; `sleep` does not\n  hint: use one of http, ws, sql, redis, mock"
+        "s.yaml:6:23: `fail-fast-on` checks a state; `sleep` does not\n  hint: use one of http, ws, sql, redis, mock, stripe"
     );
     assert_eq!(
         errors(&format!("{prefix}      fail-fast-on: {{ timeout: 1s, http: {GET} }}\n")),

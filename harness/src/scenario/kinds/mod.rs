@@ -31,6 +31,7 @@ pub(crate) mod mock;
 pub(crate) mod redis;
 mod sleep;
 pub(crate) mod sql;
+pub(crate) mod stripe;
 pub(crate) mod ws;
 
 /// What a step kind is: the trait each kind's module implements.
@@ -197,6 +198,7 @@ step_kinds! {
     Sql(sql::SqlStep),
     Redis(redis::RedisStep),
     Mock(mock::MockStep),
+    Stripe(stripe::StripeStep),
     Chaos(chaos::ChaosStep),
     Sleep(Duration),
 }
