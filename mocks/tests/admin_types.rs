@@ -1,13 +1,16 @@
 //! The admin API's typed form: a client (the harness) builds faults with
 //! [`Fault`]'s builder, sends them as [`FaultSpec`], and reads the faults and
-//! the journal back as [`Fault`] and [`RecordedRequest`]. These tests go
+//! the journal back as [`Fault`] and [`RecordedRequest`]; Stripe's webhook
+//! routes take [`EndpointSpec`] and [`TriggerSpec`] and answer
+//! [`WebhookEndpoint`] and [`Delivery`]s (the harness's `stripe` step). These tests go
 //! through the real admin API over HTTP, so a field renamed on one side only
 //! fails here.
 
 use std::time::Duration;
 
 use serde_json::json;
-use tekup_mocks::{Fault, FaultSpec, OpenAi, RecordedRequest};
+use tekup_mocks::stripe::{Delivery, EndpointSpec, TriggerSpec, WebhookEndpoint};
+use tekup_mocks::{stripe_signature, Fault, FaultSpec, OpenAi, RecordedRequest, Stripe};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -96,4 +99,72 @@ fn binary_bodies_survive_the_json_form() {
     let entry: RecordedRequest = serde_json::from_value(text.clone()).unwrap();
     assert_eq!(&entry.body[..], &[0x00, 0xff]);
     assert_eq!(serde_json::to_value(&entry).unwrap(), text);
+}
+
+#[tokio::test]
+async fn stripe_webhook_routes_speak_the_shared_types() {
+    let app = axum::Router::new().route("/hook", axum::routing::post(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let stripe = Stripe::start().await.unwrap();
+    let admin = format!("{}/__admin/stripe", stripe.uri());
+    let http = client();
+
+    let spec = EndpointSpec {
+        url: url.clone(),
+        secret: Some("whsec_typed".into()),
+        enabled_events: vec!["customer.created".into()],
+    };
+    let response = http
+        .post(format!("{admin}/webhooks"))
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let endpoint: WebhookEndpoint = response.json().await.unwrap();
+    assert!(endpoint.id.starts_with("we_"), "{endpoint:?}");
+    assert_eq!(
+        (endpoint.url.as_str(), endpoint.secret.as_str()),
+        (url.as_str(), "whsec_typed")
+    );
+    assert_eq!(endpoint.enabled_events, spec.enabled_events);
+
+    let trigger = TriggerSpec {
+        kind: "customer.created".into(),
+        object: json!({ "id": "cus_1" }),
+    };
+    let response = http
+        .post(format!("{admin}/events"))
+        .json(&trigger)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let event: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        (event["type"].clone(), event["data"]["object"]["id"].clone()),
+        (json!("customer.created"), json!("cus_1"))
+    );
+
+    let deliveries: Vec<Delivery> = http
+        .get(format!("{admin}/deliveries?wait-for=1&timeout=5s"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(deliveries, stripe.deliveries());
+    let d = &deliveries[0];
+    assert!(d.delivered && d.finished(), "{d:?}");
+    assert_eq!(
+        (d.event_id.as_str(), d.url.as_str(), d.status),
+        (event["id"].as_str().unwrap(), url.as_str(), Some(200))
+    );
+    let t: i64 = d.signature[2..d.signature.find(',').unwrap()]
+        .parse()
+        .unwrap();
+    assert_eq!(d.signature, stripe_signature("whsec_typed", t, &d.payload));
 }
