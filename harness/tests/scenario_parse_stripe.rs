@@ -184,7 +184,7 @@ fn save_names_a_field_of_what_the_action_returns() {
 fn fail_fast_on_refuses_a_stripe_step_that_acts() {
     assert_eq!(
         errors("name: x\nsteps:\n  - eventually:\n      within: 5s\n      stripe: { delivered: evt_1 }\n      fail-fast-on: { stripe: { event: customer.created, object: {} } }\n"),
-        "s.yaml:6:23: `fail-fast-on` checks a state; this `stripe` step emits an event\n  hint: check with `http`, `sql`, `redis` (queue, key), `mock: { expect: ... }` or `ws` expect"
+        "s.yaml:6:23: `fail-fast-on` checks a state; this `stripe` step emits an event\n  hint: check with a step that only looks: one of http, ws, sql, redis, mock, stripe, not an action that changes something"
     );
 }
 

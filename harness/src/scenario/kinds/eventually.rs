@@ -61,7 +61,7 @@ fn fail_fast_schema() -> Json {
 impl KindDef for EventuallyStep {
     const NAME: &'static str = "eventually";
     const ABOUT: &'static str =
-        "Retries one step (http, ws, sql, redis, mock) until it passes or `within` runs out.";
+        "Retries one step of a kind that checks (its properties list them) until it passes or `within` runs out.";
 
     fn decode(cx: &mut Cx<'_>, node: &Node, scope: &mut Scope) -> Option<Self> {
         decode(cx, node, "`eventually` step", scope)
@@ -224,7 +224,10 @@ fn condition(cx: &mut Cx<'_>, node: &Node, scope: &mut Scope) -> Option<Step> {
         cx.error(
             step.pos,
             format!("`fail-fast-on` checks a state; this `{}` step {acts}", step.kind.name()),
-            "check with `http`, `sql`, `redis` (queue, key), `mock: { expect: ... }` or `ws` expect",
+            format!(
+                "check with a step that only looks: one of {}, not an action that changes something",
+                retried_kinds().join(", ")
+            ),
         );
         return None;
     }
