@@ -81,6 +81,12 @@ async fn three_generator_containers_merge_into_the_sum_of_their_parts() {
             &format!("--admin-token={}", eco.file().vars["admin-token"]),
             &format!("--users={USERS}"),
             "--run-time=3s",
+            // What is checked here is the sharding and the merge, not the
+            // speed of debug builds on a 2-core machine busy with other
+            // tests (a p95 of 632 ms against the 500 ms target once failed
+            // CI): the latency target is lifted, so a generator's exit
+            // status says whether requests failed or leads were lost.
+            "--p95-ms=600000",
             &format!("--shard={shard}"),
             &format!("--reports-dir=/reports/shard-{}", shard.index),
         ]
