@@ -8,12 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value as Json};
 
 use super::{KindDef, StepCx, StepError};
-use crate::report::{Message, MessageKind};
 use crate::scenario::model::Need;
 use crate::scenario::read::{closest, keyed, string, uint, Cx, Fields};
-use crate::scenario::run::Clock;
 use crate::scenario::schema::{self, Key};
-use crate::scenario::steps::{action, ratio};
+use crate::scenario::steps::{keyed_action, ratio};
 use crate::scenario::vars::Scope;
 use crate::scenario::yaml::Node;
 
@@ -86,8 +84,6 @@ pub enum ChaosStep {
         duration: Option<Duration>,
     },
 }
-
-const ACTION_NAMES: [&str; 5] = ["kill", "pause", "restart", "toxic", "heal"];
 
 /// The actions of a `chaos` step, each with its keys.
 const ACTIONS: [(&str, &[Key]); 5] = [
@@ -201,12 +197,8 @@ impl KindDef for ChaosStep {
 }
 
 fn decode(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<ChaosStep> {
-    let (act, target) = action(cx, node, what, &ACTION_NAMES)?;
+    let (act, target, keys) = keyed_action(cx, node, what, &ACTIONS)?;
     let what = format!("`chaos: {act}` step");
-    let keys = ACTIONS
-        .iter()
-        .find(|(a, _)| *a == act)
-        .map_or(&[][..], |(_, keys)| *keys);
     let f = keyed(cx, node, &what, keys)?;
     let name = string(cx, target, act)?;
     match act {
@@ -332,7 +324,7 @@ async fn run(cx: &mut StepCx<'_, '_>, step: &ChaosStep) -> Result<(), StepError>
     };
     let component = cx.component(name)?;
     cx.involve(&name.clone());
-    cx.observe(fault_message(cx.clock, "harness", name, label));
+    cx.observe_fault("harness", name, label);
     let result = match step {
         ChaosStep::Kill { .. } => {
             cx.cleanup.killed.insert(name.clone());
@@ -395,11 +387,11 @@ async fn run_toxic(cx: &mut StepCx<'_, '_>, step: &ChaosStep) -> Result<(), Step
         ..
     }) = toxic
     else {
-        cx.observe(fault_message(cx.clock, &from, &to, "heal"));
+        cx.observe_fault(&from, &to, "heal");
         proxy.reset().map_err(|e| StepError::from(e.to_string()))?;
         return proxy.enable().map_err(|e| StepError::from(e.to_string()));
     };
-    cx.observe(fault_message(cx.clock, &from, &to, &format!("{toxic:?}")));
+    cx.observe_fault(&from, &to, &format!("{toxic:?}"));
     let name = cx.correlation_id();
     let undo: Box<dyn Fn() -> Result<(), crate::chaos::ChaosError> + Send + Sync> =
         match proxy_toxic(toxic) {
@@ -448,16 +440,4 @@ fn proxy_toxic(toxic: &Toxic) -> Option<crate::chaos::Toxic> {
         Toxic::LimitData { bytes } => T::limit_data(*bytes),
         Toxic::Down => return None,
     })
-}
-
-/// A fault the harness caused, for the sequence diagram.
-fn fault_message(clock: Clock, from: &str, to: &str, label: &str) -> Message {
-    Message {
-        at_ms: clock.now_ms(),
-        from: from.to_owned(),
-        to: to.to_owned(),
-        kind: MessageKind::Fault,
-        label: label.to_owned(),
-        correlation_id: None,
-    }
 }

@@ -128,7 +128,8 @@ fn decode(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option
         );
         return None;
     };
-    let mut allowed = schema::names(&KEYS);
+    let own = schema::names(&KEYS);
+    let mut allowed = own.clone();
     allowed.extend(retried_kinds());
     let f = fields(cx, node, what, &allowed)?;
     let within = f.req_duration(cx, "within");
@@ -148,7 +149,7 @@ fn decode(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option
     };
     let inner: Vec<&(Node, Node)> = entries
         .iter()
-        .filter(|(k, _)| !schema::names(&KEYS).contains(&k.key_text().as_str()))
+        .filter(|(k, _)| !own.contains(&k.key_text().as_str()))
         .collect();
     let step_node = match inner.as_slice() {
         [one] => Node {

@@ -14,7 +14,7 @@ use crate::scenario::ops::Place;
 use crate::scenario::read::{closest, keyed, string, Cx};
 use crate::scenario::run::{Conn, DEFAULT_STEP_TIMEOUT};
 use crate::scenario::schema::{self, Key};
-use crate::scenario::steps::{action, expected, tenant};
+use crate::scenario::steps::{expected, keyed_action, tenant};
 use crate::scenario::vars::Scope;
 use crate::scenario::yaml::Node;
 
@@ -96,8 +96,6 @@ const ACTIONS: [(&str, &[Key]); 4] = [
     ),
 ];
 
-const ACTION_NAMES: [&str; 4] = ["connect", "expect", "expect-none", "send"];
-
 impl KindDef for WsStep {
     const NAME: &'static str = "ws";
     const ABOUT: &'static str =
@@ -149,12 +147,8 @@ impl KindDef for WsStep {
 }
 
 fn decode(cx: &mut Cx<'_>, node: &Node, what: &str, scope: &mut Scope) -> Option<WsStep> {
-    let (act, target) = action(cx, node, what, &ACTION_NAMES)?;
+    let (act, target, keys) = keyed_action(cx, node, what, &ACTIONS)?;
     let what = format!("`ws: {act}` step");
-    let keys = ACTIONS
-        .iter()
-        .find(|(a, _)| *a == act)
-        .map_or(&[][..], |(_, keys)| *keys);
     let f = keyed(cx, node, &what, keys)?;
     let name = string(cx, target, act)?;
     if act == "connect" {

@@ -20,7 +20,7 @@ use super::ws::{Conn, Observer};
 use super::{Cleanup, Clock, Run, Runner, StepError};
 use crate::env::{ComponentHandle, Ecosystem};
 use crate::platform::Platform;
-use crate::report::Message;
+use crate::report::{Message, MessageKind};
 
 /// The context one step runs against (see the module docs).
 pub(crate) struct StepCx<'a, 'r> {
@@ -94,6 +94,18 @@ impl<'r> StepCx<'_, 'r> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(message);
+    }
+
+    /// Adds a fault the harness caused (`from` → `to`) to the sequence diagram.
+    pub(crate) fn observe_fault(&self, from: &str, to: &str, label: &str) {
+        self.observe(Message {
+            at_ms: self.clock.now_ms(),
+            from: from.to_owned(),
+            to: to.to_owned(),
+            kind: MessageKind::Fault,
+            label: label.to_owned(),
+            correlation_id: None,
+        });
     }
 
     /// What the WebSocket reader of connection `name` reports to.

@@ -7,6 +7,7 @@ use super::kinds;
 use super::model::{Step, STEP_KINDS};
 use super::ops::{self, Place};
 use super::read::{closest, duration, string, uint, Cx, Fields};
+use super::schema::Key;
 use super::vars::Scope;
 
 use super::yaml::{Node, Pos, Value};
@@ -195,6 +196,24 @@ pub(crate) fn status(cx: &mut Cx<'_>, node: &Node) -> Option<u16> {
 pub(crate) fn expected(cx: &mut Cx<'_>, node: &Node, place: Place) -> serde_json::Value {
     ops::check(cx, node, place);
     node.to_json()
+}
+
+/// For a kind that does one of several actions, each with its own keys
+/// (`ws: { connect: c, tenant, app }`): which action, its value, and the
+/// keys that action takes (read them with `read::keyed`).
+pub(crate) fn keyed_action<'n>(
+    cx: &mut Cx<'_>,
+    node: &'n Node,
+    what: &str,
+    actions: &[(&'static str, &'static [Key])],
+) -> Option<(&'static str, &'n Node, &'static [Key])> {
+    let names: Vec<&'static str> = actions.iter().map(|(name, _)| *name).collect();
+    let (act, target) = action(cx, node, what, &names)?;
+    let keys = actions
+        .iter()
+        .find(|(name, _)| *name == act)
+        .map_or(&[][..], |(_, keys)| *keys);
+    Some((act, target, keys))
 }
 
 /// Exactly one of `actions` among the keys: which, and its value.

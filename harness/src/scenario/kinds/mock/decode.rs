@@ -2,14 +2,14 @@
 //! one fault a `mock: fault` injects.
 
 use super::{
-    MockAnswer, MockFault, MockParts, MockRequest, MockResponse, MockStep, ACTIONS, ACTION_NAMES,
-    ANSWERED, REQUEST, RESPOND,
+    MockAnswer, MockFault, MockParts, MockRequest, MockResponse, MockStep, ACTIONS, ANSWERED,
+    REQUEST, RESPOND,
 };
 use crate::scenario::ops::Place;
 use crate::scenario::read::{
     self, boolean, closest, duration, keyed, string, string_list, uint, Cx, Fields,
 };
-use crate::scenario::steps::{self, action, ratio, status};
+use crate::scenario::steps::{self, keyed_action, ratio, status};
 use crate::scenario::yaml::{Node, Value};
 
 /// `expected`: the request of `mock: expect` (its `json` may hold
@@ -40,12 +40,8 @@ fn times(cx: &mut Cx<'_>, f: &Fields<'_>) -> Option<Option<u32>> {
 }
 
 pub(super) fn decode(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<MockStep> {
-    let (act, target) = action(cx, node, what, &ACTION_NAMES)?;
+    let (act, target, keys) = keyed_action(cx, node, what, &ACTIONS)?;
     let what = format!("`mock: {act}` step");
-    let keys = ACTIONS
-        .iter()
-        .find(|(a, _)| *a == act)
-        .map_or(&[][..], |(_, keys)| *keys);
     let f = keyed(cx, node, &what, keys)?;
     let mock = string(cx, target, act)?;
     match act {

@@ -138,8 +138,6 @@ pub enum MockFault {
     Stall(Option<Duration>),
 }
 
-const ACTION_NAMES: [&str; 5] = ["expect", "expect-none", "set", "fault", "clear"];
-
 /// The actions of a `mock` step, each with its keys.
 const ACTIONS: [(&str, &[Key]); 5] = [
     (

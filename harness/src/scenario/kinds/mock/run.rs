@@ -9,9 +9,8 @@ use tekup_mocks::{Fault, FaultSpec};
 
 use super::{MockAnswer, MockFault, MockParts, MockRequest, MockStep};
 use crate::env::{MockAdminError, MockHandle};
-use crate::report::{Message, MessageKind};
 use crate::scenario::kinds::{StepCx, StepError};
-use crate::scenario::run::{check, observe, Call, Clock, Values};
+use crate::scenario::run::{check, observe, Call, Values};
 
 pub(super) async fn run(cx: &mut StepCx<'_, '_>, step: &MockStep) -> Result<(), StepError> {
     let name = step.mock().to_owned();
@@ -230,12 +229,7 @@ async fn clear_mock(
             .map_err(|e| refused("expectations", e))?;
         cleared.push("expectations");
     }
-    cx.observe(fault_message(
-        cx.clock,
-        "harness",
-        name,
-        &format!("clear {}", cleared.join(", ")),
-    ));
+    cx.observe_fault("harness", name, &format!("clear {}", cleared.join(", ")));
     Ok(())
 }
 
@@ -264,7 +258,7 @@ async fn add_fault(
     }
     cx.cleanup.faulted_mocks.insert(mock.to_owned());
     let label = format!("fault {}", fault.kind.name());
-    cx.observe(fault_message(cx.clock, "harness", mock, &label));
+    cx.observe_fault("harness", mock, &label);
     match handle.add_fault(cx.client(), &fault).await {
         Ok(()) => Ok(()),
         Err(MockAdminError::Unreachable(cause)) => {
@@ -326,16 +320,5 @@ fn shown<'c>(calls: impl Iterator<Item = &'c Call>) -> String {
         "(none)".to_owned()
     } else {
         lines.join("\n")
-    }
-}
-/// A fault the harness caused, for the sequence diagram.
-fn fault_message(clock: Clock, from: &str, to: &str, label: &str) -> Message {
-    Message {
-        at_ms: clock.now_ms(),
-        from: from.to_owned(),
-        to: to.to_owned(),
-        kind: MessageKind::Fault,
-        label: label.to_owned(),
-        correlation_id: None,
     }
 }
