@@ -70,3 +70,4 @@ pub mod property;
 pub mod report;
 pub mod scenario;
 pub mod sweep;
+pub mod trace;
