@@ -78,6 +78,7 @@ fn scenario(name: &str, status: Status) -> ScenarioReport {
             message(4.0, "redis", "ws:crm", MessageKind::Event, "LEAD_CREATED"),
             message(5.0, "harness", "redis", MessageKind::Fault, "kill"),
         ],
+        spans: Vec::new(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! [`Ecosystem`]: the whole ecosystem file started by one runtime, torn down
 //! on drop.
 
+use crate::trace::SpanStore;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -238,6 +239,7 @@ impl EcosystemBuilder {
             tls: self.tls.clone(),
             tenants,
             placements: BTreeMap::new(),
+            traces: SpanStore::new(),
         };
         if let Err(e) = eco.start_all(&report).await {
             // A half-started environment is never kept.
@@ -356,6 +358,8 @@ pub struct Ecosystem {
     tenants: Arc<TenantLedger>,
     /// Where each component is reached by the others (`${name.url}` of the file).
     placements: BTreeMap<String, Placement>,
+    /// The spans the components exported to this ecosystem's receiver.
+    traces: Arc<SpanStore>,
 }
 
 impl fmt::Debug for Ecosystem {
@@ -657,6 +661,12 @@ impl Ecosystem {
     /// Why there are no fault proxies on the links (`None` when there are).
     pub fn links_unavailable(&self) -> Option<&str> {
         self.links_off.as_deref()
+    }
+
+    /// The spans its components exported, for runs to find their own in
+    /// (see [`crate::trace`]).
+    pub fn traces(&self) -> &Arc<SpanStore> {
+        &self.traces
     }
 
     /// The tenants made on this ecosystem through [`crate::platform::Platform`].

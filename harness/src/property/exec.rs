@@ -390,6 +390,7 @@ impl Executor {
             tenant,
             payload,
             correlation,
+            None,
         )
         .await
         .map(drop)

@@ -75,6 +75,10 @@ pub struct ScenarioReport {
     /// What was seen to happen across the ecosystem, in time order: the
     /// source of the sequence diagram.
     pub messages: Vec<Message>,
+    /// The spans of the run's traces that had arrived when it ended,
+    /// ordered by start (see [`crate::trace`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub spans: Vec<crate::trace::Span>,
 }
 
 /// Which part of the scenario a step belongs to.

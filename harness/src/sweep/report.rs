@@ -76,5 +76,6 @@ fn case(class: &str, op: &str, findings: &[&Finding], skipped: Option<&str>) -> 
         failure,
         skip_reason: skipped.map(str::to_owned),
         messages: Vec::new(),
+        spans: Vec::new(),
     }
 }

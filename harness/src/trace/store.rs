@@ -54,7 +54,9 @@ impl Span {
 
     /// The span's `tekup.operation`, the contract's name of what it did.
     pub fn operation(&self) -> Option<&str> {
-        self.attributes.get("tekup.operation").and_then(Json::as_str)
+        self.attributes
+            .get("tekup.operation")
+            .and_then(Json::as_str)
     }
 }
 

@@ -247,9 +247,17 @@ async fn run(cx: &mut StepCx<'_, '_>, step: &RedisStep) -> Result<(), StepError>
                 .ok_or_else(|| format!("tenant `{tenant}` was not created for this run"))?;
             let payload = cx.values.json(payload)?;
             let correlation = cx.correlation_id();
-            let job =
-                queue::enqueue_job(&mut redis, queue, kind, &tenant_id, payload, &correlation)
-                    .await?;
+            let traceparent = cx.traceparent();
+            let job = queue::enqueue_job(
+                &mut redis,
+                queue,
+                kind,
+                &tenant_id,
+                payload,
+                &correlation,
+                Some(&traceparent),
+            )
+            .await?;
             cx.observe(Message {
                 at_ms: cx.clock.now_ms(),
                 from: "harness".into(),

@@ -21,6 +21,7 @@ use super::{Cleanup, Clock, Run, Runner, StepError};
 use crate::env::{ComponentHandle, Ecosystem};
 use crate::platform::Platform;
 use crate::report::{Message, MessageKind};
+use crate::trace::TracePrefix;
 
 /// The context one step runs against (see the module docs).
 pub(crate) struct StepCx<'a, 'r> {
@@ -41,6 +42,7 @@ pub(crate) struct StepCx<'a, 'r> {
     involved: &'a mut std::collections::BTreeSet<String>,
     requests: &'a mut usize,
     prefix: &'a str,
+    trace: &'a TracePrefix,
     messages: &'a Arc<Mutex<Vec<Message>>>,
     changed: &'a Arc<Notify>,
 }
@@ -60,6 +62,7 @@ impl<'r> Run<'r> {
             involved: &mut self.involved,
             requests: &mut self.requests,
             prefix: &self.prefix,
+            trace: &self.trace,
             messages: &self.messages,
             changed: &self.changed,
         }
@@ -128,6 +131,17 @@ impl<'r> StepCx<'_, 'r> {
     pub(crate) fn correlation_id(&mut self) -> String {
         *self.requests += 1;
         format!("{}-{}", self.prefix, self.requests)
+    }
+
+    /// The `traceparent` of the request whose correlation id was made
+    /// last: a new trace of the run's (see [`crate::trace`]).
+    pub(crate) fn traceparent(&self) -> String {
+        self.trace.traceparent(*self.requests as u64)
+    }
+
+    /// The run's spans that have arrived so far, ordered by start.
+    pub(crate) fn spans(&self) -> Vec<crate::trace::Span> {
+        self.eco().traces().of_run(self.trace)
     }
 
     /// The prefix of every correlation id the run sends (how the run finds
@@ -209,6 +223,7 @@ impl<'r> StepCx<'_, 'r> {
             involved: self.involved,
             requests: self.requests,
             prefix: self.prefix,
+            trace: self.trace,
             messages: self.messages,
             changed: self.changed,
         }

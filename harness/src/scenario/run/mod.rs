@@ -29,6 +29,7 @@ mod sql;
 mod suite;
 pub(crate) mod ws;
 
+use crate::trace::TracePrefix;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -247,6 +248,7 @@ fn skipped(scenario: &Scenario, why: String) -> ScenarioReport {
         failure: None,
         skip_reason: Some(why),
         messages: Vec::new(),
+        spans: Vec::new(),
     }
 }
 
@@ -316,6 +318,8 @@ pub(crate) struct Run<'r> {
     scenario: &'r Scenario,
     /// Prefix of every correlation id the run sends.
     prefix: String,
+    /// Prefix of the trace id of every request the run sends.
+    trace: TracePrefix,
     values: Values,
     conns: BTreeMap<String, ws::Conn>,
     clock: Clock,
@@ -354,6 +358,7 @@ impl<'r> Run<'r> {
             runner,
             scenario,
             prefix: format!("tkh-{}", &id[..10]),
+            trace: TracePrefix::random(),
             values: Values {
                 components: runner.components.clone(),
                 peers: runner.peers.clone(),
@@ -648,6 +653,7 @@ impl<'r> Run<'r> {
             failure: self.failure,
             skip_reason: None,
             messages,
+            spans: self.runner.eco.traces().of_run(&self.trace),
         };
         // Every writer (console, JUnit, JSON, HTML) renders this report:
         // one pass here, with every secret the run came to know.

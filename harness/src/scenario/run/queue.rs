@@ -39,8 +39,9 @@ pub(crate) async fn tenant_jobs(
 }
 
 /// Adds a new job to `queue` in the contract's job format (attempt 0,
-/// enqueued now, carrying `correlation_id`): one `XADD <queue stream> *
-/// job <json>`, as a service queues a job. Returns the job.
+/// enqueued now, carrying `correlation_id` and, when given, the trace
+/// context `traceparent`): one `XADD <queue stream> * job <json>`, as a
+/// service queues a job. Returns the job.
 pub(crate) async fn enqueue_job(
     redis: &mut redis::aio::MultiplexedConnection,
     queue: &str,
@@ -48,8 +49,9 @@ pub(crate) async fn enqueue_job(
     tenant_id: &str,
     payload: Value,
     correlation_id: &str,
+    traceparent: Option<&str>,
 ) -> Result<Value, String> {
-    let job = contract::new_job(
+    let mut job = contract::new_job(
         contract::active(),
         queue,
         kind,
@@ -57,6 +59,9 @@ pub(crate) async fn enqueue_job(
         payload,
         correlation_id,
     )?;
+    if let Some(tp) = traceparent {
+        job["traceparent"] = Value::String(tp.to_owned());
+    }
     let key = stream(queue, false);
     let _: String = redis
         .xadd(&key, "*", &[("job", job.to_string())])

@@ -328,6 +328,7 @@ pub fn witness_entry(report: &WitnessReport) -> ScenarioReport {
         }),
         skip_reason: None,
         messages: Vec::new(),
+        spans: Vec::new(),
     }
 }
 

@@ -50,6 +50,8 @@ pub(super) async fn http(cx: &mut StepCx<'_, '_>, step: &HttpStep) -> Result<(),
     }
     let correlation = cx.correlation_id();
     headers.push(("x-correlation-id".into(), correlation.clone()));
+    // A new trace of the run's: the spans it causes are the run's own.
+    headers.push(("traceparent".into(), cx.traceparent()));
     if let Some(cookie) = body::cookie(cx.values, &step.request.cookies)? {
         headers.push(("cookie".into(), cookie));
     }
