@@ -669,6 +669,15 @@ impl Ecosystem {
         &self.traces
     }
 
+    /// Why the components' spans do not reach [`Ecosystem::traces`], or
+    /// `None` when they do: the harness points the components it starts at
+    /// its receiver; an external deployment exports wherever it was set up to.
+    pub fn traces_unavailable(&self) -> Option<&'static str> {
+        (self.runtime == Runtime::External).then_some(
+            "an external deployment's services export their spans where they were set up to, not to the harness",
+        )
+    }
+
     /// The tenants made on this ecosystem through [`crate::platform::Platform`].
     pub fn tenants(&self) -> &Arc<TenantLedger> {
         &self.tenants
