@@ -64,7 +64,7 @@ pub struct Select {
     pub kind: Option<SpanKind>,
     /// Attributes the span must have (values may hold operators).
     pub matching: BTreeMap<String, Json>,
-    /// `expect-none` only: the status the span must have to count.
+    /// The status the span must have (`ok`: not an error).
     pub status: Option<StatusWant>,
 }
 
@@ -80,7 +80,6 @@ pub struct Selection {
     pub count: Option<Json>,
     /// Every selected span has these attributes (operators allowed).
     pub attributes: BTreeMap<String, Json>,
-    pub status: Option<StatusWant>,
     /// Every selected span has these events, this many times each (a
     /// number or operators).
     pub events: BTreeMap<String, Json>,
@@ -104,7 +103,7 @@ pub enum StatusWant {
 }
 
 /// The keys that select spans.
-const SELECT: [Key; 5] = [
+const SELECT: [Key; 6] = [
     Key::new("service", schema::text)
         .help("The span's service (`service.name`: flow-api, worker)."),
     Key::new("operation", schema::text)
@@ -113,6 +112,8 @@ const SELECT: [Key; 5] = [
     Key::new("kind", kind_schema).help("server, client, producer, consumer or internal."),
     Key::new("where", attributes_schema)
         .help("Attributes a span must have to be selected (values may hold operators)."),
+    Key::new("status", status_schema)
+        .help("Only spans with this status: `ok` (not an error) or `error`."),
 ];
 
 /// The keys of one selection of `spans`.
@@ -122,12 +123,11 @@ const SELECTION: [Key; 14] = [
     SELECT[2],
     SELECT[3],
     SELECT[4],
+    SELECT[5],
     Key::new("count", count_schema)
         .help("How many spans: a number (exactly), or operators (`{ $gte: 2 }`); at least one when left out."),
     Key::new("attributes", attributes_schema)
         .help("Attributes every selected span has (values may hold operators)."),
-    Key::new("status", status_schema)
-        .help("`ok` (not an error) or `error`, for every selected span."),
     Key::new("events", events_schema)
         .help("Events every selected span has, by name: how many (a number or operators)."),
     Key::new("min-duration", schema::duration).help("Every selected span lasted at least this long."),
@@ -137,16 +137,6 @@ const SELECTION: [Key; 14] = [
         .help("Every selected span has a span of this other selection among its ancestors."),
     Key::new("after", schema::text)
         .help("Every selected span starts after every span of this other selection ended."),
-];
-
-/// The keys of `expect-none`'s selection.
-const NONE_SELECT: [Key; 6] = [
-    SELECT[0],
-    SELECT[1],
-    SELECT[2],
-    SELECT[3],
-    SELECT[4],
-    Key::new("status", status_schema).help("Only spans with this status count (`error`)."),
 ];
 
 const SPANS: [Key; 2] = [
@@ -189,7 +179,7 @@ fn spans_schema() -> Json {
 }
 
 fn none_schema() -> Json {
-    schema::object(&NONE_SELECT)
+    schema::object(&SELECT)
 }
 
 impl KindDef for TraceStep {
@@ -279,9 +269,8 @@ fn decode(cx: &mut Cx<'_>, node: &Node) -> Option<TraceStep> {
     let f = keyed(cx, node, what, keys)?;
     if act == "expect-none" {
         let what = "`trace: expect-none`";
-        let sf = fields(cx, target, what, &schema::names(&NONE_SELECT))?;
-        let mut select = select(cx, &sf)?;
-        select.status = status(cx, &sf)?;
+        let sf = fields(cx, target, what, &schema::names(&SELECT))?;
+        let select = select(cx, &sf)?;
         let period = f.req_duration(cx, "for");
         return Some(TraceStep::ExpectNone {
             select,
@@ -388,7 +377,7 @@ fn select(cx: &mut Cx<'_>, f: &Fields<'_>) -> Option<Select> {
         name: f.string(cx, "name"),
         kind,
         matching: attributes(cx, f, "where")?,
-        status: None,
+        status: status(cx, f)?,
     })
 }
 
@@ -422,7 +411,6 @@ fn selection(cx: &mut Cx<'_>, f: &Fields<'_>, name: String) -> Option<Selection>
         select,
         count: how_many,
         attributes: attributes(cx, f, "attributes")?,
-        status: status(cx, f)?,
         events,
         min_duration,
         max_duration,
@@ -533,7 +521,7 @@ mod tests {
         );
         assert_eq!(spans[1].select.kind, Some(SpanKind::Producer));
         assert_eq!(spans[1].child_of.as_deref(), Some("accept"));
-        assert_eq!(spans[2].status, Some(StatusWant::Ok));
+        assert_eq!(spans[2].select.status, Some(StatusWant::Ok));
         assert_eq!(spans[2].max_duration, Some(Duration::from_secs(5)));
         assert_eq!(spans[2].events["retry"], json!(0));
     }
