@@ -82,7 +82,11 @@ async fn correlation_id_and_traceparent_are_propagated_on_every_attempt() {
         Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
     );
     let response = ctx
-        .scope(http.send("crm-api", http.client().get(format!("{url}/x"))))
+        .scope(http.send(
+            "crm-api",
+            "test.call",
+            http.client().get(format!("{url}/x")),
+        ))
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -111,7 +115,10 @@ async fn client_errors_come_back_at_once() {
     for status in [400, 401, 404] {
         let (url, script) = serve(&[(status, None)]).await;
         let (http, _) = http(5, BreakerConfig::default());
-        let response = http.send("stripe", http.client().get(&url)).await.unwrap();
+        let response = http
+            .send("stripe", "test.call", http.client().get(&url))
+            .await
+            .unwrap();
         assert_eq!(response.status().as_u16(), status);
         assert_eq!(script.hits.load(Ordering::SeqCst), 1, "{status}");
     }
@@ -122,7 +129,11 @@ async fn a_post_without_idempotency_key_is_not_retried_after_a_500() {
     let (url, script) = serve(&[(500, None), (201, None)]).await;
     let (http, _) = http(3, BreakerConfig::default());
     let response = http
-        .send("crm-api", http.client().post(&url).json(&json!({})))
+        .send(
+            "crm-api",
+            "test.call",
+            http.client().post(&url).json(&json!({})),
+        )
         .await
         .unwrap();
     assert_eq!(response.status(), 500);
@@ -130,7 +141,13 @@ async fn a_post_without_idempotency_key_is_not_retried_after_a_500() {
     // With a key, or vouched idempotent, it is.
     let (url, script) = serve(&[(500, None), (201, None)]).await;
     let keyed = http.client().post(&url).header("idempotency-key", "k1");
-    assert_eq!(http.send("stripe", keyed).await.unwrap().status(), 201);
+    assert_eq!(
+        http.send("stripe", "test.call", keyed)
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
     assert_eq!(script.hits.load(Ordering::SeqCst), 2);
 }
 
@@ -140,7 +157,11 @@ async fn retry_after_on_429_is_honoured() {
     let (http, _) = http(3, BreakerConfig::default());
     let started = std::time::Instant::now();
     let response = http
-        .send("graph", http.client().post(&url).json(&json!({})))
+        .send(
+            "graph",
+            "test.call",
+            http.client().post(&url).json(&json!({})),
+        )
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -160,7 +181,11 @@ async fn connection_errors_are_retried_and_reported_as_unreachable() {
         .unwrap();
     let (http, metrics) = http(2, BreakerConfig::default());
     let error = http
-        .send("crm-api", http.client().get(format!("http://{closed}/")))
+        .send(
+            "crm-api",
+            "test.call",
+            http.client().get(format!("http://{closed}/")),
+        )
         .await
         .unwrap_err();
     assert!(matches!(error, HttpError::Unreachable { .. }), "{error:?}");
@@ -188,11 +213,14 @@ async fn an_open_breaker_refuses_without_sending_and_closes_after_probes() {
     .await;
     let (http, metrics) = http(1, breaker);
     for _ in 0..5 {
-        let r = http.send("stripe", http.client().get(&url)).await.unwrap();
+        let r = http
+            .send("stripe", "test.call", http.client().get(&url))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 500);
     }
     let error = http
-        .send("stripe", http.client().get(&url))
+        .send("stripe", "test.call", http.client().get(&url))
         .await
         .unwrap_err();
     let HttpError::CircuitOpen(open) = &error else {
@@ -209,7 +237,10 @@ async fn an_open_breaker_refuses_without_sending_and_closes_after_probes() {
         .contains(r#"circuit_breaker_state{target="stripe"} 1"#));
     tokio::time::sleep(Duration::from_millis(250)).await;
     for _ in 0..3 {
-        let r = http.send("stripe", http.client().get(&url)).await.unwrap();
+        let r = http
+            .send("stripe", "test.call", http.client().get(&url))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
     assert_eq!(
