@@ -316,3 +316,109 @@ async fn cross_app_calls_keep_their_api_and_surface_an_open_circuit() {
         "{error}"
     );
 }
+
+/// Records the spans of the current thread (a current-thread runtime runs
+/// the test's server and client on it) into an in-memory exporter.
+fn record_spans() -> (
+    opentelemetry_sdk::trace::InMemorySpanExporter,
+    opentelemetry_sdk::trace::SdkTracerProvider,
+    tracing::subscriber::DefaultGuard,
+) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry().with(crate::telemetry::layer(&provider));
+    let guard = tracing::subscriber::set_default(subscriber);
+    (exporter, provider, guard)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_call_is_one_client_span_with_its_retries_and_the_breakers_refusal() {
+    use opentelemetry::trace::{SpanKind, Status};
+    let (exporter, _provider, _guard) = record_spans();
+    let breaker = BreakerConfig {
+        failure_threshold: 2,
+        open_for: Duration::from_secs(60),
+        half_open_successes: 1,
+    };
+    let (url, script) = serve(&[(503, None)]).await;
+    let (http, _) = http(2, breaker);
+    let first = http
+        .send("stripe", "stripe.customers.create", http.client().get(&url))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 503);
+    let refused = http
+        .send("stripe", "stripe.customers.create", http.client().get(&url))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, HttpError::CircuitOpen(_)), "{refused:?}");
+
+    let spans = exporter.get_finished_spans().unwrap();
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    let attr = |i: usize, key: &str| {
+        spans[i]
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    };
+    for (i, span) in spans.iter().enumerate() {
+        assert_eq!(span.name, "GET stripe");
+        assert_eq!(span.span_kind, SpanKind::Client);
+        assert!(
+            matches!(span.status, Status::Error { .. }),
+            "{:?}",
+            span.status
+        );
+        assert_eq!(
+            attr(i, "tekup.operation").as_deref(),
+            Some("stripe.customers.create")
+        );
+        assert_eq!(attr(i, "tekup.source_app").as_deref(), Some("flow-api"));
+        assert_eq!(attr(i, "tekup.target_app").as_deref(), Some("stripe"));
+        assert_eq!(attr(i, "server.address").as_deref(), Some("127.0.0.1"));
+    }
+    assert_eq!(attr(0, "http.response.status_code").as_deref(), Some("503"));
+    let events = |i: usize| -> Vec<(String, Option<String>, Option<String>)> {
+        spans[i]
+            .events
+            .iter()
+            .map(|e| {
+                let field = |key: &str| {
+                    e.attributes
+                        .iter()
+                        .find(|kv| kv.key.as_str() == key)
+                        .map(|kv| kv.value.to_string())
+                };
+                (e.name.to_string(), field("attempt"), field("reason"))
+            })
+            .collect()
+    };
+    assert_eq!(
+        events(0),
+        [(
+            "retry".to_owned(),
+            Some("2".to_owned()),
+            Some("status 503".to_owned())
+        )]
+    );
+    assert_eq!(events(1), [("circuit_open".to_owned(), None, None)]);
+
+    // Both attempts named the first call's span as their parent.
+    let own = format!(
+        "00-{}-{}-01",
+        spans[0].span_context.trace_id(),
+        spans[0].span_context.span_id()
+    );
+    let sent: Vec<String> = script
+        .headers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|h| h["traceparent"].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sent, [own.clone(), own]);
+}

@@ -294,3 +294,137 @@ async fn a_job_without_its_traceparent_is_processed_in_a_trace_of_its_own() {
         assert_eq!(events, [vec![], vec!["dead_letter"]], "{kind}");
     }
 }
+
+/// What an OTLP receiver got: the bodies of `POST /v1/traces`.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A minimal OTLP/HTTP receiver on a free port; returns its base URL.
+async fn otlp_receiver() -> (String, Received) {
+    use axum::http::HeaderMap;
+    let received = Received::default();
+    let store = std::sync::Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let store = std::sync::Arc::clone(&store);
+            async move {
+                let kind = headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                store.lock().unwrap().push((kind, body.to_vec()));
+                ""
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Kills the service when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The program itself, configured by the standard variables only: with a
+/// ten-minute batch delay nothing is exported while it runs, and SIGTERM
+/// flushes the request's server span, over OTLP http/protobuf, named by
+/// the service.
+#[tokio::test]
+async fn the_service_exports_its_spans_over_otlp_and_flushes_them_on_sigterm() {
+    use std::io::BufRead as _;
+    let app = TestApp::spawn().await;
+    let (otlp, received) = otlp_receiver().await;
+    let mut child = Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tekup-service"))
+            .args(["flow-api", "--bind", "127.0.0.1:0"])
+            .env(
+                "DATABASE_URL",
+                app.pg.url(crate::helpers::SERVICE_ROLE, "tekup"),
+            )
+            .env("TEKUP_TOKEN_SECRET", "secret")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
+            .env_remove("OTEL_SERVICE_NAME")
+            .env_remove("REDIS_URL")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary starts"),
+    );
+    // The log, line by line, read on a thread of its own (it ends with the
+    // process's stderr).
+    let (lines, log) = std::sync::mpsc::channel();
+    let stderr = child.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let address = eventually("the service to say where it listens", || {
+        seen.extend(log.try_iter());
+        let address = seen.iter().find_map(|line| {
+            let after = line.split("listening on http://").nth(1)?;
+            after.split_whitespace().next().map(str::to_owned)
+        });
+        async move { address }
+    })
+    .await;
+
+    let trace = "5b8efff798038103d269b633813fc60c";
+    let health = reqwest::Client::new()
+        .get(format!("http://{address}/health"))
+        .header("traceparent", format!("00-{trace}-eee19b7ec3c1b174-01"))
+        .send()
+        .await
+        .expect("the service answers");
+    assert_eq!(health.status(), 200);
+    assert!(
+        received.lock().unwrap().is_empty(),
+        "exported before the ten-minute batch delay"
+    );
+
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let status = eventually("the service to exit", || {
+        let exited = child.0.try_wait().expect("the process can be waited on");
+        async move { exited }
+    })
+    .await;
+    seen.extend(log.try_iter());
+    let log = seen.join("\n");
+    assert!(status.success(), "{status}: {log}");
+
+    let received = received.lock().unwrap();
+    let trace_id = hex::decode(trace).unwrap();
+    let found = received
+        .iter()
+        .find(|(_, body)| contains(body, b"GET /health"));
+    let (kind, body) = found.unwrap_or_else(|| panic!("no span `GET /health` exported: {log}"));
+    assert_eq!(kind, "application/x-protobuf");
+    assert!(contains(body, &trace_id), "the request's trace id");
+    assert!(contains(body, b"flow-api"), "service.name");
+    assert!(contains(body, b"tekup.operation"));
+}
