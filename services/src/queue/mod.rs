@@ -30,6 +30,7 @@ use redis::streams::{
 };
 use redis::{AsyncCommands, RedisError, Value as RedisValue};
 use serde::Serialize;
+use tracing::Instrument as _;
 
 pub use model::{backoff, Job, QueueName, QueuePriority};
 
@@ -275,9 +276,29 @@ impl Queues {
         Ok(())
     }
 
-    /// Adds a job; returns its stream entry id.
+    /// Adds a job, with the `traceparent` of its `enqueue` span (see
+    /// [`crate::telemetry`]); returns its stream entry id.
     pub async fn enqueue(&self, job: &Job) -> Result<String, QueueError> {
-        let json = serde_json::to_string(job)?;
+        let source = crate::context::RequestContext::with_current(|c| c.service).flatten();
+        let span = crate::telemetry::producer_job(job, source);
+        let result = self.add(job, &span).instrument(span.clone()).await;
+        if let Err(e) = &result {
+            crate::telemetry::fail(&span, crate::error::chain(e));
+        }
+        result
+    }
+
+    async fn add(&self, job: &Job, span: &tracing::Span) -> Result<String, QueueError> {
+        let mut job = job.clone();
+        job.traceparent = crate::telemetry::traceparent_of(span)
+            .map(|t| t.header())
+            .or_else(|| crate::context::RequestContext::with_current(|c| c.outgoing_traceparent()));
+        if crate::defects::active("trace-drops-job-context") {
+            // Deliberate defect: the job forgets its trace; its processing
+            // starts a new one.
+            job.traceparent = None;
+        }
+        let json = serde_json::to_string(&job)?;
         let add = || {
             let mut redis = self.redis.clone();
             let (stream, json) = (stream(job.queue), json.clone());
