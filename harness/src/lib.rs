@@ -58,6 +58,7 @@
 //!   limits, database, tokens), generated from the contract and the
 //!   services' OpenAPI documents (`tekup-harness sweep`).
 
+pub mod alerts;
 pub mod chaos;
 pub mod cli;
 pub mod contract;

@@ -26,6 +26,7 @@ pub mod images;
 pub mod model;
 pub(crate) mod ports;
 pub mod postgres;
+pub mod prometheus;
 pub(crate) mod process;
 pub mod provision;
 mod ready;

@@ -11,6 +11,7 @@
 //! Timing assertions have generous upper bounds: the machine is small and
 //! shared.
 
+mod alerts;
 mod common;
 mod links;
 mod toxics;
