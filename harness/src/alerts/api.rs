@@ -90,7 +90,7 @@ impl ActiveAlert {
 }
 
 /// One firing of an alert during a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct FiredAlert {
     pub name: String,
@@ -108,7 +108,11 @@ impl FiredAlert {
     /// (seconds after `since`).
     pub fn describe(&self, since: DateTime<Utc>) -> String {
         let at = |t: DateTime<Utc>| (t - since).num_milliseconds() as f64 / 1000.0;
-        let labels: Vec<String> = self.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let labels: Vec<String> = self
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         format!(
             "{}{{{}}} fired at +{:.0} s, {}",
             self.name,
@@ -123,7 +127,7 @@ impl FiredAlert {
 }
 
 /// The alerts a run's Prometheus fired, for reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct AlertLog {
     pub from: DateTime<Utc>,
@@ -132,7 +136,7 @@ pub struct AlertLog {
     pub source: String,
     pub fired: Vec<FiredAlert>,
     /// Why the log is empty or incomplete (Prometheus did not answer).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -226,13 +230,10 @@ impl Prometheus {
                 source,
             })?;
         let status = response.status();
-        let body = response
-            .text()
-            .await
-            .map_err(|source| AlertsError::Http {
-                url: url.clone(),
-                source,
-            })?;
+        let body = response.text().await.map_err(|source| AlertsError::Http {
+            url: url.clone(),
+            source,
+        })?;
         if !status.is_success() {
             return Err(AlertsError::Status {
                 url,
@@ -250,10 +251,7 @@ impl Prometheus {
 
     /// The alerts pending or firing now.
     pub async fn active(&self) -> Result<Vec<ActiveAlert>, AlertsError> {
-        Ok(self
-            .get::<AlertsData>("/api/v1/alerts", &[])
-            .await?
-            .alerts)
+        Ok(self.get::<AlertsData>("/api/v1/alerts", &[]).await?.alerts)
     }
 
     /// Polls [`Self::active`] until `until` holds of it (returned), or
@@ -308,15 +306,18 @@ impl Prometheus {
                 ],
             )
             .await?;
-        let mut fired = firings(matrix.result, step, end);
+        let mut fired = firings(matrix.result, start, step, end);
         fired.sort_by(|a, b| a.fired_at.cmp(&b.fired_at).then(a.name.cmp(&b.name)));
         Ok(fired)
     }
 }
 
 /// Splits each `ALERTS` series into firings: a gap of more than a step
-/// between samples is a resolution.
-fn firings(series: Vec<Series>, step: f64, end: f64) -> Vec<FiredAlert> {
+/// between samples is a resolution, and so is a series that has no sample
+/// at the range's last step (Prometheus ends the series when the alert
+/// resolves, so it is absent there even just after).
+fn firings(series: Vec<Series>, start: f64, step: f64, end: f64) -> Vec<FiredAlert> {
+    let last_step = start + ((end - start) / step).floor() * step;
     let time = |t: f64| {
         DateTime::<Utc>::from_timestamp_millis((t * 1000.0).round() as i64).unwrap_or_default()
     };
@@ -346,7 +347,7 @@ fn firings(series: Vec<Series>, step: f64, end: f64) -> Vec<FiredAlert> {
                 name: name.clone(),
                 labels: labels.clone(),
                 fired_at: time(first),
-                resolved_at: (end - last > step * 1.5).then(|| time(last + step)),
+                resolved_at: (last < last_step - step / 2.0).then(|| time(last + step)),
             });
         }
     }
@@ -405,6 +406,7 @@ mod tests {
     fn a_gap_in_the_series_is_a_resolution() {
         let fired = firings(
             vec![series("BreakerOpen", &[100.0, 101.0, 102.0, 110.0, 111.0])],
+            100.0,
             1.0,
             111.0,
         );
@@ -413,19 +415,35 @@ mod tests {
         assert_eq!(fired[0].resolved_at.map(|t| t.timestamp()), Some(103));
         assert_eq!(fired[1].fired_at.timestamp(), 110);
         assert_eq!(fired[1].resolved_at, None, "still firing at the end");
-        assert_eq!(fired[0].labels.get("job").map(String::as_str), Some("crm-api"));
+        assert_eq!(
+            fired[0].labels.get("job").map(String::as_str),
+            Some("crm-api")
+        );
         assert!(!fired[0].labels.contains_key("alertstate"));
     }
 
     #[test]
     fn a_firing_that_ended_before_the_range_did_is_resolved() {
-        let fired = firings(vec![series("QueueTooOld", &[10.0, 11.0])], 1.0, 30.0);
+        let fired = firings(vec![series("QueueTooOld", &[10.0, 11.0])], 5.0, 1.0, 30.0);
         assert_eq!(fired[0].resolved_at.map(|t| t.timestamp()), Some(12));
         let since = DateTime::<Utc>::from_timestamp(5, 0).unwrap();
         assert_eq!(
             fired[0].describe(since),
             "QueueTooOld{job=crm-api} fired at +5 s, resolved at +7 s"
         );
+    }
+
+    #[test]
+    fn a_series_that_ended_at_the_last_step_is_resolved_even_just_after() {
+        let fired = firings(vec![series("BreakerOpen", &[10.0, 11.0])], 5.0, 1.0, 12.4);
+        assert_eq!(fired[0].resolved_at.map(|t| t.timestamp()), Some(12));
+        let firing = firings(
+            vec![series("BreakerOpen", &[10.0, 11.0, 12.0])],
+            5.0,
+            1.0,
+            12.4,
+        );
+        assert_eq!(firing[0].resolved_at, None);
     }
 
     #[test]

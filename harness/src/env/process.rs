@@ -182,8 +182,7 @@ impl ProcessBackend {
             Kind::Prometheus => {
                 let dir = self.run_dir.join(&c.name);
                 super::prometheus::prepare(&dir, spec)?;
-                recipe.program =
-                    super::provision::ensure_program(&super::provision::PROMETHEUS)?;
+                recipe.program = super::provision::ensure_program(&super::provision::PROMETHEUS)?;
                 recipe.args = super::prometheus::args(&dir, port.unwrap_or(9090));
                 recipe.cwd = dir;
                 recipe.stop_signal = libc::SIGTERM;

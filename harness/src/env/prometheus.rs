@@ -89,7 +89,10 @@ pub(crate) fn targets(
         .iter()
         .filter_map(|name| {
             let at = placements.get(name)?;
-            Some((name.clone(), format!("{}:{}", at.inner_host, at.inner_port?)))
+            Some((
+                name.clone(),
+                format!("{}:{}", at.inner_host, at.inner_port?),
+            ))
         })
         .collect()
 }

@@ -13,7 +13,8 @@ fn rules_dir() -> PathBuf {
 #[test]
 fn the_platform_rules_are_valid_and_their_unit_tests_pass() {
     let dir = rules_dir();
-    let checked = check_rules(&[&dir.join("alerts.yml")]).unwrap_or_else(|e| panic!("{}", e.describe()));
+    let checked =
+        check_rules(&[&dir.join("alerts.yml")]).unwrap_or_else(|e| panic!("{}", e.describe()));
     assert!(checked.contains("SUCCESS: 7 rules found"), "{checked}");
     let tested =
         test_rules(&[&dir.join("alerts.test.yml")]).unwrap_or_else(|e| panic!("{}", e.describe()));
@@ -29,7 +30,11 @@ fn broken_copy(edit: impl Fn(&str) -> String) -> tempfile::TempDir {
     let broken = edit(&rules);
     assert_ne!(broken, rules, "the edit changed nothing");
     std::fs::write(dir.path().join("alerts.yml"), broken).expect("write");
-    std::fs::copy(src.join("alerts.test.yml"), dir.path().join("alerts.test.yml")).expect("copy");
+    std::fs::copy(
+        src.join("alerts.test.yml"),
+        dir.path().join("alerts.test.yml"),
+    )
+    .expect("copy");
     dir
 }
 
@@ -60,5 +65,8 @@ fn a_rule_that_does_not_parse_fails_the_check() {
     let RulesError::Failed { output, .. } = &err else {
         panic!("not the tool's refusal: {}", err.describe());
     };
-    assert!(output.contains("parse error") || output.contains("unexpected"), "{output}");
+    assert!(
+        output.contains("parse error") || output.contains("unexpected"),
+        "{output}"
+    );
 }

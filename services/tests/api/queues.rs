@@ -452,10 +452,18 @@ async fn the_oldest_waiting_job_is_the_first_not_yet_read() {
     assert!(first >= before, "added at {first}, after {before}");
     // Read one: the other is now the oldest waiting, added no earlier.
     let mut consumer = queues.consumer("age").await.unwrap();
-    consumer.next(Duration::from_secs(1)).await.unwrap().unwrap();
+    consumer
+        .next(Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
     let second = oldest(queues.oldest_waiting().await.unwrap()).expect("one job still waits");
     assert!(second >= first, "{second} >= {first}");
-    consumer.next(Duration::from_secs(1)).await.unwrap().unwrap();
+    consumer
+        .next(Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         oldest(queues.oldest_waiting().await.unwrap()),
         None,
