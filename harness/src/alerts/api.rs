@@ -306,7 +306,15 @@ impl Prometheus {
                 ],
             )
             .await?;
-        let mut fired = firings(matrix.result, start, step, end);
+        // A range ending now may end before the step that would show the
+        // last resolution: then what fires now says it.
+        let now = secs(SystemTime::now());
+        let active = if now - end < 2.0 * step {
+            Some(self.active().await?)
+        } else {
+            None
+        };
+        let mut fired = firings(matrix.result, start, step, end, active.as_deref());
         fired.sort_by(|a, b| a.fired_at.cmp(&b.fired_at).then(a.name.cmp(&b.name)));
         Ok(fired)
     }
@@ -315,8 +323,16 @@ impl Prometheus {
 /// Splits each `ALERTS` series into firings: a gap of more than a step
 /// between samples is a resolution, and so is a series that has no sample
 /// at the range's last step (Prometheus ends the series when the alert
-/// resolves, so it is absent there even just after).
-fn firings(series: Vec<Series>, start: f64, step: f64, end: f64) -> Vec<FiredAlert> {
+/// resolves). A resolution after that last step shows only in what fires
+/// now (`active`, given when the range ends now): a last firing not among
+/// them has resolved too.
+fn firings(
+    series: Vec<Series>,
+    start: f64,
+    step: f64,
+    end: f64,
+    active: Option<&[ActiveAlert]>,
+) -> Vec<FiredAlert> {
     let last_step = start + ((end - start) / step).floor() * step;
     let time = |t: f64| {
         DateTime::<Utc>::from_timestamp_millis((t * 1000.0).round() as i64).unwrap_or_default()
@@ -326,6 +342,14 @@ fn firings(series: Vec<Series>, start: f64, step: f64, end: f64) -> Vec<FiredAle
         let mut labels = s.metric;
         let name = labels.remove("alertname").unwrap_or_default();
         labels.remove("alertstate");
+        labels.remove("__name__");
+        let fires_now = active.is_none_or(|active| {
+            active.iter().any(|a| {
+                a.state == AlertState::Firing
+                    && a.name() == name
+                    && labels.iter().all(|(k, v)| a.labels.get(k) == Some(v))
+            })
+        });
         let mut run: Option<(f64, f64)> = None;
         for (t, _) in s.values {
             run = match run {
@@ -347,7 +371,8 @@ fn firings(series: Vec<Series>, start: f64, step: f64, end: f64) -> Vec<FiredAle
                 name: name.clone(),
                 labels: labels.clone(),
                 fired_at: time(first),
-                resolved_at: (last < last_step - step / 2.0).then(|| time(last + step)),
+                resolved_at: (last < last_step - step / 2.0 || !fires_now)
+                    .then(|| time(last + step)),
             });
         }
     }
@@ -409,6 +434,7 @@ mod tests {
             100.0,
             1.0,
             111.0,
+            None,
         );
         assert_eq!(fired.len(), 2, "{fired:?}");
         assert_eq!(fired[0].fired_at.timestamp(), 100);
@@ -424,7 +450,13 @@ mod tests {
 
     #[test]
     fn a_firing_that_ended_before_the_range_did_is_resolved() {
-        let fired = firings(vec![series("QueueTooOld", &[10.0, 11.0])], 5.0, 1.0, 30.0);
+        let fired = firings(
+            vec![series("QueueTooOld", &[10.0, 11.0])],
+            5.0,
+            1.0,
+            30.0,
+            None,
+        );
         assert_eq!(fired[0].resolved_at.map(|t| t.timestamp()), Some(12));
         let since = DateTime::<Utc>::from_timestamp(5, 0).unwrap();
         assert_eq!(
@@ -435,15 +467,45 @@ mod tests {
 
     #[test]
     fn a_series_that_ended_at_the_last_step_is_resolved_even_just_after() {
-        let fired = firings(vec![series("BreakerOpen", &[10.0, 11.0])], 5.0, 1.0, 12.4);
+        let fired = firings(
+            vec![series("BreakerOpen", &[10.0, 11.0])],
+            5.0,
+            1.0,
+            12.4,
+            None,
+        );
         assert_eq!(fired[0].resolved_at.map(|t| t.timestamp()), Some(12));
         let firing = firings(
             vec![series("BreakerOpen", &[10.0, 11.0, 12.0])],
             5.0,
             1.0,
             12.4,
+            None,
         );
         assert_eq!(firing[0].resolved_at, None);
+    }
+
+    #[test]
+    fn a_resolution_after_the_last_step_shows_in_what_fires_now() {
+        let sample = || vec![series("BreakerOpen", &[11.0, 12.0])];
+        let nothing_fires = firings(sample(), 5.0, 1.0, 12.4, Some(&[]));
+        assert_eq!(
+            nothing_fires[0].resolved_at.map(|t| t.timestamp()),
+            Some(13)
+        );
+        let it_fires = ActiveAlert {
+            labels: [
+                ("alertname".to_owned(), "BreakerOpen".to_owned()),
+                ("job".to_owned(), "crm-api".to_owned()),
+            ]
+            .into(),
+            annotations: BTreeMap::new(),
+            state: AlertState::Firing,
+            active_at: None,
+            value: String::new(),
+        };
+        let still = firings(sample(), 5.0, 1.0, 12.4, Some(&[it_fires]));
+        assert_eq!(still[0].resolved_at, None);
     }
 
     #[test]
