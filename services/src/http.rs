@@ -27,7 +27,7 @@ use tracing::Instrument;
 
 use crate::context::RequestContext;
 use crate::error::{error_response, ApiError, ApiResult};
-use crate::metrics::{method_label, HttpLabels, UNMATCHED_ROUTE};
+use crate::metrics::{method_label, HttpLabels, HttpRouteLabels, UNMATCHED_ROUTE};
 use crate::state::{AppState, ServiceName};
 use crate::tenants::{self, NewTenant, TenantError};
 
@@ -494,6 +494,15 @@ async fn correlate(State(state): State<AppState>, request: Request, next: Next) 
     if let Ok(value) = HeaderValue::from_str(&ctx.correlation_id) {
         response.headers_mut().insert(CORRELATION_ID, value);
     }
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .http_duration
+        .get_or_create(&HttpRouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
+        .observe(elapsed.as_secs_f64());
     state
         .metrics
         .http_requests
@@ -503,7 +512,7 @@ async fn correlate(State(state): State<AppState>, request: Request, next: Next) 
             status: status.as_u16(),
         })
         .inc();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
     span.in_scope(|| {
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), elapsed_ms, "request done");

@@ -52,6 +52,7 @@ pub struct EcosystemBuilder {
     links: Option<bool>,
     defects: Option<String>,
     tls: ClientTls,
+    prometheus: Option<bool>,
 }
 
 impl fmt::Debug for EcosystemBuilder {
@@ -157,6 +158,16 @@ impl EcosystemBuilder {
         self
     }
 
+    /// Whether to start the file's optional Prometheus components
+    /// (`kind = "prometheus"`); without them the file runs as if they were
+    /// not in it. Default: [`super::prometheus::asked`] (`--prometheus`,
+    /// `TEKUP_PROMETHEUS`). Under docker they are refused: see
+    /// [`super::prometheus`].
+    pub fn prometheus(mut self, on: bool) -> Self {
+        self.prometheus = Some(on);
+        self
+    }
+
     /// Called as components start.
     pub fn on_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(f));
@@ -174,6 +185,9 @@ impl EcosystemBuilder {
         if let Some(defects) = &self.defects {
             with_defects(&mut file, defects);
         }
+        if !self.prometheus.unwrap_or_else(super::prometheus::asked) {
+            file.without_optional();
+        }
         let report = |p: Progress| {
             if let Some(f) = &self.progress {
                 f(&p);
@@ -187,6 +201,7 @@ impl EcosystemBuilder {
             (wanted, _) => pick(wanted, &file).await,
         };
         let links_off = links_off(self.links, runtime, self.keep)?;
+        super::prometheus::refuse_under(runtime, &file)?;
         let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         report(Progress::Runtime {
             runtime,
@@ -524,7 +539,9 @@ impl Ecosystem {
             }
             _ => None,
         };
+        let scrape = super::prometheus::targets(c, placements);
         Ok(LaunchSpec {
+            scrape,
             component: c.clone(),
             placement: me.clone(),
             args,

@@ -497,6 +497,37 @@ impl Queues {
             .collect())
     }
 
+    /// When the oldest job waiting in each queue (added, not yet read by
+    /// a worker) was added, in milliseconds since the epoch; `None` for a
+    /// queue with nothing waiting. A stream entry's id starts with the time
+    /// it was added, and what the group has not been handed yet comes after
+    /// its last delivered id.
+    pub async fn oldest_waiting(&self) -> Result<Vec<(QueueName, Option<u64>)>, QueueError> {
+        let mut redis = self.redis.clone();
+        let mut out = Vec::new();
+        for queue in QueueName::ALL {
+            let groups: redis::streams::StreamInfoGroupsReply =
+                bounded(redis.xinfo_groups(stream(queue))).await?;
+            let Some(group) = groups.groups.iter().find(|g| g.name == GROUP) else {
+                out.push((queue, None));
+                continue;
+            };
+            let first: redis::streams::StreamRangeReply = bounded(redis.xrange_count(
+                stream(queue),
+                format!("({}", group.last_delivered_id),
+                "+",
+                1,
+            ))
+            .await?;
+            let added_ms = first
+                .ids
+                .first()
+                .and_then(|entry| entry.id.split('-').next()?.parse::<u64>().ok());
+            out.push((queue, added_ms));
+        }
+        Ok(out)
+    }
+
     /// Sizes, in-flight, retrying, dead and processed counts of every queue.
     pub async fn stats(&self) -> Result<Vec<QueueStats>, QueueError> {
         let mut redis = self.redis.clone();

@@ -4,7 +4,8 @@
 //! `concurrency` consumer tasks each read with their own connection; one
 //! maintenance task moves due retries back onto their queues, reclaims jobs
 //! left pending by a dead worker (`XAUTOCLAIM` after `reclaim_idle`) and
-//! refreshes the `message_queue_size` gauges.
+//! refreshes the `message_queue_size` and `message_queue_oldest_age_seconds`
+//! gauges.
 
 mod handlers;
 
@@ -368,6 +369,19 @@ async fn maintain(
                         queue: s.name.to_owned(),
                     })
                     .set(i64::try_from(s.size).unwrap_or(i64::MAX));
+            }
+        }
+        if let Ok(oldest) = queues.oldest_waiting().await {
+            let now = now_ms();
+            for (queue, added_ms) in oldest {
+                let age_s = added_ms.map_or(0, |added| now.saturating_sub(added) / 1000);
+                state
+                    .metrics
+                    .queue_oldest_age
+                    .get_or_create(&QueueLabels {
+                        queue: queue.as_str().to_owned(),
+                    })
+                    .set(i64::try_from(age_s).unwrap_or(i64::MAX));
             }
         }
     }
