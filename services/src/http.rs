@@ -486,7 +486,7 @@ async fn correlate(State(state): State<AppState>, request: Request, next: Next) 
         .await;
     let status = response.status();
     if !server.is_disabled() {
-        server.record("http.response.status_code", status.as_u16());
+        server.record("http.response.status_code", i64::from(status.as_u16()));
         if status.is_server_error() {
             crate::telemetry::fail(&server, status);
         }

@@ -18,4 +18,6 @@
 
 mod store;
 
-pub use store::{Span, SpanEvent, SpanKind, SpanStatus, SpanStore, StatusCode, TracePrefix};
+pub use store::{
+    harness_span, Span, SpanEvent, SpanKind, SpanStatus, SpanStore, StatusCode, TracePrefix,
+};

@@ -188,7 +188,10 @@ impl ResilientHttp {
         if !span.is_disabled() {
             match &result {
                 Ok(response) => {
-                    span.record("http.response.status_code", response.status().as_u16());
+                    span.record(
+                        "http.response.status_code",
+                        i64::from(response.status().as_u16()),
+                    );
                     if response.status().is_server_error() {
                         crate::telemetry::fail(&span, response.status());
                     }

@@ -92,12 +92,9 @@ pub fn prepare() {
 }
 
 /// `tekup.operation` of a request to `service` on the matched `route`:
-/// its `operationId`; `GET /events` for the gateway's handshake; the
+/// its `operationId` (`connectEvents` for the gateway's handshake); the
 /// method and route for a route without one (and for unmatched requests).
 pub fn served(service: ServiceName, method: &str, route: &str) -> Cow<'static, str> {
-    if service == ServiceName::Gateway && route == "/events" {
-        return Cow::Owned(format!("{method} /events"));
-    }
     table(service)
         .iter()
         .find(|op| op.method.eq_ignore_ascii_case(method) && op.template == route)
@@ -130,7 +127,7 @@ mod tests {
         assert_eq!(served(ServiceName::Worker, "GET", "/health"), "health");
         assert_eq!(
             served(ServiceName::Gateway, "GET", "/events"),
-            "GET /events"
+            "connectEvents"
         );
         assert_eq!(
             served(ServiceName::FlowApi, "GET", "unmatched"),

@@ -126,7 +126,7 @@ pub fn consumer(job: &Job) -> Span {
         messaging.destination.name = job.queue.as_str(),
         tekup.job.id = %job.id,
         tekup.job.kind = job.kind.as_str(),
-        tekup.job.attempt = job.attempt,
+        tekup.job.attempt = i64::from(job.attempt),
     )
 }
 
@@ -168,7 +168,7 @@ pub fn deliver(event: &CrossAppEvent, tenant: &str, app: &str, connections: usiz
         tekup.event.id = %event.id,
         tekup.event.type = event.kind.as_str(),
         tekup.room = %format_args!("tenant:{tenant}/app:{app}"),
-        tekup.connections = connections,
+        tekup.connections = i64::try_from(connections).unwrap_or(i64::MAX),
     );
     if !span.is_disabled() {
         let remote = event
@@ -191,7 +191,7 @@ pub fn fail(span: &Span, message: impl Display) {
 /// The event `retry` on the current span: attempt number `attempt` (2 for
 /// the first retry) follows, because of `reason`.
 pub fn retry(attempt: u32, reason: impl Display) {
-    tracing::info!(target: TARGET, attempt, reason = %reason, "retry");
+    tracing::info!(target: TARGET, attempt = i64::from(attempt), reason = %reason, "retry");
 }
 
 /// The event `circuit_open` on the current span: the breaker of `target`

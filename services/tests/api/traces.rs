@@ -137,6 +137,14 @@ async fn a_lead_is_one_trace_from_the_request_through_the_worker_to_the_websocke
         ],
     );
     assert!(attr(server, "tekup.correlation_id").is_some());
+    // Numbers are numbers (OTel's semantic conventions): an operator such
+    // as `{ $gte: 500 }` in a `trace` step compares them.
+    let status = server
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == "http.response.status_code")
+        .map(|kv| kv.value.clone());
+    assert_eq!(status, Some(opentelemetry::Value::I64(201)));
 
     let enqueue = &recorder.named("enqueue lead-processing", 1).await[0];
     assert_eq!(enqueue.span_kind, SpanKind::Producer);

@@ -11,7 +11,7 @@ use super::{Select, Selection, StatusWant, TraceStep};
 use crate::scenario::kinds::{StepCx, StepError};
 use crate::scenario::run::check::{mismatch, Mode};
 use crate::scenario::run::Values;
-use crate::trace::{Span, StatusCode};
+use crate::trace::{harness_span, Span, StatusCode};
 
 /// How many spans the failure's tree shows at most.
 const TREE_LINES: usize = 200;
@@ -224,6 +224,7 @@ fn parent_text(span: &Span, by_id: &HashMap<(&str, &str), &Span>) -> String {
         None => "none: it starts its own trace".to_owned(),
         Some(p) => match by_id.get(&(span.trace_id.as_str(), p)) {
             Some(parent) => span_ref(parent),
+            None if harness_span(&span.trace_id, p) => "the harness's request".to_owned(),
             None => format!("{p}, a span that never arrived"),
         },
     }
@@ -239,6 +240,10 @@ fn ancestry_text(span: &Span, by_id: &HashMap<(&str, &str), &Span>) -> String {
                 at = parent;
             }
             Some(_) => break,
+            None if harness_span(&at.trace_id, p) => {
+                chain.push("the harness's request".to_owned());
+                break;
+            }
             None => {
                 chain.push(format!("{p} (never arrived)"));
                 break;
@@ -321,6 +326,7 @@ pub(crate) fn render_tree(spans: &[Span]) -> String {
                 return out;
             }
             let orphan = match s.parent_span_id.as_deref() {
+                Some(p) if harness_span(trace_id, p) => "  ← the harness".to_owned(),
                 Some(p) if !ids.contains(p) => format!("  (parent {p} never arrived)"),
                 _ => String::new(),
             };
