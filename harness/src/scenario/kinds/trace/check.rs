@@ -99,38 +99,69 @@ pub(crate) fn evaluate(resolved: &Resolved, spans: &[Span]) -> Vec<String> {
         .iter()
         .map(|s| ((s.trace_id.as_str(), s.span_id.as_str()), s))
         .collect();
-    let selected: BTreeMap<&str, Vec<&Span>> = resolved
-        .selections
-        .iter()
-        .map(|sel| {
-            (
-                sel.name.as_str(),
-                spans.iter().filter(|s| selects(&sel.select, s)).collect(),
-            )
-        })
-        .collect();
+    // In file order: `child-of` and `under` name earlier selections (the
+    // decoder makes sure), whose spans are known by then.
+    let mut selected: BTreeMap<&str, Vec<&Span>> = BTreeMap::new();
     let mut problems = Vec::new();
     for sel in &resolved.selections {
-        let mine = &selected[sel.name.as_str()];
-        let what = format!("`{}` ({})", sel.name, sel.select.describe());
-        let n = mine.len();
-        match &sel.count {
-            None if n == 0 => {
-                problems.push(format!("{what}: expected at least one span, found none"))
-            }
-            None => {}
-            Some(want) => {
-                if let Some(why) = mismatch(want, &Json::from(n), "count", Mode::Exact) {
-                    let found = if n == 0 {
-                        "none".to_owned()
-                    } else {
-                        format!("{n}: {}", ids(mine))
-                    };
-                    problems.push(format!("{what}: {why} (found {found})"));
+        let candidates: Vec<&Span> = spans.iter().filter(|s| selects(&sel.select, s)).collect();
+        let related = |span: &Span| -> Option<String> {
+            if let Some(other) = &sel.child_of {
+                let parents = &selected[other.as_str()];
+                let ok = span.parent_span_id.as_deref().is_some_and(|p| {
+                    parents
+                        .iter()
+                        .any(|o| o.trace_id == span.trace_id && o.span_id == p)
+                });
+                if !ok {
+                    return Some(format!("its parent is {}", parent_text(span, &by_id)));
                 }
             }
+            if let Some(other) = &sel.under {
+                let above = &selected[other.as_str()];
+                let ancestors = ancestors(span, &by_id);
+                let ok = above
+                    .iter()
+                    .any(|o| o.trace_id == span.trace_id && ancestors.contains(o.span_id.as_str()));
+                if !ok {
+                    return Some(format!("its ancestors are {}", ancestry_text(span, &by_id)));
+                }
+            }
+            None
+        };
+        let (mine, apart): (Vec<&Span>, Vec<&Span>) =
+            candidates.into_iter().partition(|s| related(s).is_none());
+        let mut relation = String::new();
+        if let Some(other) = &sel.child_of {
+            relation.push_str(&format!(", a child of `{other}`"));
         }
-        for span in mine {
+        if let Some(other) = &sel.under {
+            relation.push_str(&format!(", under `{other}`"));
+        }
+        let what = format!("`{}` ({}{relation})", sel.name, sel.select.describe());
+        let n = mine.len();
+        let count_problem = match &sel.count {
+            None if n == 0 => Some("expected at least one span, found none".to_owned()),
+            None => None,
+            Some(want) => mismatch(want, &Json::from(n), "count", Mode::Exact).map(|why| {
+                let found = if n == 0 {
+                    "none".to_owned()
+                } else {
+                    format!("{n}: {}", ids(&mine))
+                };
+                format!("{why} (found {found})")
+            }),
+        };
+        if let Some(why) = count_problem {
+            let mut text = format!("{what}: {why}");
+            // What matched but for the relation: where the chain broke.
+            for span in apart.iter().take(5) {
+                let reason = related(span).unwrap_or_default();
+                text.push_str(&format!("; {} matches but {reason}", span_ref(span)));
+            }
+            problems.push(text);
+        }
+        for span in &mine {
             let one = format!("{what} span {}", span_ref(span));
             if let Some(why) = attributes_mismatch(&sel.attributes, span) {
                 problems.push(format!("{one}: {why}"));
@@ -153,35 +184,6 @@ pub(crate) fn evaluate(resolved: &Resolved, spans: &[Span]) -> Vec<String> {
             if let Some(max) = sel.max_duration.filter(|m| took > *m) {
                 problems.push(format!("{one}: lasted {took:?}, expected at most {max:?}"));
             }
-            if let Some(other) = &sel.child_of {
-                let parents = &selected[other.as_str()];
-                let ok = span.parent_span_id.as_deref().is_some_and(|p| {
-                    parents
-                        .iter()
-                        .any(|o| o.trace_id == span.trace_id && o.span_id == p)
-                });
-                if !ok {
-                    problems.push(format!(
-                        "{one}: expected its parent to be a span of `{other}` ({}), its parent is {}",
-                        ids_or_none(parents),
-                        parent_text(span, &by_id)
-                    ));
-                }
-            }
-            if let Some(other) = &sel.under {
-                let above = &selected[other.as_str()];
-                let ancestors = ancestors(span, &by_id);
-                let ok = above
-                    .iter()
-                    .any(|o| o.trace_id == span.trace_id && ancestors.contains(o.span_id.as_str()));
-                if !ok {
-                    problems.push(format!(
-                        "{one}: expected to be under a span of `{other}` ({}); its ancestors are {}",
-                        ids_or_none(above),
-                        ancestry_text(span, &by_id)
-                    ));
-                }
-            }
             if let Some(other) = &sel.after {
                 let before = &selected[other.as_str()];
                 if let Some(late) = before
@@ -196,6 +198,7 @@ pub(crate) fn evaluate(resolved: &Resolved, spans: &[Span]) -> Vec<String> {
                 }
             }
         }
+        selected.insert(sel.name.as_str(), mine);
     }
     problems
 }
@@ -273,14 +276,6 @@ fn ids(spans: &[&Span]) -> String {
         .map(|s| span_ref(s))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn ids_or_none(spans: &[&Span]) -> String {
-    if spans.is_empty() {
-        "it selected none".to_owned()
-    } else {
-        ids(spans)
-    }
 }
 
 fn gap(nanos: u64) -> String {
@@ -484,8 +479,8 @@ mod tests {
     fn span(id: &str, parent: Option<&str>, service: &str, op: &str, start: u64, end: u64) -> Span {
         Span {
             trace_id: "a".repeat(32),
-            span_id: format!("{id:0>16}"),
-            parent_span_id: parent.map(|p| format!("{p:0>16}")),
+            span_id: format!("{id:0<16}"),
+            parent_span_id: parent.map(|p| format!("{p:0<16}")),
             service: service.into(),
             name: op.into(),
             kind: SpanKind::Internal,
@@ -582,24 +577,32 @@ mod tests {
     #[test]
     fn a_wrong_parent_is_named() {
         let mut spans = lead();
-        spans[2].parent_span_id = Some(format!("{:0>16}", "1"));
+        spans[2].parent_span_id = Some(format!("{:0<16}", "1"));
         let problems = check(chain(), &spans);
-        assert_eq!(problems.len(), 1, "{problems:?}");
+        // `process` selects the successful processing that is a child of
+        // `job`: there is none, and the span that is there is named with
+        // its actual parent; `sync`, under `process`, goes with it.
+        assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(
-            problems[0].contains("expected its parent to be a span of `job`"),
+            problems[0].starts_with(
+                "`process` (span worker process.process-lead status ok, a child of `job`): count: expected 1, got 0"
+            ),
             "{problems:?}"
         );
         assert!(
-            problems[0].contains("flow-api \"createLead\""),
+            problems[0].contains(
+                "worker \"process.process-lead\" 30000000 matches but its parent is flow-api \"createLead\" 10000000"
+            ),
             "{problems:?}"
         );
+        assert!(problems[1].starts_with("`sync`"), "{problems:?}");
     }
 
     #[test]
     fn a_duplicate_is_counted() {
         let mut spans = lead();
         let mut twice = spans[1].clone();
-        twice.span_id = format!("{:0>16}", "9");
+        twice.span_id = format!("{:0<16}", "9");
         spans.push(twice);
         let problems = check(chain(), &spans);
         assert!(
@@ -634,14 +637,14 @@ mod tests {
         let all = check(chain(), &failed).join("\n");
         assert!(
             all.contains(
-                "`process` (span worker process.process-lead status ok): count: expected 1, got 0"
+                "`process` (span worker process.process-lead status ok, a child of `job`): count: expected 1, got 0"
             ),
             "{all}"
         );
         // A failed attempt before one that succeeded: still exactly one success.
         let mut retried = lead();
         let mut first = retried[2].clone();
-        first.span_id = format!("{:0>16}", "8");
+        first.span_id = format!("{:0<16}", "8");
         first.status = SpanStatus {
             code: StatusCode::Error,
             message: "not there yet".into(),
@@ -707,7 +710,7 @@ mod tests {
         );
         assert!(lines[4].contains("ERROR: 503"), "{tree}");
         assert!(
-            tree.contains("(parent 0000000000000006 never arrived)"),
+            tree.contains("(parent 6000000000000000 never arrived)"),
             "{tree}"
         );
     }

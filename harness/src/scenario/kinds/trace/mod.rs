@@ -85,9 +85,10 @@ pub struct Selection {
     pub events: BTreeMap<String, Json>,
     pub min_duration: Option<Duration>,
     pub max_duration: Option<Duration>,
-    /// Every selected span's parent is a span of this selection.
+    /// Only spans whose parent is a span of this (earlier) selection.
     pub child_of: Option<String>,
-    /// Every selected span has a span of this selection among its ancestors.
+    /// Only spans with a span of this (earlier) selection among their
+    /// ancestors.
     pub under: Option<String>,
     /// Every selected span starts after every span of this selection ended.
     pub after: Option<String>,
@@ -132,11 +133,12 @@ const SELECTION: [Key; 14] = [
         .help("Events every selected span has, by name: how many (a number or operators)."),
     Key::new("min-duration", schema::duration).help("Every selected span lasted at least this long."),
     Key::new("max-duration", schema::duration).help("Every selected span lasted at most this long."),
-    Key::new("child-of", schema::text).help("Every selected span's parent is a span of this other selection."),
+    Key::new("child-of", schema::text)
+        .help("Only spans whose parent is a span of this selection (written above)."),
     Key::new("under", schema::text)
-        .help("Every selected span has a span of this other selection among its ancestors."),
+        .help("Only spans with a span of this selection (written above) among their ancestors."),
     Key::new("after", schema::text)
-        .help("Every selected span starts after every span of this other selection ended."),
+        .help("Every selected span starts after every span of this selection (written above) ended."),
 ];
 
 const SPANS: [Key; 2] = [
@@ -312,7 +314,7 @@ fn decode(cx: &mut Cx<'_>, node: &Node) -> Option<TraceStep> {
     }
     // `child-of`, `under` and `after` name another selection of the step.
     let names: Vec<String> = spans.iter().map(|s| s.name.clone()).collect();
-    for (key, value) in entries {
+    for (index, (key, value)) in entries.iter().enumerate() {
         let Value::Map(inner) = &value.value else {
             continue;
         };
@@ -328,6 +330,19 @@ fn decode(cx: &mut Cx<'_>, node: &Node) -> Option<TraceStep> {
                     v.pos,
                     format!("`{rel}: {target}` names its own selection"),
                     "name another selection of this step",
+                );
+                ok = false;
+            } else if entries[index + 1..]
+                .iter()
+                .any(|(k, _)| k.key_text() == target)
+            {
+                cx.error(
+                    v.pos,
+                    format!("`{rel}: {target}` names a selection written after this one"),
+                    format!(
+                        "write `{target}` before `{}`: a selection names those above it",
+                        key.key_text()
+                    ),
                 );
                 ok = false;
             } else if !names.iter().any(|n| n == target) {
@@ -572,6 +587,10 @@ mod tests {
                 "`kind` must be a span kind",
             ),
             ("  - trace: { spans: {} }\n", "`spans` names no selection"),
+            (
+                "  - trace: { spans: { a: { under: b }, b: { service: x } } }\n",
+                "`under: b` names a selection written after this one",
+            ),
             (
                 "  - trace: { expect-none: { service: x } }\n",
                 "needs `for`",
