@@ -248,3 +248,57 @@ fn the_witness_reports_a_job_a_mock_call_and_a_change_made_for_it() {
     );
     assert!(finished.witness_failed(), "{text}");
 }
+
+/// A worker that loses the trace context of the jobs it takes (the
+/// enqueued job carries no `traceparent`) fails the `trace` steps of the
+/// shipped scenarios whose work goes through a queue, and the report
+/// shows where the chain broke: the processing span is missing from the
+/// run's traces and turns up outside them, under the run's tenant.
+#[test]
+fn jobs_that_lose_their_trace_context_fail_the_trace_steps() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let reports = rt.block_on(async {
+        let mut suite = Suite::new(workspace());
+        suite.reports_dir = std::env::temp_dir().join(format!(
+            "tekup-defects-{}-trace-drops-job-context",
+            std::process::id()
+        ));
+        suite.defects = "trace-drops-job-context".to_owned();
+        let runner = suite.runner().await.expect("the ecosystem starts");
+        let mut reports = Vec::new();
+        for file in ["lead-to-contact.yaml", "security-propagation.yaml"] {
+            let scenario =
+                parse_file(&workspace().join("scenarios").join(file)).expect("valid scenario");
+            reports.push(runner.run(&scenario).await);
+        }
+        reports
+    });
+    for report in &reports {
+        let (label, text) = failed_step(report);
+        assert!(label.starts_with("trace:"), "{label}\n{text}");
+        assert!(text.contains(".yaml:"), "{text}");
+        assert!(
+            text.contains("count: expected 1, got 0 (found none)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("arrived outside its traces: a trace context was lost on the way"),
+            "{text}"
+        );
+        assert!(text.contains("the run's traces:"), "{text}");
+        assert!(text.contains("worker consumer \"process "), "{text}");
+    }
+    let lead = failure_text(&reports[0]).expect("text");
+    assert!(
+        lead.contains(
+            "`process` (span worker consumer process.process-lead status ok, a child of `job`)"
+        ),
+        "{lead}"
+    );
+    let incident = failure_text(&reports[1]).expect("text");
+    assert!(
+        incident
+            .contains("`check` (span worker process.compliance-check status ok, under `incident`)"),
+        "{incident}"
+    );
+}
