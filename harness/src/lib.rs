@@ -33,6 +33,9 @@
 //! - [`platform`]: a typed client of the platform's API (tenants, tenant
 //!   requests), for the suites that drive it from Rust.
 //!
+//! - [`alerts`]: the platform's alert rules checked with `promtool`, and
+//!   the alerts a run's optional Prometheus fired (load and chaos reports).
+//!
 //! - [`invariants`]: what must hold after load and faults (nothing lost,
 //!   nothing duplicated, everything processed or dead-lettered, breakers
 //!   closed), checked against the platform's own stores.
@@ -58,6 +61,7 @@
 //!   limits, database, tokens), generated from the contract and the
 //!   services' OpenAPI documents (`tekup-harness sweep`).
 
+pub mod alerts;
 pub mod chaos;
 pub mod cli;
 pub mod contract;

@@ -164,3 +164,62 @@ fn a_service_needs_a_program_a_port_and_a_readiness_check() {
         "{err}"
     );
 }
+
+#[test]
+fn the_shipped_prometheus_scrapes_the_services_and_is_left_out_unless_asked() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/ecosystem.toml");
+    let mut file = EcosystemFile::load(&path).expect("valid");
+    let prometheus = file.component("prometheus").expect("in the file").clone();
+    assert_eq!(prometheus.kind, Kind::Prometheus);
+    assert_eq!(prometheus.ready, Ready::Http("/-/ready".into()));
+    assert!(prometheus.rules[0].ends_with("prometheus/alerts.yml"));
+    for service in [
+        "crm-api",
+        "flow-api",
+        "secure-platform",
+        "gateway",
+        "worker",
+    ] {
+        assert!(prometheus.scrape.iter().any(|s| s == service), "{service}");
+    }
+    assert!(
+        !prometheus.scrape.iter().any(|s| s == "stripe"),
+        "mocks have no metrics: {:?}",
+        prometheus.scrape
+    );
+    assert_eq!(
+        file.layers.last().map(Vec::as_slice),
+        Some(&["prometheus".to_owned()][..]),
+        "it starts after what it scrapes"
+    );
+    file.without_optional();
+    assert!(file.component("prometheus").is_none());
+    assert!(file.layers.iter().flatten().all(|n| n != "prometheus"));
+    assert!(file.layers.iter().all(|l| !l.is_empty()));
+}
+
+#[test]
+fn prometheus_mistakes_name_their_line() {
+    let with = |extra: &str| format!("{BASE}\n[component.prom]\nkind = \"prometheus\"\n{extra}");
+    let err = parse(&with("rules = [\"no-such-rules.yml\"]")).expect_err("missing rules");
+    assert!(err.contains("test.toml:16:"), "{err}");
+    assert!(
+        err.contains("no-such-rules.yml, which is not a file"),
+        "{err}"
+    );
+    let err = parse(&BASE.replace("port = 8080", "port = 8080\nrules = [\"x.yml\"]"))
+        .expect_err("rules on a service");
+    assert!(
+        err.contains("`rules` is for a Prometheus component"),
+        "{err}"
+    );
+    let err = parse(&format!(
+        "{}\ndepends-on = [\"prom\"]\n[component.prom]\nkind = \"prometheus\"\n",
+        BASE.trim_end()
+    ))
+    .expect_err("depends on the optional");
+    assert!(
+        err.contains("component `api` depends on `prom`, a Prometheus, which starts only when a run asks for it"),
+        "{err}"
+    );
+}

@@ -33,7 +33,8 @@ use crate::{db, http};
         DATABASE_URL pointing at the login role (tekup_service by default) and a shared \
         TEKUP_TOKEN_SECRET.",
     after_help = "Exit codes: 0 success, 1 runtime failure, 2 usage error.\n\
-        Logs go to stderr; RUST_LOG sets the level (default info), LOG_FORMAT=json for JSON lines."
+        Logs go to stderr; RUST_LOG sets the level (default info), LOG_FORMAT=json for JSON lines.\n\
+        Traces: OTEL_EXPORTER_OTLP_ENDPOINT exports OpenTelemetry spans over OTLP http/protobuf (the standard OTEL_* variables apply)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -125,12 +126,30 @@ struct TenantCreateArgs {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let service = match &cli.command {
+        Command::FlowApi(_) => Some(ServiceName::FlowApi),
+        Command::CrmApi(_) => Some(ServiceName::CrmApi),
+        Command::SecurePlatform(_) => Some(ServiceName::SecurePlatform),
+        Command::Gateway(_) => Some(ServiceName::Gateway),
+        Command::Worker(_) => Some(ServiceName::Worker),
+        Command::Migrate(_) | Command::Tenant(_) => None,
+    };
+    let telemetry = match crate::telemetry::init(service.map(ServiceName::as_str)) {
+        Ok(telemetry) => telemetry,
+        Err(e) => return fail(&anyhow::Error::new(e).context("failed to set up tracing")),
+    };
+    if telemetry.exporting() {
+        crate::telemetry::operations::prepare();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => return fail(&anyhow::Error::new(e).context("failed to start the async runtime")),
     };
-    match runtime.block_on(run(cli.command)) {
+    let result = runtime.block_on(run(cli.command));
+    // The runtime first: its tasks end, and their last spans with them.
+    drop(runtime);
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
@@ -143,19 +162,6 @@ fn fail(error: &anyhow::Error) -> ExitCode {
         eprintln!("error: {error:#}");
     }
     ExitCode::FAILURE
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {

@@ -37,6 +37,7 @@
 //! | `input-admin-body-first` | `POST /admin/tenants` reads its body before it checks the admin token: a malformed body without the token answers 400, not 401 |
 //! | `input-late-refusal` | a compliance report's `incidentId` is checked after the report is stored: another tenant's incident is refused (404), but the report stays |
 //! | `audit-skip`       | the gateway's audit writer drops one row in seven (counted per process) |
+//! | `trace-drops-job-context` | enqueueing a job leaves out its `traceparent`: the worker's processing starts a new trace |
 
 /// The defects a `defects` build knows.
 pub const KNOWN: &[&str] = &[
@@ -67,6 +68,7 @@ pub const KNOWN: &[&str] = &[
     "input-late-refusal",
     "input-admin-body-first",
     "audit-skip",
+    "trace-drops-job-context",
     // One line per defect below; keep the table above in step.
 ];
 

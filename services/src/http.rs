@@ -27,7 +27,7 @@ use tracing::Instrument;
 
 use crate::context::RequestContext;
 use crate::error::{error_response, ApiError, ApiResult};
-use crate::metrics::{method_label, HttpLabels, UNMATCHED_ROUTE};
+use crate::metrics::{method_label, HttpLabels, HttpRouteLabels, UNMATCHED_ROUTE};
 use crate::state::{AppState, ServiceName};
 use crate::tenants::{self, NewTenant, TenantError};
 
@@ -453,17 +453,26 @@ async fn queue_stats(
 
 /// Scopes the request context, logs and counts the request, and turns
 /// every non-JSON error (axum's own rejections, 405s) into the JSON error shape.
+///
+/// The request's OpenTelemetry server span (see [`crate::telemetry`])
+/// continues the incoming `traceparent`, and the context takes its ids.
 async fn correlate(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let ctx = {
-        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-        RequestContext::incoming(header(CORRELATION_ID), header("traceparent"))
-    };
     // Labels from bounded sets only (see `crate::metrics`).
     let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| UNMATCHED_ROUTE.to_owned(), |p| p.as_str().to_owned());
+    let server = crate::telemetry::server(state.service, &method, &route);
+    let ctx = {
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        RequestContext::traced(
+            server.clone(),
+            header(CORRELATION_ID),
+            header(crate::client::TRACEPARENT),
+        )
+        .in_service(state.service.as_str())
+    };
     let span = tracing::info_span!("request", method, route, correlation_id = %ctx.correlation_id);
     let started = Instant::now();
     let mut response = ctx
@@ -473,11 +482,27 @@ async fn correlate(State(state): State<AppState>, request: Request, next: Next) 
             normalise_error(response).await
         })
         .instrument(span.clone())
+        .instrument(server.clone())
         .await;
     let status = response.status();
+    if !server.is_disabled() {
+        server.record("http.response.status_code", i64::from(status.as_u16()));
+        if status.is_server_error() {
+            crate::telemetry::fail(&server, status);
+        }
+    }
     if let Ok(value) = HeaderValue::from_str(&ctx.correlation_id) {
         response.headers_mut().insert(CORRELATION_ID, value);
     }
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .http_duration
+        .get_or_create(&HttpRouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
+        .observe(elapsed.as_secs_f64());
     state
         .metrics
         .http_requests
@@ -487,7 +512,7 @@ async fn correlate(State(state): State<AppState>, request: Request, next: Next) 
             status: status.as_u16(),
         })
         .inc();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
     span.in_scope(|| {
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), elapsed_ms, "request done");

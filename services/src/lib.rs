@@ -38,6 +38,7 @@ pub mod queue;
 pub mod resilience;
 pub mod secure;
 pub mod state;
+pub mod telemetry;
 pub mod tenants;
 pub mod validate;
 pub mod worker;

@@ -48,6 +48,14 @@ pub fn method_label(method: &axum::http::Method) -> String {
         .to_owned()
 }
 
+/// Labels of the served-request duration: no status, so a route's
+/// latency is one histogram whatever it answered.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpRouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CrossAppLabels {
     pub source: String,
@@ -96,6 +104,9 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
+    /// How long serving a request took, by method and route (the
+    /// platform's API latency alert takes its p95 from this).
+    pub http_duration: HistogramFamily<HttpRouteLabels>,
     pub cross_app_requests: Family<CrossAppLabels, Counter>,
     pub cross_app_duration: HistogramFamily<RouteLabels>,
     pub leads_created: Counter,
@@ -104,6 +115,9 @@ pub struct Metrics {
     pub websocket_events_delivered: Counter,
     pub websocket_slow_consumers: Counter,
     pub queue_size: Family<QueueLabels, Gauge>,
+    /// Age in seconds of the oldest job waiting in a queue (not yet read by
+    /// a worker), 0 when none waits: a queue can be short and stuck.
+    pub queue_oldest_age: Family<QueueLabels, Gauge>,
     pub queue_processed: Family<QueueOutcomeLabels, Counter>,
     /// 0 closed, 1 open, 2 half-open; see [`crate::resilience`].
     pub circuit_breaker_state: Family<TargetLabels, Gauge>,
@@ -123,6 +137,14 @@ impl Metrics {
             "http_requests",
             "HTTP requests served",
             http_requests.clone(),
+        );
+        let http_duration: HistogramFamily<HttpRouteLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time taken to serve HTTP requests",
+            Unit::Seconds,
+            http_duration.clone(),
         );
         let cross_app_requests = Family::<CrossAppLabels, Counter>::default();
         registry.register(
@@ -174,6 +196,13 @@ impl Metrics {
             "Jobs waiting in a queue",
             queue_size.clone(),
         );
+        let queue_oldest_age = Family::<QueueLabels, Gauge>::default();
+        registry.register_with_unit(
+            "message_queue_oldest_age",
+            "Age of the oldest job waiting in a queue (0 when none waits)",
+            Unit::Seconds,
+            queue_oldest_age.clone(),
+        );
         let queue_processed = Family::<QueueOutcomeLabels, Counter>::default();
         registry.register(
             "message_queue_processed",
@@ -194,8 +223,10 @@ impl Metrics {
             websocket_events_delivered,
             websocket_slow_consumers,
             queue_size,
+            queue_oldest_age,
             queue_processed,
             http_requests,
+            http_duration,
             cross_app_requests,
             cross_app_duration,
             leads_created,

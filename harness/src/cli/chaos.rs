@@ -51,6 +51,10 @@ pub(super) struct ChaosArgs {
     /// How long the invariants may take to hold after the load, e.g. 60s.
     #[arg(long, value_parser = parse_duration)]
     recovery: Option<Duration>,
+    /// Start the ecosystem file's optional Prometheus too (process
+    /// runtime), and list the alerts it fired during each suite.
+    #[arg(long)]
+    prometheus: bool,
     #[command(flatten)]
     start: StartArgs,
 }
@@ -115,6 +119,9 @@ pub(super) fn run(args: ChaosArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
+    }
+    if args.prometheus {
+        crate::env::prometheus::ask();
     }
     let mut harness = match args.start.suite() {
         Ok(suite) => suite,

@@ -79,7 +79,13 @@ async fn fix(args: &DoctorArgs) -> Vec<String> {
         );
         return failed;
     }
-    let model = EcosystemFile::load(&args.file).map_err(|e| e.to_string());
+    // The optional components run under the process runtime only.
+    let model = EcosystemFile::load(&args.file)
+        .map(|mut model| {
+            model.without_optional();
+            model
+        })
+        .map_err(|e| e.to_string());
     let images = match model {
         Ok(model) => {
             let progress = |line: &str| say(&format!("fix: {line}"));

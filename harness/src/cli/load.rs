@@ -95,6 +95,10 @@ pub(super) struct LoadArgs {
         default_value = "fixtures/ecosystem.toml"
     )]
     ecosystem: PathBuf,
+    /// Start the ecosystem file's optional Prometheus too (process
+    /// runtime), and list the alerts it fired during the run in the reports.
+    #[arg(long)]
+    prometheus: bool,
     /// Where the reports (and the local ecosystem's logs) go.
     #[arg(long, default_value = "reports")]
     reports_dir: PathBuf,
@@ -217,12 +221,16 @@ async fn load(args: &LoadArgs, profile: Profile, tls: &ClientTls) -> Result<Load
     plan.progress = Box::new(|line| say(&format!("load: {line}")));
     let Some(host) = &args.host else {
         let mut eco = start(args, tls).await?;
-        let report = match local_platform(&eco, args.admin_token.clone()) {
+        let began = std::time::SystemTime::now();
+        let mut report = match local_platform(&eco, args.admin_token.clone()) {
             Ok(platform) => load::run(&plan, &platform)
                 .await
                 .map_err(|e| (error_chain(&e), None)),
             Err(e) => Err((error_chain(&e), None)),
         };
+        if let Ok(report) = &mut report {
+            report.alerts = crate::alerts::AlertLog::of_run(&eco, began).await;
+        }
         say(&format!(
             "tenants: {}",
             eco.release_tenants(args.keep_tenants).await.describe()
@@ -308,6 +316,7 @@ async fn start(args: &LoadArgs, tls: &ClientTls) -> Result<Ecosystem, Failure> {
         .runtime(runtime)
         .tls(tls.clone())
         .logs_dir(args.reports_dir.join("logs"))
+        .prometheus(args.prometheus || crate::env::prometheus::asked())
         .on_progress(say_progress);
     if let Some(file) = &args.external {
         builder = builder.external_file(file);
@@ -454,6 +463,11 @@ pub(crate) fn summary(r: &LoadReport) -> String {
     }
     for sample in &r.error_samples {
         text.push_str(&format!("failure: {sample}\n"));
+    }
+    if let Some(alerts) = &r.alerts {
+        for line in alerts.lines() {
+            text.push_str(&format!("alert: {line}\n"));
+        }
     }
     for v in &r.verdicts {
         text.push_str(&format!("{v}\n"));

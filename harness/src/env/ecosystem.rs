@@ -53,6 +53,7 @@ pub struct EcosystemBuilder {
     defects: Option<String>,
     tls: ClientTls,
     otlp_forward: Option<String>,
+    prometheus: Option<bool>,
 }
 
 impl fmt::Debug for EcosystemBuilder {
@@ -167,6 +168,16 @@ impl EcosystemBuilder {
         self
     }
 
+    /// Whether to start the file's optional Prometheus components
+    /// (`kind = "prometheus"`); without them the file runs as if they were
+    /// not in it. Default: [`super::prometheus::asked`] (`--prometheus`,
+    /// `TEKUP_PROMETHEUS`). Under docker they are refused: see
+    /// [`super::prometheus`].
+    pub fn prometheus(mut self, on: bool) -> Self {
+        self.prometheus = Some(on);
+        self
+    }
+
     /// Called as components start.
     pub fn on_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(f));
@@ -184,6 +195,9 @@ impl EcosystemBuilder {
         if let Some(defects) = &self.defects {
             with_defects(&mut file, defects);
         }
+        if !self.prometheus.unwrap_or_else(super::prometheus::asked) {
+            file.without_optional();
+        }
         let report = |p: Progress| {
             if let Some(f) = &self.progress {
                 f(&p);
@@ -197,6 +211,7 @@ impl EcosystemBuilder {
             (wanted, _) => pick(wanted, &file).await,
         };
         let links_off = links_off(self.links, runtime, self.keep)?;
+        super::prometheus::refuse_under(runtime, &file)?;
         let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         report(Progress::Runtime {
             runtime,
@@ -593,7 +608,9 @@ impl Ecosystem {
             }
             _ => None,
         };
+        let scrape = super::prometheus::targets(c, placements);
         Ok(LaunchSpec {
+            scrape,
             component: c.clone(),
             placement: me.clone(),
             args,
@@ -748,6 +765,15 @@ impl Ecosystem {
     /// The receiver's OTLP/gRPC endpoint, when it has one.
     pub fn otlp_grpc_url(&self) -> Option<String> {
         self.otlp.as_ref().map(|r| r.0.grpc_url())
+    }
+
+    /// Why the components' spans do not reach [`Ecosystem::traces`], or
+    /// `None` when they do: the harness points the components it starts at
+    /// its receiver; an external deployment exports wherever it was set up to.
+    pub fn traces_unavailable(&self) -> Option<&'static str> {
+        (self.runtime == Runtime::External).then_some(
+            "an external deployment's services export their spans where they were set up to, not to the harness",
+        )
     }
 
     /// The tenants made on this ecosystem through [`crate::platform::Platform`].

@@ -27,6 +27,7 @@ pub mod model;
 pub(crate) mod ports;
 pub mod postgres;
 pub(crate) mod process;
+pub mod prometheus;
 pub mod provision;
 mod ready;
 pub mod refs;

@@ -23,6 +23,9 @@
 //!   before every reply, protection against the machine going down that
 //!   costs 15 to 60 times as much per write here (one client: 400-1,800
 //!   SET/s against 20,000-28,000). No RDB snapshots (`save ""`).
+//! - Prometheus (optional, see [`super::prometheus`]) is the machine's
+//!   `prometheus` with a generated configuration and its storage in the
+//!   run directory.
 //! - Services, mocks and jobs are their programs with a cleared environment
 //!   (PATH, HOME, TMPDIR, LANG, RUST_LOG and RUST_BACKTRACE pass through) plus
 //!   the component's `env`.
@@ -175,6 +178,14 @@ impl ProcessBackend {
                     dir.display().to_string(),
                 ];
                 recipe.cwd = dir;
+            }
+            Kind::Prometheus => {
+                let dir = self.run_dir.join(&c.name);
+                super::prometheus::prepare(&dir, spec)?;
+                recipe.program = super::provision::ensure_program(&super::provision::PROMETHEUS)?;
+                recipe.args = super::prometheus::args(&dir, port.unwrap_or(9090));
+                recipe.cwd = dir;
+                recipe.stop_signal = libc::SIGTERM;
             }
             Kind::Service | Kind::Job => {
                 recipe.program = spec.program.clone().ok_or_else(|| EnvError::Start {

@@ -10,8 +10,9 @@
 //! run. One install at a time on the machine (a lock file), so
 //! parallel test binaries do not race `apt-get`.
 //!
-//! The Debian package of Redis starts a system server on port 6379; the
-//! harness stops it again (it starts its own on free ports).
+//! The Debian packages of Redis and Prometheus start a system server (on
+//! ports 6379 and 9090); the harness stops it again (it starts its own on
+//! free ports).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -70,6 +71,18 @@ pub const POSTGRES: Need = Need {
     program: "initdb",
     package: "postgresql",
     purpose: "the process runtime's PostgreSQL",
+};
+/// `promtool`, which checks and unit-tests the platform's alert rules;
+/// Debian's `prometheus` package brings it beside the server.
+pub const PROMTOOL: Need = Need {
+    program: "promtool",
+    package: "prometheus",
+    purpose: "checking and testing the platform's alert rules",
+};
+pub const PROMETHEUS: Need = Need {
+    program: "prometheus",
+    package: "prometheus",
+    purpose: "the process runtime's Prometheus (`kind = \"prometheus\"`)",
 };
 pub const MMDEBSTRAP: Need = Need {
     program: "mmdebstrap",
@@ -135,8 +148,8 @@ pub fn ensure<T>(need: &Need, found: impl Fn() -> Option<T>) -> Result<T, EnvErr
         ],
         need,
     )?;
-    if need.package == REDIS.package {
-        stop_system_redis();
+    if need.package == REDIS.package || need.package == PROMETHEUS.package {
+        stop_system_service(need.package);
     }
     found().ok_or_else(|| {
         refuse(format!(
@@ -181,7 +194,7 @@ pub async fn ensure_offline_images(
 }
 
 /// Before a start under the process runtime: installs what the file's
-/// PostgreSQL and Redis components need when it is missing (see
+/// PostgreSQL, Redis and Prometheus components need when it is missing (see
 /// [`ensure`]), before any component starts and off the async workers. An
 /// install takes a minute; done while components start, it would block
 /// the workers and count against the readiness window of components that
@@ -190,7 +203,11 @@ pub async fn ensure_for_process(file: &super::EcosystemFile) -> Result<(), EnvEr
     use super::model::Kind;
     let has = |kind: Kind| file.components.values().any(|c| c.kind == kind);
     let (postgres, redis) = (has(Kind::Postgres), has(Kind::Redis));
+    let prometheus = has(Kind::Prometheus);
     tokio::task::spawn_blocking(move || {
+        if prometheus {
+            ensure_program(&PROMETHEUS)?;
+        }
         if postgres {
             super::postgres::find_bin_dir()
                 .map_err(|e| EnvError::other("set up PostgreSQL", e.to_string()))?;
@@ -268,11 +285,12 @@ fn apt(args: &[&str], need: &Need) -> Result<(), EnvError> {
     })
 }
 
-/// The Debian package starts a Redis of its own; the harness runs its own.
-fn stop_system_redis() {
+/// The Debian package starts a server of its own (`redis-server`,
+/// `prometheus`); the harness runs its own.
+fn stop_system_service(service: &str) {
     for cmd in [
-        &["systemctl", "stop", "redis-server"][..],
-        &["service", "redis-server", "stop"][..],
+        &["systemctl", "stop", service][..],
+        &["service", service, "stop"][..],
     ] {
         if which(cmd[0]).is_some() {
             let _ = Command::new(cmd[0]).args(&cmd[1..]).output();

@@ -89,6 +89,10 @@ pub struct LaunchSpec {
     pub files: Vec<(PathBuf, String)>,
     /// Postgres: the superuser's password.
     pub password: Option<String>,
+    /// Prometheus: `(component, host:port)` of what it scrapes, reached
+    /// directly (never through a link's fault proxy: a fault on a link
+    /// must not blind the monitoring).
+    pub scrape: Vec<(String, String)>,
 }
 
 /// How a component ended.

@@ -86,6 +86,13 @@ pub fn render(report: &LoadReport) -> String {
         );
         push_histogram(&mut page, &d.histogram);
     }
+    if let Some(alerts) = &report.alerts {
+        page.push_str("<h3>Alerts</h3>\n<p class=\"muted\">What the ecosystem's Prometheus fired during the run (seconds after its start).</p>\n<ul>\n");
+        for line in alerts.lines() {
+            let _ = writeln!(page, "<li>{}</li>", escape_text(&line));
+        }
+        page.push_str("</ul>\n");
+    }
     if !report.error_samples.is_empty() {
         page.push_str("<h3>First failures</h3>\n<pre>");
         page.push_str(&escape_text(&report.error_samples.join("\n")));
@@ -130,6 +137,35 @@ fn push_histogram(page: &mut String, h: &Histogram) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_page_lists_the_alerts_that_fired() {
+        let at = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap_or_default();
+        let r = LoadReport {
+            alerts: Some(crate::alerts::AlertLog {
+                from: at(100),
+                to: at(200),
+                source: "http://127.0.0.1:9090".into(),
+                fired: vec![crate::alerts::FiredAlert {
+                    name: "ApiLatencyHigh".into(),
+                    labels: [("job".to_owned(), "flow-api".to_owned())].into(),
+                    fired_at: at(130),
+                    resolved_at: Some(at(160)),
+                }],
+                error: None,
+            }),
+            ..LoadReport::default()
+        };
+        let page = render(&r);
+        assert!(page.contains("<h3>Alerts</h3>"), "{page}");
+        assert!(
+            page.contains(
+                "<li>ApiLatencyHigh{job=flow-api} fired at +30 s, resolved at +60 s</li>"
+            ),
+            "{page}"
+        );
+        assert!(!render(&LoadReport::default()).contains("<h3>Alerts</h3>"));
+    }
 
     #[test]
     fn the_page_escapes_names_and_shows_breaches() {

@@ -125,6 +125,10 @@ pub struct LoadReport {
     /// The first failures (status and body), to say why requests failed.
     #[serde(default)]
     pub error_samples: Vec<String>,
+    /// The alerts the ecosystem's Prometheus fired during the run, when
+    /// one ran (`--prometheus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<crate::alerts::AlertLog>,
     pub thresholds: Thresholds,
     pub verdicts: Vec<Verdict>,
     pub passed: bool,
@@ -191,6 +195,10 @@ impl LoadReport {
             }
             merged.started_at = merged.started_at.clone().min(r.started_at.clone());
             merged.machines.extend(r.machines.iter().cloned());
+            // Shards load one deployment: the first Prometheus's view.
+            if merged.alerts.is_none() {
+                merged.alerts.clone_from(&r.alerts);
+            }
             merged.shards.extend(r.shard.iter().copied());
             merged.shards.extend(r.shards.iter().copied());
             for t in &r.targets {

@@ -64,6 +64,20 @@ pub async fn open_events(
     app: &str,
     within: Duration,
 ) -> Result<EventStream, HandshakeError> {
+    open_events_traced(tls, gateway, key, tenant_id, app, within, None).await
+}
+
+/// [`open_events`] with a `traceparent` on the handshake: the gateway's
+/// span of it joins that trace (a scenario's connections are its run's).
+pub async fn open_events_traced(
+    tls: &ClientTls,
+    gateway: &str,
+    key: &str,
+    tenant_id: &str,
+    app: &str,
+    within: Duration,
+    traceparent: Option<&str>,
+) -> Result<EventStream, HandshakeError> {
     let url = format!(
         "{}/events",
         gateway
@@ -83,7 +97,10 @@ pub async fn open_events(
         ("x-tenant-key", key),
         ("x-tenant-id", tenant_id),
         ("x-source-app", app),
-    ] {
+    ]
+    .into_iter()
+    .chain(traceparent.map(|tp| ("traceparent", tp)))
+    {
         let value = value
             .parse()
             .map_err(|_| failed(format!("`{value}` is not a valid {name} header")))?;

@@ -38,7 +38,9 @@ use serde_json::Value;
 
 use crate::env::{error_chain, Ecosystem};
 use crate::net::ClientTls;
-pub use events::{open_events, EventStream, HandshakeError, Subscriber, GATEWAY};
+pub use events::{
+    open_events, open_events_traced, EventStream, HandshakeError, Subscriber, GATEWAY,
+};
 pub use queues::Queues;
 pub use tenants::{release_tenants, TenantLedger, TenantRelease, TENANT_PREFIX};
 

@@ -367,6 +367,7 @@ impl Executor {
             app,
             Duration::from_secs(10),
             observer,
+            None,
         )
         .await
     }

@@ -20,6 +20,9 @@ pub use super::kinds::mock::{
 pub use super::kinds::redis::RedisStep;
 pub use super::kinds::sql::{SqlAs, SqlStep};
 pub use super::kinds::stripe::{StripeAction, StripeStep};
+pub use super::kinds::trace::{
+    Select as TraceSelect, Selection as TraceSelection, StatusWant, TraceStep,
+};
 pub use super::kinds::ws::WsStep;
 pub use super::kinds::{StepKind, STEP_KINDS};
 
@@ -164,11 +167,20 @@ pub enum Need {
     Faults,
     /// The fault proxies on the links between components (`chaos` toxics, heal).
     Links,
+    /// The components' spans, exported to the harness's receiver (`trace`).
+    Traces,
 }
 
 impl Need {
     /// The names `skip-if: { lacks: ... }` gives the needs (`mock:NAME` for a mock).
-    pub const NAMES: [&'static str; 5] = ["database", "redis", "faults", "links", "mock:NAME"];
+    pub const NAMES: [&'static str; 6] = [
+        "database",
+        "redis",
+        "faults",
+        "links",
+        "traces",
+        "mock:NAME",
+    ];
 
     /// The need a `skip-if` name stands for.
     pub fn parse(name: &str) -> Option<Need> {
@@ -177,6 +189,7 @@ impl Need {
             "redis" => Need::Redis,
             "faults" => Need::Faults,
             "links" => Need::Links,
+            "traces" => Need::Traces,
             _ => Need::Mock(
                 name.strip_prefix("mock:")
                     .filter(|m| !m.is_empty())?

@@ -22,4 +22,6 @@ mod store;
 
 pub use otlp::{to_otlp_json, InvalidSpan};
 pub use receiver::{Receiver, ReceiverError, ReceiverOptions};
-pub use store::{Span, SpanEvent, SpanKind, SpanStatus, SpanStore, StatusCode, TracePrefix};
+pub use store::{
+    harness_span, Span, SpanEvent, SpanKind, SpanStatus, SpanStore, StatusCode, TracePrefix,
+};

@@ -185,10 +185,11 @@ impl TracePrefix {
     }
 
     /// The `traceparent` of a new trace of this run: trace id = prefix +
-    /// `seq`, a fresh random parent span id, sampled.
+    /// `seq`, parent span id = `seq` too (the harness's request, a span
+    /// that is never exported: [`harness_span`] recognises it), sampled.
     pub fn traceparent(&self, seq: u64) -> String {
-        let span: u64 = rand::thread_rng().gen_range(1..=u64::MAX);
-        format!("00-{}-{span:016x}-01", self.trace_id(seq))
+        let seq = seq.max(1);
+        format!("00-{}-{seq:016x}-01", self.trace_id(seq))
     }
 
     /// The trace id of the run's `seq`-th trace.
@@ -204,6 +205,13 @@ impl TracePrefix {
     pub fn owns(&self, trace_id: &str) -> bool {
         trace_id.len() == 32 && trace_id.starts_with(&self.0)
     }
+}
+
+/// Whether `parent` is the span id the harness put in the `traceparent`
+/// that began trace `trace_id` ([`TracePrefix::traceparent`]): a span whose
+/// parent it is began with one of the harness's requests.
+pub fn harness_span(trace_id: &str, parent: &str) -> bool {
+    trace_id.len() == 32 && parent.len() == 16 && trace_id[16..] == *parent
 }
 
 /// Every span the receiver took, indexed by trace, with a notification
@@ -336,8 +344,9 @@ mod tests {
         assert_eq!(parts[1].len(), 32);
         assert!(prefix.owns(parts[1]), "{tp}");
         assert!(parts[1].ends_with("0000000000000007"), "{tp}");
-        assert_eq!(parts[2].len(), 16);
-        assert_ne!(parts[2], "0000000000000000");
+        assert_eq!(parts[2], "0000000000000007");
+        assert!(harness_span(parts[1], parts[2]));
+        assert!(!harness_span(parts[1], "0000000000000008"));
         assert_eq!(parts[3], "01");
     }
 

@@ -12,7 +12,7 @@ use crate::common::ms;
 
 const ACME_KEY: &str = "tk_acmekey1_AcmeTestSecretNotForProduction01";
 
-fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/ecosystem.toml")
 }
 

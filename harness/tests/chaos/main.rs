@@ -7,10 +7,16 @@
 //!   link (flow-api loses Redis when `flow-api->redis` is down and gets it
 //!   back), Redis's append-only file across kill + restart, and the
 //!   runtimes that refuse links.
+//! - `alerts`: the platform's alert rules pass `promtool check rules` and
+//!   their unit tests, and rules broken on purpose are caught.
+//! - `alerts_fire`: the optional Prometheus component sees Stripe failing:
+//!   crm-api's breaker alert fires, then resolves after the heal.
 //!
 //! Timing assertions have generous upper bounds: the machine is small and
 //! shared.
 
+mod alerts;
+mod alerts_fire;
 mod common;
 mod links;
 mod toxics;

@@ -140,6 +140,8 @@ fn limit_rate(
     ctx: TenantContext,
     per_minute: i32,
 ) -> Result<TenantContext, ApiError> {
+    // Known now, even when the rate limit refuses the request.
+    crate::context::RequestContext::set_caller(&ctx.tenant_id, Some(&ctx.app));
     let per_minute = u32::try_from(per_minute).unwrap_or(1);
     state
         .rate_limiter

@@ -1,9 +1,13 @@
 //! The one outgoing HTTP path of a service: reqwest under retry and circuit
 //! breaking, with trace propagation and the cross-app metrics.
 //!
-//! Every attempt of every call (to another service or to an external API)
-//! carries the current request's `x-correlation-id` and a fresh W3C
-//! `traceparent` in its trace, and is counted in
+//! Every call (to another service or to an external API) is one client
+//! span (see [`crate::telemetry`]): `{METHOD} {target}` with the target's
+//! operation, an event `retry` per retry and `circuit_open` when the
+//! breaker refused it, status `ERROR` when no answer or a 5xx came. Every
+//! attempt carries the current request's `x-correlation-id` and a W3C
+//! `traceparent` naming that client span as parent (without tracing, a
+//! fresh span id in the request's trace), and is counted in
 //! `cross_app_requests_total{source,target,status}` (`status` is the HTTP
 //! status, `error` when no answer came, `circuit_open` when the breaker
 //! refused the call) and timed in `cross_app_request_duration_seconds`.
@@ -17,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{HeaderValue, RETRY_AFTER};
 use reqwest::{Method, Request, Response};
+use tracing::Instrument as _;
 
 use crate::context::RequestContext;
 use crate::metrics::{CrossAppLabels, Metrics, RouteLabels};
@@ -121,12 +126,15 @@ impl ResilientHttp {
     /// # Errors
     /// [`HttpError`] when the breaker refused the call, the request could
     /// not be built, or no answer came in any attempt.
+    /// `operation` is the span's `tekup.operation` (`stripe.customers.create`).
     pub async fn send(
         &self,
         target: &str,
+        operation: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<Response, HttpError> {
-        self.send_as(target, request, None).await
+        self.send_as(target, || operation, None, request, None)
+            .await
     }
 
     /// Like [`send`](Self::send), retrying every transient failure even for a
@@ -137,15 +145,26 @@ impl ResilientHttp {
     pub async fn send_idempotent(
         &self,
         target: &str,
+        operation: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<Response, HttpError> {
-        self.send_as(target, request, Some(Idempotency::Idempotent))
-            .await
+        self.send_as(
+            target,
+            || operation,
+            None,
+            request,
+            Some(Idempotency::Idempotent),
+        )
+        .await
     }
 
-    async fn send_as(
+    /// [`send`](Self::send) with the operation named only when a span
+    /// records it, for `tenant`.
+    pub(crate) async fn send_as<O: std::fmt::Display>(
         &self,
         target: &str,
+        operation: impl FnOnce() -> O,
+        tenant: Option<&str>,
         request: reqwest::RequestBuilder,
         idempotency: Option<Idempotency>,
     ) -> Result<Response, HttpError> {
@@ -154,7 +173,44 @@ impl ResilientHttp {
             source,
         })?;
         let idempotency = idempotency.unwrap_or_else(|| idempotency_of(&request));
+        let span = crate::telemetry::client(
+            &self.source,
+            target,
+            request.method().as_str(),
+            operation,
+            request.url().host_str(),
+            tenant,
+        );
+        let result = self
+            .attempts(target, request, idempotency, &span)
+            .instrument(span.clone())
+            .await;
+        if !span.is_disabled() {
+            match &result {
+                Ok(response) => {
+                    span.record(
+                        "http.response.status_code",
+                        i64::from(response.status().as_u16()),
+                    );
+                    if response.status().is_server_error() {
+                        crate::telemetry::fail(&span, response.status());
+                    }
+                }
+                Err(e) => crate::telemetry::fail(&span, crate::error::chain(e)),
+            }
+        }
+        result
+    }
+
+    async fn attempts(
+        &self,
+        target: &str,
+        request: Request,
+        idempotency: Idempotency,
+        span: &tracing::Span,
+    ) -> Result<Response, HttpError> {
         let context = RequestContext::current();
+        let traceparent = crate::telemetry::traceparent_of(span).map(|t| t.header());
         let mut original = Some(request);
         let result = self
             .resilience
@@ -166,18 +222,21 @@ impl ResilientHttp {
                     .and_then(Request::try_clone)
                     .or_else(|| original.take());
                 let context = context.clone();
+                let traceparent = traceparent
+                    .clone()
+                    .or_else(|| context.as_ref().map(RequestContext::outgoing_traceparent));
                 async move {
                     let Some(mut request) = attempt else {
                         return Sent(self.http.execute(unrepeatable()).await);
                     };
+                    let headers = request.headers_mut();
                     if let Some(ctx) = &context {
-                        let headers = request.headers_mut();
                         if let Ok(v) = HeaderValue::from_str(&ctx.correlation_id) {
                             headers.insert(CORRELATION_ID, v);
                         }
-                        if let Ok(v) = HeaderValue::from_str(&ctx.outgoing_traceparent()) {
-                            headers.insert(TRACEPARENT, v);
-                        }
+                    }
+                    if let Some(v) = traceparent.and_then(|t| HeaderValue::from_str(&t).ok()) {
+                        headers.insert(TRACEPARENT, v);
                     }
                     let started = Instant::now();
                     let result = self.http.execute(request).await;

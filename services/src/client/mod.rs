@@ -185,21 +185,31 @@ impl CrossAppClient {
             &scope,
             now,
         )?;
+        let operation = || crate::telemetry::operations::called(target, method.as_str(), &path);
         let mut request = self
             .http
             .client()
-            .request(method, format!("{}{path}", base_url.trim_end_matches('/')))
+            .request(
+                method.clone(),
+                format!("{}{path}", base_url.trim_end_matches('/')),
+            )
             .bearer_auth(token)
             .header(TENANT_ID, on_behalf.tenant)
             .header(SOURCE_APP, self.source.as_str());
         if let Some(body) = body {
             request = request.json(body);
         }
-        let sent = if idempotent {
-            self.http.send_idempotent(target.as_str(), request).await
-        } else {
-            self.http.send(target.as_str(), request).await
-        };
+        let idempotency = idempotent.then_some(crate::resilience::Idempotency::Idempotent);
+        let sent = self
+            .http
+            .send_as(
+                target.as_str(),
+                operation,
+                Some(on_behalf.tenant),
+                request,
+                idempotency,
+            )
+            .await;
         let response = sent.map_err(|e| match e {
             HttpError::CircuitOpen(open) => CallError::CircuitOpen(open),
             HttpError::Build { source, .. } | HttpError::Unreachable { source, .. } => {

@@ -82,7 +82,11 @@ async fn correlation_id_and_traceparent_are_propagated_on_every_attempt() {
         Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
     );
     let response = ctx
-        .scope(http.send("crm-api", http.client().get(format!("{url}/x"))))
+        .scope(http.send(
+            "crm-api",
+            "test.call",
+            http.client().get(format!("{url}/x")),
+        ))
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -111,7 +115,10 @@ async fn client_errors_come_back_at_once() {
     for status in [400, 401, 404] {
         let (url, script) = serve(&[(status, None)]).await;
         let (http, _) = http(5, BreakerConfig::default());
-        let response = http.send("stripe", http.client().get(&url)).await.unwrap();
+        let response = http
+            .send("stripe", "test.call", http.client().get(&url))
+            .await
+            .unwrap();
         assert_eq!(response.status().as_u16(), status);
         assert_eq!(script.hits.load(Ordering::SeqCst), 1, "{status}");
     }
@@ -122,7 +129,11 @@ async fn a_post_without_idempotency_key_is_not_retried_after_a_500() {
     let (url, script) = serve(&[(500, None), (201, None)]).await;
     let (http, _) = http(3, BreakerConfig::default());
     let response = http
-        .send("crm-api", http.client().post(&url).json(&json!({})))
+        .send(
+            "crm-api",
+            "test.call",
+            http.client().post(&url).json(&json!({})),
+        )
         .await
         .unwrap();
     assert_eq!(response.status(), 500);
@@ -130,7 +141,13 @@ async fn a_post_without_idempotency_key_is_not_retried_after_a_500() {
     // With a key, or vouched idempotent, it is.
     let (url, script) = serve(&[(500, None), (201, None)]).await;
     let keyed = http.client().post(&url).header("idempotency-key", "k1");
-    assert_eq!(http.send("stripe", keyed).await.unwrap().status(), 201);
+    assert_eq!(
+        http.send("stripe", "test.call", keyed)
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
     assert_eq!(script.hits.load(Ordering::SeqCst), 2);
 }
 
@@ -140,7 +157,11 @@ async fn retry_after_on_429_is_honoured() {
     let (http, _) = http(3, BreakerConfig::default());
     let started = std::time::Instant::now();
     let response = http
-        .send("graph", http.client().post(&url).json(&json!({})))
+        .send(
+            "graph",
+            "test.call",
+            http.client().post(&url).json(&json!({})),
+        )
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -160,7 +181,11 @@ async fn connection_errors_are_retried_and_reported_as_unreachable() {
         .unwrap();
     let (http, metrics) = http(2, BreakerConfig::default());
     let error = http
-        .send("crm-api", http.client().get(format!("http://{closed}/")))
+        .send(
+            "crm-api",
+            "test.call",
+            http.client().get(format!("http://{closed}/")),
+        )
         .await
         .unwrap_err();
     assert!(matches!(error, HttpError::Unreachable { .. }), "{error:?}");
@@ -188,11 +213,14 @@ async fn an_open_breaker_refuses_without_sending_and_closes_after_probes() {
     .await;
     let (http, metrics) = http(1, breaker);
     for _ in 0..5 {
-        let r = http.send("stripe", http.client().get(&url)).await.unwrap();
+        let r = http
+            .send("stripe", "test.call", http.client().get(&url))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 500);
     }
     let error = http
-        .send("stripe", http.client().get(&url))
+        .send("stripe", "test.call", http.client().get(&url))
         .await
         .unwrap_err();
     let HttpError::CircuitOpen(open) = &error else {
@@ -209,7 +237,10 @@ async fn an_open_breaker_refuses_without_sending_and_closes_after_probes() {
         .contains(r#"circuit_breaker_state{target="stripe"} 1"#));
     tokio::time::sleep(Duration::from_millis(250)).await;
     for _ in 0..3 {
-        let r = http.send("stripe", http.client().get(&url)).await.unwrap();
+        let r = http
+            .send("stripe", "test.call", http.client().get(&url))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
     assert_eq!(
@@ -284,4 +315,110 @@ async fn cross_app_calls_keep_their_api_and_surface_an_open_circuit() {
             .starts_with("circuit breaker for crm-api is open"),
         "{error}"
     );
+}
+
+/// Records the spans of the current thread (a current-thread runtime runs
+/// the test's server and client on it) into an in-memory exporter.
+fn record_spans() -> (
+    opentelemetry_sdk::trace::InMemorySpanExporter,
+    opentelemetry_sdk::trace::SdkTracerProvider,
+    tracing::subscriber::DefaultGuard,
+) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry().with(crate::telemetry::layer(&provider));
+    let guard = tracing::subscriber::set_default(subscriber);
+    (exporter, provider, guard)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_call_is_one_client_span_with_its_retries_and_the_breakers_refusal() {
+    use opentelemetry::trace::{SpanKind, Status};
+    let (exporter, _provider, _guard) = record_spans();
+    let breaker = BreakerConfig {
+        failure_threshold: 2,
+        open_for: Duration::from_secs(60),
+        half_open_successes: 1,
+    };
+    let (url, script) = serve(&[(503, None)]).await;
+    let (http, _) = http(2, breaker);
+    let first = http
+        .send("stripe", "stripe.customers.create", http.client().get(&url))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 503);
+    let refused = http
+        .send("stripe", "stripe.customers.create", http.client().get(&url))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, HttpError::CircuitOpen(_)), "{refused:?}");
+
+    let spans = exporter.get_finished_spans().unwrap();
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    let attr = |i: usize, key: &str| {
+        spans[i]
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    };
+    for (i, span) in spans.iter().enumerate() {
+        assert_eq!(span.name, "GET stripe");
+        assert_eq!(span.span_kind, SpanKind::Client);
+        assert!(
+            matches!(span.status, Status::Error { .. }),
+            "{:?}",
+            span.status
+        );
+        assert_eq!(
+            attr(i, "tekup.operation").as_deref(),
+            Some("stripe.customers.create")
+        );
+        assert_eq!(attr(i, "tekup.source_app").as_deref(), Some("flow-api"));
+        assert_eq!(attr(i, "tekup.target_app").as_deref(), Some("stripe"));
+        assert_eq!(attr(i, "server.address").as_deref(), Some("127.0.0.1"));
+    }
+    assert_eq!(attr(0, "http.response.status_code").as_deref(), Some("503"));
+    let events = |i: usize| -> Vec<(String, Option<String>, Option<String>)> {
+        spans[i]
+            .events
+            .iter()
+            .map(|e| {
+                let field = |key: &str| {
+                    e.attributes
+                        .iter()
+                        .find(|kv| kv.key.as_str() == key)
+                        .map(|kv| kv.value.to_string())
+                };
+                (e.name.to_string(), field("attempt"), field("reason"))
+            })
+            .collect()
+    };
+    assert_eq!(
+        events(0),
+        [(
+            "retry".to_owned(),
+            Some("2".to_owned()),
+            Some("status 503".to_owned())
+        )]
+    );
+    assert_eq!(events(1), [("circuit_open".to_owned(), None, None)]);
+
+    // Both attempts named the first call's span as their parent.
+    let own = format!(
+        "00-{}-{}-01",
+        spans[0].span_context.trace_id(),
+        spans[0].span_context.span_id()
+    );
+    let sent: Vec<String> = script
+        .headers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|h| h["traceparent"].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sent, [own.clone(), own]);
 }

@@ -17,6 +17,7 @@ use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 pub use routing::{routes_for, ALL_APPS, EVENT_TYPES};
@@ -54,6 +55,10 @@ pub struct CrossAppEvent {
     pub data: Value,
     #[serde(default)]
     pub priority: Priority,
+    /// W3C trace context of the span that published it (set by
+    /// [`EventBus::publish`]): the gateway's deliveries continue that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl CrossAppEvent {
@@ -68,6 +73,7 @@ impl CrossAppEvent {
             timestamp: Utc::now(),
             data,
             priority: Priority::Normal,
+            traceparent: None,
         }
     }
 
@@ -137,12 +143,30 @@ impl EventBus {
         Self { redis }
     }
 
-    /// Appends `event` to the stream; returns its cursor.
+    /// Appends `event` to the stream, with the `traceparent` of its
+    /// `publish` span (see [`crate::telemetry`]); returns its cursor.
     pub async fn publish(&self, event: &CrossAppEvent) -> Result<String, EventError> {
         if !EVENT_TYPES.contains(&event.kind.as_str()) {
             return Err(EventError::UnknownType(event.kind.clone()));
         }
-        let json = serde_json::to_string(event)?;
+        let span = crate::telemetry::publish(event);
+        let result = self.append(event, &span).instrument(span.clone()).await;
+        if let Err(e) = &result {
+            crate::telemetry::fail(&span, crate::error::chain(e));
+        }
+        result
+    }
+
+    async fn append(
+        &self,
+        event: &CrossAppEvent,
+        span: &tracing::Span,
+    ) -> Result<String, EventError> {
+        let mut event = event.clone();
+        event.traceparent = crate::telemetry::traceparent_of(span)
+            .map(|t| t.header())
+            .or_else(|| crate::context::RequestContext::with_current(|c| c.outgoing_traceparent()));
+        let json = serde_json::to_string(&event)?;
         // Repeating it is safe: the gateway drops an event id it has
         // already delivered.
         let add = || {

@@ -181,7 +181,10 @@ impl GeminiClient {
             .post(url)
             .header("x-goog-api-key", self.api_key.expose())
             .json(&prompt.body());
-        let response = self.http.send_idempotent(TARGET, request).await?;
+        let response = self
+            .http
+            .send_idempotent(TARGET, "gemini.generateContent", request)
+            .await?;
         if !response.status().is_success() {
             let (status, json, text) = error_body(response).await;
             let error = &json["error"];

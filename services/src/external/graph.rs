@@ -240,7 +240,10 @@ impl GraphClient {
         ];
         let request = self.http.client().post(&self.token_url).form(&form);
         // Asking for a token again has no further effect.
-        let response = self.http.send_idempotent(TARGET, request).await?;
+        let response = self
+            .http
+            .send_idempotent(TARGET, "graph.token", request)
+            .await?;
         if !response.status().is_success() {
             let (status, json, text) = error_body(response).await;
             return Err(GraphError::Token {
@@ -276,12 +279,14 @@ impl GraphClient {
     }
 
     /// Sends an authenticated request; non-2xx answers become [`GraphError::Api`].
+    /// `operation` names the call in its span (`graph.sendMail`).
     async fn send(
         &self,
+        operation: &str,
         request: impl Fn(&str) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, GraphError> {
         let token = self.token().await?;
-        let response = self.http.send(TARGET, request(&token)).await?;
+        let response = self.http.send(TARGET, operation, request(&token)).await?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -318,7 +323,9 @@ impl GraphClient {
         for _ in 0..MAX_PAGES {
             let page_url = url.clone();
             let response = self
-                .send(|token| self.http.client().get(page_url.clone()).bearer_auth(token))
+                .send("graph.listMessages", |token| {
+                    self.http.client().get(page_url.clone()).bearer_auth(token)
+                })
                 .await?;
             let page: Page = response.json().await.map_err(GraphError::Decode)?;
             messages.extend(page.value);
@@ -343,7 +350,7 @@ impl GraphClient {
     pub async fn send_mail(&self, mail: &OutgoingMail) -> Result<(), GraphError> {
         let url = self.url(&["v1.0", "users", &self.mailbox, "sendMail"])?;
         let body = mail.json();
-        self.send(|token| {
+        self.send("graph.sendMail", |token| {
             self.http
                 .client()
                 .post(url.clone())

@@ -203,6 +203,7 @@ impl StripeClient {
     /// [`StripeError`].
     pub async fn create_customer(&self, customer: &NewCustomer) -> Result<Customer, StripeError> {
         self.create(
+            "stripe.customers.create",
             "/v1/customers",
             customer.form(),
             customer.idempotency_key.as_deref(),
@@ -219,6 +220,7 @@ impl StripeClient {
         intent: &NewPaymentIntent,
     ) -> Result<PaymentIntent, StripeError> {
         self.create(
+            "stripe.paymentIntents.create",
             "/v1/payment_intents",
             intent.form(),
             intent.idempotency_key.as_deref(),
@@ -226,8 +228,10 @@ impl StripeClient {
         .await
     }
 
+    /// `operation` names the call in its span (`stripe.customers.create`).
     async fn create<T: serde::de::DeserializeOwned>(
         &self,
+        operation: &str,
         path: &str,
         form: Vec<(String, String)>,
         key: Option<&str>,
@@ -240,7 +244,7 @@ impl StripeClient {
             .bearer_auth(self.secret_key.expose())
             .header("idempotency-key", key)
             .form(&form);
-        let response = self.http.send(TARGET, request).await?;
+        let response = self.http.send(TARGET, operation, request).await?;
         if !response.status().is_success() {
             return Err(api_error(response).await);
         }

@@ -5,6 +5,10 @@
 //! event is offered to the rooms `(event.tenant, app)` for each recipient
 //! app, so it can never reach another tenant's connection.
 //!
+//! Each room an event reaches is recorded as a `deliver {TYPE}` span in
+//! the event's trace (from its envelope's `traceparent`; see
+//! [`crate::telemetry`]).
+//!
 //! Dispatch never waits for a connection: each has a bounded buffer, and a
 //! connection whose buffer is full is told to close (slow consumer) while
 //! the others carry on.
@@ -196,9 +200,9 @@ impl Hub {
             let mut delivered = 0;
             let targets = rooms
                 .iter()
-                .filter(|(r, _)| **r == room || (leak && r.1 == app))
-                .map(|(_, members)| members);
-            for members in targets {
+                .filter(|(r, _)| **r == room || (leak && r.1 == app));
+            for ((room_tenant, _), members) in targets {
+                let before = delivered;
                 for member in members.values() {
                     match member.tx.try_send(Arc::clone(&frame)) {
                         Ok(()) => delivered += 1,
@@ -210,6 +214,15 @@ impl Hub {
                         }
                         Err(mpsc::error::TrySendError::Closed(_)) => {}
                     }
+                }
+                if delivered > before {
+                    // One span per room delivered to, ending here.
+                    drop(crate::telemetry::deliver(
+                        event,
+                        room_tenant,
+                        app,
+                        delivered - before,
+                    ));
                 }
             }
             if delivered > 0 {

@@ -30,6 +30,7 @@ use redis::streams::{
 };
 use redis::{AsyncCommands, RedisError, Value as RedisValue};
 use serde::Serialize;
+use tracing::Instrument as _;
 
 pub use model::{backoff, Job, QueueName, QueuePriority};
 
@@ -275,9 +276,29 @@ impl Queues {
         Ok(())
     }
 
-    /// Adds a job; returns its stream entry id.
+    /// Adds a job, with the `traceparent` of its `enqueue` span (see
+    /// [`crate::telemetry`]); returns its stream entry id.
     pub async fn enqueue(&self, job: &Job) -> Result<String, QueueError> {
-        let json = serde_json::to_string(job)?;
+        let source = crate::context::RequestContext::with_current(|c| c.service).flatten();
+        let span = crate::telemetry::producer_job(job, source);
+        let result = self.add(job, &span).instrument(span.clone()).await;
+        if let Err(e) = &result {
+            crate::telemetry::fail(&span, crate::error::chain(e));
+        }
+        result
+    }
+
+    async fn add(&self, job: &Job, span: &tracing::Span) -> Result<String, QueueError> {
+        let mut job = job.clone();
+        job.traceparent = crate::telemetry::traceparent_of(span)
+            .map(|t| t.header())
+            .or_else(|| crate::context::RequestContext::with_current(|c| c.outgoing_traceparent()));
+        if crate::defects::active("trace-drops-job-context") {
+            // Deliberate defect: the job forgets its trace; its processing
+            // starts a new one.
+            job.traceparent = None;
+        }
+        let json = serde_json::to_string(&job)?;
         let add = || {
             let mut redis = self.redis.clone();
             let (stream, json) = (stream(job.queue), json.clone());
@@ -474,6 +495,37 @@ impl Queues {
                 (job, field("error"))
             })
             .collect())
+    }
+
+    /// When the oldest job waiting in each queue (added, not yet read by
+    /// a worker) was added, in milliseconds since the epoch; `None` for a
+    /// queue with nothing waiting. A stream entry's id starts with the time
+    /// it was added, and what the group has not been handed yet comes after
+    /// its last delivered id.
+    pub async fn oldest_waiting(&self) -> Result<Vec<(QueueName, Option<u64>)>, QueueError> {
+        let mut redis = self.redis.clone();
+        let mut out = Vec::new();
+        for queue in QueueName::ALL {
+            let groups: redis::streams::StreamInfoGroupsReply =
+                bounded(redis.xinfo_groups(stream(queue))).await?;
+            let Some(group) = groups.groups.iter().find(|g| g.name == GROUP) else {
+                out.push((queue, None));
+                continue;
+            };
+            let first: redis::streams::StreamRangeReply = bounded(redis.xrange_count(
+                stream(queue),
+                format!("({}", group.last_delivered_id),
+                "+",
+                1,
+            ))
+            .await?;
+            let added_ms = first
+                .ids
+                .first()
+                .and_then(|entry| entry.id.split('-').next()?.parse::<u64>().ok());
+            out.push((queue, added_ms));
+        }
+        Ok(out)
     }
 
     /// Sizes, in-flight, retrying, dead and processed counts of every queue.

@@ -92,6 +92,11 @@ pub struct Job {
     /// The correlation id of the request that caused the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// W3C trace context of the span that enqueued it (set by
+    /// [`Queues::enqueue`](super::Queues::enqueue)): each attempt's span
+    /// continues that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Job {
@@ -105,7 +110,10 @@ impl Job {
             attempt: 0,
             enqueued_at: Utc::now(),
             last_error: None,
-            correlation_id: crate::context::RequestContext::current().map(|c| c.correlation_id),
+            correlation_id: crate::context::RequestContext::with_current(|c| {
+                c.correlation_id.clone()
+            }),
+            traceparent: None,
         }
     }
 }

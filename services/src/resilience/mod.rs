@@ -169,7 +169,9 @@ impl Resilience {
         Fut: Future<Output = R>,
     {
         let breaker = self.breaker(target);
-        let mut permit = breaker.try_acquire()?;
+        let mut permit = breaker.try_acquire().inspect_err(|_| {
+            crate::telemetry::circuit_open(target);
+        })?;
         let mut number = 1;
         loop {
             let result = attempt(number).await;
@@ -195,12 +197,30 @@ impl Resilience {
                 ?delay,
                 "retrying"
             );
+            crate::telemetry::retry(number + 1, Reason(&outcome));
             tokio::time::sleep(delay).await;
             permit = match breaker.try_acquire() {
                 Ok(permit) => permit,
-                Err(_) => return Ok(result),
+                Err(_) => {
+                    crate::telemetry::circuit_open(target);
+                    return Ok(result);
+                }
             };
             number += 1;
+        }
+    }
+}
+
+/// Why an attempt is retried, as the `retry` span event's `reason` says it:
+/// `status 503`, `connect failed`, `no answer`.
+struct Reason<'a>(&'a Attempt);
+
+impl std::fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Attempt::ConnectFailed => f.write_str("connect failed"),
+            Attempt::NoAnswer => f.write_str("no answer"),
+            Attempt::Answered { status, .. } => write!(f, "status {status}"),
         }
     }
 }

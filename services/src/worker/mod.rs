@@ -4,7 +4,8 @@
 //! `concurrency` consumer tasks each read with their own connection; one
 //! maintenance task moves due retries back onto their queues, reclaims jobs
 //! left pending by a dead worker (`XAUTOCLAIM` after `reclaim_idle`) and
-//! refreshes the `message_queue_size` gauges.
+//! refreshes the `message_queue_size` and `message_queue_oldest_age_seconds`
+//! gauges.
 
 mod handlers;
 
@@ -219,10 +220,19 @@ async fn consume(
     }
 }
 
-/// Runs a job's handler and settles the job by the outcome.
+/// Runs a job's handler and settles the job by the outcome, in the
+/// attempt's consumer span (a child of the job's `enqueue` span, from its
+/// `traceparent`; see [`crate::telemetry`]).
 async fn settle(state: &AppState, queues: &Queues, args: &WorkerArgs, delivery: Delivery) {
     let job = &delivery.job;
-    let ctx = RequestContext::incoming(job.correlation_id.as_deref(), None);
+    let consumer = crate::telemetry::consumer(job);
+    let ctx = RequestContext::traced(
+        consumer.clone(),
+        job.correlation_id.as_deref(),
+        job.traceparent.as_deref(),
+    )
+    .in_service(state.service.as_str())
+    .for_tenant(&job.tenant_id);
     let span = tracing::info_span!("job", queue = job.queue.as_str(), kind = job.kind, id = %job.id, attempt = job.attempt, correlation_id = ctx.correlation_id);
     // The span is attached to the futures, never entered across an await:
     // an entered span stays current on the thread while the task sleeps, so
@@ -231,11 +241,19 @@ async fn settle(state: &AppState, queues: &Queues, args: &WorkerArgs, delivery: 
     // closed"), killing a consumer with its job pending until the reclaim
     // 30 s later (the load bench's lead-creation at ~1,000 leads/s).
     let outcome = ctx
+        .clone()
         .scope(handlers::handle(state, args, job))
         .instrument(span.clone())
+        .instrument(consumer.clone())
         .await;
-    settle_outcome(state, queues, args, &delivery, outcome)
+    if let Err(error) = &outcome {
+        if !consumer.is_disabled() {
+            crate::telemetry::fail(&consumer, crate::error::chain(error));
+        }
+    }
+    ctx.scope(settle_outcome(state, queues, args, &delivery, outcome))
         .instrument(span)
+        .instrument(consumer)
         .await;
 }
 
@@ -289,6 +307,7 @@ async fn settle_outcome(
         Err(error) => {
             let error = crate::error::chain(&error);
             tracing::error!(error, "job failed for the last time; dead-lettered");
+            crate::telemetry::dead_letter(&error);
             state
                 .metrics
                 .queue_processed
@@ -350,6 +369,19 @@ async fn maintain(
                         queue: s.name.to_owned(),
                     })
                     .set(i64::try_from(s.size).unwrap_or(i64::MAX));
+            }
+        }
+        if let Ok(oldest) = queues.oldest_waiting().await {
+            let now = now_ms();
+            for (queue, added_ms) in oldest {
+                let age_s = added_ms.map_or(0, |added| now.saturating_sub(added) / 1000);
+                state
+                    .metrics
+                    .queue_oldest_age
+                    .get_or_create(&QueueLabels {
+                        queue: queue.as_str().to_owned(),
+                    })
+                    .set(i64::try_from(age_s).unwrap_or(i64::MAX));
             }
         }
     }

@@ -18,4 +18,5 @@ mod local_redis;
 mod permissions;
 mod queues;
 mod tenant_isolation;
+mod traces;
 mod ws;

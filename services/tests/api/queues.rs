@@ -426,3 +426,47 @@ async fn with_the_queue_down_a_lead_is_refused_and_not_kept() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_oldest_waiting_job_is_the_first_not_yet_read() {
+    let app = TestApp::spawn_bus_without_worker().await;
+    let queues = app.queues.clone().unwrap();
+    let oldest = |all: Vec<(QueueName, Option<u64>)>| {
+        all.into_iter()
+            .find(|(q, _)| *q == QueueName::EmailSync)
+            .and_then(|(_, at)| at)
+    };
+    assert_eq!(
+        oldest(queues.oldest_waiting().await.unwrap()),
+        None,
+        "nothing waits in a fresh queue"
+    );
+    let before = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap();
+    for _ in 0..2 {
+        queues
+            .enqueue(&Job::new(QueueName::EmailSync, "probe", "acme", json!({})))
+            .await
+            .unwrap();
+    }
+    let first = oldest(queues.oldest_waiting().await.unwrap()).expect("a job waits");
+    assert!(first >= before, "added at {first}, after {before}");
+    // Read one: the other is now the oldest waiting, added no earlier.
+    let mut consumer = queues.consumer("age").await.unwrap();
+    consumer
+        .next(Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let second = oldest(queues.oldest_waiting().await.unwrap()).expect("one job still waits");
+    assert!(second >= first, "{second} >= {first}");
+    consumer
+        .next(Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        oldest(queues.oldest_waiting().await.unwrap()),
+        None,
+        "both read: in flight, not waiting"
+    );
+}

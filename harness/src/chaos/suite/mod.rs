@@ -23,6 +23,10 @@
 //! 5. a witness tenant, set up beside the suite's tenants before the load
 //!    ([`crate::invariants::Witness`]), has seen and suffered nothing.
 //!
+//! With the ecosystem's optional Prometheus running (`--prometheus`), the
+//! report lists the alerts it fired from the first request to the end of
+//! the checks, and when they resolved ([`crate::alerts::AlertLog`]).
+//!
 //! The suites are the list: Redis killed and restarted during
 //! 1,000 lead creations; Postgres killed and restarted; a mock failing
 //! 50 % with 500s and then 429s; a partition between gateway and Redis.
@@ -228,6 +232,9 @@ pub struct SuiteReport {
     pub took: Duration,
     /// Problems putting the ecosystem back after a failed injection.
     pub restore_problems: Vec<String>,
+    /// The alerts the ecosystem's Prometheus fired from the first request
+    /// to the end of the checks, when one ran (`--prometheus`).
+    pub alerts: Option<crate::alerts::AlertLog>,
 }
 
 impl SuiteReport {
@@ -280,6 +287,11 @@ impl SuiteReport {
         }
         for problem in &self.restore_problems {
             out.push_str(&format!("  - restoring: {problem}\n"));
+        }
+        if let Some(alerts) = &self.alerts {
+            for line in alerts.lines() {
+                out.push_str(&format!("  alert: {line}\n"));
+            }
         }
         for line in self.witness.describe(10).lines() {
             out.push_str(&format!("  {line}\n"));
@@ -336,6 +348,7 @@ pub async fn run(
         .collect();
 
     let started = Instant::now();
+    let began = std::time::SystemTime::now();
     let mut timeline = Timeline::start();
     progress(&format!(
         "{}: {} leads at {}/s over {} tenants; the fault after {:.0} %",
@@ -430,6 +443,7 @@ pub async fn run(
         Some(events)
     };
     let witness = witness.check().await;
+    let alerts = crate::alerts::AlertLog::of_run(eco, began).await;
     Ok(SuiteReport {
         suite,
         plan: *plan,
@@ -442,5 +456,6 @@ pub async fn run(
         witness,
         took: started.elapsed(),
         restore_problems,
+        alerts,
     })
 }

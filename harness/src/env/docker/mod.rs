@@ -159,7 +159,9 @@ impl DockerBackend {
                 ];
                 (None, Some(cmd.iter().map(|s| (*s).to_owned()).collect()))
             }
-            Kind::Redis => (None, None),
+            // A Prometheus never gets here: the start refuses it under
+            // docker (see `super::prometheus::refuse_under`).
+            Kind::Redis | Kind::Prometheus => (None, None),
             Kind::Service | Kind::Job => {
                 let program = spec
                     .program

@@ -21,6 +21,7 @@ pub(super) fn ready(
             Kind::Postgres => Ready::Postgres,
             Kind::Redis => Ready::Redis,
             Kind::Job => Ready::Exited,
+            Kind::Prometheus => Ready::Http("/-/ready".into()),
             Kind::Service => {
                 return Err(at.error(
                     start,

@@ -57,6 +57,11 @@ pub enum Kind {
     Service,
     /// A program run to completion before its dependants start (migrations).
     Job,
+    /// A Prometheus server scraping every service component (mocks
+    /// excepted) and evaluating `rules`. Optional: started only when the
+    /// run asks for it ([`crate::env::EcosystemBuilder::prometheus`],
+    /// `--prometheus`); nothing may depend on it.
+    Prometheus,
 }
 
 impl fmt::Display for Kind {
@@ -66,6 +71,7 @@ impl fmt::Display for Kind {
             Kind::Redis => "redis",
             Kind::Service => "service",
             Kind::Job => "job",
+            Kind::Prometheus => "prometheus",
         })
     }
 }
@@ -141,6 +147,12 @@ pub struct Component {
     pub database: String,
     pub user: String,
     pub password: Option<Template>,
+    /// Prometheus only: rule files (paths next to the ecosystem file).
+    pub rules: Vec<PathBuf>,
+    /// Prometheus only: the components it scrapes (`GET /metrics`): every
+    /// service without `admin-path` (the mocks stand in for external APIs
+    /// and have no metrics).
+    pub scrape: Vec<String>,
     /// Line of the `[component.<name>]` header.
     pub line: usize,
 }
@@ -190,6 +202,8 @@ struct RawComponent {
     database: Option<String>,
     user: Option<String>,
     password: Option<Spanned<String>>,
+    #[serde(default)]
+    rules: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,6 +281,7 @@ impl EcosystemFile {
             let c = build_component(&at, name, header, spanned, &names, &vars, &base_dir)?;
             components.insert(name.clone(), c);
         }
+        prometheus_scrapes(&at, &raw, &mut components)?;
         let layers = layers(&at, &raw, &components)?;
         Ok(Self {
             path: path.to_owned(),
@@ -280,6 +295,17 @@ impl EcosystemFile {
     /// The component called `name`.
     pub fn component(&self, name: &str) -> Option<&Component> {
         self.components.get(name)
+    }
+
+    /// Leaves out the optional components (`kind = "prometheus"`), for a
+    /// run that did not ask for them. Nothing depends on them (the file is
+    /// refused otherwise), so the start order stays valid.
+    pub fn without_optional(&mut self) {
+        self.components.retain(|_, c| c.kind != Kind::Prometheus);
+        for layer in &mut self.layers {
+            layer.retain(|name| self.components.contains_key(name));
+        }
+        self.layers.retain(|layer| !layer.is_empty());
     }
 
     /// The links `(from, to)` between components: `from` references the
@@ -305,6 +331,40 @@ impl EcosystemFile {
         }
         links
     }
+}
+
+/// Gives each Prometheus component what it scrapes (and so starts after),
+/// and refuses a component that depends on one: it is optional.
+fn prometheus_scrapes(
+    at: &Locator<'_>,
+    raw: &RawFile,
+    components: &mut BTreeMap<String, Component>,
+) -> Result<(), ModelError> {
+    let optional: BTreeSet<String> = components
+        .values()
+        .filter(|c| c.kind == Kind::Prometheus)
+        .map(|c| c.name.clone())
+        .collect();
+    for c in components.values() {
+        if let Some(dep) = c.depends_on.iter().find(|d| optional.contains(*d)) {
+            return Err(at.error(
+                raw.component[&c.name].span().start,
+                format!("component `{}` depends on `{dep}`, a Prometheus, which starts only when a run asks for it (--prometheus); nothing may depend on it", c.name),
+            ));
+        }
+    }
+    let scraped: Vec<String> = components
+        .values()
+        .filter(|c| c.kind == Kind::Service && c.admin_path.is_none())
+        .map(|c| c.name.clone())
+        .collect();
+    for name in &optional {
+        if let Some(c) = components.get_mut(name) {
+            c.scrape.clone_from(&scraped);
+            c.depends_on.extend(scraped.iter().cloned());
+        }
+    }
+    Ok(())
 }
 
 /// The attributes of a component that say where it listens.
@@ -394,9 +454,32 @@ fn build_component(
         }
         _ => {}
     }
+    if kind != Kind::Prometheus {
+        if let Some(rule) = raw.rules.first() {
+            return Err(at.error(
+                rule.span().start,
+                format!("`rules` is for a Prometheus component; `{name}` is a {kind}"),
+            ));
+        }
+    }
+    let mut rules = Vec::new();
+    for rule in &raw.rules {
+        let path = base_dir.join(rule.get_ref());
+        if !path.is_file() {
+            return Err(at.error(
+                rule.span().start,
+                format!(
+                    "`rules` names {}, which is not a file (paths are relative to the ecosystem file)",
+                    path.display()
+                ),
+            ));
+        }
+        rules.push(path);
+    }
     let (default_port, default_user) = match kind {
         Kind::Postgres => (Some(5432), "postgres"),
         Kind::Redis => (Some(6379), ""),
+        Kind::Prometheus => (Some(9090), ""),
         _ => (None, ""),
     };
     Ok(Component {
@@ -417,6 +500,8 @@ fn build_component(
         database: raw.database.clone().unwrap_or_else(|| "postgres".into()),
         user: raw.user.clone().unwrap_or_else(|| default_user.into()),
         password,
+        rules,
+        scrape: Vec::new(),
         line: header,
     })
 }

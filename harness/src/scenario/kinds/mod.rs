@@ -32,6 +32,7 @@ pub(crate) mod redis;
 mod sleep;
 pub(crate) mod sql;
 pub(crate) mod stripe;
+pub(crate) mod trace;
 pub(crate) mod ws;
 
 /// What a step kind is: the trait each kind's module implements.
@@ -199,6 +200,7 @@ step_kinds! {
     Redis(redis::RedisStep),
     Mock(mock::MockStep),
     Stripe(stripe::StripeStep),
+    Trace(trace::TraceStep),
     Chaos(chaos::ChaosStep),
     Sleep(Duration),
 }

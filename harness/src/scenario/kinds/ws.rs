@@ -232,6 +232,8 @@ async fn run(cx: &mut StepCx<'_, '_>, step: &WsStep) -> Result<(), StepError> {
                 label: format!("connect {app}"),
                 correlation_id: None,
             });
+            // A trace of the run's own, like every request it sends.
+            let traceparent = cx.new_trace();
             let started = Instant::now();
             let conn = Conn::open(
                 cx.platform().tls(),
@@ -241,6 +243,7 @@ async fn run(cx: &mut StepCx<'_, '_>, step: &WsStep) -> Result<(), StepError> {
                 &app,
                 DEFAULT_STEP_TIMEOUT,
                 observer,
+                Some(&traceparent),
             )
             .await;
             cx.waited(started.elapsed());

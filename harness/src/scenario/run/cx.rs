@@ -139,6 +139,13 @@ impl<'r> StepCx<'_, 'r> {
         self.trace.traceparent(*self.requests as u64)
     }
 
+    /// The `traceparent` of a new trace of the run's, for a request that
+    /// carries no correlation id (a WebSocket handshake).
+    pub(crate) fn new_trace(&mut self) -> String {
+        *self.requests += 1;
+        self.trace.traceparent(*self.requests as u64)
+    }
+
     /// The run's spans that have arrived so far, ordered by start.
     pub(crate) fn spans(&self) -> Vec<crate::trace::Span> {
         self.eco().traces().of_run(self.trace)

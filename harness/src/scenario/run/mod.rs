@@ -209,6 +209,9 @@ impl Runner {
             Need::Links => eco
                 .links_unavailable()
                 .map(|why| format!("needs the fault proxies on the links: {why}")),
+            Need::Traces => eco
+                .traces_unavailable()
+                .map(|why| format!("needs the components' spans: {why}")),
         }
     }
 

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::{check, Clock};
-use crate::platform::open_events;
+use crate::platform::open_events_traced;
 use crate::report::{Message, MessageKind};
 
 type Sink = futures::stream::SplitSink<
@@ -70,10 +70,12 @@ impl Conn {
         app: &str,
         within: Duration,
         observer: Observer,
+        traceparent: Option<&str>,
     ) -> Result<Conn, String> {
-        let (sink, source) = open_events(tls, gateway, key, tenant_id, app, within)
-            .await
-            .map_err(|e| e.why)?;
+        let (sink, source) =
+            open_events_traced(tls, gateway, key, tenant_id, app, within, traceparent)
+                .await
+                .map_err(|e| e.why)?;
         let inbox = Arc::new(Mutex::new(Inbox::default()));
         let arrived = Arc::new(Notify::new());
         let reader = tokio::spawn(read(
