@@ -9,6 +9,7 @@ use tekup_harness::report::{
     self, html, json, junit, Failure, Format, Message, MessageKind, ReportError, RunReport,
     ScenarioReport, Section, Status, StepReport,
 };
+use tekup_harness::trace::{Span, SpanKind, SpanStatus, StatusCode};
 
 const NASTY: &str = "<&\"'>\u{1b}[31mred\u{0}\u{7}";
 
@@ -553,4 +554,220 @@ fn a_bad_format_list_names_the_item_and_the_allowed_ones() {
         message.contains("`pdf`") && message.contains("junit, json, html"),
         "{message}"
     );
+}
+
+const T0: u64 = 1_700_000_000_000_000_000;
+const MS: u64 = 1_000_000;
+const TRACE_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const TRACE_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+fn span(
+    trace: &str,
+    id: &str,
+    parent: Option<&str>,
+    service: &str,
+    name: &str,
+    from_ms: u64,
+    to_ms: u64,
+) -> Span {
+    Span {
+        trace_id: trace.to_owned(),
+        span_id: id.repeat(16 / id.len()),
+        parent_span_id: parent.map(|p| p.repeat(16 / p.len())),
+        service: service.to_owned(),
+        name: name.to_owned(),
+        kind: SpanKind::Server,
+        start_unix_nano: T0 + from_ms * MS,
+        end_unix_nano: T0 + to_ms * MS,
+        attributes: BTreeMap::from([
+            (
+                "tekup.operation".to_owned(),
+                serde_json::json!("createLead"),
+            ),
+            ("hostile".to_owned(), serde_json::json!(NASTY)),
+        ]),
+        events: Vec::new(),
+        status: SpanStatus::default(),
+    }
+}
+
+/// Trace A: a root (0-100 ms), its child (10-60 ms, failed), the child's
+/// child (20-50 ms), a span whose parent never arrived (70-90 ms); trace B:
+/// one span that starts later. Given out of order.
+fn spans() -> Vec<Span> {
+    let mut failed = span(TRACE_A, "2", Some("1"), "flow-api", "POST crm-api", 10, 60);
+    failed.status = SpanStatus {
+        code: StatusCode::Error,
+        message: format!("refused {NASTY}"),
+    };
+    vec![
+        span(
+            TRACE_B,
+            "5",
+            None,
+            "gateway",
+            "deliver LEAD_CREATED",
+            200,
+            201,
+        ),
+        span(
+            TRACE_A,
+            "4",
+            Some("9"),
+            "worker",
+            "process process-lead",
+            70,
+            90,
+        ),
+        span(
+            TRACE_A,
+            "3",
+            Some("2"),
+            "crm-api",
+            "<img src=x onerror=alert(1)>",
+            20,
+            50,
+        ),
+        failed,
+        span(TRACE_A, "1", None, "flow-api", "POST /leads", 0, 100),
+    ]
+}
+
+/// The scenario's waterfall table, parsed: one `(span id, depth, class,
+/// bar style, summary text)` per row.
+fn waterfall_rows(page: &str) -> Vec<(String, String, String, String, String)> {
+    let start = page
+        .find("<table class=\"waterfall\"")
+        .expect("a waterfall");
+    let end = start + page[start..].find("</table>").unwrap() + "</table>".len();
+    let table = &page[start..end];
+    let doc =
+        roxmltree::Document::parse(table).unwrap_or_else(|e| panic!("waterfall: {e}\n{table}"));
+    doc.descendants()
+        .filter(|n| {
+            n.has_tag_name("tr") && n.attribute("class").is_some_and(|c| c.starts_with("span"))
+        })
+        .map(|row| {
+            let bar = row
+                .descendants()
+                .find(|n| {
+                    n.attribute("class")
+                        .is_some_and(|c| c.starts_with("wf-bar"))
+                })
+                .unwrap();
+            let summary = row
+                .descendants()
+                .find(|n| n.has_tag_name("summary"))
+                .unwrap();
+            (
+                row.attribute("data-span").unwrap()[..1].to_owned(),
+                row.attribute("data-depth").unwrap().to_owned(),
+                row.attribute("class").unwrap().to_owned(),
+                bar.attribute("style").unwrap().to_owned(),
+                summary.text().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn html_draws_each_scenario_s_traces_as_a_waterfall() {
+    let mut report = run_report();
+    report.scenarios[0].spans = spans();
+    let page = html::render(&report);
+    let rows = waterfall_rows(&page);
+    let order: Vec<(&str, &str)> = rows.iter().map(|r| (r.0.as_str(), r.1.as_str())).collect();
+    // Trace A first (it starts first): the root, its child, the grandchild,
+    // then the orphan at depth 0; then trace B.
+    assert_eq!(
+        order,
+        [("1", "0"), ("2", "1"), ("3", "2"), ("4", "0"), ("5", "0")]
+    );
+    assert_eq!(rows[0].3, "margin-left:0.00%;width:100.00%");
+    assert_eq!(rows[1].3, "margin-left:10.00%;width:50.00%");
+    assert_eq!(rows[2].3, "margin-left:20.00%;width:30.00%");
+    assert_eq!(rows[3].3, "margin-left:70.00%;width:20.00%");
+    // Trace B fills the width on its own scale.
+    assert_eq!(rows[4].3, "margin-left:0.00%;width:100.00%");
+    assert_eq!(rows[1].2, "span error");
+    assert_eq!(rows[3].2, "span orphan");
+    assert_eq!(rows[0].2, "span");
+    assert_eq!(rows[2].4, "<img src=x onerror=alert(1)>");
+    assert!(!page.contains("<img"), "the hostile span name is escaped");
+    assert!(page.contains("(parent span not received)"));
+    assert!(
+        page.contains("2 spans") || page.contains("4 spans"),
+        "trace headers count spans"
+    );
+    // Attributes are in the hover and the expandable details, escaped.
+    assert!(page.contains("tekup.operation = createLead"));
+    assert!(
+        page.contains("hostile = &lt;&amp;\"'&gt;\\u{1b}[31mred"),
+        "text node escape"
+    );
+    assert!(page.contains("status: error: refused &lt;&amp;"));
+    // The other scenarios say they have none.
+    assert!(page.contains("No span of this scenario's traces was received."));
+}
+
+#[test]
+fn html_caps_the_waterfall_and_says_how_many_were_left_out() {
+    let mut report = run_report();
+    report.scenarios[0].spans = (0..350)
+        .map(|i| {
+            span(
+                TRACE_A,
+                &format!("{:016x}", i + 1),
+                None,
+                "flow-api",
+                "GET /health",
+                i,
+                i + 1,
+            )
+        })
+        .collect();
+    let page = html::render(&report);
+    assert_eq!(waterfall_rows(&page).len(), 300);
+    assert!(page.contains("50 more spans not drawn"));
+}
+
+#[test]
+fn traces_json_is_an_otlp_export_request_of_every_scenario_s_spans() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    let mut report = run_report();
+    report.scenarios[0].spans = spans();
+    report.scenarios[1].spans = vec![span(TRACE_B, "6", Some("5"), "worker", "x", 201, 202)];
+    let tmp = tempfile::tempdir().unwrap();
+    let written = report::write(&report, tmp.path(), &[Format::Traces]).unwrap();
+    assert_eq!(written, [tmp.path().join("traces.json")]);
+    let text = std::fs::read_to_string(&written[0]).unwrap();
+    let request: ExportTraceServiceRequest = serde_json::from_str(&text).expect("OTLP/JSON");
+    let services: Vec<String> = request
+        .resource_spans
+        .iter()
+        .map(|r| {
+            match &r.resource.as_ref().unwrap().attributes[0]
+                .value
+                .as_ref()
+                .unwrap()
+                .value
+            {
+                Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
+                    s.clone()
+                }
+                other => panic!("service.name: {other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(services, ["crm-api", "flow-api", "gateway", "worker"]);
+    let mut back = tekup_harness::trace::otlp::spans_of(&request).unwrap();
+    let mut all: Vec<Span> = report
+        .scenarios
+        .iter()
+        .flat_map(|s| s.spans.clone())
+        .collect();
+    back.sort_by(|a, b| a.span_id.cmp(&b.span_id));
+    all.sort_by(|a, b| a.span_id.cmp(&b.span_id));
+    assert_eq!(back, all);
+    assert!(text.contains(&format!("\"traceId\": \"{TRACE_A}\"")));
 }

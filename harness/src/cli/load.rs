@@ -77,6 +77,12 @@ pub(super) struct LoadArgs {
     /// The deployment file of --runtime external (default: TEKUP_<COMPONENT>_URL variables).
     #[arg(long, env = "TEKUP_EXTERNAL_FILE", value_name = "FILE")]
     external: Option<PathBuf>,
+    /// Also forward every span the services export to this OTLP/HTTP
+    /// endpoint (a collector's base URL, e.g. http://localhost:4318; sent to
+    /// its /v1/traces as protobuf, in the background; failures are logged,
+    /// never fatal).
+    #[arg(long, env = "TEKUP_OTLP_FORWARD", value_name = "URL")]
+    otlp_forward: Option<String>,
     /// Leave the tenants made on a deployment as they are (by default they
     /// are suspended through its database when the external file gives
     /// one; the end of the run says what became of them).
@@ -314,6 +320,9 @@ async fn start(args: &LoadArgs, tls: &ClientTls) -> Result<Ecosystem, Failure> {
         .on_progress(say_progress);
     if let Some(file) = &args.external {
         builder = builder.external_file(file);
+    }
+    if let Some(url) = &args.otlp_forward {
+        builder = builder.otlp_forward(url);
     }
     let mut stop = Stop::install();
     let eco = tokio::select! {

@@ -116,6 +116,12 @@ pub(super) struct StartArgs {
     /// such as `admin-token` (see `--runtime external`).
     #[arg(long, env = "TEKUP_EXTERNAL_FILE")]
     pub(super) external: Option<PathBuf>,
+    /// Also forward every span the services export to this OTLP/HTTP
+    /// endpoint (a collector's base URL, e.g. http://localhost:4318; sent to
+    /// its /v1/traces as protobuf, in the background; failures are logged,
+    /// never fatal).
+    #[arg(long, env = "TEKUP_OTLP_FORWARD", value_name = "URL")]
+    pub(super) otlp_forward: Option<String>,
     /// Leave the tenants made on an external deployment as they are
     /// (by default they are suspended through its database when the
     /// external file gives one; the end of the run says what became of them).
@@ -137,6 +143,7 @@ impl StartArgs {
         suite.set_tls(client_tls(&self.tls)?);
         suite.external.clone_from(&self.external);
         suite.keep_tenants = self.keep_tenants;
+        suite.otlp_forward.clone_from(&self.otlp_forward);
         suite.build |=
             std::env::var_os("CARGO").is_some() && std::env::var_os("TEKUP_BIN_DIR").is_none();
         Ok(suite)
@@ -197,6 +204,12 @@ struct UpArgs {
     /// Deployment file for the external runtime.
     #[arg(long, env = "TEKUP_EXTERNAL_FILE")]
     external: Option<PathBuf>,
+    /// Also forward every span the services export to this OTLP/HTTP
+    /// endpoint (a collector's base URL, e.g. http://localhost:4318; sent to
+    /// its /v1/traces as protobuf, in the background; failures are logged,
+    /// never fatal).
+    #[arg(long, env = "TEKUP_OTLP_FORWARD", value_name = "URL")]
+    otlp_forward: Option<String>,
     /// Where component logs go.
     #[arg(long, default_value = "reports/logs")]
     logs_dir: PathBuf,
@@ -431,6 +444,9 @@ async fn up(args: UpArgs, tls: ClientTls) -> Result<(), Failure> {
     if let Some(file) = &args.external {
         builder = builder.external_file(file);
     }
+    if let Some(url) = &args.otlp_forward {
+        builder = builder.otlp_forward(url);
+    }
     // Handlers first: a Ctrl-C while starting tears down what has started.
     let mut stop = Stop::install();
     let started_eco = tokio::select! {
@@ -461,6 +477,9 @@ async fn up(args: UpArgs, tls: ClientTls) -> Result<(), Failure> {
     ));
     print_components(&eco);
     out(&format!("logs: {}", eco.logs_dir().display()));
+    if let (Some(http), Some(grpc)) = (eco.otlp_url(), eco.otlp_grpc_url()) {
+        out(&format!("otlp: {http} (gRPC {grpc})"));
+    }
     // Kept until Ctrl-C, like the ecosystem.
     let _front = match &args.tls_front {
         Some(dir) => Some(tls_front(&eco, dir, args.tls_front_mtls).await?),

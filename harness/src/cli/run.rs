@@ -34,8 +34,9 @@ pub(super) struct RunArgs {
     /// Scenarios run at once (those that need the ecosystem alone run alone).
     #[arg(long, short, default_value_t = 4)]
     jobs: usize,
-    /// Reports to write: any of junit, json, html.
-    #[arg(long, default_value = "junit,json,html", value_parser = Format::parse_list)]
+    /// Reports to write: any of junit, json, html, traces (the run's spans
+    /// as OTLP/JSON, traces.json).
+    #[arg(long, default_value = "junit,json,html,traces", value_parser = Format::parse_list)]
     report: std::vec::Vec<Format>,
     #[command(flatten)]
     start: StartArgs,

@@ -1,7 +1,7 @@
 //! [`Ecosystem`]: the whole ecosystem file started by one runtime, torn down
 //! on drop.
 
-use crate::trace::SpanStore;
+use crate::trace::{Receiver, ReceiverOptions, SpanStore};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -52,6 +52,7 @@ pub struct EcosystemBuilder {
     links: Option<bool>,
     defects: Option<String>,
     tls: ClientTls,
+    otlp_forward: Option<String>,
     prometheus: Option<bool>,
 }
 
@@ -158,6 +159,15 @@ impl EcosystemBuilder {
         self
     }
 
+    /// Also forward every span export the ecosystem's OTLP receiver takes
+    /// to this OTLP/HTTP endpoint (`http://jaeger:4318`; requests go to its
+    /// `/v1/traces`), from a queue of its own: a failure is logged once and
+    /// never fails the run (see [`crate::trace::receiver`]).
+    pub fn otlp_forward(mut self, url: impl Into<String>) -> Self {
+        self.otlp_forward = Some(url.into());
+        self
+    }
+
     /// Whether to start the file's optional Prometheus components
     /// (`kind = "prometheus"`); without them the file runs as if they were
     /// not in it. Default: [`super::prometheus::asked`] (`--prometheus`,
@@ -255,7 +265,11 @@ impl EcosystemBuilder {
             tenants,
             placements: BTreeMap::new(),
             traces: SpanStore::new(),
+            otlp: None,
         };
+        if !eco.keep {
+            eco.otlp = otlp_receiver(&*eco.backend, &eco.traces, self.otlp_forward.clone()).await?;
+        }
         if let Err(e) = eco.start_all(&report).await {
             // A half-started environment is never kept.
             eco.keep = false;
@@ -263,6 +277,50 @@ impl EcosystemBuilder {
             return Err(e);
         }
         Ok(eco)
+    }
+}
+
+/// The ecosystem's OTLP receiver, on the address the runtime's components
+/// reach (`None`, after a warning, when there is none: a remote docker
+/// daemon). A kept ecosystem has none: the receiver lives in the harness
+/// process, which a kept environment outlives.
+async fn otlp_receiver(
+    backend: &dyn Backend,
+    store: &Arc<SpanStore>,
+    forward: Option<String>,
+) -> Result<Option<OtlpReceiver>, EnvError> {
+    let ip = match backend.harness_ip().await {
+        Ok(ip) => ip,
+        Err(why) => {
+            tracing::warn!("no OTLP receiver for this ecosystem, its components' spans are not collected: {why}");
+            return Ok(None);
+        }
+    };
+    let receiver = Receiver::start(
+        Arc::clone(store),
+        ReceiverOptions::default().bind(ip).forward(forward),
+    )
+    .await
+    .map_err(|e| EnvError::other("start the OTLP trace receiver", e))?;
+    Ok(Some(OtlpReceiver(receiver)))
+}
+
+/// The receiver, and what components are told of it.
+#[derive(Debug)]
+struct OtlpReceiver(Receiver);
+
+impl OtlpReceiver {
+    /// `OTEL_*` variables for a component with a program, each only where
+    /// the ecosystem file does not set it.
+    fn inject(&self, component: &str, env: &mut BTreeMap<String, String>) {
+        for (key, value) in [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", self.0.http_url()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
+            ("OTEL_SERVICE_NAME", component.to_owned()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+        ] {
+            env.entry(key.to_owned()).or_insert(value);
+        }
     }
 }
 
@@ -375,6 +433,9 @@ pub struct Ecosystem {
     placements: BTreeMap<String, Placement>,
     /// The spans the components exported to this ecosystem's receiver.
     traces: Arc<SpanStore>,
+    /// The receiver filling `traces` (none when kept, or under a remote
+    /// docker daemon).
+    otlp: Option<OtlpReceiver>,
 }
 
 impl fmt::Debug for Ecosystem {
@@ -497,6 +558,11 @@ impl Ecosystem {
                     seen
                 }
                 Ref::Own(attr) => own_attr(attr, me),
+                Ref::Otlp(attr) => match &self.otlp {
+                    Some(OtlpReceiver(r)) if attr == "grpc-url" => r.grpc_url(),
+                    Some(OtlpReceiver(r)) => r.http_url(),
+                    None => String::new(),
+                },
                 Ref::Component { component, attr } => other_attr(
                     file,
                     &file.components[component],
@@ -525,6 +591,9 @@ impl Ecosystem {
                 k.clone(),
                 refs::render(&t.text, &mut resolve).map_err(|m| at(t.line, m))?,
             );
+        }
+        if let (Some(otlp), Some(_)) = (&self.otlp, &c.program) {
+            otlp.inject(&c.name, &mut env);
         }
         let password = match &c.password {
             Some(t) => Some(refs::render(&t.text, &mut resolve).map_err(|m| at(t.line, m))?),
@@ -686,6 +755,18 @@ impl Ecosystem {
         &self.traces
     }
 
+    /// The OTLP/HTTP base URL of the receiver filling [`Self::traces`] (what
+    /// components get as `OTEL_EXPORTER_OTLP_ENDPOINT`), or `None` when the
+    /// ecosystem has no receiver (kept, or on a remote docker daemon).
+    pub fn otlp_url(&self) -> Option<String> {
+        self.otlp.as_ref().map(|r| r.0.http_url())
+    }
+
+    /// The receiver's OTLP/gRPC endpoint, when it has one.
+    pub fn otlp_grpc_url(&self) -> Option<String> {
+        self.otlp.as_ref().map(|r| r.0.grpc_url())
+    }
+
     /// Why the components' spans do not reach [`Ecosystem::traces`], or
     /// `None` when they do: the harness points the components it starts at
     /// its receiver; an external deployment exports wherever it was set up to.
@@ -808,6 +889,9 @@ impl Ecosystem {
         self.torn_down = true;
         self.backend.teardown().await;
         std::mem::take(&mut self.links).shutdown().await;
+        if let Some(OtlpReceiver(receiver)) = self.otlp.take() {
+            receiver.shutdown().await;
+        }
     }
 }
 

@@ -31,6 +31,9 @@
 //! Stripe mock (`${crm-api.peer-url}`), is that one.
 //! Readiness is still checked (the deployment must answer), and faults
 //! (`kill`, `pause`, `restart`) are refused: this is someone's staging.
+//! Its OTLP receiver (see [`crate::trace::receiver`]) listens on 127.0.0.1
+//! and nothing is pointed at it, since nothing is started: a deployment's
+//! spans reach a run only when someone points its exporters there.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -10,6 +10,9 @@
 //! - `${vars.<name>}`: a value from `[vars]`.
 //! - `${file:<path>}`: a file next to the ecosystem file (copied into the
 //!   container under docker).
+//! - `${otlp.url}`, `${otlp.grpc-url}`: the harness's OTLP trace receiver
+//!   (HTTP base URL, gRPC endpoint) as the component reaches it (see
+//!   [`crate::trace::receiver`]); `otlp` is therefore no component's name.
 
 use super::model::Kind;
 
@@ -19,7 +22,12 @@ pub enum Ref {
     Var(String),
     File(String),
     Own(String),
-    Component { component: String, attr: String },
+    Component {
+        component: String,
+        attr: String,
+    },
+    /// `${otlp.url}` or `${otlp.grpc-url}`.
+    Otlp(String),
 }
 
 const COMPONENT_ATTRS: &[&str] = &[
@@ -32,6 +40,7 @@ const COMPONENT_ATTRS: &[&str] = &[
     "database",
 ];
 const OWN_ATTRS: &[&str] = &["host", "port", "bind", "bind-host"];
+const OTLP_ATTRS: &[&str] = &["url", "grpc-url"];
 
 /// Parses the references of `text`.
 pub fn parse(text: &str) -> Result<Vec<Ref>, String> {
@@ -60,6 +69,7 @@ fn parse_one(inner: &str) -> Result<Ref, String> {
     Ok(match head {
         "vars" => Ref::Var(attr.to_owned()),
         "self" => Ref::Own(attr.to_owned()),
+        "otlp" => Ref::Otlp(attr.to_owned()),
         _ => Ref::Component {
             component: head.to_owned(),
             attr: attr.to_owned(),
@@ -74,6 +84,17 @@ pub(crate) fn check_own_attr(attr: &str, kind: Kind) -> Result<(), String> {
         Err(format!(
             "`${{self.{attr}}}` is unknown for a {kind}: use one of {}",
             OWN_ATTRS.join(", ")
+        ))
+    }
+}
+
+pub(crate) fn check_otlp_attr(attr: &str) -> Result<(), String> {
+    if OTLP_ATTRS.contains(&attr) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`${{otlp.{attr}}}` is unknown: use one of {}",
+            OTLP_ATTRS.join(", ")
         ))
     }
 }
@@ -140,12 +161,26 @@ mod tests {
                 Ref::Component { .. } => "5432".into(),
                 Ref::Own(_) => "0.0.0.0:80".into(),
                 Ref::File(f) => format!("/files/{f}"),
+                Ref::Otlp(a) => format!("otlp-{a}"),
             })
         })
         .expect("renders");
         assert_eq!(
             rendered,
             "postgres://u:secret@pg:5432/db 0.0.0.0:80 /files/a.yaml"
+        );
+    }
+
+    #[test]
+    fn the_otlp_receiver_is_referenced_by_its_own_head() {
+        assert_eq!(
+            parse("${otlp.url}/v1/traces ${otlp.grpc-url}").unwrap(),
+            vec![Ref::Otlp("url".into()), Ref::Otlp("grpc-url".into())]
+        );
+        assert!(check_otlp_attr("grpc-url").is_ok());
+        assert_eq!(
+            check_otlp_attr("host").unwrap_err(),
+            "`${otlp.host}` is unknown: use one of url, grpc-url"
         );
     }
 

@@ -151,4 +151,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn teardown(&self) -> BoxFuture<'_, ()>;
     /// What `tekup-harness down` needs to stop a kept environment.
     fn keep_state(&self) -> serde_json::Value;
+    /// The address of this machine that its components reach, for servers
+    /// the harness runs for them (the OTLP receiver binds it): loopback for
+    /// processes, the run network's gateway under docker. `Err` says why
+    /// there is none (a remote docker daemon).
+    fn harness_ip(&self) -> BoxFuture<'_, Result<std::net::IpAddr, String>> {
+        Box::pin(async { Ok(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)) })
+    }
 }

@@ -10,14 +10,15 @@
 //! - a header with the run's summary, then one section per scenario (failed
 //!   ones open): its tenants, its failure (message, coloured diff, request,
 //!   response, WebSocket events, component logs), its steps with the time
-//!   spent in the engine and in the system under test, and a sequence
-//!   diagram of its messages (see [`super::sequence`]).
+//!   spent in the engine and in the system under test, a sequence
+//!   diagram of its messages (see [`super::sequence`]) and a waterfall of
+//!   the spans its traces left (see [`super::waterfall`]).
 
 use std::fmt::Write as _;
 
 use super::model::{Failure, RunReport, ScenarioReport, Status, StepReport};
-use super::sequence;
 use super::text::{self, escape_text};
+use super::{sequence, waterfall};
 
 pub(crate) const STYLE: &str = r#"
 :root { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #111827; }
@@ -52,6 +53,18 @@ tr.failed td { background: #fef2f2; }
 .legend { display: flex; gap: 1rem; font-size: 12px; color: #374151; }
 .note { color: #92400e; }
 nav button { font: inherit; font-size: 12px; margin-right: .4rem; }
+.wf-wrap { overflow-x: auto; border: 1px solid #e5e7eb; border-radius: 4px; }
+table.waterfall { width: 100%; table-layout: fixed; }
+table.waterfall th:nth-child(1) { width: 34%; } table.waterfall th:nth-child(2) { width: 11%; }
+table.waterfall th:nth-child(3) { width: 7%; }
+tr.trace-head th { background: #eef2ff; font-weight: 500; }
+td.wf-name { overflow: hidden; white-space: nowrap; text-overflow: ellipsis; }
+td.wf-name details { display: inline; } td.wf-name summary { cursor: pointer; display: inline; }
+td.wf-name pre { white-space: pre-wrap; font-size: 11px; margin-top: .2rem; }
+td.wf-time { position: relative; }
+.wf-bar { height: 10px; min-width: 2px; margin-top: 4px; background: #2563eb; border-radius: 2px; }
+.wf-bar.error, tr.span.error td.wf-name summary { background: #dc2626; color: #fff; }
+.wf-err { color: #b91c1c; } tr.span.orphan td { background: #fffbeb; }
 "#;
 
 const SCRIPT: &str = r#"
@@ -165,6 +178,12 @@ fn push_scenario(page: &mut String, index: usize, scenario: &ScenarioReport) {
             &scenario.messages,
             &format!("s{}", index + 1),
         ));
+    }
+    page.push_str("<h3>Traces</h3>\n");
+    if scenario.spans.is_empty() {
+        page.push_str("<p class=\"muted\">No span of this scenario's traces was received.</p>\n");
+    } else {
+        page.push_str(&waterfall::render(&scenario.spans));
     }
     page.push_str("</div>\n</details>\n");
 }

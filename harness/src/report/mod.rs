@@ -1,5 +1,7 @@
-//! Reports of a scenario run: JUnit XML for CI, JSON, and a self-contained
-//! HTML page with a sequence diagram of what actually happened.
+//! Reports of a scenario run: JUnit XML for CI, JSON, a self-contained
+//! HTML page with a sequence diagram and a trace waterfall of what actually
+//! happened, and the run's spans as OTLP/JSON (`traces.json`) for any
+//! tracing backend to import.
 //!
 //! The runner fills in a [`RunReport`] ([`model`]); [`write`] renders it in
 //! the asked [`Format`]s into a directory:
@@ -7,9 +9,9 @@
 //! ```no_run
 //! # fn demo(report: &tekup_harness::report::RunReport) -> Result<(), Box<dyn std::error::Error>> {
 //! use tekup_harness::report::{self, Format};
-//! let formats = Format::parse_list("junit,json,html")?;
+//! let formats = Format::parse_list("junit,json,html,traces")?;
 //! let written = report::write(report, "reports".as_ref(), &formats)?;
-//! // ["reports/junit.xml", "reports/report.json", "reports/report.html"]
+//! // ["reports/junit.xml", "reports/report.json", "reports/report.html", "reports/traces.json"]
 //! # Ok(()) }
 //! ```
 //!
@@ -25,6 +27,7 @@ pub mod junit;
 pub mod model;
 mod sequence;
 pub(crate) mod text;
+mod waterfall;
 
 use std::fmt;
 use std::io::{self, Write as _};
@@ -42,11 +45,14 @@ pub enum Format {
     Json,
     /// `report.html`
     Html,
+    /// `traces.json`: every scenario's spans as one OTLP/JSON
+    /// `ExportTraceServiceRequest` (see [`crate::trace::to_otlp_json`]).
+    Traces,
 }
 
 impl Format {
     /// Every format, in the order they are written.
-    pub const ALL: [Format; 3] = [Format::Junit, Format::Json, Format::Html];
+    pub const ALL: [Format; 4] = [Format::Junit, Format::Json, Format::Html, Format::Traces];
 
     /// The name on the command line: `junit`, `json`, `html`.
     pub fn name(self) -> &'static str {
@@ -54,6 +60,7 @@ impl Format {
             Format::Junit => "junit",
             Format::Json => "json",
             Format::Html => "html",
+            Format::Traces => "traces",
         }
     }
 
@@ -63,6 +70,7 @@ impl Format {
             Format::Junit => "junit.xml",
             Format::Json => "report.json",
             Format::Html => "report.html",
+            Format::Traces => "traces.json",
         }
     }
 
@@ -84,6 +92,14 @@ impl Format {
             Format::Junit => Ok(junit::render(report)),
             Format::Json => json::render(report),
             Format::Html => Ok(html::render(report)),
+            Format::Traces => {
+                let spans: Vec<crate::trace::Span> = report
+                    .scenarios
+                    .iter()
+                    .flat_map(|s| s.spans.iter().cloned())
+                    .collect();
+                crate::trace::to_otlp_json(&spans)
+            }
         }
     }
 }
@@ -110,7 +126,9 @@ impl FromStr for Format {
 
 /// A report format name that is not one of [`Format::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown report format `{item}`: expected a comma-separated list of junit, json, html")]
+#[error(
+    "unknown report format `{item}`: expected a comma-separated list of junit, json, html, traces"
+)]
 pub struct FormatError {
     /// The item as given (trimmed; empty for `junit,,html`).
     pub item: String,
@@ -214,7 +232,7 @@ mod tests {
         assert_eq!(err.item, "xml");
         assert_eq!(
             err.to_string(),
-            "unknown report format `xml`: expected a comma-separated list of junit, json, html"
+            "unknown report format `xml`: expected a comma-separated list of junit, json, html, traces"
         );
     }
 
@@ -228,6 +246,6 @@ mod tests {
     #[test]
     fn formats_show_as_their_names() {
         let names: Vec<String> = Format::ALL.iter().map(Format::to_string).collect();
-        assert_eq!(names, ["junit", "json", "html"]);
+        assert_eq!(names, ["junit", "json", "html", "traces"]);
     }
 }

@@ -16,8 +16,12 @@
 //! The names and attributes spans are selected by are the platform's
 //! contract (`contract/README.md`, Traces), not the services' code.
 
+pub mod otlp;
+pub mod receiver;
 mod store;
 
+pub use otlp::{to_otlp_json, InvalidSpan};
+pub use receiver::{Receiver, ReceiverError, ReceiverOptions};
 pub use store::{
     harness_span, Span, SpanEvent, SpanKind, SpanStatus, SpanStore, StatusCode, TracePrefix,
 };

@@ -222,3 +222,83 @@ async fn auto_falls_back_to_processes_and_says_why() {
         "{reason}"
     );
 }
+
+#[tokio::test]
+async fn components_with_a_program_are_pointed_at_the_run_s_otlp_receiver() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_file(
+        dir.path(),
+        r#"
+[component.plain]
+kind = "job"
+program = "/bin/sh"
+args = ["-c", "env | grep ^OTEL_ | sort; echo ref=${otlp.url} grpc=${otlp.grpc-url}"]
+
+[component.team]
+kind = "job"
+program = "/bin/sh"
+args = ["-c", "env | grep ^OTEL_ | sort"]
+env = { OTEL_EXPORTER_OTLP_ENDPOINT = "http://collector.team:4318", OTEL_SERVICE_NAME = "their-name" }
+"#,
+    );
+    let eco = Ecosystem::builder()
+        .file(&file)
+        .runtime(Runtime::Process)
+        .logs_dir(dir.path().join("logs"))
+        .start()
+        .await
+        .expect("starts");
+    let url = eco.otlp_url().expect("a receiver");
+    let grpc = eco.otlp_grpc_url().expect("a receiver");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let plain = eco.component("plain").expect("plain").log_tail(20).await;
+    for line in [
+        format!("OTEL_EXPORTER_OTLP_ENDPOINT={url}"),
+        "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf".to_owned(),
+        "OTEL_SERVICE_NAME=plain".to_owned(),
+        "OTEL_BSP_SCHEDULE_DELAY=100".to_owned(),
+        format!("ref={url} grpc={grpc}"),
+    ] {
+        assert!(
+            plain.lines().any(|l| l == line),
+            "{line:?} missing in:\n{plain}"
+        );
+    }
+    // What the file sets itself is left as it is.
+    let team = eco.component("team").expect("team").log_tail(20).await;
+    for line in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT=http://collector.team:4318",
+        "OTEL_SERVICE_NAME=their-name",
+        "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+    ] {
+        assert!(
+            team.lines().any(|l| l == line),
+            "{line:?} missing in:\n{team}"
+        );
+    }
+    // The receiver answers there and fills the ecosystem's store.
+    let span = |id: &str| tekup_harness::trace::Span {
+        trace_id: "ab".repeat(16),
+        span_id: id.repeat(16),
+        parent_span_id: None,
+        service: "plain".into(),
+        name: "GET /health".into(),
+        kind: tekup_harness::trace::SpanKind::Server,
+        start_unix_nano: 1,
+        end_unix_nano: 2,
+        attributes: Default::default(),
+        events: Vec::new(),
+        status: Default::default(),
+    };
+    let spans = [span("1"), span("2")];
+    let body = tekup_harness::trace::to_otlp_json(&spans).expect("json");
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/traces"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("the receiver answers");
+    assert_eq!(response.status(), 200);
+    assert_eq!(eco.traces().received(), 2);
+}

@@ -405,4 +405,30 @@ impl Backend for DockerBackend {
     fn keep_state(&self) -> serde_json::Value {
         json!({ "network": self.network, "run": self.run_id })
     }
+
+    /// The run network's gateway: this machine's address on the bridge,
+    /// which its containers reach (on a local daemon only).
+    fn harness_ip(&self) -> BoxFuture<'_, Result<std::net::IpAddr, String>> {
+        async move {
+            if self.host != "127.0.0.1" {
+                return Err(format!(
+                    "the docker daemon runs on {}, whose containers cannot reach a server of this machine's bridge",
+                    self.host
+                ));
+            }
+            let network = self
+                .docker
+                .inspect_network(&self.network, None)
+                .await
+                .map_err(|e| format!("failed to inspect the network {}: {e}", self.network))?;
+            let gateway = network
+                .ipam
+                .and_then(|ipam| ipam.config)
+                .unwrap_or_default()
+                .into_iter()
+                .find_map(|c| c.gateway?.parse::<std::net::IpAddr>().ok());
+            gateway.ok_or_else(|| format!("the network {} has no gateway address", self.network))
+        }
+        .boxed()
+    }
 }

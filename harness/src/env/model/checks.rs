@@ -101,6 +101,7 @@ pub(super) fn check_ref(
         )),
         Ref::File(_) => Ok(()),
         Ref::Own(attr) => refs::check_own_attr(attr, kind),
+        Ref::Otlp(attr) => refs::check_otlp_attr(attr),
         Ref::Component { component, .. } if component == me => Err(format!(
             "`${{{component}...}}` refers to this component itself; use `${{self...}}`"
         )),

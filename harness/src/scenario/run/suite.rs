@@ -55,6 +55,10 @@ pub struct Suite {
     /// Leave the tenants made on an external deployment as they are
     /// (`--keep-tenants`) instead of suspending them in [`Suite::finish`].
     pub keep_tenants: bool,
+    /// Forward the services' spans to this OTLP/HTTP endpoint too
+    /// (`--otlp-forward`, `TEKUP_OTLP_FORWARD`; see
+    /// [`crate::env::EcosystemBuilder::otlp_forward`]).
+    pub otlp_forward: Option<String>,
     state: tokio::sync::Mutex<Option<Result<Arc<Runner>, String>>>,
     watching: tokio::sync::Mutex<Option<Witness>>,
     started: Instant,
@@ -67,7 +71,8 @@ impl Suite {
     /// (default `process`), `TEKUP_REPORTS_DIR` (default `reports`),
     /// `TEKUP_BUILD=1` (build the binaries first), and the TLS settings
     /// `TEKUP_CA_CERT`, `TEKUP_CLIENT_CERT`/`TEKUP_CLIENT_KEY`,
-    /// `TEKUP_INSECURE` (wrong files fail the start, naming them).
+    /// `TEKUP_INSECURE` (wrong files fail the start, naming them), and
+    /// `TEKUP_OTLP_FORWARD` (an OTLP endpoint to forward spans to).
     pub fn new(root: PathBuf) -> Suite {
         let (tls, tls_error) = match TlsArgs::from_env().load() {
             Ok(tls) => (tls, None),
@@ -91,6 +96,9 @@ impl Suite {
             tls_from_env: true,
             external: None,
             keep_tenants: false,
+            otlp_forward: std::env::var("TEKUP_OTLP_FORWARD")
+                .ok()
+                .filter(|u| !u.is_empty()),
             state: tokio::sync::Mutex::new(None),
             watching: tokio::sync::Mutex::new(None),
             started: Instant::now(),
@@ -154,6 +162,9 @@ impl Suite {
         }
         if let Some(file) = &self.external {
             builder = builder.external_file(file);
+        }
+        if let Some(url) = &self.otlp_forward {
+            builder = builder.otlp_forward(url);
         }
         let eco = builder
             .logs_dir(self.reports_dir.join("logs"))
