@@ -771,8 +771,13 @@ impl Ecosystem {
     /// `None` when they do: the harness points the components it starts at
     /// its receiver; an external deployment exports wherever it was set up to.
     pub fn traces_unavailable(&self) -> Option<&'static str> {
-        (self.runtime == Runtime::External).then_some(
-            "an external deployment's services export their spans where they were set up to, not to the harness",
+        if self.runtime == Runtime::External {
+            return Some(
+                "an external deployment's services export their spans where they were set up to, not to the harness",
+            );
+        }
+        self.otlp.is_none().then_some(
+            "this ecosystem has no OTLP receiver (a kept environment outlives the harness process that would receive; a remote Docker daemon cannot reach it)",
         )
     }
 

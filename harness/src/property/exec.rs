@@ -25,7 +25,7 @@ use crate::invariants::audit::{check_stored, store_for, AcceptedWrite, Audit, De
 use crate::invariants::{AcceptedLead, Checker, Ledger};
 use crate::platform::Platform;
 use crate::scenario::run::queue::enqueue_job;
-use crate::scenario::run::ws::{Conn, Observer};
+use crate::scenario::run::ws::{Conn, Observer, Opener};
 use crate::scenario::run::Clock;
 use crate::scenario::vars::map_strings;
 
@@ -362,12 +362,14 @@ impl Executor {
         Conn::open(
             self.platform.tls(),
             &self.gateway,
-            vars.get(&tenant_var(tenant))?,
-            vars.get(&format!("{}.key", tenant_var(tenant)))?,
-            app,
+            Opener {
+                tenant_id: vars.get(&tenant_var(tenant))?,
+                key: vars.get(&format!("{}.key", tenant_var(tenant)))?,
+                app,
+                traceparent: None,
+            },
             Duration::from_secs(10),
             observer,
-            None,
         )
         .await
     }

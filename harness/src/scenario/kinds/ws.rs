@@ -12,7 +12,7 @@ use super::{KindDef, StepCx, StepError};
 use crate::report::{Message, MessageKind};
 use crate::scenario::ops::Place;
 use crate::scenario::read::{closest, keyed, string, Cx};
-use crate::scenario::run::{Conn, DEFAULT_STEP_TIMEOUT};
+use crate::scenario::run::{Conn, Opener, DEFAULT_STEP_TIMEOUT};
 use crate::scenario::schema::{self, Key};
 use crate::scenario::steps::{expected, keyed_action, tenant};
 use crate::scenario::vars::Scope;
@@ -238,12 +238,14 @@ async fn run(cx: &mut StepCx<'_, '_>, step: &WsStep) -> Result<(), StepError> {
             let conn = Conn::open(
                 cx.platform().tls(),
                 &gateway,
-                &t.id,
-                &t.key,
-                &app,
+                Opener {
+                    tenant_id: &t.id,
+                    key: &t.key,
+                    app: &app,
+                    traceparent: Some(&traceparent),
+                },
                 DEFAULT_STEP_TIMEOUT,
                 observer,
-                Some(&traceparent),
             )
             .await;
             cx.waited(started.elapsed());

@@ -44,7 +44,7 @@ pub(crate) use output::redact;
 pub(crate) use sql::{query, SqlError};
 pub(crate) use suite::build_binaries;
 pub use suite::{witness_entry, Finished, Suite};
-pub(crate) use ws::Conn;
+pub(crate) use ws::{Conn, Opener};
 
 use super::model::{Need, Scenario, Step};
 use crate::env::{error_chain, Ecosystem, Kind};

@@ -59,23 +59,37 @@ pub(crate) struct Observer {
     pub(crate) clock: Clock,
 }
 
+/// Who opens a connection: an app of a tenant (id and key), and the
+/// trace its handshake belongs to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Opener<'a> {
+    pub(crate) tenant_id: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) app: &'a str,
+    pub(crate) traceparent: Option<&'a str>,
+}
+
 impl Conn {
-    /// Connects to `gateway` (its http base URL) as `app` of a tenant and
-    /// waits for the `welcome` frame.
+    /// Connects to `gateway` (its http base URL) as `who` and waits for the
+    /// `welcome` frame.
     pub(crate) async fn open(
         tls: &crate::net::ClientTls,
         gateway: &str,
-        tenant_id: &str,
-        key: &str,
-        app: &str,
+        who: Opener<'_>,
         within: Duration,
         observer: Observer,
-        traceparent: Option<&str>,
     ) -> Result<Conn, String> {
-        let (sink, source) =
-            open_events_traced(tls, gateway, key, tenant_id, app, within, traceparent)
-                .await
-                .map_err(|e| e.why)?;
+        let (sink, source) = open_events_traced(
+            tls,
+            gateway,
+            who.key,
+            who.tenant_id,
+            who.app,
+            within,
+            who.traceparent,
+        )
+        .await
+        .map_err(|e| e.why)?;
         let inbox = Arc::new(Mutex::new(Inbox::default()));
         let arrived = Arc::new(Notify::new());
         let reader = tokio::spawn(read(
