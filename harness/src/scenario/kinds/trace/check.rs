@@ -356,73 +356,74 @@ pub(crate) fn render_tree(spans: &[Span]) -> String {
 /// Runs the step: waits for its selections to hold, or watches for
 /// `expect-none`'s period.
 pub(super) async fn run(cx: &mut StepCx<'_, '_>, step: &TraceStep) -> Result<(), StepError> {
-    let store = std::sync::Arc::clone(cx.eco().traces());
-    let changed = store.changed();
     let started = Instant::now();
     match step {
         TraceStep::Spans { within, spans } => {
             let resolved = Resolved::new(spans, cx.values)?;
-            let deadline = started + *within;
-            loop {
-                let notified = changed.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                let seen = cx.spans();
-                let problems = evaluate(&resolved, &seen);
-                if problems.is_empty() {
-                    cx.waited(started.elapsed());
-                    *cx.note = Some(format!("{} span(s) in the run's traces", seen.len()));
-                    return Ok(());
-                }
-                let now = Instant::now();
-                if now >= deadline
-                    || tokio::time::timeout(deadline - now, notified)
-                        .await
-                        .is_err()
-                {
-                    // One last look: spans may have arrived with the deadline.
-                    let seen = cx.spans();
-                    let problems = evaluate(&resolved, &seen);
-                    cx.waited(started.elapsed());
-                    if problems.is_empty() {
-                        return Ok(());
-                    }
-                    return Err(failure(cx, &problems, &seen, *within));
-                }
+            let (seen, held) = watch(cx, started + *within, |seen| {
+                evaluate(&resolved, seen).is_empty()
+            })
+            .await;
+            cx.waited(started.elapsed());
+            if held {
+                *cx.note = Some(format!("{} span(s) in the run's traces", seen.len()));
+                return Ok(());
             }
+            Err(failure(cx, &evaluate(&resolved, &seen), &seen, *within))
         }
         TraceStep::ExpectNone { select, period } => {
             let select = resolve_select(select, cx.values)?;
-            let deadline = started + *period;
-            loop {
-                let notified = changed.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                let seen = cx.spans();
-                let found: Vec<&Span> = seen.iter().filter(|s| selects(&select, s)).collect();
-                if !found.is_empty() {
-                    cx.waited(started.elapsed());
-                    return Err(StepError {
-                        message: format!(
-                            "trace: expected no {} for {period:?}, found {}: {}",
-                            select.describe(),
-                            found.len(),
-                            ids(&found)
-                        ),
-                        response: Some(render_tree(&seen)),
-                        ..StepError::default()
-                    });
-                }
-                let now = Instant::now();
-                if now >= deadline
-                    || tokio::time::timeout(deadline - now, notified)
-                        .await
-                        .is_err()
-                {
-                    cx.waited(started.elapsed());
-                    return Ok(());
-                }
+            let (seen, appeared) = watch(cx, started + *period, |seen| {
+                seen.iter().any(|s| selects(&select, s))
+            })
+            .await;
+            cx.waited(started.elapsed());
+            if !appeared {
+                return Ok(());
             }
+            let found: Vec<&Span> = seen.iter().filter(|s| selects(&select, s)).collect();
+            Err(StepError {
+                message: format!(
+                    "trace: expected no {} for {period:?}, found {}: {}",
+                    select.describe(),
+                    found.len(),
+                    ids(&found)
+                ),
+                response: Some(render_tree(&seen)),
+                ..StepError::default()
+            })
+        }
+    }
+}
+
+/// Reads the run's spans, and again whenever spans arrive, until `done`
+/// holds of them or `deadline` passes (then reads them one last time:
+/// some may have come with the deadline). Returns the last spans read and
+/// whether `done` held of them.
+async fn watch(
+    cx: &StepCx<'_, '_>,
+    deadline: Instant,
+    mut done: impl FnMut(&[Span]) -> bool,
+) -> (Vec<Span>, bool) {
+    let changed = cx.eco().traces().changed();
+    loop {
+        // Registered before reading, so spans arriving in between wake us.
+        let notified = changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let seen = cx.spans();
+        if done(&seen) {
+            return (seen, true);
+        }
+        let now = Instant::now();
+        if now >= deadline
+            || tokio::time::timeout(deadline - now, notified)
+                .await
+                .is_err()
+        {
+            let seen = cx.spans();
+            let held = done(&seen);
+            return (seen, held);
         }
     }
 }
