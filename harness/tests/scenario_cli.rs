@@ -75,7 +75,7 @@ fn validate_reports_each_file_duplicates_and_a_summary() {
          INVALID scenarios/b.yaml\n\
          scenarios/b.yaml:2:7: duplicate scenario name `same`\n  hint: scenarios/a.yaml:1 already uses it; scenario names are unique (they name the test cases)\n\
          INVALID scenarios/c.yaml\n\
-         scenarios/c.yaml:3:5: unknown step kind `slep`\n  hint: did you mean `sleep`? the kinds are http, ws, eventually, sql, redis, mock, stripe, chaos, sleep; `use: <step file>` calls a step file\n\
+         scenarios/c.yaml:3:5: unknown step kind `slep`\n  hint: did you mean `sleep`? the kinds are http, ws, eventually, sql, redis, mock, stripe, trace, chaos, sleep; `use: <step file>` calls a step file\n\
          1 valid, 2 invalid\n"
     );
 }

@@ -244,7 +244,7 @@ fn skip_if_mistakes_are_positioned() {
     assert_eq!(
         errors("name: x\nskip-if: { lacks: kafka, because: no }\nsteps:\n  - sleep: 1s\n"),
         "s.yaml:2:19: `skip-if` cannot check whether the ecosystem lacks `kafka`\n  \
-         hint: it can check database, redis, faults, links, mock:NAME"
+         hint: it can check database, redis, faults, links, traces, mock:NAME"
     );
     assert!(
         errors("name: x\nskip-if: { runtime: external }\nsteps:\n  - sleep: 1s\n")

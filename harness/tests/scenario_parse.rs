@@ -130,12 +130,12 @@ fn included_step_files_are_loaded_and_define_names() {
 fn an_unknown_step_kind_names_the_closest() {
     assert_eq!(
         errors("name: x\nsteps:\n  - htp: { service: a }\n"),
-        "s.yaml:3:5: unknown step kind `htp`\n  hint: did you mean `http`? the kinds are http, ws, eventually, sql, redis, mock, stripe, chaos, sleep; `use: <step file>` calls a step file"
+        "s.yaml:3:5: unknown step kind `htp`\n  hint: did you mean `http`? the kinds are http, ws, eventually, sql, redis, mock, stripe, trace, chaos, sleep; `use: <step file>` calls a step file"
     );
     // A typo of `use` is pointed at `use`, not at the nearest step kind.
     assert_eq!(
         errors("name: x\nsteps:\n  - uze: create-lead\n"),
-        "s.yaml:3:5: unknown step kind `uze`\n  hint: did you mean `use`? the kinds are http, ws, eventually, sql, redis, mock, stripe, chaos, sleep; `use: <step file>` calls a step file"
+        "s.yaml:3:5: unknown step kind `uze`\n  hint: did you mean `use`? the kinds are http, ws, eventually, sql, redis, mock, stripe, trace, chaos, sleep; `use: <step file>` calls a step file"
     );
 }
 
@@ -260,7 +260,7 @@ fn malformed_vars_faults_and_sql_expectations_are_explained() {
     );
     assert_eq!(
         errors("name: x\nsteps:\n  - timeout: 1s\n"),
-        "s.yaml:3:5: a step has a `timeout` but no kind\n  hint: add the step beside it, e.g. `http: { ... }`; the kinds are http, ws, eventually, sql, redis, mock, stripe, chaos, sleep; `use: <step file>` calls a step file"
+        "s.yaml:3:5: a step has a `timeout` but no kind\n  hint: add the step beside it, e.g. `http: { ... }`; the kinds are http, ws, eventually, sql, redis, mock, stripe, trace, chaos, sleep; `use: <step file>` calls a step file"
     );
 }
 

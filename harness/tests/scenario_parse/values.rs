@@ -34,7 +34,7 @@ fn a_step_carries_a_name_and_a_because_beside_its_kind() {
 fn names_and_messages_are_checked_where_they_are_written() {
     assert_eq!(
         errors("name: x\nsteps:\n  - name: lonely\n    because: why\n"),
-        "s.yaml:3:5: a step has a `name` and a `because` but no kind\n  hint: add the step beside it, e.g. `http: { ... }`; the kinds are http, ws, eventually, sql, redis, mock, stripe, chaos, sleep; `use: <step file>` calls a step file"
+        "s.yaml:3:5: a step has a `name` and a `because` but no kind\n  hint: add the step beside it, e.g. `http: { ... }`; the kinds are http, ws, eventually, sql, redis, mock, stripe, trace, chaos, sleep; `use: <step file>` calls a step file"
     );
     assert_eq!(
         errors("name: x\nsteps:\n  - sleep: 1s\n    name: \"\"\n"),

@@ -67,7 +67,14 @@ pub async fn usable(file: &EcosystemFile) -> Result<String, String> {
     })?;
     let version = docker.client_version();
     let mut missing = Vec::new();
-    for c in file.components.values() {
+    // The optional Prometheus has no docker image: a run that asks for it
+    // under docker is refused on its own (`env::prometheus`), one that does
+    // not ask leaves it out.
+    let needed = file
+        .components
+        .values()
+        .filter(|c| c.kind != super::super::model::Kind::Prometheus);
+    for c in needed {
         let mut found = false;
         for image in c.image.iter().chain(c.offline_image.iter()) {
             if image_exists(&docker, image).await {

@@ -26,7 +26,6 @@ use std::time::Duration;
 use serde_json::{json, Value as Json};
 
 use super::{KindDef, StepCx, StepError};
-use crate::scenario::model::Need;
 use crate::scenario::ops::Place;
 use crate::scenario::read::{fields, keyed, Cx, Fields};
 use crate::scenario::schema::{self, Key};
@@ -214,10 +213,6 @@ impl KindDef for TraceStep {
             TraceStep::Spans { within, .. } => *within,
             TraceStep::ExpectNone { period, .. } => *period,
         }
-    }
-
-    fn needs(&self) -> Option<Need> {
-        Some(Need::Traces)
     }
 
     async fn run(&self, cx: &mut StepCx<'_, '_>) -> Result<(), StepError> {
