@@ -138,10 +138,6 @@ impl Side {
         })
     }
 
-    fn spans(&self) -> u64 {
-        self.runner.ecosystem().traces().received()
-    }
-
     fn lead(&mut self) -> Value {
         self.next_lead += 1;
         json!({
