@@ -40,6 +40,6 @@ steps:
         app: flow-web
         request: { method: GET, path: "/leads/${lead}" }
         expect: { status: 200, json: { id: "${lead}" } }
-  # Other kinds: ws, sql, redis, mock, stripe, chaos, sleep, and `use:` of a step
+  # Other kinds: ws, sql, redis, mock, stripe, trace, chaos, sleep, and `use:` of a step
   # file under scenarios/steps/ (see scenarios/README.md).
 "#;
