@@ -83,26 +83,19 @@ struct Params {
     fsync: String,
 }
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 impl Params {
     fn from_env() -> Self {
-        let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let quick = tekup_benches::quick();
         let pick = |full: usize, small: usize| if quick { small } else { full };
         Self {
             quick,
-            clients: env_or("BENCH_CLIENTS", pick(1000, 1000)).max(1),
-            events: env_or("BENCH_EVENTS", pick(1000, 200)).max(1),
-            publish_concurrency: env_or("BENCH_PUBLISH_CONCURRENCY", 16).max(1),
+            clients: tekup_benches::env_usize("BENCH_CLIENTS", pick(1000, 1000)).max(1),
+            events: tekup_benches::env_usize("BENCH_EVENTS", pick(1000, 200)).max(1),
+            publish_concurrency: tekup_benches::env_usize("BENCH_PUBLISH_CONCURRENCY", 16).max(1),
             warmup_leads: pick(20, 10),
-            latency_leads: env_or("BENCH_LATENCY_LEADS", pick(500, 100)).max(1),
-            leads: env_or("BENCH_LEADS", pick(2000, 400)).max(1),
-            http_concurrency: env_or("BENCH_HTTP_CONCURRENCY", 8).max(1),
+            latency_leads: tekup_benches::env_usize("BENCH_LATENCY_LEADS", pick(500, 100)).max(1),
+            leads: tekup_benches::env_usize("BENCH_LEADS", pick(2000, 400)).max(1),
+            http_concurrency: tekup_benches::env_usize("BENCH_HTTP_CONCURRENCY", 8).max(1),
             fsync: std::env::var("BENCH_REDIS_FSYNC").unwrap_or_else(|_| "always".into()),
         }
     }

@@ -28,23 +28,19 @@ fn out(line: &str) {
     println!("{line}");
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1");
     let (steps, secs) = if quick {
         (vec![2, 8], 3)
     } else {
-        let max = env_usize("BENCH_MAX_USERS", 128);
+        let max = tekup_benches::env_usize("BENCH_MAX_USERS", 128);
         let steps = std::iter::successors(Some(4usize), |u| Some(u * 2))
             .take_while(|u| *u <= max)
             .collect();
-        (steps, env_usize("BENCH_STEP_SECS", 10) as u64)
+        (
+            steps,
+            tekup_benches::env_usize("BENCH_STEP_SECS", 10) as u64,
+        )
     };
     let profiles: Vec<Profile> = match std::env::var("BENCH_PROFILES") {
         Ok(list) => list

@@ -63,7 +63,7 @@ fn batch(seq: u64) -> ExportTraceServiceRequest {
 }
 
 fn main() {
-    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let quick = tekup_benches::quick();
     let requests = if quick { 40 } else { 200 };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -29,7 +29,7 @@ use tokio::net::{TcpListener, TcpStream};
 const ROUNDS: usize = 5;
 
 fn main() {
-    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let quick = tekup_benches::quick();
     let (kept_n, fresh_n, bulk) = if quick {
         (2_000, 200, 4 << 20)
     } else {

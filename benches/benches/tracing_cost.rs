@@ -60,24 +60,17 @@ struct Params {
     concurrency: usize,
 }
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 impl Params {
     fn from_env() -> Self {
-        let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let quick = tekup_benches::quick();
         let pick = |full: usize, small: usize| if quick { small } else { full };
         Self {
             quick,
-            rounds: env_or("BENCH_ROUNDS", pick(3, 2)).max(1),
-            warmup: env_or("BENCH_WARMUP", pick(20, 10)),
-            latency_leads: env_or("BENCH_LATENCY_LEADS", pick(300, 100)).max(1),
-            leads: env_or("BENCH_LEADS", pick(500, 200)).max(1),
-            concurrency: env_or("BENCH_CONCURRENCY", 8).max(1),
+            rounds: tekup_benches::env_usize("BENCH_ROUNDS", pick(3, 2)).max(1),
+            warmup: tekup_benches::env_usize("BENCH_WARMUP", pick(20, 10)),
+            latency_leads: tekup_benches::env_usize("BENCH_LATENCY_LEADS", pick(300, 100)).max(1),
+            leads: tekup_benches::env_usize("BENCH_LEADS", pick(500, 200)).max(1),
+            concurrency: tekup_benches::env_usize("BENCH_CONCURRENCY", 8).max(1),
         }
     }
 }
