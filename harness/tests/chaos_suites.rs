@@ -2,7 +2,9 @@
 //! runtime: each holds its invariants on the reference services, and a
 //! worker that drops failed jobs (`TEKUP_DEFECTS=no-job-retry`, a missing
 //! retry) is caught losing leads, and a gateway whose audit skips rows
-//! (`audit-skip`) is caught by `gateway-partition`'s audit check. Every
+//! (`audit-skip`) is caught by `gateway-partition`'s audit check, and a
+//! lead queued twice (`lead-enqueued-twice`, invisible to the stores: the
+//! handlers are idempotent) is caught by the leads' traces. Every
 //! suite has a witness tenant that must see and suffer nothing. Full size:
 //! `tekup-harness chaos --full`.
 
@@ -26,7 +28,20 @@ fn workspace() -> PathBuf {
 /// Starts the reference ecosystem (links on) with `defects` switched on in
 /// every service.
 async fn ecosystem(defects: &str, logs: &str) -> Ecosystem {
-    let mut builder = Ecosystem::builder().file(workspace().join("fixtures/ecosystem.toml"));
+    start(
+        Ecosystem::builder().file(workspace().join("fixtures/ecosystem.toml")),
+        defects,
+        logs,
+    )
+    .await
+}
+
+async fn start(
+    builder: tekup_harness::env::EcosystemBuilder,
+    defects: &str,
+    logs: &str,
+) -> Ecosystem {
+    let mut builder = builder;
     if !defects.is_empty() {
         builder = builder.defects(defects);
     }
@@ -195,4 +210,143 @@ async fn a_gateway_audit_that_skips_rows_is_caught_by_gateway_partition() {
         "{}",
         report.witness.describe(10)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lead_queued_twice_is_caught_by_its_trace_where_the_stores_see_nothing() {
+    let eco = ecosystem("lead-enqueued-twice", "lead-enqueued-twice").await;
+    // A fault away from the leads' path (Graph serves only the email
+    // syncs), so every accepted lead's second job is queued too.
+    let name = SuiteName::MockFlaky;
+    let mut plan = Plan::bounded(name);
+    plan.load.leads = 100;
+    plan.recovery = std::time::Duration::from_secs(30);
+    let report = run(&eco, name, &plan).await;
+    assert!(
+        !report.passed(),
+        "the defect went unnoticed:\n{}",
+        report.summary()
+    );
+    // Every accepted lead was followed in its trace, and each is reported
+    // queued as two jobs.
+    assert_eq!(
+        report.verdict.traces.followed as u64,
+        report.tally.accepted,
+        "{}",
+        report.summary()
+    );
+    let twice = report
+        .verdict
+        .findings
+        .iter()
+        .filter(|f| matches!(f, Finding::TraceJobs { jobs, .. } if jobs.len() == 2))
+        .count();
+    assert_eq!(twice as u64, report.tally.accepted, "{}", report.summary());
+    assert!(
+        report.summary().contains("was queued as 2 jobs"),
+        "{}",
+        report.summary()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crm_paused_fires_service_down_under_the_shipped_rules_and_it_resolves() {
+    let builder = Ecosystem::builder()
+        .file(workspace().join("fixtures/ecosystem.toml"))
+        .prometheus(true);
+    let eco = start(builder, "", "alert").await;
+    let name = SuiteName::CrmPaused;
+    let mut plan = Plan::bounded(name);
+    // The alert is the point here; a small load keeps the freeze's retries
+    // and dead letters few.
+    plan.load.leads = 60;
+    let report = run(&eco, name, &plan).await;
+    let alert = report
+        .alert
+        .as_ref()
+        .expect("Prometheus runs: the alert is checked");
+    assert!(report.passed(), "{}", report.summary());
+    let hold = alert.rule_hold.expect("the shipped rules have ServiceDown");
+    // Held until the alert fired: at least the rule's `for:`, not the
+    // plan's two seconds.
+    assert!(
+        alert.fired_after.is_some_and(|at| at >= hold),
+        "{}",
+        report.summary()
+    );
+    assert!(alert.resolved_after.is_some(), "{}", report.summary());
+    assert!(
+        report
+            .summary()
+            .contains("alert ServiceDown{job=crm-api}: fired"),
+        "{}",
+        report.summary()
+    );
+}
+
+/// A copy of `fixtures/` under the workspace's `target/` (so the
+/// services' binaries are found as from the original) whose `ServiceDown`
+/// rule can never fire: `up == 2`, the kind of slip that blinds the
+/// monitoring. Its `for:` is five seconds, so the wait for it is short.
+fn fixtures_with_a_blind_rule() -> PathBuf {
+    let from = workspace().join("fixtures");
+    let to = workspace()
+        .join("target")
+        .join(format!("tekup-blind-rule-{}", std::process::id()));
+    copy_dir(&from, &to);
+    let rules = to.join("prometheus/alerts.yml");
+    let text = std::fs::read_to_string(&rules).expect("the rules");
+    let broken = text.replacen(
+        "expr: up == 0\n        for: 1m",
+        "expr: up == 2\n        for: 5s",
+        1,
+    );
+    assert_ne!(
+        broken, text,
+        "the ServiceDown rule is where the test expects it"
+    );
+    std::fs::write(&rules, broken).expect("write the broken rules");
+    to.join("ecosystem.toml")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("make the copy's directory");
+    for entry in std::fs::read_dir(from).expect("read fixtures") {
+        let entry = entry.expect("an entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("its type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a fixture");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rule_that_cannot_fire_fails_crm_paused_naming_the_alert() {
+    let file = fixtures_with_a_blind_rule();
+    let builder = Ecosystem::builder().file(&file).prometheus(true);
+    let eco = start(builder, "", "blind-rule").await;
+    let name = SuiteName::CrmPaused;
+    let mut plan = Plan::bounded(name);
+    plan.load.leads = 60;
+    let report = run(&eco, name, &plan).await;
+    drop(eco);
+    let _ = std::fs::remove_dir_all(file.parent().expect("the copy"));
+    assert!(
+        !report.passed(),
+        "the blind rule went unnoticed:\n{}",
+        report.summary()
+    );
+    let alert = report.alert.as_ref().expect("the alert is checked");
+    assert_eq!(alert.fired_after, None, "{}", report.summary());
+    assert!(
+        report
+            .summary()
+            .contains("ServiceDown{job=crm-api} did not fire within the rule's for: plus 30 s"),
+        "{}",
+        report.summary()
+    );
+    // The rest of the suite held: only the monitoring is at fault.
+    assert!(report.verdict.holds(), "{}", report.summary());
 }

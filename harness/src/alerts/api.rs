@@ -189,6 +189,24 @@ struct AlertsData {
 }
 
 #[derive(Deserialize)]
+struct RulesData {
+    groups: Vec<RuleGroup>,
+}
+
+#[derive(Deserialize)]
+struct RuleGroup {
+    rules: Vec<Rule>,
+}
+
+#[derive(Deserialize)]
+struct Rule {
+    name: String,
+    /// An alerting rule's `for:`, in seconds.
+    #[serde(default)]
+    duration: f64,
+}
+
+#[derive(Deserialize)]
 struct Matrix {
     result: Vec<Series>,
 }
@@ -252,6 +270,21 @@ impl Prometheus {
     /// The alerts pending or firing now.
     pub async fn active(&self) -> Result<Vec<ActiveAlert>, AlertsError> {
         Ok(self.get::<AlertsData>("/api/v1/alerts", &[]).await?.alerts)
+    }
+
+    /// The `for:` of the loaded alerting rule `name` (how long its
+    /// expression must hold before it fires), or `None` when no rule of
+    /// that name is loaded.
+    pub async fn rule_hold(&self, name: &str) -> Result<Option<Duration>, AlertsError> {
+        let rules: RulesData = self
+            .get("/api/v1/rules", &[("type", "alert".to_owned())])
+            .await?;
+        Ok(rules
+            .groups
+            .into_iter()
+            .flat_map(|g| g.rules)
+            .find(|r| r.name == name)
+            .map(|r| Duration::from_secs_f64(r.duration.max(0.0))))
     }
 
     /// Polls [`Self::active`] until `until` holds of it (returned), or

@@ -12,6 +12,9 @@ pub struct AcceptedLead {
     pub tenant: String,
     pub id: Uuid,
     pub email: String,
+    /// The trace its request began ([`super::LeadTraces::begin`]), when it
+    /// was sent with one: the traces then witness its processing too.
+    pub trace: Option<String>,
 }
 
 /// The leads suites created, by outcome. Shared by the tasks of a load.

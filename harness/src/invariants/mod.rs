@@ -16,6 +16,11 @@
 //! The check is honest about what it cannot see: a lead whose request got
 //! no answer may or may not exist, so it is not held to anything.
 //!
+//! Where the services' spans reach the harness, the checker also holds
+//! each lead sent with a trace of its own to that trace ([`traces`]): a
+//! second witness, which sees what the stores cannot (a lead queued as two
+//! jobs, a job that lost its trace context).
+//!
 //! Beside the checker: [`audit`] holds the gateway's audit to the
 //! deliveries a suite's subscribers saw, and accepted writes to their
 //! tables; [`witness`] is a tenant that takes part in nothing and must
@@ -24,6 +29,7 @@
 pub mod audit;
 mod ledger;
 mod stores;
+pub mod traces;
 pub mod witness;
 
 use std::fmt;
@@ -32,6 +38,7 @@ use std::time::{Duration, Instant};
 pub use audit::{AcceptedWrite, Audit, Delivery, Rooms};
 pub use ledger::{AcceptedLead, Ledger, Tally};
 pub use stores::{Checker, QueueTotals};
+pub use traces::{LeadTraces, TraceTally};
 pub use witness::{Witness, WitnessReport};
 
 /// One thing that does not hold.
@@ -98,6 +105,31 @@ pub enum Finding {
         app: String,
         event: String,
     },
+    /// An accepted lead's trace lacks a span the contract promises (pending:
+    /// spans arrive in batches after the work).
+    TraceIncomplete {
+        tenant: String,
+        lead: String,
+        trace: String,
+        missing: String,
+    },
+    /// An accepted lead's trace shows its processing queued as more than
+    /// one job.
+    TraceJobs {
+        tenant: String,
+        lead: String,
+        trace: String,
+        jobs: Vec<String>,
+    },
+    /// An accepted lead's job was processed in another trace than the
+    /// lead's: the job lost its trace context.
+    TraceContextLost {
+        tenant: String,
+        lead: String,
+        job: String,
+        trace: String,
+        elsewhere: String,
+    },
     /// An accepted write is not in the table the contract names for it.
     WriteLost {
         what: String,
@@ -117,6 +149,7 @@ impl Finding {
                 | Finding::JobsUnsettled { .. }
                 | Finding::BreakerOpen { .. }
                 | Finding::Unreadable { .. }
+                | Finding::TraceIncomplete { .. }
                 | Finding::Unaudited { rows: 0, .. }
         )
     }
@@ -194,6 +227,33 @@ impl fmt::Display for Finding {
                 f,
                 "{what} ({id}) of {tenant} was accepted and is not in {table}, the store the contract names for it"
             ),
+            Finding::TraceIncomplete {
+                tenant,
+                lead,
+                trace,
+                missing,
+            } => write!(f, "lead {lead} of {tenant}: its trace {trace} has {missing}"),
+            Finding::TraceJobs {
+                tenant,
+                lead,
+                trace,
+                jobs,
+            } => write!(
+                f,
+                "lead {lead} of {tenant} was queued as {} jobs ({}) in its trace {trace}: one lead, one job (the handlers are idempotent by job id, so each job processes the lead again)",
+                jobs.len(),
+                jobs.join(", ")
+            ),
+            Finding::TraceContextLost {
+                tenant,
+                lead,
+                job,
+                trace,
+                elsewhere,
+            } => write!(
+                f,
+                "lead {lead} of {tenant}: its job {job} was processed in trace {elsewhere}, not in the lead's trace {trace} (the job lost its trace context)"
+            ),
         }
     }
 }
@@ -210,6 +270,9 @@ pub struct Verdict {
     pub processed_ids: std::collections::BTreeSet<uuid::Uuid>,
     /// Of those, in the dead-letter queue.
     pub dead_lettered: usize,
+    /// What the leads' traces said, beside the findings
+    /// ([`traces::LeadTraces`]).
+    pub traces: TraceTally,
     /// How long settling took (zero for a single check).
     pub waited: Duration,
 }
@@ -234,6 +297,10 @@ impl Verdict {
             self.dead_lettered,
             self.waited.as_secs_f64()
         );
+        if let Some(traces) = self.traces.describe() {
+            out.push_str("; ");
+            out.push_str(&traces);
+        }
         let mut per_kind: Vec<(std::mem::Discriminant<Finding>, usize)> = Vec::new();
         for finding in &self.findings {
             let kind = std::mem::discriminant(finding);

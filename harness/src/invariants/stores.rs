@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use redis::AsyncCommands;
 use uuid::Uuid;
 
-use super::{AcceptedLead, Finding, JobsAccepted, Verdict};
+use super::{AcceptedLead, Finding, JobsAccepted, LeadTraces, Verdict};
 use crate::env::{error_chain, Ecosystem, Kind};
 use crate::platform::Platform;
 
@@ -37,6 +37,8 @@ pub struct Checker {
     redis: redis::Client,
     /// Services whose `/metrics` show breakers.
     services: Vec<String>,
+    /// The leads' traces, when the ecosystem's spans reach the harness.
+    traces: Option<LeadTraces>,
 }
 
 impl Checker {
@@ -64,7 +66,15 @@ impl Checker {
             pg,
             redis,
             services,
+            traces: LeadTraces::of(eco),
         })
+    }
+
+    /// The traces to send leads with, so that the checks hold each lead to
+    /// its trace too; `None` when the ecosystem's spans do not reach the
+    /// harness.
+    pub fn traces(&self) -> Option<&LeadTraces> {
+        self.traces.as_ref()
     }
 
     /// The superuser connection the checks read Postgres through.
@@ -104,6 +114,10 @@ impl Checker {
                 what: "Postgres".into(),
                 error,
             });
+        }
+        if let Some(traces) = &self.traces {
+            let tally = traces.check(leads, &dead, &mut verdict);
+            verdict.traces = tally;
         }
         self.check_queues(jobs, &mut verdict).await;
         self.check_breakers(&mut verdict).await;

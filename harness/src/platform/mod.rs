@@ -333,6 +333,7 @@ impl Platform {
             tenant_id: tenant.id.clone(),
             key: tenant.key.clone(),
             app: app.to_owned(),
+            traceparent: None,
         }
     }
 
@@ -369,6 +370,8 @@ pub struct TenantClient {
     tenant_id: String,
     key: String,
     app: String,
+    /// Sent as `traceparent` on every request, when set.
+    traceparent: Option<String>,
 }
 
 impl TenantClient {
@@ -396,8 +399,16 @@ impl TenantClient {
         self
     }
 
-    /// A request with the tenant headers, for what the helpers below do
-    /// not cover.
+    /// The same client sending `traceparent` (W3C trace context) on its
+    /// requests, so that what they cause is recorded in that trace.
+    #[must_use]
+    pub fn traced(mut self, traceparent: &str) -> Self {
+        self.traceparent = Some(traceparent.to_owned());
+        self
+    }
+
+    /// A request with the tenant headers (and the `traceparent`, if any),
+    /// for what the helpers below do not cover.
     pub fn request(
         &self,
         method: Method,
@@ -405,14 +416,18 @@ impl TenantClient {
         path: &str,
     ) -> Result<reqwest::RequestBuilder, PlatformError> {
         let url = format!("{}{path}", self.platform.url(service)?);
-        Ok(self
+        let request = self
             .platform
             .inner
             .http
             .request(method, url)
             .header("x-tenant-key", &self.key)
             .header("x-tenant-id", &self.tenant_id)
-            .header("x-source-app", &self.app))
+            .header("x-source-app", &self.app);
+        Ok(match &self.traceparent {
+            Some(tp) => request.header("traceparent", tp),
+            None => request,
+        })
     }
 
     /// `GET path` on `service`.

@@ -22,7 +22,7 @@ use super::events;
 use super::plan::{tenant_var, Call, Creds, Plan, Step, LEAD_APP};
 use crate::env::{error_chain, Ecosystem};
 use crate::invariants::audit::{check_stored, store_for, AcceptedWrite, Audit, Delivery, Rooms};
-use crate::invariants::{AcceptedLead, Checker, Ledger};
+use crate::invariants::{AcceptedLead, Checker, LeadTraces, Ledger};
 use crate::platform::Platform;
 use crate::scenario::run::queue::enqueue_job;
 use crate::scenario::run::ws::{Conn, Observer, Opener};
@@ -156,7 +156,17 @@ impl Executor {
         for (i, step) in plan.steps.iter().enumerate() {
             let result = match step {
                 Step::Http { what, call, expect } => {
-                    let answer = self.send(call, &vars, &format!("{label}-{i}")).await;
+                    // A trace per request; what it creates is followed in it.
+                    let trace = self.checker.traces().map(LeadTraces::begin);
+                    let traceparent = trace.as_ref().map(|(tp, _)| tp.as_str());
+                    let answer = self
+                        .send(call, &vars, &format!("{label}-{i}"), traceparent)
+                        .await;
+                    if let (Ok((_, body)), Some((_, trace))) = (&answer, &trace) {
+                        if let Some(id) = body["id"].as_str() {
+                            vars.0.insert(trace_var(id), trace.clone());
+                        }
+                    }
                     answer.and_then(|(status, body)| {
                         let result = check_answer(expect, status, &body, &mut vars);
                         result.map_err(|e| format!("{what}: {} {}: {e}", call.method, call.path))
@@ -195,6 +205,7 @@ impl Executor {
                         .parse()
                         .map_err(|_| setup(format!("lead-{n} has no UUID: {id}")))?,
                     email: lead.email.clone(),
+                    trace: vars.get(&trace_var(id)).ok().map(str::to_owned),
                 });
             }
         }
@@ -303,6 +314,7 @@ impl Executor {
         call: &Call,
         vars: &Vars,
         correlation: &str,
+        traceparent: Option<&str>,
     ) -> Result<(u16, Value), String> {
         let url = format!(
             "{}{}",
@@ -320,6 +332,9 @@ impl Executor {
             Ok(())
         };
         put("x-correlation-id", correlation)?;
+        if let Some(tp) = traceparent {
+            put("traceparent", tp)?;
+        }
         if let Creds::As { tenant, app } = &call.creds {
             put(
                 "x-tenant-key",
@@ -418,4 +433,8 @@ fn name_ids(text: &str, vars: &Vars) -> String {
         }
     }
     out
+}
+/// The variable holding the trace of the request that created object `id`.
+fn trace_var(id: &str) -> String {
+    format!("trace:{id}")
 }

@@ -265,6 +265,17 @@ impl SpanStore {
         spans
     }
 
+    /// The spans (of any trace) `keep` keeps, in no particular order.
+    pub fn matching(&self, keep: impl Fn(&Span) -> bool) -> Vec<Span> {
+        let traces = self.traces.lock().unwrap_or_else(PoisonError::into_inner);
+        traces
+            .values()
+            .flatten()
+            .filter(|s| keep(s))
+            .cloned()
+            .collect()
+    }
+
     /// Every span received, ordered by start time.
     pub fn all(&self) -> Vec<Span> {
         let traces = self.traces.lock().unwrap_or_else(PoisonError::into_inner);

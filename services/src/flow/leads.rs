@@ -152,6 +152,19 @@ pub(super) async fn create(
             "the lead-processing queue is unavailable; retry later".into(),
         ));
     }
+    if crate::defects::active("lead-enqueued-twice") {
+        // Deliberate defect: the job is queued again under a new id, as a
+        // client retrying an enqueue whose answer it lost would do. The
+        // handlers are idempotent by job id, not by lead, so the lead is
+        // processed twice.
+        let again = Job {
+            id: Uuid::new_v4(),
+            ..job
+        };
+        if let Err(e) = queues.enqueue(&again).await {
+            tracing::warn!(error = crate::error::chain(&e), "the second enqueue failed");
+        }
+    }
     state.metrics.leads_created.inc();
     Ok((StatusCode::CREATED, Json(lead)))
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::{watch, Semaphore};
 
-use crate::invariants::{AcceptedLead, Ledger};
+use crate::invariants::{AcceptedLead, LeadTraces, Ledger};
 use crate::platform::TenantClient;
 
 /// How much load, how fast.
@@ -33,6 +33,8 @@ pub(super) struct Actors {
     pub(super) leads: TenantClient,
     /// `inbox-ai`, which syncs email.
     pub(super) inbox: TenantClient,
+    /// A trace per lead, when the ecosystem's spans reach the harness.
+    pub(super) traces: Option<LeadTraces>,
 }
 
 /// Sends the load; `sent` counts the requests started, so fault timelines
@@ -63,7 +65,7 @@ pub(super) async fn drive(
             // Two leads of a tenant share an email: the second finds the
             // first's contact, or races it.
             let email = format!("lead{}@{}.example", round / 2, actor.leads.tenant_id());
-            create_lead(&actor.leads, &email, &ledger).await;
+            create_lead(&actor, &email, &ledger).await;
             if sync {
                 sync_email(&actor.inbox, &ledger).await;
             }
@@ -76,9 +78,16 @@ pub(super) async fn drive(
     while tasks.join_next().await.is_some() {}
 }
 
-async fn create_lead(client: &TenantClient, email: &str, ledger: &Ledger) {
+async fn create_lead(actor: &Actors, email: &str, ledger: &Ledger) {
     let body =
         json!({ "firstName": "Chaos", "lastName": "Load", "email": email, "source": "chaos" });
+    let (client, trace) = match &actor.traces {
+        Some(traces) => {
+            let (traceparent, trace) = traces.begin();
+            (actor.leads.clone().traced(&traceparent), Some(trace))
+        }
+        None => (actor.leads.clone(), None),
+    };
     match client.post("flow-api", "/leads", &body).await {
         Ok(answer) if answer.status == 201 => {
             match answer.body["id"].as_str().and_then(|id| id.parse().ok()) {
@@ -87,6 +96,7 @@ async fn create_lead(client: &TenantClient, email: &str, ledger: &Ledger) {
                         tenant: client.tenant_id().to_owned(),
                         id,
                         email: email.to_owned(),
+                        trace,
                     });
                     ledger.job_accepted("lead-processing");
                 }

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::alert::AlertWatch;
 use super::{Plan, SuiteError, SuiteName};
 use crate::env::{error_chain, Ecosystem, MockAdminError, MockHandle};
 
@@ -32,14 +33,23 @@ impl Timeline {
     }
 }
 
-/// Injects the suite's fault, holds it for the plan's `hold` (per phase),
-/// and heals.
+/// Holds a fault for `hold`, then, with an alert to watch, until it fires.
+async fn held(hold: Duration, alert: &mut Option<&mut AlertWatch>, timeline: &mut Timeline) {
+    tokio::time::sleep(hold).await;
+    if let Some(alert) = alert {
+        timeline.note(alert.until_firing().await);
+    }
+}
+
+/// Injects the suite's fault, holds it for the plan's `hold` (per phase;
+/// with `alert`, also until that alert fires), and heals.
 pub(super) async fn inject(
     eco: &Ecosystem,
     suite: SuiteName,
     plan: &Plan,
     mut sent: tokio::sync::watch::Receiver<usize>,
     timeline: &mut Timeline,
+    mut alert: Option<&mut AlertWatch>,
 ) -> Result<(), SuiteError> {
     let hold = plan.hold;
     let fault = |what: &str, e: &(dyn std::error::Error + 'static)| SuiteError::Fault {
@@ -57,7 +67,7 @@ pub(super) async fn inject(
             let component = eco.component(name).map_err(|e| fault("find", &e))?;
             component.kill().await.map_err(|e| fault("kill", &e))?;
             timeline.note(format!("{name} killed"));
-            tokio::time::sleep(hold).await;
+            held(hold, &mut alert, timeline).await;
             let took = component
                 .restart()
                 .await
@@ -101,6 +111,7 @@ pub(super) async fn inject(
                 timeline.note(format!("{FLAKY_MOCK} answers {label}"));
                 tokio::time::sleep(hold).await;
             }
+            held(Duration::ZERO, &mut alert, timeline).await;
             if let Some(queue) = plan.heal_when_drained {
                 // The driver drops its sender when done, which ends the wait too.
                 let _ = sent.wait_for(|n| *n >= plan.load.leads).await;
@@ -119,7 +130,7 @@ pub(super) async fn inject(
             let crm = eco.component("crm-api").map_err(|e| fault("find", &e))?;
             crm.pause().await.map_err(|e| fault("pause crm-api", &e))?;
             timeline.note("crm-api paused");
-            tokio::time::sleep(hold).await;
+            held(hold, &mut alert, timeline).await;
             crm.resume()
                 .await
                 .map_err(|e| fault("resume crm-api", &e))?;
@@ -132,7 +143,7 @@ pub(super) async fn inject(
             link.disable()
                 .map_err(|e| fault("cut gateway->redis", &e))?;
             timeline.note("gateway->redis partitioned (down)");
-            tokio::time::sleep(hold).await;
+            held(hold, &mut alert, timeline).await;
             link.enable()
                 .map_err(|e| fault("heal gateway->redis", &e))?;
             timeline.note("gateway->redis healed");

@@ -15,7 +15,11 @@
 //!    recovery time: no accepted lead lost, none with other than one
 //!    contact association and one activity, no contact twice, every lead
 //!    processed or dead-lettered, every accepted job settled, queues
-//!    drained, breakers closed; for `gateway-partition` also every
+//!    drained, breakers closed; where the services' spans reach the
+//!    harness, each lead is also held to its own trace (the load sends
+//!    one per lead): one `createLead`, one job queued, that job processed
+//!    or dead-lettered in the same trace ([`crate::invariants::traces`]);
+//!    for `gateway-partition` also every
 //!    processed lead's `LEAD_CREATED` delivered to its tenant's subscriber
 //!    exactly once, nothing of another tenant, and the gateway's audit
 //!    ([`crate::invariants::Audit`]) one row per delivery to a subscriber's
@@ -25,7 +29,10 @@
 //!
 //! With the ecosystem's optional Prometheus running (`--prometheus`), the
 //! report lists the alerts it fired from the first request to the end of
-//! the checks, and when they resolved ([`crate::alerts::AlertLog`]).
+//! the checks, and when they resolved ([`crate::alerts::AlertLog`]); and a
+//! suite whose fault the platform's rules must see ([`SuiteName::alert`]:
+//! `crm-paused`, `ServiceDown`) holds its fault until that alert fires and
+//! fails unless it fires and then resolves after the heal ([`alert`]).
 //!
 //! The suites are the list: Redis killed and restarted during
 //! 1,000 lead creations; Postgres killed and restarted; a mock failing
@@ -35,6 +42,7 @@
 //! thaw, which is where a non-idempotent handler would duplicate.
 //! [`Plan::full`] is that size; [`Plan::bounded`] is the size CI runs.
 
+mod alert;
 mod check;
 mod drive;
 mod faults;
@@ -45,6 +53,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use alert::AlertWatch;
+pub use alert::{AlertCheck, ExpectedAlert};
 use check::{check_audit, check_events};
 use drive::Actors;
 pub use drive::Load;
@@ -235,6 +245,9 @@ pub struct SuiteReport {
     /// The alerts the ecosystem's Prometheus fired from the first request
     /// to the end of the checks, when one ran (`--prometheus`).
     pub alerts: Option<crate::alerts::AlertLog>,
+    /// The alert the suite's fault must fire and then resolve
+    /// ([`SuiteName::alert`]), when Prometheus runs.
+    pub alert: Option<AlertCheck>,
 }
 
 impl SuiteReport {
@@ -243,6 +256,7 @@ impl SuiteReport {
         self.verdict.holds()
             && self.witness.holds()
             && self.tally.accepted > 0
+            && self.alert.as_ref().is_none_or(AlertCheck::holds)
             && self
                 .events
                 .as_ref()
@@ -287,6 +301,11 @@ impl SuiteReport {
         }
         for problem in &self.restore_problems {
             out.push_str(&format!("  - restoring: {problem}\n"));
+        }
+        if let Some(alert) = &self.alert {
+            for line in alert.describe().lines() {
+                out.push_str(&format!("  {line}\n"));
+            }
         }
         if let Some(alerts) = &self.alerts {
             for line in alerts.lines() {
@@ -344,6 +363,7 @@ pub async fn run(
         .map(|t| Actors {
             leads: platform.client(t, "flow-web"),
             inbox: platform.client(t, "inbox-ai"),
+            traces: checker.traces().cloned(),
         })
         .collect();
 
@@ -370,7 +390,22 @@ pub async fn run(
     // The driver drops its sender when done, which ends the wait too.
     let _ = sent.wait_for(|n| *n >= threshold).await;
     timeline.note(format!("{threshold} requests started"));
-    let injected = faults::inject(eco, suite, plan, sent.clone(), &mut timeline).await;
+    let mut alert = AlertWatch::new(eco, suite).await;
+    if let Some(alert) = &mut alert {
+        alert.fault_began();
+    }
+    let injected = faults::inject(
+        eco,
+        suite,
+        plan,
+        sent.clone(),
+        &mut timeline,
+        alert.as_mut(),
+    )
+    .await;
+    if let Some(alert) = &mut alert {
+        alert.healed();
+    }
     let restore_problems = match &injected {
         Ok(()) => Vec::new(),
         Err(_) => faults::restore(eco, suite).await,
@@ -443,6 +478,13 @@ pub async fn run(
         Some(events)
     };
     let witness = witness.check().await;
+    let alert = match alert {
+        Some(alert) => {
+            let left = plan.recovery.saturating_sub(verdict.waited);
+            Some(alert.until_resolved(left).await)
+        }
+        None => None,
+    };
     let alerts = crate::alerts::AlertLog::of_run(eco, began).await;
     Ok(SuiteReport {
         suite,
@@ -457,5 +499,6 @@ pub async fn run(
         took: started.elapsed(),
         restore_problems,
         alerts,
+        alert,
     })
 }
