@@ -162,9 +162,11 @@ impl Executor {
                     let answer = self
                         .send(call, &vars, &format!("{label}-{i}"), traceparent)
                         .await;
-                    if let (Ok((_, body)), Some((_, trace))) = (&answer, &trace) {
+                    if let (Ok((201, body)), Some((_, trace))) = (&answer, &trace) {
                         if let Some(id) = body["id"].as_str() {
-                            vars.0.insert(trace_var(id), trace.clone());
+                            // The request that created it (a later read of
+                            // it answers the same id in another trace).
+                            vars.0.entry(trace_var(id)).or_insert_with(|| trace.clone());
                         }
                     }
                     answer.and_then(|(status, body)| {

@@ -113,8 +113,12 @@ pub(super) async fn inject(
             }
             held(Duration::ZERO, &mut alert, timeline).await;
             if let Some(queue) = plan.heal_when_drained {
-                // The driver drops its sender when done, which ends the wait too.
-                let _ = sent.wait_for(|n| *n >= plan.load.leads).await;
+                // Until the driver is done, which it says by dropping its
+                // sender: every request answered, every email sync queued
+                // (a count of requests *started* would let the last syncs
+                // be queued after the queue looked drained, and meet a
+                // healed mock).
+                while sent.changed().await.is_ok() {}
                 let drained = drained(eco, queue, plan.recovery).await;
                 timeline.note(match drained {
                     Ok(()) => format!("{queue} drained under the fault"),
