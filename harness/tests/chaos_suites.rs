@@ -4,7 +4,9 @@
 //! retry) is caught losing leads, and a gateway whose audit skips rows
 //! (`audit-skip`) is caught by `gateway-partition`'s audit check, and a
 //! lead queued twice (`lead-enqueued-twice`, invisible to the stores: the
-//! handlers are idempotent) is caught by the leads' traces. Every
+//! handlers are idempotent) is caught by the leads' traces, and a worker
+//! that never takes over a dead worker's jobs (`worker-no-reclaim`) is
+//! caught by `worker-killed`. Every
 //! suite has a witness tenant that must see and suffer nothing. Full size:
 //! `tekup-harness chaos --full`.
 
@@ -349,4 +351,56 @@ async fn a_rule_that_cannot_fire_fails_crm_paused_naming_the_alert() {
     );
     // The rest of the suite held: only the monitoring is at fault.
     assert!(report.verdict.holds(), "{}", report.summary());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_that_never_takes_over_a_dead_workers_jobs_is_caught_by_worker_killed() {
+    let eco = ecosystem("worker-no-reclaim", "worker-no-reclaim").await;
+    let name = SuiteName::WorkerKilled;
+    let mut plan = Plan::bounded(name);
+    plan.load.leads = 100;
+    // Past the reference worker's takeover (jobs idle 30 s, looked for
+    // every 15 s), which `every_suite_holds_…` shows within the default.
+    plan.recovery = std::time::Duration::from_secs(50);
+    let report = run(&eco, name, &plan).await;
+    assert!(
+        !report.passed(),
+        "the defect went unnoticed:\n{}",
+        report.summary()
+    );
+    assert!(
+        report
+            .timeline
+            .entries
+            .iter()
+            .any(|(_, what)| what.starts_with("worker killed holding")),
+        "{}",
+        report.summary()
+    );
+    // The jobs it held are never processed, and stay in flight.
+    let findings = &report.verdict.findings;
+    assert!(
+        findings
+            .iter()
+            .any(|f| matches!(f, Finding::Unprocessed { .. })),
+        "{}",
+        report.summary()
+    );
+    assert!(
+        findings.iter().any(|f| matches!(
+            f,
+            Finding::QueueBusy { queue, in_flight, .. } if queue == "lead-processing" && *in_flight > 0
+        )),
+        "{}",
+        report.summary()
+    );
+    // Nothing else: no lead lost, nothing doubled.
+    assert!(
+        findings.iter().all(|f| matches!(
+            f,
+            Finding::Unprocessed { .. } | Finding::QueueBusy { .. } | Finding::JobsUnsettled { .. }
+        )),
+        "{}",
+        report.summary()
+    );
 }

@@ -38,6 +38,7 @@
 //! | `input-late-refusal` | a compliance report's `incidentId` is checked after the report is stored: another tenant's incident is refused (404), but the report stays |
 //! | `audit-skip`       | the gateway's audit writer drops one row in seven (counted per process) |
 //! | `trace-drops-job-context` | enqueueing a job leaves out its `traceparent`: the worker's processing starts a new trace |
+//! | `worker-no-reclaim` | the worker never takes over the jobs a dead worker held: they stay pending |
 //! | `lead-enqueued-twice` | `POST /leads` queues the lead's processing twice, under two job ids (the lead is processed twice; its effects are idempotent, so the stores look right) |
 
 /// The defects a `defects` build knows.
@@ -71,6 +72,7 @@ pub const KNOWN: &[&str] = &[
     "audit-skip",
     "trace-drops-job-context",
     "lead-enqueued-twice",
+    "worker-no-reclaim",
     // One line per defect below; keep the table above in step.
 ];
 

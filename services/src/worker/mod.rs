@@ -343,7 +343,9 @@ async fn maintain(
         if let Err(e) = queues.promote_due(now_ms()).await {
             tracing::warn!(error = crate::error::chain(&e), "moving due retries failed");
         }
-        if last_reclaim.elapsed() >= (idle / 2).max(Duration::from_millis(200)) {
+        // Deliberate defect: jobs a dead worker held stay pending forever.
+        let reclaims = !crate::defects::active("worker-no-reclaim");
+        if reclaims && last_reclaim.elapsed() >= (idle / 2).max(Duration::from_millis(200)) {
             last_reclaim = tokio::time::Instant::now();
             match queues.reclaim(&reclaimer, idle, 50).await {
                 Ok(reclaimed) => {

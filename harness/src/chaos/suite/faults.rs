@@ -140,6 +140,40 @@ pub(super) async fn inject(
                 .map_err(|e| fault("resume crm-api", &e))?;
             timeline.note("crm-api resumed");
         }
+        SuiteName::WorkerKilled => {
+            let worker = eco.component("worker").map_err(|e| fault("find", &e))?;
+            // The worker's calls to the CRM slowed, so that each job stays
+            // in flight a while: the kill then finds jobs held, however
+            // fast the machine processes them.
+            let link = eco
+                .link("worker", "crm-api")
+                .map_err(|e| fault("find the link", &e))?;
+            link.add(crate::chaos::Toxic::latency(
+                WORKER_CRM_LATENCY,
+                Duration::ZERO,
+            ))
+            .map_err(|e| fault("slow worker->crm-api", &e))?;
+            let held_jobs = jobs_held(eco, &mut sent).await;
+            worker
+                .kill()
+                .await
+                .map_err(|e| fault("kill the worker", &e))?;
+            timeline.note(match held_jobs {
+                Ok(n) => format!("worker killed holding {n} lead-processing job(s)"),
+                Err(e) => format!("worker killed; whether it held jobs is unknown: {e}"),
+            });
+            link.reset()
+                .map_err(|e| fault("heal worker->crm-api", &e))?;
+            held(hold, &mut alert, timeline).await;
+            let took = worker
+                .restart()
+                .await
+                .map_err(|e| fault("restart the worker", &e))?;
+            timeline.note(format!(
+                "worker started again (ready in {:.1} s)",
+                took.as_secs_f64()
+            ));
+        }
         SuiteName::GatewayPartition => {
             let link = eco
                 .link("gateway", "redis")
@@ -164,6 +198,7 @@ pub(super) async fn restore(eco: &Ecosystem, suite: SuiteName) -> Vec<String> {
     let component = match suite {
         SuiteName::RedisKilled => Some("redis"),
         SuiteName::PostgresRestarted => Some("postgres"),
+        SuiteName::WorkerKilled => Some("worker"),
         SuiteName::MockFlaky | SuiteName::GatewayPartition => None,
         SuiteName::CrmPaused => {
             if let Ok(crm) = eco.component("crm-api") {
@@ -194,6 +229,42 @@ pub(super) async fn restore(eco: &Ecosystem, suite: SuiteName) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The delay `worker-killed` puts on each of the worker's CRM calls while
+/// it waits for jobs held (a job makes two or three).
+const WORKER_CRM_LATENCY: Duration = Duration::from_millis(200);
+
+/// The queue whose jobs `worker-killed` wants held at the kill, and the
+/// service whose `/admin/queues` lists it.
+const HELD_QUEUE: &str = "lead-processing";
+
+/// Waits until the worker holds lead-processing jobs (delivered, not yet
+/// acknowledged: `inFlight` of `GET /admin/queues`) and gives how many, or
+/// an error when the load ended first or the queues cannot be read.
+async fn jobs_held(
+    eco: &Ecosystem,
+    sent: &mut tokio::sync::watch::Receiver<usize>,
+) -> Result<u64, String> {
+    let platform = crate::platform::Platform::from_ecosystem(eco).map_err(|e| e.to_string())?;
+    loop {
+        let answer = platform
+            .admin_get(crate::platform::TENANT_SERVICE, "/admin/queues")
+            .await
+            .map_err(|e| e.to_string())?;
+        let held = answer.body["queues"]
+            .as_array()
+            .and_then(|qs| qs.iter().find(|q| q["name"] == HELD_QUEUE))
+            .and_then(|q| q["inFlight"].as_u64())
+            .ok_or_else(|| format!("/admin/queues lists no `{HELD_QUEUE}`: {}", answer.body))?;
+        if held > 0 {
+            return Ok(held);
+        }
+        if sent.has_changed().is_err() {
+            return Err("the load ended before the worker was seen holding a job".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn flaky_mock(eco: &Ecosystem, suite: SuiteName) -> Result<MockHandle, SuiteError> {
