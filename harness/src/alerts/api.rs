@@ -320,14 +320,8 @@ impl Prometheus {
         from: SystemTime,
         to: SystemTime,
     ) -> Result<Vec<FiredAlert>, AlertsError> {
-        let secs = |t: SystemTime| {
-            t.duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64()
-        };
-        let (start, end) = (secs(from), secs(to).max(secs(from)));
-        // Prometheus answers at most 11,000 points per series.
-        let step = ((end - start) / 10_000.0).max(1.0).ceil();
+        let (start, until) = (secs(from), secs(to).max(secs(from)));
+        let (end, step) = range_end(start, until);
         let matrix: Matrix = self
             .get(
                 "/api/v1/query_range",
@@ -342,7 +336,7 @@ impl Prometheus {
         // A range ending now may end before the step that would show the
         // last resolution: then what fires now says it.
         let now = secs(SystemTime::now());
-        let active = if now - end < 2.0 * step {
+        let active = if now - until < 2.0 * step {
             Some(self.active().await?)
         } else {
             None
@@ -351,6 +345,24 @@ impl Prometheus {
         fired.sort_by(|a, b| a.fired_at.cmp(&b.fired_at).then(a.name.cmp(&b.name)));
         Ok(fired)
     }
+}
+
+/// Seconds since the epoch.
+fn secs(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// The end and step of a range query from `start` to `until` (seconds):
+/// whole seconds or more, at most 10,001 points (Prometheus answers at
+/// most 11,000 per series). Points fall on whole steps from `start`, so
+/// the range ends on the first at or after `until`: else an alert that
+/// began firing within the last step before `until` has no point (an
+/// alert log read right after an alert fired missed it).
+fn range_end(start: f64, until: f64) -> (f64, f64) {
+    let step = ((until - start) / 10_000.0).max(1.0).ceil();
+    (start + ((until - start) / step).ceil() * step, step)
 }
 
 /// Splits each `ALERTS` series into firings: a gap of more than a step
@@ -539,6 +551,20 @@ mod tests {
         };
         let still = firings(sample(), 5.0, 1.0, 12.4, Some(&[it_fires]));
         assert_eq!(still[0].resolved_at, None);
+    }
+
+    #[test]
+    fn the_range_ends_on_a_step_at_or_after_its_end() {
+        // 0.4 s past the last whole step: one more step, which sees an
+        // alert that began firing 0.3 s before the end.
+        assert_eq!(range_end(100.0, 112.4), (113.0, 1.0));
+        assert_eq!(range_end(100.0, 112.0), (112.0, 1.0));
+        assert_eq!(range_end(100.0, 100.0), (100.0, 1.0));
+        // A long range takes longer steps, still ending at or after it.
+        let (end, step) = range_end(0.0, 30_000.5);
+        assert_eq!(step, 4.0);
+        assert!((30_000.5..30_004.5).contains(&end), "{end}");
+        assert!(end / step <= 10_001.0);
     }
 
     #[test]

@@ -51,8 +51,8 @@ pub(super) struct ChaosArgs {
     /// How long the invariants may take to hold after the load, e.g. 60s.
     #[arg(long, value_parser = parse_duration)]
     recovery: Option<Duration>,
-    /// Start the ecosystem file's optional Prometheus too (process
-    /// runtime), and list the alerts it fired during each suite.
+    /// Start the ecosystem file's optional Prometheus too (process or
+    /// docker runtime), and list the alerts it fired during each suite.
     #[arg(long)]
     prometheus: bool,
     #[command(flatten)]

@@ -95,8 +95,9 @@ pub(super) struct LoadArgs {
         default_value = "fixtures/ecosystem.toml"
     )]
     ecosystem: PathBuf,
-    /// Start the ecosystem file's optional Prometheus too (process
-    /// runtime), and list the alerts it fired during the run in the reports.
+    /// Start the ecosystem file's optional Prometheus too (process or
+    /// docker runtime), and list the alerts it fired during the run in the
+    /// reports.
     #[arg(long)]
     prometheus: bool,
     /// Where the reports (and the local ecosystem's logs) go.

@@ -171,8 +171,8 @@ impl EcosystemBuilder {
     /// Whether to start the file's optional Prometheus components
     /// (`kind = "prometheus"`); without them the file runs as if they were
     /// not in it. Default: [`super::prometheus::asked`] (`--prometheus`,
-    /// `TEKUP_PROMETHEUS`). Under docker they are refused: see
-    /// [`super::prometheus`].
+    /// `TEKUP_PROMETHEUS`). The process and docker runtimes start them
+    /// (see [`super::prometheus`]).
     pub fn prometheus(mut self, on: bool) -> Self {
         self.prometheus = Some(on);
         self
@@ -211,7 +211,6 @@ impl EcosystemBuilder {
             (wanted, _) => pick(wanted, &file).await,
         };
         let links_off = links_off(self.links, runtime, self.keep)?;
-        super::prometheus::refuse_under(runtime, &file)?;
         let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         report(Progress::Runtime {
             runtime,

@@ -2,19 +2,27 @@
 //! registry.
 //!
 //! One Debian root filesystem is made from packages (mmdebstrap, or
-//! debootstrap when mmdebstrap is missing) with PostgreSQL, Redis and CA
-//! certificates, imported once (`docker import`, through the API) and given
-//! three configurations (`docker commit --change`):
+//! debootstrap when mmdebstrap is missing) with PostgreSQL, Redis,
+//! Prometheus and CA certificates, imported once (`docker import`, through
+//! the API) and given four configurations (`docker commit --change`):
 //!
 //! - `tekup-harness/postgres:15`: the official image's contract
 //!   (`images/postgres/docker-entrypoint.sh`);
 //! - `tekup-harness/redis:7`: `redis-server --protected-mode no`;
+//! - `tekup-harness/prometheus:2`: Debian's Prometheus (2.42 on bookworm)
+//!   with the official `prom/prometheus` image's contract: the server as
+//!   entrypoint, its flags as the command, user `nobody`, data in
+//!   `/prometheus` (see [`super::prometheus`] for what the docker runtime
+//!   passes it);
 //! - `tekup-harness/runtime:bookworm`: the base that service binaries are
 //!   copied into (same Debian release as the build machine's binaries need).
 //!
-//! The three images share one layer: the Redis and runtime images carry
-//! PostgreSQL they do not use, and the build downloads and installs packages
-//! once, which is what makes it fit in CI.
+//! The four images share one layer: each carries servers it does not use
+//! (Prometheus and the web libraries of its pages add about 110 MB to a
+//! layer stored once), and the
+//! build downloads and installs packages once, which is what makes it fit
+//! in CI. A layer per server would store the Debian base four times over
+//! and take four package installs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,9 +45,10 @@ pub struct ImageBuild {
     pub mirror: String,
     /// Directory holding `postgres/docker-entrypoint.sh`.
     pub images_dir: PathBuf,
-    /// Names of the three images.
+    /// Names of the four images.
     pub postgres: String,
     pub redis: String,
+    pub prometheus: String,
     pub runtime: String,
     /// Build the root filesystem again even when a cached one matches.
     pub rebuild: bool,
@@ -54,13 +63,19 @@ impl ImageBuild {
             images_dir: images_dir.into(),
             postgres: "tekup-harness/postgres:15".into(),
             redis: "tekup-harness/redis:7".into(),
+            prometheus: "tekup-harness/prometheus:2".into(),
             runtime: "tekup-harness/runtime:bookworm".into(),
             rebuild: false,
         }
     }
+
+    /// Every image [`build`] makes (the harness image aside).
+    pub fn images(&self) -> [&String; 4] {
+        [&self.postgres, &self.redis, &self.prometheus, &self.runtime]
+    }
 }
 
-const PACKAGES: &str = "postgresql-15,redis-server,ca-certificates,tzdata,procps";
+const PACKAGES: &str = "postgresql-15,redis-server,prometheus,ca-certificates,tzdata,procps";
 
 /// Builds the images; `progress` hears each step. Returns the images and
 /// how long each step took.
@@ -121,6 +136,18 @@ pub async fn build(
             ],
         ),
         (
+            &options.prometheus,
+            vec![
+                // The official image's contract: the server as entrypoint,
+                // flags as the command, its data in /prometheus as nobody.
+                "USER nobody".to_owned(),
+                "WORKDIR /prometheus".to_owned(),
+                "ENTRYPOINT [\"/usr/bin/prometheus\"]".to_owned(),
+                "CMD [\"--config.file=/etc/prometheus/prometheus.yml\", \"--storage.tsdb.path=/prometheus\"]".to_owned(),
+                "EXPOSE 9090".to_owned(),
+            ],
+        ),
+        (
             &options.runtime,
             vec![
                 "ENV LANG=C.UTF-8".to_owned(),
@@ -130,18 +157,18 @@ pub async fn build(
     ];
     // Images these tags name now are replaced; remove them afterwards.
     let mut replaced = Vec::new();
-    for image in [&options.postgres, &options.redis, &options.runtime] {
+    for image in options.images() {
         if let Ok(found) = docker.inspect_image(image).await {
             replaced.extend(found.id);
         }
     }
     // One import; the other images share its layer and differ in config only.
-    let [postgres, redis, runtime] = images;
+    let [postgres, redis, prometheus, runtime] = images;
     let step = Instant::now();
     progress(&format!("docker import {}", runtime.0));
     import(&docker, &rootfs, runtime.0, runtime.1).await?;
     timings.push((runtime.0.clone(), step.elapsed()));
-    for (image, changes) in [postgres, redis] {
+    for (image, changes) in [postgres, redis, prometheus] {
         let step = Instant::now();
         progress(&format!("docker commit {image} (from {})", runtime.0));
         derive(&docker, runtime.0, image, &changes).await?;
@@ -211,12 +238,21 @@ async fn derive(
 }
 
 /// Where the root filesystem of these options is cached: keyed by the
-/// suite, packages, mirror and entrypoint, so a changed input rebuilds.
+/// suite, packages, mirror, entrypoint and what is done after the
+/// install, so a changed input rebuilds.
 fn cached_rootfs_path(options: &ImageBuild, entrypoint: &Path) -> Result<PathBuf, EnvError> {
     use std::hash::{Hash as _, Hasher as _};
     let script = std::fs::read(entrypoint).map_err(EnvError::io("read the entrypoint"))?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (&options.suite, &options.mirror, PACKAGES, script).hash(&mut hasher);
+    (
+        &options.suite,
+        &options.mirror,
+        PACKAGES,
+        CUSTOMIZE,
+        EXCLUDES,
+        script,
+    )
+        .hash(&mut hasher);
     let cache = std::env::var_os("TEKUP_CACHE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("tekup-harness-cache"));
@@ -243,26 +279,35 @@ fn rootfs(options: &ImageBuild, entrypoint: &Path, tarball: &Path) -> Result<Pat
     }
 }
 
+/// What is done to the root filesystem after the packages are in (`$1`
+/// is its directory, `{ep}` the Postgres entrypoint): the Postgres image's
+/// directories, Prometheus's data directory for `nobody` (the official
+/// image's user), and no package caches. moment-timezone's per-zone files
+/// (212 MB, a dependency of Prometheus's pages) go: the pages load only
+/// `moment-timezone-with-data.min.js`, which stays.
+const CUSTOMIZE: &str = "install -m 755 {ep} \"$1/usr/local/bin/docker-entrypoint.sh\" && \
+     rm -rf \"$1/var/lib/postgresql/15/main\" \"$1/etc/postgresql/15/main\" && \
+     mkdir -p \"$1/docker-entrypoint-initdb.d\" \"$1/var/lib/postgresql/data\" \"$1/var/run/postgresql\" && \
+     mkdir -p \"$1/prometheus\" && chown 65534:65534 \"$1/prometheus\" && \
+     rm -rf \"$1/usr/share/javascript/moment-timezone/data\" && \
+     rm -rf \"$1/var/cache/apt/archives\"/*.deb \"$1/var/lib/apt/lists\"/*";
+
+/// Files dpkg leaves out (mmdebstrap only).
+const EXCLUDES: [&str; 4] = [
+    "path-exclude=/usr/share/doc/*",
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/locale/*",
+    "path-exclude=/usr/share/info/*",
+];
+
 fn build_rootfs(options: &ImageBuild, entrypoint: &Path, tarball: &Path) -> Result<(), EnvError> {
-    let customize = format!(
-        "install -m 755 {ep} \"$1/usr/local/bin/docker-entrypoint.sh\" && \
-         rm -rf \"$1/var/lib/postgresql/15/main\" \"$1/etc/postgresql/15/main\" && \
-         mkdir -p \"$1/docker-entrypoint-initdb.d\" \"$1/var/lib/postgresql/data\" \"$1/var/run/postgresql\" && \
-         rm -rf \"$1/var/cache/apt/archives\"/*.deb \"$1/var/lib/apt/lists\"/*",
-        ep = shell_quote(&entrypoint.display().to_string())
-    );
-    let excludes = [
-        "path-exclude=/usr/share/doc/*",
-        "path-exclude=/usr/share/man/*",
-        "path-exclude=/usr/share/locale/*",
-        "path-exclude=/usr/share/info/*",
-    ];
+    let customize = CUSTOMIZE.replace("{ep}", &shell_quote(&entrypoint.display().to_string()));
     let output = if which("mmdebstrap").is_some() {
         let mut cmd = Command::new("mmdebstrap");
         cmd.args(["--variant=minbase", "--quiet"])
             .arg(format!("--include={PACKAGES}"))
             .arg(format!("--customize-hook={customize}"));
-        for e in excludes {
+        for e in EXCLUDES {
             cmd.arg(format!("--dpkgopt={e}"));
         }
         cmd.arg(&options.suite).arg(tarball).arg(&options.mirror);
@@ -351,7 +396,7 @@ async fn import(
 pub async fn present(options: &ImageBuild) -> Result<Vec<(String, bool)>, EnvError> {
     let docker = docker::connect().await?;
     let mut out = Vec::new();
-    for image in [&options.postgres, &options.redis, &options.runtime] {
+    for image in options.images() {
         out.push((image.clone(), docker::image_exists(&docker, image).await));
     }
     Ok(out)

@@ -8,18 +8,28 @@
 //! scenario and chaos runners start their ecosystem themselves). Otherwise
 //! the file runs as if the component were not in it.
 //!
-//! Under the process runtime it is the machine's `prometheus` (Debian's
-//! package, installed on demand like Redis, see [`super::provision`]) with
-//! a configuration generated here: every service component of the file
-//! (mocks excepted) scraped on `/metrics` each second, its `job` label the
-//! component's name, the rules evaluated each second, storage in the run
-//! directory. Short intervals so an alert's `for:` is the only wait.
-//! Scrapes go straight to the components, never through a link's fault
-//! proxy: a fault on a link must not blind the monitoring.
+//! What it runs is the same under both runtimes that start it: a
+//! configuration generated here ([`config`]) scraping every service
+//! component of the file (mocks excepted) on `/metrics` each second, its
+//! `job` label the component's name, the rule files of the component
+//! (copied, so a run reads them as they were at its start) evaluated each
+//! second. Short intervals so an alert's `for:` is the only wait. Scrapes
+//! go straight to the components, never through a link's fault proxy: a
+//! fault on a link must not blind the monitoring. Ready on `/-/ready`.
 //!
-//! Under docker it is refused with the reason: no offline image carries
-//! Prometheus yet. Under the external runtime it is the deployment's own
-//! Prometheus when the external file gives its URL.
+//! - Process runtime: the machine's `prometheus` (Debian's package,
+//!   installed on demand like Redis, see [`super::provision`]), its
+//!   configuration, rules and storage in the run directory (`prepare`).
+//! - Docker: the component's `image` when it exists locally, else its
+//!   `offline-image` (`tekup-harness/prometheus:2`, Debian's package, made
+//!   by `tekup-harness images build`, see [`super::images`]). Both follow
+//!   the official image's contract (the server as entrypoint): the command
+//!   is the server's flags (`container_args`), the configuration and rules
+//!   (`bundle`) are uploaded into the created container before it starts,
+//!   and its storage is `/prometheus` inside it, gone with the container.
+//!   Targets are the services' names on the run's network.
+//! - External: the deployment's own Prometheus when the external file
+//!   gives its URL.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -27,8 +37,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::error::EnvError;
-use super::model::{Component, EcosystemFile, Kind};
-use super::runtime::{LaunchSpec, Placement, Runtime};
+use super::model::Component;
+use super::runtime::{LaunchSpec, Placement};
 
 /// Set (to anything but `0`, `false`, `no`, `off` or nothing) to start the
 /// optional Prometheus components in every run.
@@ -56,27 +66,6 @@ pub fn asked() -> bool {
                 "" | "0" | "false" | "no" | "off" | "n" | "f"
             )
         })
-}
-
-/// Refuses a Prometheus component under docker, naming it and what to do.
-pub(crate) fn refuse_under(runtime: Runtime, file: &EcosystemFile) -> Result<(), EnvError> {
-    let Some(c) = file
-        .components
-        .values()
-        .find(|c| c.kind == Kind::Prometheus)
-    else {
-        return Ok(());
-    };
-    if runtime != Runtime::Docker {
-        return Ok(());
-    }
-    Err(EnvError::Unsupported {
-        runtime: "docker",
-        action: format!(
-            "start `{}` (kind prometheus): it needs the process runtime (--runtime process), no offline image carries Prometheus yet; or run without --prometheus",
-            c.name
-        ),
-    })
 }
 
 /// `(component, host:port)` of what `c` scrapes (nothing unless it is a
@@ -125,40 +114,78 @@ pub fn config(scrape: &[(String, String)], rules: &[PathBuf]) -> String {
     out
 }
 
-/// Writes the configuration into `dir` (made if missing), with its rule
-/// files copied beside it so a run reads the rules as they were at its
-/// start.
-pub(crate) fn prepare(dir: &Path, spec: &LaunchSpec) -> Result<(), EnvError> {
+/// Where the configuration and rules go inside a container.
+pub(crate) const CONTAINER_DIR: &str = "/etc/tekup-prometheus";
+/// The official image's data directory (the offline image makes it too).
+const CONTAINER_DATA: &str = "/prometheus";
+
+/// The configuration (`<dir>/prometheus.yml`) and a copy of each rule
+/// file beside it, as `(path, contents)`, for a server that reads them in
+/// `dir`: a run reads the rules as they were at its start.
+pub(crate) fn bundle(dir: &Path, spec: &LaunchSpec) -> Result<Vec<(PathBuf, Vec<u8>)>, EnvError> {
     let c = &spec.component;
-    fs::create_dir_all(dir.join("data"))
-        .map_err(EnvError::io(format!("create {}", dir.display())))?;
-    let mut rules = Vec::new();
+    let mut files = Vec::new();
     for (i, rule) in c.rules.iter().enumerate() {
         let copy = dir.join(format!(
             "rules-{i}-{}",
             rule.file_name().unwrap_or_default().to_string_lossy()
         ));
-        fs::copy(rule, &copy).map_err(EnvError::io(format!(
-            "copy the rule file {} for `{}`",
+        let text = fs::read(rule).map_err(EnvError::io(format!(
+            "read the rule file {} of `{}`",
             rule.display(),
             c.name
         )))?;
-        rules.push(copy);
+        files.push((copy, text));
     }
-    let path = dir.join("prometheus.yml");
-    fs::write(&path, config(&spec.scrape, &rules))
-        .map_err(EnvError::io(format!("write {}", path.display())))
+    let rules: Vec<PathBuf> = files.iter().map(|(path, _)| path.clone()).collect();
+    files.push((
+        dir.join("prometheus.yml"),
+        config(&spec.scrape, &rules).into_bytes(),
+    ));
+    Ok(files)
+}
+
+/// Writes [`bundle`] into `dir` (made if missing), with a `data`
+/// directory for the storage.
+pub(crate) fn prepare(dir: &Path, spec: &LaunchSpec) -> Result<(), EnvError> {
+    fs::create_dir_all(dir.join("data"))
+        .map_err(EnvError::io(format!("create {}", dir.display())))?;
+    for (path, contents) in bundle(dir, spec)? {
+        fs::write(&path, contents).map_err(EnvError::io(format!("write {}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// The server's flags: configuration, storage, where it listens; one day
+/// of retention (a run is shorter), warnings only.
+fn flags(config: &str, data: &str, listen: &str) -> Vec<String> {
+    vec![
+        format!("--config.file={config}"),
+        format!("--storage.tsdb.path={data}"),
+        format!("--web.listen-address={listen}"),
+        "--storage.tsdb.retention.time=1d".into(),
+        "--log.level=warn".into(),
+    ]
 }
 
 /// The server's arguments for the configuration [`prepare`] wrote in `dir`.
 pub(crate) fn args(dir: &Path, port: u16) -> Vec<String> {
-    vec![
-        format!("--config.file={}", dir.join("prometheus.yml").display()),
-        format!("--storage.tsdb.path={}", dir.join("data").display()),
-        format!("--web.listen-address=127.0.0.1:{port}"),
-        "--storage.tsdb.retention.time=1d".into(),
-        "--log.level=warn".into(),
-    ]
+    flags(
+        &dir.join("prometheus.yml").display().to_string(),
+        &dir.join("data").display().to_string(),
+        &format!("127.0.0.1:{port}"),
+    )
+}
+
+/// The container's command (the image's entrypoint is the server) for the
+/// [`bundle`] uploaded into [`CONTAINER_DIR`], listening on `port` of
+/// every interface of the container.
+pub(crate) fn container_args(port: u16) -> Vec<String> {
+    flags(
+        &format!("{CONTAINER_DIR}/prometheus.yml"),
+        CONTAINER_DATA,
+        &format!("0.0.0.0:{port}"),
+    )
 }
 
 #[cfg(test)]
@@ -181,6 +208,63 @@ mod tests {
         assert_eq!(
             yaml["scrape_configs"][0]["static_configs"][0]["targets"][0],
             "127.0.0.1:4001"
+        );
+    }
+
+    #[test]
+    fn the_bundle_reads_its_rules_where_it_is_put() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("alerts.yml"), "groups: []\n").expect("rules");
+        let path = dir.path().join("ecosystem.toml");
+        let file = crate::env::EcosystemFile::parse(
+            &path,
+            "[component.api]\nprogram = \"api\"\nport = 8080\nready = { tcp = true }\n\
+             [component.prom]\nkind = \"prometheus\"\nrules = [\"alerts.yml\"]\n",
+        )
+        .expect("file");
+        let spec = LaunchSpec {
+            component: file.component("prom").expect("prom").clone(),
+            placement: Placement {
+                inner_host: "prom".into(),
+                inner_port: Some(9090),
+                bind_host: "0.0.0.0".into(),
+            },
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            program: None,
+            files: Vec::new(),
+            password: None,
+            scrape: vec![("api".into(), "api:8080".into())],
+        };
+        let files = bundle(Path::new(CONTAINER_DIR), &spec).expect("bundle");
+        let paths: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/etc/tekup-prometheus/rules-0-alerts.yml",
+                "/etc/tekup-prometheus/prometheus.yml"
+            ]
+        );
+        assert_eq!(files[0].1, b"groups: []\n");
+        let yaml: serde_yaml::Value = serde_yaml::from_slice(&files[1].1).expect("YAML");
+        assert_eq!(yaml["rule_files"][0], paths[0].as_str());
+        assert_eq!(
+            yaml["scrape_configs"][0]["static_configs"][0]["targets"][0],
+            "api:8080"
+        );
+        let args = container_args(9090);
+        assert!(args.contains(&"--config.file=/etc/tekup-prometheus/prometheus.yml".to_owned()));
+        assert!(args.contains(&"--web.listen-address=0.0.0.0:9090".to_owned()));
+        assert!(args.contains(&"--storage.tsdb.path=/prometheus".to_owned()));
+
+        // A rule file gone since the file was read is named.
+        std::fs::remove_file(dir.path().join("alerts.yml")).expect("remove");
+        let err = bundle(Path::new(CONTAINER_DIR), &spec).expect_err("no rules");
+        assert!(
+            err.to_string().contains("read the rule file")
+                && err.to_string().contains("alerts.yml")
+                && err.to_string().contains("`prom`"),
+            "{err}"
         );
     }
 

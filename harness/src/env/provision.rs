@@ -235,7 +235,7 @@ pub async fn ensure_offline_images_for_start(
         return Ok(());
     };
     let build = super::images::ImageBuild::new(images_dir);
-    let made = [&build.postgres, &build.redis, &build.runtime];
+    let made = build.images();
     let mut needed = false;
     for c in file.components.values() {
         let Some(offline) = &c.offline_image else {

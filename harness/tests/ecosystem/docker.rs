@@ -58,6 +58,7 @@ async fn the_full_ecosystem_answers_under_docker_and_leaves_nothing() {
         "a container per component on one network"
     );
     check_answers(&eco).await;
+    spans_reach_the_harness(&eco).await;
 
     // Faults work on containers too.
     let crm = eco.component("crm-api").expect("crm-api");
@@ -94,6 +95,74 @@ async fn the_full_ecosystem_answers_under_docker_and_leaves_nothing() {
     let flow_log = std::fs::read_to_string(logs.join("flow-api.log")).expect("logs saved");
     assert!(flow_log.contains("listening"), "{flow_log}");
     let _ = std::fs::remove_dir_all(logs);
+}
+
+/// A lead created with a `traceparent` leaves spans of that trace in
+/// [`Ecosystem::traces`]: exported by the containers of flow-api (which
+/// took the request, under the harness's span), the worker and crm-api,
+/// to the receiver on the run network's gateway address.
+async fn spans_reach_the_harness(eco: &tekup_harness::env::Ecosystem) {
+    use tekup_harness::trace::{harness_span, TracePrefix};
+    assert_eq!(eco.traces_unavailable(), None);
+    let receiver = eco.otlp_url().expect("a receiver");
+    assert!(
+        !receiver.starts_with("http://127."),
+        "the receiver listens where containers reach it: {receiver}"
+    );
+    let prefix = TracePrefix::random();
+    let trace = prefix.trace_id(1);
+    let changed = eco.traces().changed();
+    let created = reqwest::Client::new()
+        .post(format!("{}/leads", eco.url("flow-api").expect("flow")))
+        .header("traceparent", prefix.traceparent(1))
+        .header("x-tenant-key", crate::common::ACME_KEY)
+        .header("x-tenant-id", "acme")
+        .header("x-source-app", "flow-web")
+        .json(&serde_json::json!({
+            "firstName": "Trace",
+            "email": format!("trace-{}@example.com", eco.run_id()),
+        }))
+        .send()
+        .await
+        .expect("lead created");
+    assert_eq!(created.status(), 201);
+    let wanted = ["flow-api", "worker", "crm-api"];
+    let within = Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + within;
+    let spans = loop {
+        // Registered before reading, so spans arriving in between wake us.
+        let notified = changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let spans = eco.traces().trace(&trace);
+        let services: std::collections::BTreeSet<&str> =
+            spans.iter().map(|s| s.service.as_str()).collect();
+        if wanted.iter().all(|w| services.contains(w)) {
+            break spans;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline
+            || tokio::time::timeout(deadline - now, notified)
+                .await
+                .is_err()
+        {
+            panic!(
+                "spans of trace {trace} from {wanted:?} within {within:?}; got {:?} ({} span(s) of any trace received)",
+                spans
+                    .iter()
+                    .map(|s| format!("{}: {}", s.service, s.name))
+                    .collect::<Vec<_>>(),
+                eco.traces().received()
+            );
+        }
+    };
+    assert!(
+        spans.iter().any(|s| s.service == "flow-api"
+            && s.parent_span_id
+                .as_deref()
+                .is_some_and(|p| harness_span(&trace, p))),
+        "flow-api's span continues the harness's traceparent: {spans:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,6 +268,7 @@ async fn the_scenario_suite_passes_under_docker_with_release_program_images() {
     );
     assert!(run.status.success(), "{stdout}\n{stderr}");
     assert!(reports.path().join("junit.xml").is_file());
+    trace_steps_were_checked(&reports.path().join("report.json"));
 
     // The program images: release builds, unless TEKUP_BIN_DIR pins others.
     if std::env::var_os("TEKUP_BIN_DIR").is_none() {
@@ -208,6 +278,31 @@ async fn the_scenario_suite_passes_under_docker_with_release_program_images() {
                 "the image of {program} adds {size} bytes to the runtime image: not a stripped release build"
             );
         }
+    }
+}
+
+/// Every trace step of the run saw its spans: under docker the services'
+/// spans reach the harness, so none says "not checked".
+fn trace_steps_were_checked(report: &std::path::Path) {
+    let text = std::fs::read_to_string(report).expect("report.json written");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("report.json is JSON");
+    let labels: Vec<String> = report["scenarios"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["steps"].as_array().cloned().unwrap_or_default())
+        .filter(|step| step["kind"] == "trace")
+        .map(|step| {
+            let text = |key: &str| step[key].as_str().unwrap_or_default().to_owned();
+            format!("{} ({})", text("label"), text("status"))
+        })
+        .collect();
+    assert!(!labels.is_empty(), "the suite has trace steps");
+    for label in &labels {
+        assert!(
+            label.contains("span(s) in the run's traces") && label.ends_with("(passed)"),
+            "a trace step checked under docker: {label}\n(all: {labels:#?})"
+        );
     }
 }
 

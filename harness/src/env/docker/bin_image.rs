@@ -86,11 +86,12 @@ async fn copy_and_commit(
     tag: &str,
 ) -> Result<(), EnvError> {
     let program_owned = program.to_path_buf();
-    let archive =
-        tokio::task::spawn_blocking(move || super::build_archive(Some(&program_owned), &[]))
-            .await
-            .map_err(|e| EnvError::other("pack the program", e))?
-            .map_err(EnvError::io("pack the program into a tar archive"))?;
+    let archive = tokio::task::spawn_blocking(move || {
+        super::archive::build_archive(Some(&program_owned), &[])
+    })
+    .await
+    .map_err(|e| EnvError::other("pack the program", e))?
+    .map_err(EnvError::io("pack the program into a tar archive"))?;
     docker
         .upload_to_container(
             scratch,

@@ -67,14 +67,10 @@ pub async fn usable(file: &EcosystemFile) -> Result<String, String> {
     })?;
     let version = docker.client_version();
     let mut missing = Vec::new();
-    // The optional Prometheus has no docker image: a run that asks for it
-    // under docker is refused on its own (`env::prometheus`), one that does
-    // not ask leaves it out.
-    let needed = file
-        .components
-        .values()
-        .filter(|c| c.kind != super::super::model::Kind::Prometheus);
-    for c in needed {
+    // The optional Prometheus counts too: `images build` makes its image
+    // with the others, and a file that is not asked for it has left it out
+    // before it gets here (`EcosystemFile::without_optional`).
+    for c in file.components.values() {
         let mut found = false;
         for image in c.image.iter().chain(c.offline_image.iter()) {
             if image_exists(&docker, image).await {

@@ -6,9 +6,11 @@
 //! and cannot talk to older daemons (Docker 20.10 speaks API 1.41), while
 //! bollard negotiates the version.
 //!
-//! - Postgres and Redis run from `image` when it exists locally, else from
-//!   `offline-image` (built by `tekup-harness images build`), else `image`
-//!   is pulled.
+//! - Postgres, Redis and Prometheus run from `image` when it exists
+//!   locally, else from `offline-image` (built by `tekup-harness images
+//!   build`), else `image` is pulled. Prometheus's generated configuration
+//!   and rules are copied in before its container starts (see
+//!   [`super::prometheus`]).
 //! - Services, mocks and jobs run in a runtime image; their binaries (and
 //!   `${file:...}` files) are copied in before the container starts.
 //! - Other components reach a component by its name on the run's network;
@@ -21,6 +23,7 @@
 //!   pipe to the harness and removes them when the harness dies without
 //!   tearing down (SIGKILL); `tekup-harness down` removes leftovers.
 
+mod archive;
 mod bin_image;
 mod clean;
 mod instance;
@@ -159,9 +162,13 @@ impl DockerBackend {
                 ];
                 (None, Some(cmd.iter().map(|s| (*s).to_owned()).collect()))
             }
-            // A Prometheus never gets here: the start refuses it under
-            // docker (see `super::prometheus::refuse_under`).
-            Kind::Redis | Kind::Prometheus => (None, None),
+            Kind::Redis => (None, None),
+            // The image's entrypoint is the server (the official image's
+            // contract); `copy_in` puts the configuration where this says.
+            Kind::Prometheus => (
+                None,
+                Some(super::prometheus::container_args(c.port.unwrap_or(9090))),
+            ),
             Kind::Service | Kind::Job => {
                 let program = spec
                     .program
@@ -220,15 +227,30 @@ impl DockerBackend {
         }
     }
 
+    /// Uploads the component's `${file:...}` files and, for a Prometheus,
+    /// its generated configuration and rules, into the created container.
     async fn copy_in(&self, container: &str, spec: &LaunchSpec) -> Result<(), EnvError> {
         let files = spec.files.clone();
-        if files.is_empty() {
+        let made = match spec.component.kind {
+            Kind::Prometheus => {
+                super::prometheus::bundle(Path::new(super::prometheus::CONTAINER_DIR), spec)?
+            }
+            _ => Vec::new(),
+        };
+        if files.is_empty() && made.is_empty() {
             return Ok(());
         }
-        let archive = tokio::task::spawn_blocking(move || build_archive(None, &files))
-            .await
-            .map_err(|e| EnvError::other("pack the binaries", e))?
-            .map_err(EnvError::io("pack the binaries into a tar archive"))?;
+        let archive = tokio::task::spawn_blocking(move || {
+            let mut tar = archive::archive(None, &files)?;
+            archive::append_made(&mut tar, &made)?;
+            tar.into_inner()
+        })
+        .await
+        .map_err(|e| EnvError::other("pack the files", e))?
+        .map_err(EnvError::io(format!(
+            "pack the files of `{}` into a tar archive",
+            spec.component.name
+        )))?;
         self.docker
             .upload_to_container(
                 container,
@@ -239,33 +261,8 @@ impl DockerBackend {
                 bollard::body_full(archive.into()),
             )
             .await
-            .map_err(EnvError::docker(format!(
-                "copy the binaries into {container}"
-            )))
+            .map_err(EnvError::docker(format!("copy the files into {container}")))
     }
-}
-
-pub(super) fn build_archive(
-    program: Option<&Path>,
-    files: &[(PathBuf, String)],
-) -> std::io::Result<Vec<u8>> {
-    let mut tar = tar::Builder::new(Vec::new());
-    tar.follow_symlinks(true);
-    // Docker 20.10 rejects GNU sparse entries (type `S`), which debug binaries produce.
-    tar.sparse(false);
-    if let Some(program) = program {
-        let name = program.file_name().unwrap_or_default();
-        tar.append_path_with_name(program, Path::new("tekup/bin").join(name))?;
-    }
-    for (host, seen) in files {
-        let inner = seen.trim_start_matches('/');
-        if host.is_dir() {
-            tar.append_dir_all(inner, host)?;
-        } else {
-            tar.append_path_with_name(host, inner)?;
-        }
-    }
-    tar.into_inner()
 }
 
 /// The host published ports are reached on: the `DOCKER_HOST` machine for
