@@ -528,20 +528,30 @@ impl Queues {
         Ok(out)
     }
 
-    /// Sizes, in-flight, retrying, dead and processed counts of every queue.
+    /// Sizes, in-flight, retrying, dead and processed counts of every queue,
+    /// read in one transaction: every move of a job (retry, promotion,
+    /// dead letter) is atomic too, so a job is counted in one place only.
+    /// (Read piecemeal, a job dead-lettered between the reads showed as
+    /// retrying and dead at once.)
     pub async fn stats(&self) -> Result<Vec<QueueStats>, QueueError> {
         let mut redis = self.redis.clone();
-        let delayed: Vec<String> = redis.zrange(DELAYED, 0, -1).await?;
-        let processed: std::collections::HashMap<String, u64> = redis.hgetall(PROCESSED).await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic().zrange(DELAYED, 0, -1).hgetall(PROCESSED);
+        for queue in QueueName::ALL {
+            pipe.xlen(stream(queue))
+                .xpending(stream(queue), GROUP)
+                .xlen(dead_stream(queue));
+        }
+        let replies: Vec<RedisValue> = pipe.query_async(&mut redis).await?;
+        let mut replies = replies.into_iter();
+        let mut next = || replies.next().unwrap_or(RedisValue::Nil);
+        let delayed: Vec<String> = redis::from_redis_value(&next())?;
+        let processed: std::collections::HashMap<String, u64> = redis::from_redis_value(&next())?;
         let mut out = Vec::new();
         for queue in QueueName::ALL {
-            let (len, pending, dead): (u64, redis::streams::StreamPendingReply, u64) =
-                redis::pipe()
-                    .xlen(stream(queue))
-                    .xpending(stream(queue), GROUP)
-                    .xlen(dead_stream(queue))
-                    .query_async(&mut redis)
-                    .await?;
+            let len: u64 = redis::from_redis_value(&next())?;
+            let pending: redis::streams::StreamPendingReply = redis::from_redis_value(&next())?;
+            let dead: u64 = redis::from_redis_value(&next())?;
             let in_flight = pending.count() as u64;
             let retrying = delayed
                 .iter()
