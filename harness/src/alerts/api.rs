@@ -79,13 +79,18 @@ impl ActiveAlert {
         self.labels.get("alertname").map_or("", String::as_str)
     }
 
-    /// Whether it is firing and has every label of `labels`.
-    pub fn is_firing(&self, name: &str, labels: &[(&str, &str)]) -> bool {
-        self.state == AlertState::Firing
-            && self.name() == name
+    /// Whether it is the alert `name` with every label of `labels`,
+    /// pending or firing.
+    pub fn is(&self, name: &str, labels: &[(&str, &str)]) -> bool {
+        self.name() == name
             && labels
                 .iter()
                 .all(|(k, v)| self.labels.get(*k).is_some_and(|have| have == v))
+    }
+
+    /// Whether it is firing and has every label of `labels`.
+    pub fn is_firing(&self, name: &str, labels: &[(&str, &str)]) -> bool {
+        self.state == AlertState::Firing && self.is(name, labels)
     }
 }
 

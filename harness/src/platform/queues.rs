@@ -61,8 +61,9 @@ impl Platform {
         }
     }
 
-    /// The queues the first of `services` that lists any lists.
-    async fn queue_list(&self, services: &[&str]) -> Result<Option<Vec<Value>>, String> {
+    /// The queues the first of `services` that lists any lists (`None`
+    /// when none does), as `GET /admin/queues` gives them.
+    pub(crate) async fn queue_list(&self, services: &[&str]) -> Result<Option<Vec<Value>>, String> {
         let mut last = None;
         for service in services {
             match self.admin_get(service, "/admin/queues").await {

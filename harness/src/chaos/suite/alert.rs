@@ -17,7 +17,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::SuiteName;
-use crate::alerts::{ActiveAlert, Prometheus};
+use crate::alerts::Prometheus;
 use crate::env::{error_chain, Ecosystem};
 
 /// Beyond the rule's `for:`, for the scrapes and evaluations (one second
@@ -39,16 +39,6 @@ impl fmt::Display for ExpectedAlert {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         write!(f, "{}{{{}}}", self.name, labels.join(","))
-    }
-}
-
-impl ExpectedAlert {
-    fn matches(&self, alert: &ActiveAlert) -> bool {
-        alert.name() == self.name
-            && self
-                .labels
-                .iter()
-                .all(|(k, v)| alert.labels.get(*k).is_some_and(|have| have == v))
     }
 }
 
@@ -171,7 +161,7 @@ impl AlertWatch {
             .wait_for(&what, within, |alerts| {
                 alerts
                     .iter()
-                    .any(|a| expected.matches(a) && a.state == crate::alerts::AlertState::Firing)
+                    .any(|a| a.is_firing(expected.name, expected.labels))
             })
             .await
         {
@@ -211,7 +201,7 @@ impl AlertWatch {
         match self
             .prometheus
             .wait_for(&format!("{expected} resolved"), within, |alerts| {
-                !alerts.iter().any(|a| expected.matches(a))
+                !alerts.iter().any(|a| a.is(expected.name, expected.labels))
             })
             .await
         {

@@ -235,8 +235,7 @@ pub(super) async fn restore(eco: &Ecosystem, suite: SuiteName) -> Vec<String> {
 /// it waits for jobs held (a job makes two or three).
 const WORKER_CRM_LATENCY: Duration = Duration::from_millis(200);
 
-/// The queue whose jobs `worker-killed` wants held at the kill, and the
-/// service whose `/admin/queues` lists it.
+/// The queue whose jobs `worker-killed` wants held at the kill.
 const HELD_QUEUE: &str = "lead-processing";
 
 /// Waits until the worker holds lead-processing jobs (delivered, not yet
@@ -248,15 +247,15 @@ async fn jobs_held(
 ) -> Result<u64, String> {
     let platform = crate::platform::Platform::from_ecosystem(eco).map_err(|e| e.to_string())?;
     loop {
-        let answer = platform
-            .admin_get(crate::platform::TENANT_SERVICE, "/admin/queues")
-            .await
-            .map_err(|e| e.to_string())?;
-        let held = answer.body["queues"]
-            .as_array()
-            .and_then(|qs| qs.iter().find(|q| q["name"] == HELD_QUEUE))
+        let listed = platform
+            .queue_list(&[crate::platform::TENANT_SERVICE])
+            .await?
+            .unwrap_or_default();
+        let held = listed
+            .iter()
+            .find(|q| q["name"] == HELD_QUEUE)
             .and_then(|q| q["inFlight"].as_u64())
-            .ok_or_else(|| format!("/admin/queues lists no `{HELD_QUEUE}`: {}", answer.body))?;
+            .ok_or_else(|| format!("/admin/queues lists no `{HELD_QUEUE}`"))?;
         if held > 0 {
             return Ok(held);
         }
