@@ -245,6 +245,9 @@ async fn run_service(service: ServiceName, args: ServiceArgs, role: Role) -> any
         }
         None => anyhow::bail!("{service} needs Redis: set REDIS_URL or --redis-url"),
     };
+    if service == ServiceName::FlowApi && state.queues.is_some() {
+        tokio::spawn(crate::flow::recover_outbox(state.clone(), shutdown.clone()));
+    }
     let mut worker = None;
     match role {
         Role::Api => {}
@@ -282,6 +285,7 @@ async fn run_service(service: ServiceName, args: ServiceArgs, role: Role) -> any
         shutdown_signal().await;
         stop.cancel();
     });
+    let gateway = state.gateway.clone();
     http::serve(
         listener,
         http::app(state),
@@ -290,6 +294,11 @@ async fn run_service(service: ServiceName, args: ServiceArgs, role: Role) -> any
     .await
     .context("the HTTP server failed")?;
     shutdown.cancel();
+    if let Some(gateway) = gateway {
+        // Every connection is closed: what they were sent is audited
+        // before the process goes.
+        gateway.finish().await;
+    }
     if let Some(worker) = worker {
         worker
             .await

@@ -190,6 +190,27 @@ impl RequestContext {
         CURRENT.scope(self, f).await
     }
 
+    /// Spawns `f` as part of the current request, if inside one: with its
+    /// context, inside its hop's span and the current span, as the
+    /// request's own future runs (see `crate::http`), so that the spans `f`
+    /// opens join the request's trace. A task of its own runs on when the
+    /// request's future is dropped (its client hung up).
+    pub fn spawn<F>(f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        use tracing::Instrument as _;
+        let current = tracing::Span::current();
+        match Self::current() {
+            Some(ctx) => {
+                let hop = ctx.span.clone();
+                tokio::spawn(ctx.scope(f).instrument(current).instrument(hop))
+            }
+            None => tokio::spawn(f.instrument(current)),
+        }
+    }
+
     /// The current request's context, if inside one.
     pub fn current() -> Option<Self> {
         CURRENT.try_with(Clone::clone).ok()

@@ -40,6 +40,9 @@
 //! | `trace-drops-job-context` | enqueueing a job leaves out its `traceparent`: the worker's processing starts a new trace |
 //! | `worker-no-reclaim` | the worker never takes over the jobs a dead worker held: they stay pending |
 //! | `lead-enqueued-twice` | `POST /leads` queues the lead's processing twice, under two job ids (the lead is processed twice; its effects are idempotent, so the stores look right) |
+//! | `lead-no-outbox`   | `POST /leads` queues the lead's job after the commit with no outbox row: a flow-api killed in between leaves the lead stored and never processed |
+//! | `crm-refused-final` | lead processing takes a CRM call that failed other than by timing out (the CRM API is down: refused, or closed mid-request) as final: the lead stays without its contact and the job is acknowledged |
+//! | `gateway-resume-from-now` | the gateway ignores a reconnecting client's last event id: what was published while it was away is never sent |
 
 /// The defects a `defects` build knows.
 pub const KNOWN: &[&str] = &[
@@ -73,6 +76,9 @@ pub const KNOWN: &[&str] = &[
     "trace-drops-job-context",
     "lead-enqueued-twice",
     "worker-no-reclaim",
+    "lead-no-outbox",
+    "crm-refused-final",
+    "gateway-resume-from-now",
     // One line per defect below; keep the table above in step.
 ];
 

@@ -1,8 +1,9 @@
 //! Leads, and the lead-to-contact flow.
 //!
-//! `POST /leads` stores the lead, then enqueues a `process-lead` job on the
-//! lead-processing queue, answering 201 at once; the worker then runs the
-//! lead-to-contact flow ([`super::processing`]).
+//! `POST /leads` stores the lead with its `process-lead` job in the outbox,
+//! then queues the job on the lead-processing queue ([`super::outbox`]),
+//! answering 201 at once; the worker then runs the lead-to-contact flow
+//! ([`super::processing`]).
 //! Without a queue configured (no Redis), the flow runs inside the request.
 
 use axum::extract::{Path, Query, State};
@@ -14,7 +15,7 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{activities, processing};
+use super::{activities, outbox, processing};
 use crate::auth::TenantContext;
 use crate::db::tenant_tx;
 use crate::error::{ApiError, ApiResult};
@@ -126,28 +127,59 @@ pub(super) async fn create(
             .map_err(ApiError::internal)?;
         return Ok((StatusCode::CREATED, Json(lead)));
     };
-    // Committed before the job is queued, so the worker always finds the
-    // lead. Should queueing fail, the lead is taken back and the client told
-    // to retry (503): a lead is never stored without its job.
-    tx.commit().await?;
-    if late_check {
-        ctx.require("write:leads")?;
-    }
     let job = Job::new(
         QueueName::LeadProcessing,
         processing::PROCESS_LEAD,
         &ctx.tenant_id,
         json!({ "leadId": lead.id, "originApp": ctx.app, "notifyVoice": body.notify_voice.unwrap_or(false) }),
     );
-    if let Err(e) = queues.enqueue(&job).await {
-        tracing::error!(error = crate::error::chain(&e), lead = %lead.id, "failed to enqueue lead processing; taking the lead back");
-        let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
-        sqlx::query("DELETE FROM flow.leads WHERE id = $1 AND tenant_id = $2")
-            .bind(lead.id)
-            .bind(&ctx.tenant_id)
-            .execute(&mut *tx)
-            .await?;
+    let outbox = !crate::defects::active("lead-no-outbox");
+    let queued = if outbox {
+        // The job goes into the outbox in the lead's own transaction: a
+        // lead is never stored without a record of its job. The commit and
+        // the queueing then run in a task of its own: a client that hangs
+        // up drops this handler's future, and a future dropped between the
+        // two would leave the job to the next start's recovery.
+        outbox::record(&mut tx, &job, lead.id).await?;
+        let state = state.clone();
+        let tenant = ctx.tenant_id.clone();
+        let job = job.clone();
+        let queued = crate::context::RequestContext::spawn(async move {
+            // Committed before the job is queued, so the worker always
+            // finds the lead.
+            tx.commit().await?;
+            outbox::queue(&state, &tenant, &job).await
+        })
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("queueing the lead's job: {e}")))??;
+        if late_check {
+            ctx.require("write:leads")?;
+        }
+        queued
+    } else {
+        // Deliberate defect `lead-no-outbox`: queued after the commit with
+        // nothing to recover it from, as the platform did before the
+        // outbox; a process killed here leaves the lead unprocessed.
         tx.commit().await?;
+        if late_check {
+            ctx.require("write:leads")?;
+        }
+        match queues.enqueue(&job).await {
+            Ok(_) => outbox::Queued::Yes,
+            Err(e) => {
+                tracing::error!(error = crate::error::chain(&e), lead = %lead.id, "failed to enqueue lead processing; taking the lead back");
+                let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+                sqlx::query("DELETE FROM flow.leads WHERE id = $1 AND tenant_id = $2")
+                    .bind(lead.id)
+                    .bind(&ctx.tenant_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                outbox::Queued::TakenBack
+            }
+        }
+    };
+    if queued == outbox::Queued::TakenBack {
         return Err(ApiError::Unavailable(
             "the lead-processing queue is unavailable; retry later".into(),
         ));

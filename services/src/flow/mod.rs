@@ -20,7 +20,9 @@
 pub(crate) mod activities;
 mod compliance;
 mod leads;
+mod outbox;
 pub(crate) mod processing;
+pub use outbox::recover as recover_outbox;
 mod stats;
 mod voice;
 

@@ -241,6 +241,11 @@ impl Hub {
         total
     }
 
+    /// Records a delivery made outside [`Hub::dispatch`] (a replay).
+    pub fn audit(&self, row: AuditRow) {
+        let _ = self.audit.send(row);
+    }
+
     /// Whether the event should be replayed to a connection of `tenant`/`app`.
     pub fn visible_to(event: &CrossAppEvent, tenant: &str, app: &str) -> bool {
         event.tenant_id == tenant && event.recipients().contains(&app)

@@ -74,7 +74,14 @@ pub struct Gateway {
     ping_interval: Duration,
     max_message_bytes: usize,
     shutdown: CancellationToken,
+    /// The audit writer, awaited by [`Gateway::finish`].
+    audit: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Tells the audit writer to write what it holds and stop.
+    audit_stop: CancellationToken,
 }
+
+/// How long [`Gateway::finish`] waits for the audit's last rows.
+const AUDIT_FLUSH_WITHIN: Duration = Duration::from_secs(10);
 
 struct RedisHandle(ConnectionManager);
 
@@ -106,8 +113,11 @@ impl Gateway {
             ping_interval: Duration::from_secs(args.ping_secs.max(1)),
             max_message_bytes: args.max_message_bytes.max(1),
             shutdown: shutdown.clone(),
+            audit: std::sync::Mutex::new(None),
+            audit_stop: CancellationToken::new(),
         });
-        tokio::spawn(audit::run(db, audit_rx));
+        let writer = tokio::spawn(audit::run(db, audit_rx, gateway.audit_stop.clone()));
+        *gateway.audit.lock().unwrap_or_else(|e| e.into_inner()) = Some(writer);
         let reader =
             ConnectionManager::new_with_config(client, crate::queue::reconnecting()).await?;
         tokio::spawn(read_stream(
@@ -119,13 +129,31 @@ impl Gateway {
         Ok(gateway)
     }
 
+    /// Writes the audit rows still held (of the deliveries made so far) and
+    /// stops the writer; called once every connection is closed, so that a
+    /// stopping gateway leaves no delivery unaudited.
+    pub async fn finish(&self) {
+        self.audit_stop.cancel();
+        let writer = self.audit.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(writer) = writer {
+            if tokio::time::timeout(AUDIT_FLUSH_WITHIN, writer)
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    "the event audit's last rows were not written within {AUDIT_FLUSH_WITHIN:?}"
+                );
+            }
+        }
+    }
+
     /// The events after `cursor` that `tenant`/`app` should see, oldest first.
     async fn replay(
         &self,
         cursor: &str,
         tenant: &str,
         app: &str,
-    ) -> Result<Vec<hub::Frame>, redis::RedisError> {
+    ) -> Result<Vec<(hub::Frame, hub::AuditRow)>, redis::RedisError> {
         let mut redis = self.redis.0.clone();
         let mut from = format!("({cursor}");
         let mut seen = std::collections::HashSet::new();
@@ -141,7 +169,19 @@ impl Gateway {
                     continue;
                 };
                 if Hub::visible_to(&event, tenant, app) && seen.insert(event.id) {
-                    frames.extend(hub::Frame::event(&entry.id, &event));
+                    if let Some(frame) = hub::Frame::event(&entry.id, &event) {
+                        // A replay is a delivery to the room too, and is
+                        // audited as one (see [`audit`]).
+                        let row = hub::AuditRow {
+                            tenant_id: event.tenant_id.clone(),
+                            event_id: event.id,
+                            event_type: event.kind.clone(),
+                            cursor: entry.id.clone(),
+                            app: app.to_owned(),
+                            connections: 1,
+                        };
+                        frames.push((frame, row));
+                    }
                 }
             }
             from = format!("({last}");

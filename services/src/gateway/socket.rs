@@ -85,10 +85,15 @@ pub(super) async fn run(gateway: Arc<Gateway>, socket: WebSocket, peer: Peer) {
     // Joined before the replay is read, so nothing published in between is
     // missed; live frames at or below the replay's last cursor are skipped.
     let mut high_water = None;
-    if let Some(cursor) = &peer.resume_from {
+    // Deliberate defect `gateway-resume-from-now`: no replay.
+    let resume_from = peer
+        .resume_from
+        .as_ref()
+        .filter(|_| !crate::defects::active("gateway-resume-from-now"));
+    if let Some(cursor) = resume_from {
         match gateway.replay(cursor, &peer.tenant, &peer.app).await {
             Ok(frames) => {
-                for frame in frames {
+                for (frame, row) in frames {
                     high_water = Some(frame.cursor);
                     if sink
                         .send(Message::Text(frame.text.clone().into()))
@@ -97,6 +102,7 @@ pub(super) async fn run(gateway: Arc<Gateway>, socket: WebSocket, peer: Peer) {
                     {
                         return;
                     }
+                    gateway.hub.audit(row);
                 }
             }
             Err(e) => {
