@@ -66,7 +66,7 @@ enum Command {
     /// Loads the ecosystem (or a deployment, --host) with a goose profile and judges it
     /// against the platform's targets; `load merge` merges several machines' reports.
     Load(Box<load::LoadArgs>),
-    /// Chaos suites: steady load while Redis or Postgres dies, a mock fails or the gateway loses Redis, then the invariants.
+    /// Chaos suites: steady load while Redis or Postgres dies, a mock fails, the gateway loses Redis or restarts, or a service is frozen or killed mid-work, then the invariants.
     Chaos(chaos::ChaosArgs),
     /// The sweep: attacks every operation, input, limit, database grant and token rule the
     /// contract and OpenAPI documents name; a finding prints its smallest request.

@@ -21,6 +21,23 @@ pub struct Gateway {
     pub joined: Value,
     /// What a join of any other room answers (a subset of the frame).
     pub refused: Value,
+    /// How a client that lost its connection resumes without missing or
+    /// repeating an event; absent when the platform does not promise it.
+    #[serde(default)]
+    pub resume: Option<Resume>,
+}
+
+/// The gateway's resume promise (`gateway.resume`): a client reconnecting
+/// with the cursor of the last event frame it got, in `header`, is first
+/// sent every event of its rooms published after that cursor, then the
+/// live ones; none twice.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Resume {
+    /// The handshake header that carries the cursor (`last-event-id`).
+    pub header: String,
+    /// The field of an event frame that holds its cursor (`cursor`).
+    pub cursor: String,
 }
 
 impl Gateway {

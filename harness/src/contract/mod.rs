@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-pub use gateway::Gateway;
+pub use gateway::{Gateway, Resume};
 pub use job::new_job;
 pub use limits::Limits;
 

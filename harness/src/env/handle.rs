@@ -109,6 +109,14 @@ impl ComponentHandle {
         self.wait_ready().await
     }
 
+    /// Stops it as an orchestrator does (SIGTERM, SIGKILL after a grace
+    /// period), starts it again and waits until it is ready; gives how long
+    /// readiness took.
+    pub async fn restart_gracefully(&self) -> Result<Duration, EnvError> {
+        self.instance.restart_gracefully().await?;
+        self.wait_ready().await
+    }
+
     /// Whether the ecosystem offers it: always for what the harness
     /// started; for an external deployment, whether it gave its URL (the
     /// database, Redis and the mocks are optional there).

@@ -442,6 +442,19 @@ impl Instance for ProcessInstance {
         .boxed()
     }
 
+    fn restart_gracefully(&self) -> BoxFuture<'_, Result<(), EnvError>> {
+        async move {
+            // SIGTERM, then (in stop_blocking) SIGKILL after its grace.
+            let signal = match self.recipe.stop_signal {
+                libc::SIGKILL => libc::SIGTERM,
+                other => other,
+            };
+            self.stop_blocking(signal);
+            self.spawn()
+        }
+        .boxed()
+    }
+
     fn log_path(&self) -> Option<PathBuf> {
         Some(self.log_path.clone())
     }

@@ -131,6 +131,13 @@ pub trait Instance: Send + Sync + fmt::Debug {
     fn resume(&self) -> BoxFuture<'_, Result<(), EnvError>>;
     /// Starts it again with the same addresses (after a kill, or while running).
     fn restart(&self) -> BoxFuture<'_, Result<(), EnvError>>;
+    /// Stops it as an orchestrator does (SIGTERM, and SIGKILL only after a
+    /// grace period), then starts it again: a restart it can prepare for
+    /// (finish its work in hand, flush what it holds). By default, as
+    /// [`Instance::restart`].
+    fn restart_gracefully(&self) -> BoxFuture<'_, Result<(), EnvError>> {
+        self.restart()
+    }
     /// Where its log is, if it is a file.
     fn log_path(&self) -> Option<PathBuf> {
         None

@@ -1,5 +1,13 @@
 //! A WebSocket client of the event gateway that keeps every event it is
 //! sent, for suites that count deliveries.
+//!
+//! Where the contract promises resumption (`gateway.resume`), a
+//! [`Subscriber`] whose connection ends (the gateway restarted, a proxy cut
+//! it) reconnects on its own with the cursor of the last event frame it
+//! got, as a browser's client would; what it is then sent is held to the
+//! same counts (a missed event stays missing, a replayed one is counted
+//! twice). It keeps trying for [`RESUME_WITHIN`], and only then reports the
+//! connection closed.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,8 +24,8 @@ use super::{Platform, PlatformError, TenantKey};
 pub const GATEWAY: &str = "gateway";
 
 /// A connection to `/events` as one app of one tenant. Events are kept in
-/// arrival order; the reader stops when the connection closes (dropping
-/// the subscriber closes it).
+/// arrival order; the reader stops when the connection closes for good
+/// (see the module's docs on resuming; dropping the subscriber closes it).
 #[derive(Debug)]
 pub struct Subscriber {
     inbox: Arc<Inbox>,
@@ -27,9 +35,16 @@ pub struct Subscriber {
 #[derive(Debug, Default)]
 struct Inbox {
     events: Mutex<Vec<Value>>,
+    /// The cursor of the last event frame, to resume after.
+    cursor: Mutex<Option<String>>,
+    /// Why each resumed connection had ended.
+    resumed: Mutex<Vec<String>>,
     closed: Mutex<Option<String>>,
     arrived: Notify,
 }
+
+/// How long a subscriber keeps trying to resume a lost connection.
+const RESUME_WITHIN: Duration = Duration::from_secs(60);
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
@@ -78,6 +93,19 @@ pub async fn open_events_traced(
     within: Duration,
     traceparent: Option<&str>,
 ) -> Result<EventStream, HandshakeError> {
+    let extra = traceparent.map(|tp| ("traceparent", tp));
+    handshake(tls, gateway, [key, tenant_id, app], within, extra).await
+}
+
+/// The handshake of [`open_events`], with one more header (a
+/// `traceparent`, a resume cursor).
+async fn handshake(
+    tls: &ClientTls,
+    gateway: &str,
+    [key, tenant_id, app]: [&str; 3],
+    within: Duration,
+    extra: Option<(&str, &str)>,
+) -> Result<EventStream, HandshakeError> {
     let url = format!(
         "{}/events",
         gateway
@@ -99,11 +127,13 @@ pub async fn open_events_traced(
         ("x-source-app", app),
     ]
     .into_iter()
-    .chain(traceparent.map(|tp| ("traceparent", tp)))
+    .chain(extra)
     {
         let value = value
             .parse()
             .map_err(|_| failed(format!("`{value}` is not a valid {name} header")))?;
+        let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| failed(format!("`{name}` is not a valid header name")))?;
         request.headers_mut().insert(name, value);
     }
     let (stream, _) = tokio::time::timeout(within, tls.connect_ws(request))
@@ -133,54 +163,118 @@ pub async fn open_events_traced(
 
 impl Platform {
     /// Connects to the gateway as `app` of `tenant` and waits for its
-    /// welcome frame (up to `within`).
+    /// welcome frame (up to `within`); resumes on its own where the
+    /// contract promises it (see the module's docs).
     pub async fn subscribe(
         &self,
         tenant: &TenantKey,
         app: &str,
         within: Duration,
     ) -> Result<Subscriber, PlatformError> {
-        let (sink, mut source) = open_events(
-            self.tls(),
-            self.url(GATEWAY)?,
-            &tenant.key,
-            &tenant.id,
-            app,
-            within,
-        )
-        .await
-        .map_err(|e| PlatformError::Transport {
+        let gateway = self.url(GATEWAY)?.to_owned();
+        let tls = self.tls().clone();
+        let who = [tenant.key.clone(), tenant.id.clone(), app.to_owned()];
+        let open = move |cursor: Option<(String, String)>| {
+            let (tls, gateway, who) = (tls.clone(), gateway.clone(), who.clone());
+            async move {
+                let extra = cursor.as_ref().map(|(h, c)| (h.as_str(), c.as_str()));
+                let [key, id, app] = &who;
+                handshake(&tls, &gateway, [key, id, app], within, extra).await
+            }
+        };
+        let (sink, source) = open(None).await.map_err(|e| PlatformError::Transport {
             method: reqwest::Method::GET,
             url: e.url,
             cause: e.why,
         })?;
+        let resume = crate::contract::active().gateway.resume.clone();
         let inbox = Arc::new(Inbox::default());
         let keep = Arc::clone(&inbox);
         let reader = tokio::spawn(async move {
-            // The sink is kept alive with the reader: dropping it would
-            // close our half of the connection.
-            let _sink = sink;
-            let reason = loop {
-                match source.next().await {
-                    Some(Ok(Message::Text(text))) => {
-                        let frame: Value = serde_json::from_str(&text).unwrap_or_default();
-                        if frame["type"] == "event" {
-                            lock(&keep.events).push(frame["event"].clone());
-                            keep.arrived.notify_waiters();
-                        }
+            let mut connection = (sink, source);
+            loop {
+                let reason = read(connection, &keep, resume.as_ref()).await;
+                let Some(resume) = &resume else {
+                    return keep.close(reason);
+                };
+                match reconnect(&open, &keep, resume).await {
+                    Ok(again) => {
+                        lock(&keep.resumed).push(reason);
+                        connection = again;
                     }
-                    Some(Ok(Message::Close(frame))) => {
-                        break frame.map_or("closed".into(), |f| format!("closed {}", f.code))
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => break format!("connection failed: {e}"),
-                    None => break "connection ended".into(),
+                    Err(why) => return keep.close(format!("{reason}; resuming failed: {why}")),
                 }
-            };
-            *lock(&keep.closed) = Some(reason);
-            keep.arrived.notify_waiters();
+            }
         });
         Ok(Subscriber { inbox, reader })
+    }
+}
+
+/// Reads a connection until it ends, keeping its events (and their
+/// cursors); says how it ended.
+async fn read(
+    (sink, mut source): EventStream,
+    inbox: &Inbox,
+    resume: Option<&crate::contract::Resume>,
+) -> String {
+    // The sink is kept alive with the reader: dropping it would close our
+    // half of the connection.
+    let _sink = sink;
+    loop {
+        match source.next().await {
+            Some(Ok(Message::Text(text))) => {
+                let frame: Value = serde_json::from_str(&text).unwrap_or_default();
+                if frame["type"] == "event" {
+                    if let Some(cursor) = resume.and_then(|r| frame[r.cursor.as_str()].as_str()) {
+                        *lock(&inbox.cursor) = Some(cursor.to_owned());
+                    }
+                    lock(&inbox.events).push(frame["event"].clone());
+                    inbox.arrived.notify_waiters();
+                }
+            }
+            Some(Ok(Message::Close(frame))) => {
+                break frame.map_or("closed".into(), |f| format!("closed {}", f.code))
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => break format!("connection failed: {e}"),
+            None => break "connection ended".into(),
+        }
+    }
+}
+
+/// Opens the connection again with the last cursor, retrying with a
+/// growing pause (the gateway is coming back) for up to [`RESUME_WITHIN`].
+async fn reconnect<F, Fut>(
+    open: &F,
+    inbox: &Inbox,
+    resume: &crate::contract::Resume,
+) -> Result<EventStream, String>
+where
+    F: Fn(Option<(String, String)>) -> Fut,
+    Fut: std::future::Future<Output = Result<EventStream, HandshakeError>>,
+{
+    let deadline = tokio::time::Instant::now() + RESUME_WITHIN;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let cursor = lock(&inbox.cursor)
+            .clone()
+            .map(|c| (resume.header.clone(), c));
+        match open(cursor).await {
+            Ok(connection) => return Ok(connection),
+            Err(e) if tokio::time::Instant::now() + pause < deadline => {
+                tracing::debug!(error = %e, "the gateway is not back yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+impl Inbox {
+    fn close(&self, reason: String) {
+        *lock(&self.closed) = Some(reason);
+        self.arrived.notify_waiters();
     }
 }
 
@@ -190,7 +284,12 @@ impl Subscriber {
         lock(&self.inbox.events).clone()
     }
 
-    /// Why the connection ended, if it did.
+    /// How often the connection was lost and resumed, and why each ended.
+    pub fn resumed(&self) -> Vec<String> {
+        lock(&self.inbox.resumed).clone()
+    }
+
+    /// Why the connection ended for good, if it did.
     pub fn closed(&self) -> Option<String> {
         lock(&self.inbox.closed).clone()
     }

@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::alert::AlertWatch;
-use super::{Plan, SuiteError, SuiteName};
+use super::{waits, Plan, Stage, SuiteError, SuiteName};
+use crate::chaos::Toxic;
 use crate::env::{error_chain, Ecosystem, MockAdminError, MockHandle};
 
 /// The mock the `mock-flaky` suite breaks: email sync reads the mailbox
@@ -47,6 +48,7 @@ pub(super) async fn inject(
     eco: &Ecosystem,
     suite: SuiteName,
     plan: &Plan,
+    stage: &Stage<'_>,
     mut sent: tokio::sync::watch::Receiver<usize>,
     timeline: &mut Timeline,
     mut alert: Option<&mut AlertWatch>,
@@ -148,12 +150,9 @@ pub(super) async fn inject(
             let link = eco
                 .link("worker", "crm-api")
                 .map_err(|e| fault("find the link", &e))?;
-            link.add(crate::chaos::Toxic::latency(
-                WORKER_CRM_LATENCY,
-                Duration::ZERO,
-            ))
-            .map_err(|e| fault("slow worker->crm-api", &e))?;
-            let held_jobs = jobs_held(eco, &mut sent).await;
+            link.add(Toxic::latency(WORKER_CRM_LATENCY, Duration::ZERO))
+                .map_err(|e| fault("slow worker->crm-api", &e))?;
+            let held_jobs = waits::jobs_held(eco, &mut sent).await;
             worker
                 .kill()
                 .await
@@ -165,12 +164,83 @@ pub(super) async fn inject(
             link.reset()
                 .map_err(|e| fault("heal worker->crm-api", &e))?;
             held(hold, &mut alert, timeline).await;
-            let took = worker
-                .restart()
+            start_again(worker, timeline)
                 .await
                 .map_err(|e| fault("restart the worker", &e))?;
+        }
+        SuiteName::FlowApiKilled => {
+            let flow = eco.component("flow-api").map_err(|e| fault("find", &e))?;
+            // What flow-api writes to Redis is held, so that each lead
+            // stored from now on waits after its commit for its job to be
+            // queued: the kill then finds leads there, however fast the
+            // machine.
+            let link = eco
+                .link("flow-api", "redis")
+                .map_err(|e| fault("find the link", &e))?;
+            link.add(Toxic::timeout(Duration::ZERO).upstream())
+                .map_err(|e| fault("hold flow-api->redis", &e))?;
+            let stored = waits::stored_unanswered(stage.actors, stage.ledger, &mut sent).await;
+            flow.kill().await.map_err(|e| fault("kill flow-api", &e))?;
+            // Cutting the link drops what the proxy held for the dead
+            // process: its last jobs never reach the queue. The toxic goes
+            // only once every connection it held is closed, or what they
+            // held would flow on.
+            link.disable()
+                .map_err(|e| fault("cut flow-api->redis", &e))?;
+            closed(link)
+                .await
+                .map_err(|e| fault("close flow-api->redis's connections", &e))?;
+            link.reset()
+                .map_err(|e| fault("heal flow-api->redis", &e))?;
+            timeline.note(match stored {
+                Ok(n) => format!("flow-api killed with {n} lead(s) stored and not yet answered"),
+                Err(e) => {
+                    format!("flow-api killed; whether leads were stored unanswered is unknown: {e}")
+                }
+            });
+            held(hold, &mut alert, timeline).await;
+            start_again(flow, timeline)
+                .await
+                .map_err(|e| fault("restart flow-api", &e))?;
+        }
+        SuiteName::CrmApiKilled => {
+            let crm = eco.component("crm-api").map_err(|e| fault("find", &e))?;
+            // The worker's requests to the CRM slowed on their way in, so
+            // that the kill finds some arriving and some being served.
+            let link = eco
+                .link("worker", "crm-api")
+                .map_err(|e| fault("find the link", &e))?;
+            link.add(Toxic::latency(WORKER_CRM_LATENCY, Duration::ZERO).upstream())
+                .map_err(|e| fault("slow worker->crm-api", &e))?;
+            let held_jobs = waits::jobs_held(eco, &mut sent).await;
+            crm.kill().await.map_err(|e| fault("kill crm-api", &e))?;
+            link.reset()
+                .map_err(|e| fault("heal worker->crm-api", &e))?;
+            timeline.note(match held_jobs {
+                Ok(n) => format!("crm-api killed while the worker held {n} lead-processing job(s)"),
+                Err(e) => {
+                    format!("crm-api killed; whether the worker was calling it is unknown: {e}")
+                }
+            });
+            held(hold, &mut alert, timeline).await;
+            start_again(crm, timeline)
+                .await
+                .map_err(|e| fault("restart crm-api", &e))?;
+        }
+        SuiteName::GatewayRestarted => {
+            let gateway = eco.component("gateway").map_err(|e| fault("find", &e))?;
+            let primed = waits::subscribers_primed(stage.subscribers, &mut sent).await;
+            timeline.note(match primed {
+                Ok(()) => "every subscriber has an event to resume from".to_owned(),
+                Err(e) => format!("restarting anyway: {e}"),
+            });
+            held(Duration::ZERO, &mut alert, timeline).await;
+            let took = gateway
+                .restart_gracefully()
+                .await
+                .map_err(|e| fault("restart the gateway", &e))?;
             timeline.note(format!(
-                "worker started again (ready in {:.1} s)",
+                "gateway stopped (SIGTERM) and started again (ready in {:.1} s)",
                 took.as_secs_f64()
             ));
         }
@@ -199,6 +269,9 @@ pub(super) async fn restore(eco: &Ecosystem, suite: SuiteName) -> Vec<String> {
         SuiteName::RedisKilled => Some("redis"),
         SuiteName::PostgresRestarted => Some("postgres"),
         SuiteName::WorkerKilled => Some("worker"),
+        SuiteName::FlowApiKilled => Some("flow-api"),
+        SuiteName::CrmApiKilled => Some("crm-api"),
+        SuiteName::GatewayRestarted => Some("gateway"),
         SuiteName::MockFlaky | SuiteName::GatewayPartition => None,
         SuiteName::CrmPaused => {
             if let Ok(crm) = eco.component("crm-api") {
@@ -231,39 +304,41 @@ pub(super) async fn restore(eco: &Ecosystem, suite: SuiteName) -> Vec<String> {
     problems
 }
 
-/// The delay `worker-killed` puts on each of the worker's CRM calls while
-/// it waits for jobs held (a job makes two or three).
+/// The delay `worker-killed` and `crm-api-killed` put on each of the
+/// worker's CRM calls while they wait for jobs held (a job makes two or
+/// three).
 const WORKER_CRM_LATENCY: Duration = Duration::from_millis(200);
 
-/// The queue whose jobs `worker-killed` wants held at the kill.
-const HELD_QUEUE: &str = "lead-processing";
+/// Starts a killed component again and notes when it was ready.
+async fn start_again(
+    component: &crate::env::ComponentHandle,
+    timeline: &mut Timeline,
+) -> Result<(), crate::env::EnvError> {
+    let took = component.restart().await?;
+    timeline.note(format!(
+        "{} started again (ready in {:.1} s)",
+        component.name(),
+        took.as_secs_f64()
+    ));
+    Ok(())
+}
 
-/// Waits until the worker holds lead-processing jobs (delivered, not yet
-/// acknowledged: `inFlight` of `GET /admin/queues`) and gives how many, or
-/// an error when the load ended first or the queues cannot be read.
-async fn jobs_held(
-    eco: &Ecosystem,
-    sent: &mut tokio::sync::watch::Receiver<usize>,
-) -> Result<u64, String> {
-    let platform = crate::platform::Platform::from_ecosystem(eco).map_err(|e| e.to_string())?;
-    loop {
-        let listed = platform
-            .queue_list(&[crate::platform::TENANT_SERVICE])
-            .await?
-            .unwrap_or_default();
-        let held = listed
-            .iter()
-            .find(|q| q["name"] == HELD_QUEUE)
-            .and_then(|q| q["inFlight"].as_u64())
-            .ok_or_else(|| format!("/admin/queues lists no `{HELD_QUEUE}`"))?;
-        if held > 0 {
-            return Ok(held);
+/// How long a disabled link's connections may take to close.
+const CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
+/// Waits until a disabled link has no connection left open.
+async fn closed(link: &crate::chaos::Proxy) -> Result<(), std::io::Error> {
+    let deadline = Instant::now() + CLOSE_WITHIN;
+    while link.stats().active > 0 {
+        if Instant::now() >= deadline {
+            return Err(std::io::Error::other(format!(
+                "{} connection(s) still open after {CLOSE_WITHIN:?}",
+                link.stats().active
+            )));
         }
-        if sent.has_changed().is_err() {
-            return Err("the load ended before the worker was seen holding a job".into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    Ok(())
 }
 
 fn flaky_mock(eco: &Ecosystem, suite: SuiteName) -> Result<MockHandle, SuiteError> {
@@ -275,14 +350,44 @@ fn flaky_mock(eco: &Ecosystem, suite: SuiteName) -> Result<MockHandle, SuiteErro
 }
 
 /// Waits until `queue` has nothing waiting, in flight or retrying, as the
-/// platform's `GET /admin/queues` says, up to `within`.
+/// platform's `GET /admin/queues` says: up to `within` while no queue moves.
+/// On a busy machine the worker may reach `queue` only after the others
+/// (priorities), so a wait that runs out while the worker is still working
+/// (jobs of any queue completed or dead-lettered meanwhile) goes on, up to
+/// ten times `within` in all.
 async fn drained(eco: &Ecosystem, queue: &str, within: Duration) -> Result<(), String> {
     let platform = crate::platform::Platform::from_ecosystem(eco).map_err(|e| e.to_string())?;
-    match platform
-        .wait_queues_idle(&[crate::platform::TENANT_SERVICE], Some(queue), within)
-        .await?
-    {
-        crate::platform::Queues::Idle => Ok(()),
-        crate::platform::Queues::Unknown => Err(format!("/admin/queues names no queue `{queue}`")),
+    let services = [crate::platform::TENANT_SERVICE];
+    let cap = Instant::now() + within * 10;
+    let mut done = work_done(&platform).await?;
+    loop {
+        match platform
+            .wait_queues_idle(&services, Some(queue), within)
+            .await
+        {
+            Ok(crate::platform::Queues::Idle) => return Ok(()),
+            Ok(crate::platform::Queues::Unknown) => {
+                return Err(format!("/admin/queues names no queue `{queue}`"))
+            }
+            Err(busy) => {
+                let now = work_done(&platform).await?;
+                if now == done || Instant::now() >= cap {
+                    return Err(busy);
+                }
+                done = now;
+            }
+        }
     }
+}
+
+/// Jobs completed or dead-lettered so far, over every queue.
+async fn work_done(platform: &crate::platform::Platform) -> Result<u64, String> {
+    let listed = platform
+        .queue_list(&[crate::platform::TENANT_SERVICE])
+        .await?
+        .unwrap_or_default();
+    Ok(listed
+        .iter()
+        .map(|q| q["processed"].as_u64().unwrap_or(0) + q["deadLetters"].as_u64().unwrap_or(0))
+        .sum())
 }

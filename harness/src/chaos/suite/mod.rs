@@ -2,7 +2,7 @@
 //!
 //! Each suite runs the same shape:
 //!
-//! 1. fresh tenants; for `gateway-partition`, one WebSocket subscriber
+//! 1. fresh tenants; for `gateway-partition` and `gateway-restarted`, one WebSocket subscriber
 //!    per tenant (as `crm-web`, a room `LEAD_CREATED` is routed to);
 //! 2. steady load ([`drive`]): leads at a fixed rate, each email twice,
 //!    plus email syncs for `mock-flaky`;
@@ -19,7 +19,7 @@
 //!    harness, each lead is also held to its own trace (the load sends
 //!    one per lead): one `createLead`, one job queued, that job processed
 //!    or dead-lettered in the same trace ([`crate::invariants::traces`]);
-//!    for `gateway-partition` also every
+//!    for `gateway-partition` and `gateway-restarted` also every
 //!    processed lead's `LEAD_CREATED` delivered to its tenant's subscriber
 //!    exactly once, nothing of another tenant, and the gateway's audit
 //!    ([`crate::invariants::Audit`]) one row per delivery to a subscriber's
@@ -43,13 +43,19 @@
 //! SIGKILLs the worker while it holds jobs (its CRM calls slowed so that it
 //! does, and the kill waits until `/admin/queues` shows jobs in flight),
 //! then starts it again: the jobs it held must be taken over and processed
-//! (the platform promises queued work survives a worker crash).
+//! (the platform promises queued work survives a worker crash). Three more
+//! kill a service in the middle of its work, once [`waits`] sees it there:
+//! `flow-api-killed` (leads stored, their answers not out yet: every stored
+//! lead is held to the invariants, answered or not), `crm-api-killed` (the
+//! worker's calls arriving) and `gateway-restarted` (subscribers that
+//! resume from their last event: nothing missed, nothing twice).
 //! [`Plan::full`] is that size; [`Plan::bounded`] is the size CI runs.
 
 mod alert;
 mod check;
 mod drive;
 mod faults;
+mod waits;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -66,7 +72,14 @@ pub use faults::Timeline;
 
 use crate::env::{error_chain, Ecosystem};
 use crate::invariants::{Checker, JobsAccepted, Ledger, Tally, Verdict, Witness, WitnessReport};
-use crate::platform::Platform;
+use crate::platform::{Platform, Subscriber, TenantKey};
+
+/// What a fault may look at while the load runs (see [`waits`]).
+pub(super) struct Stage<'a> {
+    actors: &'a [Actors],
+    ledger: &'a Ledger,
+    subscribers: &'a [(TenantKey, Subscriber)],
+}
 
 /// Leads per second while the checks settle.
 const TRICKLE_RATE: f64 = 2.0;
@@ -83,16 +96,22 @@ pub enum SuiteName {
     GatewayPartition,
     CrmPaused,
     WorkerKilled,
+    FlowApiKilled,
+    CrmApiKilled,
+    GatewayRestarted,
 }
 
 impl SuiteName {
-    pub const ALL: [SuiteName; 6] = [
+    pub const ALL: [SuiteName; 9] = [
         SuiteName::RedisKilled,
         SuiteName::PostgresRestarted,
         SuiteName::MockFlaky,
         SuiteName::GatewayPartition,
         SuiteName::CrmPaused,
         SuiteName::WorkerKilled,
+        SuiteName::FlowApiKilled,
+        SuiteName::CrmApiKilled,
+        SuiteName::GatewayRestarted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -103,6 +122,9 @@ impl SuiteName {
             SuiteName::GatewayPartition => "gateway-partition",
             SuiteName::CrmPaused => "crm-paused",
             SuiteName::WorkerKilled => "worker-killed",
+            SuiteName::FlowApiKilled => "flow-api-killed",
+            SuiteName::CrmApiKilled => "crm-api-killed",
+            SuiteName::GatewayRestarted => "gateway-restarted",
         }
     }
 
@@ -110,7 +132,16 @@ impl SuiteName {
     /// what it recorded last is lost and the leads' traces cannot witness
     /// their processing.
     pub fn loses_spans(self) -> bool {
-        self == SuiteName::WorkerKilled
+        matches!(self, SuiteName::WorkerKilled | SuiteName::FlowApiKilled)
+    }
+
+    /// Whether the suite keeps a WebSocket subscriber per tenant and holds
+    /// the gateway's deliveries to account.
+    fn subscribes(self) -> bool {
+        matches!(
+            self,
+            SuiteName::GatewayPartition | SuiteName::GatewayRestarted
+        )
     }
 
     /// The suite of that name, or an error listing the names.
@@ -145,6 +176,15 @@ impl SuiteName {
             }
             SuiteName::WorkerKilled => {
                 "the worker killed (SIGKILL) while it holds jobs, then started again"
+            }
+            SuiteName::FlowApiKilled => {
+                "the Flow API killed (SIGKILL) while leads it stored await their answers, then started again"
+            }
+            SuiteName::CrmApiKilled => {
+                "the CRM API killed (SIGKILL) while the worker's calls reach it, then started again"
+            }
+            SuiteName::GatewayRestarted => {
+                "the gateway restarted (SIGTERM, then started again) while subscribers listen; they resume from their last event"
             }
         }
     }
@@ -360,7 +400,7 @@ pub async fn run(
         tenants.push(tenant);
     }
     let mut subscribers = Vec::new();
-    if suite == SuiteName::GatewayPartition {
+    if suite.subscribes() {
         for tenant in &tenants {
             let sub = platform
                 .subscribe(tenant, SUBSCRIBER_APP, Duration::from_secs(10))
@@ -397,6 +437,11 @@ pub async fn run(
     ));
     let ledger = Arc::new(Ledger::new());
     let (sent_tx, mut sent) = watch::channel(0usize);
+    let stage = Stage {
+        actors: &actors,
+        ledger: &ledger,
+        subscribers: &subscribers,
+    };
     let load = tokio::spawn(drive::drive(
         actors.clone(),
         plan.load,
@@ -415,6 +460,7 @@ pub async fn run(
         eco,
         suite,
         plan,
+        &stage,
         sent.clone(),
         &mut timeline,
         alert.as_mut(),
@@ -448,7 +494,7 @@ pub async fn run(
     // on until every breaker is closed; its leads are held to the
     // invariants too.
     let trickle = tokio::spawn(drive::drive(
-        actors,
+        actors.clone(),
         Load {
             leads: usize::MAX,
             rate: TRICKLE_RATE,
@@ -461,9 +507,22 @@ pub async fn run(
     let first = checker.settle_breakers(plan.recovery).await;
     trickle.abort();
     let _ = trickle.await;
-    // Then everything, the trickle's leads included, in the time left.
-    let leads = ledger.accepted_leads();
-    let jobs = ledger.jobs();
+    // Then everything, the trickle's leads included, in the time left; and
+    // the leads the platform stored whose answers never came back (a
+    // killed process, a dropped connection), which it owes the same.
+    let mut leads = ledger.accepted_leads();
+    let mut jobs = ledger.jobs();
+    match waits::unanswered_leads(&actors, &leads).await {
+        Ok(unanswered) => {
+            timeline.note(format!(
+                "{} lead(s) stored whose answer never came back: held to the same invariants",
+                unanswered.len()
+            ));
+            *jobs.entry("lead-processing".to_owned()).or_default() += unanswered.len() as u64;
+            leads.extend(unanswered);
+        }
+        Err(e) => timeline.note(format!("the stored leads could not be listed: {e}")),
+    }
     let mut verdict = checker
         .settle_all(
             &leads,
@@ -476,10 +535,14 @@ pub async fn run(
         .await;
     verdict.waited += first.waited;
     if suite.loses_spans() {
-        verdict.traces.skipped = Some(
-            "the suite SIGKILLs the worker, and the spans it had not exported yet die with it"
-                .into(),
-        );
+        verdict.traces.skipped = Some(format!(
+            "the suite SIGKILLs the {}, and the spans it had not exported yet die with it",
+            if suite == SuiteName::WorkerKilled {
+                "worker"
+            } else {
+                "Flow API"
+            }
+        ));
     }
     timeline.note(format!(
         "checks settled after {:.1} s",
@@ -498,6 +561,10 @@ pub async fn run(
             audit.findings.len()
         ));
         verdict.findings.extend(audit.findings);
+        let resumed: usize = subscribers.iter().map(|(_, s)| s.resumed().len()).sum();
+        if resumed > 0 {
+            timeline.note(format!("subscribers resumed {resumed} time(s)"));
+        }
         Some(events)
     };
     let witness = witness.check().await;

@@ -168,12 +168,26 @@ impl Instance for DockerInstance {
     }
 
     fn restart(&self) -> BoxFuture<'_, Result<(), EnvError>> {
+        self.restart_within(1)
+    }
+
+    fn restart_gracefully(&self) -> BoxFuture<'_, Result<(), EnvError>> {
+        self.restart_within(GRACE_SECS)
+    }
+}
+
+/// How long a graceful restart lets the program stop before SIGKILL.
+const GRACE_SECS: i32 = 10;
+
+impl DockerInstance {
+    /// `docker restart` with `secs` between SIGTERM and SIGKILL.
+    fn restart_within(&self, secs: i32) -> BoxFuture<'_, Result<(), EnvError>> {
         async move {
             self.docker
                 .restart_container(
                     &self.name,
                     Some(RestartContainerOptions {
-                        t: Some(1),
+                        t: Some(secs),
                         ..Default::default()
                     }),
                 )

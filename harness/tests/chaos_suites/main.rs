@@ -6,8 +6,9 @@
 //! lead queued twice (`lead-enqueued-twice`, invisible to the stores: the
 //! handlers are idempotent) is caught by the leads' traces, and a worker
 //! that never takes over a dead worker's jobs (`worker-no-reclaim`) is
-//! caught by `worker-killed`. Every
-//! suite has a witness tenant that must see and suffer nothing. Full size:
+//! caught by `worker-killed`. The suites that kill a service mid-work
+//! each catch a build broken their way ([`kills`]). Every suite has a
+//! witness tenant that must see and suffer nothing. Full size:
 //! `tekup-harness chaos --full`.
 
 #![expect(
@@ -21,6 +22,8 @@ use tekup_harness::chaos::suite::{self, Plan, SuiteName, SuiteReport};
 use tekup_harness::env::{error_chain, Ecosystem, Runtime};
 use tekup_harness::invariants::witness::WitnessFinding;
 use tekup_harness::invariants::Finding;
+
+mod kills;
 
 fn workspace() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -55,6 +58,24 @@ async fn start(
         .start()
         .await;
     eco.unwrap_or_else(|e| panic!("the ecosystem starts: {}", error_chain(&e)))
+}
+
+/// Fails unless the suite failed: it runs on a build with a defect.
+fn assert_caught(report: &SuiteReport) {
+    assert!(
+        !report.passed(),
+        "the defect went unnoticed:\n{}",
+        report.summary()
+    );
+}
+
+/// Whether the timeline has an entry starting with `start`.
+fn noted(report: &SuiteReport, start: &str) -> bool {
+    report
+        .timeline
+        .entries
+        .iter()
+        .any(|(_, what)| what.starts_with(start))
 }
 
 async fn run(eco: &Ecosystem, name: SuiteName, plan: &Plan) -> SuiteReport {
@@ -97,11 +118,7 @@ async fn a_worker_that_drops_failed_jobs_is_caught_losing_them() {
     plan.heal_when_drained = Some("email-sync");
     plan.recovery = std::time::Duration::from_secs(10);
     let report = run(&eco, name, &plan).await;
-    assert!(
-        !report.passed(),
-        "the defect went unnoticed:\n{}",
-        report.summary()
-    );
+    assert_caught(&report);
     let unsettled = report.verdict.findings.iter().find_map(|f| match f {
         Finding::JobsUnsettled {
             queue,
@@ -132,15 +149,7 @@ async fn gateway_partition_holds_its_audit_and_its_witness_on_the_reference_serv
     assert!(report.passed(), "{}", report.summary());
     let events = report.events.as_ref().expect("the subscribers' check");
     assert!(events.received > 0, "{}", report.summary());
-    assert!(
-        report
-            .timeline
-            .entries
-            .iter()
-            .any(|(_, what)| what.starts_with("audit checked")),
-        "{}",
-        report.summary()
-    );
+    assert!(noted(&report, "audit checked"), "{}", report.summary());
     // The witness was set up, in every room, and watched everything.
     assert!(!report.witness.tenant.is_empty(), "{}", report.summary());
     assert!(report.witness.holds(), "{}", report.summary());
@@ -161,11 +170,7 @@ async fn a_gateway_audit_that_skips_rows_is_caught_by_gateway_partition() {
     plan.load.leads = 120;
     plan.recovery = std::time::Duration::from_secs(20);
     let report = run(&eco, name, &plan).await;
-    assert!(
-        !report.passed(),
-        "the defect went unnoticed:\n{}",
-        report.summary()
-    );
+    assert_caught(&report);
     let unaudited: Vec<&Finding> = report
         .verdict
         .findings
@@ -224,11 +229,7 @@ async fn a_lead_queued_twice_is_caught_by_its_trace_where_the_stores_see_nothing
     plan.load.leads = 100;
     plan.recovery = std::time::Duration::from_secs(30);
     let report = run(&eco, name, &plan).await;
-    assert!(
-        !report.passed(),
-        "the defect went unnoticed:\n{}",
-        report.summary()
-    );
+    assert_caught(&report);
     // Every accepted lead was followed in its trace, and each is reported
     // queued as two jobs.
     assert_eq!(
@@ -363,17 +364,9 @@ async fn a_worker_that_never_takes_over_a_dead_workers_jobs_is_caught_by_worker_
     // every 15 s), which `every_suite_holds_…` shows within the default.
     plan.recovery = std::time::Duration::from_secs(50);
     let report = run(&eco, name, &plan).await;
+    assert_caught(&report);
     assert!(
-        !report.passed(),
-        "the defect went unnoticed:\n{}",
-        report.summary()
-    );
-    assert!(
-        report
-            .timeline
-            .entries
-            .iter()
-            .any(|(_, what)| what.starts_with("worker killed holding")),
+        noted(&report, "worker killed holding"),
         "{}",
         report.summary()
     );
