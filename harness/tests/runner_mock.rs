@@ -68,6 +68,7 @@ fn expect_none_fails_as_soon_as_a_matching_call_arrives_in_its_window() {
 #[test]
 fn expect_none_counts_from_its_start_and_waits_out_its_window() {
     rt().block_on(async {
+        let _gemini = GEMINI.lock().await;
         let report = run(&format!(
             "name: quiet\ntenants: [acme]\nsteps:\n{VOICE}  - mock: {{ expect: gemini, times: 1 }}\n  \
              - mock: {{ expect-none: gemini, for: 400ms }}\n"
@@ -83,6 +84,7 @@ fn expect_none_counts_from_its_start_and_waits_out_its_window() {
 #[test]
 fn clear_empties_the_journal_through_the_admin_api() {
     rt().block_on(async {
+        let _gemini = GEMINI.lock().await;
         let cleared = run(&format!(
             "name: cleared\ntenants: [acme]\nsteps:\n{VOICE}  - mock: {{ clear: gemini, only: journal }}\n  \
              - mock: {{ expect: gemini, times: 0 }}\n"
@@ -98,9 +100,15 @@ fn clear_empties_the_journal_through_the_admin_api() {
     });
 }
 
+/// Held by the tests that send voice commands (Gemini is asked), so that
+/// the fault `an_unscoped_fault_would_fail_the_run_beside_it` puts on the
+/// mock for every caller meets only its own runs' calls.
+static GEMINI: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[test]
 fn a_truncated_fault_written_in_yaml_hits_the_next_call() {
     rt().block_on(async {
+        let _gemini = GEMINI.lock().await;
         let report = run(&format!(
             "name: truncated\ntenants: [acme]\nsteps:\n  - mock: {{ fault: gemini, truncated: true, times: 1 }}\n{VOICE}      \
              expect: {{ status: 502 }}\n  \
@@ -109,16 +117,152 @@ fn a_truncated_fault_written_in_yaml_hits_the_next_call() {
         ))
         .await;
         assert_eq!(report.status, Status::Passed, "{}", failure_text(&report).unwrap_or_default());
-        // And the fault is gone after the scenario.
-        let admin = runner().await.ecosystem().mock("gemini").expect("mock").admin_url;
-        let faults: Vec<tekup_mocks::Fault> = reqwest::get(format!("{admin}/faults"))
-            .await
-            .expect("admin")
-            .json()
-            .await
-            .expect("typed faults");
-        assert!(faults.is_empty(), "{faults:?}");
+        // And the run's fault is gone after the scenario (other tests of
+        // this binary may have faults of their own meanwhile).
+        let scope = run_scope(&report);
+        let faults = gemini_faults().await;
+        assert!(!faults.iter().any(|f| f.header.as_ref() == Some(&scope)), "{faults:?}");
     });
+}
+
+/// The faults the Gemini mock holds now.
+async fn gemini_faults() -> Vec<tekup_mocks::Fault> {
+    let admin = runner()
+        .await
+        .ecosystem()
+        .mock("gemini")
+        .expect("mock")
+        .admin_url;
+    reqwest::get(format!("{admin}/faults"))
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("typed faults")
+}
+
+/// The scope of a run's faults: its correlation ids' prefix, read off the
+/// first request it sent.
+fn run_scope(report: &ScenarioReport) -> tekup_mocks::HeaderScope {
+    let id = report
+        .messages
+        .iter()
+        .find_map(|m| m.correlation_id.clone())
+        .expect("the run sent a request");
+    let prefix = &id[..=id.rfind('-').expect("<prefix>-<n>")];
+    tekup_mocks::HeaderScope::new("x-correlation-id", prefix)
+}
+
+/// Whether the Gemini mock holds a fault scoped to a run.
+async fn a_scoped_gemini_fault() -> bool {
+    gemini_faults().await.iter().any(|f| f.header.is_some())
+}
+
+/// A run's fault hits its own calls only: while run A's Gemini fault is in
+/// place, run B's voice command is answered, then A's own call meets the
+/// fault. B runs between A's fault and A's call, in that order, because A
+/// waits for a Redis key the test sets once B has passed.
+#[test]
+fn a_runs_fault_hits_its_own_calls_and_not_those_of_a_run_beside_it() {
+    rt().block_on(async {
+        let _gemini = GEMINI.lock().await;
+        let (a, b) = side_by_side("scoped").await;
+        assert_eq!(
+            b.status,
+            Status::Passed,
+            "{}",
+            failure_text(&b).unwrap_or_default()
+        );
+        assert_eq!(
+            a.status,
+            Status::Passed,
+            "{}",
+            failure_text(&a).unwrap_or_default()
+        );
+    });
+}
+
+/// The same two runs, but with a fault put on the mock for every caller
+/// (what the `mock` step did before faults were scoped): B meets it. This
+/// is what the test above would report if the scope were lost.
+#[test]
+fn an_unscoped_fault_would_fail_the_run_beside_it() {
+    rt().block_on(async {
+        let _gemini = GEMINI.lock().await;
+        let (_, b) = side_by_side("unscoped").await;
+        assert_eq!(
+            b.status,
+            Status::Failed,
+            "B passed beside an unscoped fault"
+        );
+        let failure = failure_text(&b).unwrap_or_default();
+        assert!(failure.contains("502"), "{failure}");
+    });
+}
+
+/// Runs A (a Gemini fault of one call; waits for a Redis key; a voice
+/// command that must meet the fault) and, once A's fault is in place, B (a
+/// voice command that must be answered); then sets the key. `how` is
+/// `scoped` (A's step puts the fault) or `unscoped` (the test puts the same
+/// fault on the mock for every caller, and A's step none).
+async fn side_by_side(how: &str) -> (ScenarioReport, ScenarioReport) {
+    let runner = runner().await;
+    let key = format!("tekup-test:side-by-side:{how}:{}", std::process::id());
+    let admin = runner.ecosystem().mock("gemini").expect("mock").admin_url;
+    let scoped = how == "scoped";
+    let fault_step = if scoped {
+        "  - mock: { fault: gemini, truncated: true, times: 1 }\n"
+    } else {
+        ""
+    };
+    let a = format!(
+        "name: a-{how}\ntenants: [acme]\nsteps:\n{fault_step}  \
+         - eventually:\n      within: 120s\n      redis: {{ key: \"{key}\" }}\n{VOICE}      \
+         expect: {{ status: 502 }}\n"
+    );
+    let b =
+        format!("name: b-{how}\ntenants: [acme]\nsteps:\n{VOICE}      expect: {{ status: 200 }}\n");
+    let a = parse_str(Path::new("a.yaml"), &a).unwrap_or_else(|e| panic!("{e}"));
+    let b = parse_str(Path::new("b.yaml"), &b).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !a_scoped_gemini_fault().await,
+        "a fault left behind by another run"
+    );
+    if !scoped {
+        let http = reqwest::Client::new();
+        let fault = tekup_mocks::Fault::truncated().times(1);
+        let sent = http
+            .post(format!("{admin}/faults"))
+            .json(&tekup_mocks::FaultSpec::from(&fault))
+            .send()
+            .await
+            .expect("admin");
+        assert_eq!(sent.status(), 201);
+    }
+    let a_runner = runner.clone();
+    let a_run = tokio::spawn(async move { a_runner.run(&a).await });
+    // B starts once A's fault is on the mock (or the test's own, unscoped).
+    if scoped {
+        while !a_scoped_gemini_fault().await {
+            assert!(!a_run.is_finished(), "A ended before its fault was seen");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let b = runner.run(&b).await;
+    let mut redis = runner.ecosystem().redis().await.expect("redis");
+    let () = redis::AsyncCommands::set_ex(&mut redis, &key, "go", 600)
+        .await
+        .expect("set the key");
+    let a = a_run.await.expect("A's task");
+    if !scoped {
+        // Had B not met it, the fault would still be there.
+        let gone = reqwest::Client::new()
+            .delete(format!("{admin}/faults"))
+            .send()
+            .await;
+        assert!(gone.expect("admin").status().is_success());
+    }
+    (a, b)
 }
 
 /// crm-api's Stripe webhook (`tag` tells this test's endpoint from others).

@@ -255,3 +255,42 @@ fn the_readme_examples_of_mock_steps_parse() {
         parse_str(Path::new("README.md"), &text).unwrap_or_else(|e| panic!("{block}\n{e}"));
     }
 }
+
+/// Faults and answers are scoped to the run's calls, so their scenario
+/// runs beside others; a fault that fails every call until the scenario
+/// ends (it may open a service's circuit breaker for every caller) and
+/// clearing what is the mock's (journal, expectations) take it alone.
+#[test]
+fn only_what_others_would_feel_runs_a_scenario_alone() {
+    let alone = |body: &str| {
+        let text = format!("name: x\nsteps:\n{body}");
+        let s = parse_str(Path::new("s.yaml"), &text).unwrap_or_else(|e| panic!("{e}"));
+        tekup_harness::scenario::run::needs_ecosystem_alone(&s)
+    };
+    for shared in [
+        "  - mock: { fault: graph, status: 429, retry-after: 2s, times: 2 }\n",
+        "  - mock: { fault: graph, status: 429, retry-after: 2s }\n",
+        "  - mock: { fault: gemini, truncated: true, times: 1 }\n",
+        "  - mock: { fault: stripe, status: 500, times: 4 }\n",
+        "  - mock: { fault: openai, delay: 2s }\n",
+        "  - mock: { fault: openai, status: 404 }\n",
+        "  - mock: { set: gemini, respond: { status: 200, json: { a: 1 } } }\n",
+        "  - mock: { clear: stripe, only: faults }\n",
+        "  - mock: { expect: stripe, times: 1 }\n",
+    ] {
+        assert!(!alone(shared), "alone: {shared}");
+    }
+    for lone in [
+        "  - mock: { fault: stripe, status: 500 }\n",
+        "  - mock: { fault: stripe, status: 500, ratio: 0.5 }\n",
+        "  - mock: { fault: gemini, reset: true }\n",
+        "  - mock: { fault: gemini, malformed: true }\n",
+        "  - mock: { fault: gemini, stall: forever }\n",
+        "  - mock: { set: gemini, respond: { status: 503 } }\n",
+        "  - mock: { clear: stripe }\n",
+        "  - mock: { clear: stripe, only: journal }\n",
+        "  - eventually:\n      within: 5s\n      mock: { fault: stripe, status: 502 }\n",
+    ] {
+        assert!(alone(lone), "shared: {lone}");
+    }
+}

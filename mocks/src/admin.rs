@@ -8,7 +8,7 @@
 //! | `DELETE /__admin/journal`       | clears the journal                             |
 //! | `GET /__admin/faults`           | active faults                                  |
 //! | `POST /__admin/faults`          | adds a fault ([`crate::FaultSpec`])            |
-//! | `DELETE /__admin/faults`        | removes all faults                             |
+//! | `DELETE /__admin/faults`        | removes all faults; `?header=x-correlation-id&prefix=run-1-` only those scoped to exactly that (one run's) |
 //! | `GET /__admin/expectations`     | expectations with their current counts         |
 //! | `POST /__admin/expectations`    | adds one ([`crate::ExpectationSpec`])          |
 //! | `DELETE /__admin/expectations`  | removes all                                    |
@@ -108,9 +108,34 @@ async fn add_fault(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -
     }
 }
 
-async fn clear_faults(State(shared): State<Arc<Shared>>) -> StatusCode {
-    shared.faults.clear();
-    StatusCode::NO_CONTENT
+async fn clear_faults(
+    State(shared): State<Arc<Shared>>,
+    Query(scope): Query<BTreeMap<String, String>>,
+) -> Response {
+    let unknown: Vec<&str> = scope
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !["header", "prefix"].contains(k))
+        .collect();
+    if !unknown.is_empty() {
+        return bad_request(format!(
+            "unknown query parameter(s) {}: DELETE /__admin/faults takes `header` and `prefix` together, or nothing",
+            unknown.join(", ")
+        ));
+    }
+    match (scope.get("header"), scope.get("prefix")) {
+        (None, None) => {
+            shared.faults.clear();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        (Some(name), Some(prefix)) => {
+            let removed = shared
+                .faults
+                .clear_scoped(&crate::faults::HeaderScope::new(name, prefix));
+            Json(json!({ "removed": removed })).into_response()
+        }
+        _ => bad_request("`header` and `prefix` go together: the scope of the faults to remove"),
+    }
 }
 
 async fn expectations(State(shared): State<Arc<Shared>>) -> Response {

@@ -1,14 +1,23 @@
 //! Fault injection: what a mock does instead of (or before) answering.
 //!
 //! A [`Fault`] is a [`FaultKind`] plus a scope: which calls it hits (method,
-//! path prefix), how many (`times`) and how often (`ratio`). Faults are kept
-//! in order; the first one in scope for a call is applied to it. Faults that
+//! path prefix, a header's prefix), how many (`times`) and how often
+//! (`ratio`). Faults are kept in order; the first one in scope for a call is
+//! applied to it.
+//!
+//! The header scope is what lets test runs share a mock: a run that sends
+//! every request with a correlation id of its own (`x-correlation-id:
+//! run-7f3a-…`, which the services pass on to the external APIs they call)
+//! scopes its faults to that prefix, and the calls of runs beside it are
+//! answered normally. Such a run removes only its own faults at its end
+//! (`DELETE /__admin/faults?header=…&prefix=…`). Faults that
 //! live below HTTP (a reset connection, a truncated body) are carried out by
 //! the server layer in [`crate::server`], which owns the sockets.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
+use axum::http::HeaderMap;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +90,9 @@ pub struct Fault {
     pub method: Option<String>,
     /// Only calls whose path starts with this; `None` is any.
     pub path: Option<String>,
+    /// Only calls with this header starting with a prefix; `None` is any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<HeaderScope>,
     /// Calls left to hit; `None` is unlimited.
     pub remaining: Option<u32>,
     /// Fraction of in-scope calls hit, in `0.0..=1.0`.
@@ -93,6 +105,7 @@ impl Fault {
             kind,
             method: None,
             path: None,
+            header: None,
             remaining: None,
             ratio: 1.0,
         }
@@ -156,6 +169,14 @@ impl Fault {
         self
     }
 
+    /// Hit only calls whose header `name` starts with `prefix`: the calls of
+    /// one test run, by the correlation id its requests carry.
+    #[must_use]
+    pub fn on_header(mut self, name: impl Into<String>, prefix: impl Into<String>) -> Self {
+        self.header = Some(HeaderScope::new(name, prefix));
+        self
+    }
+
     /// Hit only calls with this HTTP method.
     #[must_use]
     pub fn on_method(mut self, method: impl Into<String>) -> Self {
@@ -177,11 +198,41 @@ impl Fault {
         self
     }
 
-    fn in_scope(&self, method: &str, path: &str) -> bool {
+    fn in_scope(&self, method: &str, path: &str, headers: &HeaderMap) -> bool {
         self.method
             .as_deref()
             .is_none_or(|m| m.eq_ignore_ascii_case(method))
             && self.path.as_deref().is_none_or(|p| path.starts_with(p))
+            && self.header.as_ref().is_none_or(|h| h.matches(headers))
+    }
+}
+
+/// A fault's header scope: calls whose header `name` (any case) has a value
+/// starting with `prefix`. A call without the header is out of scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderScope {
+    /// The header's name, lower case.
+    pub name: String,
+    /// What its value starts with.
+    pub prefix: String,
+}
+
+impl HeaderScope {
+    /// The scope of calls whose header `name` starts with `prefix`.
+    #[must_use]
+    pub fn new(name: impl Into<String>, prefix: impl Into<String>) -> Self {
+        Self {
+            name: name.into().to_ascii_lowercase(),
+            prefix: prefix.into(),
+        }
+    }
+
+    fn matches(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get_all(self.name.as_str())
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.starts_with(&self.prefix)))
     }
 }
 
@@ -214,12 +265,21 @@ impl FaultSet {
         self.lock().clear();
     }
 
+    /// Removes the faults scoped to exactly `scope` (one run's faults),
+    /// leaving the others; returns how many it removed.
+    pub fn clear_scoped(&self, scope: &HeaderScope) -> usize {
+        let mut faults = self.lock();
+        let before = faults.len();
+        faults.retain(|f| f.header.as_ref() != Some(scope));
+        before - faults.len()
+    }
+
     /// The fault to apply to a call, consuming one of its `times`.
-    pub(crate) fn take(&self, method: &str, path: &str) -> Option<FaultKind> {
+    pub(crate) fn take(&self, method: &str, path: &str, headers: &HeaderMap) -> Option<FaultKind> {
         let mut faults = self.lock();
         let mut rng = rand::thread_rng();
         let index = faults.iter().position(|f| {
-            f.in_scope(method, path)
+            f.in_scope(method, path, headers)
                 && f.remaining != Some(0)
                 && (f.ratio >= 1.0 || rng.gen_bool(f.ratio))
         })?;
@@ -264,6 +324,8 @@ pub struct FaultSpec {
     path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    header: Option<HeaderScope>,
 }
 
 impl From<&Fault> for FaultSpec {
@@ -280,6 +342,7 @@ impl From<&Fault> for FaultSpec {
             ratio: (fault.ratio < 1.0).then_some(fault.ratio),
             path: fault.path.clone(),
             method: fault.method.clone(),
+            header: fault.header.clone(),
         };
         match &fault.kind {
             FaultKind::Latency { delay } => spec.delay = ms(delay),
@@ -355,6 +418,15 @@ impl FaultSpec {
         };
         fault.method = self.method.map(|m| m.to_ascii_uppercase());
         fault.path = self.path;
+        if let Some(h) = self.header {
+            if h.name.is_empty() || axum::http::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
+                return Err(MockError::InvalidFault(format!(
+                    "`header.name`: `{}` is not an HTTP header name",
+                    h.name
+                )));
+            }
+            fault.header = Some(HeaderScope::new(h.name, h.prefix));
+        }
         fault.remaining = self.times;
         if let Some(r) = self.ratio {
             if !(0.0..=1.0).contains(&r) {
@@ -437,28 +509,87 @@ mod tests {
 
     #[test]
     fn times_are_consumed_in_order() {
+        let none = HeaderMap::new();
         let set = FaultSet::default();
         set.push(Fault::status(503).on_path("/v1/chat").times(2));
         set.push(Fault::reset().on_method("get"));
-        assert_eq!(set.take("POST", "/v1/embeddings"), None);
+        assert_eq!(set.take("POST", "/v1/embeddings", &none), None);
         assert_eq!(
-            set.take("POST", "/v1/chat/completions").map(|k| k.name()),
+            set.take("POST", "/v1/chat/completions", &none)
+                .map(|k| k.name()),
             Some("status")
         );
         assert_eq!(
-            set.take("POST", "/v1/chat/completions").map(|k| k.name()),
+            set.take("POST", "/v1/chat/completions", &none)
+                .map(|k| k.name()),
             Some("status")
         );
-        assert_eq!(set.take("POST", "/v1/chat/completions"), None);
-        assert_eq!(set.take("GET", "/v1/models"), Some(FaultKind::Reset));
+        assert_eq!(set.take("POST", "/v1/chat/completions", &none), None);
+        assert_eq!(set.take("GET", "/v1/models", &none), Some(FaultKind::Reset));
         assert_eq!(set.list().len(), 1);
     }
 
     #[test]
     fn ratio_zero_never_hits() {
+        let none = HeaderMap::new();
         let set = FaultSet::default();
         set.push(Fault::status(500).ratio(0.0));
-        assert!((0..100).all(|_| set.take("GET", "/").is_none()));
+        assert!((0..100).all(|_| set.take("GET", "/", &none).is_none()));
+    }
+
+    fn correlated(id: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-correlation-id", id.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_header_scope_hits_only_its_runs_calls() {
+        let set = FaultSet::default();
+        set.push(Fault::status(503).on_header("X-Correlation-Id", "run-a-"));
+        set.push(Fault::status(502).on_header("x-correlation-id", "run-b-"));
+        let hit = |id: &str| match set.take("POST", "/v1/x", &correlated(id)) {
+            Some(FaultKind::Status { status, .. }) => Some(status),
+            _ => None,
+        };
+        assert_eq!(hit("run-a-17"), Some(503));
+        assert_eq!(hit("run-b-2"), Some(502));
+        assert_eq!(hit("run-c-1"), None);
+        assert_eq!(hit("xrun-a-17"), None, "a prefix, not a substring");
+        assert_eq!(set.take("POST", "/v1/x", &HeaderMap::new()), None);
+
+        // One run's clean-up leaves the other's faults, and the unscoped ones.
+        set.push(Fault::reset());
+        assert_eq!(
+            set.clear_scoped(&HeaderScope::new("x-correlation-id", "run-a-")),
+            1
+        );
+        assert_eq!(
+            set.take("POST", "/v1/x", &correlated("run-a-18")),
+            Some(FaultKind::Reset)
+        );
+        assert_eq!(hit("run-b-3"), Some(502));
+        assert_eq!(set.list().len(), 2);
+    }
+
+    #[test]
+    fn a_header_scope_reads_back_from_the_admin_json() {
+        let fault = Fault::latency(Duration::from_millis(5)).on_header("x-correlation-id", "r1-");
+        let json = serde_json::to_value(FaultSpec::from(&fault)).unwrap();
+        assert_eq!(
+            json["header"],
+            serde_json::json!({"name": "x-correlation-id", "prefix": "r1-"})
+        );
+        let back: FaultSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(back.into_fault().unwrap(), fault);
+        let bad: FaultSpec = serde_json::from_value(serde_json::json!({
+            "kind": "reset", "header": {"name": "bad name", "prefix": "x"}
+        }))
+        .unwrap();
+        assert_eq!(
+            bad.into_fault().unwrap_err().to_string(),
+            "invalid fault: `header.name`: `bad name` is not an HTTP header name"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ mod tls;
 
 pub use error::MockError;
 pub use expect::{Expectation, ExpectationSpec, Outcome, Times};
-pub use faults::{parse_duration, Fault, FaultKind, FaultSet, FaultSpec};
+pub use faults::{parse_duration, Fault, FaultKind, FaultSet, FaultSpec, HeaderScope};
 pub use gemini::{Gemini, GeminiBuilder};
 pub use graph::{Graph, GraphBuilder, GraphSeed};
 pub use journal::{Journal, RecordedRequest};

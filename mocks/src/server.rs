@@ -395,7 +395,9 @@ async fn journal_and_faults(
         .extensions
         .get::<ConnectInfo<ConnInfo>>()
         .map(|c| c.0.clone());
-    let fault = shared.faults.take(parts.method.as_str(), parts.uri.path());
+    let fault = shared
+        .faults
+        .take(parts.method.as_str(), parts.uri.path(), &parts.headers);
     let request = Request::from_parts(parts, Body::from(bytes));
     let fault_name = fault.as_ref().map(FaultKind::name);
     if fault_name.is_some() {

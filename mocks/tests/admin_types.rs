@@ -35,6 +35,7 @@ async fn every_fault_kind_round_trips_through_the_admin_api() {
         Fault::reset().times(1),
         Fault::stall(Some(Duration::from_millis(1500))),
         Fault::stall(None).on_path("/never"),
+        Fault::status(502).on_header("x-correlation-id", "run-7-"),
     ];
     for fault in &faults {
         let response = http
@@ -58,6 +59,64 @@ async fn every_fault_kind_round_trips_through_the_admin_api() {
     assert_eq!(listed, faults);
     // Admin calls are not journaled.
     assert_eq!(mock.journal().len(), 0);
+}
+
+/// Two runs share the mock: each one's fault hits only its own calls (by
+/// correlation id), and each removes only its own faults at its end.
+#[tokio::test]
+async fn faults_scoped_to_a_run_leave_the_other_runs_alone() {
+    let mock = OpenAi::start().await.unwrap();
+    let http = client();
+    let admin = format!("{}/__admin/faults", mock.uri());
+    for (run, status) in [("run-a-", 503), ("run-b-", 429)] {
+        let fault = Fault::status(status).on_header("x-correlation-id", run);
+        let sent = http
+            .post(&admin)
+            .json(&FaultSpec::from(&fault))
+            .send()
+            .await;
+        assert_eq!(sent.unwrap().status(), 201);
+    }
+    let call = |id: &'static str| {
+        let request = http
+            .post(format!("{}/v1/embeddings", mock.uri()))
+            .header("authorization", "Bearer sk-test")
+            .header("x-correlation-id", id)
+            .json(&json!({"model": "text-embedding-3-small", "input": "hi"}));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(call("run-a-1").await, 503);
+    assert_eq!(call("run-b-1").await, 429);
+    assert_eq!(call("run-c-1").await, 200, "a run without faults");
+
+    let removed: serde_json::Value = http
+        .delete(format!("{admin}?header=x-correlation-id&prefix=run-a-"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(removed, json!({ "removed": 1 }));
+    assert_eq!(call("run-a-2").await, 200);
+    assert_eq!(call("run-b-2").await, 429, "the other run's fault stays");
+
+    let half = http
+        .delete(format!("{admin}?prefix=run-b-"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(half.status(), 400);
+    assert!(half
+        .text()
+        .await
+        .unwrap()
+        .contains("`header` and `prefix` go together"));
+    assert_eq!(
+        call("run-b-3").await,
+        429,
+        "a refused clean-up removes nothing"
+    );
 }
 
 #[tokio::test]

@@ -200,6 +200,21 @@ impl MockHandle {
         self.delete(http, "faults").await
     }
 
+    /// Removes the faults scoped to exactly `scope` (one run's), leaving
+    /// the others'.
+    pub async fn clear_scoped_faults(
+        &self,
+        http: &reqwest::Client,
+        scope: &tekup_mocks::HeaderScope,
+    ) -> Result<(), MockAdminError> {
+        let sent = http
+            .delete(format!("{}/faults", self.admin_url))
+            .query(&[("header", &scope.name), ("prefix", &scope.prefix)])
+            .send()
+            .await;
+        Self::answered(sent).await
+    }
+
     /// Empties the journal (sequence numbers keep growing).
     pub async fn clear_journal(&self, http: &reqwest::Client) -> Result<(), MockAdminError> {
         self.delete(http, "journal").await

@@ -597,9 +597,12 @@ impl<'r> Run<'r> {
                 tracing::warn!("healing the links after the scenario: {}", error_chain(&e));
             }
         }
+        let scope = crate::scenario::kinds::mock::run_scope(&self.prefix);
         for mock in &cleanup.faulted_mocks {
             if let Ok(m) = self.runner.eco.mock(mock) {
-                let _ = m.clear_faults(&self.runner.http).await;
+                if let Err(e) = m.clear_scoped_faults(&self.runner.http, &scope).await {
+                    tracing::warn!(mock = %mock, "removing the scenario's faults: {e}");
+                }
             }
         }
     }

@@ -1,13 +1,22 @@
 //! The `mock` step: the external API mocks through their admin API. A
 //! scenario checks what its own run sent them (`expect`, `expect-none`),
 //! sets canned answers (`set`), injects each of their fault kinds
-//! (`fault`), and empties them (`clear`); answers and faults change what
-//! every scenario sees, so a scenario with them runs alone.
+//! (`fault`), and empties them (`clear`).
+//!
+//! Answers and faults are scoped to the run's own calls (by the prefix of
+//! the correlation ids it sends, which the services pass on), so scenarios
+//! with them run beside others. Two things still take the ecosystem alone:
+//! a fault that fails every call until the scenario ends (no `times`), as
+//! a service's circuit breaker counts failures of every caller and may
+//! open for all of them; and clearing a mock's journal or expectations,
+//! which are the mock's, not the run's.
 //!
 //! `decode.rs` reads the step, `run.rs` runs it.
 
 mod decode;
 mod run;
+
+pub(crate) use run::run_scope;
 
 use std::time::Duration;
 
@@ -136,6 +145,22 @@ pub enum MockFault {
     Truncated,
     /// Sends nothing for the duration (`None`: until the mock shuts down).
     Stall(Option<Duration>),
+}
+
+impl MockFault {
+    /// Whether a call hit by the fault fails (what a circuit breaker
+    /// counts): a 5xx, a broken or unparseable answer, no answer.
+    /// Latency, a 4xx and a rate limit answer.
+    pub fn fails_calls(&self) -> bool {
+        match self {
+            MockFault::Status { status, .. } => *status >= 500,
+            MockFault::Reset
+            | MockFault::Malformed
+            | MockFault::Truncated
+            | MockFault::Stall(_) => true,
+            MockFault::Latency(_) | MockFault::RateLimit { .. } => false,
+        }
+    }
 }
 
 /// The actions of a `mock` step, each with its keys.
@@ -300,7 +325,12 @@ impl KindDef for MockStep {
     }
 
     fn alone(&self) -> bool {
-        self.acts().is_some()
+        match self {
+            MockStep::Set { respond, .. } => respond.status.is_some_and(|s| s >= 500),
+            MockStep::Fault { fault, times, .. } => times.is_none() && fault.fails_calls(),
+            MockStep::Clear { parts, .. } => parts.journal || parts.expectations,
+            MockStep::Expect { .. } | MockStep::ExpectNone { .. } => false,
+        }
     }
 
     fn acts(&self) -> Option<&'static str> {

@@ -1,6 +1,7 @@
 //! Running a `mock` step through the mock's admin API: the run's own calls
 //! in its journal (found by the run's correlation-id prefix), canned
-//! answers and faults (taken back at the run's end), clearing.
+//! answers and faults scoped to the run's calls by the same prefix (taken
+//! back at the run's end, the run's own only), clearing.
 
 use std::time::{Duration, Instant};
 
@@ -210,7 +211,7 @@ async fn clear_mock(
     };
     if parts.faults {
         handle
-            .clear_faults(http)
+            .clear_scoped_faults(http, &run_scope(cx.prefix()))
             .await
             .map_err(|e| refused("faults", e))?;
         cleared.push("faults");
@@ -256,6 +257,7 @@ async fn add_fault(
     if let Some(p) = path {
         fault = fault.on_path(cx.values.text(p)?);
     }
+    fault.header = Some(run_scope(cx.prefix()));
     cx.cleanup.faulted_mocks.insert(mock.to_owned());
     let label = format!("fault {}", fault.kind.name());
     cx.observe_fault("harness", mock, &label);
@@ -274,6 +276,16 @@ async fn add_fault(
             ..StepError::default()
         }),
     }
+}
+
+/// The calls of the run whose correlation ids start with `prefix`: the
+/// scope of its faults and canned answers, so that runs beside it are
+/// answered normally, and what its clean-up removes.
+pub(crate) fn run_scope(prefix: &str) -> tekup_mocks::HeaderScope {
+    tekup_mocks::HeaderScope::new(
+        &crate::contract::active().headers.correlation_id,
+        format!("{prefix}-"),
+    )
 }
 
 /// How often `mock: expect-none` reads the journal within its period.
