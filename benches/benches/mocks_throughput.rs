@@ -242,14 +242,18 @@ async fn main() {
     }
     let mut totals: Vec<(u64, u64, Duration, Vec<Duration>)> =
         vec![(0, 0, Duration::ZERO, Vec::new()); targets.len()];
+    let mut per_round: Vec<Vec<f64>> = Vec::with_capacity(rounds as usize);
     for _ in 0..rounds {
+        let mut rates = Vec::with_capacity(targets.len());
         for (i, target) in targets.iter().enumerate() {
             let r = drive(target.clone(), slice, concurrency).await;
+            rates.push(r.requests as f64 / r.elapsed.as_secs_f64());
             totals[i].0 += r.requests;
             totals[i].1 += r.errors;
             totals[i].2 += r.elapsed;
             totals[i].3.extend([r.p50, r.p99]);
         }
+        per_round.push(rates);
     }
 
     let mut out = std::io::stdout().lock();
@@ -290,6 +294,15 @@ async fn main() {
             requests,
             errors
         );
+    }
+    // Each round's ratio to the baseline: how steady the figure is on a busy machine.
+    let _ = writeln!(out, "\nper round, % of the first target:");
+    for (target_index, target) in targets.iter().enumerate().skip(1) {
+        let ratios: Vec<String> = per_round
+            .iter()
+            .map(|rates| format!("{:.0}%", rates[target_index] / rates[0] * 100.0))
+            .collect();
+        let _ = writeln!(out, "{:<48} {}", target.name, ratios.join("  "));
     }
     let journaled = openai.finish();
     let _ = writeln!(

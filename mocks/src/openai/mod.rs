@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -42,6 +42,19 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// Limit shown in `x-ratelimit-limit-requests` when none is enforced.
 const DEFAULT_RPM: u64 = 10_000;
 const TOKEN_LIMIT: u64 = 2_000_000;
+
+// Header names of every answer, parsed once: `insert("x-...", ..)` with a
+// string parses and hashes the name on every call, which showed in profiles.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const OPENAI_VERSION: HeaderName = HeaderName::from_static("openai-version");
+const OPENAI_ORGANIZATION: HeaderName = HeaderName::from_static("openai-organization");
+const OPENAI_PROCESSING_MS: HeaderName = HeaderName::from_static("openai-processing-ms");
+const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
 
 /// A running OpenAI mock; dereferences to [`MockServer`] (journal, faults, ...).
 #[derive(Debug)]
@@ -323,33 +336,28 @@ async fn auth_and_headers(
     };
     let mut response = next.run(request).await;
     let h = response.headers_mut();
-    if !h.contains_key("x-request-id") {
-        h.insert("x-request-id", header_value(&ids::hex_id("req_", 32)));
+    h.reserve(10);
+    if !h.contains_key(X_REQUEST_ID) {
+        h.insert(X_REQUEST_ID, header_value(&ids::hex_id("req_", 32)));
     }
-    h.insert("openai-version", HeaderValue::from_static("2020-10-01"));
+    h.insert(OPENAI_VERSION, HeaderValue::from_static("2020-10-01"));
     h.insert(
-        "openai-organization",
+        OPENAI_ORGANIZATION,
         HeaderValue::from_static("user-tekup-mock"),
     );
     h.insert(
-        "openai-processing-ms",
+        OPENAI_PROCESSING_MS,
         HeaderValue::from(started.elapsed().as_millis() as u64),
     );
     h.insert(
-        "x-ratelimit-limit-requests",
+        LIMIT_REQUESTS,
         HeaderValue::from(state.rpm.unwrap_or(DEFAULT_RPM)),
     );
-    h.insert(
-        "x-ratelimit-remaining-requests",
-        HeaderValue::from(remaining),
-    );
-    h.insert("x-ratelimit-reset-requests", format_reset(reset));
-    h.insert("x-ratelimit-limit-tokens", HeaderValue::from(TOKEN_LIMIT));
-    h.insert(
-        "x-ratelimit-remaining-tokens",
-        HeaderValue::from(TOKEN_LIMIT - 1),
-    );
-    h.insert("x-ratelimit-reset-tokens", HeaderValue::from_static("0s"));
+    h.insert(REMAINING_REQUESTS, HeaderValue::from(remaining));
+    h.insert(RESET_REQUESTS, format_reset(reset));
+    h.insert(LIMIT_TOKENS, HeaderValue::from(TOKEN_LIMIT));
+    h.insert(REMAINING_TOKENS, HeaderValue::from(TOKEN_LIMIT - 1));
+    h.insert(RESET_TOKENS, HeaderValue::from_static("0s"));
     response
 }
 
