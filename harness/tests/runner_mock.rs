@@ -208,7 +208,8 @@ fn an_unscoped_fault_would_fail_the_run_beside_it() {
 async fn side_by_side(how: &str) -> (ScenarioReport, ScenarioReport) {
     let runner = runner().await;
     let key = format!("tekup-test:side-by-side:{how}:{}", std::process::id());
-    let admin = runner.ecosystem().mock("gemini").expect("mock").admin_url;
+    let gemini = runner.ecosystem().mock("gemini").expect("mock");
+    let http = reqwest::Client::new();
     let scoped = how == "scoped";
     let fault_step = if scoped {
         "  - mock: { fault: gemini, truncated: true, times: 1 }\n"
@@ -229,15 +230,11 @@ async fn side_by_side(how: &str) -> (ScenarioReport, ScenarioReport) {
         "a fault left behind by another run"
     );
     if !scoped {
-        let http = reqwest::Client::new();
         let fault = tekup_mocks::Fault::truncated().times(1);
-        let sent = http
-            .post(format!("{admin}/faults"))
-            .json(&tekup_mocks::FaultSpec::from(&fault))
-            .send()
+        gemini
+            .add_fault(&http, &fault)
             .await
-            .expect("admin");
-        assert_eq!(sent.status(), 201);
+            .expect("the fault is added");
     }
     let a_runner = runner.clone();
     let a_run = tokio::spawn(async move { a_runner.run(&a).await });
@@ -256,11 +253,10 @@ async fn side_by_side(how: &str) -> (ScenarioReport, ScenarioReport) {
     let a = a_run.await.expect("A's task");
     if !scoped {
         // Had B not met it, the fault would still be there.
-        let gone = reqwest::Client::new()
-            .delete(format!("{admin}/faults"))
-            .send()
-            .await;
-        assert!(gone.expect("admin").status().is_success());
+        gemini
+            .clear_faults(&http)
+            .await
+            .expect("the faults are removed");
     }
     (a, b)
 }

@@ -419,7 +419,7 @@ impl FaultSpec {
         fault.method = self.method.map(|m| m.to_ascii_uppercase());
         fault.path = self.path;
         if let Some(h) = self.header {
-            if h.name.is_empty() || axum::http::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
+            if axum::http::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
                 return Err(MockError::InvalidFault(format!(
                     "`header.name`: `{}` is not an HTTP header name",
                     h.name

@@ -197,7 +197,7 @@ impl MockHandle {
 
     /// Removes every fault.
     pub async fn clear_faults(&self, http: &reqwest::Client) -> Result<(), MockAdminError> {
-        self.delete(http, "faults").await
+        self.delete(http, "faults", &[]).await
     }
 
     /// Removes the faults scoped to exactly `scope` (one run's), leaving
@@ -207,27 +207,32 @@ impl MockHandle {
         http: &reqwest::Client,
         scope: &tekup_mocks::HeaderScope,
     ) -> Result<(), MockAdminError> {
-        let sent = http
-            .delete(format!("{}/faults", self.admin_url))
-            .query(&[("header", &scope.name), ("prefix", &scope.prefix)])
-            .send()
-            .await;
-        Self::answered(sent).await
+        let query = [
+            ("header", scope.name.as_str()),
+            ("prefix", scope.prefix.as_str()),
+        ];
+        self.delete(http, "faults", &query).await
     }
 
     /// Empties the journal (sequence numbers keep growing).
     pub async fn clear_journal(&self, http: &reqwest::Client) -> Result<(), MockAdminError> {
-        self.delete(http, "journal").await
+        self.delete(http, "journal", &[]).await
     }
 
     /// Removes every expectation.
     pub async fn clear_expectations(&self, http: &reqwest::Client) -> Result<(), MockAdminError> {
-        self.delete(http, "expectations").await
+        self.delete(http, "expectations", &[]).await
     }
 
-    async fn delete(&self, http: &reqwest::Client, what: &str) -> Result<(), MockAdminError> {
+    async fn delete(
+        &self,
+        http: &reqwest::Client,
+        what: &str,
+        query: &[(&str, &str)],
+    ) -> Result<(), MockAdminError> {
         let sent = http
             .delete(format!("{}/{what}", self.admin_url))
+            .query(query)
             .send()
             .await;
         Self::answered(sent).await

@@ -269,18 +269,23 @@ struct Completion {
 }
 
 impl Completion {
-    fn usage(&self) -> Value {
+    fn usage(&self) -> Usage {
         let completion = self.answer.tokens() * self.n as u64;
-        json!({
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": completion,
-            "total_tokens": self.prompt_tokens + completion,
-            "prompt_tokens_details": { "cached_tokens": 0, "audio_tokens": 0 },
-            "completion_tokens_details": {
-                "reasoning_tokens": 0, "audio_tokens": 0,
-                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0
-            }
-        })
+        Usage {
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: completion,
+            total_tokens: self.prompt_tokens + completion,
+            prompt_tokens_details: PromptTokensDetails {
+                cached_tokens: 0,
+                audio_tokens: 0,
+            },
+            completion_tokens_details: CompletionTokensDetails {
+                reasoning_tokens: 0,
+                audio_tokens: 0,
+                accepted_prediction_tokens: 0,
+                rejected_prediction_tokens: 0,
+            },
+        }
     }
 
     fn finish_reason(&self) -> &'static str {
@@ -316,7 +321,6 @@ impl Completion {
                 }]),
             },
         };
-        let completion = self.answer.tokens() * self.n as u64;
         Whole {
             id: &self.id,
             object: "chat.completion",
@@ -330,21 +334,7 @@ impl Completion {
                     finish_reason: self.finish_reason(),
                 })
                 .collect(),
-            usage: Usage {
-                prompt_tokens: self.prompt_tokens,
-                completion_tokens: completion,
-                total_tokens: self.prompt_tokens + completion,
-                prompt_tokens_details: PromptTokensDetails {
-                    cached_tokens: 0,
-                    audio_tokens: 0,
-                },
-                completion_tokens_details: CompletionTokensDetails {
-                    reasoning_tokens: 0,
-                    audio_tokens: 0,
-                    accepted_prediction_tokens: 0,
-                    rejected_prediction_tokens: 0,
-                },
-            },
+            usage: self.usage(),
             service_tier: "default",
             system_fingerprint: "fp_tekup_mock",
         }
@@ -479,7 +469,11 @@ fn stream(completion: Completion, include_usage: bool) -> Response {
         .collect();
     events.push(completion.chunk(Value::Array(last), None, include_usage));
     if include_usage {
-        events.push(completion.chunk(json!([]), Some(completion.usage()), true));
+        events.push(completion.chunk(
+            json!([]),
+            serde_json::to_value(completion.usage()).ok(),
+            true,
+        ));
     }
     let mut frames: Vec<Result<Bytes, Infallible>> = events
         .into_iter()
