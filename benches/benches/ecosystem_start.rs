@@ -15,10 +15,12 @@
 //! docker rows need `tekup-harness images build`; without the images they
 //! are reported as skipped with the reason.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tekup_harness::env::{docker, Ecosystem, EcosystemFile, LocalPostgres, Runtime};
+use tekup_harness::env::{docker, Ecosystem, EcosystemFile, LocalPostgres, Progress, Runtime};
 
 fn main() {
     let runs: usize = std::env::var("TEKUP_BENCH_RUNS")
@@ -65,11 +67,15 @@ fn main() {
         .expect("process ecosystem starts");
     drop(warmup);
     std::env::set_var("TEKUP_CACHE_DIR", cache.path().join("process-cold"));
-    let process = measure(runs, || start_full(&rt, &file, Runtime::Process));
+    let mut process_phases = Vec::new();
+    let process = measure(runs, || {
+        start_full(&rt, &file, Runtime::Process, &mut process_phases)
+    });
     rows.push((
         format!("process runtime ({components} components)"),
         Some(process),
     ));
+    let mut phases = vec![("process runtime", process_phases)];
 
     let usable = rt.block_on(async {
         let model = EcosystemFile::load(&file).expect("file");
@@ -80,26 +86,60 @@ fn main() {
             // Cold: the programs are copied into fresh program images again.
             rt.block_on(docker::remove_program_images())
                 .expect("program images removed");
-            let d = measure(runs, || start_full(&rt, &file, Runtime::Docker));
+            let mut docker_phases = Vec::new();
+            let d = measure(runs, || {
+                start_full(&rt, &file, Runtime::Docker, &mut docker_phases)
+            });
             rows.push((format!("docker runtime ({components} components)"), Some(d)));
+            phases.push(("docker runtime", docker_phases));
         }
         Err(why) => rows.push((format!("docker runtime: skipped ({why})"), None)),
     }
 
     report(runs, &rows);
+    for (runtime, runs) in &phases {
+        where_the_time_goes(runtime, runs);
+    }
 }
 
-fn start_full(rt: &tokio::runtime::Runtime, file: &Path, runtime: Runtime) -> (Duration, Duration) {
+/// When each component of one start began and was ready, from the start.
+type Phases = BTreeMap<String, (Duration, Duration)>;
+
+fn start_full(
+    rt: &tokio::runtime::Runtime,
+    file: &Path,
+    runtime: Runtime,
+    phases: &mut Vec<Phases>,
+) -> (Duration, Duration) {
     let started = Instant::now();
-    let eco = rt
-        .block_on(Ecosystem::builder().file(file).runtime(runtime).start())
-        .unwrap_or_else(|e| {
-            panic!(
-                "{runtime} ecosystem starts: {}",
-                tekup_harness::env::error_chain(&e)
-            )
+    let seen: Arc<Mutex<Phases>> = Arc::default();
+    let record = Arc::clone(&seen);
+    let builder = Ecosystem::builder()
+        .file(file)
+        .runtime(runtime)
+        .on_progress(move |p| {
+            let at = started.elapsed();
+            let mut seen = record.lock().unwrap_or_else(|e| e.into_inner());
+            match p {
+                Progress::Starting { component } => {
+                    seen.insert(component.clone(), (at, at));
+                }
+                Progress::Ready { component, .. } => {
+                    seen.entry(component.clone()).or_insert((at, at)).1 = at;
+                }
+                _ => {}
+            }
         });
+    let eco = rt.block_on(builder.start()).unwrap_or_else(|e| {
+        panic!(
+            "{runtime} ecosystem starts: {}",
+            tekup_harness::env::error_chain(&e)
+        )
+    });
     let took = started.elapsed();
+    phases.push(std::mem::take(
+        &mut *seen.lock().unwrap_or_else(|e| e.into_inner()),
+    ));
     let logs = eco.logs_dir().to_path_buf();
     let stop = Instant::now();
     drop(eco);
@@ -158,6 +198,47 @@ fn report(runs: usize, rows: &[(String, Option<Sample>)]) {
             }
             None => text.push_str(&format!("{name}\n")),
         }
+    }
+    #[expect(clippy::print_stdout, reason = "the benchmark's result table")]
+    {
+        println!("{text}");
+    }
+}
+
+/// The warm starts' median moments per component: when its start began and
+/// when it was ready, counted from the call, in the order they were ready.
+/// The components of one layer start together once the previous layer is
+/// ready, so the critical path reads down the "ready" column.
+fn where_the_time_goes(runtime: &str, runs: &[Phases]) {
+    let warm = runs.get(1..).unwrap_or_default();
+    if warm.is_empty() {
+        return;
+    }
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mut rows: Vec<(String, Duration, Duration)> = warm[0]
+        .keys()
+        .map(|name| {
+            let of = |pick: fn(&(Duration, Duration)) -> Duration| {
+                median(warm.iter().filter_map(|p| p.get(name)).map(pick).collect())
+            };
+            (name.clone(), of(|p| p.0), of(|p| p.1))
+        })
+        .collect();
+    rows.sort_by_key(|r| r.2);
+    let mut text = format!(
+        "where the time goes, {runtime} (median of the warm starts)\n\n{:<24} {:>10} {:>10} {:>10}\n",
+        "component", "starts at", "ready at", "took"
+    );
+    for (name, from, ready) in rows {
+        text.push_str(&format!(
+            "{name:<24} {:>10} {:>10} {:>10}\n",
+            ms(from),
+            ms(ready),
+            ms(ready.saturating_sub(from))
+        ));
     }
     #[expect(clippy::print_stdout, reason = "the benchmark's result table")]
     {

@@ -103,6 +103,39 @@ impl ProcessBackend {
         })
     }
 
+    /// A Postgres component's data directory, unless a start before this
+    /// one made it (a restart keeps the data): a copy of the cached cluster
+    /// ([`pg::ensure_cluster`]; the first start on a machine makes it). File
+    /// work, so off the runtime's threads: the other components start
+    /// meanwhile.
+    async fn postgres_data(&self, spec: &LaunchSpec) -> Result<(), EnvError> {
+        let c = &spec.component;
+        let dir = self.run_dir.join(&c.name);
+        let data = dir.join("data");
+        if data.exists() {
+            return Ok(());
+        }
+        let (name, user, database) = (c.name.clone(), c.user.clone(), c.database.clone());
+        tokio::task::spawn_blocking(move || {
+            let start = |e: pg::PostgresError| EnvError::Start {
+                component: name.clone(),
+                message: e.to_string(),
+            };
+            let bin = pg::find_bin_dir().map_err(start)?;
+            let run_as = pg::run_as().map_err(start)?;
+            let cluster = pg::ensure_cluster(&bin, run_as, &user, &database).map_err(start)?;
+            fs::create_dir_all(&dir).map_err(EnvError::io("create the postgres directory"))?;
+            pg::copy_dir(&cluster, &data).map_err(EnvError::io("copy the cached cluster"))?;
+            if let Some(owner) = run_as {
+                pg::chown_tree(&dir, owner)
+                    .map_err(EnvError::io("hand the data directory to postgres"))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| EnvError::other("prepare the postgres data directory", e))?
+    }
+
     fn recipe(&self, spec: &LaunchSpec) -> Result<Recipe, EnvError> {
         let c = &spec.component;
         let port = spec.placement.inner_port;
@@ -122,19 +155,8 @@ impl ProcessBackend {
                 };
                 let bin = pg::find_bin_dir().map_err(start)?;
                 let run_as = pg::run_as().map_err(start)?;
-                let template = pg::ensure_template(&bin, run_as).map_err(start)?;
                 let dir = self.run_dir.join(&c.name);
                 let data = dir.join("data");
-                if !data.exists() {
-                    fs::create_dir_all(&dir)
-                        .map_err(EnvError::io("create the postgres directory"))?;
-                    pg::copy_dir(&template, &data)
-                        .map_err(EnvError::io("copy the initdb template"))?;
-                    if let Some(user) = run_as {
-                        pg::chown_tree(&dir, user)
-                            .map_err(EnvError::io("hand the data directory to postgres"))?;
-                    }
-                }
                 recipe.program = bin.join("postgres");
                 recipe.args = vec![
                     "-D".into(),
@@ -495,7 +517,9 @@ impl Backend for ProcessBackend {
 
     fn start(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Instance>, EnvError>> {
         async move {
-            // Blocking file work (first start: initdb), kept short by the template cache.
+            if spec.component.kind == Kind::Postgres {
+                self.postgres_data(&spec).await?;
+            }
             let recipe = self.recipe(&spec)?;
             let log_path = self.logs_dir.join(format!("{}.log", spec.component.name));
             let _ = fs::remove_file(&log_path);

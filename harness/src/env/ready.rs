@@ -10,8 +10,13 @@ use super::error::EnvError;
 use super::model::Ready;
 use super::runtime::Instance;
 
-/// How often a condition is probed.
+/// How often a condition is probed, at most: the first probes follow each
+/// other faster (from [`FIRST_PROBE_INTERVAL`], doubling), since most
+/// components are ready within tens of milliseconds and a component's
+/// start is on the ecosystem's critical path. A refused connection costs
+/// next to nothing.
 const PROBE_INTERVAL: Duration = Duration::from_millis(25);
+const FIRST_PROBE_INTERVAL: Duration = Duration::from_millis(2);
 /// How many log lines an error shows.
 pub(crate) const ERROR_LOG_LINES: usize = 20;
 
@@ -43,6 +48,7 @@ pub(crate) async fn wait(
         .timeout(Duration::from_secs(2))
         .build()
         .map_err(|e| EnvError::other("build an HTTP client", e))?;
+    let mut interval = FIRST_PROBE_INTERVAL;
     loop {
         if let Some(status) = instance.exit_status().await? {
             if *ready == Ready::Exited && status.success {
@@ -74,7 +80,8 @@ pub(crate) async fn wait(
                 log: instance.log_tail(ERROR_LOG_LINES).await,
             });
         }
-        tokio::time::sleep(PROBE_INTERVAL).await;
+        tokio::time::sleep(interval).await;
+        interval = (interval * 2).min(PROBE_INTERVAL);
     }
 }
 

@@ -302,3 +302,48 @@ env = { OTEL_EXPORTER_OTLP_ENDPOINT = "http://collector.team:4318", OTEL_SERVICE
     assert_eq!(response.status(), 200);
     assert_eq!(eco.traces().received(), 2);
 }
+
+/// The image contract's user and database are in the cluster a Postgres
+/// component starts from (made once per user and database, then copied):
+/// the second start finds them as the first did, and its owner may create
+/// tables there.
+#[tokio::test]
+async fn a_postgres_component_starts_with_its_own_user_and_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_file(
+        dir.path(),
+        r#"
+[component.db]
+kind = "postgres"
+user = "ledger_owner"
+database = "ledger-books"
+password = "secret"
+"#,
+    );
+    for round in 1..=2 {
+        let eco = Ecosystem::builder()
+            .file(&file)
+            .runtime(Runtime::Process)
+            .logs_dir(dir.path().join(format!("logs-{round}")))
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {}", tekup_harness::env::error_chain(&e)));
+        let pool = eco.postgres_pool().await.expect("a pool");
+        let (user, database, superuser): (String, String, bool) = sqlx::query_as(
+            "select current_user::text, current_database()::text, rolsuper \
+             from pg_roles where rolname = current_user",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("query");
+        assert_eq!(
+            (user.as_str(), database.as_str(), superuser),
+            ("ledger_owner", "ledger-books", true),
+            "round {round}"
+        );
+        sqlx::query("create table entries (id int)")
+            .execute(&pool)
+            .await
+            .expect("the owner creates a table");
+    }
+}
