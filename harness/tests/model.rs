@@ -97,6 +97,39 @@ fn a_dangling_component_reference_names_its_line_and_the_known_components() {
 }
 
 #[test]
+fn wait_for_defaults_to_every_dependency_and_names_only_dependencies() {
+    let file = parse(BASE).expect("valid");
+    let api = file.component("api").expect("api");
+    assert_eq!(api.wait_for, api.depends_on, "by default: wait for all");
+
+    let file = parse(&BASE.replace("port = 8080", "port = 8080\nwait-for = []")).expect("valid");
+    let api = file.component("api").expect("api");
+    assert!(api.wait_for.is_empty());
+    assert!(
+        api.depends_on.contains("postgres"),
+        "still started after it"
+    );
+
+    let text = BASE.replace("port = 8080", "port = 8080\nwait-for = [\"redis\"]");
+    let err = parse(&text).expect_err("not a dependency");
+    assert!(
+        err.contains("test.toml:11:")
+            && err.contains("`wait-for` names \"redis\", which `api` neither references nor lists in `depends-on` (its dependencies: postgres)"),
+        "{err}"
+    );
+
+    // The shipped services wait for the migration and Redis only.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/ecosystem.toml");
+    let shipped = EcosystemFile::load(&path).expect("valid");
+    let flow = shipped.component("flow-api").expect("flow-api");
+    assert!(flow.depends_on.contains("crm-api"));
+    assert_eq!(
+        flow.wait_for.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["migrate", "redis"]
+    );
+}
+
+#[test]
 fn a_dangling_variable_attribute_or_dependency_is_an_error_with_its_line() {
     let err = parse(&BASE.replace("${vars.secret}", "${vars.secrte}")).expect_err("var");
     assert!(

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::try_join_all;
+use tokio::sync::watch;
 
 use super::binaries;
 use super::error::EnvError;
@@ -38,6 +39,16 @@ pub enum Progress {
 }
 
 type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// How far a component's start has come, for those that depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Waiting,
+    /// Its process or container runs: its address is in use.
+    Started,
+    /// Its readiness condition held (a job: it finished).
+    Ready,
+}
 
 /// Options for starting an [`Ecosystem`].
 #[must_use]
@@ -470,28 +481,47 @@ impl Ecosystem {
             self.links = Links::start(link_targets(&self.file, &placements)).await?;
         }
         self.placements.clone_from(&placements);
-        for layer in self.file.layers.clone() {
-            let this = &*self;
-            let starts = layer.iter().map(|name| {
-                let component = this.file.components[name].clone();
-                let spec = this.launch_spec(&component, &placements);
-                async move {
-                    report(Progress::Starting {
-                        component: component.name.clone(),
-                    });
-                    let started = Instant::now();
-                    let handle = this.start_one(component, spec?).await?;
-                    handle.wait_ready().await?;
-                    report(Progress::Ready {
-                        component: handle.name.clone(),
-                        took: started.elapsed(),
-                    });
-                    Ok::<_, EnvError>(handle)
+        // Each component starts once every component it depends on has
+        // started and every one it waits for is ready; not layer by layer,
+        // so a slow component holds back only what needs it.
+        let names: Vec<String> = self.file.layers.iter().flatten().cloned().collect();
+        let stages: BTreeMap<String, watch::Sender<Stage>> = names
+            .iter()
+            .map(|n| (n.clone(), watch::channel(Stage::Waiting).0))
+            .collect();
+        let this = &*self;
+        let starts = names.iter().map(|name| {
+            let component = this.file.components[name].clone();
+            let spec = this.launch_spec(&component, &placements);
+            let stages = &stages;
+            async move {
+                let awaited = [
+                    (&component.depends_on, Stage::Started),
+                    (&component.wait_for, Stage::Ready),
+                ];
+                for (deps, stage) in awaited {
+                    for dep in deps.iter().filter_map(|d| stages.get(d)) {
+                        // The senders live as long as this function: no error.
+                        let _ = dep.subscribe().wait_for(|s| *s >= stage).await;
+                    }
                 }
-            });
-            for handle in try_join_all(starts).await? {
-                self.components.insert(handle.name.clone(), handle);
+                report(Progress::Starting {
+                    component: component.name.clone(),
+                });
+                let started = Instant::now();
+                let handle = this.start_one(component, spec?).await?;
+                stages[&handle.name].send_replace(Stage::Started);
+                handle.wait_ready().await?;
+                stages[&handle.name].send_replace(Stage::Ready);
+                report(Progress::Ready {
+                    component: handle.name.clone(),
+                    took: started.elapsed(),
+                });
+                Ok::<_, EnvError>(handle)
             }
+        });
+        for handle in try_join_all(starts).await? {
+            self.components.insert(handle.name.clone(), handle);
         }
         Ok(())
     }

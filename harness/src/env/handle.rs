@@ -65,7 +65,7 @@ impl ComponentHandle {
         let port = self.port()?;
         Some(match (&self.kind, &self.credentials) {
             (Kind::Postgres, Some((user, password, db))) => {
-                format!("postgres://{user}:{password}@{host}:{port}/{db}")
+                super::resolve::postgres_url(user, password, &host, &port.to_string(), db)
             }
             (Kind::Postgres, None) => format!("postgres://postgres@{host}:{port}/postgres"),
             (Kind::Redis, _) => format!("redis://{host}:{port}"),

@@ -281,7 +281,10 @@ fn rootfs(options: &ImageBuild, entrypoint: &Path, tarball: &Path) -> Result<Pat
 
 /// What is done to the root filesystem after the packages are in (`$1`
 /// is its directory, `{ep}` the Postgres entrypoint): the Postgres image's
-/// directories, Prometheus's data directory for `nobody` (the official
+/// directories, the cluster `initdb` makes for the image contract's default
+/// user and authentication (`/var/lib/postgresql/seed`, which the
+/// entrypoint copies instead of running `initdb` on every start; a root
+/// filesystem where `initdb` cannot run in a chroot goes without it), Prometheus's data directory for `nobody` (the official
 /// image's user), and no package caches. moment-timezone's per-zone files
 /// (212 MB, a dependency of Prometheus's pages) go: the pages load only
 /// `moment-timezone-with-data.min.js`, which stays.
@@ -290,7 +293,13 @@ const CUSTOMIZE: &str = "install -m 755 {ep} \"$1/usr/local/bin/docker-entrypoin
      mkdir -p \"$1/docker-entrypoint-initdb.d\" \"$1/var/lib/postgresql/data\" \"$1/var/run/postgresql\" && \
      mkdir -p \"$1/prometheus\" && chown 65534:65534 \"$1/prometheus\" && \
      rm -rf \"$1/usr/share/javascript/moment-timezone/data\" && \
-     rm -rf \"$1/var/cache/apt/archives\"/*.deb \"$1/var/lib/apt/lists\"/*";
+     rm -rf \"$1/var/cache/apt/archives\"/*.deb \"$1/var/lib/apt/lists\"/* && \
+     { printf 'seed\\n' > \"$1/tmp/seed-pw\" && chmod 644 \"$1/tmp/seed-pw\" && \
+       chroot \"$1\" setpriv --reuid=postgres --regid=postgres --init-groups \
+         /usr/lib/postgresql/15/bin/initdb -D /var/lib/postgresql/seed --username=postgres \
+         --pwfile=/tmp/seed-pw --encoding=UTF8 --locale=C.UTF-8 --auth-local=trust \
+         --auth-host=scram-sha-256 --no-sync >/dev/null 2>&1 \
+       || rm -rf \"$1/var/lib/postgresql/seed\"; rm -f \"$1/tmp/seed-pw\"; }";
 
 /// Files dpkg leaves out (mmdebstrap only).
 const EXCLUDES: [&str; 4] = [

@@ -34,12 +34,7 @@ pub(crate) fn other_attr(
     };
     let url = || -> Result<String, String> {
         Ok(match c.kind {
-            Kind::Postgres => format!(
-                "postgres://{}:{}@{host}:{port}/{}",
-                c.user,
-                password()?,
-                c.database
-            ),
+            Kind::Postgres => postgres_url(&c.user, &password()?, &host, &port, &c.database),
             Kind::Redis => format!("redis://{host}:{port}"),
             _ => format!("http://{host}:{port}"),
         })
@@ -54,4 +49,50 @@ pub(crate) fn other_attr(
         "database" => c.database.clone(),
         other => return Err(format!("unknown attribute `{other}`")),
     })
+}
+
+/// A Postgres connection URL; the user, password and database are
+/// percent-encoded, so a password with `@`, `/`, quotes or spaces stays
+/// one password.
+pub(crate) fn postgres_url(user: &str, password: &str, host: &str, port: &str, db: &str) -> String {
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    format!(
+        "postgres://{}:{}@{host}:{port}/{}",
+        enc(user),
+        enc(password),
+        enc(db)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_postgres_url_keeps_odd_credentials_whole() {
+        let url = postgres_url(
+            "ledger owner",
+            "it's a p@ss/word",
+            "h",
+            "5432",
+            "ledger-books",
+        );
+        assert_eq!(
+            url,
+            "postgres://ledger%20owner:it%27s%20a%20p%40ss%2Fword@h:5432/ledger-books"
+        );
+        let parsed: sqlx::postgres::PgConnectOptions = url.parse().expect("sqlx reads it");
+        assert_eq!(parsed.get_username(), "ledger owner");
+        assert_eq!(parsed.get_database(), Some("ledger-books"));
+        assert_eq!(parsed.get_host(), "h");
+    }
 }

@@ -343,3 +343,75 @@ async fn program_image_sizes() -> Vec<(String, i64)> {
     }
     sizes
 }
+
+/// The offline Postgres image keeps the official image's contract on both
+/// of its paths: for the default user it copies the cluster made when the
+/// image was built (no `initdb` at start: its "The files belonging to this
+/// database system" banner is absent from the log) and sets the password,
+/// for another user it runs `initdb`; either way the password is checked
+/// (scram-sha-256 over TCP) and the database exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_image_keeps_its_contract_with_and_without_initdb() {
+    require_docker_images().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (user, password, database, initdb) in [
+        ("postgres", "it's \"quoted\"", "shop", false),
+        ("ledger_owner", "s3cret", "ledger-books", true),
+    ] {
+        let escape = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let file = dir.path().join(format!("{user}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "[component.db]\nkind = \"postgres\"\noffline-image = \"tekup-harness/postgres:15\"\n\
+                 user = \"{}\"\npassword = \"{}\"\ndatabase = \"{}\"\n",
+                escape(user),
+                escape(password),
+                escape(database)
+            ),
+        )
+        .expect("write the file");
+        let eco = tekup_harness::env::Ecosystem::builder()
+            .file(&file)
+            .runtime(Runtime::Docker)
+            .logs_dir(dir.path().join(format!("logs-{user}")))
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("{user}: {}", tekup_harness::env::error_chain(&e)));
+        let pool = eco.postgres_pool().await.expect("a pool");
+        let (current, db): (String, String) =
+            sqlx::query_as("select current_user::text, current_database()::text")
+                .fetch_one(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{user} connects with its password: {e}"));
+        assert_eq!((current.as_str(), db.as_str()), (user, database));
+        let log = eco.component("db").expect("db").log_tail(200).await;
+        assert_eq!(
+            log.contains("The files belonging to this database system"),
+            initdb,
+            "{user}: initdb ran = {}:\n{log}",
+            !initdb
+        );
+        // A wrong password is refused: the password is really checked.
+        let url = eco.component("db").expect("db").url().expect("a url");
+        let wrong = url.replacen(
+            &format!(":{}@", urlencode(password)),
+            ":not-the-password@",
+            1,
+        );
+        assert_ne!(wrong, url, "the URL carries the password: {url}");
+        let refused = sqlx::PgPool::connect(&wrong).await;
+        assert!(refused.is_err(), "{user}: a wrong password was accepted");
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

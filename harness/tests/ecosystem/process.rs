@@ -347,3 +347,61 @@ password = "secret"
             .expect("the owner creates a table");
     }
 }
+
+/// `wait-for` says which dependencies must be ready before a component
+/// starts; one it only references is started first, not awaited. Here
+/// `slow` becomes ready only once `quick` has run (quick's start writes the
+/// file slow waits for): with `wait-for = []` the ecosystem starts; without
+/// it, quick waits for slow, which waits for quick, and the start fails
+/// naming slow (the short timeout only bounds a wait that cannot end).
+#[tokio::test]
+async fn a_component_starts_before_a_dependency_it_does_not_wait_for_is_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flag = dir.path().join("quick-ran");
+    let body = |wait_for: &str| {
+        format!(
+            r#"
+[component.slow]
+program = "/bin/sh"
+args = ["-c", "while [ ! -e '{flag}' ]; do sleep 0.01; done; echo slow is ready; exec sleep 600"]
+port = 80
+ready = {{ log = "slow is ready", timeout = "3s" }}
+
+[component.quick]
+program = "/bin/sh"
+args = ["-c", "echo ${{slow.port}} > '{flag}'; echo quick is ready; exec sleep 600"]
+port = 80
+ready = {{ log = "quick is ready", timeout = "3s" }}
+{wait_for}
+"#,
+            flag = flag.display()
+        )
+    };
+    let file = write_file(dir.path(), &body("wait-for = []"));
+    let eco = Ecosystem::builder()
+        .file(&file)
+        .runtime(Runtime::Process)
+        // No fault proxy in between: quick gets slow's own port.
+        .links(false)
+        .logs_dir(dir.path().join("logs"))
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("{}", tekup_harness::env::error_chain(&e)));
+    let port = eco.component("slow").expect("slow").port().expect("a port");
+    let written = std::fs::read_to_string(&flag).expect("quick ran");
+    assert_eq!(written.trim(), port.to_string(), "quick had slow's address");
+    drop(eco);
+
+    std::fs::remove_file(&flag).expect("remove the flag");
+    let file = write_file(dir.path(), &body(""));
+    let err = Ecosystem::builder()
+        .file(&file)
+        .runtime(Runtime::Process)
+        .logs_dir(dir.path().join("logs-2"))
+        .start()
+        .await
+        .expect_err("quick waits for slow, which waits for quick");
+    let text = err.to_string();
+    assert!(text.contains("`slow` was not ready"), "{text}");
+    assert!(!flag.exists(), "quick never started");
+}

@@ -48,6 +48,13 @@ async fn answer(State(script): State<Arc<Script>>, headers: HeaderMap) -> impl I
     response
 }
 
+/// The tests here take turns: tracing caches per call site whether anyone
+/// listens, and a call site first reached on one test's thread (no
+/// subscriber there) while another test's thread records spans could be
+/// cached as unheard, losing that test's `retry` events (seen with three
+/// test threads or more).
+static TURNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn serve(answers: &[(u16, Option<&'static str>)]) -> (String, Arc<Script>) {
     let script = Arc::new(Script {
         answers: answers.to_vec(),
@@ -75,6 +82,7 @@ fn http(attempts: u32, breaker: BreakerConfig) -> (ResilientHttp, Arc<Metrics>) 
 
 #[tokio::test]
 async fn correlation_id_and_traceparent_are_propagated_on_every_attempt() {
+    let _turn = TURNS.lock().await;
     let (url, script) = serve(&[(502, None), (200, None)]).await;
     let (http, metrics) = http(3, BreakerConfig::default());
     let ctx = RequestContext::incoming(
@@ -112,6 +120,7 @@ async fn correlation_id_and_traceparent_are_propagated_on_every_attempt() {
 
 #[tokio::test]
 async fn client_errors_come_back_at_once() {
+    let _turn = TURNS.lock().await;
     for status in [400, 401, 404] {
         let (url, script) = serve(&[(status, None)]).await;
         let (http, _) = http(5, BreakerConfig::default());
@@ -126,6 +135,7 @@ async fn client_errors_come_back_at_once() {
 
 #[tokio::test]
 async fn a_post_without_idempotency_key_is_not_retried_after_a_500() {
+    let _turn = TURNS.lock().await;
     let (url, script) = serve(&[(500, None), (201, None)]).await;
     let (http, _) = http(3, BreakerConfig::default());
     let response = http
@@ -153,6 +163,7 @@ async fn a_post_without_idempotency_key_is_not_retried_after_a_500() {
 
 #[tokio::test]
 async fn retry_after_on_429_is_honoured() {
+    let _turn = TURNS.lock().await;
     let (url, script) = serve(&[(429, Some("1")), (200, None)]).await;
     let (http, _) = http(3, BreakerConfig::default());
     let started = std::time::Instant::now();
@@ -175,6 +186,7 @@ async fn retry_after_on_429_is_honoured() {
 
 #[tokio::test]
 async fn connection_errors_are_retried_and_reported_as_unreachable() {
+    let _turn = TURNS.lock().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -197,6 +209,7 @@ async fn connection_errors_are_retried_and_reported_as_unreachable() {
 
 #[tokio::test]
 async fn an_open_breaker_refuses_without_sending_and_closes_after_probes() {
+    let _turn = TURNS.lock().await;
     let breaker = BreakerConfig {
         failure_threshold: 5,
         open_for: Duration::from_millis(200),
@@ -254,6 +267,7 @@ async fn an_open_breaker_refuses_without_sending_and_closes_after_probes() {
 
 #[tokio::test]
 async fn cross_app_calls_keep_their_api_and_surface_an_open_circuit() {
+    let _turn = TURNS.lock().await;
     let (url, script) = serve(&[(409, None)]).await;
     let (http, _) = http(1, BreakerConfig::default());
     let upstreams = crate::config::Upstreams {
@@ -336,6 +350,7 @@ fn record_spans() -> (
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_call_is_one_client_span_with_its_retries_and_the_breakers_refusal() {
+    let _turn = TURNS.lock().await;
     use opentelemetry::trace::{SpanKind, Status};
     let (exporter, _provider, _guard) = record_spans();
     let breaker = BreakerConfig {

@@ -22,6 +22,11 @@ use super::super::error::EnvError;
 const REPO: &str = "tekup-harness/bin";
 const PROGRAM_LABEL: &str = "tekup-harness.program";
 
+/// One image creation at a time in this process: ecosystems started side
+/// by side (tests, `--jobs`) want the same program images, and two
+/// creations of one image would race for its scratch container's name.
+static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Returns an image holding `program` at `/tekup/bin/<name>` on top of
 /// `base`, creating it when missing.
 pub(super) async fn ensure(
@@ -29,6 +34,7 @@ pub(super) async fn ensure(
     base: &str,
     program: &Path,
 ) -> Result<String, EnvError> {
+    let _one_at_a_time = CREATING.lock().await;
     let name = program
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -71,8 +71,6 @@ pub(crate) struct DockerBackend {
     host: String,
     started: Mutex<Vec<Arc<DockerInstance>>>,
     reaper: Mutex<Option<Child>>,
-    /// Serialises the creation of program images (components share programs).
-    bin_images: tokio::sync::Mutex<()>,
 }
 
 impl DockerBackend {
@@ -107,7 +105,6 @@ impl DockerBackend {
             host: docker_host_name(),
             started: Mutex::new(Vec::new()),
             reaper: Mutex::new(reaper),
-            bin_images: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -341,7 +338,6 @@ impl Backend for DockerBackend {
             let c = &spec.component;
             let mut image = self.choose_image(c).await?;
             if let Some(program) = &spec.program {
-                let _one_at_a_time = self.bin_images.lock().await;
                 image = bin_image::ensure(&self.docker, &image, program).await?;
             }
             let name = format!("tekup-{}-{}", self.run_id, c.name);

@@ -139,8 +139,14 @@ pub struct Component {
     pub port: Option<u16>,
     pub ready: Ready,
     pub ready_timeout: Duration,
-    /// Explicit and implied (by references) dependencies.
+    /// Explicit and implied (by references) dependencies: each is started
+    /// before this one.
     pub depends_on: BTreeSet<String>,
+    /// The dependencies that must be ready (jobs: finished) before this one
+    /// starts: `wait-for` when the file gives it, else all of `depends_on`.
+    /// One this component only references is started first but not
+    /// awaited: its address is known from the start.
+    pub wait_for: BTreeSet<String>,
     /// Path of the admin API (mocks), making `admin_url` available.
     pub admin_path: Option<String>,
     /// Postgres only: database, user and password.
@@ -166,7 +172,10 @@ pub struct EcosystemFile {
     pub base_dir: PathBuf,
     pub vars: BTreeMap<String, String>,
     pub components: BTreeMap<String, Component>,
-    /// Start order: each inner list may start in parallel once the earlier lists are ready.
+    /// Start order: each inner list may start in parallel once the earlier
+    /// lists have started. (A component starts as soon as what it depends
+    /// on has started and what it waits for is ready; the layers are that
+    /// order made coarse, for reading.)
     pub layers: Vec<Vec<String>>,
 }
 
@@ -198,6 +207,7 @@ struct RawComponent {
     ready: Option<Spanned<RawReady>>,
     #[serde(default)]
     depends_on: Vec<Spanned<String>>,
+    wait_for: Option<Vec<Spanned<String>>>,
     admin_path: Option<String>,
     database: Option<String>,
     user: Option<String>,
@@ -362,6 +372,7 @@ fn prometheus_scrapes(
         if let Some(c) = components.get_mut(name) {
             c.scrape.clone_from(&scraped);
             c.depends_on.extend(scraped.iter().cloned());
+            c.wait_for.extend(scraped.iter().cloned());
         }
     }
     Ok(())
@@ -438,6 +449,30 @@ fn build_component(
         }
         depends_on.insert(dep.get_ref().clone());
     }
+    let wait_for = match &raw.wait_for {
+        None => depends_on.clone(),
+        Some(names) => {
+            let mut wait_for = BTreeSet::new();
+            for w in names {
+                if !depends_on.contains(w.get_ref()) {
+                    return Err(at.error(
+                        w.span().start,
+                        format!(
+                            "`wait-for` names {:?}, which `{name}` neither references nor lists in `depends-on` (its dependencies: {})",
+                            w.get_ref(),
+                            if depends_on.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                depends_on.iter().cloned().collect::<Vec<_>>().join(", ")
+                            }
+                        ),
+                    ));
+                }
+                wait_for.insert(w.get_ref().clone());
+            }
+            wait_for
+        }
+    };
     let (ready, ready_timeout) = ready(at, kind, raw, start)?;
     match kind {
         Kind::Service | Kind::Job if raw.program.is_none() => {
@@ -496,6 +531,7 @@ fn build_component(
         ready,
         ready_timeout,
         depends_on,
+        wait_for,
         admin_path: raw.admin_path.clone(),
         database: raw.database.clone().unwrap_or_else(|| "postgres".into()),
         user: raw.user.clone().unwrap_or_else(|| default_user.into()),
