@@ -40,12 +40,10 @@ pub enum Progress {
 
 type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 
-/// How far a component's start has come, for those that depend on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// How far a component's start has come, for those that wait for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     Waiting,
-    /// Its process or container runs: its address is in use.
-    Started,
     /// Its readiness condition held (a job: it finished).
     Ready,
 }
@@ -481,9 +479,10 @@ impl Ecosystem {
             self.links = Links::start(link_targets(&self.file, &placements)).await?;
         }
         self.placements.clone_from(&placements);
-        // Each component starts once every component it depends on has
-        // started and every one it waits for is ready; not layer by layer,
-        // so a slow component holds back only what needs it.
+        // Each component starts once every component it waits for is ready;
+        // not layer by layer, so a slow component holds back only what
+        // needs it. A dependency it does not wait for starts alongside: it
+        // is only called once requests come, after the whole start.
         let names: Vec<String> = self.file.layers.iter().flatten().cloned().collect();
         let stages: BTreeMap<String, watch::Sender<Stage>> = names
             .iter()
@@ -495,22 +494,15 @@ impl Ecosystem {
             let spec = this.launch_spec(&component, &placements);
             let stages = &stages;
             async move {
-                let awaited = [
-                    (&component.depends_on, Stage::Started),
-                    (&component.wait_for, Stage::Ready),
-                ];
-                for (deps, stage) in awaited {
-                    for dep in deps.iter().filter_map(|d| stages.get(d)) {
-                        // The senders live as long as this function: no error.
-                        let _ = dep.subscribe().wait_for(|s| *s >= stage).await;
-                    }
+                for dep in component.wait_for.iter().filter_map(|d| stages.get(d)) {
+                    // The senders live as long as this function: no error.
+                    let _ = dep.subscribe().wait_for(|s| *s == Stage::Ready).await;
                 }
                 report(Progress::Starting {
                     component: component.name.clone(),
                 });
                 let started = Instant::now();
                 let handle = this.start_one(component, spec?).await?;
-                stages[&handle.name].send_replace(Stage::Started);
                 handle.wait_ready().await?;
                 stages[&handle.name].send_replace(Stage::Ready);
                 report(Progress::Ready {

@@ -282,15 +282,17 @@ fn rootfs(options: &ImageBuild, entrypoint: &Path, tarball: &Path) -> Result<Pat
 /// What is done to the root filesystem after the packages are in (`$1`
 /// is its directory, `{ep}` the Postgres entrypoint): the Postgres image's
 /// directories, the cluster `initdb` makes for the image contract's default
-/// user and authentication (`/var/lib/postgresql/seed`, which the
-/// entrypoint copies instead of running `initdb` on every start; a root
+/// user and authentication with a database `tekup_seed`, in
+/// `/var/lib/postgresql/seed`, marked `tekup-seed` (the entrypoint links
+/// `PGDATA` to it, sets its password and renames the database instead of
+/// running `initdb` on every start; a root
 /// filesystem where `initdb` cannot run in a chroot goes without it), Prometheus's data directory for `nobody` (the official
 /// image's user), and no package caches. moment-timezone's per-zone files
 /// (212 MB, a dependency of Prometheus's pages) go: the pages load only
 /// `moment-timezone-with-data.min.js`, which stays.
 const CUSTOMIZE: &str = "install -m 755 {ep} \"$1/usr/local/bin/docker-entrypoint.sh\" && \
      rm -rf \"$1/var/lib/postgresql/15/main\" \"$1/etc/postgresql/15/main\" && \
-     mkdir -p \"$1/docker-entrypoint-initdb.d\" \"$1/var/lib/postgresql/data\" \"$1/var/run/postgresql\" && \
+     mkdir -p \"$1/docker-entrypoint-initdb.d\" \"$1/var/run/postgresql\" && \
      mkdir -p \"$1/prometheus\" && chown 65534:65534 \"$1/prometheus\" && \
      rm -rf \"$1/usr/share/javascript/moment-timezone/data\" && \
      rm -rf \"$1/var/cache/apt/archives\"/*.deb \"$1/var/lib/apt/lists\"/* && \
@@ -298,8 +300,14 @@ const CUSTOMIZE: &str = "install -m 755 {ep} \"$1/usr/local/bin/docker-entrypoin
        chroot \"$1\" setpriv --reuid=postgres --regid=postgres --init-groups \
          /usr/lib/postgresql/15/bin/initdb -D /var/lib/postgresql/seed --username=postgres \
          --pwfile=/tmp/seed-pw --encoding=UTF8 --locale=C.UTF-8 --auth-local=trust \
-         --auth-host=scram-sha-256 --no-sync >/dev/null 2>&1 \
-       || rm -rf \"$1/var/lib/postgresql/seed\"; rm -f \"$1/tmp/seed-pw\"; }";
+         --auth-host=scram-sha-256 --no-sync >/dev/null 2>&1 && \
+       printf 'CREATE DATABASE tekup_seed\\n' | chroot \"$1\" setpriv --reuid=postgres \
+         --regid=postgres --init-groups /usr/lib/postgresql/15/bin/postgres --single \
+         -D /var/lib/postgresql/seed -c fsync=off postgres >/dev/null 2>&1 && \
+       chroot \"$1\" setpriv --reuid=postgres --regid=postgres --init-groups \
+         touch /var/lib/postgresql/seed/tekup-seed \
+       || rm -rf \"$1/var/lib/postgresql/seed\"; rm -f \"$1/tmp/seed-pw\"; \
+       mkdir -p \"$1/var/lib/postgresql/data\"; }";
 
 /// Files dpkg leaves out (mmdebstrap only).
 const EXCLUDES: [&str; 4] = [

@@ -345,17 +345,19 @@ async fn program_image_sizes() -> Vec<(String, i64)> {
 }
 
 /// The offline Postgres image keeps the official image's contract on both
-/// of its paths: for the default user it copies the cluster made when the
+/// of its paths: for the default user it sets up the cluster made when the
 /// image was built (no `initdb` at start: its "The files belonging to this
-/// database system" banner is absent from the log) and sets the password,
-/// for another user it runs `initdb`; either way the password is checked
-/// (scram-sha-256 over TCP) and the database exists.
+/// database system" banner is absent from the log), giving it the password
+/// and the database's name (or dropping the made one when `postgres` is
+/// asked for), for another user it runs `initdb`; either way the password
+/// is checked (scram-sha-256 over TCP) and the database exists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_postgres_image_keeps_its_contract_with_and_without_initdb() {
     require_docker_images().await;
     let dir = tempfile::tempdir().expect("tempdir");
     for (user, password, database, initdb) in [
         ("postgres", "it's \"quoted\"", "shop", false),
+        ("postgres", "plain", "postgres", false),
         ("ledger_owner", "s3cret", "ledger-books", true),
     ] {
         let escape = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");

@@ -349,7 +349,7 @@ password = "secret"
 }
 
 /// `wait-for` says which dependencies must be ready before a component
-/// starts; one it only references is started first, not awaited. Here
+/// starts; one it does not wait for starts alongside it. Here
 /// `slow` becomes ready only once `quick` has run (quick's start writes the
 /// file slow waits for): with `wait-for = []` the ecosystem starts; without
 /// it, quick waits for slow, which waits for quick, and the start fails

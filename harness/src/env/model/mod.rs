@@ -139,13 +139,12 @@ pub struct Component {
     pub port: Option<u16>,
     pub ready: Ready,
     pub ready_timeout: Duration,
-    /// Explicit and implied (by references) dependencies: each is started
-    /// before this one.
+    /// Explicit and implied (by references) dependencies.
     pub depends_on: BTreeSet<String>,
     /// The dependencies that must be ready (jobs: finished) before this one
     /// starts: `wait-for` when the file gives it, else all of `depends_on`.
-    /// One this component only references is started first but not
-    /// awaited: its address is known from the start.
+    /// One it does not wait for starts alongside it: its address is known
+    /// from the start, and it is called only once requests come.
     pub wait_for: BTreeSet<String>,
     /// Path of the admin API (mocks), making `admin_url` available.
     pub admin_path: Option<String>,
@@ -172,10 +171,9 @@ pub struct EcosystemFile {
     pub base_dir: PathBuf,
     pub vars: BTreeMap<String, String>,
     pub components: BTreeMap<String, Component>,
-    /// Start order: each inner list may start in parallel once the earlier
-    /// lists have started. (A component starts as soon as what it depends
-    /// on has started and what it waits for is ready; the layers are that
-    /// order made coarse, for reading.)
+    /// The dependency order, coarse: each inner list depends only on the
+    /// earlier ones. (A component starts as soon as what it waits for is
+    /// ready, see [`Component::wait_for`].)
     pub layers: Vec<Vec<String>>,
 }
 
