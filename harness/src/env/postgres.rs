@@ -97,15 +97,7 @@ impl LocalPostgres {
             .prefix("tekup-pg-")
             .tempdir()
             .map_err(io_err("create a temporary directory"))?;
-        let data = dir.path().join("data");
-        copy_dir(&template, &data).map_err(io_err(format!(
-            "copy the initdb template {} to {}",
-            template.display(),
-            data.display()
-        )))?;
-        if let Some(user) = run_as {
-            chown_tree(dir.path(), user).map_err(io_err("hand the data directory to postgres"))?;
-        }
+        copy_for_server(&template, dir.path(), run_as)?;
         let mut last_error = None;
         // A free port can be taken between our probe and the server's bind.
         for _ in 0..3 {
@@ -442,16 +434,7 @@ pub(crate) fn ensure_cluster(
         .prefix(".cluster-")
         .tempdir_in(cache)
         .map_err(io_err("create a staging directory for the cluster"))?;
-    let data = staging.path().join("data");
-    copy_dir(&template, &data).map_err(io_err(format!(
-        "copy the initdb template {} to {}",
-        template.display(),
-        data.display()
-    )))?;
-    if let Some(owner) = run_as {
-        chown_tree(staging.path(), owner)
-            .map_err(io_err("hand the staging directory to postgres"))?;
-    }
+    let data = copy_for_server(&template, staging.path(), run_as)?;
     // Single-user mode: no server, no port; one statement per line, and the
     // cluster is shut down cleanly at the end of the input.
     let mut single = Command::new(bin.join("postgres"));
@@ -498,6 +481,25 @@ pub(crate) fn ensure_cluster(
         Err(e) => return Err(io_err("move the cluster into the cache")(e)),
     }
     Ok(cluster)
+}
+
+/// Copies the cluster `template` to `<dir>/data`, all of `dir` handed to
+/// the user the server runs as; returns the data directory.
+pub(crate) fn copy_for_server(
+    template: &Path,
+    dir: &Path,
+    run_as: Option<RunAs>,
+) -> Result<PathBuf, PostgresError> {
+    let data = dir.join("data");
+    copy_dir(template, &data).map_err(io_err(format!(
+        "copy the initdb template {} to {}",
+        template.display(),
+        data.display()
+    )))?;
+    if let Some(user) = run_as {
+        chown_tree(dir, user).map_err(io_err("hand the data directory to postgres"))?;
+    }
+    Ok(data)
 }
 
 pub(crate) fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {

@@ -125,11 +125,7 @@ impl ProcessBackend {
             let run_as = pg::run_as().map_err(start)?;
             let cluster = pg::ensure_cluster(&bin, run_as, &user, &database).map_err(start)?;
             fs::create_dir_all(&dir).map_err(EnvError::io("create the postgres directory"))?;
-            pg::copy_dir(&cluster, &data).map_err(EnvError::io("copy the cached cluster"))?;
-            if let Some(owner) = run_as {
-                pg::chown_tree(&dir, owner)
-                    .map_err(EnvError::io("hand the data directory to postgres"))?;
-            }
+            pg::copy_for_server(&cluster, &dir, run_as).map_err(start)?;
             Ok(())
         })
         .await

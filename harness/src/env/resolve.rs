@@ -34,7 +34,7 @@ pub(crate) fn other_attr(
     };
     let url = || -> Result<String, String> {
         Ok(match c.kind {
-            Kind::Postgres => postgres_url(&c.user, &password()?, &host, &port, &c.database),
+            Kind::Postgres => postgres_url(&c.user, &password()?, host, &port, &c.database),
             Kind::Redis => format!("redis://{host}:{port}"),
             _ => format!("http://{host}:{port}"),
         })

@@ -396,24 +396,8 @@ async fn the_postgres_image_keeps_its_contract_with_and_without_initdb() {
         );
         // A wrong password is refused: the password is really checked.
         let url = eco.component("db").expect("db").url().expect("a url");
-        let wrong = url.replacen(
-            &format!(":{}@", urlencode(password)),
-            ":not-the-password@",
-            1,
-        );
-        assert_ne!(wrong, url, "the URL carries the password: {url}");
-        let refused = sqlx::PgPool::connect(&wrong).await;
+        let options: sqlx::postgres::PgConnectOptions = url.parse().expect("a postgres URL");
+        let refused = sqlx::PgPool::connect_with(options.password("not-the-password")).await;
         assert!(refused.is_err(), "{user}: a wrong password was accepted");
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
