@@ -207,8 +207,8 @@ fn report(runs: usize, rows: &[(String, Option<Sample>)]) {
 
 /// The warm starts' median moments per component: when its start began and
 /// when it was ready, counted from the call, in the order they were ready.
-/// The components of one layer start together once the previous layer is
-/// ready, so the critical path reads down the "ready" column.
+/// A component starts once what it waits for (`wait-for`) is ready, so the
+/// critical path reads down the "ready" column.
 fn where_the_time_goes(runtime: &str, runs: &[Phases]) {
     let warm = runs.get(1..).unwrap_or_default();
     if warm.is_empty() {

@@ -285,9 +285,9 @@ fn rootfs(options: &ImageBuild, entrypoint: &Path, tarball: &Path) -> Result<Pat
 /// user and authentication with a database `tekup_seed`, in
 /// `/var/lib/postgresql/seed`, marked `tekup-seed` (the entrypoint links
 /// `PGDATA` to it, sets its password and renames the database instead of
-/// running `initdb` on every start; a root
-/// filesystem where `initdb` cannot run in a chroot goes without it), Prometheus's data directory for `nobody` (the official
-/// image's user), and no package caches. moment-timezone's per-zone files
+/// running `initdb` on every start; a root filesystem where `initdb` cannot
+/// run in a chroot goes without it), Prometheus's data directory for
+/// `nobody` (the official image's user), and no package caches. moment-timezone's per-zone files
 /// (212 MB, a dependency of Prometheus's pages) go: the pages load only
 /// `moment-timezone-with-data.min.js`, which stays.
 const CUSTOMIZE: &str = "install -m 755 {ep} \"$1/usr/local/bin/docker-entrypoint.sh\" && \

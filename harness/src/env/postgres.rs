@@ -541,9 +541,13 @@ pub(crate) async fn init_for_ecosystem(
     let probe = Probe {
         host: "127.0.0.1".into(),
         port: Some(port),
-        postgres_url: Some(format!(
-            "postgres://postgres@127.0.0.1:{port}/{}",
-            c.database
+        // Trust authentication: no password.
+        postgres_url: Some(super::resolve::postgres_url(
+            SUPERUSER,
+            "",
+            "127.0.0.1",
+            &port.to_string(),
+            &c.database,
         )),
         http_base: String::new(),
         tls: crate::net::ClientTls::default(),
