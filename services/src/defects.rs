@@ -42,6 +42,8 @@
 //! | `lead-enqueued-twice` | `POST /leads` queues the lead's processing twice, under two job ids (the lead is processed twice; its effects are idempotent, so the stores look right) |
 //! | `lead-no-outbox`   | `POST /leads` queues the lead's job after the commit with no outbox row: a flow-api killed in between leaves the lead stored and never processed |
 //! | `crm-refused-final` | lead processing takes a CRM call that failed other than by timing out (the CRM API is down: refused, or closed mid-request) as final: the lead stays without its contact and the job is acknowledged |
+//! | `outage-500`       | a database or Redis that is down is answered like a bug: 500, without `Retry-After` |
+//! | `outage-sticky`    | after a dependency failed, every tenant request is refused (503) until 30 s after its last failure, long after it came back |
 //! | `gateway-resume-from-now` | the gateway ignores a reconnecting client's last event id: what was published while it was away is never sent |
 
 /// The defects a `defects` build knows.
@@ -80,6 +82,8 @@ pub const KNOWN: &[&str] = &[
     "crm-refused-final",
     "gateway-resume-from-now",
     // One line per defect below; keep the table above in step.
+    "outage-500",
+    "outage-sticky",
 ];
 
 /// The variable that turns defects on.

@@ -1,8 +1,14 @@
 //! Errors as clients see them: `{"error":{"code","message","correlationId"}}`.
 //!
-//! Client mistakes are 4xx with a message naming the problem. Server faults
-//! are an opaque 500 whose details go to the log under the request's
-//! correlation id, which the body carries so the two can be matched.
+//! Client mistakes are 4xx with a message naming the problem. A dependency
+//! that is down or timing out (the database, Redis, another service, an
+//! open circuit breaker) is a 503 with `Retry-After`, so that a client
+//! that retries on 503 comes back when there is a chance; the log names
+//! the dependency and the cause. Server faults, bugs, are an opaque 500
+//! whose details go to the log under the request's correlation id, which
+//! the body carries so the two can be matched.
+
+use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -29,8 +35,8 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("{0}")]
     Upstream(String),
-    #[error("{0}")]
-    Unavailable(String),
+    #[error("{}", .0.message)]
+    Unavailable(Unavailable),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -54,11 +60,154 @@ impl ApiError {
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         Self::Internal(error.into())
     }
+
+    /// `dependency` is down or timing out: a 503 whose `Retry-After` grows
+    /// with how long it has been refusing ([`crate::outage`]). `cause`
+    /// goes to the log only.
+    pub fn unavailable(
+        dependency: &str,
+        message: impl Into<String>,
+        cause: impl std::fmt::Display,
+    ) -> Self {
+        Self::Unavailable(Unavailable {
+            dependency: dependency.to_owned(),
+            message: message.into(),
+            cause: cause.to_string(),
+            retry_after: crate::outage::refusing(dependency),
+        })
+    }
+
+    /// `dependency` is not configured (a missing URL or key): a 503 too,
+    /// since the operator can fix it without the client changing anything,
+    /// with a long `Retry-After`.
+    pub fn not_configured(dependency: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::Unavailable(Unavailable {
+            dependency: dependency.to_owned(),
+            cause: message.clone(),
+            message,
+            retry_after: NOT_CONFIGURED_RETRY,
+        })
+    }
+}
+
+/// `Retry-After` of a dependency that is not configured.
+const NOT_CONFIGURED_RETRY: Duration = Duration::from_secs(300);
+
+/// What a 503 knows: which dependency failed, why, and when to come back.
+#[derive(Debug)]
+pub struct Unavailable {
+    /// `postgres`, `redis`, or a call target (`crm-api`, `stripe`).
+    pub dependency: String,
+    /// For the client.
+    pub message: String,
+    /// For the log: the error as the dependency's client reported it.
+    pub cause: String,
+    pub retry_after: Duration,
+}
+
+/// Whether a database error means the database is down or unreachable
+/// (the pool cannot get a connection in time, the connection broke, the
+/// server is shutting down, starting up or out of connections) rather
+/// than that a statement is wrong.
+pub fn database_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exception; 57P01..03: the server is shutting
+        // down, crashed or not yet accepting connections; 53300: too many
+        // connections.
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
+/// Whether a Redis error means Redis is down, unreachable or not ready
+/// (still loading its data after a restart) rather than that a command is
+/// wrong.
+pub fn redis_unavailable(error: &redis::RedisError) -> bool {
+    use redis::ErrorKind;
+    error.is_io_error()
+        || error.is_connection_refusal()
+        || error.is_connection_dropped()
+        || error.is_timeout()
+        || matches!(
+            error.kind(),
+            ErrorKind::BusyLoadingError
+                | ErrorKind::TryAgain
+                | ErrorKind::ClusterDown
+                | ErrorKind::MasterDown
+                | ErrorKind::ReadOnly
+        )
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Internal(error.into())
+        if database_unavailable(&error) && !crate::defects::active("outage-500") {
+            Self::unavailable(
+                "postgres",
+                "the database is unavailable; retry later",
+                chain(&error),
+            )
+        } else {
+            Self::Internal(error.into())
+        }
+    }
+}
+
+impl From<crate::queue::QueueError> for ApiError {
+    fn from(error: crate::queue::QueueError) -> Self {
+        use crate::queue::QueueError;
+        let down = match &error {
+            QueueError::Redis(e) => redis_unavailable(e),
+            QueueError::Timeout(_) => true,
+            QueueError::Codec(_) => false,
+        };
+        if down && !crate::defects::active("outage-500") {
+            Self::unavailable(
+                "redis",
+                "the queues are unavailable; retry later",
+                chain(&error),
+            )
+        } else {
+            Self::Internal(error.into())
+        }
+    }
+}
+
+impl From<crate::events::EventError> for ApiError {
+    fn from(error: crate::events::EventError) -> Self {
+        match &error {
+            crate::events::EventError::Redis(e)
+                if redis_unavailable(e) && !crate::defects::active("outage-500") =>
+            {
+                Self::unavailable(
+                    "redis",
+                    "the event bus is unavailable; retry later",
+                    chain(&error),
+                )
+            }
+            _ => Self::Internal(error.into()),
+        }
+    }
+}
+
+impl From<crate::resilience::BreakerOpen> for ApiError {
+    /// The breaker knows when it will let calls through again; until then
+    /// a retry is refused at once.
+    fn from(open: crate::resilience::BreakerOpen) -> Self {
+        let retry_after = open.retry_in.max(Duration::from_secs(1));
+        Self::Unavailable(Unavailable {
+            dependency: open.target.clone(),
+            message: format!("{} is unavailable; retry later", open.target),
+            cause: open.to_string(),
+            retry_after,
+        })
     }
 }
 
@@ -98,17 +247,38 @@ pub fn error_response(status: StatusCode, message: &str) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if let Self::Internal(error) = &self {
-            tracing::error!(error = format!("{error:#}"), "request failed");
-        }
+        let retry_after = match &self {
+            Self::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "request failed");
+                None
+            }
+            Self::Unavailable(u) => {
+                let secs = whole_seconds(u.retry_after);
+                tracing::warn!(
+                    dependency = %u.dependency,
+                    error = %u.cause,
+                    retry_after_secs = secs,
+                    "a dependency is unavailable; refused with 503"
+                );
+                Some(secs)
+            }
+            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
         let mut response = error_response(status, &self.to_string());
-        if let Self::RateLimited { retry_after_secs } = self {
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
+}
+
+/// `Retry-After` is whole seconds; rounded up, and at least 1 (0 would
+/// invite a client to hammer).
+fn whole_seconds(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

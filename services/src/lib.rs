@@ -34,6 +34,7 @@ pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
+pub mod outage;
 pub mod queue;
 pub mod resilience;
 pub mod secure;

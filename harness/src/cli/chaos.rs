@@ -19,14 +19,25 @@ Suites:
   mock-flaky          Graph fails 50 % with 500s, then 50 % with 429s, during leads and email syncs
   gateway-partition   the gateway's link to Redis is down while events are subscribed
   crm-paused          the CRM API frozen (SIGSTOP), then thawed, while the worker links leads
+  worker-killed       the worker SIGKILLed while it holds jobs, then started again
+  flow-api-killed     the Flow API SIGKILLed while leads it stored await their answers
+  crm-api-killed      the CRM API SIGKILLed while the worker's calls reach it
+  gateway-restarted   the gateway restarted while subscribers listen; they resume
 
 Each suite creates fresh tenants, keeps leads coming at a steady rate, injects
 its fault once a share of the load is sent (--fault-at), heals it after --hold
 (per phase) while the load goes on, and then checks within --recovery: no
 accepted lead lost, one contact association and one activity per lead, no
 contact twice, every lead and job processed or dead-lettered, queues drained,
-breakers closed, and (gateway-partition) every LEAD_CREATED delivered once to
-its own tenant only. Exit 1 when any invariant does not hold.
+breakers closed, and (gateway-partition, gateway-restarted) every LEAD_CREATED
+delivered once to its own tenant only.
+
+Refusals are judged by phase: before the fault only a 429; during it and for
+--grace after the heal only what the fault explains (a 503 when Redis,
+Postgres or flow-api itself is down; no answer when flow-api is killed); after
+that only a 429. Every 429 and 503 must carry Retry-After; the load's clients
+wait that long and send the lead again. The report breaks refusals down by
+phase and status. Exit 1 when any invariant does not hold.
 
 The default size is the one CI runs; --full is 1,000 leads at 50/s with 5 s
 faults. Faults need the process or docker runtime.")]
@@ -48,6 +59,9 @@ pub(super) struct ChaosArgs {
     /// The share of the load sent before the fault, 0 to 1.
     #[arg(long)]
     fault_at: Option<f64>,
+    /// How long after the heal the platform may still refuse, e.g. 5s.
+    #[arg(long, value_parser = parse_duration)]
+    grace: Option<Duration>,
     /// How long the invariants may take to hold after the load, e.g. 60s.
     #[arg(long, value_parser = parse_duration)]
     recovery: Option<Duration>,
@@ -85,6 +99,7 @@ impl ChaosArgs {
         }
         plan.hold = self.hold.unwrap_or(plan.hold);
         plan.recovery = self.recovery.unwrap_or(plan.recovery);
+        plan.grace = self.grace.unwrap_or(plan.grace);
         Ok(plan)
     }
 }

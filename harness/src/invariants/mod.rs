@@ -36,7 +36,10 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 pub use audit::{AcceptedWrite, Audit, Delivery, Rooms};
-pub use ledger::{AcceptedLead, Ledger, Tally};
+pub use ledger::{
+    describe_refusals, judge_refusals, AcceptedLead, Ledger, Phase, RefusalCount, RefusalProblem,
+    RefusalRules, Refusals, Tally,
+};
 pub use stores::{Checker, QueueTotals};
 pub use traces::{LeadTraces, TraceTally};
 pub use witness::{Witness, WitnessReport};
@@ -136,6 +139,14 @@ pub enum Finding {
         tenant: String,
         id: String,
         table: String,
+    },
+    /// Requests refused (`status`; `None`: not answered at all) in a way
+    /// the suite does not allow in that phase ([`RefusalRules`]).
+    Refused {
+        phase: Phase,
+        status: Option<u16>,
+        count: u64,
+        problem: RefusalProblem,
     },
 }
 
@@ -254,6 +265,40 @@ impl fmt::Display for Finding {
                 f,
                 "lead {lead} of {tenant}: its job {job} was processed in trace {elsewhere}, not in the lead's trace {trace} (the job lost its trace context)"
             ),
+            Finding::Refused {
+                phase,
+                status,
+                count,
+                problem,
+            } => {
+                let answered = match status {
+                    Some(status) => format!("answered {status}"),
+                    None => "not answered at all".to_owned(),
+                };
+                match problem {
+                    RefusalProblem::NotAllowed { allowed } => {
+                        let allowed: Vec<String> = allowed.iter().map(u16::to_string).collect();
+                        write!(
+                            f,
+                            "{count} request(s) {answered} {phase}; allowed then: {} (with Retry-After)",
+                            if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") }
+                        )
+                    }
+                    RefusalProblem::NoRetryAfter => write!(
+                        f,
+                        "{count} request(s) {answered} {phase} without Retry-After: a client cannot tell when to come back"
+                    ),
+                    RefusalProblem::StillRefusing {
+                        latest_after_heal_ms,
+                        grace_ms,
+                    } => write!(
+                        f,
+                        "still refusing {:.1} s after the heal (the grace period is {:.1} s): {count} request(s) {answered}",
+                        *latest_after_heal_ms as f64 / 1000.0,
+                        *grace_ms as f64 / 1000.0
+                    ),
+                }
+            }
         }
     }
 }

@@ -88,6 +88,9 @@ pub struct TenantKey {
 pub struct Answer {
     pub status: u16,
     pub body: Value,
+    /// `Retry-After` in seconds, when the answer has one that is a number
+    /// of seconds (the platform's form; an HTTP date reads as none).
+    pub retry_after: Option<u64>,
 }
 
 impl Answer {
@@ -350,6 +353,11 @@ impl Platform {
         };
         let response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         let bytes = response.bytes().await.map_err(transport)?;
         let body = if bytes.is_empty() {
             Value::Null
@@ -357,7 +365,11 @@ impl Platform {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            body,
+            retry_after,
+        })
     }
 }
 

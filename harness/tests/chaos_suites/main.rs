@@ -7,7 +7,10 @@
 //! handlers are idempotent) is caught by the leads' traces, and a worker
 //! that never takes over a dead worker's jobs (`worker-no-reclaim`) is
 //! caught by `worker-killed`. The suites that kill a service mid-work
-//! each catch a build broken their way ([`kills`]). Every suite has a
+//! each catch a build broken their way ([`kills`]). Refusals are judged
+//! too: a platform that answers 500 while Postgres is down
+//! (`outage-500`) and one that keeps refusing long after Redis came back
+//! (`outage-sticky`) are caught. Every suite has a
 //! witness tenant that must see and suffer nothing. Full size:
 //! `tekup-harness chaos --full`.
 
@@ -21,7 +24,7 @@ use std::path::{Path, PathBuf};
 use tekup_harness::chaos::suite::{self, Plan, SuiteName, SuiteReport};
 use tekup_harness::env::{error_chain, Ecosystem, Runtime};
 use tekup_harness::invariants::witness::WitnessFinding;
-use tekup_harness::invariants::Finding;
+use tekup_harness::invariants::{Finding, Phase, RefusalProblem};
 
 mod kills;
 
@@ -393,6 +396,88 @@ async fn a_worker_that_never_takes_over_a_dead_workers_jobs_is_caught_by_worker_
             f,
             Finding::Unprocessed { .. } | Finding::QueueBusy { .. } | Finding::JobsUnsettled { .. }
         )),
+        "{}",
+        report.summary()
+    );
+}
+
+/// The refusal findings of a report: phase, status and problem.
+fn refusals(report: &SuiteReport) -> Vec<(Phase, Option<u16>, &RefusalProblem)> {
+    report
+        .verdict
+        .findings
+        .iter()
+        .filter_map(|f| match f {
+            Finding::Refused {
+                phase,
+                status,
+                problem,
+                ..
+            } => Some((*phase, *status, problem)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_platform_that_answers_500_while_postgres_is_down_is_caught() {
+    let eco = ecosystem("outage-500", "outage-500").await;
+    let name = SuiteName::PostgresRestarted;
+    let report = run(&eco, name, &Plan::bounded(name)).await;
+    assert_caught(&report);
+    let found = refusals(&report);
+    assert!(
+        found.iter().any(|(phase, status, problem)| *phase == Phase::During
+            && *status == Some(500)
+            && matches!(problem, RefusalProblem::NotAllowed { allowed } if allowed == &[429, 503])),
+        "{found:?}\n{}",
+        report.summary()
+    );
+    // A 500 is not retried: those leads are refused for good.
+    assert!(report.tally.refused > 0, "{}", report.summary());
+    assert!(
+        report
+            .summary()
+            .contains("answered 500 during the fault; allowed then: 429, 503"),
+        "{}",
+        report.summary()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_platform_that_keeps_refusing_after_redis_came_back_is_caught() {
+    let eco = ecosystem("outage-sticky", "outage-sticky").await;
+    let name = SuiteName::RedisKilled;
+    let report = run(&eco, name, &Plan::bounded(name)).await;
+    assert_caught(&report);
+    let found = refusals(&report);
+    let late = found
+        .iter()
+        .find_map(|(phase, status, problem)| match problem {
+            RefusalProblem::StillRefusing {
+                latest_after_heal_ms,
+                grace_ms,
+            } if *phase == Phase::After && *status == Some(503) => {
+                Some((*latest_after_heal_ms, *grace_ms))
+            }
+            _ => None,
+        });
+    let (latest, grace) = late.unwrap_or_else(|| {
+        panic!(
+            "expected 503s after the grace period:\n{}",
+            report.summary()
+        )
+    });
+    assert!(latest > grace, "{latest} ms after a {grace} ms grace");
+    // Nothing else is wrong: the 503s during the outage carried Retry-After.
+    assert!(
+        found
+            .iter()
+            .all(|(_, _, p)| matches!(p, RefusalProblem::StillRefusing { .. })),
+        "{found:?}"
+    );
+    assert!(
+        report.summary().contains("still refusing"),
         "{}",
         report.summary()
     );

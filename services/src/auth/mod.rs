@@ -111,6 +111,7 @@ impl FromRequestParts<AppState> for TenantContext {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        crate::outage::sticky_gate()?;
         let headers = &parts.headers;
         let tenant_id = header_str(headers, TENANT_ID)?
             .filter(|t| !t.is_empty())

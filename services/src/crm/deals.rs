@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::TenantContext;
+use crate::client::HttpError;
 use crate::db::tenant_tx;
 use crate::error::{ApiError, ApiResult};
 use crate::events::CrossAppEvent;
@@ -238,9 +239,13 @@ async fn charge(
 ) -> ApiResult<Deal> {
     let upstream = |e: StripeError| {
         tracing::warn!(deal = %deal.id, error = crate::error::chain(&e), "stripe failed for a won deal");
-        ApiError::Upstream(format!(
-            "the deal is won, but Stripe failed ({e}); call again to complete it"
-        ))
+        match e {
+            // Known down: come back when the breaker lets calls through.
+            StripeError::Http(HttpError::CircuitOpen(open)) => ApiError::from(open),
+            e => ApiError::Upstream(format!(
+                "the deal is won, but Stripe failed ({e}); call again to complete it"
+            )),
+        }
     };
     let customer_id = match &deal.stripe_customer_id {
         Some(id) => id.clone(),
@@ -282,7 +287,7 @@ async fn charge(
         let data = serde_json::to_value(&deal).map_err(ApiError::internal)?;
         let event = CrossAppEvent::new("DEAL_WON", ServiceName::CrmApi.as_str(), tenant, data)
             .with_stable_id(&deal.id.to_string());
-        events.publish(&event).await.map_err(ApiError::internal)?;
+        events.publish(&event).await?;
     }
     Ok(deal)
 }

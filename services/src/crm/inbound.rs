@@ -76,7 +76,7 @@ pub(super) async fn stripe_webhook(
     let secret = state
         .external
         .stripe_webhook_secret()
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::not_configured("stripe", e.to_string()))?;
     let signature = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
@@ -148,7 +148,7 @@ pub(super) async fn stripe_webhook(
             // publishes again (the deal keeps its first `paid_at`, the
             // event its stable id).
             unclaim(&state.db, event_id).await;
-            return Err(ApiError::internal(e));
+            return Err(ApiError::from(e));
         }
     }
     Ok(Json(
@@ -240,18 +240,11 @@ pub(super) async fn sync_emails(
     ctx: TenantContext,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     ctx.require("sync:emails")?;
-    let queues = state
-        .queues
-        .as_ref()
-        .ok_or_else(|| ApiError::Unavailable("email sync needs the queues (REDIS_URL)".into()))?;
-    let job = Job::new(QueueName::EmailSync, SYNC_EMAIL, &ctx.tenant_id, json!({}));
-    queues.enqueue(&job).await.map_err(|e| {
-        tracing::error!(
-            error = crate::error::chain(&e),
-            "failed to queue an email sync"
-        );
-        ApiError::Unavailable("the email-sync queue is unavailable; retry later".into())
+    let queues = state.queues.as_ref().ok_or_else(|| {
+        ApiError::not_configured("redis", "email sync needs the queues (REDIS_URL)")
     })?;
+    let job = Job::new(QueueName::EmailSync, SYNC_EMAIL, &ctx.tenant_id, json!({}));
+    queues.enqueue(&job).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "jobId": job.id, "queue": job.queue.as_str() })),

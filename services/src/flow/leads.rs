@@ -124,7 +124,11 @@ pub(super) async fn create(
         state.metrics.leads_created.inc();
         let lead = processing::process_lead(&state, &ctx.tenant_id, Some(&ctx.app), lead.id, false)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(|e| match e {
+                processing::ProcessLeadError::Database(e) => ApiError::from(e),
+                processing::ProcessLeadError::Publish(e) => ApiError::from(e),
+                e => ApiError::internal(e),
+            })?;
         return Ok((StatusCode::CREATED, Json(lead)));
     };
     let job = Job::new(
@@ -134,7 +138,7 @@ pub(super) async fn create(
         json!({ "leadId": lead.id, "originApp": ctx.app, "notifyVoice": body.notify_voice.unwrap_or(false) }),
     );
     let outbox = !crate::defects::active("lead-no-outbox");
-    let queued = if outbox {
+    if outbox {
         // The job goes into the outbox in the lead's own transaction: a
         // lead is never stored without a record of its job. The commit and
         // the queueing then run in a task of its own: a client that hangs
@@ -144,7 +148,7 @@ pub(super) async fn create(
         let state = state.clone();
         let tenant = ctx.tenant_id.clone();
         let job = job.clone();
-        let queued = crate::context::RequestContext::spawn(async move {
+        crate::context::RequestContext::spawn(async move {
             // Committed before the job is queued, so the worker always
             // finds the lead.
             tx.commit().await?;
@@ -155,7 +159,6 @@ pub(super) async fn create(
         if late_check {
             ctx.require("write:leads")?;
         }
-        queued
     } else {
         // Deliberate defect `lead-no-outbox`: queued after the commit with
         // nothing to recover it from, as the platform did before the
@@ -164,25 +167,17 @@ pub(super) async fn create(
         if late_check {
             ctx.require("write:leads")?;
         }
-        match queues.enqueue(&job).await {
-            Ok(_) => outbox::Queued::Yes,
-            Err(e) => {
-                tracing::error!(error = crate::error::chain(&e), lead = %lead.id, "failed to enqueue lead processing; taking the lead back");
-                let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
-                sqlx::query("DELETE FROM flow.leads WHERE id = $1 AND tenant_id = $2")
-                    .bind(lead.id)
-                    .bind(&ctx.tenant_id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                outbox::Queued::TakenBack
-            }
+        if let Err(e) = queues.enqueue(&job).await {
+            tracing::error!(error = crate::error::chain(&e), lead = %lead.id, "failed to enqueue lead processing; taking the lead back");
+            let mut tx = tenant_tx(&state.db, &ctx.tenant_id).await?;
+            sqlx::query("DELETE FROM flow.leads WHERE id = $1 AND tenant_id = $2")
+                .bind(lead.id)
+                .bind(&ctx.tenant_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Err(ApiError::from(e));
         }
-    };
-    if queued == outbox::Queued::TakenBack {
-        return Err(ApiError::Unavailable(
-            "the lead-processing queue is unavailable; retry later".into(),
-        ));
     }
     if crate::defects::active("lead-enqueued-twice") {
         // Deliberate defect: the job is queued again under a new id, as a

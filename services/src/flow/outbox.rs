@@ -34,15 +34,6 @@ use crate::error::ApiError;
 use crate::queue::Job;
 use crate::state::AppState;
 
-/// What became of a lead's job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Queued {
-    /// On the queue (by this request or by a recovery).
-    Yes,
-    /// Not queued: the lead was taken back, and the client is told to retry.
-    TakenBack,
-}
-
 /// Records `job` in the outbox, in the transaction that stores its lead.
 pub(super) async fn record(
     tx: &mut Transaction<'static, Postgres>,
@@ -62,8 +53,10 @@ pub(super) async fn record(
 }
 
 /// Queues the job of a lead just committed, then deletes its outbox row;
-/// when queueing fails, takes the lead back if the row is still its own.
-pub(super) async fn queue(state: &AppState, tenant: &str, job: &Job) -> Result<Queued, ApiError> {
+/// when queueing fails, takes the lead back if the row is still its own
+/// and answers why (a 503 when Redis is down: the client retries). Ok when
+/// the job is on the queue, by this request or by a recovery.
+pub(super) async fn queue(state: &AppState, tenant: &str, job: &Job) -> Result<(), ApiError> {
     let Some(queues) = &state.queues else {
         return Err(ApiError::internal(anyhow::anyhow!(
             "the lead's job has no queue to go to"
@@ -80,7 +73,7 @@ pub(super) async fn queue(state: &AppState, tenant: &str, job: &Job) -> Result<Q
                 // the handlers' idempotency absorbs.
                 tracing::warn!(error = crate::error::chain(&e), job = %job.id, "failed to delete a queued job's outbox row");
             }
-            Ok(Queued::Yes)
+            Ok(())
         }
         Err(e) => {
             tracing::error!(error = crate::error::chain(&e), %lead, "failed to enqueue lead processing; taking the lead back");
@@ -93,7 +86,7 @@ pub(super) async fn queue(state: &AppState, tenant: &str, job: &Job) -> Result<Q
             if own == 0 {
                 // A recovery took the row: the job is queued.
                 tx.commit().await?;
-                return Ok(Queued::Yes);
+                return Ok(());
             }
             sqlx::query("DELETE FROM flow.leads WHERE id = $1::uuid AND tenant_id = $2")
                 .bind(&lead)
@@ -101,7 +94,9 @@ pub(super) async fn queue(state: &AppState, tenant: &str, job: &Job) -> Result<Q
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok(Queued::TakenBack)
+            // Redis down is a 503 the client retries; a job that cannot
+            // be encoded is a bug (500). Either way the lead is not kept.
+            Err(ApiError::from(e))
         }
     }
 }

@@ -15,10 +15,11 @@ use uuid::Uuid;
 use super::activities;
 use super::leads::{Lead, STATUSES};
 use crate::auth::TenantContext;
+use crate::client::HttpError;
 use crate::db::tenant_tx;
 use crate::error::{ApiError, ApiResult};
 use crate::events::CrossAppEvent;
-use crate::external::gemini::{FunctionDeclaration, GeminiReply, Prompt};
+use crate::external::gemini::{FunctionDeclaration, GeminiError, GeminiReply, Prompt};
 use crate::state::{AppState, ServiceName};
 use crate::validate;
 
@@ -90,14 +91,18 @@ pub(super) async fn execute(
     let gemini = state
         .external
         .gemini()
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::not_configured("gemini", e.to_string()))?;
     let prompt = functions().into_iter().fold(
         Prompt::user(&transcript).system(INSTRUCTIONS),
         Prompt::function,
     );
     let reply = gemini.generate(&prompt).await.map_err(|e| {
         tracing::warn!(error = crate::error::chain(&e), "gemini failed");
-        ApiError::Upstream(format!("the language model failed: {e}"))
+        match e {
+            // Known down: come back when the breaker lets calls through.
+            GeminiError::Http(HttpError::CircuitOpen(open)) => ApiError::from(open),
+            e => ApiError::Upstream(format!("the language model failed: {e}")),
+        }
     })?;
     let (name, args) = match reply {
         GeminiReply::Text(text) => {
@@ -127,7 +132,7 @@ pub(super) async fn execute(
             &ctx.tenant_id,
             data,
         );
-        events.publish(&event).await.map_err(ApiError::internal)?;
+        events.publish(&event).await?;
     }
     Ok(Json(response))
 }

@@ -31,6 +31,9 @@ use crate::state::ServiceName;
 
 /// The document of `service`, as served and committed; `None` for the
 /// worker, which has only the shared endpoints.
+/// The 503 every authenticated operation may answer.
+const UNAVAILABLE: &str = "a dependency (the database, Redis, another service) is down or timing out; retry after `Retry-After` seconds";
+
 pub fn document(service: ServiceName) -> Option<Value> {
     let own = match service {
         ServiceName::FlowApi => crate::flow::FlowApiDoc::openapi(),
@@ -167,10 +170,14 @@ fn finish(doc: utoipa::openapi::OpenApi) -> Value {
                         "the tenant or app may not call this, or lacks the permission",
                     ),
                     ("429", "the tenant's rate limit is exceeded"),
+                    ("503", UNAVAILABLE),
                 ]);
             }
             if scheme("adminToken") {
-                errors.push(("401", "a missing or wrong admin token"));
+                errors.extend([
+                    ("401", "a missing or wrong admin token"),
+                    ("503", UNAVAILABLE),
+                ]);
             }
             if scheme("webhookSignature") {
                 // The raw body is verified, then read as any JSON.
@@ -201,6 +208,24 @@ fn finish(doc: utoipa::openapi::OpenApi) -> Value {
                         "content": { "application/json": { "schema": { "$ref": ERROR } } }
                     })
                 });
+            }
+            // A refusal to come back from says when.
+            for status in ["429", "503"] {
+                if let Some(response) = responses.get_mut(status).and_then(Value::as_object_mut) {
+                    response
+                        .entry("headers")
+                        .or_insert_with(|| json!({}))
+                        .as_object_mut()
+                        .expect("headers are a map")
+                        .entry("Retry-After")
+                        .or_insert_with(|| {
+                            json!({
+                                "description": "seconds to wait before trying again",
+                                "required": true,
+                                "schema": { "type": "integer", "minimum": 1 }
+                            })
+                        });
+                }
             }
         }
     }

@@ -147,9 +147,7 @@ async fn create(
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            return Err(ApiError::Unavailable(
-                "the compliance-checks queue is unavailable; retry later".into(),
-            ));
+            return Err(ApiError::from(e));
         }
     }
     Ok((StatusCode::CREATED, Json(incident)))

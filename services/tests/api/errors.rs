@@ -1,4 +1,5 @@
-//! Bad input gets a 4xx with the JSON error shape, never a 500.
+//! Bad input gets a 4xx with the JSON error shape, never a 500; a dead
+//! dependency gets a 503 that says when to come back.
 
 use reqwest::Method;
 use serde_json::json;
@@ -264,4 +265,42 @@ async fn health_reports_a_dead_database() {
     assert_eq!(response.status().as_u16(), 503);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["database"], "unreachable");
+}
+
+/// Stops the test's Postgres at once (SIGQUIT to the postmaster: every
+/// backend goes, the pooled connections break).
+fn stop_postgres(app: &TestApp) {
+    let pid_file = app.pg.dir().join("data/postmaster.pid");
+    let text = std::fs::read_to_string(&pid_file).expect("postmaster.pid");
+    let pid = text.lines().next().expect("a pid").trim().to_owned();
+    let status = std::process::Command::new("kill")
+        .args(["-QUIT", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -QUIT {pid}");
+}
+
+#[tokio::test]
+async fn a_dead_database_is_a_503_with_retry_after_not_a_500() {
+    let app = TestApp::spawn().await;
+    let flow = app.as_app(ACME_KEY, "acme", "flow-web");
+    let lead = json!({ "firstName": "Ada", "email": "ada@example.com" });
+    assert_status(&flow.post(FlowApi, "/leads", lead.clone()).await, 201);
+    stop_postgres(&app);
+    // The pooled connections break (or, once they are gone, no new one
+    // can be had within the pool's acquire timeout): either way a 503.
+    for _ in 0..2 {
+        let reply = flow.post(FlowApi, "/leads", lead.clone()).await;
+        assert_status(&reply, 503);
+        assert_eq!(error_code(&reply), "unavailable", "{:?}", reply.json);
+        let message = reply.json["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("database"), "{message}");
+        let retry_after: u64 = reply
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("a Retry-After in seconds: {:?}", reply.headers));
+        assert!((1..=30).contains(&retry_after), "{retry_after}");
+    }
 }

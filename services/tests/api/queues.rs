@@ -397,6 +397,17 @@ async fn with_the_queue_down_a_lead_is_refused_and_not_kept() {
         "{}",
         refused.json
     );
+    // It says when to come back.
+    let retry_after = refused
+        .headers
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap_or_default());
+    assert!(
+        retry_after
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|s| s >= 1),
+        "Retry-After: {retry_after:?}"
+    );
     assert_eq!(
         count(&app, "SELECT count(*) FROM flow.leads").await,
         0,

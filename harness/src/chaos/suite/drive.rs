@@ -2,9 +2,17 @@
 //! a fixed rate over several tenants, each email used twice (so the CRM's
 //! find-or-create races with itself), and optionally an email sync every
 //! few leads. Every answer goes into the [`Ledger`].
+//!
+//! The load's clients behave as the platform's clients are expected to: a
+//! 503 or 429 with `Retry-After` is sent again after that many seconds
+//! (the same lead, in a trace of its own), up to [`MAX_ATTEMPTS`]; a lead
+//! accepted on a retry counts as accepted. A refusal without
+//! `Retry-After`, any other status, or no answer at all ends the lead's
+//! attempts (no answer: the lead may exist, so sending it again could
+//! make a second one).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::{watch, Semaphore};
@@ -78,42 +86,124 @@ pub(super) async fn drive(
     while tasks.join_next().await.is_some() {}
 }
 
-async fn create_lead(actor: &Actors, email: &str, ledger: &Ledger) {
-    let body =
-        json!({ "firstName": "Chaos", "lastName": "Load", "email": email, "source": "chaos" });
-    let (client, trace) = match &actor.traces {
-        Some(traces) => {
-            let (traceparent, trace) = traces.begin();
-            (actor.leads.clone().traced(&traceparent), Some(trace))
-        }
-        None => (actor.leads.clone(), None),
-    };
-    match client.post("flow-api", "/leads", &body).await {
-        Ok(answer) if answer.status == 201 => {
-            match answer.body["id"].as_str().and_then(|id| id.parse().ok()) {
-                Some(id) => {
-                    ledger.accepted(AcceptedLead {
-                        tenant: client.tenant_id().to_owned(),
-                        id,
-                        email: email.to_owned(),
-                        trace,
-                    });
-                    ledger.job_accepted("lead-processing");
-                }
-                // A 201 without an id is the platform's fault; count it as
-                // unanswered rather than invent an id.
-                None => ledger.unanswered(),
+/// Attempts per request at most, the first included.
+pub(super) const MAX_ATTEMPTS: u32 = 20;
+/// The longest `Retry-After` the load waits out; a longer one is waited
+/// this long (the suite's recovery time must leave room for the retries).
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
+
+/// What became of one attempt.
+enum Attempt {
+    Done,
+    /// Refused with a `Retry-After`: send again after this long.
+    Again(Duration),
+}
+
+/// Sends requests through `attempt` until one is not refused with a
+/// `Retry-After` (see the module's doc); records every refusal.
+async fn with_retries<F, Fut>(ledger: &Ledger, mut attempt: F)
+where
+    F: FnMut(bool) -> Fut,
+    Fut: std::future::Future<Output = Attempt>,
+{
+    let mut retry = false;
+    for number in 1..=MAX_ATTEMPTS {
+        match attempt(retry).await {
+            Attempt::Done => return,
+            Attempt::Again(wait) if number < MAX_ATTEMPTS => {
+                retry = true;
+                tokio::time::sleep(wait.min(MAX_RETRY_WAIT)).await;
             }
+            Attempt::Again(_) => ledger.refused(),
         }
-        Ok(answer) => ledger.refused(answer.status),
-        Err(_) => ledger.unanswered(),
     }
 }
 
-async fn sync_email(client: &TenantClient, ledger: &Ledger) {
-    match client.post("crm-api", "/emails/sync", &json!({})).await {
-        Ok(answer) if answer.status == 202 => ledger.job_accepted("email-sync"),
-        Ok(answer) => ledger.refused(answer.status),
-        Err(_) => ledger.unanswered(),
+/// Records a refused or unanswered attempt; whether and when to retry.
+fn refused(
+    ledger: &Ledger,
+    sent: Instant,
+    answer: Result<&crate::platform::Answer, ()>,
+) -> Attempt {
+    match answer {
+        Ok(answer) => {
+            ledger.attempt_refused(sent, Some(answer.status), answer.retry_after);
+            match answer.retry_after {
+                Some(secs) if matches!(answer.status, 429 | 503) => {
+                    Attempt::Again(Duration::from_secs(secs))
+                }
+                _ => {
+                    ledger.refused();
+                    Attempt::Done
+                }
+            }
+        }
+        Err(()) => {
+            ledger.attempt_refused(sent, None, None);
+            ledger.unanswered();
+            Attempt::Done
+        }
     }
+}
+
+async fn create_lead(actor: &Actors, email: &str, ledger: &Ledger) {
+    let body =
+        json!({ "firstName": "Chaos", "lastName": "Load", "email": email, "source": "chaos" });
+    with_retries(ledger, |retry| {
+        // Each attempt in a trace of its own: the accepted one is the
+        // lead's, and a refused one is not held to it.
+        let (client, trace) = match &actor.traces {
+            Some(traces) => {
+                let (traceparent, trace) = traces.begin();
+                (actor.leads.clone().traced(&traceparent), Some(trace))
+            }
+            None => (actor.leads.clone(), None),
+        };
+        let body = &body;
+        async move {
+            let sent = Instant::now();
+            match client.post("flow-api", "/leads", body).await {
+                Ok(answer) if answer.status == 201 => {
+                    match answer.body["id"].as_str().and_then(|id| id.parse().ok()) {
+                        Some(id) => {
+                            let lead = AcceptedLead {
+                                tenant: client.tenant_id().to_owned(),
+                                id,
+                                email: email.to_owned(),
+                                trace,
+                            };
+                            if retry {
+                                ledger.accepted_on_retry(lead);
+                            } else {
+                                ledger.accepted(lead);
+                            }
+                            ledger.job_accepted("lead-processing");
+                        }
+                        // A 201 without an id is the platform's fault; count
+                        // it as unanswered rather than invent an id.
+                        None => ledger.unanswered(),
+                    }
+                    Attempt::Done
+                }
+                Ok(answer) => refused(ledger, sent, Ok(&answer)),
+                Err(_) => refused(ledger, sent, Err(())),
+            }
+        }
+    })
+    .await;
+}
+
+async fn sync_email(client: &TenantClient, ledger: &Ledger) {
+    with_retries(ledger, |_| async {
+        let sent = Instant::now();
+        match client.post("crm-api", "/emails/sync", &json!({})).await {
+            Ok(answer) if answer.status == 202 => {
+                ledger.job_accepted("email-sync");
+                Attempt::Done
+            }
+            Ok(answer) => refused(ledger, sent, Ok(&answer)),
+            Err(_) => refused(ledger, sent, Err(())),
+        }
+    })
+    .await;
 }

@@ -25,7 +25,16 @@
 //!    ([`crate::invariants::Audit`]) one row per delivery to a subscriber's
 //!    room and no row without one;
 //! 5. a witness tenant, set up beside the suite's tenants before the load
-//!    ([`crate::invariants::Witness`]), has seen and suffered nothing.
+//!    ([`crate::invariants::Witness`]), has seen and suffered nothing;
+//! 6. the refusals are judged by phase ([`SuiteName::refusal_rules`]):
+//!    before the fault nothing but a 429; during it and a grace period
+//!    after the heal (`grace`) only what the fault explains (a 503 when a
+//!    dependency on the request's path is down, no answer when the service
+//!    itself is killed); after that nothing but a 429 ("still refusing
+//!    12 s after the heal" is a finding). Every 429 and 503 must carry
+//!    `Retry-After`, and the load's clients honour it: they send the same
+//!    lead again after that long, and a lead accepted on a retry is held
+//!    to the invariants like any other.
 //!
 //! With the ecosystem's optional Prometheus running (`--prometheus`), the
 //! report lists the alerts it fired from the first request to the end of
@@ -71,7 +80,10 @@ pub use drive::Load;
 pub use faults::Timeline;
 
 use crate::env::{error_chain, Ecosystem};
-use crate::invariants::{Checker, JobsAccepted, Ledger, Tally, Verdict, Witness, WitnessReport};
+use crate::invariants::{
+    describe_refusals, judge_refusals, Checker, JobsAccepted, Ledger, RefusalRules, Refusals,
+    Tally, Verdict, Witness, WitnessReport,
+};
 use crate::platform::{Platform, Subscriber, TenantKey};
 
 /// What a fault may look at while the load runs (see [`waits`]).
@@ -83,6 +95,11 @@ pub(super) struct Stage<'a> {
 
 /// Leads per second while the checks settle.
 const TRICKLE_RATE: f64 = 2.0;
+/// How long after the heal the platform may refuse: a service reconnects
+/// to a dependency that came back within this (the reference services'
+/// Redis clients retry within a second or two, their Postgres pool on the
+/// next request).
+const GRACE: Duration = Duration::from_secs(5);
 /// The app `gateway-partition`'s subscribers connect as: a room
 /// `LEAD_CREATED` is routed to.
 const SUBSCRIBER_APP: &str = "crm-web";
@@ -144,6 +161,30 @@ impl SuiteName {
         )
     }
 
+    /// What the suite allows of the load's refusals (see
+    /// [`RefusalRules`]): a 503 only where its fault takes down a
+    /// dependency of `POST /leads` (Redis, Postgres) or flow-api itself;
+    /// no answer only where it kills flow-api. The other faults are off
+    /// the requests' path: the worker, the CRM API (the worker calls it,
+    /// not the request), the gateway, Graph.
+    pub fn refusal_rules(self, grace: Duration) -> RefusalRules {
+        let (during, unanswered_during): (&'static [u16], bool) = match self {
+            SuiteName::RedisKilled | SuiteName::PostgresRestarted => (&[503], false),
+            SuiteName::FlowApiKilled => (&[503], true),
+            SuiteName::MockFlaky
+            | SuiteName::GatewayPartition
+            | SuiteName::CrmPaused
+            | SuiteName::WorkerKilled
+            | SuiteName::CrmApiKilled
+            | SuiteName::GatewayRestarted => (&[], false),
+        };
+        RefusalRules {
+            during,
+            unanswered_during,
+            grace,
+        }
+    }
+
     /// The suite of that name, or an error listing the names.
     pub fn parse(name: &str) -> Result<SuiteName, String> {
         SuiteName::ALL
@@ -200,6 +241,9 @@ pub struct Plan {
     pub fault_at: f64,
     /// How long the fault (each phase of it) lasts.
     pub hold: Duration,
+    /// How long after the heal the platform may still refuse (see
+    /// [`SuiteName::refusal_rules`]).
+    pub grace: Duration,
     /// `mock-flaky`: the share of the mock's answers that fail.
     pub mock_failure_ratio: f64,
     /// How long after the load the invariants may take to hold.
@@ -225,6 +269,7 @@ impl Plan {
             tenants: 4,
             fault_at: 0.3,
             hold: Duration::from_secs(5),
+            grace: GRACE,
             mock_failure_ratio: 0.5,
             recovery: Duration::from_secs(60),
             heal_when_drained: None,
@@ -244,6 +289,7 @@ impl Plan {
             tenants: 3,
             fault_at: 0.2,
             hold: Duration::from_secs(2),
+            grace: GRACE,
             mock_failure_ratio: 0.5,
             recovery: Duration::from_secs(60),
             heal_when_drained: None,
@@ -286,8 +332,8 @@ pub struct SuiteReport {
     pub suite: SuiteName,
     pub plan: Plan,
     pub tally: Tally,
-    /// Refused requests by status.
-    pub refusals: BTreeMap<u16, u64>,
+    /// Refused and unanswered attempts, by phase of the fault and status.
+    pub refusals: Refusals,
     /// Jobs accepted per queue.
     pub jobs: BTreeMap<String, u64>,
     pub timeline: Timeline,
@@ -323,7 +369,7 @@ impl SuiteReport {
     /// A few lines for people: the load, the faults, the verdict.
     pub fn summary(&self) -> String {
         let mut out = format!(
-            "chaos suite {} ({}): {}\n  load: {} leads at {}/s over {} tenants; {} accepted, {} refused {:?}, {} unanswered; jobs {:?}\n",
+            "chaos suite {} ({}): {}\n  load: {} leads at {}/s over {} tenants; {} accepted ({} on a retry), {} refused, {} unanswered; jobs {:?}\n",
             self.suite.as_str(),
             self.suite.describe(),
             if self.passed() { "PASSED" } else { "FAILED" },
@@ -331,11 +377,23 @@ impl SuiteReport {
             self.plan.load.rate,
             self.plan.tenants,
             self.tally.accepted,
+            self.tally.retried,
             self.tally.refused,
-            self.refusals,
             self.tally.unanswered,
             self.jobs,
         );
+        let refusals = describe_refusals(&self.refusals);
+        if refusals.is_empty() {
+            out.push_str("  refusals: none\n");
+        } else {
+            out.push_str(&format!(
+                "  refusals (grace {:.0} s after the heal):\n",
+                self.plan.grace.as_secs_f64()
+            ));
+            for line in refusals {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
         for (at, what) in &self.timeline.entries {
             out.push_str(&format!("  {at:>6.1} s  {what}\n"));
         }
@@ -456,6 +514,7 @@ pub async fn run(
     if let Some(alert) = &mut alert {
         alert.fault_began();
     }
+    ledger.fault_began();
     let injected = faults::inject(
         eco,
         suite,
@@ -466,6 +525,7 @@ pub async fn run(
         alert.as_mut(),
     )
     .await;
+    ledger.fault_healed(plan.grace);
     if let Some(alert) = &mut alert {
         alert.healed();
     }
@@ -567,6 +627,10 @@ pub async fn run(
         }
         Some(events)
     };
+    verdict.findings.extend(judge_refusals(
+        &ledger.refusals(),
+        &suite.refusal_rules(plan.grace),
+    ));
     let witness = witness.check().await;
     let alert = match alert {
         Some(alert) => {
