@@ -43,6 +43,7 @@
 //! | `lead-no-outbox`   | `POST /leads` queues the lead's job after the commit with no outbox row: a flow-api killed in between leaves the lead stored and never processed |
 //! | `crm-refused-final` | lead processing takes a CRM call that failed other than by timing out (the CRM API is down: refused, or closed mid-request) as final: the lead stays without its contact and the job is acknowledged |
 //! | `gateway-resume-from-now` | the gateway ignores a reconnecting client's last event id: what was published while it was away is never sent |
+//! | `breaker-gauge-stale` | `/metrics` and `/admin/breakers` show the breakers as last recorded: an open breaker whose time passed reads open (`circuit_breaker_state` 1) until a call comes |
 
 /// The defects a `defects` build knows.
 pub const KNOWN: &[&str] = &[
@@ -79,6 +80,7 @@ pub const KNOWN: &[&str] = &[
     "lead-no-outbox",
     "crm-refused-final",
     "gateway-resume-from-now",
+    "breaker-gauge-stale",
     // One line per defect below; keep the table above in step.
 ];
 
