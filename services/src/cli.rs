@@ -51,7 +51,7 @@ enum Command {
     SecurePlatform(ServiceArgs),
     /// WebSocket event gateway on `/events` (needs REDIS_URL).
     Gateway(GatewayCommand),
-    /// Queue worker: lead processing, notifications, ... (needs REDIS_URL); serves /health, /metrics, /admin/queues.
+    /// Queue worker: lead processing, notifications, ... (needs REDIS_URL); serves /health, /metrics, /admin/queues, /admin/breakers.
     Worker(WorkerCommand),
     /// Applies the migrations, creates the services' login role, optionally seeds tenants.
     Migrate(MigrateArgs),

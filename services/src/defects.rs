@@ -45,6 +45,7 @@
 //! | `outage-500`       | a database or Redis that is down is answered like a bug: 500, without `Retry-After` |
 //! | `outage-sticky`    | after a dependency failed, every tenant request is refused (503) until 30 s after its last failure, long after it came back |
 //! | `gateway-resume-from-now` | the gateway ignores a reconnecting client's last event id: what was published while it was away is never sent |
+//! | `breaker-gauge-stale` | `/metrics` and `/admin/breakers` show the breakers as last recorded: an open breaker whose time passed reads open (`circuit_breaker_state` 1) until a call comes |
 
 /// The defects a `defects` build knows.
 pub const KNOWN: &[&str] = &[
@@ -81,6 +82,7 @@ pub const KNOWN: &[&str] = &[
     "lead-no-outbox",
     "crm-refused-final",
     "gateway-resume-from-now",
+    "breaker-gauge-stale",
     // One line per defect below; keep the table above in step.
     "outage-500",
     "outage-sticky",

@@ -54,6 +54,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/admin/tenants", create_tenant_route)
         .route("/admin/queues", get(queue_stats))
+        .route("/admin/breakers", get(breaker_states))
         .route("/openapi.json", get(openapi_document))
         .merge(routes)
         .fallback(not_found)
@@ -255,7 +256,14 @@ pub async fn serve_with(
 /// The endpoints every service shares, for the OpenAPI documents (see
 /// [`crate::openapi`]).
 #[derive(Debug, utoipa::OpenApi)]
-#[openapi(paths(health, metrics, openapi_document, create_tenant, queue_stats))]
+#[openapi(paths(
+    health,
+    metrics,
+    openapi_document,
+    create_tenant,
+    queue_stats,
+    breaker_states
+))]
 pub(crate) struct SharedApi;
 
 /// `GET /health`: 200 when the database (and Redis, when configured)
@@ -315,6 +323,7 @@ async fn health(State(state): State<AppState>) -> Response {
         content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String)),
 )]
 async fn metrics(State(state): State<AppState>) -> Response {
+    refresh_breakers(&state);
     (
         [(
             header::CONTENT_TYPE,
@@ -449,6 +458,87 @@ async fn queue_stats(
         out.push(entry);
     }
     Ok(Json(json!({ "queues": out })))
+}
+
+/// Brings every breaker up to date with the clock before its state is
+/// shown (see [`crate::resilience::Resilience::refresh`]): an open breaker
+/// whose time passed reads half-open, in `/metrics` too, without waiting
+/// for a call. One [`Resilience`](crate::resilience::Resilience) per
+/// service holds every breaker: the cross-app client, the external APIs'
+/// clients and the worker all send through `state.http`.
+fn refresh_breakers(state: &AppState) {
+    if crate::defects::active("breaker-gauge-stale") {
+        // Deliberate defect: the breakers keep what they last recorded, so
+        // an open one reads open until a call comes, however long that is.
+        return;
+    }
+    state.http.resilience().refresh();
+}
+
+/// One entry of `GET /admin/breakers`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct BreakerEntry {
+    /// The called service or external API (`crm-api`, `stripe`).
+    target: String,
+    #[schema(schema_with = crate::openapi::fields::breaker_state)]
+    state: &'static str,
+    /// While open: whole seconds (rounded up) until probes are let through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    retry_in_secs: Option<u64>,
+}
+
+/// The answer of `GET /admin/breakers`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct BreakerList {
+    /// One per target this service has called, by target.
+    breakers: Vec<BreakerEntry>,
+}
+
+/// `GET /admin/breakers`: the circuit breaker of every target this service
+/// has called, read as `/metrics` reads them (an open breaker whose time
+/// passed is half-open).
+#[utoipa::path(
+    get,
+    path = "/admin/breakers",
+    operation_id = "breakerStates",
+    tag = "admin",
+    responses(
+        (status = 200, description = "`breakers`: each target's state, and while open the seconds until probes are let through", body = BreakerList),
+        (status = 404, description = "admin endpoints are disabled (no admin token configured)", body = crate::openapi::Error),
+    ),
+    security(("adminToken" = [])),
+)]
+async fn breaker_states(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<BreakerList>> {
+    require_admin(&state, &headers)?;
+    let stale = crate::defects::active("breaker-gauge-stale");
+    let breakers = state
+        .http
+        .resilience()
+        .breakers()
+        .iter()
+        .map(|breaker| {
+            // The defect reads what the breaker last recorded (see
+            // `refresh_breakers`).
+            let status = if stale {
+                breaker.recorded_status()
+            } else {
+                breaker.status()
+            };
+            BreakerEntry {
+                target: breaker.target().to_owned(),
+                state: status.state.as_str(),
+                retry_in_secs: status
+                    .retry_in
+                    .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)),
+            }
+        })
+        .collect();
+    Ok(Json(BreakerList { breakers }))
 }
 
 /// Scopes the request context, logs and counts the request, and turns

@@ -21,12 +21,14 @@
 //! second witness, which sees what the stores cannot (a lead queued as two
 //! jobs, a job that lost its trace context).
 //!
-//! Beside the checker: [`audit`] holds the gateway's audit to the
-//! deliveries a suite's subscribers saw, and accepted writes to their
-//! tables; [`witness`] is a tenant that takes part in nothing and must
-//! see, and suffer, nothing while a run goes on.
+//! Beside the checker: [`breakers`] holds every breaker that reads open to
+//! the open time the platform states, once traffic has stopped; [`audit`]
+//! holds the gateway's audit to the deliveries a suite's subscribers saw,
+//! and accepted writes to their tables; [`witness`] is a tenant that takes
+//! part in nothing and must see, and suffer, nothing while a run goes on.
 
 pub mod audit;
+pub mod breakers;
 mod ledger;
 mod stores;
 pub mod traces;
@@ -36,6 +38,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 pub use audit::{AcceptedWrite, Audit, Delivery, Rooms};
+pub use breakers::{watch_open_breakers, BreakerWatch};
 pub use ledger::{
     describe_refusals, judge_refusals, AcceptedLead, Ledger, Phase, RefusalCount, RefusalProblem,
     RefusalRules, Refusals, Tally,
@@ -90,6 +93,15 @@ pub enum Finding {
         service: String,
         target: String,
         state: String,
+    },
+    /// A breaker read open, with no traffic, for longer than the platform's
+    /// open time allows ([`breakers`]): what it shows does not follow the
+    /// clock. `read_open` counts from the first read that saw it open.
+    BreakerStale {
+        service: String,
+        target: String,
+        read_open: Duration,
+        open_time: Duration,
     },
     /// A store could not be read (which is pending: it may come back).
     Unreadable { what: String, error: String },
@@ -214,6 +226,17 @@ impl fmt::Display for Finding {
                 target,
                 state,
             } => write!(f, "{service}'s circuit breaker for {target} is {state}"),
+            Finding::BreakerStale {
+                service,
+                target,
+                read_open,
+                open_time,
+            } => write!(
+                f,
+                "{service}'s circuit breaker for {target} has read open for {:.1}s with no traffic, though the platform's breakers open for {open_time:?} (`{}`): it should read half-open by now, so its circuit_breaker_state is stale",
+                read_open.as_secs_f64(),
+                breakers::OPEN_TIME_VAR,
+            ),
             Finding::Unreadable { what, error } => write!(f, "cannot read {what}: {error}"),
             Finding::Unaudited {
                 tenant,

@@ -56,16 +56,11 @@ impl Checker {
             .ok_or("the checker needs Redis, and the ecosystem has none")?;
         let redis = redis::Client::open(redis_url)
             .map_err(|e| format!("the checker needs Redis: {}", error_chain(&e)))?;
-        let services = eco
-            .components()
-            .filter(|c| c.kind() == Kind::Service && c.admin_url().is_none() && c.url().is_some())
-            .map(|c| c.name().to_owned())
-            .collect();
         Ok(Checker {
             platform,
             pg,
             redis,
-            services,
+            services: metric_services(eco),
             traces: LeadTraces::of(eco),
         })
     }
@@ -344,8 +339,17 @@ fn totals(queues: &[serde_json::Value]) -> QueueTotals {
     )
 }
 
+/// The services of `eco` whose `/metrics` show breakers: every service
+/// component with a URL but the mocks (those with an admin API).
+pub(super) fn metric_services(eco: &Ecosystem) -> Vec<String> {
+    eco.components()
+        .filter(|c| c.kind() == Kind::Service && c.admin_url().is_none() && c.url().is_some())
+        .map(|c| c.name().to_owned())
+        .collect()
+}
+
 /// `circuit_breaker_state{target="x"} N` lines of a Prometheus text page.
-fn breaker_states(text: &str) -> Vec<(String, i64)> {
+pub(super) fn breaker_states(text: &str) -> Vec<(String, i64)> {
     text.lines()
         .filter_map(|line| {
             let rest = line.strip_prefix("circuit_breaker_state{")?;

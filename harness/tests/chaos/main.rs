@@ -11,12 +11,16 @@
 //!   their unit tests, and rules broken on purpose are caught.
 //! - `alerts_fire`: the optional Prometheus component sees Stripe failing:
 //!   crm-api's breaker alert fires, then resolves after the heal.
+//! - `breakers`: with traffic stopped, an open breaker reads half-open once
+//!   the ecosystem file's open time has passed, and a build whose gauge
+//!   does not follow the clock (`breaker-gauge-stale`) is caught.
 //!
 //! Timing assertions have generous upper bounds: the machine is small and
 //! shared.
 
 mod alerts;
 mod alerts_fire;
+mod breakers;
 mod common;
 mod links;
 mod toxics;

@@ -65,6 +65,11 @@ pub(crate) fn deal_stage() -> Object {
     one_of(&crate::crm::DEAL_STAGES)
 }
 
+/// A circuit breaker's state (`resilience::BreakerState`).
+pub(crate) fn breaker_state() -> Object {
+    one_of(&crate::resilience::BreakerState::ALL.map(crate::resilience::BreakerState::as_str))
+}
+
 /// A lead of Flow API.
 pub(crate) fn lead() -> Object {
     reference("flow-api:createLead", false)

@@ -13,6 +13,12 @@
 //! probes be in flight at a time; further calls are refused like in the open
 //! state until the probes have answered.
 //!
+//! The move from open to half-open happens when the breaker is next asked
+//! (a call, [`CircuitBreaker::state`]), not by a timer: nothing needs to
+//! run while the circuit waits. Whatever shows the state from outside asks
+//! first, so that it follows the clock (`Resilience::refresh`, which
+//! `/metrics` runs).
+//!
 //! Time is [`tokio::time::Instant`], so tests drive it with
 //! `tokio::time::pause()` / `advance`. Outcomes of calls that started in an
 //! earlier state (a slow call from before the breaker opened) are ignored, so
@@ -52,6 +58,29 @@ pub enum BreakerState {
     Closed = 0,
     Open = 1,
     HalfOpen = 2,
+}
+
+impl BreakerState {
+    /// Every state, in the gauge's order.
+    pub const ALL: [BreakerState; 3] = [Self::Closed, Self::Open, Self::HalfOpen];
+
+    /// `closed`, `open` or `half-open`, as `/admin/breakers` says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half-open",
+        }
+    }
+}
+
+/// A breaker's state at one moment, with the time left while it is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerStatus {
+    pub state: BreakerState,
+    /// While open: the time until probes are let through (zero once it is
+    /// up, which only a reading that does not look at the clock can show).
+    pub retry_in: Option<Duration>,
 }
 
 /// A call refused without being sent.
@@ -133,14 +162,44 @@ impl CircuitBreaker {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The current state (an open breaker whose timeout passed reads half-open).
+    /// The current state (an open breaker whose timeout passed reads
+    /// half-open, and moves there, its gauge with it).
     pub fn state(&self) -> BreakerState {
+        self.status().state
+    }
+
+    /// The current state and, while open, the time left; like
+    /// [`state`](Self::state) it first moves an open breaker whose timeout
+    /// passed to half-open.
+    pub fn status(&self) -> BreakerStatus {
         let mut inner = self.lock();
         self.refresh(&mut inner);
+        Self::read(&inner)
+    }
+
+    /// The status as last recorded, without looking at the clock: an open
+    /// breaker whose timeout passed still reads open, retrying in zero.
+    /// That is what every reading between calls showed before `/metrics`
+    /// refreshed the breakers; only the `breaker-gauge-stale` defect
+    /// (see [`crate::defects`]) reads a breaker this way.
+    pub(crate) fn recorded_status(&self) -> BreakerStatus {
+        Self::read(&self.lock())
+    }
+
+    fn read(inner: &Inner) -> BreakerStatus {
         match inner.phase {
-            Phase::Closed { .. } => BreakerState::Closed,
-            Phase::Open { .. } => BreakerState::Open,
-            Phase::HalfOpen { .. } => BreakerState::HalfOpen,
+            Phase::Closed { .. } => BreakerStatus {
+                state: BreakerState::Closed,
+                retry_in: None,
+            },
+            Phase::Open { until } => BreakerStatus {
+                state: BreakerState::Open,
+                retry_in: Some(until.saturating_duration_since(Instant::now())),
+            },
+            Phase::HalfOpen { .. } => BreakerStatus {
+                state: BreakerState::HalfOpen,
+                retry_in: None,
+            },
         }
     }
 

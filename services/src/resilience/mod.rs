@@ -24,7 +24,9 @@ use clap::Args;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-pub use breaker::{BreakerConfig, BreakerOpen, BreakerState, CircuitBreaker, Permit};
+pub use breaker::{
+    BreakerConfig, BreakerOpen, BreakerState, BreakerStatus, CircuitBreaker, Permit,
+};
 pub use retry::{parse_retry_after, Attempt, Idempotency, Jitter, RetryPolicy};
 
 use crate::metrics::TargetLabels;
@@ -149,6 +151,34 @@ impl Resilience {
                 .clone();
             Arc::new(CircuitBreaker::new(target, self.breaker, gauge))
         }))
+    }
+
+    /// Every breaker made so far (one per target called), by target.
+    pub fn breakers(&self) -> Vec<Arc<CircuitBreaker>> {
+        let mut all: Vec<Arc<CircuitBreaker>> = self
+            .breakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.target().cmp(b.target()));
+        all
+    }
+
+    /// Moves every open breaker whose timeout has passed to half-open, and
+    /// its `circuit_breaker_state` gauge with it.
+    ///
+    /// A breaker looks at the clock only when asked (a call, a read of its
+    /// state). Without this, once calls stop an open breaker's gauge reads
+    /// open for ever, and a dashboard built on it shows a circuit refusing
+    /// calls that would in fact let probes through. `/metrics` and
+    /// `/admin/breakers` call it before they answer; nothing else needs
+    /// to, since every call refreshes its own target's breaker.
+    pub fn refresh(&self) {
+        for breaker in self.breakers() {
+            breaker.state();
+        }
     }
 
     /// Runs `attempt` (given the attempt number, from 1) until it succeeds,

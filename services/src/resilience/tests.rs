@@ -44,6 +44,22 @@ async fn call(r: &Resilience, answers: &[Fake]) -> (Result<Fake, BreakerOpen>, u
     (result, sent.load(Ordering::SeqCst))
 }
 
+/// Calls `target` once against a dependency answering `answer`.
+async fn call_target(
+    r: &Resilience,
+    target: &str,
+    answer: Fake,
+) -> (Result<Fake, BreakerOpen>, u32) {
+    let sent = AtomicU32::new(0);
+    let result = r
+        .run(target, Idempotency::Idempotent, |_| {
+            sent.fetch_add(1, Ordering::SeqCst);
+            async move { answer }
+        })
+        .await;
+    (result, sent.load(Ordering::SeqCst))
+}
+
 #[tokio::test(start_paused = true)]
 async fn client_errors_are_sent_once() {
     let r = resilience(5);
@@ -184,6 +200,124 @@ async fn breakers_are_per_target_and_exported_as_a_gauge() {
         text.contains(r#"circuit_breaker_state{target="graph"} 0"#),
         "{text}"
     );
+}
+
+/// The line of `target` in the metrics text, e.g. `circuit_breaker_state{target="stripe"} 1`.
+fn gauge_line(metrics: &crate::metrics::Metrics, target: &str) -> String {
+    let text = metrics.render();
+    let prefix = format!("circuit_breaker_state{{target=\"{target}\"}} ");
+    text.lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no gauge of {target} in:\n{text}"))
+        .to_owned()
+}
+
+/// Opens `target`'s breaker of `r` with five failed calls.
+async fn open(r: &Resilience, target: &str) {
+    for _ in 0..5 {
+        let _ = r
+            .run(target, Idempotency::Idempotent, |_| async { status(500) })
+            .await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_moves_the_gauge_of_an_open_breaker_to_half_open_without_a_call() {
+    let metrics = crate::metrics::Metrics::new();
+    let r = Resilience::new(
+        RetryPolicy::never(),
+        BreakerConfig::default(),
+        metrics.circuit_breaker_state.clone(),
+    );
+    open(&r, "stripe").await;
+    let _ = r
+        .run("graph", Idempotency::Idempotent, |_| async { status(200) })
+        .await;
+    tokio::time::advance(Duration::from_secs(59)).await;
+    r.refresh();
+    assert_eq!(
+        gauge_line(&metrics, "stripe"),
+        r#"circuit_breaker_state{target="stripe"} 1"#,
+        "still open a second before its time"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    // Nothing asked the breaker: the gauge still says what it recorded.
+    assert_eq!(
+        gauge_line(&metrics, "stripe"),
+        r#"circuit_breaker_state{target="stripe"} 1"#
+    );
+    r.refresh();
+    assert_eq!(
+        gauge_line(&metrics, "stripe"),
+        r#"circuit_breaker_state{target="stripe"} 2"#
+    );
+    assert_eq!(
+        gauge_line(&metrics, "graph"),
+        r#"circuit_breaker_state{target="graph"} 0"#,
+        "a closed breaker stays closed"
+    );
+    // Half-open by the clock is the same half-open a call finds: probes
+    // go through and close it.
+    for _ in 0..3 {
+        let (result, sent) = call_target(&r, "stripe", status(200)).await;
+        assert_eq!((result, sent), (Ok(status(200)), 1));
+    }
+    assert_eq!(
+        gauge_line(&metrics, "stripe"),
+        r#"circuit_breaker_state{target="stripe"} 0"#
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn statuses_name_each_target_with_the_time_left_while_open() {
+    let r = resilience(1);
+    assert!(r.breakers().is_empty(), "breakers are made on first use");
+    open(&r, "stripe").await;
+    let _ = call_target(&r, "crm-api", status(200)).await;
+    tokio::time::advance(Duration::from_millis(20_500)).await;
+    let statuses: Vec<(String, BreakerStatus)> = r
+        .breakers()
+        .iter()
+        .map(|b| (b.target().to_owned(), b.status()))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (
+                "crm-api".to_owned(),
+                BreakerStatus {
+                    state: BreakerState::Closed,
+                    retry_in: None
+                }
+            ),
+            (
+                "stripe".to_owned(),
+                BreakerStatus {
+                    state: BreakerState::Open,
+                    retry_in: Some(Duration::from_millis(39_500))
+                }
+            ),
+        ]
+    );
+    tokio::time::advance(Duration::from_millis(39_500)).await;
+    let stripe = r.breaker("stripe");
+    // The reading that does not look at the clock (the defect's) still
+    // says open, with no time left; the real one moves it on.
+    assert_eq!(
+        stripe.recorded_status(),
+        BreakerStatus {
+            state: BreakerState::Open,
+            retry_in: Some(Duration::ZERO)
+        }
+    );
+    assert_eq!(
+        stripe.status(),
+        BreakerStatus {
+            state: BreakerState::HalfOpen,
+            retry_in: None
+        }
+    );
+    assert_eq!(stripe.recorded_status().state, BreakerState::HalfOpen);
 }
 
 #[test]

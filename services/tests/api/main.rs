@@ -4,6 +4,7 @@
 //! test starts its own Postgres cluster (a copy of a cached initdb template)
 //! and its own services, so tests run in parallel without sharing state.
 
+mod breakers;
 mod cli;
 mod contract;
 mod crm;
