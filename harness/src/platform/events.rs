@@ -186,6 +186,7 @@ impl Platform {
             method: reqwest::Method::GET,
             url: e.url,
             cause: e.why,
+            not_sent: false,
         })?;
         let resume = crate::contract::active().gateway.resume.clone();
         let inbox = Arc::new(Inbox::default());

@@ -65,6 +65,9 @@ pub enum PlatformError {
         method: Method,
         url: String,
         cause: String,
+        /// No connection could be made: nothing was sent, so sending the
+        /// request again cannot do it twice.
+        not_sent: bool,
     },
     #[error("creating tenant `{name}` answered {status}: {body}{hint}")]
     TenantRefused {
@@ -350,6 +353,7 @@ impl Platform {
             method: method.clone(),
             url: url.to_owned(),
             cause: error_chain(&e),
+            not_sent: e.is_connect(),
         };
         let response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();

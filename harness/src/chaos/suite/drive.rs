@@ -5,11 +5,12 @@
 //!
 //! The load's clients behave as the platform's clients are expected to: a
 //! 503 or 429 with `Retry-After` is sent again after that many seconds
-//! (the same lead, in a trace of its own), up to [`MAX_ATTEMPTS`]; a lead
-//! accepted on a retry counts as accepted. A refusal without
-//! `Retry-After`, any other status, or no answer at all ends the lead's
-//! attempts (no answer: the lead may exist, so sending it again could
-//! make a second one).
+//! (the same lead, in a trace of its own), and so is a request that could
+//! not connect (nothing was sent) after [`RECONNECT_WAIT`], up to
+//! [`MAX_ATTEMPTS`]; a lead accepted on a retry counts as accepted. A
+//! refusal without `Retry-After`, any other status, or a request lost
+//! after it was sent ends the lead's attempts (the lead may exist, so
+//! sending it again could make a second one).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,6 +93,10 @@ pub(super) const MAX_ATTEMPTS: u32 = 20;
 /// this long (the suite's recovery time must leave room for the retries).
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a client waits before it tries again to connect to a service
+/// that refused the connection.
+const RECONNECT_WAIT: Duration = Duration::from_secs(1);
+
 /// What became of one attempt.
 enum Attempt {
     Done,
@@ -123,7 +128,7 @@ where
 fn refused(
     ledger: &Ledger,
     sent: Instant,
-    answer: Result<&crate::platform::Answer, ()>,
+    answer: Result<&crate::platform::Answer, &crate::platform::PlatformError>,
 ) -> Attempt {
     match answer {
         Ok(answer) => {
@@ -138,10 +143,17 @@ fn refused(
                 }
             }
         }
-        Err(()) => {
+        Err(e) => {
             ledger.attempt_refused(sent, None, None);
-            ledger.unanswered();
-            Attempt::Done
+            if matches!(
+                e,
+                crate::platform::PlatformError::Transport { not_sent: true, .. }
+            ) {
+                Attempt::Again(RECONNECT_WAIT)
+            } else {
+                ledger.unanswered();
+                Attempt::Done
+            }
         }
     }
 }
@@ -186,7 +198,7 @@ async fn create_lead(actor: &Actors, email: &str, ledger: &Ledger) {
                     Attempt::Done
                 }
                 Ok(answer) => refused(ledger, sent, Ok(&answer)),
-                Err(_) => refused(ledger, sent, Err(())),
+                Err(e) => refused(ledger, sent, Err(&e)),
             }
         }
     })
@@ -202,7 +214,7 @@ async fn sync_email(client: &TenantClient, ledger: &Ledger) {
                 Attempt::Done
             }
             Ok(answer) => refused(ledger, sent, Ok(&answer)),
-            Err(_) => refused(ledger, sent, Err(())),
+            Err(e) => refused(ledger, sent, Err(&e)),
         }
     })
     .await;
