@@ -388,6 +388,7 @@ async fn create_tenant(
     match tenants::create_tenant(&state.db, new).await {
         Ok(created) => Ok((StatusCode::CREATED, Json(created))),
         Err(TenantError::Invalid(message)) => Err(ApiError::Validation(message)),
+        Err(TenantError::Database(e)) => Err(ApiError::from(e)),
         Err(e) => Err(ApiError::internal(e)),
     }
 }
@@ -442,14 +443,13 @@ async fn queue_stats(
             "this service has no queues (no REDIS_URL)".into(),
         ));
     };
-    let stats = queues.stats().await.map_err(ApiError::internal)?;
+    let stats = queues.stats().await?;
     let mut out = Vec::with_capacity(stats.len());
     for s in stats {
         let queue = crate::queue::QueueName::parse(s.name).expect("stats name a known queue");
         let dead: Vec<serde_json::Value> = queues
             .dead_letters(queue, 10)
-            .await
-            .map_err(ApiError::internal)?
+            .await?
             .into_iter()
             .map(|(job, error)| json!({ "job": job, "error": error }))
             .collect();
