@@ -305,7 +305,53 @@ pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::chain;
+    use super::{chain, database_unavailable, redis_unavailable, ApiError};
+    use axum::response::IntoResponse;
+
+    #[test]
+    fn an_outage_is_told_apart_from_a_bug() {
+        let io = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(database_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(database_unavailable(&sqlx::Error::Io(io())));
+        assert!(!database_unavailable(&sqlx::Error::RowNotFound));
+        assert!(!database_unavailable(&sqlx::Error::ColumnNotFound(
+            "x".into()
+        )));
+        let redis = |kind| redis::RedisError::from((kind, "test"));
+        assert!(redis_unavailable(&redis::RedisError::from(io())));
+        assert!(redis_unavailable(&redis(
+            redis::ErrorKind::BusyLoadingError
+        )));
+        assert!(!redis_unavailable(&redis(redis::ErrorKind::TypeError)));
+        assert!(!redis_unavailable(&redis(redis::ErrorKind::NoScriptError)));
+    }
+
+    #[test]
+    fn a_database_outage_is_a_503_with_retry_after_and_a_bug_a_500_without() {
+        let outage = ApiError::from(sqlx::Error::PoolTimedOut).into_response();
+        assert_eq!(outage.status(), 503);
+        let secs: u64 = outage.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=30).contains(&secs), "{secs}");
+        let bug = ApiError::from(sqlx::Error::RowNotFound).into_response();
+        assert_eq!(bug.status(), 500);
+        assert!(bug.headers().get("retry-after").is_none());
+    }
+
+    #[test]
+    fn an_open_breaker_says_when_it_lets_calls_through() {
+        let open = crate::resilience::BreakerOpen {
+            target: "stripe".into(),
+            state: crate::resilience::BreakerState::Open,
+            retry_in: std::time::Duration::from_millis(7_200),
+        };
+        let response = ApiError::from(open).into_response();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "8");
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("crm-api answered 403 Forbidden: tenant is inactive")]
