@@ -43,6 +43,7 @@
 //! | `lead-no-outbox`   | `POST /leads` queues the lead's job after the commit with no outbox row: a flow-api killed in between leaves the lead stored and never processed |
 //! | `crm-refused-final` | lead processing takes a CRM call that failed other than by timing out (the CRM API is down: refused, or closed mid-request) as final: the lead stays without its contact and the job is acknowledged |
 //! | `gateway-resume-from-now` | the gateway ignores a reconnecting client's last event id: what was published while it was away is never sent |
+//! | `job-retries-by-count` | the worker dead-letters a failed job once its queue's retries are used, however short the time it has been failing (its retry span ignored): a five-second outage dead-letters leads |
 
 /// The defects a `defects` build knows.
 pub const KNOWN: &[&str] = &[
@@ -79,6 +80,7 @@ pub const KNOWN: &[&str] = &[
     "lead-no-outbox",
     "crm-refused-final",
     "gateway-resume-from-now",
+    "job-retries-by-count",
     // One line per defect below; keep the table above in step.
 ];
 
