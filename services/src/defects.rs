@@ -46,6 +46,7 @@
 //! | `outage-sticky`    | after a dependency failed, every tenant request is refused (503) until 30 s after its last failure, long after it came back |
 //! | `gateway-resume-from-now` | the gateway ignores a reconnecting client's last event id: what was published while it was away is never sent |
 //! | `breaker-gauge-stale` | `/metrics` and `/admin/breakers` show the breakers as last recorded: an open breaker whose time passed reads open (`circuit_breaker_state` 1) until a call comes |
+//! | `job-retries-by-count` | the worker dead-letters a failed job once its queue's retries are used, however short the time it has been failing (its retry span ignored): a five-second outage dead-letters leads |
 
 /// The defects a `defects` build knows.
 pub const KNOWN: &[&str] = &[
@@ -83,6 +84,7 @@ pub const KNOWN: &[&str] = &[
     "crm-refused-final",
     "gateway-resume-from-now",
     "breaker-gauge-stale",
+    "job-retries-by-count",
     // One line per defect below; keep the table above in step.
     "outage-500",
     "outage-sticky",

@@ -29,8 +29,9 @@ its fault once a share of the load is sent (--fault-at), heals it after --hold
 (per phase) while the load goes on, and then checks within --recovery: no
 accepted lead lost, one contact association and one activity per lead, no
 contact twice, every lead and job processed or dead-lettered, queues drained,
-breakers closed, and (gateway-partition, gateway-restarted) every LEAD_CREATED
-delivered once to its own tenant only.
+breakers closed, no job dead-lettered during a fault shorter than its queue's
+retry-span in the contract, and (gateway-partition, gateway-restarted) every
+LEAD_CREATED delivered once to its own tenant only.
 
 Refusals are judged by phase: before the fault only a 429; during it and for
 --grace after the heal only what the fault explains (a 503 when Redis,
@@ -40,11 +41,12 @@ wait that long and send the lead again. The report breaks refusals down by
 phase and status. Exit 1 when any invariant does not hold.
 
 The default size is the one CI runs; --full is 1,000 leads at 50/s with 5 s
-faults. Faults need the process or docker runtime.")]
+faults. postgres-restarted holds Postgres down 10 s in both (unless --hold).
+Faults need the process or docker runtime.")]
 pub(super) struct ChaosArgs {
     /// Suites to run (default: all of them).
     suites: Vec<String>,
-    /// The full size: 1,000 leads at 50/s, faults held 5 s.
+    /// The full size: 1,000 leads at 50/s, faults held 5 s (Postgres 10 s).
     #[arg(long)]
     full: bool,
     /// Leads in all (overrides the size).

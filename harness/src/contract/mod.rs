@@ -12,6 +12,8 @@
 //! let contract = tekup_harness::contract::active();
 //! assert_eq!(contract.routes_for("LEAD_CREATED"), ["crm-web", "flow-web"]);
 //! assert_eq!(contract.queue("email-sync").unwrap().max_retries, 5);
+//! let span = contract.queue("lead-processing").unwrap().retry_span;
+//! assert_eq!(span, Some(std::time::Duration::from_secs(30)));
 //! ```
 
 mod gateway;
@@ -160,8 +162,14 @@ pub struct Queues {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Queue {
     pub priority: String,
-    /// Retries after the first attempt before the job is dead-lettered.
+    /// Retries after the first attempt before the job may be dead-lettered.
     pub max_retries: u32,
+    /// The outage a job of the queue rides out: it is dead-lettered only
+    /// once it has used its retries and has been failing this long since its
+    /// first failure. `None` when the file states none (the chaos suites then
+    /// judge no dead letter by it).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub retry_span: Option<Duration>,
     /// Job kind -> the JSON Schema of its payload.
     pub jobs: BTreeMap<String, Value>,
 }
@@ -220,6 +228,11 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
             "`{text}` is not a duration (write e.g. `60s`, `500ms`, `5m`)"
         ))
     })
+}
+
+/// [`duration`], for a key that may be left out.
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
@@ -471,6 +484,9 @@ mod tests {
             ]
         );
         assert_eq!(c.tokens.max_lifetime, Duration::from_secs(60));
+        for (name, queue) in c.queues.list.iter() {
+            assert_eq!(queue.retry_span, Some(Duration::from_secs(30)), "{name}");
+        }
         assert_eq!(
             c.queue_stream("email-sync", true),
             "tekup:queue:email-sync:dead"
@@ -483,6 +499,22 @@ mod tests {
         for event in c.event_types() {
             assert!(!c.routes_for(event).is_empty(), "{event} has no route");
         }
+    }
+
+    #[test]
+    fn a_contract_without_retry_spans_still_parses_and_states_none() {
+        let without: String = REFERENCE
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("retry-span:"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let c = Contract::parse(&without, "team.yaml").expect("parses");
+        assert_eq!(c.queue("email-sync").map(|q| q.retry_span), Some(None));
+        let other = REFERENCE.replacen("retry-span: 30s", "retry-span: 2m", 2);
+        let c = Contract::parse(&other, "team.yaml").expect("parses");
+        let span = |name: &str| c.queue(name).and_then(|q| q.retry_span);
+        assert_eq!(span("email-sync"), Some(Duration::from_secs(120)));
+        assert_eq!(span("voice-processing"), Some(Duration::from_secs(30)));
     }
 
     #[test]
@@ -503,6 +535,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("max-retries"), "{err}");
+
+        let bad_span = REFERENCE.replacen("retry-span: 30s", "retry-span: a while", 1);
+        let err = Contract::parse(&bad_span, "team.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("queues.list.lead-processing: `a while` is not a duration"),
+            "{err}"
+        );
+        assert!(err.contains("at line "), "{err}");
 
         let bad_time = REFERENCE.replace("max-lifetime: 60s", "max-lifetime: soon");
         let err = Contract::parse(&bad_time, "team.yaml")

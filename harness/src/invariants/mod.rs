@@ -6,6 +6,10 @@
 //! row-level security does not hide a tenant's rows; Redis's dead-letter
 //! streams; the services' `/admin/queues` and `/metrics`) and compares.
 //!
+//! Beside the stores, the contract: a queue's `retry-span` is the outage
+//! its jobs ride out, so a job dead-lettered during a shorter fault is a
+//! finding too ([`Finding::DeadLettered`]).
+//!
 //! Findings come in two kinds, and [`Checker::settle`] treats them apart:
 //! - *pending*: the platform is still working (a lead not processed yet, a
 //!   queue not drained, a breaker not closed). These may clear with time,
@@ -160,6 +164,15 @@ pub enum Finding {
         count: u64,
         problem: RefusalProblem,
     },
+    /// Jobs of a queue were dead-lettered during a run whose fault lasted
+    /// `outage`, shorter than the queue's `retry-span` in the contract: the
+    /// platform promises to ride out such an outage.
+    DeadLettered {
+        queue: String,
+        count: u64,
+        outage: Duration,
+        span: Duration,
+    },
 }
 
 impl Finding {
@@ -260,6 +273,17 @@ impl fmt::Display for Finding {
             } => write!(
                 f,
                 "{what} ({id}) of {tenant} was accepted and is not in {table}, the store the contract names for it"
+            ),
+            Finding::DeadLettered {
+                queue,
+                count,
+                outage,
+                span,
+            } => write!(
+                f,
+                "{count} {queue} job(s) dead-lettered during a {:.1} s outage; the contract's retry span is {} s",
+                outage.as_secs_f64(),
+                span.as_secs_f64()
             ),
             Finding::TraceIncomplete {
                 tenant,
@@ -405,6 +429,11 @@ impl Verdict {
 pub struct JobsAccepted<'a> {
     pub before: &'a QueueTotals,
     pub accepted: &'a std::collections::BTreeMap<String, u64>,
+    /// How long the suite's fault lasted, when it had one
+    /// ([`crate::chaos::suite::Timeline::outage`]): jobs dead-lettered since
+    /// `before` are then a [`Finding::DeadLettered`] on each queue whose
+    /// contract `retry-span` is longer.
+    pub outage: Option<Duration>,
 }
 
 impl Checker {

@@ -3,6 +3,7 @@
 //! Redis, `/admin/queues` and every service's `/metrics`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use redis::AsyncCommands;
 use uuid::Uuid;
@@ -16,14 +17,23 @@ const LEAD_QUEUE: &str = "lead-processing";
 /// The service that answers `/admin/queues`.
 const QUEUE_SERVICE: &str = "flow-api";
 
-/// Jobs settled (completed or dead-lettered) per queue at one moment.
+/// Jobs settled (completed or dead-lettered) per queue at one moment, and
+/// of those the dead-lettered ones.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueueTotals(pub BTreeMap<String, u64>);
+pub struct QueueTotals {
+    pub settled: BTreeMap<String, u64>,
+    pub dead_letters: BTreeMap<String, u64>,
+}
 
 impl QueueTotals {
-    /// The count of `queue` (0 when unknown).
+    /// Jobs of `queue` completed or dead-lettered (0 when unknown).
     pub fn settled(&self, queue: &str) -> u64 {
-        self.0.get(queue).copied().unwrap_or(0)
+        self.settled.get(queue).copied().unwrap_or(0)
+    }
+
+    /// Jobs of `queue` dead-lettered (0 when unknown).
+    pub fn dead_letters(&self, queue: &str) -> u64 {
+        self.dead_letters.get(queue).copied().unwrap_or(0)
     }
 }
 
@@ -256,7 +266,8 @@ impl Checker {
 
     /// Queues that still hold work and, with `jobs`, queues that settled
     /// fewer jobs since `jobs.before` than were accepted onto them (lost, or
-    /// still running).
+    /// still running), and queues that dead-lettered jobs since then during
+    /// an outage shorter than their retry span.
     async fn check_queues(&self, jobs: Option<JobsAccepted<'_>>, verdict: &mut Verdict) {
         let queues = match self.queues().await {
             Ok(queues) => queues,
@@ -276,6 +287,11 @@ impl Checker {
         }
         let Some(jobs) = jobs else { return };
         let now = totals(&queues);
+        if let Some(outage) = jobs.outage {
+            verdict
+                .findings
+                .extend(dead_letters_in(jobs.before, &now, outage));
+        }
         for (queue, &accepted) in jobs.accepted {
             let settled = now
                 .settled(queue)
@@ -323,20 +339,42 @@ impl Checker {
     }
 }
 
-/// Completed plus dead-lettered jobs per queue of an `/admin/queues` answer.
+/// Completed plus dead-lettered jobs, and dead-lettered ones, per queue of
+/// an `/admin/queues` answer.
 fn totals(queues: &[serde_json::Value]) -> QueueTotals {
-    QueueTotals(
-        queues
-            .iter()
-            .map(|q| {
-                let n = |key: &str| q[key].as_u64().unwrap_or(0);
-                (
-                    q["name"].as_str().unwrap_or("?").to_owned(),
-                    n("processed") + n("deadLetters"),
-                )
+    let mut totals = QueueTotals::default();
+    for q in queues {
+        let n = |key: &str| q[key].as_u64().unwrap_or(0);
+        let name = q["name"].as_str().unwrap_or("?").to_owned();
+        totals
+            .settled
+            .insert(name.clone(), n("processed") + n("deadLetters"));
+        totals.dead_letters.insert(name, n("deadLetters"));
+    }
+    totals
+}
+
+/// The queues that dead-lettered jobs between `before` and `now` although
+/// the fault lasted only `outage`, shorter than the retry span the contract
+/// gives them: the platform promises to ride such an outage out. Queues
+/// whose contract states no span are not judged.
+fn dead_letters_in(before: &QueueTotals, now: &QueueTotals, outage: Duration) -> Vec<Finding> {
+    let contract = crate::contract::active();
+    now.dead_letters
+        .keys()
+        .filter_map(|queue| {
+            let span = contract.queue(queue)?.retry_span?;
+            let count = now
+                .dead_letters(queue)
+                .saturating_sub(before.dead_letters(queue));
+            (count > 0 && outage < span).then(|| Finding::DeadLettered {
+                queue: queue.clone(),
+                count,
+                outage,
+                span,
             })
-            .collect(),
-    )
+        })
+        .collect()
 }
 
 /// The services of `eco` whose `/metrics` show breakers: every service
@@ -367,6 +405,45 @@ pub(super) fn breaker_states(text: &str) -> Vec<(String, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn admin_queues(lead_dead: u64, email_dead: u64) -> QueueTotals {
+        totals(&[
+            serde_json::json!({ "name": "lead-processing", "processed": 40, "deadLetters": lead_dead }),
+            serde_json::json!({ "name": "email-sync", "processed": 7, "deadLetters": email_dead }),
+        ])
+    }
+
+    #[test]
+    fn totals_count_settled_and_dead_lettered_jobs_apart() {
+        let t = admin_queues(2, 0);
+        assert_eq!(t.settled("lead-processing"), 42);
+        assert_eq!(t.dead_letters("lead-processing"), 2);
+        assert_eq!(t.dead_letters("nope"), 0);
+    }
+
+    #[test]
+    fn dead_letters_during_an_outage_shorter_than_the_span_are_found() {
+        let (before, now) = (admin_queues(1, 3), admin_queues(3, 3));
+        // Only those added since `before`, and only where some were.
+        let found = dead_letters_in(&before, &now, Duration::from_secs(10));
+        assert_eq!(
+            found,
+            [Finding::DeadLettered {
+                queue: "lead-processing".into(),
+                count: 2,
+                outage: Duration::from_secs(10),
+                span: Duration::from_secs(30),
+            }]
+        );
+        assert!(!found[0].is_pending());
+        assert_eq!(
+            found[0].to_string(),
+            "2 lead-processing job(s) dead-lettered during a 10.0 s outage; the contract's retry span is 30 s"
+        );
+        // An outage as long as the span may dead-letter.
+        assert!(dead_letters_in(&before, &now, Duration::from_secs(30)).is_empty());
+        assert!(dead_letters_in(&now, &now, Duration::from_secs(1)).is_empty());
+    }
 
     #[test]
     fn breaker_states_are_read_from_metrics() {

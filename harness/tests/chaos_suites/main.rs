@@ -6,7 +6,10 @@
 //! lead queued twice (`lead-enqueued-twice`, invisible to the stores: the
 //! handlers are idempotent) is caught by the leads' traces, and a worker
 //! that never takes over a dead worker's jobs (`worker-no-reclaim`) is
-//! caught by `worker-killed`. The suites that kill a service mid-work
+//! caught by `worker-killed`, and a worker that dead-letters a failed job
+//! once its retries' count is used (`job-retries-by-count`, its queue's
+//! retry span ignored) is caught dead-lettering leads during
+//! `postgres-restarted`'s 10 s outage. The suites that kill a service mid-work
 //! each catch a build broken their way ([`kills`]). Refusals are judged
 //! too: a platform that answers 500 while Postgres is down
 //! (`outage-500`) and one that keeps refusing long after Redis came back
@@ -478,6 +481,56 @@ async fn a_platform_that_keeps_refusing_after_redis_came_back_is_caught() {
     );
     assert!(
         report.summary().contains("still refusing"),
+        "{}",
+        report.summary()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_that_retries_by_count_alone_is_caught_dead_lettering_during_a_postgres_outage() {
+    let eco = ecosystem("job-retries-by-count", "job-retries-by-count").await;
+    let name = SuiteName::PostgresRestarted;
+    let report = run(&eco, name, &Plan::bounded(name)).await;
+    assert_caught(&report);
+    assert!(
+        noted(&report, "postgres killed while the worker held"),
+        "{}",
+        report.summary()
+    );
+    let outage = report.timeline.outage().expect("the fault healed");
+    assert!(
+        outage >= std::time::Duration::from_secs(10),
+        "{}",
+        report.summary()
+    );
+    // The jobs the outage found used their three retries within it (at
+    // most 0.5 + 1 + 2 s) and were dead-lettered; the reference worker
+    // rides out the contract's 30 s.
+    let dead = report.verdict.findings.iter().find_map(|f| match f {
+        Finding::DeadLettered {
+            queue,
+            count,
+            outage,
+            span,
+        } if queue == "lead-processing" => Some((*count, *outage, *span)),
+        _ => None,
+    });
+    let (count, judged, span) = dead.unwrap_or_else(|| {
+        panic!(
+            "expected lead-processing jobs dead-lettered during the outage:\n{}",
+            report.summary()
+        )
+    });
+    assert!(count > 0, "{}", report.summary());
+    assert_eq!(judged, outage, "{}", report.summary());
+    assert_eq!(span, std::time::Duration::from_secs(30));
+    // Among them the load's leads: dead-lettered, not lost.
+    assert!(report.verdict.dead_lettered > 0, "{}", report.summary());
+    assert!(
+        report.summary().contains(&format!(
+            "{count} lead-processing job(s) dead-lettered during a {:.1} s outage; the contract's retry span is 30 s",
+            outage.as_secs_f64()
+        )),
         "{}",
         report.summary()
     );

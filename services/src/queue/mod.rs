@@ -8,9 +8,11 @@
 //! - a worker reads it ([`Consumer::next`], higher priorities first) and it is
 //!   *pending* for that consumer until acknowledged;
 //! - success: [`Queues::complete`] acknowledges and deletes it;
-//! - failure with retries left: [`Queues::retry_later`] parks it in the
-//!   delay set with an exponential, jittered due time, and acknowledges the
-//!   original in the same `MULTI`; [`Queues::promote_due`] puts due jobs back;
+//! - failure with retries left (its queue's count, and its retry span since
+//!   its first failure; the worker decides): [`Queues::retry_later`] parks
+//!   it in the delay set with an exponential, jittered due time, and
+//!   acknowledges the original in the same `MULTI`; [`Queues::promote_due`]
+//!   puts due jobs back;
 //! - failure without retries left: [`Queues::dead_letter`] moves it, with
 //!   its last error, to `tekup:queue:<name>:dead`;
 //! - a worker that dies leaves its jobs pending: [`Queues::reclaim`]
@@ -377,17 +379,18 @@ impl Queues {
         Ok(())
     }
 
-    /// Parks a failed job for another attempt after `delay`.
+    /// Parks a job that failed at `now` for another attempt after `delay`,
+    /// recording the time of its first failure on the first retry
+    /// ([`Job::retried`]).
     pub async fn retry_later(
         &self,
         delivery: &Delivery,
         error: &str,
         delay: Duration,
-        now_ms: u64,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), QueueError> {
-        let mut job = delivery.job.clone();
-        job.attempt += 1;
-        job.last_error = Some(error.to_owned());
+        let job = delivery.job.retried(error, now);
+        let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
         let due = now_ms + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX / 2);
         let mut redis = self.redis.clone();
         let _: () = redis::pipe()

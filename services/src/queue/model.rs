@@ -61,7 +61,9 @@ impl QueueName {
         }
     }
 
-    /// Retries after the first attempt before a job is dead-lettered.
+    /// Retries after the first attempt before a job may be dead-lettered:
+    /// the least it gets, however soon its retry span is over (see
+    /// `crate::worker`'s retry policy).
     pub fn max_retries(self) -> u32 {
         match self {
             Self::LeadProcessing | Self::BackupOperations | Self::ComplianceChecks => 3,
@@ -89,6 +91,13 @@ pub struct Job {
     pub enqueued_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// When its first attempt failed (set by [`Job::retried`] and kept
+    /// from then on): the retry span is measured from here, not by adding
+    /// up the delays, so a job rides out its queue's span however the
+    /// jitter fell. Absent until it fails, and in jobs written before it
+    /// existed (those count from their next failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failed_at: Option<DateTime<Utc>>,
     /// The correlation id of the request that caused the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
@@ -110,11 +119,33 @@ impl Job {
             attempt: 0,
             enqueued_at: Utc::now(),
             last_error: None,
+            first_failed_at: None,
             correlation_id: crate::context::RequestContext::with_current(|c| {
                 c.correlation_id.clone()
             }),
             traceparent: None,
         }
+    }
+
+    /// The job as it waits for its next attempt after one failed at `now`
+    /// with `error`: one attempt on, its last error, and the time of its
+    /// first failure (this one, unless an earlier one is recorded).
+    #[must_use]
+    pub fn retried(&self, error: &str, now: DateTime<Utc>) -> Job {
+        Job {
+            attempt: self.attempt + 1,
+            last_error: Some(error.to_owned()),
+            first_failed_at: Some(self.first_failed_at.unwrap_or(now)),
+            ..self.clone()
+        }
+    }
+
+    /// How long it has been failing at `now`: since its first failure, or
+    /// nothing when this is its first.
+    pub fn failing_for(&self, now: DateTime<Utc>) -> Duration {
+        self.first_failed_at
+            .and_then(|first| (now - first).to_std().ok())
+            .unwrap_or_default()
     }
 }
 
@@ -151,6 +182,39 @@ mod tests {
                 ("analytics-processing", QueuePriority::Low, 1),
             ]
         );
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + seconds, 0).expect("a time")
+    }
+
+    #[test]
+    fn the_first_failure_is_recorded_once_and_the_attempts_counted() {
+        let job = Job::new(QueueName::LeadProcessing, "process-lead", "t", Value::Null);
+        assert_eq!(job.failing_for(at(0)), Duration::ZERO);
+        let once = job.retried("refused", at(0));
+        let twice = once.retried("timed out", at(7));
+        assert_eq!((once.attempt, once.first_failed_at), (1, Some(at(0))));
+        assert_eq!(
+            (
+                twice.attempt,
+                twice.first_failed_at,
+                twice.last_error.as_deref()
+            ),
+            (2, Some(at(0)), Some("timed out"))
+        );
+        assert_eq!(twice.failing_for(at(12)), Duration::from_secs(12));
+        // A clock that went back says nothing rather than a negative span.
+        assert_eq!(twice.failing_for(at(-3)), Duration::ZERO);
+        // On the wire: `firstFailedAt`, absent until the first failure.
+        let wire = serde_json::to_value(&twice).unwrap();
+        assert_eq!(wire["firstFailedAt"], "2023-11-14T22:13:20Z");
+        assert!(serde_json::to_value(&job)
+            .unwrap()
+            .get("firstFailedAt")
+            .is_none());
+        let back: Job = serde_json::from_value(wire).unwrap();
+        assert_eq!(back, twice);
     }
 
     #[test]

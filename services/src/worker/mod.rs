@@ -1,5 +1,6 @@
 //! The worker: takes jobs off the queues, runs their handlers, and settles
-//! each one (done, retry later with backoff, or dead letter).
+//! each one (done, retry later with backoff, or dead letter: `retry.rs`
+//! says when a failed job is given up on, and why a count is not enough).
 //!
 //! `concurrency` consumer tasks each read with their own connection; one
 //! maintenance task moves due retries back onto their queues, reclaims jobs
@@ -8,8 +9,10 @@
 //! gauges.
 
 mod handlers;
+mod retry;
 
 pub use handlers::{COMPLIANCE_CHECK, SYNC_EMAIL, VOICE_NOTIFICATION};
+pub use retry::{RetrySpan, DEFAULT_RETRY_SPAN};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +23,9 @@ use tracing::Instrument as _;
 
 use crate::context::RequestContext;
 use crate::metrics::{QueueLabels, QueueOutcomeLabels};
-use crate::queue::{backoff, Delivery, QueueError, Queues};
+use crate::queue::{Delivery, QueueError, Queues};
 use crate::state::AppState;
+use retry::{Next, RetryPolicy};
 
 /// Tuning of the worker.
 #[derive(Debug, Clone, clap::Args)]
@@ -41,6 +45,20 @@ pub struct WorkerArgs {
     /// Longest retry delay.
     #[arg(long, env = "QUEUE_RETRY_MAX_MS", default_value_t = 60_000)]
     pub retry_max_ms: u64,
+    /// The outage a queue's jobs ride out, as QUEUE=SPAN: a failed job is
+    /// dead-lettered only once it has used its queue's retries and has been
+    /// failing for SPAN since its first failure; until then it is retried
+    /// with the same capped, jittered backoff. SPAN is seconds or e.g.
+    /// `90s`, `2m`, `500ms`; `0` lets the count alone decide. Repeat the
+    /// flag, or separate entries with commas (`lead-processing=30,email-sync=60`).
+    /// Queues not named: 30 s (the contract's `retry-span`).
+    #[arg(
+        long = "job-retry-span",
+        env = "JOB_RETRY_SPANS",
+        value_name = "QUEUE=SPAN",
+        value_delimiter = ','
+    )]
+    pub retry_spans: Vec<RetrySpan>,
     /// Where security alerts are mailed (through Graph); no alert mails without it.
     #[arg(long, env = "ALERT_EMAIL")]
     pub alert_email: Option<String>,
@@ -54,7 +72,20 @@ impl Default for WorkerArgs {
             reclaim_idle_ms: 30_000,
             retry_base_ms: 500,
             retry_max_ms: 60_000,
+            retry_spans: Vec::new(),
             alert_email: None,
+        }
+    }
+}
+
+impl WorkerArgs {
+    /// When failed jobs are retried and when dead-lettered (see `retry.rs`).
+    fn retry_policy(&self) -> RetryPolicy<'_> {
+        RetryPolicy {
+            base: Duration::from_millis(self.retry_base_ms),
+            cap: Duration::from_millis(self.retry_max_ms),
+            spans: &self.retry_spans,
+            by_count: crate::defects::active("job-retries-by-count"),
         }
     }
 }
@@ -287,33 +318,42 @@ async fn settle_outcome(
             );
             queues.discard(delivery).await
         }
-        Err(error) if job.attempt < job.queue.max_retries() => {
-            let delay = backoff(
-                job.attempt + 1,
-                Duration::from_millis(args.retry_base_ms),
-                Duration::from_millis(args.retry_max_ms),
-                &mut rand::rngs::StdRng::from_entropy(),
-            );
+        Err(error) => {
+            let now = chrono::Utc::now();
+            let policy = args.retry_policy();
             // With its causes: the job's `lastError` must say why it failed.
             let error = crate::error::chain(&error);
-            tracing::warn!(error, ?delay, "job failed; will retry");
-            state
-                .metrics
-                .queue_processed
-                .get_or_create(&label("retried"))
-                .inc();
-            queues.retry_later(delivery, &error, delay, now_ms()).await
-        }
-        Err(error) => {
-            let error = crate::error::chain(&error);
-            tracing::error!(error, "job failed for the last time; dead-lettered");
-            crate::telemetry::dead_letter(&error);
-            state
-                .metrics
-                .queue_processed
-                .get_or_create(&label("dead_lettered"))
-                .inc();
-            queues.dead_letter(delivery, &error).await
+            match policy.next(job, now, &mut rand::rngs::StdRng::from_entropy()) {
+                Next::Retry(delay) => {
+                    tracing::warn!(
+                        error,
+                        ?delay,
+                        failing_for = ?job.failing_for(now),
+                        "job failed; will retry"
+                    );
+                    state
+                        .metrics
+                        .queue_processed
+                        .get_or_create(&label("retried"))
+                        .inc();
+                    queues.retry_later(delivery, &error, delay, now).await
+                }
+                Next::DeadLetter => {
+                    tracing::error!(
+                        error,
+                        failing_for = ?job.failing_for(now),
+                        retry_span = ?policy.span(job.queue),
+                        "job failed for the last time (its retries used, its retry span over); dead-lettered"
+                    );
+                    crate::telemetry::dead_letter(&error);
+                    state
+                        .metrics
+                        .queue_processed
+                        .get_or_create(&label("dead_lettered"))
+                        .inc();
+                    queues.dead_letter(delivery, &error).await
+                }
+            }
         }
     };
     if let Err(e) = settled {

@@ -170,3 +170,44 @@ fn the_default_build_refuses_deliberate_defects() {
         "{err}"
     );
 }
+
+#[test]
+fn a_malformed_job_retry_span_is_refused_at_start_naming_the_entry() {
+    // Refused before anything is connected to: the database is never asked.
+    let base = [
+        "worker",
+        "--database-url",
+        "postgres://nobody@127.0.0.1:1/x",
+        "--token-secret",
+        "s",
+    ];
+    let flag = tekup_service(&[&base[..], &["--job-retry-span", "lead-processing=soon"]].concat());
+    assert_eq!(flag.status.code(), Some(2), "{}", stderr(&flag));
+    let err = stderr(&flag);
+    assert!(
+        err.contains("`lead-processing=soon`: `soon` is not a span"),
+        "{err}"
+    );
+
+    let env = Command::new(env!("CARGO_BIN_EXE_tekup-service"))
+        .args(base)
+        .env("JOB_RETRY_SPANS", "lead-processing=30,emails=60")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(env.status.code(), Some(2), "{}", stderr(&env));
+    let err = stderr(&env);
+    assert!(
+        err.contains("`emails=60`: `emails` is not a queue; the queues are lead-processing,"),
+        "{err}"
+    );
+
+    let help = tekup_service(&["worker", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    for words in [
+        "--job-retry-span <QUEUE=SPAN>",
+        "JOB_RETRY_SPANS",
+        "failing for SPAN since its first failure",
+    ] {
+        assert!(help.contains(words), "`{words}` missing from:\n{help}");
+    }
+}

@@ -17,6 +17,7 @@ use tekup_services::config::Upstreams;
 use tekup_services::events::{routes_for, ALL_APPS, EVENT_TYPES};
 use tekup_services::external::ExternalApis;
 use tekup_services::queue::{QueueName, QueuePriority};
+use tekup_services::worker::DEFAULT_RETRY_SPAN;
 use tekup_services::AppState;
 use tekup_services::ServiceName::{self, CrmApi, FlowApi, Gateway, SecurePlatform, Worker};
 use tokio::net::TcpListener;
@@ -75,6 +76,13 @@ fn the_queues_are_the_contracts() {
         assert_eq!(
             spec["max-retries"].as_u64(),
             Some(u64::from(q.max_retries())),
+            "{}",
+            q.as_str()
+        );
+        // The outage a job rides out: the worker's span when it is given none.
+        assert_eq!(
+            spec["retry-span"].as_str(),
+            Some(format!("{}s", DEFAULT_RETRY_SPAN.as_secs()).as_str()),
             "{}",
             q.as_str()
         );

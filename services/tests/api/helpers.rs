@@ -16,9 +16,9 @@ use tekup_services::config::Upstreams;
 use tekup_services::events::EventBus;
 use tekup_services::external::ExternalApis;
 use tekup_services::gateway::{Gateway, GatewayArgs};
-use tekup_services::queue::Queues;
+use tekup_services::queue::{QueueName, Queues};
 use tekup_services::tenants::{self, SeedFile};
-use tekup_services::worker::WorkerArgs;
+use tekup_services::worker::{RetrySpan, WorkerArgs};
 use tekup_services::{db, AppState, ServiceName};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -101,6 +101,14 @@ fn fast_worker() -> WorkerArgs {
         reclaim_idle_ms: 500,
         retry_base_ms: 20,
         retry_max_ms: 200,
+        // The count alone decides, so a job that keeps failing reaches the
+        // dead letters within a test rather than after 30 s.
+        retry_spans: QueueName::ALL
+            .map(|queue| RetrySpan {
+                queue,
+                span: std::time::Duration::ZERO,
+            })
+            .to_vec(),
         alert_email: Some("security@acme.test".into()),
     }
 }

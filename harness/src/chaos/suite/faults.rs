@@ -18,21 +18,67 @@ pub struct Timeline {
     started: Option<Instant>,
     /// Seconds since the suite started, and what happened.
     pub entries: Vec<(f64, String)>,
+    /// When the fault began (the component killed or frozen, the link cut,
+    /// the mock failing), in seconds since the suite started.
+    pub fault_began: Option<f64>,
+    /// When it was healed (the component ready again, the link up, the mock
+    /// healthy), in seconds since the suite started.
+    pub fault_healed: Option<f64>,
 }
 
 impl Timeline {
     pub(super) fn start() -> Timeline {
         Timeline {
             started: Some(Instant::now()),
-            entries: Vec::new(),
+            ..Timeline::default()
         }
     }
 
+    fn now(&self) -> f64 {
+        self.started.map_or(0.0, |s| s.elapsed().as_secs_f64())
+    }
+
     pub(super) fn note(&mut self, what: impl Into<String>) {
-        let at = self.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let at = self.now();
         self.entries.push((at, what.into()));
     }
+
+    /// Marks the start of the fault (the first mark counts: a fault of
+    /// several phases began with the first).
+    fn began(&mut self) {
+        if self.fault_began.is_none() {
+            self.fault_began = Some(self.now());
+        }
+    }
+
+    /// Marks the end of the fault.
+    fn healed(&mut self) {
+        self.fault_healed = Some(self.now());
+    }
+
+    /// How long the fault lasted, from its start to its heal: the outage
+    /// the platform had to ride out. `None` until it has healed.
+    pub fn outage(&self) -> Option<Duration> {
+        let (began, healed) = (self.fault_began?, self.fault_healed?);
+        Some(Duration::from_secs_f64((healed - began).max(0.0)))
+    }
 }
+
+/// How long `suite` holds its fault where a plan holds the others' for
+/// `usual`. `postgres-restarted`: 10 s in every plan, past what the
+/// retries' count alone rides out (lead processing's three retries take
+/// at most 0.5 + 1 + 2 s) and well inside the contract's `retry-span`
+/// (30 s): the jobs the outage finds must all be retried, none
+/// dead-lettered ([`crate::invariants::Finding::DeadLettered`]).
+pub(super) fn hold(suite: SuiteName, usual: Duration) -> Duration {
+    match suite {
+        SuiteName::PostgresRestarted => POSTGRES_OUTAGE,
+        _ => usual,
+    }
+}
+
+/// How long `postgres-restarted` keeps Postgres down (see [`hold`]).
+const POSTGRES_OUTAGE: Duration = Duration::from_secs(10);
 
 /// Holds a fault for `hold`, then, with an alert to watch, until it fires.
 async fn held(hold: Duration, alert: &mut Option<&mut AlertWatch>, timeline: &mut Timeline) {
@@ -43,7 +89,8 @@ async fn held(hold: Duration, alert: &mut Option<&mut AlertWatch>, timeline: &mu
 }
 
 /// Injects the suite's fault, holds it for the plan's `hold` (per phase;
-/// with `alert`, also until that alert fires), and heals.
+/// with `alert`, also until that alert fires), and heals; the timeline
+/// marks when the fault began and healed ([`Timeline::outage`]).
 pub(super) async fn inject(
     eco: &Ecosystem,
     suite: SuiteName,
@@ -60,20 +107,50 @@ pub(super) async fn inject(
         cause: error_chain(e),
     };
     match suite {
-        SuiteName::RedisKilled | SuiteName::PostgresRestarted => {
-            let name = if suite == SuiteName::RedisKilled {
-                "redis"
-            } else {
-                "postgres"
-            };
-            let component = eco.component(name).map_err(|e| fault("find", &e))?;
+        SuiteName::RedisKilled => {
+            let component = eco.component("redis").map_err(|e| fault("find", &e))?;
             component.kill().await.map_err(|e| fault("kill", &e))?;
-            timeline.note(format!("{name} killed"));
+            timeline.began();
+            timeline.note("redis killed");
             held(hold, &mut alert, timeline).await;
             let took = component
                 .restart()
                 .await
                 .map_err(|e| fault("restart", &e))?;
+            timeline.healed();
+            timeline.note(format!(
+                "redis restarted (ready in {:.1} s)",
+                took.as_secs_f64()
+            ));
+        }
+        SuiteName::PostgresRestarted => {
+            let name = "postgres";
+            let component = eco.component(name).map_err(|e| fault("find", &e))?;
+            // The worker's calls to the CRM slowed until it holds jobs, so
+            // that the outage finds jobs in its hands, however fast the
+            // machine: they fail while Postgres is down, and must ride the
+            // outage out (retried, not dead-lettered: the contract's
+            // `retry-span`).
+            let link = eco
+                .link("worker", "crm-api")
+                .map_err(|e| fault("find the link", &e))?;
+            link.add(Toxic::latency(WORKER_CRM_LATENCY, Duration::ZERO))
+                .map_err(|e| fault("slow worker->crm-api", &e))?;
+            let held_jobs = waits::jobs_held(eco, &mut sent).await;
+            component.kill().await.map_err(|e| fault("kill", &e))?;
+            timeline.began();
+            link.reset()
+                .map_err(|e| fault("heal worker->crm-api", &e))?;
+            timeline.note(match held_jobs {
+                Ok(n) => format!("{name} killed while the worker held {n} lead-processing job(s)"),
+                Err(e) => format!("{name} killed; whether the worker held jobs is unknown: {e}"),
+            });
+            held(hold, &mut alert, timeline).await;
+            let took = component
+                .restart()
+                .await
+                .map_err(|e| fault("restart", &e))?;
+            timeline.healed();
             timeline.note(format!(
                 "{name} restarted (ready in {:.1} s)",
                 took.as_secs_f64()
@@ -110,6 +187,7 @@ pub(super) async fn inject(
                 mock.add_fault(&http, &spec)
                     .await
                     .map_err(|e| failed(format!("set the fault {spec:?}"), e))?;
+                timeline.began();
                 timeline.note(format!("{FLAKY_MOCK} answers {label}"));
                 tokio::time::sleep(hold).await;
             }
@@ -130,16 +208,19 @@ pub(super) async fn inject(
             mock.clear_faults(&http)
                 .await
                 .map_err(|e| failed("clear the faults".into(), e))?;
+            timeline.healed();
             timeline.note(format!("{FLAKY_MOCK} healthy again"));
         }
         SuiteName::CrmPaused => {
             let crm = eco.component("crm-api").map_err(|e| fault("find", &e))?;
             crm.pause().await.map_err(|e| fault("pause crm-api", &e))?;
+            timeline.began();
             timeline.note("crm-api paused");
             held(hold, &mut alert, timeline).await;
             crm.resume()
                 .await
                 .map_err(|e| fault("resume crm-api", &e))?;
+            timeline.healed();
             timeline.note("crm-api resumed");
         }
         SuiteName::WorkerKilled => {
@@ -157,6 +238,7 @@ pub(super) async fn inject(
                 .kill()
                 .await
                 .map_err(|e| fault("kill the worker", &e))?;
+            timeline.began();
             timeline.note(match held_jobs {
                 Ok(n) => format!("worker killed holding {n} lead-processing job(s)"),
                 Err(e) => format!("worker killed; whether it held jobs is unknown: {e}"),
@@ -181,6 +263,7 @@ pub(super) async fn inject(
                 .map_err(|e| fault("hold flow-api->redis", &e))?;
             let stored = waits::stored_unanswered(stage.actors, stage.ledger, &mut sent).await;
             flow.kill().await.map_err(|e| fault("kill flow-api", &e))?;
+            timeline.began();
             // Cutting the link drops what the proxy held for the dead
             // process: its last jobs never reach the queue. The toxic goes
             // only once every connection it held is closed, or what they
@@ -214,6 +297,7 @@ pub(super) async fn inject(
                 .map_err(|e| fault("slow worker->crm-api", &e))?;
             let held_jobs = waits::jobs_held(eco, &mut sent).await;
             crm.kill().await.map_err(|e| fault("kill crm-api", &e))?;
+            timeline.began();
             link.reset()
                 .map_err(|e| fault("heal worker->crm-api", &e))?;
             timeline.note(match held_jobs {
@@ -235,10 +319,12 @@ pub(super) async fn inject(
                 Err(e) => format!("restarting anyway: {e}"),
             });
             held(Duration::ZERO, &mut alert, timeline).await;
+            timeline.began();
             let took = gateway
                 .restart_gracefully()
                 .await
                 .map_err(|e| fault("restart the gateway", &e))?;
+            timeline.healed();
             timeline.note(format!(
                 "gateway stopped (SIGTERM) and started again (ready in {:.1} s)",
                 took.as_secs_f64()
@@ -250,12 +336,17 @@ pub(super) async fn inject(
                 .map_err(|e| fault("find the link", &e))?;
             link.disable()
                 .map_err(|e| fault("cut gateway->redis", &e))?;
+            timeline.began();
             timeline.note("gateway->redis partitioned (down)");
             held(hold, &mut alert, timeline).await;
             link.enable()
                 .map_err(|e| fault("heal gateway->redis", &e))?;
+            timeline.healed();
             timeline.note("gateway->redis healed");
         }
+    }
+    if let Some(outage) = timeline.outage() {
+        timeline.note(format!("the fault lasted {:.1} s", outage.as_secs_f64()));
     }
     Ok(())
 }
@@ -304,9 +395,9 @@ pub(super) async fn restore(eco: &Ecosystem, suite: SuiteName) -> Vec<String> {
     problems
 }
 
-/// The delay `worker-killed` and `crm-api-killed` put on each of the
-/// worker's CRM calls while they wait for jobs held (a job makes two or
-/// three).
+/// The delay `worker-killed`, `crm-api-killed` and `postgres-restarted`
+/// put on each of the worker's CRM calls while they wait for jobs held (a
+/// job makes two or three).
 const WORKER_CRM_LATENCY: Duration = Duration::from_millis(200);
 
 /// Starts a killed component again and notes when it was ready.
@@ -315,6 +406,7 @@ async fn start_again(
     timeline: &mut Timeline,
 ) -> Result<(), crate::env::EnvError> {
     let took = component.restart().await?;
+    timeline.healed();
     timeline.note(format!(
         "{} started again (ready in {:.1} s)",
         component.name(),

@@ -59,6 +59,9 @@
 //! worker's calls arriving) and `gateway-restarted` (subscribers that
 //! resume from their last event: nothing missed, nothing twice).
 //! [`Plan::full`] is that size; [`Plan::bounded`] is the size CI runs.
+//! A job dead-lettered during a fault shorter than its queue's contract
+//! `retry-span` is a finding ([`crate::invariants::Finding::DeadLettered`]):
+//! `postgres-restarted` holds Postgres down 10 s in both to show none is.
 
 mod alert;
 mod check;
@@ -257,7 +260,7 @@ pub struct Plan {
 
 impl Plan {
     /// The size: 1,000 leads at 50/s, the fault after 30 % for 5 s
-    /// (a phase), recovery within 60 s.
+    /// (a phase; `postgres-restarted` 10 s), recovery within 60 s.
     pub fn full(suite: SuiteName) -> Plan {
         Plan {
             load: Load {
@@ -268,7 +271,7 @@ impl Plan {
             },
             tenants: 4,
             fault_at: 0.3,
-            hold: Duration::from_secs(5),
+            hold: faults::hold(suite, Duration::from_secs(5)),
             grace: GRACE,
             mock_failure_ratio: 0.5,
             recovery: Duration::from_secs(60),
@@ -277,7 +280,9 @@ impl Plan {
     }
 
     /// What CI runs: 300 leads at 40/s, the fault after 20 % for 2 s (a
-    /// phase), so the load goes on for a few seconds after the last heal.
+    /// phase), so the load goes on for a few seconds after the last heal
+    /// (`postgres-restarted` 10 s: the trickle after the load meets the
+    /// healed platform).
     pub fn bounded(suite: SuiteName) -> Plan {
         Plan {
             load: Load {
@@ -288,7 +293,7 @@ impl Plan {
             },
             tenants: 3,
             fault_at: 0.2,
-            hold: Duration::from_secs(2),
+            hold: faults::hold(suite, Duration::from_secs(2)),
             grace: GRACE,
             mock_failure_ratio: 0.5,
             recovery: Duration::from_secs(60),
@@ -589,6 +594,7 @@ pub async fn run(
             Some(JobsAccepted {
                 before: &before,
                 accepted: &jobs,
+                outage: timeline.outage(),
             }),
             plan.recovery.saturating_sub(first.waited),
         )

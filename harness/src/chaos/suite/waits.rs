@@ -39,7 +39,8 @@ where
     }
 }
 
-/// The queue whose jobs `worker-killed` and `crm-api-killed` want held.
+/// The queue whose jobs `worker-killed`, `crm-api-killed` and
+/// `postgres-restarted` want held.
 const HELD_QUEUE: &str = "lead-processing";
 
 /// Waits until the worker holds lead-processing jobs (delivered, not yet
