@@ -37,10 +37,20 @@ struct Entries {
     /// Requests given up on after a refusal.
     refused: u64,
     unanswered: u64,
-    /// Every refused or unanswered attempt, by phase and status.
-    refusals: Refusals,
+    /// Every refused or unanswered attempt, in the order they came.
+    attempts: Vec<RefusedAttempt>,
     jobs: BTreeMap<String, u64>,
     clock: Clock,
+}
+
+/// A refused or unanswered attempt, as it happened; its phase is known
+/// once the fault's window is ([`Ledger::fault_window`]).
+#[derive(Debug, Clone, Copy)]
+struct RefusedAttempt {
+    sent: Instant,
+    answered: Instant,
+    status: Option<u16>,
+    retry_after: bool,
 }
 
 /// When the fault began and healed, and the grace after the heal.
@@ -133,44 +143,32 @@ impl Ledger {
         entries.retried += 1;
     }
 
-    /// The fault begins now: later refusals are of [`Phase::During`].
-    pub fn fault_began(&self) {
-        let mut entries = self.lock();
-        entries.clock.began.get_or_insert_with(Instant::now);
+    /// The fault lasted from `began` to `healed` (`None`: it has not
+    /// healed); requests sent `grace` after the heal must be accepted
+    /// ([`Phase::After`]). Until this is said, every refusal counts as
+    /// [`Phase::Before`].
+    pub fn fault_window(&self, began: Instant, healed: Option<Instant>, grace: Duration) {
+        self.lock().clock = Clock {
+            began: Some(began),
+            healed,
+            grace,
+        };
     }
 
-    /// The fault healed now; requests sent after `grace` more must be
-    /// accepted ([`Phase::After`]).
-    pub fn fault_healed(&self, grace: Duration) {
-        let mut entries = self.lock();
-        entries.clock.began.get_or_insert_with(Instant::now);
-        entries.clock.healed = Some(Instant::now());
-        entries.clock.grace = grace;
+    /// Records an attempt sent at `sent` and refused now with `status`
+    /// (with `retry_after` seconds, if it said), or with no answer
+    /// (`None`).
+    pub fn attempt_refused(&self, sent: Instant, status: Option<u16>, retry_after: Option<u64>) {
+        self.record(RefusedAttempt {
+            sent,
+            answered: Instant::now(),
+            status,
+            retry_after: retry_after.is_some(),
+        });
     }
 
-    /// Records an attempt sent at `sent` and refused with `status` (with
-    /// `retry_after` seconds, if it said), or with no answer (`None`).
-    /// Returns the phase it fell in.
-    pub fn attempt_refused(
-        &self,
-        sent: Instant,
-        status: Option<u16>,
-        retry_after: Option<u64>,
-    ) -> Phase {
-        let answered = Instant::now();
-        let mut entries = self.lock();
-        let clock = entries.clock;
-        let phase = clock.phase(sent, answered);
-        let entry = entries.refusals.entry((phase, status)).or_default();
-        entry.count += 1;
-        if status.is_some() && retry_after.is_none() {
-            entry.without_retry_after += 1;
-        }
-        if let Some(healed) = clock.healed {
-            let after = sent.saturating_duration_since(healed).as_secs_f64();
-            entry.latest_after_heal = entry.latest_after_heal.max(after);
-        }
-        phase
+    fn record(&self, attempt: RefusedAttempt) {
+        self.lock().attempts.push(attempt);
     }
 
     /// Records a request given up on after a refusal.
@@ -180,7 +178,22 @@ impl Ledger {
 
     /// Every refused or unanswered attempt so far, by phase and status.
     pub fn refusals(&self) -> Refusals {
-        self.lock().refusals.clone()
+        let entries = self.lock();
+        let clock = entries.clock;
+        let mut refusals = Refusals::new();
+        for attempt in &entries.attempts {
+            let phase = clock.phase(attempt.sent, attempt.answered);
+            let entry = refusals.entry((phase, attempt.status)).or_default();
+            entry.count += 1;
+            if attempt.status.is_some() && !attempt.retry_after {
+                entry.without_retry_after += 1;
+            }
+            if let Some(healed) = clock.healed {
+                let after = attempt.sent.saturating_duration_since(healed).as_secs_f64();
+                entry.latest_after_heal = entry.latest_after_heal.max(after);
+            }
+        }
+        refusals
     }
 
     /// Records a lead request that got no answer (its attempt is recorded
@@ -373,19 +386,25 @@ mod tests {
 
     #[test]
     fn refusals_are_counted_by_phase_and_status_with_their_retry_after() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         let ledger = Ledger::new();
-        let sent = Instant::now();
-        assert_eq!(
-            ledger.attempt_refused(sent, Some(429), Some(1)),
-            Phase::Before
-        );
-        ledger.fault_began();
-        ledger.attempt_refused(Instant::now(), Some(503), Some(2));
-        ledger.attempt_refused(Instant::now(), Some(503), None);
-        ledger.attempt_refused(Instant::now(), None, None);
-        ledger.fault_healed(Duration::ZERO);
-        let late = ledger.attempt_refused(Instant::now(), Some(503), Some(1));
-        assert_eq!(late, Phase::After);
+        let attempt = |sent: u64, status: Option<u16>, retry_after: bool| {
+            ledger.record(RefusedAttempt {
+                sent: at(sent),
+                answered: at(sent + 5),
+                status,
+                retry_after,
+            });
+        };
+        attempt(0, Some(429), true);
+        attempt(100, Some(503), true);
+        attempt(200, Some(503), false);
+        attempt(300, None, false);
+        attempt(1_000, Some(503), true);
+        // Until the window is known, everything is before the fault.
+        assert_eq!(ledger.refusals()[&(Phase::Before, Some(503))].count, 3);
+        ledger.fault_window(at(50), Some(at(500)), Duration::ZERO);
         let refusals = ledger.refusals();
         let during = refusals[&(Phase::During, Some(503))];
         assert_eq!((during.count, during.without_retry_after), (2, 1));

@@ -44,7 +44,9 @@ impl Timeline {
     }
 
     /// Marks the start of the fault (the first mark counts: a fault of
-    /// several phases began with the first).
+    /// several phases began with the first). Marked just before the fault
+    /// is done, not after: a request the kill cuts off is cut off by the
+    /// fault, whenever the kill returns.
     fn began(&mut self) {
         if self.fault_began.is_none() {
             self.fault_began = Some(self.now());
@@ -54,6 +56,11 @@ impl Timeline {
     /// Marks the end of the fault.
     fn healed(&mut self) {
         self.fault_healed = Some(self.now());
+    }
+
+    /// The instant `secs` (one of the marks above) stands for.
+    pub(super) fn instant(&self, secs: Option<f64>) -> Option<Instant> {
+        Some(self.started? + Duration::from_secs_f64(secs?.max(0.0)))
     }
 
     /// How long the fault lasted, from its start to its heal: the outage
@@ -109,8 +116,8 @@ pub(super) async fn inject(
     match suite {
         SuiteName::RedisKilled => {
             let component = eco.component("redis").map_err(|e| fault("find", &e))?;
-            component.kill().await.map_err(|e| fault("kill", &e))?;
             timeline.began();
+            component.kill().await.map_err(|e| fault("kill", &e))?;
             timeline.note("redis killed");
             held(hold, &mut alert, timeline).await;
             let took = component
@@ -137,8 +144,8 @@ pub(super) async fn inject(
             link.add(Toxic::latency(WORKER_CRM_LATENCY, Duration::ZERO))
                 .map_err(|e| fault("slow worker->crm-api", &e))?;
             let held_jobs = waits::jobs_held(eco, &mut sent).await;
-            component.kill().await.map_err(|e| fault("kill", &e))?;
             timeline.began();
+            component.kill().await.map_err(|e| fault("kill", &e))?;
             link.reset()
                 .map_err(|e| fault("heal worker->crm-api", &e))?;
             timeline.note(match held_jobs {
@@ -184,10 +191,10 @@ pub(super) async fn inject(
                 mock.clear_faults(&http)
                     .await
                     .map_err(|e| failed("clear the faults".into(), e))?;
+                timeline.began();
                 mock.add_fault(&http, &spec)
                     .await
                     .map_err(|e| failed(format!("set the fault {spec:?}"), e))?;
-                timeline.began();
                 timeline.note(format!("{FLAKY_MOCK} answers {label}"));
                 tokio::time::sleep(hold).await;
             }
@@ -213,8 +220,8 @@ pub(super) async fn inject(
         }
         SuiteName::CrmPaused => {
             let crm = eco.component("crm-api").map_err(|e| fault("find", &e))?;
-            crm.pause().await.map_err(|e| fault("pause crm-api", &e))?;
             timeline.began();
+            crm.pause().await.map_err(|e| fault("pause crm-api", &e))?;
             timeline.note("crm-api paused");
             held(hold, &mut alert, timeline).await;
             crm.resume()
@@ -234,11 +241,11 @@ pub(super) async fn inject(
             link.add(Toxic::latency(WORKER_CRM_LATENCY, Duration::ZERO))
                 .map_err(|e| fault("slow worker->crm-api", &e))?;
             let held_jobs = waits::jobs_held(eco, &mut sent).await;
+            timeline.began();
             worker
                 .kill()
                 .await
                 .map_err(|e| fault("kill the worker", &e))?;
-            timeline.began();
             timeline.note(match held_jobs {
                 Ok(n) => format!("worker killed holding {n} lead-processing job(s)"),
                 Err(e) => format!("worker killed; whether it held jobs is unknown: {e}"),
@@ -262,8 +269,8 @@ pub(super) async fn inject(
             link.add(Toxic::timeout(Duration::ZERO).upstream())
                 .map_err(|e| fault("hold flow-api->redis", &e))?;
             let stored = waits::stored_unanswered(stage.actors, stage.ledger, &mut sent).await;
-            flow.kill().await.map_err(|e| fault("kill flow-api", &e))?;
             timeline.began();
+            flow.kill().await.map_err(|e| fault("kill flow-api", &e))?;
             // Cutting the link drops what the proxy held for the dead
             // process: its last jobs never reach the queue. The toxic goes
             // only once every connection it held is closed, or what they
@@ -296,8 +303,8 @@ pub(super) async fn inject(
             link.add(Toxic::latency(WORKER_CRM_LATENCY, Duration::ZERO).upstream())
                 .map_err(|e| fault("slow worker->crm-api", &e))?;
             let held_jobs = waits::jobs_held(eco, &mut sent).await;
-            crm.kill().await.map_err(|e| fault("kill crm-api", &e))?;
             timeline.began();
+            crm.kill().await.map_err(|e| fault("kill crm-api", &e))?;
             link.reset()
                 .map_err(|e| fault("heal worker->crm-api", &e))?;
             timeline.note(match held_jobs {
@@ -334,9 +341,9 @@ pub(super) async fn inject(
             let link = eco
                 .link("gateway", "redis")
                 .map_err(|e| fault("find the link", &e))?;
+            timeline.began();
             link.disable()
                 .map_err(|e| fault("cut gateway->redis", &e))?;
-            timeline.began();
             timeline.note("gateway->redis partitioned (down)");
             held(hold, &mut alert, timeline).await;
             link.enable()

@@ -519,7 +519,7 @@ pub async fn run(
     if let Some(alert) = &mut alert {
         alert.fault_began();
     }
-    ledger.fault_began();
+    let injecting = Instant::now();
     let injected = faults::inject(
         eco,
         suite,
@@ -530,7 +530,18 @@ pub async fn run(
         alert.as_mut(),
     )
     .await;
-    ledger.fault_healed(plan.grace);
+    // The refusals' phases by the fault's own marks (the kill, the
+    // restart ready), not by when the injection started and returned: it
+    // may wait for the platform to be mid-work first.
+    ledger.fault_window(
+        timeline.instant(timeline.fault_began).unwrap_or(injecting),
+        Some(
+            timeline
+                .instant(timeline.fault_healed)
+                .unwrap_or_else(Instant::now),
+        ),
+        plan.grace,
+    );
     if let Some(alert) = &mut alert {
         alert.healed();
     }
