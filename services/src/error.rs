@@ -146,17 +146,31 @@ pub fn redis_unavailable(error: &redis::RedisError) -> bool {
         )
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(error: sqlx::Error) -> Self {
-        if database_unavailable(&error) && !crate::defects::active("outage-500") {
-            Self::unavailable(
-                "postgres",
-                "the database is unavailable; retry later",
-                chain(&error),
-            )
+impl ApiError {
+    /// A dependency's error: a 503 naming `dependency` when `down` (the
+    /// dependency is out, not the request wrong), else a bug (500). The
+    /// deliberate defect `outage-500` takes every such error for a bug.
+    fn outage_or_bug<E>(down: bool, dependency: &str, message: &str, error: E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        if down && !crate::defects::active("outage-500") {
+            Self::unavailable(dependency, message, chain(&error))
         } else {
             Self::Internal(error.into())
         }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        let down = database_unavailable(&error);
+        Self::outage_or_bug(
+            down,
+            "postgres",
+            "the database is unavailable; retry later",
+            error,
+        )
     }
 }
 
@@ -168,32 +182,24 @@ impl From<crate::queue::QueueError> for ApiError {
             QueueError::Timeout(_) => true,
             QueueError::Codec(_) => false,
         };
-        if down && !crate::defects::active("outage-500") {
-            Self::unavailable(
-                "redis",
-                "the queues are unavailable; retry later",
-                chain(&error),
-            )
-        } else {
-            Self::Internal(error.into())
-        }
+        Self::outage_or_bug(
+            down,
+            "redis",
+            "the queues are unavailable; retry later",
+            error,
+        )
     }
 }
 
 impl From<crate::events::EventError> for ApiError {
     fn from(error: crate::events::EventError) -> Self {
-        match &error {
-            crate::events::EventError::Redis(e)
-                if redis_unavailable(e) && !crate::defects::active("outage-500") =>
-            {
-                Self::unavailable(
-                    "redis",
-                    "the event bus is unavailable; retry later",
-                    chain(&error),
-                )
-            }
-            _ => Self::Internal(error.into()),
-        }
+        let down = matches!(&error, crate::events::EventError::Redis(e) if redis_unavailable(e));
+        Self::outage_or_bug(
+            down,
+            "redis",
+            "the event bus is unavailable; retry later",
+            error,
+        )
     }
 }
 
@@ -201,12 +207,11 @@ impl From<crate::resilience::BreakerOpen> for ApiError {
     /// The breaker knows when it will let calls through again; until then
     /// a retry is refused at once.
     fn from(open: crate::resilience::BreakerOpen) -> Self {
-        let retry_after = open.retry_in.max(Duration::from_secs(1));
         Self::Unavailable(Unavailable {
             dependency: open.target.clone(),
             message: format!("{} is unavailable; retry later", open.target),
             cause: open.to_string(),
-            retry_after,
+            retry_after: open.retry_in,
         })
     }
 }
@@ -276,9 +281,9 @@ impl IntoResponse for ApiError {
 }
 
 /// `Retry-After` is whole seconds; rounded up, and at least 1 (0 would
-/// invite a client to hammer).
+/// invite a client to hammer; a half-open breaker's wait is 0).
 fn whole_seconds(d: Duration) -> u64 {
-    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+    crate::resilience::seconds_rounded_up(d).max(1)
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -532,9 +532,7 @@ async fn breaker_states(
             BreakerEntry {
                 target: breaker.target().to_owned(),
                 state: status.state.as_str(),
-                retry_in_secs: status
-                    .retry_in
-                    .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)),
+                retry_in_secs: status.retry_in.map(crate::resilience::seconds_rounded_up),
             }
         })
         .collect();

@@ -40,38 +40,8 @@ async fn a_failing_stripe_fires_the_breaker_alert_which_resolves_after_the_heal(
     let started = SystemTime::now();
     let prometheus = eco.prometheus().expect("asked for, so running");
     let platform = Platform::from_ecosystem(&eco).expect("platform");
-    let tenant = platform.create_tenant("alerts").await.expect("tenant");
-    let crm = platform.client(&tenant, "crm-web");
-    let mut deals = Vec::new();
-    for i in 0..2 {
-        let deal = crm
-            .post(
-                "crm-api",
-                "/deals",
-                &json!({ "title": format!("Deal {i}"), "amount": 1000, "currency": "eur" }),
-            )
-            .await
-            .expect("create a deal");
-        assert_eq!(deal.status, 201, "{:?}", deal.body);
-        deals.push(deal.body["id"].as_str().expect("id").to_owned());
-    }
-    let http = platform.http().clone();
-    let stripe = eco.mock("stripe").expect("stripe mock");
-    stripe
-        .add_fault(
-            &http,
-            &tekup_mocks::Fault::status(500).on_path("/v1/customers"),
-        )
-        .await
-        .expect("fault added");
-    // Two calls: five failed attempts to Stripe open the breaker.
-    for deal in &deals {
-        let won = crm
-            .post("crm-api", &format!("/deals/{deal}/won"), &json!({}))
-            .await
-            .expect("answered");
-        assert_eq!(won.status, 502, "{:?}", won.body);
-    }
+    let (crm, deals) =
+        super::breakers::open_crm_breaker_for_stripe(&eco, &platform, "alerts").await;
     let firing = prometheus
         .wait_for(
             "CircuitBreakerOpen firing for crm-api -> stripe",
@@ -92,7 +62,11 @@ async fn a_failing_stripe_fires_the_breaker_alert_which_resolves_after_the_heal(
 
     // Heal, then call: an open breaker closes only on traffic (after its
     // open window, probes go through), and the alert resolves with it.
-    stripe.clear_faults(&http).await.expect("faults cleared");
+    eco.mock("stripe")
+        .expect("stripe mock")
+        .clear_faults(platform.http())
+        .await
+        .expect("faults cleared");
     let deadline = tokio::time::Instant::now() + FIRES_WITHIN;
     loop {
         for deal in &deals {

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tekup_harness::env::{error_chain, Ecosystem, Runtime};
 use tekup_harness::invariants::breakers::GRACE_FACTOR;
 use tekup_harness::invariants::{watch_open_breakers, Finding};
-use tekup_harness::platform::Platform;
+use tekup_harness::platform::{Platform, TenantClient};
 
 /// The reference ecosystem on the process runtime, without link proxies,
 /// with `defects` on when given.
@@ -35,9 +35,14 @@ async fn start(defects: Option<&str>) -> Ecosystem {
 
 /// Fails Stripe's customer creation and wins two deals on crm-api: three
 /// attempts of the first and two of the second fail, and the fifth opens
-/// crm-api's breaker for Stripe. Nothing is sent after that.
-async fn open_crm_breaker_for_stripe(eco: &Ecosystem, platform: &Platform) {
-    let tenant = platform.create_tenant("breakers").await.expect("tenant");
+/// crm-api's breaker for Stripe. Nothing is sent after that. Returns the
+/// client and the deals, to win them again after the heal.
+pub(super) async fn open_crm_breaker_for_stripe(
+    eco: &Ecosystem,
+    platform: &Platform,
+    tenant_name: &str,
+) -> (TenantClient, Vec<String>) {
+    let tenant = platform.create_tenant(tenant_name).await.expect("tenant");
     let crm = platform.client(&tenant, "crm-web");
     let mut deals = Vec::new();
     for i in 0..2 {
@@ -68,6 +73,7 @@ async fn open_crm_breaker_for_stripe(eco: &Ecosystem, platform: &Platform) {
         assert_eq!(won.status, 502, "{:?}", won.body);
     }
     assert_eq!(customer_calls(eco, platform).await, 5);
+    (crm, deals)
 }
 
 /// How many customer creations reached the Stripe mock.
@@ -111,7 +117,7 @@ async fn gauge_line(platform: &Platform) -> String {
 async fn an_open_breaker_reads_half_open_once_the_stated_time_passed_without_traffic() {
     let eco = start(None).await;
     let platform = Platform::from_ecosystem(&eco).expect("platform");
-    open_crm_breaker_for_stripe(&eco, &platform).await;
+    open_crm_breaker_for_stripe(&eco, &platform, "breakers").await;
     let watch = watch_open_breakers(&eco, &platform)
         .await
         .expect("the file states an open time");
@@ -137,7 +143,7 @@ async fn an_open_breaker_reads_half_open_once_the_stated_time_passed_without_tra
 async fn a_breaker_gauge_that_does_not_follow_the_clock_is_caught() {
     let eco = start(Some("breaker-gauge-stale")).await;
     let platform = Platform::from_ecosystem(&eco).expect("platform");
-    open_crm_breaker_for_stripe(&eco, &platform).await;
+    open_crm_breaker_for_stripe(&eco, &platform, "breakers").await;
     let watch = watch_open_breakers(&eco, &platform)
         .await
         .expect("the file states an open time");

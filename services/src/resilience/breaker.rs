@@ -106,10 +106,16 @@ impl BreakerOpen {
         if self.state == BreakerState::HalfOpen {
             "it will be tried again when the probes answer".into()
         } else {
-            let secs = self.retry_in.as_secs() + u64::from(self.retry_in.subsec_nanos() > 0);
+            let secs = seconds_rounded_up(self.retry_in);
             format!("it will be tried again in {secs}s")
         }
     }
+}
+
+/// `d` in whole seconds, rounded up: a wait told to a client must not be
+/// shorter than the real one.
+pub fn seconds_rounded_up(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 #[derive(Debug)]

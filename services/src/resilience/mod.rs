@@ -25,7 +25,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 pub use breaker::{
-    BreakerConfig, BreakerOpen, BreakerState, BreakerStatus, CircuitBreaker, Permit,
+    seconds_rounded_up, BreakerConfig, BreakerOpen, BreakerState, BreakerStatus, CircuitBreaker,
+    Permit,
 };
 pub use retry::{parse_retry_after, Attempt, Idempotency, Jitter, RetryPolicy};
 

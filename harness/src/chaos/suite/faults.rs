@@ -120,15 +120,9 @@ pub(super) async fn inject(
             component.kill().await.map_err(|e| fault("kill", &e))?;
             timeline.note("redis killed");
             held(hold, &mut alert, timeline).await;
-            let took = component
-                .restart()
+            ready_again(component, "restarted", timeline)
                 .await
                 .map_err(|e| fault("restart", &e))?;
-            timeline.healed();
-            timeline.note(format!(
-                "redis restarted (ready in {:.1} s)",
-                took.as_secs_f64()
-            ));
         }
         SuiteName::PostgresRestarted => {
             let name = "postgres";
@@ -153,15 +147,9 @@ pub(super) async fn inject(
                 Err(e) => format!("{name} killed; whether the worker held jobs is unknown: {e}"),
             });
             held(hold, &mut alert, timeline).await;
-            let took = component
-                .restart()
+            ready_again(component, "restarted", timeline)
                 .await
                 .map_err(|e| fault("restart", &e))?;
-            timeline.healed();
-            timeline.note(format!(
-                "{name} restarted (ready in {:.1} s)",
-                took.as_secs_f64()
-            ));
         }
         SuiteName::MockFlaky => {
             let mock = flaky_mock(eco, suite)?;
@@ -253,7 +241,7 @@ pub(super) async fn inject(
             link.reset()
                 .map_err(|e| fault("heal worker->crm-api", &e))?;
             held(hold, &mut alert, timeline).await;
-            start_again(worker, timeline)
+            ready_again(worker, "started again", timeline)
                 .await
                 .map_err(|e| fault("restart the worker", &e))?;
         }
@@ -289,7 +277,7 @@ pub(super) async fn inject(
                 }
             });
             held(hold, &mut alert, timeline).await;
-            start_again(flow, timeline)
+            ready_again(flow, "started again", timeline)
                 .await
                 .map_err(|e| fault("restart flow-api", &e))?;
         }
@@ -314,7 +302,7 @@ pub(super) async fn inject(
                 }
             });
             held(hold, &mut alert, timeline).await;
-            start_again(crm, timeline)
+            ready_again(crm, "started again", timeline)
                 .await
                 .map_err(|e| fault("restart crm-api", &e))?;
         }
@@ -407,15 +395,17 @@ pub(super) async fn restore(eco: &Ecosystem, suite: SuiteName) -> Vec<String> {
 /// job makes two or three).
 const WORKER_CRM_LATENCY: Duration = Duration::from_millis(200);
 
-/// Starts a killed component again and notes when it was ready.
-async fn start_again(
+/// Starts a killed component again, marks the heal and notes when it was
+/// ready: `{name} {what} (ready in 0.1 s)`.
+async fn ready_again(
     component: &crate::env::ComponentHandle,
+    what: &str,
     timeline: &mut Timeline,
 ) -> Result<(), crate::env::EnvError> {
     let took = component.restart().await?;
     timeline.healed();
     timeline.note(format!(
-        "{} started again (ready in {:.1} s)",
+        "{} {what} (ready in {:.1} s)",
         component.name(),
         took.as_secs_f64()
     ));

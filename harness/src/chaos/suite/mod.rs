@@ -644,10 +644,11 @@ pub async fn run(
         }
         Some(events)
     };
-    verdict.findings.extend(judge_refusals(
-        &ledger.refusals(),
-        &suite.refusal_rules(plan.grace),
-    ));
+    // The load and its trickle are over: these are all the refusals.
+    let refusals = ledger.refusals();
+    verdict
+        .findings
+        .extend(judge_refusals(&refusals, &suite.refusal_rules(plan.grace)));
     let witness = witness.check().await;
     let alert = match alert {
         Some(alert) => {
@@ -661,7 +662,7 @@ pub async fn run(
         suite,
         plan: *plan,
         tally: ledger.tally(),
-        refusals: ledger.refusals(),
+        refusals,
         jobs,
         timeline,
         verdict,
