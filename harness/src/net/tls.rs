@@ -16,6 +16,7 @@
 use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -27,6 +28,16 @@ use rustls::{AlertDescription, CertificateError, ClientConfig, DigitallySignedSt
 pub const INSECURE_WARNING: &str = "warning: --insecure: TLS certificates and host names are NOT \
     verified; any server (or anyone on the path) can pose as the deployment and read this run's \
     traffic, the admin token included. Use --ca-cert FILE for a private CA instead.";
+
+/// How long every HTTP client keeps an idle connection for reuse.
+///
+/// Servers close idle connections on their own schedule (the reference
+/// services after 5 s). A request written to a pooled connection just as
+/// the server closes it fails with "connection closed before message
+/// completed": nothing the platform did wrong, yet a check would report it
+/// as a request that got no answer. Dropping idle connections well before
+/// any common server idle timeout keeps that race out of every verdict.
+pub(crate) const POOL_IDLE: Duration = Duration::from_secs(2);
 
 /// Wrong TLS input, named with its file.
 #[derive(Debug, thiserror::Error)]
@@ -209,15 +220,19 @@ impl ClientTls {
         Arc::clone(&self.config)
     }
 
-    /// An HTTP client builder with these settings; add timeouts and the
-    /// user agent, then `build()`.
+    /// An HTTP client builder with these settings (idle connections kept
+    /// [`POOL_IDLE`]); add timeouts and the user agent, then `build()`.
     pub fn http(&self) -> reqwest::ClientBuilder {
-        reqwest::Client::builder().use_preconfigured_tls((*self.config).clone())
+        reqwest::Client::builder()
+            .use_preconfigured_tls((*self.config).clone())
+            .pool_idle_timeout(POOL_IDLE)
     }
 
     /// The same for the load generator, whose goose sends through reqwest 0.13.
     pub fn goose_http(&self) -> reqwest_goose::ClientBuilder {
-        reqwest_goose::Client::builder().tls_backend_preconfigured((*self.config).clone())
+        reqwest_goose::Client::builder()
+            .tls_backend_preconfigured((*self.config).clone())
+            .pool_idle_timeout(POOL_IDLE)
     }
 
     /// The connector of every WebSocket client (`ws://` and `wss://`).

@@ -90,6 +90,10 @@ impl ResilientHttp {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(2))
+            // The services close a connection idle for 5 s (`ConnLimits`);
+            // a call written to a pooled connection just as crm-api closes
+            // it would fail for nothing. Idle connections go first here.
+            .pool_idle_timeout(Duration::from_secs(2))
             // Says who calls: the mocks' journals (and a harness's sequence
             // diagram) read the caller from it.
             .user_agent(format!("tekup-service/{source}"))
