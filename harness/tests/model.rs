@@ -256,3 +256,45 @@ fn prometheus_mistakes_name_their_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_snapshot_job_changes_its_postgres_alone_and_is_waited_for() {
+    let job = "\n[component.migrate]\nkind = \"job\"\nprogram = \"tekup-service\"\n\
+               env = { URL = \"${postgres.url}\" }\nsnapshot = \"postgres\"\n";
+    // `api` uses Postgres without waiting for the job.
+    let err = parse(&format!("{BASE}{job}")).expect_err("api does not wait");
+    assert!(
+        err.contains("`api` uses `postgres` without waiting for `migrate`"),
+        "{err}"
+    );
+    let waits = BASE.replace("port = 8080", "port = 8080\ndepends-on = [\"migrate\"]");
+    let file = parse(&format!("{waits}{job}")).expect("valid once api waits for it");
+    assert_eq!(
+        file.component("migrate")
+            .and_then(|c| c.snapshot.as_deref()),
+        Some("postgres")
+    );
+    let cases = [
+        (
+            job.replace("kind = \"job\"\n", "port = 1\nready = { tcp = true }\n"),
+            "`snapshot` is for a job; `migrate` is a service",
+        ),
+        (
+            job.replace("snapshot = \"postgres\"", "snapshot = \"api\""),
+            "`snapshot` names \"api\", which is not a Postgres component",
+        ),
+        (
+            job.replace("${postgres.url}", "${postgres.url} ${api.url}"),
+            "it depends on `api`, and its result could change with it",
+        ),
+        (
+            job.replace("snapshot", "wait-for = []\nsnapshot"),
+            "`migrate` keeps a snapshot of `postgres` but does not wait for it",
+        ),
+    ];
+    for (job, expected) in cases {
+        let err = parse(&format!("{waits}{job}")).expect_err(expected);
+        assert!(err.contains("test.toml:"), "{err}");
+        assert!(err.contains(expected), "{err}");
+    }
+}

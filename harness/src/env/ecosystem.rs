@@ -17,7 +17,7 @@ use super::handle::{ComponentHandle, MockHandle};
 use super::model::{Component, EcosystemFile, Kind, Template};
 use super::refs::{self, Ref};
 use super::resolve::{other_attr, own_attr};
-use super::runtime::{Backend, LaunchSpec, Placement, Runtime};
+use super::runtime::{Backend, LaunchSpec, Placement, Runtime, SnapshotOf};
 use super::{docker, error_chain, external, process};
 use crate::chaos::{parse_link, Link, Links, Proxy};
 use crate::net::ClientTls;
@@ -630,8 +630,10 @@ impl Ecosystem {
             _ => None,
         };
         let scrape = super::prometheus::targets(c, placements);
+        let snapshot = self.snapshot_of(c, program.as_deref())?;
         Ok(LaunchSpec {
             scrape,
+            snapshot,
             component: c.clone(),
             placement: me.clone(),
             args,
@@ -640,6 +642,50 @@ impl Ecosystem {
             files,
             password,
         })
+    }
+
+    /// The snapshot `c` takes part in (as the job or as its Postgres),
+    /// under the process runtime: see [`super::snapshot`]. `program` is
+    /// `c`'s own, resolved.
+    fn snapshot_of(
+        &self,
+        c: &Component,
+        program: Option<&Path>,
+    ) -> Result<Option<SnapshotOf>, EnvError> {
+        if self.runtime != Runtime::Process {
+            return Ok(None);
+        }
+        let job = match (&c.snapshot, c.kind) {
+            (Some(_), _) => c,
+            (None, Kind::Postgres) => {
+                let Some(job) = self
+                    .file
+                    .components
+                    .values()
+                    .find(|j| j.snapshot.as_deref() == Some(&c.name))
+                else {
+                    return Ok(None);
+                };
+                job
+            }
+            _ => return Ok(None),
+        };
+        let Some(postgres) = job
+            .snapshot
+            .as_ref()
+            .and_then(|p| self.file.components.get(p))
+        else {
+            return Ok(None);
+        };
+        let program = match program.filter(|_| job.name == c.name) {
+            Some(p) => p.to_path_buf(),
+            None => binaries::resolve(job, &self.file.base_dir, true)?,
+        };
+        Ok(Some(SnapshotOf {
+            job: job.name.clone(),
+            postgres: postgres.name.clone(),
+            key: super::snapshot::key(&self.file, job, postgres, &program)?,
+        }))
     }
 
     /// The runtime in use.

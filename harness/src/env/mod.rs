@@ -33,6 +33,7 @@ mod ready;
 pub mod refs;
 mod resolve;
 pub mod runtime;
+mod snapshot;
 mod spawn;
 pub mod state;
 

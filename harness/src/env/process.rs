@@ -42,6 +42,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,10 +51,12 @@ use futures::FutureExt as _;
 use serde_json::json;
 
 use super::error::EnvError;
-use super::model::{Component, Kind};
+use super::model::{Component, Kind, Ready};
 use super::ports::{self, Reserved};
 use super::postgres::{self as pg, RunAs};
-use super::runtime::{Backend, ExitInfo, Instance, LaunchSpec, Placement};
+use super::ready;
+use super::runtime::{Backend, ExitInfo, Instance, LaunchSpec, Placement, SnapshotOf};
+use super::snapshot;
 pub(crate) use super::spawn::{process_start_time, which};
 use super::spawn::{spawn_detached, spawn_owned, Leader};
 
@@ -76,6 +79,21 @@ pub(crate) struct ProcessBackend {
     started: Mutex<Vec<Arc<ProcessInstance>>>,
     /// Ports placed but not yet handed to their component, by component.
     reserved: Mutex<std::collections::BTreeMap<String, Reserved>>,
+    /// Snapshot jobs, by job: replayed from a kept cluster, or to run and
+    /// keep ([`super::snapshot`]); decided when their Postgres starts.
+    snapshots: Mutex<std::collections::BTreeMap<String, Snapshot>>,
+    /// The Postgres components' launch specs, to wait for one again after
+    /// the restart that keeps a snapshot.
+    postgres_specs: Mutex<std::collections::BTreeMap<String, LaunchSpec>>,
+}
+
+/// What a snapshot job does in this run.
+#[derive(Debug, Clone)]
+enum Snapshot {
+    /// Its Postgres started from this kept cluster: the job is not run.
+    Replay(PathBuf),
+    /// Its Postgres started bare: run the job, then keep the cluster here.
+    Keep(PathBuf),
 }
 
 impl ProcessBackend {
@@ -100,14 +118,16 @@ impl ProcessBackend {
             keep,
             started: Mutex::new(Vec::new()),
             reserved: Mutex::new(std::collections::BTreeMap::new()),
+            snapshots: Mutex::new(std::collections::BTreeMap::new()),
+            postgres_specs: Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
     /// A Postgres component's data directory, unless a start before this
     /// one made it (a restart keeps the data): a copy of the cached cluster
-    /// ([`pg::ensure_cluster`]; the first start on a machine makes it). File
-    /// work, so off the runtime's threads: the other components start
-    /// meanwhile.
+    /// ([`pg::ensure_cluster`]; the first start on a machine makes it), or
+    /// of the cluster its snapshot job left, kept earlier. File work, so
+    /// off the runtime's threads: the other components start meanwhile.
     async fn postgres_data(&self, spec: &LaunchSpec) -> Result<(), EnvError> {
         let c = &spec.component;
         let dir = self.run_dir.join(&c.name);
@@ -116,7 +136,8 @@ impl ProcessBackend {
             return Ok(());
         }
         let (name, user, database) = (c.name.clone(), c.user.clone(), c.database.clone());
-        tokio::task::spawn_blocking(move || {
+        let of = spec.snapshot.clone();
+        let decided = tokio::task::spawn_blocking(move || {
             let start = |e: pg::PostgresError| EnvError::Start {
                 component: name.clone(),
                 message: e.to_string(),
@@ -124,12 +145,86 @@ impl ProcessBackend {
             let bin = pg::find_bin_dir().map_err(start)?;
             let run_as = pg::run_as().map_err(start)?;
             let cluster = pg::ensure_cluster(&bin, run_as, &user, &database).map_err(start)?;
+            let decided = of.map(|of| {
+                let kept = snapshot::path(&cluster, &of);
+                if snapshot::exists(&kept) {
+                    (of.job, Snapshot::Replay(kept))
+                } else {
+                    (of.job, Snapshot::Keep(kept))
+                }
+            });
+            let from = match &decided {
+                Some((_, Snapshot::Replay(kept))) => kept,
+                _ => &cluster,
+            };
             fs::create_dir_all(&dir).map_err(EnvError::io("create the postgres directory"))?;
-            pg::copy_for_server(&cluster, &dir, run_as).map_err(start)?;
+            pg::copy_for_server(from, &dir, run_as).map_err(start)?;
+            Ok::<_, EnvError>(decided)
+        })
+        .await
+        .map_err(|e| EnvError::other("prepare the postgres data directory", e))??;
+        if let Some((job, what)) = decided {
+            self.snapshots
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(job, what);
+        }
+        Ok(())
+    }
+
+    /// Keeps `of`'s Postgres cluster at `kept` once its job has run: stops
+    /// the Postgres cleanly (a fast shutdown, so a start from the copy
+    /// needs no recovery), copies its data directory into the cache and
+    /// starts it again on the same port. Nothing else uses it yet: the
+    /// model check holds every other user of it to wait for the job.
+    async fn keep_snapshot(&self, of: &SnapshotOf, kept: PathBuf) -> Result<(), EnvError> {
+        let instance = self
+            .started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|i| i.name == of.postgres)
+            .cloned();
+        let spec = self
+            .postgres_specs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&of.postgres)
+            .cloned();
+        let (Some(instance), Some(spec)) = (instance, spec) else {
+            return Ok(());
+        };
+        let data = self.run_dir.join(&of.postgres).join("data");
+        let stopped = Arc::clone(&instance);
+        tokio::task::spawn_blocking(move || {
+            stopped.stop_blocking(libc::SIGINT);
+            if data.join("postmaster.pid").exists() {
+                // Killed after the grace period, not shut down: a copy
+                // would need recovery on every start. Keep nothing.
+                return Ok(());
+            }
+            let cache = kept.parent().unwrap_or(&kept);
+            let staging = tempfile::Builder::new()
+                .prefix(".snapshot-")
+                .tempdir_in(cache)
+                .map_err(EnvError::io("create a staging directory for the snapshot"))?;
+            let copy = staging.path().join("data");
+            pg::copy_dir(&data, &copy).map_err(EnvError::io(format!(
+                "copy {} into the snapshot cache",
+                data.display()
+            )))?;
+            match fs::rename(&copy, &kept) {
+                Ok(()) => snapshot::prune(&kept),
+                // Another start kept the same snapshot first.
+                Err(_) if snapshot::exists(&kept) => {}
+                Err(e) => return Err(EnvError::io("move the snapshot into the cache")(e)),
+            }
             Ok(())
         })
         .await
-        .map_err(|e| EnvError::other("prepare the postgres data directory", e))?
+        .map_err(|e| EnvError::other("keep the snapshot", e))??;
+        instance.spawn()?;
+        pg::init_for_ecosystem(instance.as_ref(), &spec).await
     }
 
     fn recipe(&self, spec: &LaunchSpec) -> Result<Recipe, EnvError> {
@@ -282,10 +377,14 @@ pub(crate) struct ProcessInstance {
     log_path: PathBuf,
     keep: bool,
     child: Mutex<Option<Leader>>,
+    /// A snapshot job not run: its result was in its Postgres's kept
+    /// cluster. Reads as exited with success until started for real.
+    replayed: AtomicBool,
 }
 
 impl ProcessInstance {
     fn spawn(&self) -> Result<(), EnvError> {
+        self.replayed.store(false, Ordering::Relaxed);
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -397,9 +496,15 @@ impl Instance for ProcessInstance {
         async move {
             let guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
             let Some(leader) = guard.as_ref() else {
+                let replayed = self.replayed.load(Ordering::Relaxed);
                 return Ok(Some(ExitInfo {
-                    success: false,
-                    text: "stopped".into(),
+                    success: replayed,
+                    text: if replayed {
+                        "replayed from a snapshot"
+                    } else {
+                        "stopped"
+                    }
+                    .into(),
                 }));
             };
             Ok(leader
@@ -513,32 +618,67 @@ impl Backend for ProcessBackend {
 
     fn start(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Instance>, EnvError>> {
         async move {
-            if spec.component.kind == Kind::Postgres {
+            let c = &spec.component;
+            if c.kind == Kind::Postgres {
                 self.postgres_data(&spec).await?;
+                self.postgres_specs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(c.name.clone(), spec.clone());
             }
+            let snapshot = match (&spec.snapshot, c.kind) {
+                (Some(of), Kind::Job) => self
+                    .snapshots
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&of.job)
+                    .cloned()
+                    .map(|what| (of, what)),
+                _ => None,
+            };
             let recipe = self.recipe(&spec)?;
-            let log_path = self.logs_dir.join(format!("{}.log", spec.component.name));
+            let log_path = self.logs_dir.join(format!("{}.log", c.name));
             let _ = fs::remove_file(&log_path);
             let instance = Arc::new(ProcessInstance {
-                name: spec.component.name.clone(),
+                name: c.name.clone(),
                 recipe,
                 port: spec.placement.inner_port,
                 log_path,
                 keep: self.keep,
                 child: Mutex::new(None),
+                replayed: AtomicBool::new(false),
             });
             // The component binds its port itself: let it go now.
             self.reserved
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(&spec.component.name);
-            instance.spawn()?;
+                .remove(&c.name);
+            if let Some((of, Snapshot::Replay(kept))) = &snapshot {
+                let note = format!(
+                    "not run: replayed from the snapshot {} (`{}` ran before with the same inputs; `snapshot = \"{}\"` in the ecosystem file)\n",
+                    kept.display(),
+                    of.job,
+                    of.postgres
+                );
+                fs::write(&instance.log_path, note)
+                    .map_err(EnvError::io(format!("write {}", instance.log_path.display())))?;
+                instance.replayed.store(true, Ordering::Relaxed);
+            } else {
+                instance.spawn()?;
+            }
             self.started
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(Arc::clone(&instance));
-            if spec.component.kind == Kind::Postgres {
+            if c.kind == Kind::Postgres {
                 pg::init_for_ecosystem(instance.as_ref(), &spec).await?;
+            }
+            if let Some((of, Snapshot::Keep(kept))) = snapshot {
+                // The job runs to its end here, then its result is kept.
+                let probe = ready::Probe::for_process(spec.placement.inner_port);
+                ready::wait(&c.name, &Ready::Exited, &probe, instance.as_ref(), c.ready_timeout)
+                    .await?;
+                self.keep_snapshot(of, kept).await?;
             }
             Ok(instance as Arc<dyn Instance>)
         }

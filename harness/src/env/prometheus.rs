@@ -235,6 +235,7 @@ mod tests {
             files: Vec::new(),
             password: None,
             scrape: vec![("api".into(), "api:8080".into())],
+            snapshot: None,
         };
         let files = bundle(Path::new(CONTAINER_DIR), &spec).expect("bundle");
         let paths: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();

@@ -33,6 +33,20 @@ pub(crate) struct Probe {
     pub(crate) tls: crate::net::ClientTls,
 }
 
+impl Probe {
+    /// A probe of a process on this machine with no URL of its own: a
+    /// job's exit, a port's TCP.
+    pub(crate) fn for_process(port: Option<u16>) -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port,
+            postgres_url: None,
+            http_base: String::new(),
+            tls: crate::net::ClientTls::default(),
+        }
+    }
+}
+
 /// Waits until `ready` holds for `instance`, or fails after `timeout`.
 pub(crate) async fn wait(
     component: &str,

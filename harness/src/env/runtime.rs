@@ -17,6 +17,7 @@ use futures::future::BoxFuture;
 
 use super::error::EnvError;
 use super::model::Component;
+pub use super::snapshot::SnapshotOf;
 
 /// Which runtime starts the ecosystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -93,6 +94,9 @@ pub struct LaunchSpec {
     /// directly (never through a link's fault proxy: a fault on a link
     /// must not blind the monitoring).
     pub scrape: Vec<(String, String)>,
+    /// A job kept as a snapshot of its Postgres, on the job's spec and on
+    /// the Postgres's (process runtime; [`super::snapshot`]).
+    pub snapshot: Option<SnapshotOf>,
 }
 
 /// How a component ended.

@@ -13,3 +13,4 @@ mod external;
 mod fresh;
 mod process;
 mod sigkill;
+mod snapshot;

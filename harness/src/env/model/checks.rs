@@ -152,3 +152,67 @@ pub(super) fn layers(
     }
     Ok(layers)
 }
+
+/// A job's `snapshot = "<postgres>"`: the job must wait for that Postgres
+/// and reference no other component (its result may depend on nothing
+/// else), one job per Postgres, and every other component that references
+/// the Postgres must wait for the job (the runtime restarts the Postgres
+/// once, right after the job, to keep its data).
+pub(super) fn snapshots(
+    at: &Locator<'_>,
+    raw: &RawFile,
+    components: &BTreeMap<String, Component>,
+) -> Result<(), ModelError> {
+    let mut taken: BTreeMap<&str, &str> = BTreeMap::new();
+    for job in components.values() {
+        let Some(postgres) = job.snapshot.as_deref() else {
+            continue;
+        };
+        let offset = raw.component[&job.name]
+            .get_ref()
+            .snapshot
+            .as_ref()
+            .map_or(0, |s| s.span().start);
+        let fail = |message: String| Err(at.error(offset, message));
+        if job.kind != Kind::Job {
+            return fail(format!(
+                "`snapshot` is for a job; `{}` is a {}",
+                job.name, job.kind
+            ));
+        }
+        match components.get(postgres) {
+            Some(c) if c.kind == Kind::Postgres => {}
+            _ => {
+                return fail(format!(
+                    "`snapshot` names {postgres:?}, which is not a Postgres component"
+                ))
+            }
+        }
+        if !job.wait_for.contains(postgres) {
+            return fail(format!(
+                "`{}` keeps a snapshot of `{postgres}` but does not wait for it",
+                job.name
+            ));
+        }
+        if let Some(other) = job.depends_on.iter().find(|d| d.as_str() != postgres) {
+            return fail(format!(
+                "`{}` keeps a snapshot of `{postgres}`, so it may depend on nothing else; it depends on `{other}`, and its result could change with it",
+                job.name
+            ));
+        }
+        if let Some(first) = taken.insert(postgres, &job.name) {
+            return fail(format!(
+                "`{postgres}` already has a snapshot job, `{first}`; one job per Postgres"
+            ));
+        }
+        if let Some(other) = components.values().find(|c| {
+            c.name != job.name && c.depends_on.contains(postgres) && !c.wait_for.contains(&job.name)
+        }) {
+            return fail(format!(
+                "`{}` uses `{postgres}` without waiting for `{}`: the runtime restarts `{postgres}` right after the job to keep its data, so everything that uses it must wait for the job (`wait-for`)",
+                other.name, job.name
+            ));
+        }
+    }
+    Ok(())
+}

@@ -18,7 +18,7 @@ use toml::Spanned;
 mod checks;
 
 pub use checks::parse_duration;
-use checks::{check_ref, layers, ready};
+use checks::{check_ref, layers, ready, snapshots};
 
 use super::refs::{self, Ref};
 
@@ -158,6 +158,12 @@ pub struct Component {
     /// service without `admin-path` (the mocks stand in for external APIs
     /// and have no metrics).
     pub scrape: Vec<String>,
+    /// Jobs only: the Postgres component this job changes and nothing
+    /// else (`snapshot = "postgres"`). The process runtime keeps that
+    /// Postgres's data once the job has run, keyed by the job's inputs,
+    /// and later starts from it instead of running the job again
+    /// (`super::snapshot`).
+    pub snapshot: Option<String>,
     /// Line of the `[component.<name>]` header.
     pub line: usize,
 }
@@ -212,6 +218,7 @@ struct RawComponent {
     password: Option<Spanned<String>>,
     #[serde(default)]
     rules: Vec<Spanned<String>>,
+    snapshot: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,6 +297,7 @@ impl EcosystemFile {
             components.insert(name.clone(), c);
         }
         prometheus_scrapes(&at, &raw, &mut components)?;
+        snapshots(&at, &raw, &components)?;
         let layers = layers(&at, &raw, &components)?;
         Ok(Self {
             path: path.to_owned(),
@@ -536,6 +544,7 @@ fn build_component(
         password,
         rules,
         scrape: Vec::new(),
+        snapshot: raw.snapshot.as_ref().map(|s| s.get_ref().clone()),
         line: header,
     })
 }

@@ -1,0 +1,147 @@
+//! A job kept as a snapshot of its Postgres (`snapshot = "db"`) under the
+//! process runtime: it runs once, later starts find its result without
+//! running it, a change of its inputs runs it again, and a failing job is
+//! named and leaves nothing kept.
+
+use std::path::{Path, PathBuf};
+
+use tekup_harness::env::{error_chain, Ecosystem, EnvError, Runtime};
+
+/// An ecosystem file in `dir` whose job `job` appends a line to `runs`
+/// (so the test counts its runs) and loads `seed.sql` into the Postgres.
+fn ecosystem(dir: &Path, job: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[component.db]
+kind = "postgres"
+user = "owner"
+database = "books"
+
+[component.{job}]
+kind = "job"
+program = "/bin/sh"
+args = ["-c", "echo ran >> {runs} && psql \"$URL\" -v ON_ERROR_STOP=1 -q -f \"$SEED\""]
+env = {{ URL = "${{db.url}}", SEED = "${{file:seed.sql}}" }}
+snapshot = "db"
+"#,
+        runs = dir.join("runs").display()
+    );
+    let path = dir.join("ecosystem.toml");
+    std::fs::write(&path, text).expect("write the ecosystem file");
+    path
+}
+
+fn runs(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("runs"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+async fn start(file: &Path, logs: PathBuf) -> Result<Ecosystem, EnvError> {
+    Ecosystem::builder()
+        .file(file)
+        .runtime(Runtime::Process)
+        .logs_dir(logs)
+        .start()
+        .await
+}
+
+async fn notes(eco: &Ecosystem) -> Vec<String> {
+    let pool = eco.postgres_pool().await.expect("a pool");
+    sqlx::query_scalar("select note from seeded order by note")
+        .fetch_all(&pool)
+        .await
+        .expect("the seeded table")
+}
+
+/// A job name of this test run alone, so its kept clusters are its own.
+fn job_name(what: &str) -> String {
+    format!("{what}-{}", std::process::id())
+}
+
+/// Removes the clusters kept for `job` from the cache.
+fn forget(job: &str) {
+    let cache = std::env::var_os("TEKUP_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("tekup-harness-cache"));
+    for entry in std::fs::read_dir(cache).into_iter().flatten().flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .contains(&format!("+{job}-"))
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_job_runs_once_and_later_starts_find_its_result() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = job_name("seed");
+    let file = ecosystem(dir.path(), &job);
+    let seed = |note: &str| {
+        std::fs::write(
+            dir.path().join("seed.sql"),
+            format!("create table seeded (note text); insert into seeded values ('{note}');"),
+        )
+        .expect("write the seed")
+    };
+    seed("first");
+
+    let eco = start(&file, dir.path().join("logs-1"))
+        .await
+        .unwrap_or_else(|e| panic!("first start: {}", error_chain(&e)));
+    assert_eq!(runs(dir.path()), 1);
+    assert_eq!(notes(&eco).await, ["first"]);
+    // What a run writes after the job is not part of the snapshot.
+    let pool = eco.postgres_pool().await.expect("a pool");
+    sqlx::query("insert into seeded values ('written by the first run')")
+        .execute(&pool)
+        .await
+        .expect("insert");
+    drop(eco);
+
+    let eco = start(&file, dir.path().join("logs-2"))
+        .await
+        .unwrap_or_else(|e| panic!("second start: {}", error_chain(&e)));
+    assert_eq!(runs(dir.path()), 1, "the job did not run again");
+    assert_eq!(notes(&eco).await, ["first"]);
+    let log = std::fs::read_to_string(dir.path().join(format!("logs-2/{job}.log"))).expect("log");
+    assert!(log.contains("not run: replayed from the snapshot"), "{log}");
+    drop(eco);
+
+    // Another seed is another input: the job runs again.
+    seed("second");
+    let eco = start(&file, dir.path().join("logs-3"))
+        .await
+        .unwrap_or_else(|e| panic!("third start: {}", error_chain(&e)));
+    assert_eq!(runs(dir.path()), 2);
+    assert_eq!(notes(&eco).await, ["second"]);
+    drop(eco);
+    forget(&job);
+}
+
+#[tokio::test]
+async fn a_snapshot_job_that_fails_is_named_and_nothing_is_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = job_name("broken-seed");
+    let file = ecosystem(dir.path(), &job);
+    std::fs::write(
+        dir.path().join("seed.sql"),
+        "create tabel seeded (note text);",
+    )
+    .expect("write the seed");
+    for round in 1..=2 {
+        let err = start(&file, dir.path().join(format!("logs-{round}")))
+            .await
+            .expect_err("the job fails");
+        let text = error_chain(&err);
+        assert!(matches!(err, EnvError::Exited { .. }), "{text}");
+        assert!(text.contains(&format!("`{job}` exited")), "{text}");
+        assert!(text.contains("syntax error"), "{text}");
+        // Nothing was kept: the second start runs the job again.
+        assert_eq!(runs(dir.path()), round);
+    }
+    forget(&job);
+}
