@@ -13,7 +13,8 @@
 //! Start = from the call until every component is ready (services answer
 //! `/health` with their database). Teardown is measured separately. The
 //! docker rows need `tekup-harness images build`; without the images they
-//! are reported as skipped with the reason.
+//! are reported as skipped with the reason (`TEKUP_BENCH_DOCKER=0` skips
+//! them on purpose).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -43,7 +44,7 @@ fn main() {
     let cache = tempfile::tempdir().expect("cache dir");
     // Safe in edition 2021; nothing else reads the environment concurrently yet.
     std::env::set_var("TEKUP_CACHE_DIR", cache.path().join("bare"));
-    let bare = measure(runs, || {
+    let bare_once = || {
         let started = Instant::now();
         let pg = rt
             .block_on(LocalPostgres::start())
@@ -52,8 +53,8 @@ fn main() {
         let stop = Instant::now();
         drop(pg);
         (took, stop.elapsed())
-    });
-    rows.push(("bare Postgres (LocalPostgres)".to_owned(), Some(bare)));
+    };
+    let bare_cold = bare_once();
 
     std::env::set_var("TEKUP_CACHE_DIR", cache.path().join("process"));
     // Build the programs before timing (a missing binary is built on first start).
@@ -68,19 +69,41 @@ fn main() {
     drop(warmup);
     std::env::set_var("TEKUP_CACHE_DIR", cache.path().join("process-cold"));
     let mut process_phases = Vec::new();
-    let process = measure(runs, || {
-        start_full(&rt, &file, Runtime::Process, &mut process_phases)
-    });
+    let process_cold = start_full(&rt, &file, Runtime::Process, &mut process_phases);
+    // The warm starts alternate, bare then process, on the same (warm)
+    // cache: the machine's noise of the moment falls on both alike, and
+    // each pair gives a ratio.
+    let (mut bare, mut process) = (Sample::new(bare_cold), Sample::new(process_cold));
+    let mut ratios = Vec::new();
+    for _ in 0..runs {
+        let b = bare_once();
+        let p = start_full(&rt, &file, Runtime::Process, &mut process_phases);
+        ratios.push(p.0.as_secs_f64() / b.0.as_secs_f64());
+        bare.add(b);
+        process.add(p);
+    }
+    rows.push(("bare Postgres (LocalPostgres)".to_owned(), Some(bare)));
     rows.push((
         format!("process runtime ({components} components)"),
         Some(process),
     ));
+    ratios.sort_by(f64::total_cmp);
+    let paired = format!(
+        "process / bare Postgres, each warm start beside its bare one: median {:.2}x ({:.2}x..{:.2}x)",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
     let mut phases = vec![("process runtime", process_phases)];
 
-    let usable = rt.block_on(async {
-        let model = EcosystemFile::load(&file).expect("file");
-        docker::usable(&model).await
-    });
+    let usable = if std::env::var("TEKUP_BENCH_DOCKER").is_ok_and(|v| v == "0") {
+        Err("TEKUP_BENCH_DOCKER=0".to_owned())
+    } else {
+        rt.block_on(async {
+            let model = EcosystemFile::load(&file).expect("file");
+            docker::usable(&model).await.map_err(|e| e.to_string())
+        })
+    };
     match usable {
         Ok(_) => {
             // Cold: the programs are copied into fresh program images again.
@@ -97,6 +120,10 @@ fn main() {
     }
 
     report(runs, &rows);
+    #[expect(clippy::print_stdout, reason = "the benchmark's result")]
+    {
+        println!("{paired}\n");
+    }
     for (runtime, runs) in &phases {
         where_the_time_goes(runtime, runs);
     }
@@ -155,22 +182,31 @@ struct Sample {
     teardown: Vec<Duration>,
 }
 
+impl Sample {
+    /// From the first (cold) start and its teardown.
+    fn new((cold, teardown): (Duration, Duration)) -> Self {
+        Self {
+            cold,
+            warm: Vec::new(),
+            teardown: vec![teardown],
+        }
+    }
+
+    /// Adds a warm start and its teardown, keeping both sorted.
+    fn add(&mut self, (took, stopped): (Duration, Duration)) {
+        self.warm.push(took);
+        self.warm.sort();
+        self.teardown.push(stopped);
+        self.teardown.sort();
+    }
+}
+
 fn measure(runs: usize, mut once: impl FnMut() -> (Duration, Duration)) -> Sample {
-    let (cold, first_teardown) = once();
-    let mut warm = Vec::new();
-    let mut teardown = vec![first_teardown];
+    let mut sample = Sample::new(once());
     for _ in 0..runs {
-        let (took, stopped) = once();
-        warm.push(took);
-        teardown.push(stopped);
+        sample.add(once());
     }
-    warm.sort();
-    teardown.sort();
-    Sample {
-        cold,
-        warm,
-        teardown,
-    }
+    sample
 }
 
 fn ms(d: Duration) -> String {

@@ -15,7 +15,7 @@ use super::runtime::Instance;
 /// components are ready within tens of milliseconds and a component's
 /// start is on the ecosystem's critical path. A refused connection costs
 /// next to nothing.
-const PROBE_INTERVAL: Duration = Duration::from_millis(25);
+const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 const FIRST_PROBE_INTERVAL: Duration = Duration::from_millis(2);
 /// How many log lines an error shows.
 pub(crate) const ERROR_LOG_LINES: usize = 20;
