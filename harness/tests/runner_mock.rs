@@ -105,6 +105,13 @@ fn clear_empties_the_journal_through_the_admin_api() {
 /// mock for every caller meets only its own runs' calls.
 static GEMINI: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Held by the two side-by-side tests and by the tests whose scenario runs
+/// alone (it registers a webhook endpoint). In a side-by-side test, run A
+/// waits for run B to pass; a run waiting to be alone, queued between
+/// them, would wait for A to end while B waits behind it, until A's 120 s
+/// window ran out. (Taken before `GEMINI` where both are.)
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[test]
 fn a_truncated_fault_written_in_yaml_hits_the_next_call() {
     rt().block_on(async {
@@ -165,6 +172,7 @@ async fn a_scoped_gemini_fault() -> bool {
 #[test]
 fn a_runs_fault_hits_its_own_calls_and_not_those_of_a_run_beside_it() {
     rt().block_on(async {
+        let _alone = ALONE.lock().await;
         let _gemini = GEMINI.lock().await;
         let (a, b) = side_by_side("scoped").await;
         assert_eq!(
@@ -188,6 +196,7 @@ fn a_runs_fault_hits_its_own_calls_and_not_those_of_a_run_beside_it() {
 #[test]
 fn an_unscoped_fault_would_fail_the_run_beside_it() {
     rt().block_on(async {
+        let _alone = ALONE.lock().await;
         let _gemini = GEMINI.lock().await;
         let (_, b) = side_by_side("unscoped").await;
         assert_eq!(
@@ -292,6 +301,7 @@ const REMOVE: &str = "teardown:\n  - http: { service: stripe, request: { method:
 #[test]
 fn the_stripe_step_delivers_a_signed_event_and_saves_what_was_sent() {
     rt().block_on(async {
+        let _alone = ALONE.lock().await;
         let report = run(&format!(
             "name: stripe-delivered\nsetup:\n  - stripe: {{ webhook: {hook}, secret: \"${{vars.stripe-webhook-secret}}\", \
              events: [tekup.test], save: {{ endpoint: id }} }}\nsteps:\n  \
@@ -322,6 +332,7 @@ fn the_stripe_step_delivers_a_signed_event_and_saves_what_was_sent() {
 #[test]
 fn the_stripe_step_fails_naming_an_event_that_was_never_emitted() {
     rt().block_on(async {
+        let _alone = ALONE.lock().await;
         let report = run(
             "name: stripe-never\nsteps:\n  - eventually:\n      within: 300ms\n      stripe: { delivered: evt_never_emitted }\n",
         )
@@ -343,6 +354,7 @@ fn the_stripe_step_fails_naming_an_event_that_was_never_emitted() {
 #[test]
 fn the_stripe_step_checks_what_the_endpoint_answered() {
     rt().block_on(async {
+        let _alone = ALONE.lock().await;
         // Signed with a secret crm-api does not know: it refuses every attempt.
         let report = run(&format!(
             "name: stripe-refused\nsetup:\n  - stripe: {{ webhook: {hook}, secret: whsec_not_crm_apis, events: [tekup.test], \
