@@ -46,6 +46,13 @@ async fn start(file: &Path, logs: PathBuf) -> Result<Ecosystem, EnvError> {
         .await
 }
 
+/// Starts the ecosystem, which must start; `round` names it on failure.
+async fn started(file: &Path, dir: &Path, round: u32) -> Ecosystem {
+    start(file, dir.join(format!("logs-{round}")))
+        .await
+        .unwrap_or_else(|e| panic!("start {round}: {}", error_chain(&e)))
+}
+
 async fn notes(eco: &Ecosystem) -> Vec<String> {
     let pool = eco.postgres_pool().await.expect("a pool");
     sqlx::query_scalar("select note from seeded order by note")
@@ -89,9 +96,7 @@ async fn a_snapshot_job_runs_once_and_later_starts_find_its_result() {
     };
     seed("first");
 
-    let eco = start(&file, dir.path().join("logs-1"))
-        .await
-        .unwrap_or_else(|e| panic!("first start: {}", error_chain(&e)));
+    let eco = started(&file, dir.path(), 1).await;
     assert_eq!(runs(dir.path()), 1);
     assert_eq!(notes(&eco).await, ["first"]);
     // What a run writes after the job is not part of the snapshot.
@@ -102,9 +107,7 @@ async fn a_snapshot_job_runs_once_and_later_starts_find_its_result() {
         .expect("insert");
     drop(eco);
 
-    let eco = start(&file, dir.path().join("logs-2"))
-        .await
-        .unwrap_or_else(|e| panic!("second start: {}", error_chain(&e)));
+    let eco = started(&file, dir.path(), 2).await;
     assert_eq!(runs(dir.path()), 1, "the job did not run again");
     assert_eq!(notes(&eco).await, ["first"]);
     let log = std::fs::read_to_string(dir.path().join(format!("logs-2/{job}.log"))).expect("log");
@@ -113,9 +116,7 @@ async fn a_snapshot_job_runs_once_and_later_starts_find_its_result() {
 
     // Another seed is another input: the job runs again.
     seed("second");
-    let eco = start(&file, dir.path().join("logs-3"))
-        .await
-        .unwrap_or_else(|e| panic!("third start: {}", error_chain(&e)));
+    let eco = started(&file, dir.path(), 3).await;
     assert_eq!(runs(dir.path()), 2);
     assert_eq!(notes(&eco).await, ["second"]);
     drop(eco);
