@@ -488,10 +488,11 @@ impl Ecosystem {
             .iter()
             .map(|n| (n.clone(), watch::channel(Stage::Waiting).0))
             .collect();
+        let snapshots = self.snapshots()?;
         let this = &*self;
         let starts = names.iter().map(|name| {
             let component = this.file.components[name].clone();
-            let spec = this.launch_spec(&component, &placements);
+            let spec = this.launch_spec(&component, &placements, &snapshots);
             let stages = &stages;
             async move {
                 for dep in component.wait_for.iter().filter_map(|d| stages.get(d)) {
@@ -548,6 +549,7 @@ impl Ecosystem {
         &self,
         c: &Component,
         placements: &BTreeMap<String, Placement>,
+        snapshots: &BTreeMap<String, SnapshotOf>,
     ) -> Result<LaunchSpec, EnvError> {
         let me = &placements[&c.name];
         // References to a component this one links to resolve to the link's proxy.
@@ -630,10 +632,9 @@ impl Ecosystem {
             _ => None,
         };
         let scrape = super::prometheus::targets(c, placements);
-        let snapshot = self.snapshot_of(c, program.as_deref())?;
         Ok(LaunchSpec {
             scrape,
-            snapshot,
+            snapshot: snapshots.get(&c.name).cloned(),
             component: c.clone(),
             placement: me.clone(),
             args,
@@ -644,48 +645,32 @@ impl Ecosystem {
         })
     }
 
-    /// The snapshot `c` takes part in (as the job or as its Postgres),
-    /// under the process runtime: see [`super::snapshot`]. `program` is
-    /// `c`'s own, resolved.
-    fn snapshot_of(
-        &self,
-        c: &Component,
-        program: Option<&Path>,
-    ) -> Result<Option<SnapshotOf>, EnvError> {
+    /// The file's snapshot jobs under the process runtime, each under the
+    /// job's name and its Postgres's (both specs carry it): see
+    /// [`super::snapshot`]. Keyed once per start.
+    fn snapshots(&self) -> Result<BTreeMap<String, SnapshotOf>, EnvError> {
+        let mut by_component = BTreeMap::new();
         if self.runtime != Runtime::Process {
-            return Ok(None);
+            return Ok(by_component);
         }
-        let job = match (&c.snapshot, c.kind) {
-            (Some(_), _) => c,
-            (None, Kind::Postgres) => {
-                let Some(job) = self
-                    .file
-                    .components
-                    .values()
-                    .find(|j| j.snapshot.as_deref() == Some(&c.name))
-                else {
-                    return Ok(None);
-                };
-                job
-            }
-            _ => return Ok(None),
-        };
-        let Some(postgres) = job
-            .snapshot
-            .as_ref()
-            .and_then(|p| self.file.components.get(p))
-        else {
-            return Ok(None);
-        };
-        let program = match program.filter(|_| job.name == c.name) {
-            Some(p) => p.to_path_buf(),
-            None => binaries::resolve(job, &self.file.base_dir, true)?,
-        };
-        Ok(Some(SnapshotOf {
-            job: job.name.clone(),
-            postgres: postgres.name.clone(),
-            key: super::snapshot::key(&self.file, job, postgres, &program)?,
-        }))
+        for job in self.file.components.values() {
+            let Some(postgres) = job
+                .snapshot
+                .as_ref()
+                .and_then(|p| self.file.components.get(p))
+            else {
+                continue;
+            };
+            let program = binaries::resolve(job, &self.file.base_dir, true)?;
+            let of = SnapshotOf {
+                job: job.name.clone(),
+                postgres: postgres.name.clone(),
+                key: super::snapshot::key(&self.file, job, postgres, &program)?,
+            };
+            by_component.insert(postgres.name.clone(), of.clone());
+            by_component.insert(job.name.clone(), of);
+        }
+        Ok(by_component)
     }
 
     /// The runtime in use.

@@ -539,8 +539,6 @@ pub(crate) async fn init_for_ecosystem(
     let c = &spec.component;
     let port = spec.placement.inner_port.unwrap_or(5432);
     let probe = Probe {
-        host: "127.0.0.1".into(),
-        port: Some(port),
         // Trust authentication: no password.
         postgres_url: Some(super::resolve::postgres_url(
             SUPERUSER,
@@ -549,8 +547,7 @@ pub(crate) async fn init_for_ecosystem(
             &port.to_string(),
             &c.database,
         )),
-        http_base: String::new(),
-        tls: crate::net::ClientTls::default(),
+        ..Probe::for_process(Some(port))
     };
     ready::wait(&c.name, &Ready::Postgres, &probe, instance, c.ready_timeout)
         .await

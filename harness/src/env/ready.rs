@@ -34,8 +34,8 @@ pub(crate) struct Probe {
 }
 
 impl Probe {
-    /// A probe of a process on this machine with no URL of its own: a
-    /// job's exit, a port's TCP.
+    /// A probe of a process on this machine, with no URL: a job's exit, a
+    /// port's TCP (a Postgres adds its `postgres_url`).
     pub(crate) fn for_process(port: Option<u16>) -> Self {
         Self {
             host: "127.0.0.1".into(),
