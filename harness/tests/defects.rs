@@ -28,6 +28,8 @@ fn run_with_defects(defects: &str, file: &str) -> (ScenarioReport, Finished) {
             std::process::id()
         ));
         suite.defects = defects.to_owned();
+        // One scenario: an ecosystem of its own would be a second start.
+        suite.own_ecosystems = false;
         let runner = suite.runner().await.expect("the ecosystem starts");
         let scenario =
             parse_file(&workspace().join("scenarios").join(file)).expect("valid scenario");

@@ -80,6 +80,7 @@ fn scenario(name: &str, status: Status) -> ScenarioReport {
             message(5.0, "harness", "redis", MessageKind::Fault, "kill"),
         ],
         spans: Vec::new(),
+        own_ecosystem: None,
     }
 }
 

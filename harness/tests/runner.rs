@@ -1,15 +1,17 @@
 //! The scenario runner against a real ecosystem (process runtime): what a
 //! failure reports, `eventually`'s deadline, runs isolated from each other,
-//! runs that need the ecosystem alone, and chaos put back afterwards.
+//! runs that need the ecosystem alone (alone on the shared one, or beside
+//! the others on one of their own), and chaos put back afterwards.
 //!
-//! One ecosystem serves every test of this binary (started by the first).
+//! One ecosystem serves every test of this binary (started by the first),
+//! but for the test of ecosystems of their own, which has a suite of its own.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tekup_harness::report::{ScenarioReport, Status};
-use tekup_harness::scenario::run::{failure_text, Runner};
+use tekup_harness::scenario::run::{failure_text, Runner, Suite};
 use tekup_harness::scenario::{parse_str, Scenario};
 
 mod runner_common;
@@ -119,6 +121,76 @@ fn a_scenario_that_changes_shared_state_runs_alone() {
         let admin = runner.ecosystem().mock("openai").expect("mock").admin_url;
         let faults: serde_json::Value = reqwest::get(format!("{admin}/faults")).await.expect("admin").json().await.expect("json");
         assert_eq!(faults, serde_json::json!([]));
+    });
+}
+
+/// The pid of `name`'s process (process runtime).
+fn pid_of(eco: &tekup_harness::env::Ecosystem, name: &str) -> u64 {
+    let state = eco.state();
+    state["backend"]["processes"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+        .and_then(|p| p["pid"].as_u64())
+        .unwrap_or_else(|| panic!("no pid of {name} in {state}"))
+}
+
+#[test]
+fn a_scenario_that_changes_shared_state_runs_beside_the_others_on_an_ecosystem_of_its_own() {
+    rt().block_on(async {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut suite = Suite::new(root.canonicalize().expect("workspace"));
+        suite.reports_dir =
+            std::env::temp_dir().join(format!("tekup-runner-test-own-{}", std::process::id()));
+        suite.own_ecosystems = true;
+        let runner = suite.runner().await.expect("the ecosystem starts");
+        assert!(runner.gives_own_ecosystems());
+        let worker = pid_of(runner.ecosystem(), "worker");
+        // Kills the worker, so its lead's job waits: the only job of its
+        // queue, whatever the scenario beside it enqueues meanwhile.
+        let kill = scenario(
+            "kill",
+            &format!(
+                "name: kill\ntenants: [acme]\nsteps:\n  - chaos: {{ kill: worker }}\n  - http:\n{LEAD}      \
+                 request: {{ method: POST, path: /leads, json: {{ firstName: Kim, email: \"${{email}}\" }} }}\n      \
+                 expect: {{ status: 201 }}\n  - redis: {{ queue: lead-processing, size: 1 }}\n"
+            ),
+        );
+        // Needs the (shared) worker to turn its lead into a contact.
+        let beside = scenario(
+            "beside",
+            &format!(
+                "name: beside\ntenants: [acme]\nvars: {{ ada: \"${{email}}\" }}\nsteps:\n  - http:\n{LEAD}      \
+                 request: {{ method: POST, path: /leads, json: {{ firstName: Ada, email: \"${{ada}}\" }} }}\n      \
+                 expect: {{ status: 201 }}\n  - eventually:\n      within: 30s\n      http:\n        service: crm-api\n        \
+                 tenant: acme\n        app: crm-web\n        request: {{ method: GET, path: \"/contacts?email=${{ada}}\" }}\n        \
+                 expect: {{ status: 200, json: {{ total: 1 }} }}\n"
+            ),
+        );
+        let reports = suite
+            .run_all(&[beside, kill], 2, &|_| {})
+            .await
+            .expect("the runs");
+        for r in &reports {
+            assert_eq!(r.status, Status::Passed, "{}", failure_text(r).unwrap_or_default());
+        }
+        let (beside, kill) = (&reports[0], &reports[1]);
+        assert!(beside.own_ecosystem.is_none(), "{:?}", beside.own_ecosystem);
+        let own = kill.own_ecosystem.as_ref().expect("an ecosystem of its own");
+        assert_ne!(own.run_id, runner.ecosystem().run_id());
+        assert_eq!(
+            pid_of(runner.ecosystem(), "worker"),
+            worker,
+            "the shared worker was killed"
+        );
+        // Its components' logs are kept; the ecosystem itself is gone.
+        let logs = Path::new(&own.logs);
+        assert!(logs.starts_with(suite.reports_dir.join("logs").join("own")), "{}", own.logs);
+        assert!(logs.join("worker.log").is_file(), "{}", own.logs);
+        let run_dir = std::env::temp_dir().join(format!("tekup-run-{}", own.run_id));
+        assert!(!run_dir.exists(), "{} is left", run_dir.display());
+        drop(runner);
+        let finished = suite.finish(reports, 2, &[]).await;
+        assert!(!finished.witness_failed(), "{:?}", finished.witness);
     });
 }
 

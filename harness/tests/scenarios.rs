@@ -23,7 +23,8 @@
 //! default `process`) is started once for the binary, when the first
 //! scenario runs, and torn down at the end. Scenarios run four at a time
 //! (`--test-threads N` to change it); those that need the ecosystem alone
-//! run alone. Reports go to `reports/` (`TEKUP_REPORTS_DIR`). Under
+//! start first, each on an ecosystem of its own (`TEKUP_OWN_ECOSYSTEMS=0`:
+//! alone on the shared one). Reports go to `reports/` (`TEKUP_REPORTS_DIR`). Under
 //! `cargo nextest`, each scenario runs in its own process with its own
 //! ecosystem. The services and mocks are the binaries `cargo test
 //! --workspace` built; after changing them, run that (or `cargo build -p
@@ -40,7 +41,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use tekup_harness::report::ScenarioReport;
-use tekup_harness::scenario::run::{failure_text, Runner, Suite};
+use tekup_harness::scenario::run::{failure_text, needs_ecosystem_alone, Runner, Suite};
 use tekup_harness::scenario::{check_paths, Scenario, TagExpr};
 
 /// The variable that holds the tag expression.
@@ -79,7 +80,9 @@ fn main() -> ExitCode {
     );
     let suite = Arc::new(Suite::new(root.clone()));
     let reports: Arc<Mutex<Vec<ScenarioReport>>> = Arc::default();
-    let mut trials = Vec::new();
+    // Trials start in this order: the cases that need the ecosystem alone
+    // first (each on an ecosystem of its own, and long), the others after.
+    let (mut first, mut trials) = (Vec::new(), Vec::new());
     let (mut cases, mut selected) = (0, 0);
     for file in check_paths(&[dir]) {
         let name = file
@@ -103,7 +106,12 @@ fn main() -> ExitCode {
                     let (rt, suite, reports) =
                         (Arc::clone(&rt), Arc::clone(&suite), Arc::clone(&reports));
                     let tags = scenario.tags.join(",");
-                    trials.push(
+                    let queue = if needs_ecosystem_alone(&scenario) {
+                        &mut first
+                    } else {
+                        &mut trials
+                    };
+                    queue.push(
                         Trial::test(scenario.name.clone(), move || {
                             run(&rt, &suite, &reports, &scenario)
                         })
@@ -113,6 +121,8 @@ fn main() -> ExitCode {
             }
         }
     }
+    first.append(&mut trials);
+    let trials = first;
     if let Some((text, _)) = &selection {
         eprintln!("tekup-harness: {TAGS}='{text}' selects {selected} of {cases} cases");
         if trials.is_empty() {

@@ -31,9 +31,17 @@ pub(super) struct RunArgs {
     /// cases are named `name[row]`).
     #[arg(long, value_name = "TEXT")]
     filter: Option<String>,
-    /// Scenarios run at once (those that need the ecosystem alone run alone).
+    /// Scenarios run at once. One that changes what every run shares (a
+    /// kill, a cut link, a fault every caller feels, `exclusive: true`)
+    /// runs beside the others on an ecosystem of its own under the process
+    /// runtime, and alone, after the others, under docker or external.
     #[arg(long, short, default_value_t = 4)]
     jobs: usize,
+    /// Run the scenarios that change what every run shares alone on the
+    /// shared ecosystem, after the others, instead of each on one of its
+    /// own (also `TEKUP_OWN_ECOSYSTEMS=0`).
+    #[arg(long)]
+    no_own_ecosystems: bool,
     /// Reports to write: any of junit, json, html, traces (the run's spans
     /// as OTLP/JSON, traces.json).
     #[arg(long, default_value = "junit,json,html,traces", value_parser = Format::parse_list)]
@@ -46,29 +54,39 @@ pub(super) fn run(args: RunArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
     let Some(scenarios) = select(&args) else {
         return ExitCode::FAILURE;
     };
-    let suite = match args.start.suite() {
+    let mut suite = match args.start.suite() {
         Ok(suite) => suite,
         Err(code) => return code,
     };
+    if args.no_own_ecosystems {
+        suite.own_ecosystems = false;
+    }
     let alone = scenarios
         .iter()
         .filter(|s| needs_ecosystem_alone(s))
         .count();
-    say(&format!(
-        "running {} scenario(s), {} at a time{}",
-        scenarios.len(),
-        args.jobs.max(1),
-        if alone > 0 {
-            format!(", then {alone} that need the ecosystem alone, one by one")
-        } else {
-            String::new()
-        }
-    ));
     let started = Instant::now();
     let done = Arc::new(AtomicUsize::new(0));
     let total = scenarios.len();
     let result = rt.block_on(async {
         let ticker = tokio::spawn(progress(Arc::clone(&done), total, started));
+        // Where the scenarios that need the ecosystem alone run is known
+        // once it has started (`--runtime auto` picks then).
+        // (A start that failed is said by run_all below.)
+        if let Ok(runner) = suite.runner().await {
+            say(&format!(
+                "running {} scenario(s), {} at a time{}",
+                scenarios.len(),
+                args.jobs.max(1),
+                match alone {
+                    0 => String::new(),
+                    _ if runner.gives_own_ecosystems() => format!(
+                        "; {alone} of them change what every run shares: they start first, each on an ecosystem of its own"
+                    ),
+                    _ => format!(", then {alone} that need the ecosystem alone, one by one"),
+                }
+            ));
+        }
         let on_done = |r: &ScenarioReport| {
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             say(&line(r, n, total));
@@ -198,9 +216,15 @@ fn line(r: &ScenarioReport, n: usize, total: usize) -> String {
         Status::Skipped => "skip",
     };
     let mut text = format!(
-        "[{n:>3}/{total}] {mark} {} ({:.1} s)",
+        "[{n:>3}/{total}] {mark} {} ({:.1} s{})",
         r.name,
-        r.duration_ms / 1000.0
+        r.duration_ms / 1000.0,
+        r.own_ecosystem
+            .as_ref()
+            .map_or_else(String::new, |own| format!(
+                "; on its own ecosystem, started in {:.1} s",
+                own.start_ms / 1000.0
+            ))
     );
     if let Some(why) = &r.skip_reason {
         text.push_str(&format!("\n           skipped: {why}"));

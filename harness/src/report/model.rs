@@ -79,6 +79,23 @@ pub struct ScenarioReport {
     /// ordered by start (see [`crate::trace`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub spans: Vec<crate::trace::Span>,
+    /// The ecosystem it ran on, when not the run's shared one: a scenario
+    /// that changes what every run shares gets one of its own (see
+    /// [`crate::scenario::run::Runner::with_own_ecosystems`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub own_ecosystem: Option<OwnEcosystem>,
+}
+
+/// The ecosystem a scenario had to itself.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnEcosystem {
+    /// Its run id (in its temporary directory's and its tenants' names).
+    pub run_id: String,
+    /// How long it took to start, before the scenario's own time.
+    pub start_ms: f64,
+    /// Where its components' logs are.
+    pub logs: String,
 }
 
 /// Which part of the scenario a step belongs to.

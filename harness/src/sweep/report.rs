@@ -77,5 +77,6 @@ fn case(class: &str, op: &str, findings: &[&Finding], skipped: Option<&str>) -> 
         skip_reason: skipped.map(str::to_owned),
         messages: Vec::new(),
         spans: Vec::new(),
+        own_ecosystem: None,
     }
 }

@@ -1,7 +1,8 @@
 //! What the runner test binaries share: one tokio runtime and one
 //! [`Suite`] per binary (so one ecosystem, started by the first test that
 //! asks for a runner), its reports under a temporary directory named for
-//! the binary.
+//! the binary. Scenarios that need the ecosystem alone run alone on it,
+//! not on ecosystems of their own.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -26,6 +27,10 @@ pub(crate) fn suite(reports: &str) -> &'static Suite {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut suite = Suite::new(root.canonicalize().expect("workspace"));
         suite.reports_dir = std::env::temp_dir().join(format!("{reports}-{}", std::process::id()));
+        // These binaries test the shared ecosystem: a scenario that needs
+        // it alone runs alone on it (runner.rs tests ecosystems of their own
+        // with a suite of its own).
+        suite.own_ecosystems = false;
         suite
     })
 }

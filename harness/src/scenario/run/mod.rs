@@ -24,6 +24,7 @@ mod interp;
 pub(crate) mod observe;
 mod ops;
 mod output;
+mod own;
 pub(crate) mod queue;
 mod sql;
 mod suite;
@@ -41,6 +42,7 @@ pub(crate) use interp::Values;
 pub(crate) use observe::Call;
 pub use output::failure_text;
 pub(crate) use output::redact;
+pub use own::{runtime_gives_own, EcosystemRecipe};
 pub(crate) use sql::{query, SqlError};
 pub(crate) use suite::build_binaries;
 pub use suite::{witness_entry, Finished, Suite};
@@ -81,6 +83,9 @@ pub struct Runner {
     gate: tokio::sync::RwLock<()>,
     components: BTreeMap<String, String>,
     peers: BTreeMap<String, String>,
+    /// How to start an ecosystem of its own for a scenario that needs the
+    /// ecosystem alone; `None`: it runs alone on this one.
+    own: Option<EcosystemRecipe>,
 }
 
 impl Runner {
@@ -117,7 +122,28 @@ impl Runner {
             gate: tokio::sync::RwLock::new(()),
             components,
             peers,
+            own: None,
         })
+    }
+
+    /// Gives every scenario that needs the ecosystem alone an ecosystem of
+    /// its own, started from `recipe` (with this one's runtime) and stopped
+    /// when it ends, so it runs beside the others instead of alone. Only
+    /// where the runtime starts one cheaply ([`runtime_gives_own`]);
+    /// elsewhere the runner is left as it is.
+    #[must_use]
+    pub fn with_own_ecosystems(mut self, recipe: EcosystemRecipe) -> Self {
+        if runtime_gives_own(self.eco.runtime()) {
+            self.own = Some(recipe);
+        }
+        self
+    }
+
+    /// Whether a scenario that needs the ecosystem alone gets one of its
+    /// own (see [`Runner::with_own_ecosystems`]) rather than waiting for the
+    /// others and running alone.
+    pub fn gives_own_ecosystems(&self) -> bool {
+        self.own.is_some()
     }
 
     /// The ecosystem the runner uses.
@@ -137,6 +163,9 @@ impl Runner {
             return skipped(scenario, why);
         }
         if needs_ecosystem_alone(scenario) {
+            if let Some(recipe) = &self.own {
+                return own::run_on_own(recipe, scenario).await;
+            }
             let _alone = self.gate.write().await;
             self.run_now(scenario).await
         } else {
@@ -252,6 +281,7 @@ fn skipped(scenario: &Scenario, why: String) -> ScenarioReport {
         skip_reason: Some(why),
         messages: Vec::new(),
         spans: Vec::new(),
+        own_ecosystem: None,
     }
 }
 
@@ -660,6 +690,7 @@ impl<'r> Run<'r> {
             skip_reason: None,
             messages,
             spans: self.runner.eco.traces().of_run(&self.trace),
+            own_ecosystem: None,
         };
         // Every writer (console, JUnit, JSON, HTML) renders this report:
         // one pass here, with every secret the run came to know.

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{needs_ecosystem_alone, Runner};
-use crate::env::{error_chain, Ecosystem, Progress, Runtime};
+use super::{needs_ecosystem_alone, EcosystemRecipe, Runner};
+use crate::env::{error_chain, Progress, Runtime};
 use crate::invariants::{Witness, WitnessReport};
 use crate::net::{ClientTls, TlsArgs};
 use crate::report::{Failure, Format, RunReport, ScenarioReport, Status};
@@ -59,6 +59,11 @@ pub struct Suite {
     /// (`--otlp-forward`, `TEKUP_OTLP_FORWARD`; see
     /// [`crate::env::EcosystemBuilder::otlp_forward`]).
     pub otlp_forward: Option<String>,
+    /// Give each scenario that needs the ecosystem alone one of its own,
+    /// where the runtime starts one cheaply (see
+    /// [`Runner::with_own_ecosystems`]); off (`TEKUP_OWN_ECOSYSTEMS=0`,
+    /// `--no-own-ecosystems`), such scenarios run alone on the shared one.
+    pub own_ecosystems: bool,
     state: tokio::sync::Mutex<Option<Result<Arc<Runner>, String>>>,
     watching: tokio::sync::Mutex<Option<Witness>>,
     started: Instant,
@@ -72,7 +77,9 @@ impl Suite {
     /// `TEKUP_BUILD=1` (build the binaries first), and the TLS settings
     /// `TEKUP_CA_CERT`, `TEKUP_CLIENT_CERT`/`TEKUP_CLIENT_KEY`,
     /// `TEKUP_INSECURE` (wrong files fail the start, naming them), and
-    /// `TEKUP_OTLP_FORWARD` (an OTLP endpoint to forward spans to).
+    /// `TEKUP_OTLP_FORWARD` (an OTLP endpoint to forward spans to), and
+    /// `TEKUP_OWN_ECOSYSTEMS=0` (no ecosystems of their own: see
+    /// [`Suite::own_ecosystems`]).
     pub fn new(root: PathBuf) -> Suite {
         let (tls, tls_error) = match TlsArgs::from_env().load() {
             Ok(tls) => (tls, None),
@@ -99,6 +106,7 @@ impl Suite {
             otlp_forward: std::env::var("TEKUP_OTLP_FORWARD")
                 .ok()
                 .filter(|u| !u.is_empty()),
+            own_ecosystems: std::env::var("TEKUP_OWN_ECOSYSTEMS").map_or(true, |v| v != "0"),
             state: tokio::sync::Mutex::new(None),
             watching: tokio::sync::Mutex::new(None),
             started: Instant::now(),
@@ -153,21 +161,11 @@ impl Suite {
         if self.tls.is_insecure() && self.tls_from_env {
             eprintln!("tekup-harness: {}", crate::net::INSECURE_WARNING);
         }
-        let mut builder = Ecosystem::builder()
-            .file(&self.file)
-            .runtime(self.runtime)
-            .tls(self.tls.clone());
-        if !self.defects.is_empty() {
-            builder = builder.defects(&self.defects);
-        }
+        let mut builder = self.recipe().builder(self.runtime, None);
         if let Some(file) = &self.external {
             builder = builder.external_file(file);
         }
-        if let Some(url) = &self.otlp_forward {
-            builder = builder.otlp_forward(url);
-        }
         let eco = builder
-            .logs_dir(self.reports_dir.join("logs"))
             .on_progress(|p| {
                 if let Progress::Runtime {
                     runtime, reason, ..
@@ -183,10 +181,13 @@ impl Suite {
             "tekup-harness: ecosystem ready in {:.1} s",
             started.elapsed().as_secs_f64()
         );
-        let runner = Runner::new(Arc::new(eco))
+        let mut runner = Runner::new(Arc::new(eco))
             .await
-            .map(Arc::new)
             .map_err(|e| e.to_string())?;
+        if self.own_ecosystems {
+            runner = runner.with_own_ecosystems(self.recipe());
+        }
+        let runner = Arc::new(runner);
         if self.witness {
             let started = Instant::now();
             let witness = Witness::set_up(runner.ecosystem(), "scenarios").await;
@@ -198,6 +199,18 @@ impl Suite {
             *self.watching.lock().await = Some(witness);
         }
         Ok(runner)
+    }
+
+    /// What the run's ecosystems are started from: the shared one, and each
+    /// scenario's own (see [`Runner::with_own_ecosystems`]).
+    fn recipe(&self) -> EcosystemRecipe {
+        EcosystemRecipe {
+            file: self.file.clone(),
+            logs: self.reports_dir.join("logs"),
+            tls: self.tls.clone(),
+            defects: self.defects.clone(),
+            otlp_forward: self.otlp_forward.clone(),
+        }
     }
 
     /// The witness tenant's id, once the ecosystem started with a witness.
@@ -213,9 +226,12 @@ impl Suite {
         build_binaries(&self.root).await
     }
 
-    /// Runs `scenarios`, `jobs` at a time: first those that share the
-    /// ecosystem, then one by one those that need it alone. `on_done` hears
-    /// of each as it ends. Reports come back in the order given.
+    /// Runs `scenarios`, `jobs` at a time, and reports them in the order
+    /// given; `on_done` hears of each as it ends. Those that need the
+    /// ecosystem alone start first, each on an ecosystem of its own where
+    /// the runner gives one (they are the long ones: a start, then a fault
+    /// waited out); where it does not, they run one by one after the
+    /// others.
     pub async fn run_all(
         &self,
         scenarios: &[Scenario],
@@ -229,12 +245,17 @@ impl Suite {
             .iter()
             .enumerate()
             .partition(|(_, s)| needs_ecosystem_alone(s));
-        let mut done: Vec<(usize, ScenarioReport)> = futures::stream::iter(shared)
+        let (first, last) = if runner.gives_own_ecosystems() {
+            (alone.into_iter().chain(shared).collect(), Vec::new())
+        } else {
+            (shared, alone)
+        };
+        let mut done: Vec<(usize, ScenarioReport)> = futures::stream::iter(first)
             .map(|(i, s)| run_one(&runner, i, s, on_done))
             .buffer_unordered(jobs.max(1))
             .collect()
             .await;
-        for (i, s) in alone {
+        for (i, s) in last {
             done.push(run_one(&runner, i, s, on_done).await);
         }
         done.sort_by_key(|(i, _)| *i);
@@ -340,6 +361,7 @@ pub fn witness_entry(report: &WitnessReport) -> ScenarioReport {
         skip_reason: None,
         messages: Vec::new(),
         spans: Vec::new(),
+        own_ecosystem: None,
     }
 }
 
