@@ -3,7 +3,9 @@
 //! `cargo bench -p tekup-benches --bench scenarios`
 //!
 //! Runs the scenario files of `scenarios/` (`TEKUP_SCENARIOS` to change)
-//! against one ecosystem (process runtime), `TEKUP_BENCH_RUNS` rounds
+//! against one ecosystem (process runtime; a scenario that needs the
+//! ecosystem alone runs on one of its own, started for it, with both
+//! `--jobs`, as under `tekup-harness run`), `TEKUP_BENCH_RUNS` rounds
 //! (default 3). Each round runs the whole suite with `--jobs 1` and then with
 //! the default of `tekup-harness run` (4), so both are measured side by side
 //! on the same machine state.
@@ -50,6 +52,8 @@ fn main() {
     let mut walls: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut overhead: BTreeMap<String, Vec<(f64, f64, f64)>> = BTreeMap::new();
     let mut steps: BTreeMap<String, usize> = BTreeMap::new();
+    // A scenario's time with --jobs 1, its own ecosystem's start included.
+    let mut spans: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     rt.block_on(async {
         suite.runner().await.expect("the ecosystem starts");
         // One unmeasured round: connections, caches, first-use costs.
@@ -76,6 +80,13 @@ fn main() {
                 );
                 walls.entry(jobs).or_default().push(wall);
                 if jobs == 1 {
+                    for r in &reports {
+                        let own = r.own_ecosystem.as_ref().map_or(0.0, |o| o.start_ms);
+                        spans
+                            .entry(r.name.clone())
+                            .or_default()
+                            .push((r.duration_ms + own) / 1000.0);
+                    }
                     for r in reports {
                         steps.insert(r.name.clone(), r.steps.len().max(1));
                         overhead.entry(r.name.clone()).or_default().push((
@@ -127,6 +138,17 @@ fn main() {
         "\nsuite wall time, median of {runs}: --jobs 1 {one:.2} s, --jobs {DEFAULT_JOBS} {many:.2} s ({:.2}x faster)",
         one / many
     );
+    // No number of jobs takes the suite below its longest scenario.
+    if let Some((name, longest)) = spans
+        .iter()
+        .map(|(name, s)| (name, median(s.clone())))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+    {
+        println!(
+            "longest scenario: {name}, {longest:.2} s (median, --jobs 1, its own ecosystem's start included): at most {:.2}x faster however many jobs",
+            one / longest.max(f64::EPSILON)
+        );
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

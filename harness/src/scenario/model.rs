@@ -41,7 +41,7 @@ pub struct Scenario {
     pub vars: Vec<(String, serde_json::Value)>,
     /// Shared step files, resolved relative to the scenario file.
     pub include: Vec<Include>,
-    /// Runs alone (chaos scenarios).
+    /// Needs the ecosystem alone (chaos scenarios): one of its own, or alone on the shared one.
     pub exclusive: bool,
     pub timeout: Option<Duration>,
     /// Values redacted from everything the run prints or writes (`secrets:`).

@@ -16,7 +16,7 @@ tags: [smoke]
 # `${acme}` is the tenant's id and `${acme.key}` its API key.
 tenants: [acme]
 # timeout: 60s        # the whole scenario's deadline
-# exclusive: true     # run alone (chaos; a fault meant to open a breaker)
+# exclusive: true     # needs the ecosystem alone (chaos; a fault meant to open a breaker)
 # defaults: { http: { service: flow-api, tenant: acme, app: flow-web } }
 #                     # what every http step leaves out
 # examples: [ { status: new }, { status: won } ]

@@ -1,5 +1,6 @@
 //! A suite: one ecosystem started on first use, one [`Runner`] shared by
-//! every scenario of a process, and the reports written at the end. The
+//! every scenario of a process (those that need the ecosystem alone get
+//! one of their own, see `own`), and the reports written at the end. The
 //! `cargo test` binary (`tests/scenarios.rs`) and `tekup-harness run`
 //! both use it.
 //!
