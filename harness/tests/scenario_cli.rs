@@ -128,12 +128,19 @@ fn validate_counts_the_cases_of_a_data_driven_file() {
 /// Cargo tells a test where the `[[bin]]` targets are, not the other
 /// tests. Guessing `target/<profile>/deps/scenarios-<hash>` is ambiguous
 /// (old builds leave other hashes) and may find a stale binary, or none,
-/// when only this file was built. So cargo is asked: `cargo test --no-run
-/// --message-format=json` builds it if needed (nothing to do after `cargo
-/// test`: same profile, and the environment, `CARGO_TARGET_DIR` included,
-/// is inherited) and names the executable. That runs directly, so its own
-/// exit code and stderr are seen, where `cargo test -- --list` would turn
-/// any failure into cargo's 101.
+/// when only this file was built. So cargo is asked: `cargo test
+/// --workspace --no-run --message-format=json` builds it if needed and
+/// names the executable. After the README's `cargo test --workspace` that
+/// is nothing to do: same packages, so the same features for every
+/// dependency; same profile; the environment, `CARGO_TARGET_DIR` included,
+/// inherited, less what cargo set for this test
+/// ([`tekup_harness::env::cargo_command`]). (`-p tekup-harness` unifies
+/// features over that package alone, and `CARGO_MANIFEST_DIR` reruns
+/// ring's build script: about fifty dependencies and the harness compiled
+/// again, 80 s of CI's 2 cores, and the ones built in place once more by
+/// CI's next cargo command.) That runs directly, so its own exit code and
+/// stderr are seen, where `cargo test -- --list` would turn any failure
+/// into cargo's 101.
 fn scenarios_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
@@ -146,8 +153,8 @@ fn scenarios_binary() -> &'static Path {
             .and_then(|p| p.to_str())
             .expect("the test binary is in target/<profile>/deps");
         let profile = if profile == "debug" { "dev" } else { profile };
-        let o = Command::new(env!("CARGO"))
-            .args(["test", "-p", "tekup-harness", "--test", "scenarios"])
+        let o = tekup_harness::env::cargo_command()
+            .args(["test", "--workspace", "--test", "scenarios"])
             .args(["--no-run", "--message-format=json", "--profile", profile])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()

@@ -17,6 +17,39 @@ use super::model::Component;
 
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
+/// `cargo` (`$CARGO`, else from `PATH`) as the build that made this
+/// executable ran it: without the variables cargo sets for a crate it runs
+/// (`CARGO_MANIFEST_DIR`, `CARGO_MANIFEST_PATH`, `CARGO_PKG_*`, …), which
+/// a test, or `tekup-harness` under `cargo run`, inherits.
+///
+/// Cargo compares them with what some build scripts watched: ring's
+/// (`rerun-if-env-changed=CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, …) then
+/// runs again, and ring, rustls, reqwest, the harness, the services and
+/// everything else that links them are compiled again, in place: once by
+/// the build started here and once more by the next `cargo` the user runs.
+/// Without them, a build of what the running build already made is nothing
+/// to do.
+pub fn cargo_command() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                name,
+                "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "OUT_DIR"
+            )
+        {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// The directories searched for a bare program name.
 pub(crate) fn search_dirs(workspace: Option<&Path>) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
@@ -108,8 +141,7 @@ pub(crate) fn resolve(
     if let Some(found) = find(program, &dirs) {
         return Ok(found);
     }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
+    let mut command = cargo_command();
     command
         .current_dir(ws)
         .args(["build", "--quiet", "-p", package, "--bin", program]);
@@ -136,4 +168,30 @@ pub(crate) fn resolve(
             "`cargo build -p {package}` ran but its output is elsewhere; set TEKUP_BIN_DIR"
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cargo_runs_without_what_cargo_set_for_this_test() {
+        // `cargo test` set these for this process; `CARGO_TARGET_DIR` and
+        // the like are the user's and stay.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let command = cargo_command();
+        let removed: Vec<&std::ffi::OsStr> = command
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name)
+            .collect();
+        for name in ["CARGO_MANIFEST_DIR", "CARGO_PKG_NAME", "CARGO_PKG_VERSION"] {
+            assert!(removed.contains(&std::ffi::OsStr::new(name)), "{name}");
+        }
+        assert!(removed.iter().all(|name| {
+            let name = name.to_string_lossy();
+            name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_MANIFEST_")
+        }));
+        assert!(command.get_envs().all(|(_, value)| value.is_none()));
+    }
 }

@@ -37,6 +37,7 @@ mod snapshot;
 mod spawn;
 pub mod state;
 
+pub use binaries::cargo_command;
 pub use ecosystem::{Ecosystem, EcosystemBuilder, Progress};
 pub use error::EnvError;
 pub use handle::{postgres_answers, ComponentHandle, MockAdminError, MockHandle};

@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 
 use super::super::binaries;
@@ -104,22 +103,19 @@ fn build(
     asking: &str,
 ) -> Result<Vec<(String, PathBuf)>, EnvError> {
     let args = build_args(components);
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cargo = binaries::cargo_command();
+    let program = Path::new(cargo.get_program()).display().to_string();
     announce(&format!(
         "tekup-harness: the docker runtime's programs are release builds: cargo {} \
          (a first build takes minutes, later ones reuse it)",
         args.join(" ")
     ));
-    let out = Command::new(&cargo)
+    let out = cargo
         .current_dir(workspace)
         .args(&args)
         .args(["--quiet", "--message-format=json-render-diagnostics"])
         .output()
-        .map_err(EnvError::io(format!(
-            "run `{} {}`",
-            Path::new(&cargo).display(),
-            args.join(" ")
-        )))?;
+        .map_err(EnvError::io(format!("run `{program} {}`", args.join(" "))))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(30).collect();

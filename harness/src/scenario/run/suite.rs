@@ -381,7 +381,6 @@ async fn run_one(
 /// profile this executable was built with (`tekup-harness run` and `load`
 /// under `cargo run`, so they never start stale binaries).
 pub(crate) async fn build_binaries(root: &std::path::Path) -> Result<(), String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut args = vec![
         "build",
         "--quiet",
@@ -398,7 +397,7 @@ pub(crate) async fn build_binaries(root: &std::path::Path) -> Result<(), String>
     if release {
         args.push("--release");
     }
-    let output = tokio::process::Command::new(&cargo)
+    let output = tokio::process::Command::from(crate::env::cargo_command())
         .current_dir(root)
         .args(&args)
         .output()
