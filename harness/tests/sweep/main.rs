@@ -2,9 +2,12 @@
 //! each class catches the defects of its kind that a build of the services
 //! has on purpose (`tekup-service-defects`, `TEKUP_DEFECTS`).
 //!
-//! One ecosystem at a time (they are heavy on a 2-core machine): every test
-//! takes its turn through [`sweep_on`]. Each class's defect tests are in
-//! the module of that class.
+//! Each test sweeps an ecosystem of its own ([`sweep_on`]), side by side as
+//! libtest runs them (four at a time, `.cargo/config.toml`), as the chaos
+//! suites' tests do. One at a time left the cores half idle: a sweep
+//! waits on sockets as much as it works (on the limits class's defect
+//! build the connections stay open, and the check waits out its 35 s
+//! deadline). Each class's defect tests are in the module of that class.
 
 #![expect(
     clippy::print_stderr,
@@ -30,13 +33,17 @@ fn workspace() -> PathBuf {
 /// Starts the reference ecosystem with `defects` on (none when empty),
 /// sweeps it with `classes` at the bounded size, prints what it found.
 pub(crate) async fn sweep_on(defects: &str, classes: &[Class]) -> SweepReport {
-    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let _turn = TURN.lock().await;
-    let label = if defects.is_empty() {
-        "reference"
-    } else {
-        defects
-    };
+    // Its own log directory: two tests may sweep the reference build at once.
+    let classes_label: Vec<&str> = classes.iter().map(|c| c.as_str()).collect();
+    let label = format!(
+        "{}-{}",
+        if defects.is_empty() {
+            "reference"
+        } else {
+            defects
+        },
+        classes_label.join("+")
+    );
     let mut builder = Ecosystem::builder()
         .file(workspace().join("fixtures/ecosystem.toml"))
         .runtime(Runtime::Process)
