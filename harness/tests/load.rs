@@ -6,8 +6,15 @@
 //! share of the plan; `load --runtime external` loads the deployment its
 //! file describes; bad input is an error, never a panic.
 //!
-//! Speed targets at full size belong to the `load` bench; here a pass only
-//! means a handful of users on an idle machine stay far inside them.
+//! Speed targets at full size belong to the `load` bench. Here the
+//! ecosystem is a debug build on a machine that may be busy (CI runs four
+//! tests at a time, and `.ci/stress` runs beside stress-ng), where one user
+//! alone can be slower than the target: a limit in milliseconds would judge
+//! the machine. So each profile's p95 limit is the target or
+//! [`CONTENTION`] times the p95 one user measured on the same ecosystem
+//! just before, whichever is higher: a handful of users that slow each
+//! other down that much is a finding on any machine. The slow-link test
+//! keeps the target itself (it asserts a breach).
 //!
 //! One ecosystem serves every test of this binary (started by the first).
 //! Profiles take a read lock on it, the test that slows a link the write
@@ -70,6 +77,28 @@ async fn eco() -> &'static Ecosystem {
 /// Read by profile runs, written by the run under a toxic.
 static ALONE: RwLock<()> = RwLock::const_new(());
 
+/// How many times one user's p95 a handful of users may take (see the
+/// module docs).
+const CONTENTION: f64 = 4.0;
+
+/// One user's p95 over every request kind of `profile`, on this ecosystem
+/// now: the yardstick of the profile's latency limit.
+async fn one_user_p95(profile: Profile, platform: &Platform) -> f64 {
+    let mut plan = Plan::new(profile, 1, Duration::from_secs(1));
+    plan.ws_clients = 1;
+    let report = load::run(&plan, platform).await.unwrap_or_else(|e| {
+        panic!(
+            "{profile}, one user: {}",
+            tekup_harness::env::error_chain(&e)
+        )
+    });
+    report
+        .requests
+        .iter()
+        .map(|kind| kind.latency_ms.p95)
+        .fold(0.0, f64::max)
+}
+
 fn plan(profile: Profile, dir: &Path) -> Plan {
     let mut plan = Plan::new(profile, 2, Duration::from_secs(2));
     plan.ws_clients = 3;
@@ -83,13 +112,16 @@ async fn run_profile(profile: Profile) {
     let dir = scratch().join(profile.name());
     std::fs::create_dir_all(&dir).expect("dir");
     let platform = Platform::from_ecosystem(eco).expect("platform");
-    let report = load::run(&plan(profile, &dir), &platform)
+    let mut plan = plan(profile, &dir);
+    let alone = one_user_p95(profile, &platform).await;
+    plan.thresholds.p95_ms = plan.thresholds.p95_ms.max(CONTENTION * alone);
+    let report = load::run(&plan, &platform)
         .await
         .unwrap_or_else(|e| panic!("{profile}: {}", tekup_harness::env::error_chain(&e)));
     let breaches: Vec<String> = report.breaches().map(ToString::to_string).collect();
     assert!(
         report.passed,
-        "{profile} breached {breaches:#?}\n{report:#?}"
+        "{profile} breached {breaches:#?} (one user's p95 just before: {alone:.1} ms)\n{report:#?}"
     );
     assert!(report.total.count > 0);
     assert_eq!(report.profile, profile.name());

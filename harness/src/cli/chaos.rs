@@ -26,7 +26,9 @@ Suites:
 
 Each suite creates fresh tenants, keeps leads coming at a steady rate, injects
 its fault once a share of the load is sent (--fault-at), heals it after --hold
-(per phase) while the load goes on, and then checks within --recovery: no
+(per phase) while the load goes on, and then checks, for as long as the
+platform makes progress and at most --recovery without any (a lead processed,
+a queue shorter, a breaker closed, an event delivered): no
 accepted lead lost, one contact association and one activity per lead, no
 contact twice, every lead and job processed or dead-lettered, queues drained,
 breakers closed, no job dead-lettered during a fault shorter than its queue's
@@ -64,7 +66,8 @@ pub(super) struct ChaosArgs {
     /// How long after the heal the platform may still refuse, e.g. 5s.
     #[arg(long, value_parser = parse_duration)]
     grace: Option<Duration>,
-    /// How long the invariants may take to hold after the load, e.g. 60s.
+    /// How long the checks after the load wait without progress before they
+    /// give up (and ten times it in all), e.g. 60s.
     #[arg(long, value_parser = parse_duration)]
     recovery: Option<Duration>,
     /// Start the ecosystem file's optional Prometheus too (process or

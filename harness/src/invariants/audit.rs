@@ -32,9 +32,8 @@
 //! team's contract moves it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
-use super::{poll_until, Finding, Verdict};
+use super::{poll_until, Finding, Patience, Verdict};
 use crate::contract::Contract;
 use crate::env::error_chain;
 
@@ -118,16 +117,17 @@ impl Audit {
         verdict
     }
 
-    /// Checks again and again until nothing pending is left or `within`
-    /// has passed; `deliveries` is asked anew each time.
+    /// Checks again and again until nothing pending is left or `patience`
+    /// gives up (a row that turns up is progress); `deliveries` is asked
+    /// anew each time.
     pub async fn settle(
         &self,
         tenants: &[String],
         rooms: Rooms<'_>,
         deliveries: impl Fn() -> Vec<Delivery>,
-        within: Duration,
+        patience: &mut Patience,
     ) -> Verdict {
-        poll_until(within, || {
+        poll_until(patience, || {
             let now = deliveries();
             async move { self.check(tenants, rooms, &now).await }
         })

@@ -13,7 +13,8 @@
 //! Findings come in two kinds, and [`Checker::settle`] treats them apart:
 //! - *pending*: the platform is still working (a lead not processed yet, a
 //!   queue not drained, a breaker not closed). These may clear with time,
-//!   so settling waits for them, up to the recovery time it is given.
+//!   so settling waits for them for as long as the platform keeps making
+//!   progress on them ([`Patience`]).
 //! - *broken*: no amount of waiting clears them (an accepted lead gone, a
 //!   contact twice, two activities for one lead).
 //!
@@ -34,12 +35,13 @@
 pub mod audit;
 pub mod breakers;
 mod ledger;
+pub mod patience;
 mod stores;
 pub mod traces;
 pub mod witness;
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use audit::{AcceptedWrite, Audit, Delivery, Rooms};
 pub use breakers::{watch_open_breakers, BreakerWatch};
@@ -47,6 +49,8 @@ pub use ledger::{
     describe_refusals, judge_refusals, AcceptedLead, Ledger, Phase, RefusalCount, RefusalProblem,
     RefusalRules, Refusals, Tally,
 };
+use patience::poll_until;
+pub use patience::Patience;
 pub use stores::{Checker, QueueTotals};
 pub use traces::{LeadTraces, TraceTally};
 pub use witness::{Witness, WitnessReport};
@@ -380,6 +384,32 @@ impl Verdict {
         self.findings.iter().all(|f| !f.is_pending())
     }
 
+    /// How much work the pending findings stand for: one per lead
+    /// unprocessed, breaker open, trace or audit row still missing; the
+    /// jobs a busy queue holds and an unsettled one still owes. Settling
+    /// sees a new low as progress ([`Patience`]). None when a store could
+    /// not be read: what it would have shown is not in the count.
+    pub fn backlog(&self) -> Option<u64> {
+        let mut backlog = 0;
+        for finding in &self.findings {
+            backlog += match finding {
+                Finding::Unreadable { .. } => return None,
+                Finding::QueueBusy {
+                    size,
+                    in_flight,
+                    retrying,
+                    ..
+                } => (size + in_flight + retrying).max(1),
+                Finding::JobsUnsettled {
+                    accepted, settled, ..
+                } => accepted.saturating_sub(*settled).max(1),
+                f if f.is_pending() => 1,
+                _ => 0,
+            };
+        }
+        Some(backlog)
+    }
+
     /// The findings, one per line, at most `max` of each kind, for messages.
     pub fn describe(&self, max: usize) -> String {
         let mut out = format!(
@@ -437,53 +467,34 @@ pub struct JobsAccepted<'a> {
 }
 
 impl Checker {
-    /// Checks again and again until nothing pending is left or `within`
-    /// has passed, and returns the last verdict (with the time it took).
-    pub async fn settle(&self, leads: &[AcceptedLead], within: Duration) -> Verdict {
-        self.settle_all(leads, None, within).await
+    /// Checks again and again until nothing pending is left or the
+    /// platform has made no progress for `idle` ([`Patience`]), and returns
+    /// the last verdict (with the time it took).
+    pub async fn settle(&self, leads: &[AcceptedLead], idle: Duration) -> Verdict {
+        self.settle_all(leads, None, &mut Patience::new(idle)).await
     }
 
-    /// [`Checker::settle`], also holding the queues to `jobs`.
+    /// [`Checker::settle`], also holding the queues to `jobs`, with a
+    /// patience that may span other waits.
     pub async fn settle_all(
         &self,
         leads: &[AcceptedLead],
         jobs: Option<JobsAccepted<'_>>,
-        within: Duration,
+        patience: &mut Patience,
     ) -> Verdict {
-        poll_until(within, || self.check_with(leads, jobs)).await
+        poll_until(patience, || self.check_with(leads, jobs)).await
     }
 
-    /// Waits (up to `within`) until every service's breakers are closed;
-    /// the verdict holds the breakers still open.
-    pub async fn settle_breakers(&self, within: Duration) -> Verdict {
-        poll_until(within, || async {
+    /// Waits until every service's breakers are closed, while `patience`
+    /// lasts (a breaker closing is progress); the verdict holds the
+    /// breakers still open.
+    pub async fn settle_breakers(&self, patience: &mut Patience) -> Verdict {
+        poll_until(patience, || async {
             let mut verdict = Verdict::default();
             self.check_breakers(&mut verdict).await;
             verdict
         })
         .await
-    }
-}
-
-/// Runs `check` again and again until nothing pending is left or `within`
-/// has passed; returns the last verdict with the time it took. Between
-/// checks it waits 100 ms, doubling up to 1 s: the stores are polled, there
-/// is nothing to be woken by.
-async fn poll_until<F, Fut>(within: Duration, mut check: F) -> Verdict
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Verdict>,
-{
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(100);
-    loop {
-        let mut verdict = check().await;
-        verdict.waited = started.elapsed();
-        if verdict.settled() || started.elapsed() >= within {
-            return verdict;
-        }
-        tokio::time::sleep(pause.min(within.saturating_sub(started.elapsed()))).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 

@@ -22,7 +22,7 @@ use super::events;
 use super::plan::{tenant_var, Call, Creds, Plan, Step, LEAD_APP};
 use crate::env::{error_chain, Ecosystem};
 use crate::invariants::audit::{check_stored, store_for, AcceptedWrite, Audit, Delivery, Rooms};
-use crate::invariants::{AcceptedLead, Checker, LeadTraces, Ledger};
+use crate::invariants::{AcceptedLead, Checker, LeadTraces, Ledger, Patience};
 use crate::platform::Platform;
 use crate::scenario::run::queue::enqueue_job;
 use crate::scenario::run::ws::{Conn, Observer, Opener};
@@ -301,7 +301,7 @@ impl Executor {
                 &tenants,
                 Rooms::Subscribed(&subscribed),
                 deliveries,
-                self.waits.events,
+                &mut Patience::new(self.waits.events),
             )
             .await;
         verdict

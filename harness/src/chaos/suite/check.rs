@@ -2,12 +2,14 @@
 //! gateway's audit of those deliveries.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::{EventCheck, SUBSCRIBER_APP};
-use crate::invariants::{AcceptedLead, Audit, Checker, Delivery, Finding, Rooms, Verdict};
+use crate::invariants::{
+    AcceptedLead, Audit, Checker, Delivery, Finding, Patience, Rooms, Verdict,
+};
 use crate::platform::{Subscriber, TenantKey};
 
 /// The gateway's audit of the subscribers' tenants against what they
@@ -17,7 +19,7 @@ use crate::platform::{Subscriber, TenantKey};
 pub(super) async fn check_audit(
     checker: &Checker,
     subscribers: &[(TenantKey, Subscriber)],
-    within: Duration,
+    patience: &mut Patience,
 ) -> Verdict {
     let audit = match Audit::new(checker.pool().clone(), crate::contract::active()) {
         Ok(audit) => audit,
@@ -44,29 +46,39 @@ pub(super) async fn check_audit(
             })
             .collect()
     };
+    // The audit's batches are written a moment after the deliveries: give
+    // its first rows that long even when the waits before used up the
+    // patience.
+    let mut floor;
+    let patience = if patience.left() >= AUDIT_FLOOR {
+        patience
+    } else {
+        floor = Patience::new(AUDIT_FLOOR);
+        &mut floor
+    };
     audit
-        .settle(
-            &tenants,
-            Rooms::All,
-            deliveries,
-            within.max(Duration::from_secs(5)),
-        )
+        .settle(&tenants, Rooms::All, deliveries, patience)
         .await
 }
 
-/// Waits (up to `within`) for every processed lead's `LEAD_CREATED` at its
-/// tenant's subscriber, then looks for duplicates and foreign events over
-/// a short quiet window.
+/// The least time the audit check gets (see [`check_audit`]).
+const AUDIT_FLOOR: Duration = Duration::from_secs(5);
+
+/// Waits for every processed lead's `LEAD_CREATED` at its tenant's
+/// subscriber while `patience` lasts (an expected event arriving is
+/// progress), then looks for duplicates and foreign events over a short
+/// quiet window.
 pub(super) async fn check_events(
     subscribers: &[(TenantKey, Subscriber)],
     leads: &[AcceptedLead],
     verdict: &Verdict,
-    within: Duration,
+    patience: &mut Patience,
 ) -> EventCheck {
     /// How long to listen after the expected events for extra ones.
     const QUIET: Duration = Duration::from_millis(500);
+    /// How often to look whether events arrived, while waiting for all.
+    const STEP: Duration = Duration::from_secs(1);
     let mut check = EventCheck::default();
-    let deadline = Instant::now() + within;
     for (tenant, sub) in subscribers {
         let expected: BTreeSet<String> = leads
             .iter()
@@ -80,9 +92,22 @@ pub(super) async fn check_events(
                 .filter_map(|e| e["data"]["id"].as_str().map(str::to_owned))
                 .collect()
         };
-        let left = deadline.saturating_duration_since(Instant::now());
-        sub.wait_for(left, |events| expected.is_subset(&lead_ids(events)))
-            .await;
+        let arrived = || expected.intersection(&lead_ids(&sub.events())).count();
+        let mut seen = arrived();
+        while !patience.exhausted()
+            && sub.closed().is_none()
+            && !sub
+                .wait_for(patience.left().min(STEP), |events| {
+                    expected.is_subset(&lead_ids(events))
+                })
+                .await
+        {
+            let now = arrived();
+            if now > seen {
+                patience.progressed();
+                seen = now;
+            }
+        }
         sub.wait_for(QUIET, |_| false).await;
         let events = sub.events();
         check.received += events.len();

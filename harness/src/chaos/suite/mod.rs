@@ -11,8 +11,9 @@
 //!    plan), the fault ([`faults`]): held for `hold`, then healed while the
 //!    load goes on, so breakers see traffic to close on;
 //! 4. when the load is done, a trickle of it goes on (breakers close only
-//!    on traffic) while the [`Checker`] settles within the stated
-//!    recovery time: no accepted lead lost, none with other than one
+//!    on traffic) while the [`Checker`] settles, for as long as the
+//!    platform makes progress and at most the stated recovery time without
+//!    any ([`Patience`]): no accepted lead lost, none with other than one
 //!    contact association and one activity, no contact twice, every lead
 //!    processed or dead-lettered, every accepted job settled, queues
 //!    drained, breakers closed; where the services' spans reach the
@@ -84,8 +85,8 @@ pub use faults::Timeline;
 
 use crate::env::{error_chain, Ecosystem};
 use crate::invariants::{
-    describe_refusals, judge_refusals, Checker, JobsAccepted, Ledger, RefusalRules, Refusals,
-    Tally, Verdict, Witness, WitnessReport,
+    describe_refusals, judge_refusals, Checker, JobsAccepted, Ledger, Patience, RefusalRules,
+    Refusals, Tally, Verdict, Witness, WitnessReport,
 };
 use crate::platform::{Platform, Subscriber, TenantKey};
 
@@ -249,7 +250,9 @@ pub struct Plan {
     pub grace: Duration,
     /// `mock-flaky`: the share of the mock's answers that fail.
     pub mock_failure_ratio: f64,
-    /// How long after the load the invariants may take to hold.
+    /// How long the checks after the load may go on without progress
+    /// ([`Patience`]): the platform gets the time it needs as long as it
+    /// keeps working, and fails this long after it stops.
     pub recovery: Duration,
     /// `mock-flaky`: keep the last phase's fault until the load is done and
     /// this queue has nothing waiting, in flight or retrying (up to
@@ -260,7 +263,7 @@ pub struct Plan {
 
 impl Plan {
     /// The size: 1,000 leads at 50/s, the fault after 30 % for 5 s
-    /// (a phase; `postgres-restarted` 10 s), recovery within 60 s.
+    /// (a phase; `postgres-restarted` 10 s), 60 s allowed without progress.
     pub fn full(suite: SuiteName) -> Plan {
         Plan {
             load: Load {
@@ -403,7 +406,7 @@ impl SuiteReport {
             out.push_str(&format!("  {at:>6.1} s  {what}\n"));
         }
         out.push_str(&format!(
-            "  invariants (recovery allowed {:.0} s): {}\n",
+            "  invariants (allowed {:.0} s without progress): {}\n",
             self.plan.recovery.as_secs_f64(),
             self.verdict.describe(5)
         ));
@@ -580,7 +583,11 @@ pub async fn run(
         Arc::clone(&ledger),
         watch::channel(0).0,
     ));
-    let first = checker.settle_breakers(plan.recovery).await;
+    // One patience for every wait from here: each may take as long as the
+    // platform keeps making progress, and the time without any runs on
+    // from one wait to the next.
+    let mut patience = Patience::new(plan.recovery);
+    let first = checker.settle_breakers(&mut patience).await;
     trickle.abort();
     let _ = trickle.await;
     // Then everything, the trickle's leads included, in the time left; and
@@ -607,7 +614,7 @@ pub async fn run(
                 accepted: &jobs,
                 outage: timeline.outage(),
             }),
-            plan.recovery.saturating_sub(first.waited),
+            &mut patience,
         )
         .await;
     verdict.waited += first.waited;
@@ -621,17 +628,25 @@ pub async fn run(
             }
         ));
     }
-    timeline.note(format!(
-        "checks settled after {:.1} s",
-        verdict.waited.as_secs_f64()
-    ));
+    let waited = verdict.waited.as_secs_f64();
+    timeline.note(if patience.capped() {
+        format!(
+            "checks stopped after {waited:.1} s: the platform was still making progress, at {}x the recovery time",
+            crate::invariants::patience::CAP_FACTOR
+        )
+    } else if patience.exhausted() {
+        format!(
+            "checks gave up after {waited:.1} s: no progress for {:.0} s",
+            plan.recovery.as_secs_f64()
+        )
+    } else {
+        format!("checks settled after {waited:.1} s")
+    });
     let events = if subscribers.is_empty() {
         None
     } else {
-        let left = plan.recovery.saturating_sub(verdict.waited);
-        let events = check_events(&subscribers, &leads, &verdict, left).await;
-        let left = plan.recovery.saturating_sub(verdict.waited);
-        let audit = check_audit(&checker, &subscribers, left).await;
+        let events = check_events(&subscribers, &leads, &verdict, &mut patience).await;
+        let audit = check_audit(&checker, &subscribers, &mut patience).await;
         timeline.note(format!(
             "audit checked in {:.1} s: {} finding(s)",
             audit.waited.as_secs_f64(),
@@ -651,10 +666,7 @@ pub async fn run(
         .extend(judge_refusals(&refusals, &suite.refusal_rules(plan.grace)));
     let witness = witness.check().await;
     let alert = match alert {
-        Some(alert) => {
-            let left = plan.recovery.saturating_sub(verdict.waited);
-            Some(alert.until_resolved(left).await)
-        }
+        Some(alert) => Some(alert.until_resolved(patience.left()).await),
         None => None,
     };
     let alerts = crate::alerts::AlertLog::of_run(eco, began).await;
