@@ -279,8 +279,9 @@ mod tests {
         let calls = AtomicU64::new(0);
         let check = || {
             let n = calls.fetch_add(1, Ordering::Relaxed);
-            let mut verdict = unprocessed(if n % 2 == 0 { 5 } else { 0 });
-            if n % 2 == 1 {
+            let readable = n.is_multiple_of(2);
+            let mut verdict = unprocessed(if readable { 5 } else { 0 });
+            if !readable {
                 verdict.findings.push(Finding::Unreadable {
                     what: "postgres".into(),
                     error: "connection refused".into(),
