@@ -13,6 +13,10 @@
 //!   [`super::prometheus`]).
 //! - Services, mocks and jobs run in a runtime image; their binaries (and
 //!   `${file:...}` files) are copied in before the container starts.
+//! - A snapshot job (`snapshot = "postgres"`) runs once per key: its
+//!   Postgres is then committed to an image, and later starts run the
+//!   Postgres from it and create no container for the job (see
+//!   [`snapshot`]).
 //! - Other components reach a component by its name on the run's network;
 //!   the harness reaches it on a published port of `127.0.0.1` (or the
 //!   `DOCKER_HOST` machine). Prefer `http`/`log` readiness for containers:
