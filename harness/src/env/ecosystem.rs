@@ -645,12 +645,12 @@ impl Ecosystem {
         })
     }
 
-    /// The file's snapshot jobs under the process runtime, each under the
-    /// job's name and its Postgres's (both specs carry it): see
-    /// [`super::snapshot`]. Keyed once per start.
+    /// The file's snapshot jobs under the process and docker runtimes,
+    /// each under the job's name and its Postgres's (both specs carry it):
+    /// see [`super::snapshot`]. Keyed once per start.
     fn snapshots(&self) -> Result<BTreeMap<String, SnapshotOf>, EnvError> {
         let mut by_component = BTreeMap::new();
-        if self.runtime != Runtime::Process {
+        if !matches!(self.runtime, Runtime::Process | Runtime::Docker) {
             return Ok(by_component);
         }
         for job in self.file.components.values() {
@@ -661,11 +661,22 @@ impl Ecosystem {
             else {
                 continue;
             };
-            let program = binaries::resolve(job, &self.file.base_dir, true)?;
+            let (program, job_image) = if self.runtime == Runtime::Docker {
+                let program = docker::image_program(job, &self.file)?;
+                let images = job.image.iter().chain(&job.offline_image).cloned();
+                let image = super::snapshot::JobImage {
+                    images: images.collect(),
+                    program: program.clone(),
+                };
+                (program, Some(image))
+            } else {
+                (binaries::resolve(job, &self.file.base_dir, true)?, None)
+            };
             let of = SnapshotOf {
                 job: job.name.clone(),
                 postgres: postgres.name.clone(),
                 key: super::snapshot::key(&self.file, job, postgres, &program)?,
+                job_image,
             };
             by_component.insert(postgres.name.clone(), of.clone());
             by_component.insert(job.name.clone(), of);

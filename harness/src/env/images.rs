@@ -174,9 +174,11 @@ pub async fn build(
         derive(&docker, runtime.0, image, &changes).await?;
         timings.push((image.clone(), step.elapsed()));
     }
-    // Program images are built on the old runtime image: drop them so the
-    // old images can go (the next docker start makes new ones).
+    // Program images are built on the old runtime image, snapshot images
+    // on the old Postgres image: drop them so the old images can go (the
+    // next docker start makes new ones).
     let _ = docker::remove_program_images().await;
+    let _ = docker::remove_snapshot_images().await;
     for id in replaced {
         // Fails, harmlessly, while a container or a program image uses it.
         let _ = docker

@@ -95,7 +95,7 @@ pub struct LaunchSpec {
     /// must not blind the monitoring).
     pub scrape: Vec<(String, String)>,
     /// A job kept as a snapshot of its Postgres, on the job's spec and on
-    /// the Postgres's (process runtime; [`super::snapshot`]).
+    /// the Postgres's (process and docker runtimes; [`super::snapshot`]).
     pub snapshot: Option<SnapshotOf>,
 }
 

@@ -5,12 +5,22 @@
 //! result is the same every time its inputs are. A job that says
 //! `snapshot = "postgres"` in the ecosystem file promises that it changes
 //! nothing but that Postgres, and that its result depends only on its
-//! inputs. The process runtime then keeps that Postgres's data directory
-//! once the job has run (stopped cleanly, so it starts without recovery),
-//! under a key made of those inputs ([`key`]); a later start with the same
-//! key copies the kept cluster instead of the bare one and does not run
-//! the job ([`super::process`]). The docker runtime runs the job every
-//! time.
+//! inputs. Once the job has run, the runtime keeps that Postgres's data
+//! (stopped cleanly, so it starts without recovery) under a key made of
+//! those inputs ([`key`]); a later start with the same key starts the
+//! Postgres from what was kept and does not run the job.
+//!
+//! - The process runtime keeps the data directory and copies it instead of
+//!   the bare cluster ([`super::process`]).
+//! - The docker runtime commits the stopped Postgres container to an image,
+//!   `tekup-harness/snapshot:<job>-<key>`, and runs the Postgres from that
+//!   image ([`super::docker`]). There the job's program is an image (the
+//!   runtime image with the binary copied in), so the key also covers that
+//!   image's id and the Postgres image's id: a rebuilt program or a rebuilt
+//!   `tekup-harness images build` makes a new key. A Postgres image that
+//!   keeps `PGDATA` in a `VOLUME` (the official `postgres` image does; the
+//!   offline one does not) would lose the data on commit, so under a
+//!   snapshot its `PGDATA` moves out of the volume.
 //!
 //! The key covers what the job's result can depend on: its program (path,
 //! size, modification time: a rebuild makes a new key), its arguments and
@@ -25,7 +35,8 @@
 //! (`$TMPDIR/tekup-harness-cache/`, or `TEKUP_CACHE_DIR`), named
 //! `<cluster>+<job>-<key>`; making a new one removes those of the same
 //! cluster and job beyond the newest [`KEEP`] (once they are an hour old,
-//! so a start copying one meanwhile is left alone).
+//! so a start copying one meanwhile is left alone). Snapshot images are
+//! pruned the same way, by job.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -50,6 +61,32 @@ pub struct SnapshotOf {
     pub postgres: String,
     /// The key of the job's inputs ([`key`]).
     pub key: String,
+    /// Under docker, the job's images (`image`, then `offline-image`) and
+    /// the program copied into it: the runtime extends [`SnapshotOf::key`]
+    /// with the id of the image the job would run.
+    pub job_image: Option<JobImage>,
+}
+
+/// What a docker job runs: its candidate images and its program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobImage {
+    /// `image`, then `offline-image`, as the ecosystem file gives them.
+    pub images: Vec<String>,
+    /// The program copied into the image.
+    pub program: PathBuf,
+}
+
+/// [`SnapshotOf::key`] extended with what a runtime knows only once it
+/// runs (image ids): hex, 16 characters.
+pub(crate) fn extend_key(key: &str, parts: &[(&str, &str)]) -> String {
+    let mut hash = Sha256::new();
+    for (label, value) in std::iter::once(&("key", key)).chain(parts) {
+        for bytes in [label.as_bytes(), value.as_bytes()] {
+            hash.update((bytes.len() as u64).to_le_bytes());
+            hash.update(bytes);
+        }
+    }
+    hex::encode(&hash.finalize()[..8])
 }
 
 /// The key of a snapshot job's inputs: hex, 16 characters. `program` is
@@ -219,6 +256,43 @@ snapshot = "postgres"
     }
 
     #[test]
+    fn an_extended_key_follows_every_part() {
+        let base = extend_key(
+            "k",
+            &[("job-image", "sha256:a"), ("postgres-image", "sha256:b")],
+        );
+        assert_eq!(base.len(), 16);
+        assert_eq!(
+            extend_key(
+                "k",
+                &[("job-image", "sha256:a"), ("postgres-image", "sha256:b")]
+            ),
+            base
+        );
+        assert_ne!(
+            extend_key(
+                "k",
+                &[("job-image", "sha256:c"), ("postgres-image", "sha256:b")]
+            ),
+            base
+        );
+        assert_ne!(
+            extend_key(
+                "j",
+                &[("job-image", "sha256:a"), ("postgres-image", "sha256:b")]
+            ),
+            base
+        );
+        assert_ne!(
+            extend_key(
+                "k",
+                &[("job-image", "sha256:ab"), ("postgres-image", "sha256:")]
+            ),
+            base
+        );
+    }
+
+    #[test]
     fn a_missing_program_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let f = file(dir.path(), "tenants: []", "");
@@ -241,6 +315,7 @@ snapshot = "postgres"
             job: "migrate".into(),
             postgres: "postgres".into(),
             key: key.into(),
+            job_image: None,
         };
         let old = SystemTime::now() - Duration::from_secs(7200);
         let mut made = Vec::new();

@@ -25,6 +25,9 @@ const PROGRAM_LABEL: &str = "tekup-harness.program";
 /// One image creation at a time in this process: ecosystems started side
 /// by side (tests, `--jobs`) want the same program images, and two
 /// creations of one image would race for its scratch container's name.
+/// Finding an image that exists takes no lock: the components of one
+/// start look for theirs at once (a lock around the look-up held the
+/// Postgres's container back behind the mocks' look-ups).
 static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Returns an image holding `program` at `/tekup/bin/<name>` on top of
@@ -34,7 +37,6 @@ pub(super) async fn ensure(
     base: &str,
     program: &Path,
 ) -> Result<String, EnvError> {
-    let _one_at_a_time = CREATING.lock().await;
     let name = program
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -51,6 +53,11 @@ pub(super) async fn ensure(
     (program, meta.len(), meta.modified().ok(), &base_id).hash(&mut hasher);
     let tag = format!("{name}-{:016x}", hasher.finish());
     let image = format!("{REPO}:{tag}");
+    if super::image_exists(docker, &image).await {
+        return Ok(image);
+    }
+    let _one_at_a_time = CREATING.lock().await;
+    // Made meanwhile by a start that held the lock.
     if super::image_exists(docker, &image).await {
         return Ok(image);
     }

@@ -33,6 +33,11 @@ impl DockerInstance {
         }
     }
 
+    /// The container's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(crate) async fn start(&self) -> Result<(), EnvError> {
         self.docker
             .start_container(&self.name, None)

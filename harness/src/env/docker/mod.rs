@@ -13,6 +13,10 @@
 //!   [`super::prometheus`]).
 //! - Services, mocks and jobs run in a runtime image; their binaries (and
 //!   `${file:...}` files) are copied in before the container starts.
+//! - A snapshot job (`snapshot = "postgres"`) runs once per key: its
+//!   Postgres is then committed to an image, and later starts run the
+//!   Postgres from it and create no container for the job (see
+//!   [`snapshot`]).
 //! - Other components reach a component by its name on the run's network;
 //!   the harness reaches it on a published port of `127.0.0.1` (or the
 //!   `DOCKER_HOST` machine). Prefer `http`/`log` readiness for containers:
@@ -28,6 +32,7 @@ mod bin_image;
 mod clean;
 mod instance;
 mod release;
+mod snapshot;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +54,7 @@ pub(crate) use clean::image_exists;
 pub use clean::{connect, reap, remove_runs, run_resources, usable};
 use instance::DockerInstance;
 pub(crate) use release::image_program;
+pub use snapshot::remove_snapshot_images;
 
 use super::error::EnvError;
 use super::model::{Component, Kind};
@@ -71,6 +77,8 @@ pub(crate) struct DockerBackend {
     host: String,
     started: Mutex<Vec<Arc<DockerInstance>>>,
     reaper: Mutex<Option<Child>>,
+    /// Snapshot jobs, by job: decided when their Postgres starts.
+    snapshots: Mutex<std::collections::BTreeMap<String, snapshot::Decision>>,
 }
 
 impl DockerBackend {
@@ -105,26 +113,32 @@ impl DockerBackend {
             host: docker_host_name(),
             started: Mutex::new(Vec::new()),
             reaper: Mutex::new(reaper),
+            snapshots: Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
-    async fn choose_image(&self, c: &Component) -> Result<String, EnvError> {
-        let candidates: Vec<&String> = c.image.iter().chain(c.offline_image.iter()).collect();
-        for image in &candidates {
+    /// The first of `candidates` (`image`, then `offline-image`) that
+    /// exists locally, else the first pulled.
+    async fn choose_image(
+        &self,
+        component: &str,
+        candidates: &[String],
+    ) -> Result<String, EnvError> {
+        for image in candidates {
             if image_exists(&self.docker, image).await {
-                return Ok((*image).clone());
+                return Ok(image.clone());
             }
         }
-        let Some(image) = c.image.as_ref().or(c.offline_image.as_ref()) else {
+        let Some(image) = candidates.first() else {
             return Err(EnvError::Start {
-                component: c.name.clone(),
+                component: component.to_owned(),
                 message: "no `image` or `offline-image` in the ecosystem file".into(),
             });
         };
         match clean::pull(&self.docker, image).await {
             Ok(()) => Ok(image.clone()),
             Err(pull) => Err(EnvError::ImageMissing {
-                component: c.name.clone(),
+                component: component.to_owned(),
                 images: candidates
                     .iter()
                     .map(|i| format!("`{i}`"))
@@ -333,13 +347,24 @@ impl Backend for DockerBackend {
         format!("/tekup/files/{relative}")
     }
 
-    fn start(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Instance>, EnvError>> {
+    fn start(&self, mut spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Instance>, EnvError>> {
         async move {
-            let c = &spec.component;
-            let mut image = self.choose_image(c).await?;
+            let decision = self.decision(&spec);
+            if let Some(snapshot::Decision::Replay { image }) = &decision {
+                return self.replayed(&spec, image);
+            }
+            let candidates: Vec<String> = (spec.component.image.iter())
+                .chain(&spec.component.offline_image)
+                .cloned()
+                .collect();
+            let mut image = self.choose_image(&spec.component.name, &candidates).await?;
             if let Some(program) = &spec.program {
                 image = bin_image::ensure(&self.docker, &image, program).await?;
             }
+            if let (Some(of), Kind::Postgres) = (spec.snapshot.clone(), spec.component.kind) {
+                image = self.snapshot_image(&of, image, &mut spec).await?;
+            }
+            let c = &spec.component;
             let name = format!("tekup-{}-{}", self.run_id, c.name);
             let config = self.container_config(&spec, image);
             self.docker
@@ -364,6 +389,11 @@ impl Backend for DockerBackend {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(Arc::clone(&instance));
             instance.start().await?;
+            if let (Some(snapshot::Decision::Keep(keep)), Some(of)) = (decision, &spec.snapshot) {
+                // The job runs to its end here, then its result is kept.
+                self.keep_snapshot(of, instance.as_ref(), c.ready_timeout, keep)
+                    .await?;
+            }
             Ok(instance as Arc<dyn Instance>)
         }
         .boxed()

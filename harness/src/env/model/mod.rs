@@ -159,9 +159,9 @@ pub struct Component {
     /// and have no metrics).
     pub scrape: Vec<String>,
     /// Jobs only: the Postgres component this job changes and nothing
-    /// else (`snapshot = "postgres"`). The process runtime keeps that
-    /// Postgres's data once the job has run, keyed by the job's inputs,
-    /// and later starts from it instead of running the job again
+    /// else (`snapshot = "postgres"`). The process and docker runtimes
+    /// keep that Postgres's data once the job has run, keyed by the job's
+    /// inputs, and later start from it instead of running the job again
     /// (`super::snapshot`).
     pub snapshot: Option<String>,
     /// Line of the `[component.<name>]` header.
