@@ -10,13 +10,32 @@
 //! listening), which the kernel's choice of ports for `bind(0)` and for
 //! outgoing connections avoids; it is let go just before the component is
 //! spawned, so the component need not set `SO_REUSEADDR` itself.
+//!
+//! That leaves the moment between the release and the component's own
+//! `bind`, a few hundred milliseconds while it starts. Under load (a stress
+//! run beside other test processes) an outgoing connection of another
+//! process once took a mock's port in that moment, and its start failed
+//! with "Address already in use". So ports are drawn below the kernel's
+//! ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`), from
+//! [`FIRST`] up, where no outgoing connection's local end ever lands; a
+//! port some other process holds fails the reservation's `bind` (no
+//! `SO_REUSEADDR` there) and another is drawn. Where that range is too
+//! small, the kernel picks (`bind(0)`), as before.
 
 use std::collections::BTreeSet;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 
+use rand::Rng as _;
 use socket2::{Domain, Socket, Type};
+
+/// The lowest port handed out: above the ports servers are commonly
+/// configured on (8080, 9090, ...).
+const FIRST: u16 = 15_000;
+
+/// How many ports below the ephemeral range make it worth drawing from.
+const ENOUGH: u16 = 2_000;
 
 /// A port of 127.0.0.1 kept from others while this lives.
 #[derive(Debug)]
@@ -41,15 +60,34 @@ impl Reserved {
 pub(crate) fn reserve() -> io::Result<Reserved> {
     static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-    for _ in 0..64 {
+    let below = ephemeral_low().filter(|low| low.saturating_sub(FIRST) >= ENOUGH);
+    for _ in 0..256 {
         let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-        socket.set_reuse_address(true)?;
-        socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())?;
-        let port = socket
-            .local_addr()?
-            .as_socket()
-            .map(|a| a.port())
-            .ok_or_else(|| io::Error::other("a bound socket without a port"))?;
+        let port = match below {
+            Some(low) => {
+                let port = rand::thread_rng().gen_range(FIRST..low);
+                if handed_out.contains(&port) {
+                    continue;
+                }
+                // Held by another process (or lingering): draw again.
+                if socket
+                    .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())
+                    .is_err()
+                {
+                    continue;
+                }
+                port
+            }
+            None => {
+                socket.set_reuse_address(true)?;
+                socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())?;
+                socket
+                    .local_addr()?
+                    .as_socket()
+                    .map(|a| a.port())
+                    .ok_or_else(|| io::Error::other("a bound socket without a port"))?
+            }
+        };
         if handed_out.insert(port) {
             return Ok(Reserved {
                 port,
@@ -57,7 +95,17 @@ pub(crate) fn reserve() -> io::Result<Reserved> {
             });
         }
     }
-    Err(io::Error::other("no fresh free port after 64 tries"))
+    Err(io::Error::other("no fresh free port after 256 tries"))
+}
+
+/// The first port of the kernel's ephemeral range, when it can be read.
+fn ephemeral_low() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// A free port that is no longer held (for a server started right away).
@@ -80,5 +128,33 @@ mod tests {
         drop(reserved);
         std::net::TcpListener::bind(("127.0.0.1", port)).expect("the component binds it");
         assert_ne!(reserve().expect("reserves").port(), port, "never twice");
+    }
+
+    #[test]
+    fn ports_come_from_below_the_ephemeral_range_where_connections_never_land() {
+        let Some(low) = ephemeral_low().filter(|low| low.saturating_sub(FIRST) >= ENOUGH) else {
+            return;
+        };
+        for _ in 0..50 {
+            let port = reserve().expect("reserves").port();
+            assert!((FIRST..low).contains(&port), "{port} not in {FIRST}..{low}");
+        }
+    }
+
+    #[test]
+    fn a_port_another_socket_holds_is_not_handed_out() {
+        // Every port of the range but a few held by listeners here: the
+        // reservations must land on the free ones.
+        let reserved: Vec<Reserved> = (0..20).map(|_| reserve().expect("reserves")).collect();
+        let held: BTreeSet<u16> = reserved.iter().map(Reserved::port).collect();
+        assert_eq!(held.len(), 20, "twenty distinct ports");
+        for r in &reserved {
+            // Bound without SO_REUSEADDR elsewhere: a second bind fails.
+            assert!(
+                std::net::TcpListener::bind(("127.0.0.1", r.port())).is_err(),
+                "port {} is held",
+                r.port()
+            );
+        }
     }
 }
