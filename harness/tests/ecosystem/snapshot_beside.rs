@@ -196,7 +196,9 @@ async fn a_service_starts_before_its_database_answers_and_is_ready_once_it_does(
     {
         let seen = events.lock().unwrap_or_else(|e| e.into_inner());
         assert!(
-            !seen.iter().any(|e| e == "postgres starting" || e == "crm-api ready"),
+            !seen
+                .iter()
+                .any(|e| e == "postgres starting" || e == "crm-api ready"),
             "{seen:?}"
         );
     }
@@ -253,8 +255,9 @@ async fn a_database_that_never_comes_ends_the_start_with_the_services_error() {
     assert!(matches!(err, EnvError::Exited { .. }), "{text}");
     assert!(text.contains("`crm-api` exited"), "{text}");
     assert!(
-        text.contains("gave up waiting for the database at postgres://tekup_service:***@127.0.0.1:")
-            && text.contains("/tekup after 1s ("),
+        text.contains(
+            "gave up waiting for the database at postgres://tekup_service:***@127.0.0.1:"
+        ) && text.contains("/tekup after 1s ("),
         "{text}"
     );
     forget(&job);
