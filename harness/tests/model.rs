@@ -298,3 +298,78 @@ fn a_snapshot_job_changes_its_postgres_alone_and_is_waited_for() {
         assert!(err.contains(expected), "{err}");
     }
 }
+
+#[test]
+fn waits_itself_for_names_dependencies_the_runtime_does_not_hold_it_back_for() {
+    let itself = |extra: &str| BASE.replace("port = 8080", &format!("port = 8080\n{extra}"));
+    let file = parse(&itself("waits-itself-for = [\"postgres\"]")).expect("valid");
+    let api = file.component("api").expect("api");
+    assert!(api.waits_itself_for.contains("postgres"));
+    assert!(
+        api.wait_for.is_empty(),
+        "left out of the default wait-for: {:?}",
+        api.wait_for
+    );
+
+    let err = parse(&itself("waits-itself-for = [\"redis\"]")).expect_err("not a dependency");
+    assert!(
+        err.contains("test.toml:11:")
+            && err.contains("`waits-itself-for` names \"redis\", which `api` neither references nor lists in `depends-on` (its dependencies: postgres)"),
+        "{err}"
+    );
+    let err = parse(&itself(
+        "wait-for = [\"postgres\"]\nwaits-itself-for = [\"postgres\"]",
+    ))
+    .expect_err("both");
+    assert!(
+        err.contains("test.toml:11:")
+            && err.contains("`api` lists \"postgres\" in both `wait-for` and `waits-itself-for`"),
+        "{err}"
+    );
+
+    // Waiting for the Postgres by itself does not excuse a component from
+    // waiting for the Postgres's snapshot job: it is still in `wait-for`
+    // (the runtime lets it start beside the Postgres only when the job is
+    // replayed, not run).
+    let job = "\n[component.migrate]\nkind = \"job\"\nprogram = \"tekup-service\"\n\
+               env = { URL = \"${postgres.url}\" }\nsnapshot = \"postgres\"\n";
+    let err = parse(&format!(
+        "{}{job}",
+        itself("waits-itself-for = [\"postgres\"]")
+    ))
+    .expect_err("api does not wait for the job");
+    assert!(
+        err.contains("`api` uses `postgres` without waiting for `migrate`"),
+        "{err}"
+    );
+    let file = parse(&format!(
+        "{}{job}",
+        itself("depends-on = [\"migrate\"]\nwaits-itself-for = [\"postgres\"]")
+    ))
+    .expect("valid");
+    let api = file.component("api").expect("api");
+    assert_eq!(api.wait_for.iter().collect::<Vec<_>>(), ["migrate"]);
+
+    // The shipped services: the job and Redis in `wait-for`, Postgres by themselves.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/ecosystem.toml");
+    let shipped = EcosystemFile::load(&path).expect("valid");
+    for service in [
+        "crm-api",
+        "flow-api",
+        "secure-platform",
+        "gateway",
+        "worker",
+    ] {
+        let c = shipped.component(service).expect(service);
+        assert_eq!(
+            c.waits_itself_for.iter().collect::<Vec<_>>(),
+            ["postgres"],
+            "{service}"
+        );
+        assert_eq!(
+            c.wait_for.iter().collect::<Vec<_>>(),
+            ["migrate", "redis"],
+            "{service}"
+        );
+    }
+}

@@ -217,7 +217,12 @@ enum Role {
 }
 
 async fn run_service(service: ServiceName, args: ServiceArgs, role: Role) -> anyhow::Result<()> {
-    let pool = connect(&args.database_url, args.db_max_connections).await?;
+    let pool = db::connect_when_up(
+        &args.database_url,
+        args.db_max_connections,
+        args.database_wait,
+    )
+    .await?;
     let grants = Grants::load(&pool)
         .await
         .context("failed to load the permission matrix (has `tekup-service migrate` run?)")?;

@@ -1,6 +1,7 @@
 //! Configuration of a service, from flags or the environment.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -18,6 +19,13 @@ pub struct ServiceArgs {
     /// row-level security applies).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
+
+    /// How long to wait at start for the database to answer (`30s`,
+    /// `500ms`; `0` tries once): the service may start before its
+    /// database, and gives up after this naming the database and the last
+    /// connection error.
+    #[arg(long, env = "DATABASE_WAIT", default_value = "30s", value_parser = parse_wait)]
+    pub database_wait: Duration,
 
     /// Maximum connections in the service's Postgres pool.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10)]
@@ -62,4 +70,9 @@ pub struct Upstreams {
     /// Retry and circuit breaking of every outgoing call.
     #[command(flatten, next_help_heading = "Outgoing calls")]
     pub resilience: ResilienceArgs,
+}
+
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    crate::worker::parse_span(text)
+        .ok_or_else(|| format!("`{text}` is not a duration (write e.g. `30s`, `500ms`, `2m`)"))
 }

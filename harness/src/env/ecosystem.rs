@@ -482,7 +482,9 @@ impl Ecosystem {
         // Each component starts once every component it waits for is ready;
         // not layer by layer, so a slow component holds back only what
         // needs it. A dependency it does not wait for starts alongside: it
-        // is only called once requests come, after the whole start.
+        // is only called once requests come, after the whole start. A
+        // replayed snapshot job of a Postgres the component waits for by
+        // itself holds nothing back (`replayed_for`).
         let names: Vec<String> = self.file.layers.iter().flatten().cloned().collect();
         let stages: BTreeMap<String, watch::Sender<Stage>> = names
             .iter()
@@ -494,10 +496,16 @@ impl Ecosystem {
             let component = this.file.components[name].clone();
             let spec = this.launch_spec(&component, &placements, &snapshots);
             let stages = &stages;
+            let snapshots = &snapshots;
             async move {
-                for dep in component.wait_for.iter().filter_map(|d| stages.get(d)) {
-                    // The senders live as long as this function: no error.
-                    let _ = dep.subscribe().wait_for(|s| *s == Stage::Ready).await;
+                for dep in &component.wait_for {
+                    if this.replayed_for(&component, dep, snapshots).await? {
+                        continue;
+                    }
+                    if let Some(stage) = stages.get(dep) {
+                        // The senders live as long as this function: no error.
+                        let _ = stage.subscribe().wait_for(|s| *s == Stage::Ready).await;
+                    }
                 }
                 report(Progress::Starting {
                     component: component.name.clone(),
@@ -517,6 +525,28 @@ impl Ecosystem {
             self.components.insert(handle.name.clone(), handle);
         }
         Ok(())
+    }
+
+    /// Whether `component` need not wait for its dependency `dep`: `dep`
+    /// is a snapshot job of a Postgres that `component` waits for by itself
+    /// (`waits-itself-for`), and the runtime replays the job instead of
+    /// running it, so its result is there from the Postgres's first answer.
+    /// When the job runs, the Postgres restarts right after it (to keep its
+    /// data) and everything that uses it waits for the job as written.
+    async fn replayed_for(
+        &self,
+        component: &Component,
+        dep: &str,
+        snapshots: &BTreeMap<String, SnapshotOf>,
+    ) -> Result<bool, EnvError> {
+        let Some(of) = snapshots.get(dep).filter(|of| of.job == dep) else {
+            return Ok(false);
+        };
+        if !component.waits_itself_for.contains(&of.postgres) {
+            return Ok(false);
+        }
+        let postgres = &self.file.components[&of.postgres];
+        self.backend.replays(postgres, of).await
     }
 
     async fn start_one(

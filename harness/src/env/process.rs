@@ -1,8 +1,10 @@
 //! The `process` runtime: every component is a child process on 127.0.0.1.
 //!
 //! - Postgres runs from the machine's binaries on a copy of the cached
-//!   `initdb` template (see [`super::postgres`]); as root, as the `postgres`
-//!   user. The `POSTGRES_DB` part of the image contract is honoured by
+//!   `initdb` template (see [`super::postgres`]), or of the cluster its
+//!   snapshot job left (see [`super::snapshot`]; which of them is decided
+//!   once per start, and [`Backend::replays`] answers from the same
+//!   decision); as root, as the `postgres` user. The `POSTGRES_DB` part of the image contract is honoured by
 //!   creating the database once the server answers. `fsync=off` (nothing
 //!   here outlives the machine) but `synchronous_commit` stays on: a
 //!   commit's WAL reaches the kernel before Postgres acknowledges it, so a
@@ -80,11 +82,33 @@ pub(crate) struct ProcessBackend {
     /// Ports placed but not yet handed to their component, by component.
     reserved: Mutex<std::collections::BTreeMap<String, Reserved>>,
     /// Snapshot jobs, by job: replayed from a kept cluster, or to run and
-    /// keep ([`super::snapshot`]); decided when their Postgres starts.
+    /// keep ([`super::snapshot`]); recorded when their Postgres starts.
     snapshots: Mutex<std::collections::BTreeMap<String, Snapshot>>,
+    /// What each Postgres component starts from, by component: decided
+    /// once per start, by its own start or by [`Backend::replays`],
+    /// whichever asks first.
+    sources: Mutex<std::collections::BTreeMap<String, Arc<tokio::sync::OnceCell<Source>>>>,
     /// The Postgres components' launch specs, to wait for one again after
     /// the restart that keeps a snapshot.
     postgres_specs: Mutex<std::collections::BTreeMap<String, LaunchSpec>>,
+}
+
+/// The cluster a Postgres component starts from, and what its snapshot
+/// job (if it has one) does in this run.
+#[derive(Debug, Clone)]
+struct Source {
+    cluster: PathBuf,
+    snapshot: Option<(String, Snapshot)>,
+}
+
+impl Source {
+    /// The directory copied into the run.
+    fn copied_from(&self) -> &Path {
+        match &self.snapshot {
+            Some((_, Snapshot::Replay(kept))) => kept,
+            _ => &self.cluster,
+        }
+    }
 }
 
 /// What a snapshot job does in this run.
@@ -119,15 +143,60 @@ impl ProcessBackend {
             started: Mutex::new(Vec::new()),
             reserved: Mutex::new(std::collections::BTreeMap::new()),
             snapshots: Mutex::new(std::collections::BTreeMap::new()),
+            sources: Mutex::new(std::collections::BTreeMap::new()),
             postgres_specs: Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
+    /// What the Postgres component `c` starts from in this run: the cached
+    /// cluster ([`pg::ensure_cluster`]; the first start on a machine makes
+    /// it), or the cluster its snapshot job `of` left, kept earlier. Decided
+    /// once: the Postgres's start and [`Backend::replays`] get the same
+    /// answer. File work, so off the runtime's threads.
+    async fn source(&self, c: &Component, of: Option<&SnapshotOf>) -> Result<Source, EnvError> {
+        let cell = Arc::clone(
+            self.sources
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(c.name.clone())
+                .or_default(),
+        );
+        let source = cell
+            .get_or_try_init(|| {
+                let (name, user, database) = (c.name.clone(), c.user.clone(), c.database.clone());
+                let of = of.cloned();
+                async move {
+                    tokio::task::spawn_blocking(move || {
+                        let start = |e: pg::PostgresError| EnvError::Start {
+                            component: name.clone(),
+                            message: e.to_string(),
+                        };
+                        let bin = pg::find_bin_dir().map_err(start)?;
+                        let run_as = pg::run_as().map_err(start)?;
+                        let cluster =
+                            pg::ensure_cluster(&bin, run_as, &user, &database).map_err(start)?;
+                        let snapshot = of.map(|of| {
+                            let kept = snapshot::path(&cluster, &of);
+                            if snapshot::exists(&kept) {
+                                (of.job, Snapshot::Replay(kept))
+                            } else {
+                                (of.job, Snapshot::Keep(kept))
+                            }
+                        });
+                        Ok::<_, EnvError>(Source { cluster, snapshot })
+                    })
+                    .await
+                    .map_err(|e| EnvError::other("prepare the postgres data directory", e))?
+                }
+            })
+            .await?;
+        Ok(source.clone())
+    }
+
     /// A Postgres component's data directory, unless a start before this
-    /// one made it (a restart keeps the data): a copy of the cached cluster
-    /// ([`pg::ensure_cluster`]; the first start on a machine makes it), or
-    /// of the cluster its snapshot job left, kept earlier. File work, so
-    /// off the runtime's threads: the other components start meanwhile.
+    /// one made it (a restart keeps the data): a copy of what it starts
+    /// from ([`Self::source`]). File work, so off the runtime's threads:
+    /// the other components start meanwhile.
     async fn postgres_data(&self, spec: &LaunchSpec) -> Result<(), EnvError> {
         let c = &spec.component;
         let dir = self.run_dir.join(&c.name);
@@ -135,35 +204,23 @@ impl ProcessBackend {
         if data.exists() {
             return Ok(());
         }
-        let (name, user, database) = (c.name.clone(), c.user.clone(), c.database.clone());
-        let of = spec.snapshot.clone();
-        let decided = tokio::task::spawn_blocking(move || {
-            let start = |e: pg::PostgresError| EnvError::Start {
+        let source = self.source(c, spec.snapshot.as_ref()).await?;
+        let name = c.name.clone();
+        let from = source.copied_from().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let run_as = pg::run_as().map_err(|e| EnvError::Start {
                 component: name.clone(),
                 message: e.to_string(),
-            };
-            let bin = pg::find_bin_dir().map_err(start)?;
-            let run_as = pg::run_as().map_err(start)?;
-            let cluster = pg::ensure_cluster(&bin, run_as, &user, &database).map_err(start)?;
-            let decided = of.map(|of| {
-                let kept = snapshot::path(&cluster, &of);
-                if snapshot::exists(&kept) {
-                    (of.job, Snapshot::Replay(kept))
-                } else {
-                    (of.job, Snapshot::Keep(kept))
-                }
-            });
-            let from = match &decided {
-                Some((_, Snapshot::Replay(kept))) => kept,
-                _ => &cluster,
-            };
+            })?;
             fs::create_dir_all(&dir).map_err(EnvError::io("create the postgres directory"))?;
-            pg::copy_for_server(from, &dir, run_as).map_err(start)?;
-            Ok::<_, EnvError>(decided)
+            pg::copy_for_server(&from, &dir, run_as).map_err(|e| EnvError::Start {
+                component: name,
+                message: e.to_string(),
+            })
         })
         .await
         .map_err(|e| EnvError::other("prepare the postgres data directory", e))??;
-        if let Some((job, what)) = decided {
+        if let Some((job, what)) = source.snapshot {
             self.snapshots
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -614,6 +671,18 @@ impl Backend for ProcessBackend {
             .unwrap_or_else(|_| host_path.to_path_buf())
             .display()
             .to_string()
+    }
+
+    fn replays<'a>(
+        &'a self,
+        postgres: &'a Component,
+        of: &'a SnapshotOf,
+    ) -> BoxFuture<'a, Result<bool, EnvError>> {
+        async move {
+            let source = self.source(postgres, Some(of)).await?;
+            Ok(matches!(source.snapshot, Some((_, Snapshot::Replay(_)))))
+        }
+        .boxed()
     }
 
     fn start(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Instance>, EnvError>> {

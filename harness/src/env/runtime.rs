@@ -6,7 +6,9 @@
 //! [`LaunchSpec`], and tears down everything it started. What it returns is
 //! an [`Instance`]: the handle behind `kill`/`pause`/`restart`, logs and
 //! exit status. Everything is async and boxed so the runtime can be chosen
-//! at run time (`--runtime auto`).
+//! at run time (`--runtime auto`). A runtime that replays snapshot jobs
+//! says so ([`Backend::replays`]), so that what waits for such a job and
+//! can wait for its Postgres by itself starts beside the Postgres.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -156,6 +158,21 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn place(&self, component: &Component) -> Result<Placement, EnvError>;
     /// The path a component sees for a file next to the ecosystem file.
     fn file_path(&self, host_path: &Path, relative: &str) -> String;
+    /// Whether the snapshot job `of` of the Postgres component `postgres`
+    /// is replayed in this start rather than run ([`super::snapshot`]):
+    /// the job's result is then in the Postgres from its first answer, so
+    /// a component that waits for the Postgres by itself
+    /// ([`Component::waits_itself_for`]) need not wait for the job. Decided
+    /// once per start, the same answer the Postgres's own start acts on.
+    /// By default `false`: the job runs.
+    fn replays<'a>(
+        &'a self,
+        postgres: &'a Component,
+        of: &'a SnapshotOf,
+    ) -> BoxFuture<'a, Result<bool, EnvError>> {
+        let _ = (postgres, of);
+        Box::pin(async { Ok(false) })
+    }
     /// Starts one component (readiness is awaited by the caller).
     fn start(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Instance>, EnvError>>;
     /// Stops and removes everything this backend started, waiting for it.

@@ -22,6 +22,16 @@
 //!   offline one does not) would lose the data on commit, so under a
 //!   snapshot its `PGDATA` moves out of the volume.
 //!
+//! A replayed job's result is in its Postgres from the Postgres's first
+//! answer, so what waits for the job only to find that result need not
+//! wait for the job at all, if it can wait for the Postgres by itself: a
+//! component that says so (`waits-itself-for = ["postgres"]`, the shipped
+//! services) starts beside the Postgres when the job is replayed
+//! ([`super::runtime::Backend::replays`], decided once per start with the
+//! Postgres's own start). When the job runs, the Postgres restarts right
+//! after it to keep its data, and such a component waits for the job as
+//! its `wait-for` says.
+//!
 //! The key covers what the job's result can depend on: its program (path,
 //! size, modification time: a rebuild makes a new key), its arguments and
 //! environment as written, the file's `vars`, the content of every file

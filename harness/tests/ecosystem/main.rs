@@ -23,3 +23,4 @@ mod external;
 mod process;
 mod sigkill;
 mod snapshot;
+mod snapshot_beside;

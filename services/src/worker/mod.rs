@@ -12,6 +12,7 @@ mod handlers;
 mod retry;
 
 pub use handlers::{COMPLIANCE_CHECK, SYNC_EMAIL, VOICE_NOTIFICATION};
+pub(crate) use retry::parse_span;
 pub use retry::{RetrySpan, DEFAULT_RETRY_SPAN};
 
 use std::sync::Arc;

@@ -66,7 +66,7 @@ impl std::str::FromStr for RetrySpan {
 }
 
 /// `30` (seconds), `30s`, `500ms`, `2m`, `1h`.
-fn parse_span(text: &str) -> Option<Duration> {
+pub(crate) fn parse_span(text: &str) -> Option<Duration> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());

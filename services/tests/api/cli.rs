@@ -112,23 +112,59 @@ fn a_malformed_seed_file_is_named_with_its_line() {
 }
 
 #[test]
-fn an_unreachable_database_is_reported_without_the_password() {
+fn a_database_that_never_answers_is_given_up_on_naming_it_without_the_password() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let url = format!("postgres://svc:hunter2@127.0.0.1:{port}/tekup");
-    let output = tekup_service(&["flow-api", "--database-url", &url, "--token-secret", "s"]);
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_tekup-service"))
+        .args(["flow-api", "--database-url", &url, "--token-secret", "s"])
+        .env("DATABASE_WAIT", "300ms")
+        .output()
+        .expect("the binary runs");
+    let took = started.elapsed();
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
     assert!(
         err.contains(&format!(
-            "failed to connect to Postgres at postgres://svc:***@127.0.0.1:{port}/tekup"
+            "gave up waiting for the database at postgres://svc:***@127.0.0.1:{port}/tekup after 300ms ("
         )),
         "{err}"
     );
+    // The last attempt's error, chained.
+    assert!(err.contains("Connection refused"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
+    // It waited (it did not give up at the first refusal), and not much
+    // longer than asked.
+    assert!(err.contains("does not answer yet"), "{err}");
+    assert!(
+        took >= std::time::Duration::from_millis(250) && took < std::time::Duration::from_secs(10),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn a_database_that_refuses_the_login_is_not_waited_for() {
+    // Only what can pass is waited out: a wrong database answers at once.
+    let pg = tekup_harness::env::LocalPostgres::start_blocking(std::time::Duration::from_secs(30))
+        .expect("postgres starts");
+    let url = pg.url("postgres", "no_such_database");
+    let output = Command::new(env!("CARGO_BIN_EXE_tekup-service"))
+        .args(["flow-api", "--database-url", &url, "--token-secret", "s"])
+        .env("DATABASE_WAIT", "1m")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("failed to connect to the database at postgres://")
+            && err.contains("no_such_database"),
+        "{err}"
+    );
+    assert!(!err.contains("gave up waiting"), "{err}");
 }
 
 #[test]

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
+use toml::Spanned;
+
 use super::super::refs::{self, Ref};
 use super::{
     Component, Kind, Locator, ModelError, RawComponent, RawFile, Ready, DEFAULT_READY_TIMEOUT,
@@ -60,6 +62,59 @@ pub(super) fn ready(
             "`ready` needs exactly one of `tcp = true`, `http = \"/path\"`, `log = \"text\"`",
         )),
     }
+}
+
+/// `wait-for` (default: every dependency) and `waits-itself-for` of one
+/// component: each names a dependency of it, and none both (what a
+/// component waits for by itself, the runtime does not hold it back for;
+/// left out of the default `wait-for`).
+pub(super) fn waits(
+    at: &Locator<'_>,
+    name: &str,
+    raw: &RawComponent,
+    depends_on: &BTreeSet<String>,
+) -> Result<(BTreeSet<String>, BTreeSet<String>), ModelError> {
+    let dependency = |key: &str, w: &Spanned<String>| {
+        if depends_on.contains(w.get_ref()) {
+            return Ok(w.get_ref().clone());
+        }
+        Err(at.error(
+            w.span().start,
+            format!(
+                "`{key}` names {:?}, which `{name}` neither references nor lists in `depends-on` (its dependencies: {})",
+                w.get_ref(),
+                if depends_on.is_empty() {
+                    "none".to_owned()
+                } else {
+                    depends_on.iter().cloned().collect::<Vec<_>>().join(", ")
+                }
+            ),
+        ))
+    };
+    let itself = raw
+        .waits_itself_for
+        .iter()
+        .flatten()
+        .map(|w| dependency("waits-itself-for", w))
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    let wait_for = match &raw.wait_for {
+        None => depends_on.difference(&itself).cloned().collect(),
+        Some(names) => {
+            let mut wait_for = BTreeSet::new();
+            for w in names {
+                let dep = dependency("wait-for", w)?;
+                if itself.contains(&dep) {
+                    return Err(at.error(
+                        w.span().start,
+                        format!("`{name}` lists {dep:?} in both `wait-for` and `waits-itself-for`; a component waits for a dependency by itself, or the runtime holds it back until the dependency is ready, not both"),
+                    ));
+                }
+                wait_for.insert(dep);
+            }
+            wait_for
+        }
+    };
+    Ok((wait_for, itself))
 }
 
 /// Parses `500ms`, `30s`, `2m`.
@@ -157,7 +212,10 @@ pub(super) fn layers(
 /// and reference no other component (its result may depend on nothing
 /// else), one job per Postgres, and every other component that references
 /// the Postgres must wait for the job (the runtime restarts the Postgres
-/// once, right after the job, to keep its data).
+/// once, right after the job, to keep its data). One that waits for the
+/// Postgres by itself (`waits-itself-for`) still waits for the job: a
+/// runtime lets it start beside the Postgres only when the job is
+/// replayed, not run (see `Component::waits_itself_for`).
 pub(super) fn snapshots(
     at: &Locator<'_>,
     raw: &RawFile,

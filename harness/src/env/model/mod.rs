@@ -18,7 +18,7 @@ use toml::Spanned;
 mod checks;
 
 pub use checks::parse_duration;
-use checks::{check_ref, layers, ready, snapshots};
+use checks::{check_ref, layers, ready, snapshots, waits};
 
 use super::refs::{self, Ref};
 
@@ -146,6 +146,14 @@ pub struct Component {
     /// One it does not wait for starts alongside it: its address is known
     /// from the start, and it is called only once requests come.
     pub wait_for: BTreeSet<String>,
+    /// The dependencies it waits for by itself at start (`waits-itself-for`:
+    /// it retries its connection until they answer, with a deadline of its
+    /// own), so the runtime need not hold it back for them. Never in
+    /// `wait_for`. A snapshot job of one of them (see [`Self::snapshot`])
+    /// is still in `wait_for`; a runtime that replays the job instead of
+    /// running it starts this component beside the Postgres: the job's
+    /// result is there from the Postgres's first answer.
+    pub waits_itself_for: BTreeSet<String>,
     /// Path of the admin API (mocks), making `admin_url` available.
     pub admin_path: Option<String>,
     /// Postgres only: database, user and password.
@@ -212,6 +220,7 @@ struct RawComponent {
     #[serde(default)]
     depends_on: Vec<Spanned<String>>,
     wait_for: Option<Vec<Spanned<String>>>,
+    waits_itself_for: Option<Vec<Spanned<String>>>,
     admin_path: Option<String>,
     database: Option<String>,
     user: Option<String>,
@@ -455,30 +464,7 @@ fn build_component(
         }
         depends_on.insert(dep.get_ref().clone());
     }
-    let wait_for = match &raw.wait_for {
-        None => depends_on.clone(),
-        Some(names) => {
-            let mut wait_for = BTreeSet::new();
-            for w in names {
-                if !depends_on.contains(w.get_ref()) {
-                    return Err(at.error(
-                        w.span().start,
-                        format!(
-                            "`wait-for` names {:?}, which `{name}` neither references nor lists in `depends-on` (its dependencies: {})",
-                            w.get_ref(),
-                            if depends_on.is_empty() {
-                                "none".to_owned()
-                            } else {
-                                depends_on.iter().cloned().collect::<Vec<_>>().join(", ")
-                            }
-                        ),
-                    ));
-                }
-                wait_for.insert(w.get_ref().clone());
-            }
-            wait_for
-        }
-    };
+    let (wait_for, waits_itself_for) = waits(at, name, raw, &depends_on)?;
     let (ready, ready_timeout) = ready(at, kind, raw, start)?;
     match kind {
         Kind::Service | Kind::Job if raw.program.is_none() => {
@@ -538,6 +524,7 @@ fn build_component(
         ready_timeout,
         depends_on,
         wait_for,
+        waits_itself_for,
         admin_path: raw.admin_path.clone(),
         database: raw.database.clone().unwrap_or_else(|| "postgres".into()),
         user: raw.user.clone().unwrap_or_else(|| default_user.into()),
