@@ -18,8 +18,9 @@
 //! with "Address already in use". So ports are drawn below the kernel's
 //! ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`), from
 //! [`FIRST`] up, where no outgoing connection's local end ever lands; a
-//! port some other process holds fails the reservation's `bind` (no
-//! `SO_REUSEADDR` there) and another is drawn. Where that range is too
+//! port some other process holds fails the reservation's `bind` (made
+//! without `SO_REUSEADDR`, which is set once it is bound) and another is
+//! drawn. Where that range is too
 //! small, the kernel picks (`bind(0)`), as before.
 
 use std::collections::BTreeSet;
@@ -69,13 +70,18 @@ pub(crate) fn reserve() -> io::Result<Reserved> {
                 if handed_out.contains(&port) {
                     continue;
                 }
-                // Held by another process (or lingering): draw again.
+                // Bound without SO_REUSEADDR, so that any socket on the
+                // port (another process's reservation, a server, a
+                // lingering connection) fails it: draw again.
                 if socket
                     .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())
                     .is_err()
                 {
                     continue;
                 }
+                // Then set, so that this process's own listener on the port
+                // (a link proxy's) can bind beside the reservation.
+                socket.set_reuse_address(true)?;
                 port
             }
             None => {
@@ -149,9 +155,12 @@ mod tests {
         let held: BTreeSet<u16> = reserved.iter().map(Reserved::port).collect();
         assert_eq!(held.len(), 20, "twenty distinct ports");
         for r in &reserved {
-            // Bound without SO_REUSEADDR elsewhere: a second bind fails.
+            // Another reservation's bind (no SO_REUSEADDR) fails.
+            let other = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
             assert!(
-                std::net::TcpListener::bind(("127.0.0.1", r.port())).is_err(),
+                other
+                    .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, r.port())).into())
+                    .is_err(),
                 "port {} is held",
                 r.port()
             );

@@ -191,6 +191,7 @@ impl Finding {
                 | Finding::Unreadable { .. }
                 | Finding::TraceIncomplete { .. }
                 | Finding::Unaudited { rows: 0, .. }
+                | Finding::AuditWithoutDelivery { .. }
         )
     }
 }
