@@ -175,3 +175,24 @@ pub(crate) fn recorded_pids(state: &Value) -> Vec<u32> {
         })
         .unwrap_or_default()
 }
+
+/// A job name of this test run alone, so its kept clusters are its own.
+pub(crate) fn job_name(what: &str) -> String {
+    format!("{what}-{}", std::process::id())
+}
+
+/// Removes the clusters kept for `job` from the cache.
+pub(crate) fn forget(job: &str) {
+    let cache = std::env::var_os("TEKUP_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("tekup-harness-cache"));
+    for entry in std::fs::read_dir(cache).into_iter().flatten().flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .contains(&format!("+{job}-"))
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::common::{forget, job_name};
 use tekup_harness::env::{error_chain, Ecosystem, EnvError, Runtime};
 
 /// An ecosystem file in `dir` whose job `job` appends a line to `runs`
@@ -59,27 +60,6 @@ async fn notes(eco: &Ecosystem) -> Vec<String> {
         .fetch_all(&pool)
         .await
         .expect("the seeded table")
-}
-
-/// A job name of this test run alone, so its kept clusters are its own.
-fn job_name(what: &str) -> String {
-    format!("{what}-{}", std::process::id())
-}
-
-/// Removes the clusters kept for `job` from the cache.
-fn forget(job: &str) {
-    let cache = std::env::var_os("TEKUP_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("tekup-harness-cache"));
-    for entry in std::fs::read_dir(cache).into_iter().flatten().flatten() {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .contains(&format!("+{job}-"))
-        {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tekup_harness::env::{error_chain, Ecosystem, EnvError, Progress, Runtime};
 
-use crate::common::{eventually, workspace};
+use crate::common::{eventually, forget, job_name, workspace};
 
 /// The ecosystem file in `dir`: `gate` (blocked on the FIFO `dir/gate`),
 /// a Postgres waiting for it, the services' migration as a snapshot job
@@ -151,27 +151,6 @@ fn position(events: &[String], event: &str) -> usize {
         .iter()
         .position(|e| e == event)
         .unwrap_or_else(|| panic!("no `{event}` in {events:?}"))
-}
-
-/// A job name of this test run alone, so its kept clusters are its own.
-fn job_name(what: &str) -> String {
-    format!("{what}-{}", std::process::id())
-}
-
-/// Removes the clusters kept for `job` from the cache.
-fn forget(job: &str) {
-    let cache = std::env::var_os("TEKUP_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("tekup-harness-cache"));
-    for entry in std::fs::read_dir(cache).into_iter().flatten().flatten() {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .contains(&format!("+{job}-"))
-        {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
