@@ -161,28 +161,5 @@ async fn remove_stale(docker: &Docker, name: &str, keep: &str) {
 /// Removes every cached program image (the next docker start copies the
 /// programs again); returns how many went.
 pub async fn remove_program_images() -> Result<usize, EnvError> {
-    let docker = super::connect().await?;
-    let filters = [("label".to_owned(), vec![PROGRAM_LABEL.to_owned()])].into();
-    let images = docker
-        .list_images(Some(ListImagesOptions {
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await
-        .map_err(EnvError::docker("list the program images"))?;
-    let mut removed = 0;
-    for image in images {
-        let gone = docker
-            .remove_image(
-                &image.id,
-                Some(RemoveImageOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-                None,
-            )
-            .await;
-        removed += usize::from(gone.is_ok());
-    }
-    Ok(removed)
+    super::clean::remove_labelled_images(PROGRAM_LABEL, "program images").await
 }

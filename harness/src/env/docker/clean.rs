@@ -185,3 +185,28 @@ pub async fn run_resources(run: &str) -> Result<(usize, usize), EnvError> {
         .map_err(EnvError::docker("list the run's networks"))?;
     Ok((containers.len(), networks.len()))
 }
+
+/// Removes every image labelled `label` (forced: a stopped container of
+/// it does not keep it); returns how many went. `what` names them in the
+/// error when they cannot be listed.
+pub(super) async fn remove_labelled_images(label: &str, what: &str) -> Result<usize, EnvError> {
+    let docker = connect().await?;
+    let filters = [("label".to_owned(), vec![label.to_owned()])].into();
+    let images = docker
+        .list_images(Some(bollard::query_parameters::ListImagesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .map_err(EnvError::docker(format!("list the {what}")))?;
+    let mut removed = 0;
+    for image in images {
+        let options = bollard::query_parameters::RemoveImageOptions {
+            force: true,
+            ..Default::default()
+        };
+        let gone = docker.remove_image(&image.id, Some(options), None).await;
+        removed += usize::from(gone.is_ok());
+    }
+    Ok(removed)
+}

@@ -341,25 +341,7 @@ async fn prune(docker: &bollard::Docker, job: &str, made: &str) {
 /// Removes every snapshot image (the next docker start of each snapshot
 /// job runs it again); returns how many went.
 pub async fn remove_snapshot_images() -> Result<usize, EnvError> {
-    let docker = super::connect().await?;
-    let filters = [("label".to_owned(), vec![JOB_LABEL.to_owned()])].into();
-    let images = docker
-        .list_images(Some(ListImagesOptions {
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await
-        .map_err(EnvError::docker("list the snapshot images"))?;
-    let mut removed = 0;
-    for image in images {
-        let options = RemoveImageOptions {
-            force: true,
-            ..Default::default()
-        };
-        let gone = docker.remove_image(&image.id, Some(options), None).await;
-        removed += usize::from(gone.is_ok());
-    }
-    Ok(removed)
+    super::clean::remove_labelled_images(JOB_LABEL, "snapshot images").await
 }
 
 /// A snapshot job that was not run: its result is in the image its
