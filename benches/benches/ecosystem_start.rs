@@ -10,6 +10,9 @@
 //! - *warm*: the following starts (median, min and max of `TEKUP_BENCH_RUNS`,
 //!   default 5), template cached.
 //!
+//! The programs are the workspace's release build, built first, unless
+//! `TEKUP_BIN_DIR` names others.
+//!
 //! Start = from the call until every component is ready (services answer
 //! `/health` with their database). Teardown is measured separately. The
 //! docker rows need `tekup-harness images build`; without the images they
@@ -40,6 +43,7 @@ fn main() {
         .components
         .len();
     let mut rows = Vec::new();
+    let programs = release_programs();
 
     let cache = tempfile::tempdir().expect("cache dir");
     // Safe in edition 2021; nothing else reads the environment concurrently yet.
@@ -122,11 +126,49 @@ fn main() {
     report(runs, &rows);
     #[expect(clippy::print_stdout, reason = "the benchmark's result")]
     {
-        println!("{paired}\n");
+        println!("{paired}\nprograms: {programs}\n");
     }
     for (runtime, runs) in &phases {
         where_the_time_goes(runtime, runs);
     }
+}
+
+/// The services' and mocks' programs the runtimes start: `TEKUP_BIN_DIR`
+/// when set, else this workspace's release build, built now (a start
+/// measured on debug programs measures how slowly they load: on two
+/// cores, ten debug programs starting beside Postgres held it back by
+/// about 80 ms). Returns what it chose, for the report.
+fn release_programs() -> String {
+    if let Some(dir) = std::env::var_os("TEKUP_BIN_DIR") {
+        return format!("TEKUP_BIN_DIR={}", Path::new(&dir).display());
+    }
+    // target/release/deps/ecosystem_start-<hash> → target/release
+    let exe = std::env::current_exe().expect("the benchmark's own path");
+    let release = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the benchmark runs from target/<profile>/deps")
+        .to_path_buf();
+    #[expect(clippy::print_stderr, reason = "progress of a long step")]
+    {
+        eprintln!("building the release programs: cargo build --release -p tekup-services -p tekup-mocks --bins");
+    }
+    let status = tekup_harness::env::cargo_command()
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "tekup-services",
+            "-p",
+            "tekup-mocks",
+            "--bins",
+        ])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "the release build of the programs failed");
+    // Safe in edition 2021; nothing else reads the environment concurrently yet.
+    std::env::set_var("TEKUP_BIN_DIR", &release);
+    format!("the release build, {}", release.display())
 }
 
 /// When each component of one start began and was ready, from the start.

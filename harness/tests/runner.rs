@@ -186,7 +186,7 @@ fn a_scenario_that_changes_shared_state_runs_beside_the_others_on_an_ecosystem_o
         let logs = Path::new(&own.logs);
         assert!(logs.starts_with(suite.reports_dir.join("logs").join("own")), "{}", own.logs);
         assert!(logs.join("worker.log").is_file(), "{}", own.logs);
-        let run_dir = std::env::temp_dir().join(format!("tekup-run-{}", own.run_id));
+        let run_dir = tekup_harness::env::scratch::dir().join(format!("tekup-run-{}", own.run_id));
         assert!(!run_dir.exists(), "{} is left", run_dir.display());
         drop(runner);
         let finished = suite.finish(reports, 2, &[]).await;

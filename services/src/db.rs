@@ -27,9 +27,11 @@ pub const DEFAULT_DATABASE_WAIT: Duration = Duration::from_secs(30);
 
 /// The pause after the first failed attempt; it doubles up to
 /// [`MAX_RETRY_PAUSE`]. A refused connection costs next to nothing, and a
-/// service's start waits on this: the first attempts follow each other fast.
+/// service's start waits on this: the first attempts follow each other
+/// fast, and a service started beside its database answers within 10 ms
+/// of it (at 50 ms, the services were ready 35 to 60 ms after Postgres).
 const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(5);
-const MAX_RETRY_PAUSE: Duration = Duration::from_millis(50);
+const MAX_RETRY_PAUSE: Duration = Duration::from_millis(10);
 /// How long one attempt may take, at most (a server that accepts and
 /// never answers).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -242,7 +242,7 @@ impl EcosystemBuilder {
         }
         let backend: Arc<dyn Backend> = match runtime {
             Runtime::Process | Runtime::Auto => Arc::new(process::ProcessBackend::new(
-                std::env::temp_dir().join(format!("tekup-run-{run_id}")),
+                super::scratch::dir().join(format!("tekup-run-{run_id}")),
                 logs_dir.clone(),
                 self.keep,
             )?),

@@ -33,6 +33,7 @@ mod ready;
 pub mod refs;
 mod resolve;
 pub mod runtime;
+pub mod scratch;
 mod snapshot;
 mod spawn;
 pub mod state;

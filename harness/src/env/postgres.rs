@@ -3,7 +3,8 @@
 //! Starting one costs a copy of a cached `initdb` template plus the server's
 //! own start-up: the first start on a machine runs `initdb` once into
 //! `$TMPDIR/tekup-harness-cache/` (override with `TEKUP_CACHE_DIR`), later
-//! starts copy that directory. PostgreSQL refuses to run as root; when the
+//! starts copy that directory, into memory when the machine has room
+//! ([`super::scratch`]). PostgreSQL refuses to run as root; when the
 //! harness is root, the server runs as the `postgres` system user.
 //!
 //! Readiness is the server's own "ready to accept connections" log line,
@@ -95,7 +96,7 @@ impl LocalPostgres {
         let template = ensure_template(&bin, run_as)?;
         let dir = tempfile::Builder::new()
             .prefix("tekup-pg-")
-            .tempdir()
+            .tempdir_in(super::scratch::dir())
             .map_err(io_err("create a temporary directory"))?;
         copy_for_server(&template, dir.path(), run_as)?;
         let mut last_error = None;
@@ -328,14 +329,21 @@ pub(crate) fn run_as() -> Result<Option<RunAs>, PostgresError> {
         .ok_or(PostgresError::NoUnprivilegedUser)
 }
 
-/// Returns the cached initdb template for this PostgreSQL version, creating
-/// it on first use. Concurrent creators race to an atomic rename.
-pub(crate) fn ensure_template(bin: &Path, run_as: Option<RunAs>) -> Result<PathBuf, PostgresError> {
-    let version = Command::new(bin.join("postgres"))
+/// `postgres --version` of the binaries in `bin`, as a name for the cached
+/// template (`PostgreSQL_15.18_...`). Asked once per directory and process:
+/// it is a program run, and every start needs it (some 10 ms of a start
+/// beside the other components' own).
+fn version_of(bin: &Path) -> Result<String, PostgresError> {
+    static VERSIONS: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
+    let mut known = VERSIONS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, version)) = known.iter().find(|(dir, _)| dir == bin) {
+        return Ok(version.clone());
+    }
+    let out = Command::new(bin.join("postgres"))
         .arg("--version")
         .output()
         .map_err(io_err("run postgres --version"))?;
-    let version: String = String::from_utf8_lossy(&version.stdout)
+    let version: String = String::from_utf8_lossy(&out.stdout)
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' {
@@ -345,6 +353,14 @@ pub(crate) fn ensure_template(bin: &Path, run_as: Option<RunAs>) -> Result<PathB
             }
         })
         .collect();
+    known.push((bin.to_path_buf(), version.clone()));
+    Ok(version)
+}
+
+/// Returns the cached initdb template for this PostgreSQL version, creating
+/// it on first use. Concurrent creators race to an atomic rename.
+pub(crate) fn ensure_template(bin: &Path, run_as: Option<RunAs>) -> Result<PathBuf, PostgresError> {
+    let version = version_of(bin)?;
     let cache = std::env::var_os("TEKUP_CACHE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("tekup-harness-cache"));
