@@ -693,9 +693,8 @@ impl Ecosystem {
             };
             let (program, job_image) = if self.runtime == Runtime::Docker {
                 let program = docker::image_program(job, &self.file)?;
-                let images = job.image.iter().chain(&job.offline_image).cloned();
                 let image = super::snapshot::JobImage {
-                    images: images.collect(),
+                    images: job.images().cloned().collect(),
                     program: program.clone(),
                 };
                 (program, Some(image))

@@ -4,11 +4,12 @@
 //!   `initdb` template (see [`super::postgres`]), or of the cluster its
 //!   snapshot job left (see [`super::snapshot`]; which of them is decided
 //!   once per start, and [`Backend::replays`] answers from the same
-//!   decision); as root, as the `postgres` user. The `POSTGRES_DB` part of the image contract is honoured by
-//!   creating the database once the server answers. `fsync=off` (nothing
-//!   here outlives the machine) but `synchronous_commit` stays on: a
-//!   commit's WAL reaches the kernel before Postgres acknowledges it, so a
-//!   `kill` loses no acknowledged commit. With it off, the chaos suite
+//!   decision); as root, as the `postgres` user. The `POSTGRES_DB` part
+//!   of the image contract is honoured by creating the database once the
+//!   server answers. `fsync=off` (nothing here outlives the machine) but
+//!   `synchronous_commit` stays on: a commit's WAL reaches the kernel
+//!   before Postgres acknowledges it, so a `kill` loses no acknowledged
+//!   commit. With it off, the chaos suite
 //!   `postgres-restarted` saw a processed lead's contact link vanish: the
 //!   worker had been told "committed" up to 200 ms before the WAL writer
 //!   wrote it.
@@ -98,6 +99,8 @@ pub(crate) struct ProcessBackend {
 #[derive(Debug, Clone)]
 struct Source {
     cluster: PathBuf,
+    /// Who the server runs as ([`pg::run_as`]), and so owns the copy.
+    run_as: Option<RunAs>,
     snapshot: Option<(String, Snapshot)>,
 }
 
@@ -183,7 +186,11 @@ impl ProcessBackend {
                                 (of.job, Snapshot::Keep(kept))
                             }
                         });
-                        Ok::<_, EnvError>(Source { cluster, snapshot })
+                        Ok::<_, EnvError>(Source {
+                            cluster,
+                            run_as,
+                            snapshot,
+                        })
                     })
                     .await
                     .map_err(|e| EnvError::other("prepare the postgres data directory", e))?
@@ -206,12 +213,8 @@ impl ProcessBackend {
         }
         let source = self.source(c, spec.snapshot.as_ref()).await?;
         let name = c.name.clone();
-        let from = source.copied_from().to_path_buf();
+        let (from, run_as) = (source.copied_from().to_path_buf(), source.run_as);
         tokio::task::spawn_blocking(move || {
-            let run_as = pg::run_as().map_err(|e| EnvError::Start {
-                component: name.clone(),
-                message: e.to_string(),
-            })?;
             fs::create_dir_all(&dir).map_err(EnvError::io("create the postgres directory"))?;
             pg::copy_for_server(&from, &dir, run_as).map_err(|e| EnvError::Start {
                 component: name,
@@ -723,14 +726,11 @@ impl Backend for ProcessBackend {
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&c.name);
             if let Some((of, Snapshot::Replay(kept))) = &snapshot {
-                let note = format!(
-                    "not run: replayed from the snapshot {} (`{}` ran before with the same inputs; `snapshot = \"{}\"` in the ecosystem file)\n",
-                    kept.display(),
-                    of.job,
-                    of.postgres
-                );
-                fs::write(&instance.log_path, note)
-                    .map_err(EnvError::io(format!("write {}", instance.log_path.display())))?;
+                let note = snapshot::replay_note(of, &format!("the snapshot {}", kept.display()));
+                fs::write(&instance.log_path, note).map_err(EnvError::io(format!(
+                    "write {}",
+                    instance.log_path.display()
+                )))?;
                 instance.replayed.store(true, Ordering::Relaxed);
             } else {
                 instance.spawn()?;
@@ -745,8 +745,14 @@ impl Backend for ProcessBackend {
             if let Some((of, Snapshot::Keep(kept))) = snapshot {
                 // The job runs to its end here, then its result is kept.
                 let probe = ready::Probe::for_process(spec.placement.inner_port);
-                ready::wait(&c.name, &Ready::Exited, &probe, instance.as_ref(), c.ready_timeout)
-                    .await?;
+                ready::wait(
+                    &c.name,
+                    &Ready::Exited,
+                    &probe,
+                    instance.as_ref(),
+                    c.ready_timeout,
+                )
+                .await?;
                 self.keep_snapshot(of, kept).await?;
             }
             Ok(instance as Arc<dyn Instance>)

@@ -245,7 +245,7 @@ pub async fn ensure_offline_images_for_start(
             continue;
         }
         let mut found = false;
-        for image in c.image.iter().chain(c.offline_image.iter()) {
+        for image in c.images() {
             found |= super::docker::image_exists(&docker, image).await;
         }
         needed |= !found;

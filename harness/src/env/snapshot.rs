@@ -86,6 +86,15 @@ pub struct JobImage {
     pub program: PathBuf,
 }
 
+/// The log of a job replayed from `from` (`the snapshot <where>`) instead
+/// of run, under either runtime.
+pub(crate) fn replay_note(of: &SnapshotOf, from: &str) -> String {
+    format!(
+        "not run: replayed from {from} (`{}` ran before with the same inputs; `snapshot = \"{}\"` in the ecosystem file)\n",
+        of.job, of.postgres
+    )
+}
+
 /// [`SnapshotOf::key`] extended with what a runtime knows only once it
 /// runs (image ids): hex, 16 characters.
 pub(crate) fn extend_key(key: &str, parts: &[(&str, &str)]) -> String {

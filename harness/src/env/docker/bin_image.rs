@@ -12,8 +12,8 @@ use std::path::Path;
 
 use bollard::models::{ContainerConfig, ContainerCreateBody};
 use bollard::query_parameters::{
-    CommitContainerOptions, CreateContainerOptions, ListImagesOptions, RemoveContainerOptions,
-    RemoveImageOptions, UploadToContainerOptions,
+    CommitContainerOptions, CreateContainerOptions, RemoveContainerOptions, RemoveImageOptions,
+    UploadToContainerOptions,
 };
 use bollard::Docker;
 
@@ -138,13 +138,8 @@ async fn copy_and_commit(
 /// Removes older images of the same program (unused ones; an image still
 /// used by a running container stays).
 async fn remove_stale(docker: &Docker, name: &str, keep: &str) {
-    let filters = [("label".to_owned(), vec![format!("{PROGRAM_LABEL}={name}")])].into();
-    let Ok(images) = docker
-        .list_images(Some(ListImagesOptions {
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await
+    let Ok(images) =
+        super::clean::labelled_images(docker, &format!("{PROGRAM_LABEL}={name}")).await
     else {
         return;
     };

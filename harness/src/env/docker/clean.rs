@@ -72,19 +72,14 @@ pub async fn usable(file: &EcosystemFile) -> Result<String, String> {
     // before it gets here (`EcosystemFile::without_optional`).
     for c in file.components.values() {
         let mut found = false;
-        for image in c.image.iter().chain(c.offline_image.iter()) {
+        for image in c.images() {
             if image_exists(&docker, image).await {
                 found = true;
                 break;
             }
         }
         if !found {
-            let images: Vec<String> = c
-                .image
-                .iter()
-                .chain(c.offline_image.iter())
-                .cloned()
-                .collect();
+            let images: Vec<String> = c.images().cloned().collect();
             missing.push(if images.is_empty() {
                 format!("{} (no `image` in the ecosystem file)", c.name)
             } else {
@@ -186,17 +181,26 @@ pub async fn run_resources(run: &str) -> Result<(usize, usize), EnvError> {
     Ok((containers.len(), networks.len()))
 }
 
+/// The images carrying `label` (`key=value`, or a key alone: any value).
+pub(super) async fn labelled_images(
+    docker: &Docker,
+    label: &str,
+) -> Result<Vec<bollard::models::ImageSummary>, bollard::errors::Error> {
+    let filters = [("label".to_owned(), vec![label.to_owned()])].into();
+    docker
+        .list_images(Some(bollard::query_parameters::ListImagesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+}
+
 /// Removes every image labelled `label` (forced: a stopped container of
 /// it does not keep it); returns how many went. `what` names them in the
 /// error when they cannot be listed.
 pub(super) async fn remove_labelled_images(label: &str, what: &str) -> Result<usize, EnvError> {
     let docker = connect().await?;
-    let filters = [("label".to_owned(), vec![label.to_owned()])].into();
-    let images = docker
-        .list_images(Some(bollard::query_parameters::ListImagesOptions {
-            filters: Some(filters),
-            ..Default::default()
-        }))
+    let images = labelled_images(&docker, label)
         .await
         .map_err(EnvError::docker(format!("list the {what}")))?;
     let mut removed = 0;

@@ -353,10 +353,7 @@ impl Backend for DockerBackend {
             if let Some(snapshot::Decision::Replay { image }) = &decision {
                 return self.replayed(&spec, image);
             }
-            let candidates: Vec<String> = (spec.component.image.iter())
-                .chain(&spec.component.offline_image)
-                .cloned()
-                .collect();
+            let candidates: Vec<String> = spec.component.images().cloned().collect();
             let mut image = self.choose_image(&spec.component.name, &candidates).await?;
             if let Some(program) = &spec.program {
                 image = bin_image::ensure(&self.docker, &image, program).await?;

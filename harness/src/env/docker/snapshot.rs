@@ -20,8 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use bollard::models::ContainerConfig;
 use bollard::query_parameters::{
-    CommitContainerOptions, KillContainerOptions, ListImagesOptions, RemoveImageOptions,
-    WaitContainerOptions,
+    CommitContainerOptions, KillContainerOptions, RemoveImageOptions, WaitContainerOptions,
 };
 use futures::future::BoxFuture;
 use futures::{FutureExt as _, StreamExt as _};
@@ -30,7 +29,7 @@ use super::super::error::EnvError;
 use super::super::model::Ready;
 use super::super::ready::{self, Probe};
 use super::super::runtime::{ExitInfo, Instance, LaunchSpec, SnapshotOf};
-use super::super::snapshot::{extend_key, KEEP};
+use super::super::snapshot::{extend_key, replay_note, KEEP};
 use super::DockerBackend;
 
 /// Repository of the snapshot images.
@@ -157,12 +156,10 @@ impl DockerBackend {
         spec: &LaunchSpec,
         image: &str,
     ) -> Result<std::sync::Arc<dyn Instance>, EnvError> {
-        let of = spec.snapshot.as_ref().map(|of| of.postgres.as_str());
-        let note = format!(
-            "not run: replayed from the snapshot image {image} (`{}` ran before with the same inputs; `snapshot = \"{}\"` in the ecosystem file)\n",
-            spec.component.name,
-            of.unwrap_or_default()
-        );
+        let note = match &spec.snapshot {
+            Some(of) => replay_note(of, &format!("the snapshot image {image}")),
+            None => format!("not run: replayed from the snapshot image {image}\n"),
+        };
         let log = self.logs_dir.join(format!("{}.log", spec.component.name));
         std::fs::write(&log, &note).map_err(EnvError::io(format!("write {}", log.display())))?;
         Ok(std::sync::Arc::new(ReplayedJob {
@@ -314,13 +311,7 @@ fn tag_safe(name: &str) -> String {
 /// are an hour old, never `made`. Best effort: an image a container still
 /// runs from stays.
 async fn prune(docker: &bollard::Docker, job: &str, made: &str) {
-    let filters = [("label".to_owned(), vec![format!("{JOB_LABEL}={job}")])].into();
-    let Ok(mut images) = docker
-        .list_images(Some(ListImagesOptions {
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await
+    let Ok(mut images) = super::clean::labelled_images(docker, &format!("{JOB_LABEL}={job}")).await
     else {
         return;
     };

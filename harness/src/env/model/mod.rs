@@ -176,6 +176,14 @@ pub struct Component {
     pub line: usize,
 }
 
+impl Component {
+    /// The images a container runtime may run it from, in order of
+    /// preference: `image`, then `offline-image`.
+    pub fn images(&self) -> impl Iterator<Item = &String> {
+        self.image.iter().chain(&self.offline_image)
+    }
+}
+
 /// The validated ecosystem file.
 #[derive(Debug, Clone)]
 pub struct EcosystemFile {
