@@ -154,10 +154,17 @@ impl Instance for DockerInstance {
 
     fn pause(&self) -> BoxFuture<'_, Result<(), EnvError>> {
         async move {
-            self.docker
-                .pause_container(&self.name)
-                .await
-                .map_err(EnvError::docker(format!("pause {}", self.name)))
+            let mut attempt = 1;
+            loop {
+                match self.docker.pause_container(&self.name).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) if attempt < FREEZE_ATTEMPTS && froze_too_slowly(&e) => {
+                        tracing::debug!(container = %self.name, attempt, "pause: {e}; again");
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(EnvError::docker(format!("pause {}", self.name))(e)),
+                }
+            }
         }
         .boxed()
     }
@@ -184,6 +191,23 @@ impl Instance for DockerInstance {
 /// How long a graceful restart lets the program stop before SIGKILL.
 const GRACE_SECS: i32 = 10;
 
+/// How often `pause` asks again when the container's processes did not
+/// freeze in the time runc gives them.
+const FREEZE_ATTEMPTS: u32 = 5;
+
+/// Whether a pause failed only because the cgroup freezer did not catch
+/// every process in time, as happens on a loaded machine: runc then thaws
+/// the container and leaves it running, so asking again is safe, and runc's
+/// maintainers leave that retry to the caller.
+fn froze_too_slowly(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { status_code: 500, message }
+            if message.contains("unable to freeze")
+                || message.contains("waiting for the cgroup to freeze")
+    )
+}
+
 impl DockerInstance {
     /// `docker restart` with `secs` between SIGTERM and SIGKILL.
     fn restart_within(&self, secs: i32) -> BoxFuture<'_, Result<(), EnvError>> {
@@ -201,5 +225,38 @@ impl DockerInstance {
             self.refresh_port().await
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(status_code: u16, message: &str) -> bollard::errors::Error {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_freezer_that_was_too_slow_is_asked_again_and_nothing_else_is() {
+        assert!(froze_too_slowly(&server_error(
+            500,
+            "Cannot pause container 5f29: OCI runtime pause failed: unable to freeze: unknown",
+        )));
+        assert!(froze_too_slowly(&server_error(
+            500,
+            "OCI runtime pause failed: timeout of 10s reached waiting for the cgroup to freeze",
+        )));
+        assert!(!froze_too_slowly(&server_error(
+            409,
+            "Container 5f29 is not running"
+        )));
+        assert!(!froze_too_slowly(&server_error(
+            500,
+            "OCI runtime pause failed: freezer not supported: openat2 cgroup.freeze: no such file",
+        )));
+        assert!(!froze_too_slowly(&server_error(404, "No such container")));
     }
 }
