@@ -166,13 +166,42 @@ fn a_scenario_that_changes_shared_state_runs_beside_the_others_on_an_ecosystem_o
                  expect: {{ status: 200, json: {{ total: 1 }} }}\n"
             ),
         );
+        // Its own ecosystem's services take the admin token it sets; the
+        // shared ones refuse it.
+        let token = scenario(
+            "token",
+            "name: token\nown-ecosystem: { vars: { admin-token: own-admin-token } }\nsteps:\n  - http:\n      \
+             service: flow-api\n      request: { method: GET, path: /admin/queues, headers: { authorization: \"Bearer own-admin-token\" } }\n      \
+             expect: { status: 200 }\n",
+        );
+        let misspelt = scenario(
+            "misspelt",
+            "name: misspelt\nown-ecosystem: { vars: { admin-tokn: x } }\nsteps:\n  - sleep: 1ms\n",
+        );
         let reports = suite
-            .run_all(&[beside, kill], 2, &|_| {})
+            .run_all(&[beside, kill, token, misspelt], 2, &|_| {})
             .await
             .expect("the runs");
-        for r in &reports {
+        for r in &reports[..3] {
             assert_eq!(r.status, Status::Passed, "{}", failure_text(r).unwrap_or_default());
         }
+        let shared = runner.ecosystem().url("flow-api").expect("flow-api");
+        let refused = reqwest::Client::new()
+            .get(format!("{shared}/admin/queues"))
+            .bearer_auth("own-admin-token")
+            .send()
+            .await
+            .expect("flow-api answers");
+        assert_eq!(refused.status(), 401, "the shared ecosystem took the token");
+        let own_vars = &reports[2].own_ecosystem.as_ref().expect("its own").vars;
+        assert_eq!(own_vars.get("admin-token").map(String::as_str), Some("own-admin-token"));
+        let failure = reports[3].failure.as_ref().expect("a misspelt var fails the scenario");
+        assert!(
+            failure.message.contains("`admin-tokn` of the ecosystem file's [vars]")
+                && failure.message.contains("admin-token"),
+            "{}",
+            failure.message
+        );
         let (beside, kill) = (&reports[0], &reports[1]);
         assert!(beside.own_ecosystem.is_none(), "{:?}", beside.own_ecosystem);
         let own = kill.own_ecosystem.as_ref().expect("an ecosystem of its own");
@@ -189,7 +218,7 @@ fn a_scenario_that_changes_shared_state_runs_beside_the_others_on_an_ecosystem_o
         let run_dir = tekup_harness::env::scratch::dir().join(format!("tekup-run-{}", own.run_id));
         assert!(!run_dir.exists(), "{} is left", run_dir.display());
         drop(runner);
-        let finished = suite.finish(reports, 2, &[]).await;
+        let finished = suite.finish(reports[..3].to_vec(), 2, &[]).await;
         assert!(!finished.witness_failed(), "{:?}", finished.witness);
     });
 }

@@ -166,6 +166,44 @@ fn wrong_types_unknown_and_missing_keys_are_all_reported() {
 }
 
 #[test]
+fn own_ecosystem_sets_vars_as_written_and_makes_the_scenario_need_the_ecosystem_alone() {
+    let s = parse_str(
+        Path::new("s.yaml"),
+        "name: spans\nown-ecosystem:\n  vars: { job-retry-spans: \"lead-processing=4s\", breaker-open-secs: 2 }\n\
+         steps:\n  - sleep: 1ms\n",
+    )
+    .expect("valid");
+    let own = s.own_ecosystem.as_ref().expect("own-ecosystem");
+    assert_eq!(own.pos.line, 3);
+    assert_eq!(
+        own.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>(),
+        [("breaker-open-secs", "2"), ("job-retry-spans", "lead-processing=4s")]
+    );
+    assert!(tekup_harness::scenario::run::needs_ecosystem_alone(&s));
+    let plain = parse_str(Path::new("s.yaml"), "name: p\nsteps:\n  - sleep: 1ms\n").expect("valid");
+    assert!(!tekup_harness::scenario::run::needs_ecosystem_alone(&plain));
+}
+
+#[test]
+fn own_ecosystem_that_sets_nothing_or_refers_to_run_values_is_refused() {
+    assert_eq!(
+        errors("name: x\nown-ecosystem: { vars: {} }\nsteps:\n  - sleep: 1ms\n"),
+        "s.yaml:2:16: `own-ecosystem` sets nothing\n  \
+         hint: give it `vars: { name: value }`, entries of the ecosystem file's [vars] (or remove it)"
+    );
+    assert_eq!(
+        errors("name: x\nown-ecosystem: { var: { a: b } }\nsteps:\n  - sleep: 1ms\n"),
+        "s.yaml:2:16: `own-ecosystem` needs `vars`\n  hint: add `vars: { name: value }`\n\
+         s.yaml:2:18: unknown key `var` in `own-ecosystem`\n  hint: did you mean `vars`? the keys are vars"
+    );
+    assert_eq!(
+        errors("name: x\nown-ecosystem:\n  vars: { admin-token: \"${uuid}\" }\nsteps:\n  - sleep: 1ms\n"),
+        "s.yaml:3:9: `own-ecosystem` var `admin-token` holds a reference: \"${uuid}\"\n  \
+         hint: write the value itself: the ecosystem starts before the scenario's values exist"
+    );
+}
+
+#[test]
 fn missing_required_top_level_fields() {
     assert_eq!(
         errors("tags: [a]\n"),

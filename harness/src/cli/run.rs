@@ -222,7 +222,14 @@ fn line(r: &ScenarioReport, n: usize, total: usize) -> String {
         r.own_ecosystem
             .as_ref()
             .map_or_else(String::new, |own| format!(
-                "; on its own ecosystem, started in {:.1} s",
+                "; on its own ecosystem{}, started in {:.1} s",
+                if own.vars.is_empty() {
+                    String::new()
+                } else {
+                    let set: Vec<String> =
+                        own.vars.iter().map(|(k, v)| format!("{k} = {v:?}")).collect();
+                    format!(" ({})", set.join(", "))
+                },
                 own.start_ms / 1000.0
             ))
     );

@@ -63,6 +63,8 @@ pub struct EcosystemBuilder {
     tls: ClientTls,
     otlp_forward: Option<String>,
     prometheus: Option<bool>,
+    /// `[vars]` entries set otherwise (see [`EcosystemBuilder::var`]).
+    vars: Vec<(String, String)>,
 }
 
 impl fmt::Debug for EcosystemBuilder {
@@ -97,6 +99,25 @@ fn with_defects(file: &mut EcosystemFile, defects: &str) {
             },
         );
     }
+}
+
+/// Sets `[vars]` entries the file has (see [`EcosystemBuilder::var`]).
+fn set_vars(file: &mut EcosystemFile, vars: &[(String, String)]) -> Result<(), EnvError> {
+    for (name, value) in vars {
+        let Some(entry) = file.vars.get_mut(name) else {
+            let known: Vec<&str> = file.vars.keys().map(String::as_str).collect();
+            return Err(EnvError::other(
+                format!("set `{name}` of the ecosystem file's [vars]"),
+                format!(
+                    "{} has no such entry; it has {}",
+                    file.path.display(),
+                    known.join(", ")
+                ),
+            ));
+        };
+        value.clone_into(entry);
+    }
+    Ok(())
 }
 
 impl EcosystemBuilder {
@@ -187,6 +208,15 @@ impl EcosystemBuilder {
         self
     }
 
+    /// Sets the ecosystem file's `[vars]` entry `name` to `value` for this
+    /// ecosystem (a scenario's `own-ecosystem: { vars }`). The file must
+    /// have the entry: a name it lacks fails the start, naming the entries
+    /// it has, rather than setting what nothing reads.
+    pub fn var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.push((name.into(), value.into()));
+        self
+    }
+
     /// Called as components start.
     pub fn on_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(f));
@@ -201,6 +231,7 @@ impl EcosystemBuilder {
             None => default_file()?,
         };
         let mut file = EcosystemFile::load(&path)?;
+        set_vars(&mut file, &self.vars)?;
         if let Some(defects) = &self.defects {
             with_defects(&mut file, defects);
         }
@@ -1013,5 +1044,33 @@ impl Drop for Ecosystem {
         if joined.is_err() && !std::thread::panicking() {
             tracing::error!("tearing down the ecosystem panicked");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> EcosystemFile {
+        EcosystemFile::parse(
+            Path::new("/x/eco.toml"),
+            "[vars]\nadmin-token = \"a\"\nbreaker-open-secs = \"5\"\n\n\
+             [component.redis]\nkind = \"redis\"\n",
+        )
+        .expect("a file")
+    }
+
+    #[test]
+    fn a_var_the_file_has_is_set_and_one_it_lacks_is_named_with_those_it_has() {
+        let mut f = file();
+        set_vars(&mut f, &[("breaker-open-secs".into(), "1".into())]).expect("set");
+        assert_eq!(f.vars["breaker-open-secs"], "1");
+        assert_eq!(f.vars["admin-token"], "a");
+        let e = set_vars(&mut f, &[("breaker-open-sec".into(), "1".into())]).expect_err("unknown");
+        assert_eq!(
+            e.to_string(),
+            "failed to set `breaker-open-sec` of the ecosystem file's [vars]: \
+             /x/eco.toml has no such entry; it has admin-token, breaker-open-secs"
+        );
     }
 }

@@ -96,6 +96,10 @@ pub struct OwnEcosystem {
     pub start_ms: f64,
     /// Where its components' logs are.
     pub logs: String,
+    /// The ecosystem file's `[vars]` set otherwise for it (the scenario's
+    /// `own-ecosystem`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
 }
 
 /// Which part of the scenario a step belongs to.

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use super::cases::{self, Row};
 use super::defaults::{self, Defaults};
-use super::model::{Include, Need, Scenario, Secret, SkipIf};
+use super::model::{Include, Need, OwnSettings, Scenario, Secret, SkipIf};
 use super::read::{boolean, duration, fields, string_list, Cx, Fields};
 use super::uses::{self, Env};
 use super::vars::Scope;
@@ -18,7 +18,7 @@ use super::{Diagnostic, ScenarioError};
 /// Shared step files end with this; a directory walk does not take them for scenarios.
 pub const INCLUDE_SUFFIX: &str = ".steps.yaml";
 
-const TOP_KEYS: [&str; 15] = [
+const TOP_KEYS: [&str; 16] = [
     "name",
     "defaults",
     "tags",
@@ -30,6 +30,7 @@ const TOP_KEYS: [&str; 15] = [
     "secrets",
     "include",
     "exclusive",
+    "own-ecosystem",
     "timeout",
     "setup",
     "steps",
@@ -208,6 +209,7 @@ fn decode(
         .get("exclusive")
         .and_then(|n| boolean(cx, n, "exclusive"))
         .unwrap_or(false);
+    let own_ecosystem = f.get("own-ecosystem").and_then(|n| own_settings(cx, n));
     let timeout = f.get("timeout").and_then(|n| duration(cx, n, "timeout"));
     let defaults = f
         .get("defaults")
@@ -277,6 +279,7 @@ fn decode(
         vars,
         include,
         exclusive,
+        own_ecosystem,
         timeout,
         secrets,
         setup,
@@ -285,6 +288,34 @@ fn decode(
         skip_if,
         cases: Vec::new(),
     })
+}
+
+/// `own-ecosystem: { vars: { name: value } }`. The values are the file's
+/// `[vars]` text, taken as written: a `${...}` in one is refused, as the
+/// scenario's own values do not exist yet when the ecosystem starts.
+fn own_settings(cx: &mut Cx<'_>, node: &Node) -> Option<OwnSettings> {
+    let f = fields(cx, node, "`own-ecosystem`", &["vars"])?;
+    f.require(cx, "vars", "vars: { name: value }")?;
+    let vars = f.string_map(cx, "vars");
+    if vars.is_empty() {
+        cx.error(
+            f.pos,
+            "`own-ecosystem` sets nothing",
+            "give it `vars: { name: value }`, entries of the ecosystem file's [vars] (or remove it)",
+        );
+        return None;
+    }
+    for (name, value) in &vars {
+        if value.contains("${") {
+            let pos = f.get("vars").map_or(f.pos, |n| n.pos);
+            cx.error(
+                pos,
+                format!("`own-ecosystem` var `{name}` holds a reference: {value:?}"),
+                "write the value itself: the ecosystem starts before the scenario's values exist",
+            );
+        }
+    }
+    Some(OwnSettings { pos: f.pos, vars })
 }
 
 /// The runtimes `skip-if: { runtime: ... }` names.

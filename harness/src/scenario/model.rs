@@ -43,6 +43,9 @@ pub struct Scenario {
     pub include: Vec<Include>,
     /// Needs the ecosystem alone (chaos scenarios): one of its own, or alone on the shared one.
     pub exclusive: bool,
+    /// `own-ecosystem:`: settings of the ecosystem of its own it asks for
+    /// (which makes it need the ecosystem alone).
+    pub own_ecosystem: Option<OwnSettings>,
     pub timeout: Option<Duration>,
     /// Values redacted from everything the run prints or writes (`secrets:`).
     pub secrets: Vec<Secret>,
@@ -72,6 +75,21 @@ pub struct SkipIf {
     pub lacks: Vec<Need>,
     /// Why, in the scenario author's words.
     pub because: String,
+}
+
+/// `own-ecosystem: { vars: { job-retry-spans: "lead-processing=4s" } }`:
+/// entries of the ecosystem file's `[vars]` set otherwise on the ecosystem
+/// of the scenario's own. They apply only there: where the scenario runs
+/// alone on the shared ecosystem (docker, an external deployment,
+/// `--no-own-ecosystems`), the file's values hold, so a scenario must pass
+/// with either.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OwnSettings {
+    /// Where `own-ecosystem` is written.
+    pub pos: Pos,
+    /// Name → the value the file's `[vars]` entry takes, as written (no
+    /// `${...}`).
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 /// One entry of `secrets:`: what is redacted, in every encoding (see

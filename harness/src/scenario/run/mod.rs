@@ -286,9 +286,11 @@ fn skipped(scenario: &Scenario, why: String) -> ScenarioReport {
 }
 
 /// Whether a scenario changes what other scenarios share: faults on mocks,
-/// chaos, or it says so.
+/// chaos, settings of its own ecosystem (`own-ecosystem`), or it says so.
 pub fn needs_ecosystem_alone(scenario: &Scenario) -> bool {
-    scenario.exclusive || scenario.run_order().any(|s| s.kind.alone())
+    scenario.exclusive
+        || scenario.own_ecosystem.is_some()
+        || scenario.run_order().any(|s| s.kind.alone())
 }
 
 /// Offsets of a run's observations from its start.

@@ -6,9 +6,9 @@
 //! share the ecosystem: every other run would feel it. On a runtime that
 //! starts one cheaply (the process runtime: the cached cluster, the
 //! migration replayed from its snapshot), such a scenario gets a fresh
-//! ecosystem of its own, started from the same file with the same settings,
-//! and runs beside the others on it; the ecosystem stops when the scenario
-//! ends. Elsewhere (docker, an external deployment) it runs alone on the
+//! ecosystem of its own, started from the same file with the same settings
+//! (but the `[vars]` its `own-ecosystem:` sets), and runs beside the others
+//! on it; the ecosystem stops when the scenario ends. Elsewhere (docker, an external deployment) it runs alone on the
 //! shared one, as before.
 //!
 //! The run's witness tenant watches the shared ecosystem only: what a
@@ -71,7 +71,15 @@ pub fn runtime_gives_own(runtime: Runtime) -> bool {
 /// Runs `scenario` on a fresh ecosystem made from `recipe`, then stops it.
 pub(super) async fn run_on_own(recipe: &EcosystemRecipe, scenario: &Scenario) -> ScenarioReport {
     let started = Instant::now();
-    let builder = recipe.builder(Runtime::Process, Some(&scenario.name));
+    let mut builder = recipe.builder(Runtime::Process, Some(&scenario.name));
+    let vars = scenario
+        .own_ecosystem
+        .as_ref()
+        .map(|o| o.vars.clone())
+        .unwrap_or_default();
+    for (name, value) in &vars {
+        builder = builder.var(name, value);
+    }
     let eco = match builder.start().await {
         Ok(eco) => Arc::new(eco),
         Err(e) => {
@@ -88,6 +96,7 @@ pub(super) async fn run_on_own(recipe: &EcosystemRecipe, scenario: &Scenario) ->
         run_id: eco.run_id().to_owned(),
         start_ms: started.elapsed().as_secs_f64() * 1000.0,
         logs: eco.logs_dir().display().to_string(),
+        vars,
     };
     let mut report = match Runner::new(Arc::clone(&eco)).await {
         Ok(runner) => runner.run_now(scenario).await,
