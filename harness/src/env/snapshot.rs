@@ -34,7 +34,8 @@
 //!
 //! The key covers what the job's result can depend on: its program (path,
 //! size, modification time: a rebuild makes a new key), its arguments and
-//! environment as written, the file's `vars`, the content of every file
+//! environment as written, the file's `vars` that these or the Postgres's
+//! own settings use (`${vars.name}`), the content of every file
 //! its arguments and environment name (`${file:...}`), and the Postgres's
 //! user, database and password. Ports are not in it: they change on every
 //! start and only say where the database is. The model check
@@ -159,7 +160,19 @@ pub(crate) fn key(
             }
         }
     }
-    for (name, value) in &file.vars {
+    // The vars the job or its Postgres use, and no others: another
+    // deployment parameter (a scenario's `own-ecosystem` sets the worker's)
+    // leaves what the job makes as it was.
+    let used: std::collections::BTreeSet<&str> = [job, postgres]
+        .into_iter()
+        .flat_map(|c| c.args.iter().chain(c.env.values()).chain(&c.password))
+        .flat_map(|t| &t.refs)
+        .filter_map(|r| match r {
+            Ref::Var(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    for (name, value) in file.vars.iter().filter(|(n, _)| used.contains(n.as_str())) {
         put("var", name.as_bytes());
         put("value", value.as_bytes());
     }
@@ -238,7 +251,7 @@ database = "app"
 [component.migrate]
 kind = "job"
 program = "{program}"
-args = ["migrate", "--seed", "${{file:seed.yaml}}"]
+args = ["migrate", "--seed", "${{file:seed.yaml}}", "--password", "${{vars.pw}}"]
 env = {{ DATABASE_URL = "${{postgres.url}}" }}
 snapshot = "postgres"
 "#,
@@ -267,7 +280,12 @@ snapshot = "postgres"
         let first = key_of(dir.path(), "tenants: [a]", "pw = \"x\"");
         assert_eq!(first.len(), 16);
         assert_eq!(key_of(dir.path(), "tenants: [a]", "pw = \"x\""), first);
-        // A seed file's content, a var, a rebuilt program: each a new key.
+        // A var the job does not use is not one of its inputs.
+        assert_eq!(
+            key_of(dir.path(), "tenants: [a]", "pw = \"x\"\nspans = \"q=4s\""),
+            first
+        );
+        // A seed file's content, a var it uses, a rebuilt program: each a new key.
         assert_ne!(key_of(dir.path(), "tenants: [a, b]", "pw = \"x\""), first);
         assert_ne!(key_of(dir.path(), "tenants: [a]", "pw = \"y\""), first);
         fs::write(dir.path().join("prog"), "another build, longer").unwrap();
@@ -314,7 +332,7 @@ snapshot = "postgres"
     #[test]
     fn a_missing_program_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        let f = file(dir.path(), "tenants: []", "");
+        let f = file(dir.path(), "tenants: []", "pw = \"x\"");
         let err = key(
             &f,
             &f.components["migrate"],
