@@ -8,7 +8,10 @@
 //!   start without the cached program images (the offline base images
 //!   exist; the service and mock binaries are copied in again).
 //! - *warm*: the following starts (median, min and max of `TEKUP_BENCH_RUNS`,
-//!   default 5), template cached.
+//!   default 5), template cached. A warm bare start copies the same cached
+//!   cluster as the process runtime's Postgres (the kept snapshot of
+//!   `migrate`: 1.4 times the files of the initdb template), beside each
+//!   process start.
 //!
 //! The programs are the workspace's release build, built first, unless
 //! `TEKUP_BIN_DIR` names others.
@@ -48,17 +51,20 @@ fn main() {
     let cache = tempfile::tempdir().expect("cache dir");
     // Safe in edition 2021; nothing else reads the environment concurrently yet.
     std::env::set_var("TEKUP_CACHE_DIR", cache.path().join("bare"));
-    let bare_once = || {
+    // A bare start of `cluster`, or of the initdb template (`None`).
+    let bare_once = |cluster: Option<&Path>| {
         let started = Instant::now();
-        let pg = rt
-            .block_on(LocalPostgres::start())
-            .expect("postgres starts");
+        let pg = match cluster {
+            Some(c) => rt.block_on(LocalPostgres::start_from(c)),
+            None => rt.block_on(LocalPostgres::start()),
+        }
+        .expect("postgres starts");
         let took = started.elapsed();
         let stop = Instant::now();
         drop(pg);
         (took, stop.elapsed())
     };
-    let bare_cold = bare_once();
+    let bare_cold = bare_once(None);
 
     std::env::set_var("TEKUP_CACHE_DIR", cache.path().join("process"));
     // Build the programs before timing (a missing binary is built on first start).
@@ -71,6 +77,9 @@ fn main() {
         )
         .expect("process ecosystem starts");
     drop(warmup);
+    // The warm bare starts copy the cluster the process runtime's Postgres
+    // starts from (its migrated snapshot), not the smaller initdb template.
+    let kept = kept_cluster(&cache.path().join("process"));
     std::env::set_var("TEKUP_CACHE_DIR", cache.path().join("process-cold"));
     let mut process_phases = Vec::new();
     let process_cold = start_full(&rt, &file, Runtime::Process, &mut process_phases);
@@ -80,13 +89,16 @@ fn main() {
     let (mut bare, mut process) = (Sample::new(bare_cold), Sample::new(process_cold));
     let mut ratios = Vec::new();
     for _ in 0..runs {
-        let b = bare_once();
+        let b = bare_once(Some(&kept));
         let p = start_full(&rt, &file, Runtime::Process, &mut process_phases);
         ratios.push(p.0.as_secs_f64() / b.0.as_secs_f64());
         bare.add(b);
         process.add(p);
     }
-    rows.push(("bare Postgres (LocalPostgres)".to_owned(), Some(bare)));
+    rows.push((
+        "bare Postgres (LocalPostgres; warm: the kept cluster)".to_owned(),
+        Some(bare),
+    ));
     rows.push((
         format!("process runtime ({components} components)"),
         Some(process),
@@ -169,6 +181,19 @@ fn release_programs() -> String {
     // Safe in edition 2021; nothing else reads the environment concurrently yet.
     std::env::set_var("TEKUP_BIN_DIR", &release);
     format!("the release build, {}", release.display())
+}
+
+/// The cluster a warm process start copies for its Postgres: the newest
+/// kept snapshot (`<cluster>+migrate-<key>`) in the cache `dir`.
+fn kept_cluster(dir: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .expect("the process runtime's cache")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains("+migrate-"))
+        .filter(|e| e.path().join("PG_VERSION").is_file())
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path())
+        .unwrap_or_else(|| panic!("no kept cluster of `migrate` in {}", dir.display()))
 }
 
 /// When each component of one start began and was ready, from the start.

@@ -89,20 +89,56 @@ impl LocalPostgres {
             })?
     }
 
+    /// Starts a server on a copy of `cluster`, the data directory of a
+    /// cleanly stopped server of the machine's PostgreSQL version (a cluster
+    /// kept in the cache, say), waiting until it accepts connections.
+    /// `cluster` itself is only read.
+    pub async fn start_from(cluster: impl Into<PathBuf>) -> Result<Self, PostgresError> {
+        let cluster = cluster.into();
+        tokio::task::spawn_blocking(move || {
+            if !cluster.join("PG_VERSION").is_file() {
+                return Err(PostgresError::Io {
+                    action: format!(
+                        "start from {}: it is not a PostgreSQL data directory (no PG_VERSION)",
+                        cluster.display()
+                    ),
+                    source: io::ErrorKind::NotFound.into(),
+                });
+            }
+            let bin = find_bin_dir()?;
+            Self::start_copy_of(&cluster, &bin, run_as()?, DEFAULT_STARTUP_TIMEOUT)
+        })
+        .await
+        .map_err(|e| PostgresError::Io {
+            action: "join the start-up task".into(),
+            source: io::Error::other(e.to_string()),
+        })?
+    }
+
     /// Starts a server from a synchronous context.
     pub fn start_blocking(timeout: Duration) -> Result<Self, PostgresError> {
         let bin = find_bin_dir()?;
         let run_as = run_as()?;
         let template = ensure_template(&bin, run_as)?;
+        Self::start_copy_of(&template, &bin, run_as, timeout)
+    }
+
+    /// Starts a server on a fresh copy of `template`.
+    fn start_copy_of(
+        template: &Path,
+        bin: &Path,
+        run_as: Option<RunAs>,
+        timeout: Duration,
+    ) -> Result<Self, PostgresError> {
         let dir = tempfile::Builder::new()
             .prefix("tekup-pg-")
             .tempdir_in(super::scratch::dir())
             .map_err(io_err("create a temporary directory"))?;
-        copy_for_server(&template, dir.path(), run_as)?;
+        copy_for_server(template, dir.path(), run_as)?;
         let mut last_error = None;
         // A free port can be taken between our probe and the server's bind.
         for _ in 0..3 {
-            match Self::launch(&bin, run_as, &dir, timeout) {
+            match Self::launch(bin, run_as, &dir, timeout) {
                 Ok((child, port, log, log_path)) => {
                     return Ok(Self {
                         child: Some(child),
@@ -587,6 +623,24 @@ mod tests {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
             "server stopped"
         );
+    }
+
+    #[tokio::test]
+    async fn a_server_starts_from_a_copy_of_a_kept_cluster_and_leaves_it_as_it_was() {
+        let bin = find_bin_dir().expect("PostgreSQL binaries");
+        let run_as = run_as().expect("a user to run PostgreSQL as");
+        let cluster = ensure_cluster(&bin, run_as, "ledger_owner", "ledger").expect("a cluster");
+        let before = fs::read_dir(&cluster).expect("the cluster").count();
+        let pg = LocalPostgres::start_from(&cluster).await.expect("postgres starts");
+        assert!(pg.log_tail().contains("ready to accept connections"));
+        assert!(pg.dir().join("data").join("PG_VERSION").is_file());
+        drop(pg);
+        assert_eq!(fs::read_dir(&cluster).expect("the cluster").count(), before);
+        assert!(!cluster.join("postmaster.pid").exists(), "the server ran on a copy");
+
+        let empty = tempfile::tempdir().expect("a directory");
+        let e = LocalPostgres::start_from(empty.path()).await.expect_err("no cluster");
+        assert!(e.to_string().contains("not a PostgreSQL data directory"), "{e}");
     }
 
     #[test]
