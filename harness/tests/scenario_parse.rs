@@ -176,8 +176,14 @@ fn own_ecosystem_sets_vars_as_written_and_makes_the_scenario_need_the_ecosystem_
     let own = s.own_ecosystem.as_ref().expect("own-ecosystem");
     assert_eq!(own.pos.line, 3);
     assert_eq!(
-        own.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>(),
-        [("breaker-open-secs", "2"), ("job-retry-spans", "lead-processing=4s")]
+        own.vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("breaker-open-secs", "2"),
+            ("job-retry-spans", "lead-processing=4s")
+        ]
     );
     assert!(tekup_harness::scenario::run::needs_ecosystem_alone(&s));
     let plain = parse_str(Path::new("s.yaml"), "name: p\nsteps:\n  - sleep: 1ms\n").expect("valid");

@@ -226,8 +226,11 @@ fn line(r: &ScenarioReport, n: usize, total: usize) -> String {
                 if own.vars.is_empty() {
                     String::new()
                 } else {
-                    let set: Vec<String> =
-                        own.vars.iter().map(|(k, v)| format!("{k} = {v:?}")).collect();
+                    let set: Vec<String> = own
+                        .vars
+                        .iter()
+                        .map(|(k, v)| format!("{k} = {v:?}"))
+                        .collect();
                     format!(" ({})", set.join(", "))
                 },
                 own.start_ms / 1000.0

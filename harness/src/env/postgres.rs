@@ -631,16 +631,26 @@ mod tests {
         let run_as = run_as().expect("a user to run PostgreSQL as");
         let cluster = ensure_cluster(&bin, run_as, "ledger_owner", "ledger").expect("a cluster");
         let before = fs::read_dir(&cluster).expect("the cluster").count();
-        let pg = LocalPostgres::start_from(&cluster).await.expect("postgres starts");
+        let pg = LocalPostgres::start_from(&cluster)
+            .await
+            .expect("postgres starts");
         assert!(pg.log_tail().contains("ready to accept connections"));
         assert!(pg.dir().join("data").join("PG_VERSION").is_file());
         drop(pg);
         assert_eq!(fs::read_dir(&cluster).expect("the cluster").count(), before);
-        assert!(!cluster.join("postmaster.pid").exists(), "the server ran on a copy");
+        assert!(
+            !cluster.join("postmaster.pid").exists(),
+            "the server ran on a copy"
+        );
 
         let empty = tempfile::tempdir().expect("a directory");
-        let e = LocalPostgres::start_from(empty.path()).await.expect_err("no cluster");
-        assert!(e.to_string().contains("not a PostgreSQL data directory"), "{e}");
+        let e = LocalPostgres::start_from(empty.path())
+            .await
+            .expect_err("no cluster");
+        assert!(
+            e.to_string().contains("not a PostgreSQL data directory"),
+            "{e}"
+        );
     }
 
     #[test]

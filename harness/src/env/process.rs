@@ -739,7 +739,10 @@ impl Backend for ProcessBackend {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(Arc::clone(&instance));
-            if c.kind == Kind::Postgres {
+            // A Postgres whose readiness is its query (the default) is
+            // probed once, by the ecosystem, as for any component; one
+            // with another condition must answer queries as well.
+            if c.kind == Kind::Postgres && c.ready != Ready::Postgres {
                 pg::init_for_ecosystem(instance.as_ref(), &spec).await?;
             }
             if let Some((of, Snapshot::Keep(kept))) = snapshot {
