@@ -60,8 +60,13 @@ use super::postgres::{self as pg, RunAs};
 use super::ready;
 use super::runtime::{Backend, ExitInfo, Instance, LaunchSpec, Placement, SnapshotOf};
 use super::snapshot;
+use super::spawn::{group_stopped, spawn_detached, spawn_owned, Leader};
 pub(crate) use super::spawn::{process_start_time, which};
-use super::spawn::{spawn_detached, spawn_owned, Leader};
+
+/// How long a paused component's threads may take to stop once signalled:
+/// a thread stops when it next runs, which only a very busy machine delays
+/// by more than milliseconds.
+const STOP_WAIT: Duration = Duration::from_secs(30);
 
 const PASS_THROUGH_ENV: &[&str] = &[
     "PATH",
@@ -609,7 +614,33 @@ impl Instance for ProcessInstance {
     }
 
     fn pause(&self) -> BoxFuture<'_, Result<(), EnvError>> {
-        async move { self.signal(libc::SIGSTOP) }.boxed()
+        async move {
+            self.signal(libc::SIGSTOP)?;
+            // Paused means nothing of it runs: wait until every thread of
+            // the group has stopped, not only until the signal is sent.
+            let Some(pid) = self.running_pid() else {
+                return Ok(());
+            };
+            let asked = Instant::now();
+            loop {
+                let stopped = group_stopped(pid)
+                    .map_err(EnvError::io(format!("see whether `{}` stopped", self.name)))?;
+                if stopped {
+                    return Ok(());
+                }
+                if asked.elapsed() > STOP_WAIT {
+                    return Err(EnvError::other(
+                        format!("pause `{}`", self.name),
+                        format!(
+                            "some of its threads were still running {:.0?} after SIGSTOP",
+                            asked.elapsed()
+                        ),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        .boxed()
     }
 
     fn resume(&self) -> BoxFuture<'_, Result<(), EnvError>> {

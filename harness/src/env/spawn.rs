@@ -101,6 +101,53 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     after_name.split(' ').nth(19)?.parse().ok()
 }
 
+/// Whether every thread of every process in the process group `pgid` is
+/// stopped (SIGSTOP delivered, state `T`). `kill(2)` returns before that:
+/// each thread stops only once it runs again, which on a busy machine can
+/// be long enough for a thread still running to answer a request. An empty
+/// group counts as stopped: nothing in it runs.
+pub(crate) fn group_stopped(pgid: u32) -> io::Result<bool> {
+    for entry in fs::read_dir("/proc")? {
+        let Ok(pid) = entry?.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // A process may be gone between the listing and the read.
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, group)) = state_and_group(&stat) else {
+            continue;
+        };
+        if group != pgid {
+            continue;
+        }
+        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks {
+            let tid = task?.file_name();
+            let path = format!("/proc/{pid}/task/{}/stat", tid.to_string_lossy());
+            let Ok(stat) = fs::read_to_string(path) else {
+                continue;
+            };
+            // `t` is a traced stop; a zombie thread runs nothing either.
+            if !matches!(state_and_group(&stat), Some(('T' | 't' | 'Z' | 'X', _))) {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// The state (field 3) and process group (field 5) of a `/proc/.../stat`
+/// line; the command name before them may hold spaces and parentheses.
+fn state_and_group(stat: &str) -> Option<(char, u32)> {
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split(' ');
+    let state = fields.next()?.chars().next()?;
+    let group = fields.nth(1)?.parse().ok()?;
+    Some((state, group))
+}
+
 /// A child that leads its own process group, signalled through the group
 /// and never after it has been reaped.
 ///
@@ -252,5 +299,52 @@ mod leader_tests {
         leader.signal(libc::SIGKILL).expect("signals");
         assert_eq!(ended(&leader).signal(), Some(libc::SIGKILL));
         assert_eq!(leader.reap().expect("reaps").signal(), Some(libc::SIGKILL));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_and_group_are_read_past_any_command_name() {
+        let stat = "4242 (tekup (x) y) T 1 4240 4240 0 -1 4194560";
+        assert_eq!(state_and_group(stat), Some(('T', 4240)));
+        assert_eq!(state_and_group("4242 (sleep) S 1"), None);
+    }
+
+    /// Waits (up to a minute, on a condition) until `want` is what
+    /// [`group_stopped`] says of `pgid`.
+    fn until_stopped_is(pgid: u32, want: bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while group_stopped(pgid).expect("/proc") != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "group {pgid} never read stopped = {want}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_group_reads_stopped_once_every_thread_stopped_and_running_after_sigcont() {
+        let mut command = Command::new("sleep");
+        command.arg("600");
+        let mut leader = Leader::new(spawn_owned(command).expect("sleep starts"));
+        let pgid = leader.id();
+        assert!(
+            !group_stopped(pgid).expect("/proc"),
+            "a sleeping process runs"
+        );
+        leader.signal(libc::SIGSTOP).expect("SIGSTOP");
+        until_stopped_is(pgid, true);
+        leader.signal(libc::SIGCONT).expect("SIGCONT");
+        until_stopped_is(pgid, false);
+        leader.signal(libc::SIGKILL).expect("SIGKILL");
+        leader.reap().expect("reaped");
+        assert!(
+            group_stopped(pgid).expect("/proc"),
+            "an empty group runs nothing"
+        );
     }
 }
