@@ -81,12 +81,7 @@ pub(crate) struct RunAs {
 impl LocalPostgres {
     /// Starts a server, waiting until it accepts connections.
     pub async fn start() -> Result<Self, PostgresError> {
-        tokio::task::spawn_blocking(|| Self::start_blocking(DEFAULT_STARTUP_TIMEOUT))
-            .await
-            .map_err(|e| PostgresError::Io {
-                action: "join the start-up task".into(),
-                source: io::Error::other(e.to_string()),
-            })?
+        Self::off_thread(|| Self::start_blocking(DEFAULT_STARTUP_TIMEOUT)).await
     }
 
     /// Starts a server on a copy of `cluster`, the data directory of a
@@ -95,7 +90,7 @@ impl LocalPostgres {
     /// `cluster` itself is only read.
     pub async fn start_from(cluster: impl Into<PathBuf>) -> Result<Self, PostgresError> {
         let cluster = cluster.into();
-        tokio::task::spawn_blocking(move || {
+        Self::off_thread(move || {
             if !cluster.join("PG_VERSION").is_file() {
                 return Err(PostgresError::Io {
                     action: format!(
@@ -109,10 +104,19 @@ impl LocalPostgres {
             Self::start_copy_of(&cluster, &bin, run_as()?, DEFAULT_STARTUP_TIMEOUT)
         })
         .await
-        .map_err(|e| PostgresError::Io {
-            action: "join the start-up task".into(),
-            source: io::Error::other(e.to_string()),
-        })?
+    }
+
+    /// Runs a blocking start (file copies, the wait for the server's log
+    /// line) off the async runtime's threads.
+    async fn off_thread(
+        start: impl FnOnce() -> Result<Self, PostgresError> + Send + 'static,
+    ) -> Result<Self, PostgresError> {
+        tokio::task::spawn_blocking(start)
+            .await
+            .map_err(|e| PostgresError::Io {
+                action: "join the start-up task".into(),
+                source: io::Error::other(e.to_string()),
+            })?
     }
 
     /// Starts a server from a synchronous context.

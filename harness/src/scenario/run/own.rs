@@ -8,8 +8,8 @@
 //! migration replayed from its snapshot), such a scenario gets a fresh
 //! ecosystem of its own, started from the same file with the same settings
 //! (but the `[vars]` its `own-ecosystem:` sets), and runs beside the others
-//! on it; the ecosystem stops when the scenario ends. Elsewhere (docker, an external deployment) it runs alone on the
-//! shared one, as before.
+//! on it; the ecosystem stops when the scenario ends. Elsewhere (docker,
+//! an external deployment) it runs alone on the shared one, as before.
 //!
 //! The run's witness tenant watches the shared ecosystem only: what a
 //! scenario does on its own ecosystem is out of its sight, as it was out of
