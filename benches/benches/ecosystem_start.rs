@@ -27,7 +27,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tekup_harness::env::{docker, Ecosystem, EcosystemFile, LocalPostgres, Progress, Runtime};
+use tekup_harness::env::{
+    docker, wait_for_spares, Ecosystem, EcosystemFile, LocalPostgres, Progress, Runtime,
+};
 
 fn main() {
     let runs: usize = std::env::var("TEKUP_BENCH_RUNS")
@@ -53,6 +55,7 @@ fn main() {
     std::env::set_var("TEKUP_CACHE_DIR", cache.path().join("bare"));
     // A bare start of `cluster`, or of the initdb template (`None`).
     let bare_once = |cluster: Option<&Path>| {
+        let busy = cpu_busy();
         let started = Instant::now();
         let pg = match cluster {
             Some(c) => rt.block_on(LocalPostgres::start_from(c)),
@@ -60,9 +63,14 @@ fn main() {
         }
         .expect("postgres starts");
         let took = started.elapsed();
+        let cpu = cpu_busy().saturating_sub(busy);
         let stop = Instant::now();
         drop(pg);
-        (took, stop.elapsed())
+        Start {
+            took,
+            cpu,
+            stopped: stop.elapsed(),
+        }
     };
     let bare_cold = bare_once(None);
 
@@ -83,17 +91,33 @@ fn main() {
     std::env::set_var("TEKUP_CACHE_DIR", cache.path().join("process-cold"));
     let mut process_phases = Vec::new();
     let process_cold = start_full(&rt, &file, Runtime::Process, &mut process_phases);
-    // The warm starts alternate, bare then process, on the same (warm)
-    // cache: the machine's noise of the moment falls on both alike, and
-    // each pair gives a ratio.
+    process_phases.clear();
+    // The warm starts alternate, bare, process, process without a spare
+    // copy, on the same (warm) cache: the machine's noise of the moment
+    // falls on all three alike, and each round gives a ratio. A spare copy
+    // is made after a start, off it (`TEKUP_SPARE_CLUSTERS`): each round
+    // waits until it is made, so that its work falls on no start measured.
     let (mut bare, mut process) = (Sample::new(bare_cold), Sample::new(process_cold));
-    let mut ratios = Vec::new();
+    let mut copying = Vec::new();
+    let mut copying_phases = Vec::new();
+    let (mut ratios, mut copying_ratios) = (Vec::new(), Vec::new());
+    wait_for_spares();
     for _ in 0..runs {
         let b = bare_once(Some(&kept));
         let p = start_full(&rt, &file, Runtime::Process, &mut process_phases);
-        ratios.push(p.0.as_secs_f64() / b.0.as_secs_f64());
+        wait_for_spares();
+        std::env::set_var("TEKUP_SPARE_CLUSTERS", "0");
+        let c = start_full(&rt, &file, Runtime::Process, &mut copying_phases);
+        std::env::remove_var("TEKUP_SPARE_CLUSTERS");
+        ratios.push(p.took.as_secs_f64() / b.took.as_secs_f64());
+        copying_ratios.push(c.took.as_secs_f64() / b.took.as_secs_f64());
         bare.add(b);
         process.add(p);
+        copying.push(c);
+    }
+    let mut without = Sample::warm_only();
+    for c in copying {
+        without.add(c);
     }
     rows.push((
         "bare Postgres (LocalPostgres; warm: the kept cluster)".to_owned(),
@@ -103,14 +127,20 @@ fn main() {
         format!("process runtime ({components} components)"),
         Some(process),
     ));
-    ratios.sort_by(f64::total_cmp);
+    rows.push((
+        "process runtime, no spare copy (copies in the start)".to_owned(),
+        Some(without),
+    ));
     let paired = format!(
-        "process / bare Postgres, each warm start beside its bare one: median {:.2}x ({:.2}x..{:.2}x)",
-        ratios[ratios.len() / 2],
-        ratios[0],
-        ratios[ratios.len() - 1]
+        "process / bare Postgres, each warm start beside its bare one: median {}\n\
+         the same without a spare copy (TEKUP_SPARE_CLUSTERS=0):       median {}",
+        spread(ratios),
+        spread(copying_ratios),
     );
-    let mut phases = vec![("process runtime", process_phases)];
+    let mut phases = vec![
+        ("process runtime", process_phases),
+        ("process runtime, no spare copy", copying_phases),
+    ];
 
     let usable = if std::env::var("TEKUP_BENCH_DOCKER").is_ok_and(|v| v == "0") {
         Err("TEKUP_BENCH_DOCKER=0".to_owned())
@@ -130,7 +160,7 @@ fn main() {
                 start_full(&rt, &file, Runtime::Docker, &mut docker_phases)
             });
             rows.push((format!("docker runtime ({components} components)"), Some(d)));
-            phases.push(("docker runtime", docker_phases));
+            phases.push(("docker runtime", docker_phases.split_off(1)));
         }
         Err(why) => rows.push((format!("docker runtime: skipped ({why})"), None)),
     }
@@ -196,6 +226,17 @@ fn kept_cluster(dir: &Path) -> std::path::PathBuf {
         .unwrap_or_else(|| panic!("no kept cluster of `migrate` in {}", dir.display()))
 }
 
+/// The median of `ratios`, and their range.
+fn spread(mut ratios: Vec<f64>) -> String {
+    ratios.sort_by(f64::total_cmp);
+    format!(
+        "{:.2}x ({:.2}x..{:.2}x)",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    )
+}
+
 /// When each component of one start began and was ready, from the start.
 type Phases = BTreeMap<String, (Duration, Duration)>;
 
@@ -204,7 +245,8 @@ fn start_full(
     file: &Path,
     runtime: Runtime,
     phases: &mut Vec<Phases>,
-) -> (Duration, Duration) {
+) -> Start {
+    let busy = cpu_busy();
     let started = Instant::now();
     let seen: Arc<Mutex<Phases>> = Arc::default();
     let record = Arc::clone(&seen);
@@ -231,6 +273,7 @@ fn start_full(
         )
     });
     let took = started.elapsed();
+    let cpu = cpu_busy().saturating_sub(busy);
     phases.push(std::mem::take(
         &mut *seen.lock().unwrap_or_else(|e| e.into_inner()),
     ));
@@ -239,36 +282,88 @@ fn start_full(
     drop(eco);
     let stopped = stop.elapsed();
     let _ = std::fs::remove_dir_all(logs);
-    (took, stopped)
+    Start { took, cpu, stopped }
 }
 
-/// Cold (first) and warm (the rest) start times, plus teardown times.
+/// One start: until ready, the CPU time the whole machine spent meanwhile
+/// (every process's, on every core), and its teardown.
+struct Start {
+    took: Duration,
+    cpu: Duration,
+    stopped: Duration,
+}
+
+/// The CPU time the machine has spent busy since boot, all cores together
+/// (`/proc/stat`; counted in ticks of 10 ms, so one start's figure is
+/// coarse and the mean of several is the one to read). Zero where
+/// `/proc/stat` cannot be read.
+fn cpu_busy() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return Duration::ZERO;
+    };
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .enumerate()
+        // user nice system idle iowait irq softirq steal: all but idle and iowait.
+        .filter(|(i, _)| !matches!(i, 3 | 4) && *i < 8)
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum();
+    // USER_HZ is 100 on every Linux this runs on.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Cold (first) and warm (the rest) start times, plus the warm starts' CPU
+/// time and every teardown time.
 struct Sample {
-    cold: Duration,
+    /// None for a series of warm starts alone.
+    cold: Option<Duration>,
     warm: Vec<Duration>,
+    warm_cpu: Vec<Duration>,
     teardown: Vec<Duration>,
 }
 
 impl Sample {
     /// From the first (cold) start and its teardown.
-    fn new((cold, teardown): (Duration, Duration)) -> Self {
+    fn new(cold: Start) -> Self {
         Self {
-            cold,
+            cold: Some(cold.took),
             warm: Vec::new(),
-            teardown: vec![teardown],
+            warm_cpu: Vec::new(),
+            teardown: vec![cold.stopped],
         }
     }
 
-    /// Adds a warm start and its teardown, keeping both sorted.
-    fn add(&mut self, (took, stopped): (Duration, Duration)) {
-        self.warm.push(took);
+    /// A series of warm starts alone.
+    fn warm_only() -> Self {
+        Self {
+            cold: None,
+            warm: Vec::new(),
+            warm_cpu: Vec::new(),
+            teardown: Vec::new(),
+        }
+    }
+
+    /// Adds a warm start and its teardown, keeping the times sorted.
+    fn add(&mut self, start: Start) {
+        self.warm.push(start.took);
         self.warm.sort();
-        self.teardown.push(stopped);
+        self.warm_cpu.push(start.cpu);
+        self.teardown.push(start.stopped);
         self.teardown.sort();
+    }
+
+    /// The warm starts' mean CPU time (see [`cpu_busy`]).
+    fn mean_cpu(&self) -> Duration {
+        let total: Duration = self.warm_cpu.iter().sum();
+        total / u32::try_from(self.warm_cpu.len().max(1)).unwrap_or(u32::MAX)
     }
 }
 
-fn measure(runs: usize, mut once: impl FnMut() -> (Duration, Duration)) -> Sample {
+fn measure(runs: usize, mut once: impl FnMut() -> Start) -> Sample {
     let mut sample = Sample::new(once());
     for _ in 0..runs {
         sample.add(once());
@@ -282,8 +377,8 @@ fn ms(d: Duration) -> String {
 
 fn report(runs: usize, rows: &[(String, Option<Sample>)]) {
     let mut text = format!(
-        "\nstart until ready; cold = first start (empty initdb cache; docker: no cached program images), warm = median of {runs} (min..max)\n\n{:<52} {:>9} {:>9} {:>21} {:>14}\n",
-        "", "cold", "warm", "warm min..max", "teardown"
+        "\nstart until ready; cold = first start (empty initdb cache; docker: no cached program images), warm = median of {runs} (min..max); CPU = the machine's busy time during a warm start, all cores (mean)\n\n{:<52} {:>9} {:>9} {:>21} {:>9} {:>14}\n",
+        "", "cold", "warm", "warm min..max", "CPU", "teardown"
     );
     for (name, sample) in rows {
         match sample {
@@ -292,10 +387,11 @@ fn report(runs: usize, rows: &[(String, Option<Sample>)]) {
                 let (min, max) = (s.warm[0], s.warm[s.warm.len() - 1]);
                 let td = s.teardown[s.teardown.len() / 2];
                 text.push_str(&format!(
-                    "{name:<52} {:>9} {:>9} {:>21} {:>14}\n",
-                    ms(s.cold),
+                    "{name:<52} {:>9} {:>9} {:>21} {:>9} {:>14}\n",
+                    s.cold.map_or_else(|| "-".to_owned(), ms),
                     ms(median),
                     format!("{}..{}", ms(min), ms(max)),
+                    ms(s.mean_cpu()),
                     ms(td)
                 ));
             }
@@ -312,8 +408,7 @@ fn report(runs: usize, rows: &[(String, Option<Sample>)]) {
 /// when it was ready, counted from the call, in the order they were ready.
 /// A component starts once what it waits for (`wait-for`) is ready, so the
 /// critical path reads down the "ready" column.
-fn where_the_time_goes(runtime: &str, runs: &[Phases]) {
-    let warm = runs.get(1..).unwrap_or_default();
+fn where_the_time_goes(runtime: &str, warm: &[Phases]) {
     if warm.is_empty() {
         return;
     }

@@ -315,6 +315,7 @@ impl EcosystemBuilder {
             eco.shutdown().await;
             return Err(e);
         }
+        eco.backend.started();
         Ok(eco)
     }
 }

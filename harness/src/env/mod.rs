@@ -35,6 +35,7 @@ mod resolve;
 pub mod runtime;
 pub mod scratch;
 mod snapshot;
+mod spare;
 mod spawn;
 pub mod state;
 
@@ -45,6 +46,7 @@ pub use handle::{postgres_answers, ComponentHandle, MockAdminError, MockHandle};
 pub use model::{EcosystemFile, Kind, ModelError, Ready};
 pub use postgres::{LocalPostgres, PostgresError};
 pub use runtime::{Backend, Instance, Runtime};
+pub use spare::wait_for_spares;
 
 /// An error and its causes on one line, for messages; a TLS failure among
 /// them is then said in words with the flag that fixes it

@@ -4,7 +4,8 @@
 //!   `initdb` template (see [`super::postgres`]), or of the cluster its
 //!   snapshot job left (see [`super::snapshot`]; which of them is decided
 //!   once per start, and [`Backend::replays`] answers from the same
-//!   decision); as root, as the `postgres` user. The `POSTGRES_DB` part
+//!   decision); as root, as the `postgres` user. A start takes a copy
+//!   made ahead of it when one is ready ([`super::spare`]). The `POSTGRES_DB` part
 //!   of the image contract is honoured by creating the database once the
 //!   server answers. `fsync=off` (nothing here outlives the machine) but
 //!   `synchronous_commit` stays on: a commit's WAL reaches the kernel
@@ -60,6 +61,7 @@ use super::postgres::{self as pg, RunAs};
 use super::ready;
 use super::runtime::{Backend, ExitInfo, Instance, LaunchSpec, Placement, SnapshotOf};
 use super::snapshot;
+use super::spare;
 use super::spawn::{group_stopped, spawn_detached, spawn_owned, Leader};
 pub(crate) use super::spawn::{process_start_time, which};
 
@@ -97,6 +99,9 @@ pub(crate) struct ProcessBackend {
     /// The Postgres components' launch specs, to wait for one again after
     /// the restart that keeps a snapshot.
     postgres_specs: Mutex<std::collections::BTreeMap<String, LaunchSpec>>,
+    /// The clusters this start copied from, each with its server's user: a
+    /// spare copy of each is made once the start is over ([`spare`]).
+    spares_wanted: Mutex<Vec<(PathBuf, Option<RunAs>)>>,
 }
 
 /// The cluster a Postgres component starts from, and what its snapshot
@@ -153,6 +158,7 @@ impl ProcessBackend {
             snapshots: Mutex::new(std::collections::BTreeMap::new()),
             sources: Mutex::new(std::collections::BTreeMap::new()),
             postgres_specs: Mutex::new(std::collections::BTreeMap::new()),
+            spares_wanted: Mutex::new(Vec::new()),
         })
     }
 
@@ -207,24 +213,46 @@ impl ProcessBackend {
 
     /// A Postgres component's data directory, unless a start before this
     /// one made it (a restart keeps the data): a copy of what it starts
-    /// from ([`Self::source`]). File work, so off the runtime's threads:
-    /// the other components start meanwhile.
-    async fn postgres_data(&self, spec: &LaunchSpec) -> Result<(), EnvError> {
+    /// from ([`Self::source`]), made ahead of the start when a spare is
+    /// ready ([`spare`]). File work, so off the runtime's threads: the
+    /// other components start meanwhile. Returns the line its log begins
+    /// with, saying where the data came from.
+    async fn postgres_data(&self, spec: &LaunchSpec) -> Result<Option<String>, EnvError> {
         let c = &spec.component;
         let dir = self.run_dir.join(&c.name);
         let data = dir.join("data");
         if data.exists() {
-            return Ok(());
+            return Ok(None);
         }
         let source = self.source(c, spec.snapshot.as_ref()).await?;
         let name = c.name.clone();
         let (from, run_as) = (source.copied_from().to_path_buf(), source.run_as);
-        tokio::task::spawn_blocking(move || {
+        // A run that keeps a snapshot now is the last to start from `from`;
+        // otherwise the next start gets a spare copy, made once this one
+        // is over ([`Backend::started`]).
+        if !matches!(source.snapshot, Some((_, Snapshot::Keep(_)))) {
+            self.spares_wanted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((from.clone(), run_as));
+        }
+        let note = tokio::task::spawn_blocking(move || {
             fs::create_dir_all(&dir).map_err(EnvError::io("create the postgres directory"))?;
+            if spare::take(&from, run_as, &dir.join("data")) {
+                if let Some(user) = run_as {
+                    std::os::unix::fs::chown(&dir, Some(user.uid), Some(user.gid))
+                        .map_err(EnvError::io("hand the postgres directory to postgres"))?;
+                }
+                return Ok(format!(
+                    "data directory: a spare copy of {}, made after an earlier start\n",
+                    from.display()
+                ));
+            }
             pg::copy_for_server(&from, &dir, run_as).map_err(|e| EnvError::Start {
                 component: name,
                 message: e.to_string(),
-            })
+            })?;
+            Ok::<_, EnvError>(format!("data directory: a copy of {}\n", from.display()))
         })
         .await
         .map_err(|e| EnvError::other("prepare the postgres data directory", e))??;
@@ -234,7 +262,7 @@ impl ProcessBackend {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(job, what);
         }
-        Ok(())
+        Ok(Some(note))
     }
 
     /// Keeps `of`'s Postgres cluster at `kept` once its job has run: stops
@@ -388,7 +416,7 @@ impl Drop for ProcessBackend {
     }
 }
 
-const OWNER_FILE: &str = "owner.json";
+pub(crate) const OWNER_FILE: &str = "owner.json";
 
 /// Removes the run directories (`tekup-run-*`, with their Postgres data) of
 /// harnesses that died without tearing down (SIGKILL) and did not ask to
@@ -719,11 +747,20 @@ impl Backend for ProcessBackend {
         .boxed()
     }
 
+    fn started(&self) {
+        let wanted =
+            std::mem::take(&mut *self.spares_wanted.lock().unwrap_or_else(|e| e.into_inner()));
+        for (cluster, run_as) in wanted {
+            spare::replenish(&cluster, run_as);
+        }
+    }
+
     fn start(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Instance>, EnvError>> {
         async move {
             let c = &spec.component;
+            let mut note = None;
             if c.kind == Kind::Postgres {
-                self.postgres_data(&spec).await?;
+                note = self.postgres_data(&spec).await?;
                 self.postgres_specs
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -742,6 +779,10 @@ impl Backend for ProcessBackend {
             let recipe = self.recipe(&spec)?;
             let log_path = self.logs_dir.join(format!("{}.log", c.name));
             let _ = fs::remove_file(&log_path);
+            if let Some(note) = note {
+                fs::write(&log_path, note)
+                    .map_err(EnvError::io(format!("write {}", log_path.display())))?;
+            }
             let instance = Arc::new(ProcessInstance {
                 name: c.name.clone(),
                 recipe,

@@ -175,6 +175,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
     /// Starts one component (readiness is awaited by the caller).
     fn start(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Instance>, EnvError>>;
+    /// Every component is started and ready: work a backend keeps off the
+    /// start's critical path may begin (the process runtime's spare
+    /// copies of its Postgres clusters, [`super::spare`]). By default
+    /// nothing.
+    fn started(&self) {}
     /// Stops and removes everything this backend started, waiting for it.
     fn teardown(&self) -> BoxFuture<'_, ()>;
     /// What `tekup-harness down` needs to stop a kept environment.

@@ -1,12 +1,13 @@
 //! A job kept as a snapshot of its Postgres (`snapshot = "db"`) under the
 //! process runtime: it runs once, later starts find its result without
 //! running it, a change of its inputs runs it again, and a failing job is
-//! named and leaves nothing kept.
+//! named and leaves nothing kept; a start after another takes a spare
+//! copy of the kept cluster made in between.
 
 use std::path::{Path, PathBuf};
 
 use crate::common::{forget, job_name};
-use tekup_harness::env::{error_chain, Ecosystem, EnvError, Runtime};
+use tekup_harness::env::{error_chain, wait_for_spares, Ecosystem, EnvError, Runtime};
 
 /// An ecosystem file in `dir` whose job `job` appends a line to `runs`
 /// (so the test counts its runs) and loads `seed.sql` into the Postgres.
@@ -123,6 +124,58 @@ async fn a_snapshot_job_that_fails_is_named_and_nothing_is_kept() {
         assert!(text.contains("syntax error"), "{text}");
         // Nothing was kept: the second start runs the job again.
         assert_eq!(runs(dir.path()), round);
+    }
+    forget(&job);
+}
+
+/// A start after another from the same kept cluster takes the spare copy
+/// made once the one before was up (`env::spare`): its Postgres log says
+/// so, and it holds the kept cluster as it was, not what the start before
+/// wrote into its own copy.
+#[tokio::test]
+async fn a_later_start_takes_the_spare_copy_made_after_the_one_before() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = job_name("spare-seed");
+    let file = ecosystem(dir.path(), &job);
+    std::fs::write(
+        dir.path().join("seed.sql"),
+        "create table seeded (note text); insert into seeded values ('kept');",
+    )
+    .expect("write the seed");
+    let data_from = |round: u32| {
+        let log = std::fs::read_to_string(dir.path().join(format!("logs-{round}/db.log")))
+            .expect("the postgres log");
+        log.lines().next().unwrap_or_default().to_owned()
+    };
+
+    // The first start runs the job and keeps its cluster.
+    drop(started(&file, dir.path(), 1).await);
+    // The second copies the kept cluster: no spare of it was made yet.
+    let eco = started(&file, dir.path(), 2).await;
+    let first = data_from(2);
+    assert!(first.starts_with("data directory: a copy of "), "{first}");
+    assert!(first.contains(&format!("+{job}-")), "{first}");
+    let pool = eco.postgres_pool().await.expect("a pool");
+    sqlx::query("insert into seeded values ('written by the second start')")
+        .execute(&pool)
+        .await
+        .expect("insert");
+    pool.close().await;
+    wait_for_spares();
+    drop(eco);
+
+    for round in 3..=4 {
+        let eco = started(&file, dir.path(), round).await;
+        let first = data_from(round);
+        assert!(
+            first.starts_with("data directory: a spare copy of ")
+                && first.contains(&format!("+{job}-")),
+            "start {round}: {first}"
+        );
+        assert_eq!(notes(&eco).await, ["kept"], "start {round}");
+        assert_eq!(runs(dir.path()), 1, "the job ran once");
+        wait_for_spares();
+        drop(eco);
     }
     forget(&job);
 }
