@@ -750,6 +750,10 @@ impl Backend for ProcessBackend {
     fn started(&self) {
         let wanted =
             std::mem::take(&mut *self.spares_wanted.lock().unwrap_or_else(|e| e.into_inner()));
+        // A kept ecosystem's harness exits now: it starts nothing more.
+        if self.keep {
+            return;
+        }
         for (cluster, run_as) in wanted {
             spare::replenish(&cluster, run_as);
         }
