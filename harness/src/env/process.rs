@@ -420,7 +420,8 @@ pub(crate) const OWNER_FILE: &str = "owner.json";
 
 /// Removes the run directories (`tekup-run-*`, with their Postgres data) of
 /// harnesses that died without tearing down (SIGKILL) and did not ask to
-/// keep them. Their processes are already gone (parent-death signal).
+/// keep them, and the spare copies ([`spare`]) of processes gone. Their
+/// processes are already gone (parent-death signal).
 fn sweep_stale_runs(tmp: &Path) {
     let Ok(entries) = fs::read_dir(tmp) else {
         return;
@@ -435,6 +436,15 @@ fn sweep_stale_runs(tmp: &Path) {
             continue;
         }
         let Ok(text) = fs::read_to_string(path.join(OWNER_FILE)) else {
+            // A spares directory ([`spare`]) half removed by an exit: its
+            // name holds its process's id.
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix("tekup-run-spares-")
+                .and_then(|p| p.parse().ok());
+            if pid.is_some_and(|p| process_start_time(p).is_none()) {
+                let _ = fs::remove_dir_all(&path);
+            }
             continue;
         };
         let Ok(owner) = serde_json::from_str::<serde_json::Value>(&text) else {
@@ -875,5 +885,53 @@ impl ProcessBackend {
             }
         });
         let _ = fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sweep removes what processes gone left (a run without `keep`, a
+    /// spares directory with or without its owner record) and leaves what
+    /// belongs to a live process or was kept.
+    #[test]
+    fn the_sweep_removes_what_processes_gone_left_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        // Processes that exited: children run to their end.
+        let exited = || {
+            std::process::Command::new("true")
+                .spawn()
+                .and_then(|mut c| c.wait().map(|_| c.id()))
+                .unwrap()
+        };
+        let (gone, also_gone) = (exited(), exited());
+        let owned = |name: &str, pid: u32, keep: bool| {
+            let dir = tmp.path().join(name);
+            fs::create_dir_all(dir.join("data")).unwrap();
+            let owner = json!({ "pid": pid, "start-time": process_start_time(pid), "keep": keep });
+            fs::write(dir.join(OWNER_FILE), owner.to_string()).unwrap();
+            dir
+        };
+        let dead_run = owned("tekup-run-dead", gone, false);
+        let kept_run = owned("tekup-run-kept", gone, true);
+        let live_run = owned("tekup-run-live", me, false);
+        let dead_spares = owned(&format!("tekup-run-spares-{gone}"), gone, false);
+        let half_removed = tmp.path().join(format!("tekup-run-spares-{also_gone}"));
+        let live_spares = tmp.path().join(format!("tekup-run-spares-{me}"));
+        let other = tmp.path().join("tekup-other");
+        for dir in [&half_removed, &live_spares, &other] {
+            fs::create_dir_all(dir.join("cluster@self")).unwrap();
+        }
+
+        sweep_stale_runs(tmp.path());
+
+        for gone in [&dead_run, &dead_spares, &half_removed] {
+            assert!(!gone.exists(), "{} was left", gone.display());
+        }
+        for stays in [&kept_run, &live_run, &live_spares, &other] {
+            assert!(stays.exists(), "{} was removed", stays.display());
+        }
     }
 }

@@ -22,7 +22,8 @@
 //!   directory carries the same owner record as a run directory, so a
 //!   process killed before it could clean up has it swept by the next
 //!   start anywhere on the machine; a process that exits normally removes
-//!   it on its way out (`atexit`).
+//!   it on its way out (`atexit`), once the copy being made, if any, is
+//!   done.
 //! - `TEKUP_SPARE_CLUSTERS=0` turns spares off: every start copies (the
 //!   memory a spare holds is then never used; a benchmark compares both).
 //! - [`wait_for_spares`] waits until no spare is being made, for a caller
@@ -32,6 +33,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 
 use super::postgres::{self as pg, RunAs};
@@ -41,6 +43,8 @@ static MAKING: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 static MADE: Condvar = Condvar::new();
 /// This process's spares directory, once made.
 static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+/// Set as the process exits: no spare is begun after it.
+static EXITING: AtomicBool = AtomicBool::new(false);
 
 /// Whether spares are on (`TEKUP_SPARE_CLUSTERS`, default on).
 pub(crate) fn enabled() -> bool {
@@ -60,7 +64,15 @@ pub(crate) fn take(cluster: &Path, run_as: Option<RunAs>, data: &Path) -> bool {
     };
     let spare = dir.join(name(cluster, run_as));
     // A rename is atomic: of two starts asking at once, one gets it.
-    fs::rename(&spare, data).is_ok()
+    if fs::rename(&spare, data).is_err() {
+        return false;
+    }
+    // Only whole copies get their name; a check costs one stat.
+    if data.join("PG_VERSION").is_file() {
+        return true;
+    }
+    let _ = fs::remove_dir_all(data);
+    false
 }
 
 /// Makes a spare copy of `cluster` for `run_as` in a thread of its own,
@@ -77,8 +89,11 @@ pub(crate) fn replenish(cluster: &Path, run_as: Option<RunAs>) {
     if dir.join(&name).exists() {
         return;
     }
-    if !making().insert(name.clone()) {
-        return;
+    {
+        let mut making = making();
+        if EXITING.load(Ordering::SeqCst) || !making.insert(name.clone()) {
+            return;
+        }
     }
     let cluster = cluster.to_path_buf();
     let spawned = std::thread::Builder::new()
@@ -163,6 +178,15 @@ fn remove_at_exit(dir: &Path) {
         return;
     }
     extern "C" fn remove() {
+        // Begin no spare from now on, and let the one being made finish:
+        // removing the directory while a copy writes into it left parts
+        // of it behind.
+        let mut making = making();
+        EXITING.store(true, Ordering::SeqCst);
+        while !making.is_empty() {
+            making = MADE.wait(making).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(making);
         if let Some(dir) = AT_EXIT.get() {
             let _ = fs::remove_dir_all(dir);
         }
@@ -179,6 +203,56 @@ fn remove_at_exit(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A process that exits while a spare is being made leaves nothing
+    /// behind: the test runs itself again as that process
+    /// (`TEKUP_SPARE_EXIT_CHILD`), in a scratch directory of its own.
+    #[test]
+    fn a_process_exiting_while_a_spare_is_made_leaves_nothing() {
+        if let Some(cluster) = std::env::var_os("TEKUP_SPARE_EXIT_CHILD") {
+            let cluster = PathBuf::from(cluster);
+            replenish(&cluster, None);
+            // Exit once the copy is under way (or, on a fast machine, done).
+            let dir = DIR.get().cloned().flatten().unwrap();
+            let name = name(&cluster, None);
+            while !dir.join(format!(".making-{name}/base")).exists() && !dir.join(&name).exists() {
+                std::thread::yield_now();
+            }
+            std::process::exit(0);
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let cluster = tmp.path().join("cluster-big");
+        for db in 0..20 {
+            let dir = cluster.join(format!("base/{db}"));
+            fs::create_dir_all(&dir).unwrap();
+            for file in 0..20 {
+                fs::write(dir.join(file.to_string()), vec![1u8; 64 * 1024]).unwrap();
+            }
+        }
+        fs::write(cluster.join("PG_VERSION"), "15\n").unwrap();
+        let scratch = tmp.path().join("scratch");
+        for round in 0..3 {
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "env::spare::tests::a_process_exiting_while_a_spare_is_made_leaves_nothing",
+                    "--nocapture",
+                ])
+                .env("TEKUP_SPARE_EXIT_CHILD", &cluster)
+                .env("TEKUP_SCRATCH_DIR", &scratch)
+                .env_remove("TEKUP_SPARE_CLUSTERS")
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "round {round}: {status}");
+            let left: Vec<_> = fs::read_dir(&scratch)
+                .unwrap()
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .collect();
+            assert!(left.is_empty(), "round {round}: left behind: {left:?}");
+        }
+    }
 
     /// A spare is taken once, whole, and the cluster it was made from is
     /// left as it was.
@@ -230,5 +304,13 @@ mod tests {
             .collect();
         assert_eq!(made, vec!["cluster-abc@self".to_owned()]);
         assert!(dir.join(super::super::process::OWNER_FILE).is_file());
+
+        // A directory under a spare's name without a cluster in it is not
+        // taken, and goes.
+        let bogus = tmp.path().join("cluster-bogus");
+        fs::create_dir_all(dir.join(name(&bogus, None))).unwrap();
+        let fourth = runs.path().join("fourth");
+        assert!(!take(&bogus, None, &fourth), "an empty spare is refused");
+        assert!(!fourth.exists() && !dir.join(name(&bogus, None)).exists());
     }
 }
