@@ -27,6 +27,13 @@ use super::ready::{self, Probe};
 use super::runtime::{Instance, LaunchSpec};
 use super::spawn::{signal_group, spawn_owned};
 
+/// Where the server keeps its dynamic shared memory: files in the data
+/// directory (`pg_dynshmem/`), thrown away with it, instead of POSIX
+/// segments in `/dev/shm`, which the immediate shutdown (SIGQUIT) every
+/// throw-away server ends with leaves behind: some ten megabytes of memory
+/// per run of the test suite, until the machine restarts.
+pub(crate) const DSM_IN_DATA_DIR: &str = "dynamic_shared_memory_type=mmap";
+
 /// How long the server may take to accept connections.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const LOG_TAIL_LINES: usize = 200;
@@ -181,6 +188,7 @@ impl LocalPostgres {
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=300"])
+            .args(["-c", DSM_IN_DATA_DIR])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -621,6 +629,12 @@ mod tests {
         std::net::TcpStream::connect(("127.0.0.1", port)).expect("accepts TCP");
         let dir = pg.dir().to_path_buf();
         assert!(pg.log_tail().contains("ready to accept connections"));
+        // Its dynamic shared memory is in its data directory, which goes
+        // with it (`DSM_IN_DATA_DIR`), not in /dev/shm, where it would stay.
+        let dsm = fs::read_dir(dir.join("data/pg_dynshmem"))
+            .expect("pg_dynshmem")
+            .count();
+        assert!(dsm > 0, "no segment in the data directory's pg_dynshmem");
         drop(pg);
         assert!(!dir.exists(), "data directory removed");
         assert!(

@@ -357,6 +357,8 @@ impl ProcessBackend {
                     "full_page_writes=off".into(),
                     "-c".into(),
                     "max_connections=300".into(),
+                    "-c".into(),
+                    pg::DSM_IN_DATA_DIR.into(),
                 ];
                 recipe.run_as = run_as;
                 recipe.cwd = dir;
