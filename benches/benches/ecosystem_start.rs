@@ -329,12 +329,10 @@ struct Sample {
 impl Sample {
     /// From the first (cold) start and its teardown.
     fn new(cold: Start) -> Self {
-        Self {
-            cold: Some(cold.took),
-            warm: Vec::new(),
-            warm_cpu: Vec::new(),
-            teardown: vec![cold.stopped],
-        }
+        let mut sample = Self::warm_only();
+        sample.cold = Some(cold.took);
+        sample.teardown.push(cold.stopped);
+        sample
     }
 
     /// A series of warm starts alone.

@@ -140,9 +140,7 @@ impl ProcessBackend {
         }
         fs::create_dir_all(&run_dir)
             .map_err(EnvError::io(format!("create {}", run_dir.display())))?;
-        let pid = std::process::id();
-        let owner = json!({ "pid": pid, "start-time": process_start_time(pid), "keep": keep });
-        fs::write(run_dir.join(OWNER_FILE), owner.to_string())
+        record_owner(&run_dir, std::process::id(), keep)
             .map_err(EnvError::io("record the run directory's owner"))?;
         // The postgres user must be able to traverse into its data directory.
         fs::set_permissions(&run_dir, fs::Permissions::from_mode(0o711))
@@ -418,7 +416,15 @@ impl Drop for ProcessBackend {
     }
 }
 
-pub(crate) const OWNER_FILE: &str = "owner.json";
+const OWNER_FILE: &str = "owner.json";
+
+/// Writes the owner record [`sweep_stale_runs`] reads into `dir`: the
+/// process `pid` (with its start time, so a reused id is not taken for it)
+/// and whether the directory is kept after it.
+pub(crate) fn record_owner(dir: &Path, pid: u32, keep: bool) -> std::io::Result<()> {
+    let owner = json!({ "pid": pid, "start-time": process_start_time(pid), "keep": keep });
+    fs::write(dir.join(OWNER_FILE), owner.to_string())
+}
 
 /// Removes the run directories (`tekup-run-*`, with their Postgres data) of
 /// harnesses that died without tearing down (SIGKILL) and did not ask to
@@ -912,8 +918,7 @@ mod tests {
         let owned = |name: &str, pid: u32, keep: bool| {
             let dir = tmp.path().join(name);
             fs::create_dir_all(dir.join("data")).unwrap();
-            let owner = json!({ "pid": pid, "start-time": process_start_time(pid), "keep": keep });
-            fs::write(dir.join(OWNER_FILE), owner.to_string()).unwrap();
+            record_owner(&dir, pid, keep).unwrap();
             dir
         };
         let dead_run = owned("tekup-run-dead", gone, false);

@@ -160,12 +160,7 @@ fn make_dir() -> Option<PathBuf> {
     let dir = super::scratch::dir().join(format!("tekup-run-spares-{pid}"));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).ok()?;
-    let owner = serde_json::json!({
-        "pid": pid,
-        "start-time": super::spawn::process_start_time(pid),
-        "keep": false,
-    });
-    fs::write(dir.join(super::process::OWNER_FILE), owner.to_string()).ok()?;
+    super::process::record_owner(&dir, pid, false).ok()?;
     remove_at_exit(&dir);
     Some(dir)
 }
@@ -178,15 +173,14 @@ fn remove_at_exit(dir: &Path) {
         return;
     }
     extern "C" fn remove() {
-        // Begin no spare from now on, and let the one being made finish:
-        // removing the directory while a copy writes into it left parts
-        // of it behind.
-        let mut making = making();
-        EXITING.store(true, Ordering::SeqCst);
-        while !making.is_empty() {
-            making = MADE.wait(making).unwrap_or_else(|e| e.into_inner());
+        // Begin no spare from now on (set under the lock `replenish` checks
+        // it under), and let the one being made finish: removing the
+        // directory while a copy writes into it left parts of it behind.
+        {
+            let _making = making();
+            EXITING.store(true, Ordering::SeqCst);
         }
-        drop(making);
+        wait_for_spares();
         if let Some(dir) = AT_EXIT.get() {
             let _ = fs::remove_dir_all(dir);
         }
@@ -303,7 +297,7 @@ mod tests {
             .filter(|n| n.starts_with("cluster-abc"))
             .collect();
         assert_eq!(made, vec!["cluster-abc@self".to_owned()]);
-        assert!(dir.join(super::super::process::OWNER_FILE).is_file());
+        assert!(dir.join("owner.json").is_file());
 
         // A directory under a spare's name without a cluster in it is not
         // taken, and goes.
